@@ -1,0 +1,77 @@
+"""REST over the alert store: list (filtered, newest first, cursor-paginated), get one, health."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+
+from api.schemas import AlertDetail, AlertPage, Health
+from api.store import AlertFilter, AlertStore, CursorError, StoreError
+from detectors.alerts import Severity
+
+MAX_PAGE = 500
+
+
+def get_store(request: Request) -> AlertStore:
+    store: AlertStore = request.app.state.store
+    return store
+
+
+StoreDep = Annotated[AlertStore, Depends(get_store)]
+router = APIRouter()
+
+
+@router.get("/api/v1/alerts", response_model=AlertPage, tags=["alerts"])
+def list_alerts(
+    store: StoreDep,
+    min_severity: Annotated[str | None, Query(description="info, low, medium, high or critical")] = None,
+    rule: Annotated[str | None, Query(description="Rule id or rule name")] = None,
+    user: Annotated[str | None, Query(description="Authenticated user name")] = None,
+    namespace: str | None = None,
+    since: Annotated[datetime | None, Query(description="Event time >= this (RFC 3339)")] = None,
+    until: Annotated[datetime | None, Query(description="Event time < this (RFC 3339)")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> dict[str, Any]:
+    try:
+        severity = Severity.parse(min_severity) if min_severity else None
+    except ValueError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+    flt = AlertFilter(severity, rule, user, namespace, since, until)
+    try:
+        items, next_cursor = store.list_alerts(flt, limit=limit, cursor=cursor)
+    except CursorError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
+    except StoreError as exc:
+        raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "5"}) from None
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/api/v1/alerts/{alert_id}", response_model=AlertDetail, tags=["alerts"])
+def get_alert(alert_id: str, store: StoreDep) -> dict[str, Any]:
+    try:
+        found = store.get_alert(alert_id)
+    except StoreError as exc:
+        raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "5"}) from None
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"no alert {alert_id!r}")
+    return found
+
+
+@router.get("/healthz", response_model=Health, tags=["health"])
+def healthz() -> dict[str, Any]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=Health, tags=["health"])
+def readyz(store: StoreDep) -> Any:
+    """The alert store answers."""
+    try:
+        store.ping()
+    except StoreError as exc:
+        return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
+    return {"status": "ok"}

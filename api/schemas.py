@@ -1,0 +1,45 @@
+"""Response shapes of the REST API (pydantic lives only at the HTTP boundary)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class AlertSummary(BaseModel):
+    id: str = Field(description="Deterministic: the same rule on the same event always gives this id")
+    rule: str = Field(description="The rule's name exactly as written in its file")
+    rule_id: str
+    severity: str = Field(description="info, low, medium, high or critical")
+    mitre: list[str]
+    message: str
+    time: str = Field(description="Event time (the audit event's stageTimestamp), RFC 3339 UTC")
+    detected_at: str
+    audit_id: str
+    stage: str
+    user: str
+    groups: list[str]
+    impersonated_user: str | None
+    source_ips: list[str]
+    user_agent: str
+    verb: str
+    resource: str
+    subresource: str
+    namespace: str
+    name: str
+    origin: str = Field(description="Where the event came from: file:line for replays, webhook path and item")
+
+
+class AlertDetail(AlertSummary):
+    event: dict[str, Any] = Field(description="The audit event, with secrets and tokens redacted")
+
+
+class AlertPage(BaseModel):
+    items: list[AlertSummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null at the end")
+
+
+class Health(BaseModel):
+    status: str
+    detail: str | None = None

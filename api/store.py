@@ -1,0 +1,336 @@
+"""The alert store: SQLAlchemy Core over SQLite (default) or PostgreSQL; schema by Alembic migrations.
+
+Writes are idempotent: an alert's id is deterministic, and inserting it again changes nothing, so a
+redelivered batch or a second replay of the same file never duplicates an alert.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    and_,
+    create_engine,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from detectors.alerts import Alert, Severity
+from detectors.events import Rejected
+from detectors.redact import redact_payload
+
+MAX_QUARANTINE_PAYLOAD = 1 << 20  # bytes kept of one rejected item; the rest is marked truncated
+_JSON = JSON().with_variant(JSONB(), "postgresql")
+
+metadata = MetaData()
+
+alerts_table = Table(
+    "alerts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("rule_id", String(200), nullable=False),
+    Column("rule_name", Text, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("severity_rank", SmallInteger, nullable=False),
+    Column("mitre", _JSON, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("event_time", DateTime(timezone=True), nullable=False),
+    Column("detected_at", DateTime(timezone=True), nullable=False),
+    Column("audit_id", String(512), nullable=False),
+    Column("stage", String(32), nullable=False),
+    Column("user_name", Text, nullable=False),
+    Column("groups", _JSON, nullable=False),
+    Column("impersonated_user", Text),
+    Column("source_ips", _JSON, nullable=False),
+    Column("user_agent", Text, nullable=False),
+    Column("verb", String(64), nullable=False),
+    Column("resource", String(255), nullable=False),
+    Column("subresource", String(255), nullable=False),
+    Column("namespace", String(255), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("origin", Text, nullable=False),
+    Column("event", _JSON, nullable=False),
+    Index("ix_alerts_time_id", "event_time", "id"),
+    Index("ix_alerts_rule", "rule_id"),
+    Index("ix_alerts_user", "user_name"),
+    Index("ix_alerts_namespace", "namespace"),
+)
+
+quarantine_table = Table(
+    "quarantine",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("origin", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("payload_truncated", Boolean, nullable=False),
+)
+
+
+class StoreError(Exception):
+    """The alert store could not do its job (database down, bad URL); callers answer 503 or retry."""
+
+
+class CursorError(StoreError):
+    """A pagination cursor that this store did not produce."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    min_severity: Severity | None = None
+    rule: str | None = None
+    user: str | None = None
+    namespace: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _iso(value: datetime) -> str:
+    return _utc(value).isoformat().replace("+00:00", "Z")
+
+
+def encode_cursor(event_time: datetime, alert_id: str) -> str:
+    raw = orjson.dumps([_iso(event_time), alert_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        time_text, alert_id = orjson.loads(raw)
+        return _utc(datetime.fromisoformat(time_text)), str(alert_id)
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise CursorError("invalid cursor") from None
+
+
+def _alert_row(alert: Alert, detected_at: datetime) -> dict[str, Any]:
+    return {
+        "id": alert.id,
+        "rule_id": alert.rule_id,
+        "rule_name": alert.rule_name,
+        "severity": alert.severity.label,
+        "severity_rank": int(alert.severity),
+        "mitre": list(alert.mitre),
+        "message": alert.message,
+        "event_time": alert.event_time,
+        "detected_at": detected_at,
+        "audit_id": alert.audit_id,
+        "stage": alert.stage,
+        "user_name": alert.user,
+        "groups": list(alert.groups),
+        "impersonated_user": alert.impersonated_user,
+        "source_ips": list(alert.source_ips),
+        "user_agent": alert.user_agent,
+        "verb": alert.verb,
+        "resource": alert.resource,
+        "subresource": alert.subresource,
+        "namespace": alert.namespace,
+        "name": alert.name,
+        "origin": alert.origin,
+        "event": dict(alert.event),
+    }
+
+
+def row_to_dict(row: Any, *, with_event: bool) -> dict[str, Any]:
+    m = row._mapping
+    out = {
+        "id": m["id"],
+        "rule": m["rule_name"],
+        "rule_id": m["rule_id"],
+        "severity": m["severity"],
+        "mitre": list(m["mitre"] or []),
+        "message": m["message"],
+        "time": _iso(m["event_time"]),
+        "detected_at": _iso(m["detected_at"]),
+        "audit_id": m["audit_id"],
+        "stage": m["stage"],
+        "user": m["user_name"],
+        "groups": list(m["groups"] or []),
+        "impersonated_user": m["impersonated_user"],
+        "source_ips": list(m["source_ips"] or []),
+        "user_agent": m["user_agent"],
+        "verb": m["verb"],
+        "resource": m["resource"],
+        "subresource": m["subresource"],
+        "namespace": m["namespace"],
+        "name": m["name"],
+        "origin": m["origin"],
+    }
+    if with_event:
+        out["event"] = m["event"]
+    return out
+
+
+def _quarantine_row(item: Rejected, received_at: datetime) -> dict[str, Any]:
+    try:
+        payload = orjson.dumps(redact_payload(item.payload), option=orjson.OPT_NON_STR_KEYS).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        payload = repr(item.payload)
+    truncated = len(payload) > MAX_QUARANTINE_PAYLOAD
+    return {
+        "received_at": received_at,
+        "origin": item.origin,
+        "reason": item.reason,
+        "payload": payload[:MAX_QUARANTINE_PAYLOAD],
+        "payload_truncated": truncated,
+    }
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")  # a 200 means the alerts reached the disk
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.close()
+
+
+class AlertStore:
+    """Owns one SQLAlchemy engine. Methods are synchronous; async callers run them in a thread."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            if url.startswith("sqlite"):
+                self.engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+                _configure_sqlite(self.engine)
+            else:
+                self.engine = create_engine(url, pool_pre_ping=True)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise StoreError(f"cannot use database URL: {exc}") from None
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database error: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from exc
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        with self._tx() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def ping(self) -> None:
+        with self._tx() as conn:
+            conn.execute(select(1))
+
+    def write(self, alerts: Sequence[Alert], rejected: Sequence[Rejected] = ()) -> int:
+        """Store alerts and rejected items in one transaction; return how many alerts were new."""
+        now = datetime.now(UTC)
+        unique = {a.id: a for a in alerts}
+        new = 0
+        with self._tx() as conn:
+            ids = list(unique)
+            existing: set[str] = set()
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                existing.update(conn.scalars(select(alerts_table.c.id).where(alerts_table.c.id.in_(chunk))))
+            rows = [_alert_row(a, now) for i, a in unique.items() if i not in existing]
+            if rows:
+                conn.execute(self._insert_ignore(), rows)
+                new = len(rows)
+            if rejected:
+                conn.execute(insert(quarantine_table), [_quarantine_row(r, now) for r in rejected])
+        return new
+
+    def _insert_ignore(self) -> Any:
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(alerts_table).on_conflict_do_nothing(index_elements=["id"])
+        if self.engine.dialect.name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            return sqlite_insert(alerts_table).on_conflict_do_nothing(index_elements=["id"])
+        return insert(alerts_table)
+
+    def list_alerts(
+        self, flt: AlertFilter, *, limit: int, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first (event time, then id); returns a page and the cursor of the next one."""
+        t = alerts_table
+        query = select(*(c for c in t.c if c.name != "event"))
+        conds = []
+        if flt.min_severity is not None:
+            conds.append(t.c.severity_rank >= int(flt.min_severity))
+        if flt.rule:
+            conds.append(or_(t.c.rule_id == flt.rule, t.c.rule_name == flt.rule))
+        if flt.user:
+            conds.append(t.c.user_name == flt.user)
+        if flt.namespace:
+            conds.append(t.c.namespace == flt.namespace)
+        if flt.since:
+            conds.append(t.c.event_time >= _utc(flt.since))
+        if flt.until:
+            conds.append(t.c.event_time < _utc(flt.until))
+        if cursor:
+            c_time, c_id = decode_cursor(cursor)
+            conds.append(or_(t.c.event_time < c_time, and_(t.c.event_time == c_time, t.c.id < c_id)))
+        if conds:
+            query = query.where(and_(*conds))
+        query = query.order_by(t.c.event_time.desc(), t.c.id.desc()).limit(limit + 1)
+        with self._tx() as conn:
+            rows = list(conn.execute(query))
+        items = [row_to_dict(r, with_event=False) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]._mapping
+            next_cursor = encode_cursor(last["event_time"], last["id"])
+        return items, next_cursor
+
+    def get_alert(self, alert_id: str) -> dict[str, Any] | None:
+        with self._tx() as conn:
+            row = conn.execute(select(alerts_table).where(alerts_table.c.id == alert_id)).first()
+        return row_to_dict(row, with_event=True) if row is not None else None
+
+    def count_alerts(self) -> int:
+        with self._tx() as conn:
+            return int(conn.scalar(select(func.count()).select_from(alerts_table)) or 0)
+
+    def quarantined(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self._tx() as conn:
+            rows = conn.execute(select(quarantine_table).order_by(quarantine_table.c.id.desc()).limit(limit))
+            return [dict(r._mapping) for r in rows]
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,128 @@
+"""Alerts: what a detector says about an event. Frozen, with an id that is the same every time."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import IntEnum
+from typing import Any
+
+from detectors.events import AuditEvent
+from detectors.redact import redact_event
+
+
+class Severity(IntEnum):
+    INFO = 0
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        try:
+            return cls[text.upper()]
+        except KeyError:
+            raise ValueError(f"severity {text!r} is not one of {', '.join(s.label for s in cls)}") from None
+
+
+def alert_id(rule_id: str, event: AuditEvent) -> str:
+    """Deterministic id: the same rule on the same event always gives the same id.
+
+    auditID alone is not unique (clients may send their own Audit-ID header), so the stage and both
+    timestamps take part too: a retried or replayed event keeps its id, a forged auditID does not
+    collide with an earlier alert.
+    """
+    raw = event.raw
+    parts = (
+        rule_id,
+        event.audit_id,
+        event.stage,
+        str(raw.get("requestReceivedTimestamp") or ""),
+        event.stage_timestamp,
+    )
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    id: str
+    rule_id: str
+    rule_name: str
+    severity: Severity
+    mitre: tuple[str, ...]
+    message: str
+    event_time: datetime
+    audit_id: str
+    stage: str
+    user: str
+    groups: tuple[str, ...]
+    impersonated_user: str | None
+    source_ips: tuple[str, ...]
+    user_agent: str
+    verb: str
+    resource: str
+    subresource: str
+    namespace: str
+    name: str
+    origin: str
+    event: Mapping[str, Any]  # redacted copy of the event
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready fields (no event body), as replay prints them and the REST API lists them."""
+        return {
+            "id": self.id,
+            "rule": self.rule_name,
+            "rule_id": self.rule_id,
+            "severity": self.severity.label,
+            "mitre": list(self.mitre),
+            "message": self.message,
+            "time": self.event_time.isoformat().replace("+00:00", "Z"),
+            "audit_id": self.audit_id,
+            "stage": self.stage,
+            "user": self.user,
+            "groups": list(self.groups),
+            "impersonated_user": self.impersonated_user,
+            "source_ips": list(self.source_ips),
+            "user_agent": self.user_agent,
+            "verb": self.verb,
+            "resource": self.resource,
+            "subresource": self.subresource,
+            "namespace": self.namespace,
+            "name": self.name,
+            "origin": self.origin,
+        }
+
+
+def make_alert(
+    *, rule_id: str, rule_name: str, severity: Severity, mitre: tuple[str, ...], message: str, event: AuditEvent
+) -> Alert:
+    return Alert(
+        id=alert_id(rule_id, event),
+        rule_id=rule_id,
+        rule_name=rule_name,
+        severity=severity,
+        mitre=mitre,
+        message=message,
+        event_time=event.time,
+        audit_id=event.audit_id,
+        stage=event.stage,
+        user=event.username,
+        groups=event.groups,
+        impersonated_user=event.impersonated_username,
+        source_ips=event.source_ips,
+        user_agent=event.user_agent,
+        verb=event.verb,
+        resource=event.resource,
+        subresource=event.subresource,
+        namespace=event.namespace,
+        name=event.name,
+        origin=event.origin,
+        event=redact_event(event.raw),
+    )

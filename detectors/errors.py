@@ -1,0 +1,30 @@
+"""The one error root of the detection package."""
+
+from __future__ import annotations
+
+
+class DetectorError(Exception):
+    """Root of every error raised by `detectors`."""
+
+
+class RuleError(DetectorError):
+    """A rule file that cannot be loaded; carries the file and line it points at."""
+
+    def __init__(self, message: str, *, path: str = "<string>", line: int | None = None) -> None:
+        self.message = message
+        self.path = path
+        self.line = line
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {message}")
+
+
+class RuleErrors(DetectorError):
+    """Several rule errors collected in one pass, so a user fixes them all at once."""
+
+    def __init__(self, errors: list[RuleError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+class EventError(DetectorError):
+    """An input that is not an audit event (or a list of them); the message says why."""

@@ -1,0 +1,283 @@
+"""Dotted field paths over audit events, compiled once and evaluated many times.
+
+Syntax: `a.b.c`, `a[*].b` (every element), `a[0]` (one element), `annotations['k.io/x']` (a key with dots),
+and virtual roots computed from the whole event (`$containers`, `$podSpecs`, ...; see docs/rules.md).
+A key applied to a list applies to each element, and a final list value is flattened, so
+`user.groups` or `requestObject.rules.verbs` yield their elements.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from detectors.errors import DetectorError
+from detectors.events import DECISION_ANNOTATION, AuditEvent
+
+
+class PathError(DetectorError):
+    """A field path that does not parse."""
+
+
+_EACH = object()  # token for [*]
+_TOKEN = re.compile(
+    r"""\.?(?P<name>[A-Za-z0-9_\-]+)|\[(?P<each>\*)\]|\[(?P<index>-?\d+)\]|\[(?P<q>['"])(?P<key>.*?)(?P=q)\]"""
+)
+
+# Pod specs live at different depths depending on the object that carries them.
+_POD_SPEC_KEYS = frozenset(
+    {"containers", "initContainers", "ephemeralContainers", "volumes", "hostNetwork", "hostPID", "hostIPC"}
+)
+_CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+
+
+def _request_object(event: AuditEvent) -> Any:
+    """requestObject as an object: JSON-patch arrays become a partial object holding their values."""
+    cached = event.cache.get("$request")
+    if cached is not None:
+        return cached
+    body = event.raw.get("requestObject")
+    result: Any = patch_overlay(body) if isinstance(body, list) else body
+    event.cache["$request"] = result if result is not None else {}
+    return event.cache["$request"]
+
+
+def patch_overlay(ops: list[Any]) -> dict[str, Any]:
+    """Build the partial object that a JSON patch (RFC 6902) writes: values of add/replace/copy-less ops.
+
+    `[{"op":"add","path":"/spec/containers/0/securityContext","value":{"privileged":true}}]` becomes
+    `{"spec":{"containers":[{"securityContext":{"privileged":true}}]}}`, so the same field paths match
+    a patch and a full object.
+    """
+    root: dict[str, Any] = {}
+    for op in ops:
+        if not isinstance(op, dict) or op.get("op") not in ("add", "replace") or not isinstance(op.get("path"), str):
+            continue
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
+        if not parts:
+            if isinstance(op.get("value"), dict):
+                root.update(op["value"])
+            continue
+        node: Any = root
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            nxt_is_index = not last and (parts[i + 1].isdigit() or parts[i + 1] == "-")
+            if isinstance(node, dict):
+                if last:
+                    node[part] = op.get("value")
+                else:
+                    node = node.setdefault(part, [] if nxt_is_index else {})
+            elif isinstance(node, list):
+                idx = len(node) if part == "-" else int(part) if part.isdigit() else None
+                if idx is None:
+                    break
+                while len(node) <= idx:
+                    node.append({})
+                if last:
+                    node[idx] = op.get("value")
+                else:
+                    if not isinstance(node[idx], (dict, list)):
+                        node[idx] = [] if nxt_is_index else {}
+                    node = node[idx]
+            else:
+                break
+    return root
+
+
+def _pod_specs(event: AuditEvent) -> list[Any]:
+    cached = event.cache.get("$podSpecs")
+    if cached is not None:
+        return list(cached)
+    specs: list[dict[str, Any]] = []
+    body = _request_object(event)
+    if isinstance(body, dict):
+        spec = body.get("spec")
+        template = body.get("template")  # PodTemplate objects
+        if isinstance(template, dict) and isinstance(template.get("spec"), dict):
+            specs.append(template["spec"])
+        if isinstance(spec, dict):
+            tmpl = spec.get("template")
+            if isinstance(tmpl, dict) and isinstance(tmpl.get("spec"), dict):
+                specs.append(tmpl["spec"])
+            job = spec.get("jobTemplate")
+            if isinstance(job, dict):
+                job_spec = job.get("spec")
+                if isinstance(job_spec, dict):
+                    jt = job_spec.get("template")
+                    if isinstance(jt, dict) and isinstance(jt.get("spec"), dict):
+                        specs.append(jt["spec"])
+            if event.resource == "pods" or body.get("kind") == "Pod" or not _POD_SPEC_KEYS.isdisjoint(spec):
+                specs.append(spec)
+    event.cache["$podSpecs"] = specs
+    return list(specs)
+
+
+def _containers(event: AuditEvent) -> list[Any]:
+    out: list[Any] = []
+    for spec in _pod_specs(event):
+        for key in _CONTAINER_LISTS:
+            items = spec.get(key)
+            if isinstance(items, list):
+                out.extend(c for c in items if isinstance(c, dict))
+    return out
+
+
+def _volumes(event: AuditEvent) -> list[Any]:
+    out: list[Any] = []
+    for spec in _pod_specs(event):
+        items = spec.get("volumes")
+        if isinstance(items, list):
+            out.extend(v for v in items if isinstance(v, dict))
+    return out
+
+
+def _decision(event: AuditEvent) -> list[Any]:
+    annotations = event.raw.get("annotations")
+    if isinstance(annotations, dict) and DECISION_ANNOTATION in annotations:
+        return [annotations[DECISION_ANNOTATION]]
+    return []
+
+
+def _principal(event: AuditEvent) -> list[Any]:
+    principal = event.principal
+    return [principal] if principal else []
+
+
+def _request(event: AuditEvent) -> list[Any]:
+    body = _request_object(event)
+    return [body] if body else []
+
+
+# name -> (function, yields a list of several values)
+VIRTUAL_ROOTS: dict[str, tuple[Callable[[AuditEvent], list[Any]], bool]] = {
+    "decision": (_decision, False),
+    "principal": (_principal, False),
+    "request": (_request, False),
+    # list-valued roots are one list value, so `$containers[*]` expands it like any JSON list
+    "podSpecs": (lambda e: [_pod_specs(e)], True),
+    "containers": (lambda e: [_containers(e)], True),
+    "volumes": (lambda e: [_volumes(e)], True),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPath:
+    text: str
+    values: Callable[[AuditEvent], list[Any]]  # flattened, for conditions
+    many: bool  # may yield several values (has [*] or a list-valued root)
+    value: Callable[[AuditEvent], Any]  # as stored (lists not flattened); the list of values if `many`
+
+
+def _flatten(values: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for v in values:
+        if isinstance(v, list):
+            out.extend(x for x in v if x is not None)
+        elif v is not None:
+            out.append(v)
+    return out
+
+
+def _tokenize(text: str) -> list[Any]:
+    tokens: list[Any] = []
+    pos = 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None or m.end() == pos or (pos == 0 and text.startswith(".")):
+            raise PathError(f"bad field path {text!r} at character {pos + 1}")
+        if m.group("name") is not None:
+            tokens.append(m.group("name"))
+        elif m.group("each") is not None:
+            tokens.append(_EACH)
+        elif m.group("index") is not None:
+            tokens.append(int(m.group("index")))
+        else:
+            tokens.append(m.group("key"))
+        pos = m.end()
+    return tokens
+
+
+@lru_cache(maxsize=4096)
+def compile_path(text: str) -> CompiledPath:
+    if not isinstance(text, str) or not text.strip():
+        raise PathError("empty field path")
+    root_fn: Callable[[AuditEvent], list[Any]] | None = None
+    rest = text
+    many = False
+    if text.startswith("$"):
+        m = re.match(r"\$([A-Za-z]+)", text)
+        name = m.group(1) if m else ""
+        if name not in VIRTUAL_ROOTS:
+            raise PathError(f"unknown virtual field ${name} (known: {', '.join('$' + k for k in VIRTUAL_ROOTS)})")
+        root_fn, many = VIRTUAL_ROOTS[name]
+        rest = text[len(name) + 1 :]
+        if rest.startswith("."):
+            rest = rest[1:]
+            if not rest:
+                raise PathError(f"bad field path {text!r}: nothing after the dot")
+    tokens = _tokenize(rest) if rest else []
+    many = many or any(t is _EACH for t in tokens)
+
+    if root_fn is None and all(isinstance(t, str) for t in tokens):
+        keys = tuple(tokens)
+
+        def simple(event: AuditEvent) -> list[Any]:
+            node: Any = event.raw
+            for i, key in enumerate(keys):
+                if isinstance(node, dict):
+                    node = node.get(key)
+                    if node is None:
+                        return []
+                elif isinstance(node, list):
+                    return _walk([node], keys[i:])
+                else:
+                    return []
+            if isinstance(node, list):
+                return _flatten(node)
+            return [node]
+
+        def single(event: AuditEvent) -> Any:
+            node: Any = event.raw
+            for key in keys:
+                if not isinstance(node, dict):
+                    return simple(event) if isinstance(node, list) else None
+                node = node.get(key)
+            return node
+
+        return CompiledPath(text, simple, many, simple if many else single)
+
+    start = root_fn
+
+    def walk(event: AuditEvent) -> list[Any]:
+        roots = start(event) if start is not None else [event.raw]
+        return _walk(roots, tokens)
+
+    def first(event: AuditEvent) -> Any:
+        found = walk(event)
+        return found if many else (found[0] if len(found) == 1 else found or None)
+
+    return CompiledPath(text, walk, many, first)
+
+
+def _walk(values: list[Any], tokens: tuple[Any, ...] | list[Any]) -> list[Any]:
+    for tok in tokens:
+        nxt: list[Any] = []
+        for v in values:
+            if tok is _EACH:
+                if isinstance(v, list):
+                    nxt.extend(v)
+            elif isinstance(tok, int):
+                if isinstance(v, list) and -len(v) <= tok < len(v):
+                    nxt.append(v[tok])
+            elif isinstance(v, dict):
+                if tok in v:
+                    nxt.append(v[tok])
+            elif isinstance(v, list):  # a key applied to a list applies to each element
+                nxt.extend(x[tok] for x in v if isinstance(x, dict) and tok in x)
+        values = nxt
+        if not values:
+            return []
+    return _flatten(values)

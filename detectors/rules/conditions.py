@@ -1,0 +1,208 @@
+"""Compile a rule's `match:` mapping into a predicate over AuditEvent (see docs/rules.md)."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from detectors.errors import RuleError
+from detectors.events import AuditEvent
+from detectors.fieldpath import PathError, compile_path
+from detectors.rules.yamlload import LocatedDict, LocatedList
+
+Predicate = Callable[[AuditEvent], bool]
+ValueTest = Callable[[Any], bool]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality that keeps booleans apart from numbers (YAML `true` must not match JSON `1`)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return bool(a == b)
+
+
+def _strings(value: Any, op: str, where: tuple[str, int]) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(v, str) for v in items):
+        raise RuleError(f"operator {op!r} takes a string or a list of strings", path=where[0], line=where[1])
+    return tuple(items)
+
+
+def _number(value: Any, op: str, where: tuple[str, int]) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RuleError(f"operator {op!r} takes a number", path=where[0], line=where[1])
+    return float(value)
+
+
+def _membership(expected: Sequence[Any]) -> ValueTest:
+    strings = frozenset(v for v in expected if isinstance(v, str))
+    others = tuple(v for v in expected if not isinstance(v, str))
+    if not others:
+        return lambda v: isinstance(v, str) and v in strings
+    return lambda v: (isinstance(v, str) and v in strings) or any(_same(v, o) for o in others)
+
+
+def _normalise_path(value: str) -> str:
+    # normpath keeps a leading "//" (POSIX allows it); the kubelet does not care, so neither do we.
+    return posixpath.normpath(re.sub(r"^/+", "/", value))
+
+
+def _path_under(roots: tuple[str, ...]) -> ValueTest:
+    exact = frozenset(_normalise_path(r) for r in roots)
+    prefixes = tuple(_normalise_path(r).rstrip("/") + "/" for r in roots if _normalise_path(r) != "/")
+
+    def test(v: Any) -> bool:
+        if not isinstance(v, str) or not v.startswith("/"):
+            return False
+        norm = _normalise_path(v)
+        return norm in exact or norm.startswith(prefixes)
+
+    return test
+
+
+def _value_test(op: str, arg: Any, where: tuple[str, int]) -> ValueTest:
+    if op == "equals":
+        if isinstance(arg, (dict, list)):
+            raise RuleError("operator 'equals' takes a scalar", path=where[0], line=where[1])
+        return lambda v: _same(v, arg)
+    if op == "in":
+        if not isinstance(arg, list) or not arg:
+            raise RuleError("operator 'in' takes a non-empty list", path=where[0], line=where[1])
+        return _membership(arg)
+    if op == "prefix":
+        prefixes = _strings(arg, op, where)
+        return lambda v: isinstance(v, str) and v.startswith(prefixes)
+    if op == "suffix":
+        suffixes = _strings(arg, op, where)
+        return lambda v: isinstance(v, str) and v.endswith(suffixes)
+    if op == "contains":
+        needles = _strings(arg, op, where)
+        return lambda v: isinstance(v, str) and any(n in v for n in needles)
+    if op == "regex":
+        try:
+            pattern = re.compile(_strings(arg, op, where)[0] if not isinstance(arg, list) else "|".join(arg))
+        except re.error as exc:
+            raise RuleError(f"bad regex: {exc}", path=where[0], line=where[1]) from None
+        return lambda v: isinstance(v, str) and pattern.search(v) is not None
+    if op in ("gt", "gte", "lt", "lte"):
+        bound = _number(arg, op, where)
+        compare: Callable[[float, float], bool] = {
+            "gt": lambda a, b: a > b,
+            "gte": lambda a, b: a >= b,
+            "lt": lambda a, b: a < b,
+            "lte": lambda a, b: a <= b,
+        }[op]
+        return lambda v: not isinstance(v, bool) and isinstance(v, (int, float)) and compare(float(v), bound)
+    if op == "path_under":
+        roots = _strings(arg, op, where)
+        if not all(r.startswith("/") for r in roots):
+            raise RuleError("operator 'path_under' takes absolute paths", path=where[0], line=where[1])
+        return _path_under(roots)
+    raise RuleError(
+        f"unknown operator {op!r} (known: equals, in, not_in, prefix, suffix, contains, regex, exists, "
+        "gt, gte, lt, lte, path_under)",
+        path=where[0],
+        line=where[1],
+    )
+
+
+def _field_predicate(path_text: str, spec: Any, where: tuple[str, int]) -> Predicate:
+    try:
+        getter = compile_path(path_text).values
+    except PathError as exc:
+        raise RuleError(str(exc), path=where[0], line=where[1]) from None
+
+    tests: list[ValueTest] = []
+    exists: bool | None = None
+    not_in: ValueTest | None = None
+    if isinstance(spec, dict):
+        if not spec:
+            raise RuleError(f"no operator given for {path_text!r}", path=where[0], line=where[1])
+        for op, arg in spec.items():
+            op_where = (where[0], spec.line_of(op) if isinstance(spec, LocatedDict) else where[1])
+            if op == "exists":
+                if not isinstance(arg, bool):
+                    raise RuleError("operator 'exists' takes true or false", path=op_where[0], line=op_where[1])
+                exists = arg
+            elif op == "not_in":
+                if not isinstance(arg, list) or not arg:
+                    raise RuleError("operator 'not_in' takes a non-empty list", path=op_where[0], line=op_where[1])
+                not_in = _membership(arg)
+            else:
+                tests.append(_value_test(op, arg, op_where))
+    elif isinstance(spec, list):
+        if not spec or any(isinstance(v, (dict, list)) for v in spec):
+            raise RuleError(f"{path_text!r}: a list of values must be non-empty scalars", path=where[0], line=where[1])
+        tests.append(_membership(spec))
+    else:
+        tests.append(_value_test("equals", spec, where))
+
+    def predicate(event: AuditEvent) -> bool:
+        values = getter(event)
+        if exists is not None and bool(values) != exists:
+            return False
+        if not_in is not None and (not values or any(not_in(v) for v in values)):
+            return False
+        # each operator must hold for some value of the field (any-semantics over list fields)
+        return all(any(t(v) for v in values) for t in tests)
+
+    return predicate
+
+
+def compile_condition(node: Any, *, path: str, line: int) -> Predicate:
+    """Compile a condition mapping; every entry must hold."""
+    if not isinstance(node, dict) or not node:
+        raise RuleError("a condition must be a non-empty mapping", path=path, line=getattr(node, "line", line))
+    preds: list[Predicate] = []
+    for key, value in node.items():
+        key_line = node.line_of(key) if isinstance(node, LocatedDict) else line
+        if key in ("all", "any"):
+            if not isinstance(value, list) or not value:
+                raise RuleError(f"{key!r} takes a non-empty list of conditions", path=path, line=key_line)
+            subs = [
+                compile_condition(
+                    item, path=path, line=value.line_of(i) if isinstance(value, LocatedList) else key_line
+                )
+                for i, item in enumerate(value)
+            ]
+            preds.append(_all(subs) if key == "all" else _any(subs))
+        elif key == "not":
+            inner = compile_condition(value, path=path, line=key_line)
+            preds.append(lambda e, inner=inner: not inner(e))  # type: ignore[misc]
+        else:
+            preds.append(_field_predicate(key, value, (path, key_line)))
+    return _all(preds)
+
+
+def _all(preds: list[Predicate]) -> Predicate:
+    if len(preds) == 1:
+        return preds[0]
+    items = tuple(preds)
+    return lambda e: all(p(e) for p in items)
+
+
+def _any(preds: list[Predicate]) -> Predicate:
+    items = tuple(preds)
+    return lambda e: any(p(e) for p in items)
+
+
+def index_values(node: Any, field: str) -> frozenset[str] | None:
+    """Values a top-level condition requires `field` to take, for the pipeline's prefilter; None if any."""
+    if not isinstance(node, dict):
+        return None
+    spec = node.get(field)
+    if isinstance(spec, str):
+        return frozenset({spec})
+    if isinstance(spec, list) and spec and all(isinstance(v, str) for v in spec):
+        return frozenset(spec)
+    if isinstance(spec, dict) and set(spec) <= {"equals", "in"}:
+        vals: set[str] = set()
+        for arg in spec.values():
+            for v in arg if isinstance(arg, list) else [arg]:
+                if not isinstance(v, str):
+                    return None
+                vals.add(v)
+        return frozenset(vals) if vals else None
+    return None

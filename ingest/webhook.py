@@ -1,0 +1,101 @@
+"""The audit webhook: what kube-apiserver POSTs to. Validate, hand the batch to a sink, answer.
+
+200 only once the sink says every event of the batch is durable; 400 for a body that is not audit data
+(the apiserver retries it, and will fail again, but we say why); 413 over the size limit; 503 with
+Retry-After when the sink is unavailable (the apiserver retries). Items that fail validation are counted,
+kept by the sink (quarantine) and reported; the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio.to_thread
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from detectors.errors import EventError
+from detectors.events import AuditEvent, Rejected, parse_body
+
+WEBHOOK_PATHS = ("/audit/webhook", "/k8s-audit")  # the second is Falco's, so existing kubeconfigs work
+DEFAULT_MAX_BODY_BYTES = 128 * 1024 * 1024  # one POST can carry 400 events of 100 KiB, or more untruncated
+_INLINE_PARSE_BYTES = 256 * 1024  # parse bigger bodies in a thread so the event loop keeps serving
+_REPORTED_REJECTIONS = 20
+
+
+class IngestError(Exception):
+    """Root of ingest errors."""
+
+
+class SinkUnavailable(IngestError):
+    """The sink cannot make events durable right now; the client should retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class SinkResult:
+    alerts: int = 0
+
+
+class BatchSink(Protocol):
+    async def accept(self, events: list[AuditEvent], rejected: list[Rejected]) -> SinkResult:
+        """Return only when the batch is durable; raise SinkUnavailable otherwise."""
+        ...
+
+
+class BodyTooLarge(IngestError):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json(payload: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, headers=headers, media_type="application/json")
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return _json({"error": message}, status, headers)
+
+
+def webhook_router(sink: BatchSink, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> APIRouter:
+    router = APIRouter(tags=["webhook"])
+
+    async def receive(request: Request) -> Response:
+        try:
+            body = await read_body(request, max_body_bytes)
+        except BodyTooLarge:
+            return _error(413, f"request body is larger than the limit of {max_body_bytes} bytes")
+        client = request.client.host if request.client else "unknown"
+        origin = f"webhook:{request.url.path}@{client}"
+        try:
+            if len(body) > _INLINE_PARSE_BYTES:
+                events, rejected = await anyio.to_thread.run_sync(lambda: parse_body(body, origin=origin))
+            else:
+                events, rejected = parse_body(body, origin=origin)
+        except EventError as exc:
+            return _error(400, str(exc))
+        try:
+            result = await sink.accept(events, rejected)
+        except SinkUnavailable as exc:
+            return _error(503, f"events not stored, retry later: {exc}", {"Retry-After": "5"})
+        payload: dict[str, Any] = {"accepted": len(events), "rejected": len(rejected), "alerts": result.alerts}
+        if rejected:
+            payload["rejections"] = [{"item": r.origin, "reason": r.reason} for r in rejected[:_REPORTED_REJECTIONS]]
+        return _json(payload)
+
+    for path in WEBHOOK_PATHS:
+        router.add_api_route(path, receive, methods=["POST"], summary="Receive an audit EventList")
+    return router

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import copy
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data"
+SCENARIO = DATA / "scenario.jsonl"
+PYTHON = sys.executable
+
+
+def scenario_events() -> list[dict[str, Any]]:
+    """Realistic events as the apiserver writes them: controller/kubelet traffic plus three attacks."""
+    return [orjson.loads(line) for line in SCENARIO.read_bytes().splitlines() if line.strip()]
+
+
+def find_event(predicate: Any) -> dict[str, Any]:
+    for event in scenario_events():
+        if predicate(event):
+            return copy.deepcopy(event)
+    raise LookupError("no such event in the scenario")
+
+
+def exec_event() -> dict[str, Any]:
+    return find_event(lambda e: e.get("objectRef", {}).get("subresource") == "exec" and e["stage"] == "ResponseStarted")
+
+
+def lease_event() -> dict[str, Any]:
+    return find_event(lambda e: e.get("objectRef", {}).get("resource") == "leases" and e["stage"] == "ResponseComplete")
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> Iterator[str]:
+    yield f"sqlite:///{tmp_path / 'alerts.db'}"

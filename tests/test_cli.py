@@ -1,0 +1,56 @@
+"""The command line a user meets: help texts, refusals, the demo."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PYTHON, ROOT
+
+
+def run(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    import os
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([PYTHON, "-m", "auditwatch.cli", *args], capture_output=True, text=True, timeout=120,
+                          cwd=cwd, env=full_env, check=False)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("command", "options"),
+    [
+        ("serve", ["--host", "--port", "--db", "--rules", "--max-body-bytes", "--token-file", "--insecure"]),
+        ("replay", ["--rules", "--output", "--db", "--quiet"]),
+        ("demo", ["--db"]),
+    ],
+)
+def test_every_option_is_explained(command: str, options: list[str]) -> None:
+    out = run(command, "--help")
+    assert out.returncode == 0
+    for option in options:
+        assert option in out.stdout
+    assert "AUDITWATCH_" in run("--help").stdout
+
+
+def test_serve_refuses_an_unauthenticated_public_address() -> None:
+    out = run("serve", "--host", "0.0.0.0", "--port", "1")
+    assert out.returncode == 2
+    assert "refusing to listen on 0.0.0.0 without authentication" in out.stderr
+
+
+def test_bad_environment_setting_is_named() -> None:
+    out = run("serve", env={"AUDITWATCH_PORT": "eighty"})
+    assert out.returncode != 0 and "bad setting: port" in out.stderr
+
+
+def test_demo_shows_alerts_and_how_to_query_them(tmp_path: Path) -> None:
+    out = run("demo", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "Privileged container" in out.stdout or "privileged" in out.stdout.lower()
+    assert "curl" in out.stdout and "/api/v1/alerts" in out.stdout
+    with sqlite3.connect(tmp_path / "auditwatch.db") as conn:  # the default store, in the working directory
+        (count,) = conn.execute("select count(*) from alerts").fetchone()
+    assert count >= 4

@@ -1,0 +1,204 @@
+"""Rule files: strict loading with file:line errors, condition semantics, allowlists, messages."""
+
+from __future__ import annotations
+
+import copy
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from detectors.errors import RuleErrors
+from detectors.events import AuditEvent
+from detectors.pipeline import Pipeline
+from detectors.rules.loader import load_rules
+from tests.conftest import exec_event, find_event
+
+HEADER = """\
+id: {id}
+name: Test rule
+severity: high
+description: A rule written by a test.
+mitre: T1609
+"""
+
+
+def write_rule(tmp_path: Path, body: str, rule_id: str = "test-rule") -> Path:
+    path = tmp_path / f"{rule_id}.yaml"
+    path.write_text(HEADER.format(id=rule_id) + textwrap.dedent(body))
+    return path
+
+
+def errors_of(path: Path) -> list[str]:
+    with pytest.raises(RuleErrors) as info:
+        load_rules([str(path)])
+    return [str(e) for e in info.value.errors]
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "message"),
+    [
+        ("match:\n  verb: get\nverb: x\n", 8, "unknown key 'verb'"),
+        ("match:\n  verb: get\n  verb: list\n", 8, "duplicate key 'verb'"),
+        ("match:\n  objectRef..resource: pods\n", 7, "bad field path"),
+        ("match:\n  verb: {startswth: g}\n", 7, "unknown operator 'startswth'"),
+        ("match:\n  verb: {regex: '('}\n", 7, "bad regex"),
+        ("match:\n  $nothing.x: 1\n", 7, "unknown virtual field $nothing"),
+        ("match:\n  verb: [get\n", 8, "YAML syntax error"),
+        ("stages: [Done]\nmatch:\n  verb: get\n", 6, "stages must be"),
+        ("match:\n  any: []\n", 7, "'any' takes a non-empty list"),
+        ("match:\n  verb: get\nmessage: '{user..name}'\n", 8, "message placeholder"),
+        ("match:\n  verb: get\ntests:\n  - name: t\n    expect: maybe\n    event: {}\n", 9, "expect must be"),
+    ],
+)
+def test_errors_carry_file_and_line(tmp_path: Path, body: str, line: int, message: str) -> None:
+    path = write_rule(tmp_path, body)
+    (error,) = errors_of(path)
+    assert error.startswith(f"{path}:{line}: "), error
+    assert message in error
+
+
+def test_header_errors(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("id: bad\nname: x\nseverity: urgent\ndescription: d\nmitre: T1609\nmatch: {verb: get}\n")
+    assert errors_of(path) == [f"{path}:3: severity 'urgent' is not one of info, low, medium, high, critical"]
+    path.write_text("id: bad\nname: x\nseverity: low\ndescription: d\nmitre: X1\nmatch: {verb: get}\n")
+    assert "is not an ATT&CK technique id" in errors_of(path)[0]
+    path.write_text("id: other\nname: x\nseverity: low\ndescription: d\nmitre: T1609\nmatch: {verb: get}\n")
+    assert errors_of(path) == [f"{path}:1: file name must be the rule id: other.yaml"]
+
+
+def test_all_errors_of_a_directory_are_collected(tmp_path: Path) -> None:
+    write_rule(tmp_path, "match:\n  verb: {nope: 1}\n", "rule-a")
+    write_rule(tmp_path, "severity2: x\nmatch:\n  verb: get\n", "rule-b")
+    (tmp_path / "rule-c.yaml").write_text("- rule: Falco style\n")
+    with pytest.raises(RuleErrors) as info:
+        load_rules([str(tmp_path)])
+    assert len(info.value.errors) == 3
+    assert "looks like a Falco rules file" in str(info.value)
+
+
+def test_duplicate_ids_across_files(tmp_path: Path) -> None:
+    a = tmp_path / "a"
+    b = tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    write_rule(a, "match:\n  verb: get\n")
+    write_rule(b, "match:\n  verb: get\n")
+    with pytest.raises(RuleErrors, match="duplicate rule id 'test-rule'"):
+        load_rules([str(a), str(b)])
+
+
+def fires(tmp_path: Path, match: str, event: dict[str, Any], extra: str = "", stages: str = "") -> bool:
+    body = (
+        (stages or "stages: [RequestReceived, ResponseStarted, ResponseComplete, Panic]\n")
+        + "match:\n"
+        + textwrap.indent(textwrap.dedent(match).rstrip("\n") + "\n", "  ")
+        + extra
+    )
+    path = write_rule(tmp_path, body)
+    return bool(Pipeline(load_rules([str(path)])).process(AuditEvent(raw=event)))
+
+
+def deployment() -> dict[str, Any]:
+    return find_event(
+        lambda e: e.get("objectRef", {}).get("resource") == "deployments" and e["stage"] == "ResponseComplete"
+    )
+
+
+@pytest.mark.parametrize(
+    ("match", "expected"),
+    [
+        ("verb: create", True),
+        ("verb: [get, create]", True),
+        ("verb: [get, list]", False),
+        ("responseStatus.code: 201", True),
+        ("responseStatus.code: '201'", False),  # types are kept: a string is not a number
+        ("$containers[*].securityContext.privileged: true", True),
+        ("$containers[*].securityContext.privileged: 1", False),  # YAML 1 is not JSON true
+        ("user.groups: contractors", True),
+        ("user.groups: {not_in: [devs]}", True),
+        ("user.groups: {not_in: [contractors]}", False),
+        ("objectRef.namespace: {prefix: [kube-, sh]}", True),
+        ("objectRef.name: {suffix: agent}", True),
+        ("requestURI: {contains: fieldManager=kubectl}", True),
+        ("userAgent: {regex: '^kubectl/v1\\.3[0-9]'}", True),
+        ("responseStatus.code: {gte: 200, lt: 300}", True),
+        ("responseStatus.code: {gt: 201}", False),
+        ("impersonatedUser: {exists: false}", True),
+        ("impersonatedUser.username: {exists: true}", False),
+        ("not: {verb: create}", False),
+        ("any: [{verb: get}, {objectRef.resource: deployments}]", True),
+        ("all: [{verb: create}, {objectRef.resource: pods}]", False),
+        ("$principal: mallory@example.com", True),
+    ],
+)
+def test_condition_semantics(tmp_path: Path, match: str, expected: bool) -> None:
+    assert fires(tmp_path, match, deployment()) is expected
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/", True),
+        ("/etc", True),
+        ("/etc/kubernetes/pki", True),
+        ("/proc/1/root", True),
+        ("/var/../etc/shadow", True),  # normalised before matching
+        ("//etc", True),
+        ("/etc/", True),
+        ("/etcd-data", False),  # component boundary, not string prefix
+        ("/data/app", False),
+        ("relative/etc", False),
+    ],
+)
+def test_path_under(tmp_path: Path, path: str, expected: bool) -> None:
+    event = deployment()
+    spec = event["requestObject"]["spec"]["template"]["spec"]
+    spec["volumes"] = [{"name": "host", "hostPath": {"path": path, "type": ""}}]
+    match = "$volumes[*].hostPath.path: {path_under: [/, /etc, /proc]}"
+    assert fires(tmp_path, match, event) is expected
+
+
+def test_allowlist_and_stages_and_message(tmp_path: Path) -> None:
+    event = exec_event()
+    assert fires(tmp_path, "verb: create", event, stages="stages: [ResponseComplete]\n") is False
+    allow = "allowlist:\n  users: ['mallory@*']\n"
+    assert fires(tmp_path, "verb: create", event, extra=allow) is False
+    allow = "allowlist:\n  groups: [devs]\n  namespaces: [kube-*]\n"
+    assert fires(tmp_path, "verb: create", event, extra=allow) is True
+    path = write_rule(
+        tmp_path,
+        "stages: [ResponseStarted]\nmatch:\n  verb: create\n"
+        "message: '{user.username} -> {objectRef.namespace}/{objectRef.name} groups={user.groups} imp={impersonatedUser.username}'\n",
+    )
+    (alert,) = Pipeline(load_rules([str(path)])).process(AuditEvent(raw=event, origin="f:1"))
+    assert (
+        alert.message
+        == "mallory@example.com -> shop/web-7d9f8b6c5d-x2x9k groups=contractors,system:authenticated imp=-"
+    )
+    assert (alert.rule_name, alert.origin, alert.stage) == ("Test rule", "f:1", "ResponseStarted")
+
+
+def test_detection_does_not_mutate_the_event(tmp_path: Path) -> None:
+    event = deployment()
+    event["verb"] = "patch"
+    event["requestObject"] = [
+        {"op": "add", "path": "/spec/template/spec/containers/0/securityContext", "value": {"privileged": True}}
+    ]
+    before = copy.deepcopy(event)
+    assert fires(tmp_path, "$containers[*].securityContext.privileged: true", event) is True
+    assert event == before
+
+
+def test_alert_ids_are_deterministic_and_forged_audit_ids_do_not_collide(tmp_path: Path) -> None:
+    path = write_rule(tmp_path, "stages: [ResponseStarted]\nmatch:\n  verb: create\n")
+    pipeline = Pipeline(load_rules([str(path)]))
+    event = exec_event()
+    first = pipeline.process(AuditEvent(raw=event))[0].id
+    assert pipeline.process(AuditEvent(raw=copy.deepcopy(event)))[0].id == first
+    forged = copy.deepcopy(event)  # a client reusing the same Audit-ID header later
+    forged["requestReceivedTimestamp"] = "2026-11-21T09:00:00.000001Z"
+    forged["stageTimestamp"] = "2026-11-21T09:00:00.100001Z"
+    assert pipeline.process(AuditEvent(raw=forged))[0].id != first

@@ -1,0 +1,91 @@
+"""The alert store against a real SQLite file: migrations, idempotent upserts, filters, cursor pages."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from api.store import AlertFilter, AlertStore, CursorError
+from detectors.alerts import Alert, Severity, make_alert
+from detectors.events import AuditEvent, Rejected
+from tests.conftest import exec_event
+
+
+def alerts(n: int) -> list[Alert]:
+    out = []
+    base = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    for i in range(n):
+        raw = copy.deepcopy(exec_event())
+        raw["auditID"] = f"9b1deb4d-3b7d-4bad-9bdd-2b0d7b3d{i:04d}"
+        raw["stageTimestamp"] = (base + timedelta(seconds=i // 2)).isoformat().replace("+00:00", "Z")
+        raw["objectRef"]["namespace"] = "shop" if i % 2 else "payments"
+        out.append(
+            make_alert(rule_id="pod-exec-attach" if i % 3 else "other-rule", rule_name="Exec", mitre=("T1609",),
+                       severity=Severity.MEDIUM if i % 4 else Severity.HIGH, message="m", event=AuditEvent(raw=raw))
+        )  # fmt: skip
+    return out
+
+
+@pytest.fixture
+def store(db_url: str) -> AlertStore:
+    s = AlertStore(db_url)
+    s.migrate()
+    s.migrate()  # idempotent
+    return s
+
+
+def test_upserts_are_idempotent(store: AlertStore) -> None:
+    batch = alerts(10)
+    assert store.write(batch) == 10
+    assert store.write(batch + batch) == 0
+    assert store.count_alerts() == 10
+
+
+def test_pagination_walks_every_alert_once_newest_first(store: AlertStore) -> None:
+    store.write(alerts(25))  # pairs share a timestamp: the id breaks ties
+    seen: list[str] = []
+    times: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        items, cursor = store.list_alerts(AlertFilter(), limit=4, cursor=cursor)
+        seen += [i["id"] for i in items]
+        times += [i["time"] for i in items]
+        pages += 1
+        if cursor is None:
+            break
+    assert pages == 7 and len(seen) == 25 and len(set(seen)) == 25
+    assert times == sorted(times, reverse=True)
+
+
+def test_filters(store: AlertStore) -> None:
+    store.write(alerts(20))
+    high, _ = store.list_alerts(AlertFilter(min_severity=Severity.HIGH), limit=100)
+    assert len(high) == 5 and {a["severity"] for a in high} == {"high"}
+    assert len(store.list_alerts(AlertFilter(rule="other-rule"), limit=100)[0]) == 7
+    assert len(store.list_alerts(AlertFilter(rule="Exec"), limit=100)[0]) == 20  # by name too
+    assert len(store.list_alerts(AlertFilter(namespace="shop"), limit=100)[0]) == 10
+    assert len(store.list_alerts(AlertFilter(user="mallory@example.com"), limit=100)[0]) == 20
+    assert store.list_alerts(AlertFilter(user="alice"), limit=100)[0] == []
+    since = datetime(2026, 11, 20, 10, 0, 5, tzinfo=UTC)
+    until = datetime(2026, 11, 20, 10, 0, 7, tzinfo=UTC)
+    window, _ = store.list_alerts(AlertFilter(since=since, until=until), limit=100)
+    assert {a["time"] for a in window} == {"2026-11-20T10:00:05Z", "2026-11-20T10:00:06Z"}
+
+
+def test_bad_cursor(store: AlertStore) -> None:
+    with pytest.raises(CursorError):
+        store.list_alerts(AlertFilter(), limit=1, cursor="not-a-cursor")
+
+
+def test_alert_detail_keeps_the_redacted_event_and_quarantine_keeps_rejects(store: AlertStore) -> None:
+    (one,) = alerts(1)
+    store.write([one], [Rejected("f.jsonl:9", "missing auditID", {"verb": "get", "note": "Bearer abcdefghijkl"})])
+    got = store.get_alert(one.id)
+    assert got is not None and got["event"]["auditID"] == one.audit_id and got["rule_id"] == "other-rule"
+    assert store.get_alert("nope") is None
+    (q,) = store.quarantined()
+    assert (q["origin"], q["reason"], q["payload_truncated"]) == ("f.jsonl:9", "missing auditID", False)
+    assert "abcdefghijkl" not in q["payload"]
