@@ -1,10 +1,16 @@
-"""The HTTP app of `auditwatch serve`: webhook + REST over one store, clients owned by the lifespan."""
+"""The HTTP apps: `serve` (webhook + detection + REST), `ingest` (webhook -> Kafka), `api` (REST only).
+
+Clients (store, Kafka producer) are owned by each app's lifespan. Authentication is applied here, the
+same way for every app: a bearer token middleware and/or TLS client certificates (see `run_http`).
+"""
 
 from __future__ import annotations
 
 import hmac
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -15,7 +21,8 @@ from auditwatch.embedded import EmbeddedSink
 from auditwatch.settings import Settings
 from detectors.pipeline import Pipeline
 from detectors.rules.loader import load_rules
-from ingest.webhook import webhook_router
+from ingest.kafka import KafkaSink, TopicSpec, ensure_topics
+from ingest.webhook import SinkUnavailable, webhook_router
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # probes stay unauthenticated
 
@@ -34,11 +41,14 @@ def add_token_auth(app: FastAPI, token: str) -> None:
         return await call_next(request)
 
 
-def create_serve_app(settings: Settings, *, pipeline: Pipeline | None = None) -> FastAPI:
-    """Rules are loaded here, before the server starts, so a broken rule file fails fast with file:line."""
-    pipeline = pipeline or Pipeline(load_rules(settings.rules))
-    store = AlertStore(settings.db_url)
+def _app(title: str, settings: Settings, lifespan: Any) -> FastAPI:
+    app = FastAPI(title=title, summary="Kubernetes audit webhook -> detectors -> alert store -> REST", lifespan=lifespan)
+    if settings.api_token is not None:
+        add_token_auth(app, settings.api_token.get_secret_value())
+    return app
 
+
+def _store_lifespan(store: AlertStore) -> Any:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store.migrate()
@@ -46,13 +56,101 @@ def create_serve_app(settings: Settings, *, pipeline: Pipeline | None = None) ->
         yield
         store.close()
 
-    app = FastAPI(
-        title="auditwatch",
-        summary="Kubernetes audit webhook -> detectors -> alert store -> REST",
-        lifespan=lifespan,
-    )
+    return lifespan
+
+
+def create_serve_app(settings: Settings, *, pipeline: Pipeline | None = None) -> FastAPI:
+    """Embedded mode. Rules load before the server starts, so a broken file fails fast with file:line."""
+    pipeline = pipeline or Pipeline(load_rules(settings.rules))
+    store = AlertStore(settings.db_url)
+    app = _app("auditwatch", settings, _store_lifespan(store))
     app.include_router(webhook_router(EmbeddedSink(pipeline, store), max_body_bytes=settings.max_body_bytes))
     app.include_router(api_router)
-    if settings.api_token is not None:
-        add_token_auth(app, settings.api_token.get_secret_value())
     return app
+
+
+def create_api_app(settings: Settings) -> FastAPI:
+    """The REST API alone, over the store that `detect` writes."""
+    app = _app("auditwatch api", settings, _store_lifespan(AlertStore(settings.db_url)))
+    app.include_router(api_router)
+    return app
+
+
+def kafka_sink(settings: Settings) -> KafkaSink:
+    if not settings.kafka_bootstrap:
+        raise ValueError("no Kafka bootstrap server: pass --kafka HOST:PORT or set AUDITWATCH_KAFKA_BOOTSTRAP")
+    return KafkaSink(
+        settings.kafka_bootstrap,
+        topic=settings.topic,
+        dead_letter_topic=settings.dead_letter_topic,
+        send_timeout_s=settings.send_timeout_s,
+        drop_request_received=settings.drop_request_received,
+    )
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    return [
+        TopicSpec(settings.topic, settings.partitions, settings.replication_factor),
+        TopicSpec(settings.dead_letter_topic, 1, settings.replication_factor),
+    ]
+
+
+def create_ingest_app(settings: Settings, sink: KafkaSink | None = None) -> FastAPI:
+    """Distributed mode's front door: the webhook, producing to Kafka."""
+    sink = sink or kafka_sink(settings)
+    bootstrap = settings.kafka_bootstrap or sink.bootstrap
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await ensure_topics(bootstrap, topic_specs(settings), timeout_s=min(settings.send_timeout_s, 10))
+        except Exception as exc:  # noqa: BLE001 - Kafka may come later; batches get 503 until then
+            app.state.topic_error = repr(exc)
+        await sink.start()
+        yield
+        await sink.close()
+
+    app = _app("auditwatch ingest", settings, lifespan)
+    app.include_router(webhook_router(sink, max_body_bytes=settings.max_body_bytes))
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> Response:
+        try:
+            await sink.ready()
+        except SinkUnavailable as exc:
+            return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    return app
+
+
+def ssl_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn TLS options: a server certificate, and client certificates verified against a CA if set."""
+    if not settings.tls_cert_file:
+        return {}
+    options: dict[str, Any] = {"ssl_certfile": settings.tls_cert_file, "ssl_keyfile": settings.tls_key_file}
+    if settings.tls_client_ca_file:
+        options.update(ssl_ca_certs=settings.tls_client_ca_file, ssl_cert_reqs=ssl.CERT_REQUIRED)
+    return options
+
+
+def base_url(settings: Settings) -> str:
+    scheme = "https" if settings.tls_cert_file else "http"
+    return f"{scheme}://{settings.host}:{settings.port}"
+
+
+def run_http(app: FastAPI, settings: Settings) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        **ssl_options(settings),
+    )

@@ -18,13 +18,27 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="AUDITWATCH_", extra="ignore", frozen=True)
 
+    # HTTP listeners (serve, ingest, api)
     host: str = "127.0.0.1"
     port: int = 8080
-    db_url: str = DEFAULT_DB_URL
-    rules: Annotated[list[str], NoDecode] = ["builtin"]
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     api_token: SecretStr | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None  # verify client certificates (the apiserver's kubeconfig client cert)
     insecure: bool = False
+    # detection and the alert store
+    db_url: str = DEFAULT_DB_URL
+    rules: Annotated[list[str], NoDecode] = ["builtin"]
+    # distributed mode
+    kafka_bootstrap: str | None = None
+    topic: str = "k8s-audit"
+    dead_letter_topic: str = "k8s-audit-dlq"
+    partitions: int = 6
+    replication_factor: int = 1
+    consumer_group: str = "auditwatch-detect"
+    send_timeout_s: float = 20.0
+    drop_request_received: bool = False
 
     @field_validator("rules", mode="before")
     @classmethod
@@ -36,9 +50,16 @@ class Settings(BaseSettings):
 
     @field_validator("max_body_bytes")
     @classmethod
-    def _positive(cls, value: int) -> int:
+    def _min_body(cls, value: int) -> int:
         if value < 1024:
             raise ValueError("max_body_bytes must be at least 1024")
+        return value
+
+    @field_validator("partitions", "replication_factor")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1")
         return value
 
 
@@ -51,11 +72,22 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_exposure(settings: Settings) -> str | None:
-    """Why this configuration must not start (unauthenticated non-loopback listener), or None."""
-    if is_loopback(settings.host) or settings.api_token is not None or settings.insecure:
+def check_listener(settings: Settings) -> str | None:
+    """Why this listener configuration must not start, or None.
+
+    Outside loopback every client must authenticate: with a bearer token or a client certificate
+    verified against a CA. TLS without client verification encrypts but authenticates nobody.
+    """
+    if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
+        return "--tls-cert and --tls-key go together"
+    if settings.tls_client_ca_file and not settings.tls_cert_file:
+        return "--tls-client-ca needs --tls-cert and --tls-key (client certificates need TLS)"
+    if is_loopback(settings.host) or settings.insecure:
+        return None
+    if settings.api_token is not None or settings.tls_client_ca_file:
         return None
     return (
         f"refusing to listen on {settings.host} without authentication: set AUDITWATCH_API_TOKEN "
-        "(or --token-file), or pass --insecure if something in front of auditwatch authenticates clients"
+        "(or --token-file), or --tls-client-ca to require client certificates, or pass --insecure if "
+        "something in front of auditwatch authenticates clients"
     )
