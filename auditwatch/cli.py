@@ -1,8 +1,19 @@
-"""`auditwatch` command line: serve, replay, demo. Settings are built here, once, from flags and env."""
+"""`auditwatch` command line. Settings are built here, once, from flags and AUDITWATCH_* variables.
+
+    serve    webhook + detectors + REST in one process (embedded mode, SQLite by default)
+    ingest   webhook -> Kafka                       \
+    detect   Kafka -> detectors -> alert store       } distributed mode
+    api      alert store -> REST                    /
+    replay   archived logs -> detectors (or -> Kafka)
+    demo     a bundled sample, replayed and shown
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -51,22 +62,27 @@ def _read_token(path: str | None) -> str | None:
     return token
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from auditwatch.server import create_serve_app
-    from auditwatch.settings import check_exposure
+def _listener_settings(args: argparse.Namespace, **more: Any) -> Any:
+    from auditwatch.settings import check_listener
 
     settings = _settings(
-        host=args.host, port=args.port, db_url=args.db, rules=args.rules, max_body_bytes=args.max_body_bytes,
-        api_token=_read_token(args.token_file), insecure=True if args.insecure else None,
+        host=args.host, port=args.port, api_token=_read_token(args.token_file),
+        tls_cert_file=args.tls_cert, tls_key_file=args.tls_key, tls_client_ca_file=args.tls_client_ca,
+        insecure=True if args.insecure else None, **more,
     )  # fmt: skip
-    refusal = check_exposure(settings)
+    refusal = check_listener(settings)
     if refusal:
         print(f"auditwatch: {refusal}", file=sys.stderr)
-        return EXIT_USAGE
+        raise SystemExit(EXIT_USAGE)
+    return settings
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from auditwatch.server import base_url, create_serve_app, run_http
+
+    settings = _listener_settings(args, db_url=args.db, rules=args.rules, max_body_bytes=args.max_body_bytes)
     app = create_serve_app(settings, pipeline=_load_pipeline(settings.rules))
-    base = f"http://{settings.host}:{settings.port}"
+    base = base_url(settings)
     print(
         f"auditwatch serve: listening on {base}\n"
         f"  webhook  POST {base}/audit/webhook  (also /k8s-audit)\n"
@@ -74,7 +90,84 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"  store    {settings.db_url}",
         flush=True,
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    run_http(app, settings)
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from auditwatch.server import base_url, create_ingest_app, run_http
+
+    settings = _listener_settings(
+        args, kafka_bootstrap=args.kafka, topic=args.topic, max_body_bytes=args.max_body_bytes,
+        drop_request_received=True if args.drop_request_received else None, partitions=args.partitions,
+    )  # fmt: skip
+    if not settings.kafka_bootstrap:
+        raise SystemExit("auditwatch: ingest needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)")
+    base = base_url(settings)
+    print(
+        f"auditwatch ingest: listening on {base}\n"
+        f"  webhook  POST {base}/audit/webhook  (also /k8s-audit)\n"
+        f"  kafka    {settings.kafka_bootstrap} topic {settings.topic} (dead letters: {settings.dead_letter_topic})",
+        flush=True,
+    )
+    run_http(create_ingest_app(settings), settings)
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from auditwatch.server import base_url, create_api_app, run_http
+
+    settings = _listener_settings(args, db_url=args.db)
+    base = base_url(settings)
+    print(
+        f"auditwatch api: listening on {base}\n  alerts   GET  {base}/api/v1/alerts\n  store    {settings.db_url}",
+        flush=True,
+    )
+    run_http(create_api_app(settings), settings)
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from api.store import AlertStore
+    from auditwatch.detect import Detector
+    from auditwatch.server import topic_specs
+    from ingest.kafka import ensure_topics
+
+    settings = _settings(
+        kafka_bootstrap=args.kafka, db_url=args.db, rules=args.rules, topic=args.topic,
+        consumer_group=args.group, partitions=args.partitions,
+    )  # fmt: skip
+    if not settings.kafka_bootstrap:
+        raise SystemExit("auditwatch: detect needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)")
+    pipeline = _load_pipeline(settings.rules)
+    store = AlertStore(settings.db_url)
+    store.migrate()
+    detector = Detector(
+        bootstrap=settings.kafka_bootstrap, topic=settings.topic, group=settings.consumer_group,
+        pipeline=pipeline, store=store, max_records=settings.detect_max_records,
+    )  # fmt: skip
+    print(
+        f"auditwatch detect: group {settings.consumer_group} on {settings.kafka_bootstrap} topic {settings.topic}, "
+        f"{len(pipeline.detectors)} detectors, store {settings.db_url}",
+        flush=True,
+    )
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, detector.stop)
+        await ensure_topics(settings.kafka_bootstrap, topic_specs(settings))
+        stats = await detector.run()
+        print(
+            f"auditwatch detect: stopped after {stats.records:,} records, {stats.alerts:,} alerts "
+            f"({stats.new_alerts:,} new), {stats.rejected:,} rejected",
+            file=sys.stderr,
+        )
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
     return 0
 
 
@@ -91,8 +184,16 @@ def _alert_writer(output: str | None) -> tuple[Callable[[Any], None] | None, IO[
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from api.store import AlertStore
-    from auditwatch.replay import Progress, format_summary, replay
+    from auditwatch.replay import Progress, format_summary, publish, replay
 
+    progress = Progress(sys.stderr, enabled=sys.stderr.isatty() and not args.quiet)
+    if args.to_kafka:
+        settings = _settings(kafka_bootstrap=args.to_kafka, topic=args.topic, partitions=args.partitions)
+        stats = asyncio.run(publish(args.paths, settings, progress=progress))
+        if not args.quiet:
+            print(format_summary(stats, stored=False, published_to=f"{settings.kafka_bootstrap} {settings.topic}"),
+                  file=sys.stderr)  # fmt: skip
+        return 0
     settings = _settings(db_url=args.db, rules=args.rules)
     pipeline = _load_pipeline(settings.rules)
     # Store when asked to (--db), or when nothing else would keep the alerts (no --output).
@@ -101,7 +202,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
         store = AlertStore(settings.db_url)
         store.migrate()
     emit, stream = _alert_writer(args.output)
-    progress = Progress(sys.stderr, enabled=sys.stderr.isatty() and not args.quiet)
     try:
         stats = replay(args.paths, pipeline, store=store, emit=emit, progress=progress)
     finally:
@@ -125,6 +225,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(settings.db_url, _load_pipeline(["builtin"]))
 
 
+RULES_HELP = (
+    "rule file or directory (repeatable); the word 'builtin' names the built-in pack; "
+    "default: builtin only. Env: AUDITWATCH_RULES=builtin,/path"
+)
+DB_HELP = (
+    "SQLAlchemy URL of the alert store (default sqlite:///auditwatch.db; PostgreSQL: "
+    "postgresql+psycopg://user@host/db). Env: AUDITWATCH_DB_URL"
+)
+KAFKA_HELP = "Kafka bootstrap server HOST:PORT. Env: AUDITWATCH_KAFKA_BOOTSTRAP"
+TOPIC_HELP = "audit topic (default k8s-audit; dead letters go to k8s-audit-dlq). Env: AUDITWATCH_TOPIC"
+PARTITIONS_HELP = "partitions of the audit topic when it is created (default 6). Env: AUDITWATCH_PARTITIONS"
+
+
+def _listener_options(p: argparse.ArgumentParser, port: int) -> None:
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1). Env: AUDITWATCH_HOST")
+    p.add_argument("--port", type=int, help=f"port to listen on (default {port}). Env: AUDITWATCH_PORT")
+    p.add_argument(
+        "--token-file", help="file holding a bearer token every request must carry (the webhook kubeconfig's "
+        "`token`); or set AUDITWATCH_API_TOKEN. /healthz and /readyz stay open",
+    )  # fmt: skip
+    p.add_argument("--tls-cert", help="server certificate (PEM) to serve HTTPS. Env: AUDITWATCH_TLS_CERT_FILE")
+    p.add_argument("--tls-key", help="private key (PEM) of --tls-cert. Env: AUDITWATCH_TLS_KEY_FILE")
+    p.add_argument(
+        "--tls-client-ca", help="CA (PEM) that client certificates must chain to; clients without one are refused "
+        "(the kubeconfig's client-certificate). Env: AUDITWATCH_TLS_CLIENT_CA_FILE",
+    )  # fmt: skip
+    p.add_argument(
+        "--insecure", action="store_true",
+        help="allow a non-loopback address without a token or client certificates (only behind an "
+        "authenticating proxy). Without it, such a listener refuses to start",
+    )  # fmt: skip
+
+
+def _webhook_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-body-bytes", type=int, help="largest webhook body accepted, else 413 (default 128 MiB). "
+        "Env: AUDITWATCH_MAX_BODY_BYTES",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="auditwatch",
@@ -133,47 +273,73 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    rules_help = (
-        "rule file or directory (repeatable); the word 'builtin' names the built-in pack; "
-        "default: builtin only. Env: AUDITWATCH_RULES=builtin,/path"
-    )
-    db_help = "SQLAlchemy database URL of the alert store (default sqlite:///auditwatch.db). Env: AUDITWATCH_DB_URL"
-
     serve = sub.add_parser(
         "serve",
         help="webhook + detectors + REST API in one process (embedded mode)",
         description="Receive kube-apiserver audit webhooks, detect, store alerts and serve them over REST. "
         "A webhook batch is answered 200 only after its alerts are committed.",
     )
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1). Env: AUDITWATCH_HOST")
-    serve.add_argument("--port", type=int, help="port to listen on (default 8080). Env: AUDITWATCH_PORT")
-    serve.add_argument("--db", help=db_help)
-    serve.add_argument("--rules", action="append", help=rules_help)
-    serve.add_argument(
-        "--max-body-bytes", type=int, help="largest webhook body accepted, else 413 (default 128 MiB). "
-        "Env: AUDITWATCH_MAX_BODY_BYTES",
-    )  # fmt: skip
-    serve.add_argument(
-        "--token-file", help="file holding a bearer token every request must carry (webhook kubeconfig `token`); "
-        "or set AUDITWATCH_API_TOKEN. Required to listen on a non-loopback address",
-    )  # fmt: skip
-    serve.add_argument(
-        "--insecure", action="store_true",
-        help="allow a non-loopback address without authentication (only behind an authenticating proxy)",
-    )  # fmt: skip
+    _listener_options(serve, 8080)
+    _webhook_options(serve)
+    serve.add_argument("--db", help=DB_HELP)
+    serve.add_argument("--rules", action="append", help=RULES_HELP)
     serve.set_defaults(func=cmd_serve)
+
+    ingest = sub.add_parser(
+        "ingest",
+        help="webhook -> Kafka (distributed mode)",
+        description="Receive audit webhooks and publish every event to Kafka (acks=all, idempotent producer), "
+        "keyed by principal. A batch is answered 200 only once every record is acknowledged; 503 with "
+        "Retry-After while Kafka is unreachable. Invalid items go to the dead-letter topic.",
+    )
+    ingest.add_argument("--kafka", help=KAFKA_HELP)
+    ingest.add_argument("--topic", help=TOPIC_HELP)
+    ingest.add_argument("--partitions", type=int, help=PARTITIONS_HELP)
+    ingest.add_argument(
+        "--drop-request-received", action="store_true",
+        help="drop RequestReceived events whose request has a later stage in the same batch (they add nothing); "
+        "default: keep every event. Env: AUDITWATCH_DROP_REQUEST_RECEIVED",
+    )  # fmt: skip
+    _listener_options(ingest, 8080)
+    _webhook_options(ingest)
+    ingest.set_defaults(func=cmd_ingest)
+
+    detect = sub.add_parser(
+        "detect",
+        help="Kafka -> detectors -> alert store (distributed mode; a consumer group)",
+        description="Consume the audit topic as a member of a consumer group, run the detectors, store each "
+        "batch's alerts in one transaction, then commit its offsets. Run several to share the partitions.",
+    )
+    detect.add_argument("--kafka", help=KAFKA_HELP)
+    detect.add_argument("--db", help=DB_HELP)
+    detect.add_argument("--rules", action="append", help=RULES_HELP)
+    detect.add_argument("--topic", help=TOPIC_HELP)
+    detect.add_argument("--group", help="consumer group id (default auditwatch-detect). Env: AUDITWATCH_CONSUMER_GROUP")
+    detect.add_argument("--partitions", type=int, help=PARTITIONS_HELP)
+    detect.set_defaults(func=cmd_detect)
+
+    api = sub.add_parser(
+        "api", help="alert store -> REST API (distributed mode)", description="Serve the alert store over REST."
+    )
+    _listener_options(api, 8080)
+    api.add_argument("--db", help=DB_HELP)
+    api.set_defaults(func=cmd_api)
 
     rep = sub.add_parser(
         "replay",
-        help="run archived audit logs through the same detectors",
+        help="run archived audit logs through the same detectors (or publish them to Kafka)",
         description="Replay JSON-lines audit logs (plain or .gz, directories in name order, - for stdin) "
         "through the detectors. Alerts are stored in the database when --db is given or when --output is "
-        "not; bad lines are reported with file:line and never stop the replay.",
+        "not; bad lines are reported with file:line and never stop the replay. With --to-kafka the events "
+        "are published to the audit topic instead, for `auditwatch detect` to process.",
     )
     rep.add_argument("paths", nargs="+", metavar="PATH", help="file, directory or - (stdin)")
-    rep.add_argument("--rules", action="append", help=rules_help)
+    rep.add_argument("--rules", action="append", help=RULES_HELP)
     rep.add_argument("--output", metavar="-|FILE", help="print one JSON object per alert to stdout (-) or FILE")
-    rep.add_argument("--db", help=db_help)
+    rep.add_argument("--db", help=DB_HELP)
+    rep.add_argument("--to-kafka", metavar="BOOTSTRAP", help="publish the events to Kafka instead of detecting")
+    rep.add_argument("--topic", help=TOPIC_HELP)
+    rep.add_argument("--partitions", type=int, help=PARTITIONS_HELP)
     rep.add_argument("--quiet", action="store_true", help="no progress bar and no summary on stderr")
     rep.set_defaults(func=cmd_replay)
 
@@ -183,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Replay a bundled sample (controllers, kubelets, humans and a few attacks) into the "
         "alert store, print the alerts as a table and show how to query them over REST.",
     )
-    demo.add_argument("--db", help=db_help)
+    demo.add_argument("--db", help=DB_HELP)
     demo.set_defaults(func=cmd_demo)
     return parser
 
@@ -191,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from api.store import StoreError
 
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
         result: int = args.func(args)

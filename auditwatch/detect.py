@@ -22,8 +22,8 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from api.store import AlertStore, StoreError
 from detectors.alerts import Alert
-from detectors.events import AuditEvent, Rejected, parse_body
 from detectors.errors import EventError
+from detectors.events import AuditEvent, Rejected, parse_body
 from detectors.pipeline import Pipeline
 
 log = logging.getLogger("auditwatch.detect")
@@ -121,7 +121,9 @@ class Detector:
                 except TimeoutError:
                     delay = min(self.backoff_cap_s, delay * 2) * (0.8 + 0.4 * random.random())
 
-    async def _process(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+    async def _process(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
         alerts: list[Alert] = []
         rejected: list[Rejected] = []
         offsets: dict[TopicPartition, int] = {}

@@ -19,6 +19,7 @@ from typing import IO, Any, cast
 import orjson
 
 from api.store import AlertStore
+from auditwatch.settings import Settings
 from detectors.alerts import Alert
 from detectors.errors import EventError
 from detectors.events import AuditEvent, Rejected, split_document, validate_event
@@ -27,6 +28,7 @@ from detectors.pipeline import Pipeline
 _GZIP_MAGIC = b"\x1f\x8b"
 _FLUSH_EVERY = 50_000  # events between store writes (bounds memory on long replays)
 _PROGRESS_EVERY = 4096
+_PUBLISH_BATCH = 2000  # events per Kafka batch when publishing an archive
 
 
 @dataclass
@@ -119,6 +121,40 @@ class Progress:
             self.stream.flush()
 
 
+def read_archives(
+    paths: Sequence[str], stats: ReplayStats, *, progress: Progress | None = None, keep_examples: int = 20
+) -> Iterator[tuple[list[AuditEvent], list[Rejected]]]:
+    """Yield (events, rejected) per archive line; counts lines, events and rejects into `stats`.
+
+    An unreadable file, or a gzip stream cut short, keeps what was read and is reported as one reject.
+    """
+    for name in input_files(paths):
+        stats.files += 1
+        label = "<stdin>" if name == "-" else name
+        lineno = 0
+        try:
+            for lineno, line in read_lines(name):
+                stats.lines += 1
+                if not line.strip():
+                    continue
+                events, rejected = decode_line(line, f"{label}:{lineno}")
+                stats.events += len(events)
+                if rejected:
+                    stats.rejected += len(rejected)
+                    room = keep_examples - len(stats.rejected_examples)
+                    if room > 0:
+                        stats.rejected_examples.extend(rejected[:room])
+                if progress is not None and stats.lines % _PROGRESS_EVERY == 0:
+                    progress.update(stats, label)
+                yield events, rejected
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            item = Rejected(f"{label}:{lineno + 1}", f"cannot read: {exc}", None)
+            stats.rejected += 1
+            if len(stats.rejected_examples) < keep_examples:
+                stats.rejected_examples.append(item)
+            yield [], [item]
+
+
 def replay(
     paths: Sequence[str],
     pipeline: Pipeline,
@@ -126,8 +162,8 @@ def replay(
     store: AlertStore | None = None,
     emit: Callable[[Alert], None] | None = None,
     progress: Progress | None = None,
-    keep_examples: int = 20,
 ) -> ReplayStats:
+    """Archives -> the detection pipeline -> alerts (emitted, and stored in batches when a store is given)."""
     stats = ReplayStats()
     started = time.perf_counter()
     pending_alerts: list[Alert] = []
@@ -141,44 +177,20 @@ def replay(
         pending_alerts, pending_rejects, since_flush = [], [], 0
 
     process = pipeline.process
-    for name in input_files(paths):
-        stats.files += 1
-        label = "<stdin>" if name == "-" else name
-        lineno = 0
-        try:
-            lines = read_lines(name)
-            for lineno, line in lines:
-                stats.lines += 1
-                if not line.strip():
-                    continue
-                events, rejected = decode_line(line, f"{label}:{lineno}")
-                for event in events:
-                    alerts = process(event)
-                    if alerts:
-                        stats.alerts += len(alerts)
-                        pending_alerts.extend(alerts)
-                        if emit is not None:
-                            for alert in alerts:
-                                emit(alert)
-                stats.events += len(events)
-                since_flush += len(events)
-                if rejected:
-                    stats.rejected += len(rejected)
-                    pending_rejects.extend(rejected)
-                    room = keep_examples - len(stats.rejected_examples)
-                    if room > 0:
-                        stats.rejected_examples.extend(rejected[:room])
-                if since_flush >= _FLUSH_EVERY:
-                    flush()
-                if progress is not None and stats.lines % _PROGRESS_EVERY == 0:
-                    progress.update(stats, label)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            # unreadable file or a gzip stream cut short: keep what was read, report, go on
-            stats.rejected += 1
-            item = Rejected(f"{label}:{lineno + 1}", f"cannot read: {exc}", None)
-            pending_rejects.append(item)
-            if len(stats.rejected_examples) < keep_examples:
-                stats.rejected_examples.append(item)
+    for events, rejected in read_archives(paths, stats, progress=progress):
+        for event in events:
+            alerts = process(event)
+            if alerts:
+                stats.alerts += len(alerts)
+                pending_alerts.extend(alerts)
+                if emit is not None:
+                    for alert in alerts:
+                        emit(alert)
+        if rejected:
+            pending_rejects.extend(rejected)
+        since_flush += len(events)
+        if since_flush >= _FLUSH_EVERY:
+            flush()
     flush()
     stats.seconds = time.perf_counter() - started
     if progress is not None:
@@ -186,13 +198,48 @@ def replay(
     return stats
 
 
-def format_summary(stats: ReplayStats, *, stored: bool) -> str:
+async def publish(paths: Sequence[str], settings: Settings, *, progress: Progress | None = None) -> ReplayStats:
+    """Archives -> the audit topic (what `ingest` would have produced), for `auditwatch detect`."""
+    from auditwatch.server import kafka_sink, topic_specs
+    from ingest.kafka import ensure_topics
+
+    assert settings.kafka_bootstrap is not None
+    stats = ReplayStats()
+    started = time.perf_counter()
+    await ensure_topics(settings.kafka_bootstrap, topic_specs(settings))
+    sink = kafka_sink(settings)
+    events: list[AuditEvent] = []
+    rejects: list[Rejected] = []
+    try:
+        for line_events, line_rejects in read_archives(paths, stats, progress=progress):
+            events.extend(line_events)
+            rejects.extend(line_rejects)
+            if len(events) + len(rejects) >= _PUBLISH_BATCH:
+                await sink.accept(events, rejects)
+                events, rejects = [], []
+        if events or rejects:
+            await sink.accept(events, rejects)
+    finally:
+        await sink.close()
+    stats.seconds = time.perf_counter() - started
+    if progress is not None:
+        progress.done()
+    return stats
+
+
+def format_summary(stats: ReplayStats, *, stored: bool, published_to: str | None = None) -> str:
+    verb = f"published to {published_to}" if published_to else "replayed"
     lines = [
-        f"replayed {stats.events:,} events from {stats.files} file(s), {stats.lines:,} lines "
+        f"{verb} {stats.events:,} events from {stats.files} file(s), {stats.lines:,} lines "
         f"in {stats.seconds:.2f}s ({stats.events_per_s:,.0f} events/s)",
-        f"alerts: {stats.alerts:,}" + (f" ({stats.new_alerts:,} new in the store)" if stored else ""),
-        f"rejected: {stats.rejected:,}" + (" (kept in the quarantine table)" if stored and stats.rejected else ""),
     ]
+    if published_to:
+        lines.append(f"rejected: {stats.rejected:,}" + (" (sent to the dead-letter topic)" if stats.rejected else ""))
+    else:
+        lines += [
+            f"alerts: {stats.alerts:,}" + (f" ({stats.new_alerts:,} new in the store)" if stored else ""),
+            f"rejected: {stats.rejected:,}" + (" (kept in the quarantine table)" if stored and stats.rejected else ""),
+        ]
     for item in stats.rejected_examples:
         lines.append(f"  {item.origin}: {item.reason}")
     if stats.rejected > len(stats.rejected_examples):

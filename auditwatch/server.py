@@ -42,7 +42,9 @@ def add_token_auth(app: FastAPI, token: str) -> None:
 
 
 def _app(title: str, settings: Settings, lifespan: Any) -> FastAPI:
-    app = FastAPI(title=title, summary="Kubernetes audit webhook -> detectors -> alert store -> REST", lifespan=lifespan)
+    app = FastAPI(
+        title=title, summary="Kubernetes audit webhook -> detectors -> alert store -> REST", lifespan=lifespan
+    )
     if settings.api_token is not None:
         add_token_auth(app, settings.api_token.get_secret_value())
     return app

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     partitions: int = 6
     replication_factor: int = 1
     consumer_group: str = "auditwatch-detect"
+    detect_max_records: int = 5000  # records per detector batch (one store transaction, one commit)
     send_timeout_s: float = 20.0
     drop_request_received: bool = False
 
@@ -55,7 +56,7 @@ class Settings(BaseSettings):
             raise ValueError("max_body_bytes must be at least 1024")
         return value
 
-    @field_validator("partitions", "replication_factor")
+    @field_validator("partitions", "replication_factor", "detect_max_records")
     @classmethod
     def _positive(cls, value: int) -> int:
         if value < 1:

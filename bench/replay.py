@@ -14,18 +14,22 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 
-import orjson
+# bench/ is sys.path[0] when run as a script, and bench/ingest.py would shadow the ingest package
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from api.store import AlertStore
-from auditwatch.replay import replay
-from auditwatch.synth import ClusterProfile, attack_events, benign_events, write_jsonl
-from detectors.pipeline import Pipeline
-from detectors.rules.loader import load_rules
+import orjson  # noqa: E402
+
+from api.store import AlertStore  # noqa: E402
+from auditwatch.replay import replay  # noqa: E402
+from auditwatch.synth import ClusterProfile, attack_events, benign_events, write_jsonl  # noqa: E402
+from detectors.pipeline import Pipeline  # noqa: E402
+from detectors.rules.loader import load_rules  # noqa: E402
 
 
 def cpu_model() -> str:

@@ -38,3 +38,12 @@ def lease_event() -> dict[str, Any]:
 @pytest.fixture
 def db_url(tmp_path: Path) -> Iterator[str]:
     yield f"sqlite:///{tmp_path / 'alerts.db'}"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh database on the shared PostgreSQL (scripts/services.sh), dropped afterwards."""
+    from tests.services import PG_URL, fresh_database, require
+
+    require(PG_URL.split("@", 1)[1].split("/", 1)[0], "PostgreSQL")
+    yield from fresh_database(PG_URL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -28,12 +29,25 @@ def alerts(n: int) -> list[Alert]:
     return out
 
 
-@pytest.fixture
-def store(db_url: str) -> AlertStore:
-    s = AlertStore(db_url)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, db_url: str) -> Iterator[AlertStore]:
+    """The same tests against a SQLite file and a real PostgreSQL database."""
+    if request.param == "sqlite":
+        url = db_url
+        cleanup: Iterator[str] | None = None
+    else:
+        from tests.services import PG_URL, fresh_database, require
+
+        require(PG_URL.split("@", 1)[1].split("/", 1)[0], "PostgreSQL")
+        cleanup = fresh_database(PG_URL)
+        url = next(cleanup)
+    s = AlertStore(url)
     s.migrate()
     s.migrate()  # idempotent
-    return s
+    yield s
+    s.close()
+    if cleanup is not None:
+        next(cleanup, None)
 
 
 def test_upserts_are_idempotent(store: AlertStore) -> None:

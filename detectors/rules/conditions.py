@@ -66,6 +66,8 @@ def _value_test(op: str, arg: Any, where: tuple[str, int]) -> ValueTest:
     if op == "equals":
         if isinstance(arg, (dict, list)):
             raise RuleError("operator 'equals' takes a scalar", path=where[0], line=where[1])
+        if isinstance(arg, str):  # the common case, and a str never equals a non-str
+            return lambda v: v == arg
         return lambda v: _same(v, arg)
     if op == "in":
         if not isinstance(arg, list) or not arg:
@@ -139,6 +141,17 @@ def _field_predicate(path_text: str, spec: Any, where: tuple[str, int]) -> Predi
     else:
         tests.append(_value_test("equals", spec, where))
 
+    if len(tests) == 1 and exists is None and not_in is None:
+        only = tests[0]
+
+        def single(event: AuditEvent) -> bool:  # the hot path: one test, any value
+            for value in getter(event):
+                if only(value):
+                    return True
+            return False
+
+        return single
+
     def predicate(event: AuditEvent) -> bool:
         values = getter(event)
         if exists is not None and bool(values) != exists:
@@ -180,12 +193,26 @@ def _all(preds: list[Predicate]) -> Predicate:
     if len(preds) == 1:
         return preds[0]
     items = tuple(preds)
-    return lambda e: all(p(e) for p in items)
+
+    def conjunction(event: AuditEvent) -> bool:
+        for pred in items:
+            if not pred(event):
+                return False
+        return True
+
+    return conjunction
 
 
 def _any(preds: list[Predicate]) -> Predicate:
     items = tuple(preds)
-    return lambda e: any(p(e) for p in items)
+
+    def disjunction(event: AuditEvent) -> bool:
+        for pred in items:
+            if pred(event):
+                return True
+        return False
+
+    return disjunction
 
 
 def index_values(node: Any, field: str) -> frozenset[str] | None:
