@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     consumer_group: str = "auditwatch-detect"
     detect_max_records: int = 5000  # records per detector batch (one store transaction, one commit)
     send_timeout_s: float = 20.0
+    kafka_producers: int = 3  # producer connections used in turn by webhook batches
     drop_request_received: bool = False
 
     @field_validator("rules", mode="before")
@@ -56,7 +57,7 @@ class Settings(BaseSettings):
             raise ValueError("max_body_bytes must be at least 1024")
         return value
 
-    @field_validator("partitions", "replication_factor", "detect_max_records")
+    @field_validator("partitions", "replication_factor", "detect_max_records", "kafka_producers")
     @classmethod
     def _positive(cls, value: int) -> int:
         if value < 1:

@@ -26,6 +26,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 import orjson  # noqa: E402
 
 from api.store import AlertStore  # noqa: E402
+from auditwatch.cli import tune_gc  # noqa: E402
 from auditwatch.replay import replay  # noqa: E402
 from auditwatch.synth import ClusterProfile, attack_events, benign_events, write_jsonl  # noqa: E402
 from detectors.pipeline import Pipeline  # noqa: E402
@@ -80,6 +81,7 @@ def main() -> None:
     args = parser.parse_args()
 
     pipeline = Pipeline(load_rules(["builtin"]))
+    tune_gc()  # as `auditwatch replay` does; both measurements below run in this same process state
     with tempfile.TemporaryDirectory(prefix="auditwatch-bench-") as tmp:
         workdir = Path(tmp)
         path = workdir / "events.jsonl"

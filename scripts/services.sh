@@ -52,7 +52,7 @@ log() { printf '[services] %s\n' "$*" >&2; }
 die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
 
 for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$PG_PORT"; do
-    [[ "$port" =~ ^[0-9]+$ ]] && ((port > 0 && port < 65536)) || die "not a TCP port: $port"
+    if ! [[ "$port" =~ ^[1-9][0-9]{0,4}$ ]] || ((port > 65535)); then die "not a TCP port: $port"; fi
 done
 [[ "$KAFKA_VERSION" =~ ^4\.[0-9]+\.[0-9]+$ ]] || die "AUDITWATCH_KAFKA_VERSION must be a Kafka 4.x version, not $KAFKA_VERSION"
 
@@ -77,10 +77,10 @@ apt_install() {
 
 lock() { # one `up`/`down` at a time (parallel test runs may all call `up`); servers must not inherit fd 9
     mkdir -p "$CACHE"
-    exec 9>"$CACHE/.services.lock"
+    exec 9>"$CACHE/services.lock"
     if ! flock -n 9; then
-        log "waiting for another services.sh (lock $CACHE/.services.lock)"
-        flock -w 300 9 || die "another services.sh held $CACHE/.services.lock for 300 s"
+        log "waiting for another services.sh (lock $CACHE/services.lock)"
+        flock -w 300 9 || die "another services.sh held $CACHE/services.lock for 300 s"
     fi
 }
 
@@ -108,10 +108,13 @@ ensure_kafka_libs() {
     log "fetching Kafka $KAFKA_VERSION jars from Maven Central into $KAFKA_LIBS"
     mkdir -p "$KAFKA_HOME"
     rm -rf "$KAFKA_LIBS.tmp"
-    timeout 600 mvn -q -B -Dstyle.color=never -f "$pom" -Dkafka.version="$KAFKA_VERSION" \
-        dependency:copy-dependencies -DoutputDirectory="$KAFKA_LIBS.tmp" -DincludeScope=runtime >&2 \
-        || die "Maven could not fetch Kafka $KAFKA_VERSION (see above)"
-    ls "$KAFKA_LIBS.tmp"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null || die "Maven fetched no kafka_2.13 jar"
+    if ! timeout 600 mvn -q -B -Dstyle.color=never -f "$pom" -Dkafka.version="$KAFKA_VERSION" \
+        dependency:copy-dependencies -DoutputDirectory="$KAFKA_LIBS.tmp" -DincludeScope=runtime \
+        >"$KAFKA_HOME/mvn.log" 2>&1; then
+        tail -n 40 "$KAFKA_HOME/mvn.log" >&2
+        die "Maven could not fetch Kafka $KAFKA_VERSION (log: $KAFKA_HOME/mvn.log)"
+    fi
+    [[ -f "$KAFKA_LIBS.tmp/kafka_2.13-$KAFKA_VERSION.jar" ]] || die "Maven fetched no kafka_2.13 jar"
     rm -rf "$KAFKA_LIBS"
     mv "$KAFKA_LIBS.tmp" "$KAFKA_LIBS"
     echo "$want" >"$stamp"
@@ -192,6 +195,10 @@ kafka_pid() { # the broker's pid if our broker runs, else nothing (guards agains
     if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "kafka.Kafka $KAFKA_CONF"; then echo "$pid"; fi
 }
 
+kafka_conf_port() { # the client port in the broker's current server.properties
+    sed -n 's#^listeners=PLAINTEXT://[^:]*:\([0-9]*\),.*#\1#p' "$KAFKA_CONF" 2>/dev/null
+}
+
 kafka_serves() { # a metadata round trip, bounded
     local TOOL
     tool_cmd
@@ -202,6 +209,10 @@ kafka_serves() { # a metadata round trip, bounded
 kafka_up() {
     local pid
     pid="$(kafka_pid)"
+    if [[ -n "$pid" && "$(kafka_conf_port)" != "$KAFKA_PORT" ]]; then
+        die "our broker (pid $pid) runs with port $(kafka_conf_port) from $KAFKA_CONF, not $KAFKA_PORT:" \
+            "run \`down\` with the old AUDITWATCH_KAFKA_PORT first, or use another AUDITWATCH_CACHE"
+    fi
     if [[ -n "$pid" ]] && port_open "$KAFKA_PORT"; then
         log "Kafka already runs (pid $pid) on $HOST:$KAFKA_PORT"
         return 0
@@ -215,7 +226,7 @@ kafka_up() {
             fi
         done
     fi
-    write_kafka_config
+    [[ -n "$pid" ]] || write_kafka_config
 
     if [[ ! -f "$KAFKA_DATA/meta.properties" ]]; then
         local cluster_id TOOL
@@ -226,8 +237,11 @@ kafka_up() {
         fi
         cluster_id="$(tr -d '[:space:]' <"$KAFKA_DIR/cluster-id")"
         log "formatting Kafka storage in $KAFKA_DATA (cluster id $cluster_id)"
-        timeout 120 "${TOOL[@]}" kafka.tools.StorageTool format --ignore-formatted \
-            -t "$cluster_id" -c "$KAFKA_CONF" >&2 || die "formatting Kafka storage failed"
+        if ! timeout 120 "${TOOL[@]}" kafka.tools.StorageTool format --ignore-formatted \
+            -t "$cluster_id" -c "$KAFKA_CONF" >"$KAFKA_DIR/logs/format.log" 2>&1; then
+            cat "$KAFKA_DIR/logs/format.log" >&2
+            die "formatting Kafka storage failed"
+        fi
     fi
 
     if [[ -z "$pid" ]]; then
@@ -421,7 +435,9 @@ pg_down() {
 cmd_status() {
     local ok=0 pid bin data
     pid="$(kafka_pid)"
-    if [[ -n "$pid" ]] && port_open "$KAFKA_PORT"; then
+    if [[ -n "$pid" && "$(kafka_conf_port)" != "$KAFKA_PORT" ]]; then
+        echo "kafka: running on $HOST:$(kafka_conf_port), not on AUDITWATCH_KAFKA_PORT=$KAFKA_PORT (pid $pid, $KAFKA_CONF)"; ok=1
+    elif [[ -n "$pid" ]] && port_open "$KAFKA_PORT"; then
         echo "kafka: running (pid $pid, $HOST:$KAFKA_PORT, version $KAFKA_VERSION, data $KAFKA_DATA)"
     elif [[ -n "$pid" ]]; then
         echo "kafka: starting (pid $pid, $HOST:$KAFKA_PORT not open yet)"; ok=1
