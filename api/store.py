@@ -36,6 +36,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
@@ -45,6 +46,7 @@ from detectors.alerts import Alert, Severity
 from detectors.events import Rejected
 from detectors.redact import redact_payload
 
+_MIGRATION_LOCK = 0x61756469_74776174  # "auditwat": the advisory lock that serialises migrations
 MAX_QUARANTINE_PAYLOAD = 1 << 20  # bytes kept of one rejected item; the rest is marked truncated
 _JSON = JSON().with_variant(JSONB(), "postgresql")
 
@@ -247,6 +249,11 @@ class AlertStore:
         cfg = Config()
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         with self._tx() as conn:
+            if conn.dialect.name == "postgresql":
+                # detect and api processes start together: one migrates, the others wait, then see it done.
+                # Bounded: a stuck migration fails the start with an error instead of hanging it.
+                conn.execute(text("SET LOCAL lock_timeout = '60s'"))
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 

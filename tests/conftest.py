@@ -47,3 +47,12 @@ def pg_url() -> Iterator[str]:
 
     require(PG_URL.split("@", 1)[1].split("/", 1)[0], "PostgreSQL")
     yield from fresh_database(PG_URL)
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a subprocess under test: no AUDITWATCH_* settings leak in from the shell or CI."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITWATCH_")}
+    env.update(extra or {})
+    return env

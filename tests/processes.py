@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import PYTHON, ROOT
+from tests.conftest import PYTHON, ROOT, clean_env
 
 
 def free_port() -> int:
@@ -33,7 +33,7 @@ class Proc:
                 cwd=ROOT,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})},
+                env=clean_env(env),
             )
 
     def output(self) -> str:

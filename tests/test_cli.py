@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, ROOT
+from tests.conftest import PYTHON, ROOT, clean_env
 
 
 def run(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    import os
-
-    full_env = {**os.environ, **(env or {})}
+    full_env = clean_env(env)
     return subprocess.run([PYTHON, "-m", "auditwatch.cli", *args], capture_output=True, text=True, timeout=120,
                           cwd=cwd, env=full_env, check=False)  # fmt: skip
 

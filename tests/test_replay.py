@@ -10,14 +10,20 @@ from pathlib import Path
 
 import orjson
 
-from tests.conftest import DATA, PYTHON, ROOT, SCENARIO
+from tests.conftest import DATA, PYTHON, ROOT, SCENARIO, clean_env
 
 EXPECTED = orjson.loads((DATA / "scenario.expected.json").read_bytes())
 
 
 def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [PYTHON, "-m", "auditwatch.cli", *args], input=stdin, capture_output=True, timeout=120, cwd=ROOT, check=False
+        [PYTHON, "-m", "auditwatch.cli", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
+        env=clean_env(),
     )
 
 

@@ -103,3 +103,15 @@ def test_alert_detail_keeps_the_redacted_event_and_quarantine_keeps_rejects(stor
     (q,) = store.quarantined()
     assert (q["origin"], q["reason"], q["payload_truncated"]) == ("f.jsonl:9", "missing auditID", False)
     assert "abcdefghijkl" not in q["payload"]
+
+
+def test_concurrent_migrations_on_postgresql(pg_url: str) -> None:
+    """detect and api start together against one database: both migrate, neither fails."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    stores = [AlertStore(pg_url) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda s: s.migrate(), stores))
+    assert stores[0].count_alerts() == 0
+    for s in stores:
+        s.close()
