@@ -29,6 +29,9 @@ class AlertSummary(BaseModel):
     namespace: str
     name: str
     origin: str = Field(description="Where the event came from: file:line for replays, webhook path and item")
+    details: dict[str, Any] = Field(
+        default_factory=dict, description="Format-specific extras, e.g. a Falco rule's priority and output"
+    )
 
 
 class AlertDetail(AlertSummary):

@@ -78,6 +78,7 @@ alerts_table = Table(
     Column("name", Text, nullable=False),
     Column("origin", Text, nullable=False),
     Column("event", _JSON, nullable=False),
+    Column("details", _JSON, nullable=False, server_default="{}"),
     Index("ix_alerts_time_id", "event_time", "id"),
     Index("ix_alerts_rule", "rule_id"),
     Index("ix_alerts_user", "user_name"),
@@ -161,6 +162,7 @@ def _alert_row(alert: Alert, detected_at: datetime) -> dict[str, Any]:
         "name": alert.name,
         "origin": alert.origin,
         "event": dict(alert.event),
+        "details": dict(alert.details),
     }
 
 
@@ -188,6 +190,7 @@ def row_to_dict(row: Any, *, with_event: bool) -> dict[str, Any]:
         "namespace": m["namespace"],
         "name": m["name"],
         "origin": m["origin"],
+        "details": dict(m["details"] or {}),
     }
     if with_event:
         out["event"] = m["event"]

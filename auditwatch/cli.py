@@ -19,8 +19,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-import orjson
-
 from detectors.errors import DetectorError, RuleErrors
 
 EXIT_USAGE = 2
@@ -55,12 +53,13 @@ def _settings(**overrides: Any) -> Any:
         raise SystemExit(f"auditwatch: bad setting: {msgs}") from None
 
 
-def _load_pipeline(rules: Sequence[str]) -> Any:
+def _load_pipeline(rules: Sequence[str], rule_matching: str = "first") -> Any:
     from detectors.pipeline import Pipeline
+    from detectors.rules.formats import LoadOptions
     from detectors.rules.loader import load_rules
 
     try:
-        return Pipeline(load_rules(rules))
+        return Pipeline(load_rules(rules, LoadOptions(rule_matching=rule_matching)))
     except RuleErrors as exc:
         raise SystemExit("auditwatch: cannot load rules:\n" + "\n".join(f"  {e}" for e in exc.errors)) from None
 
@@ -95,8 +94,10 @@ def _listener_settings(args: argparse.Namespace, **more: Any) -> Any:
 def cmd_serve(args: argparse.Namespace) -> int:
     from auditwatch.server import base_url, create_serve_app, run_http
 
-    settings = _listener_settings(args, db_url=args.db, rules=args.rules, max_body_bytes=args.max_body_bytes)
-    app = create_serve_app(settings, pipeline=_load_pipeline(settings.rules))
+    settings = _listener_settings(
+        args, db_url=args.db, rules=args.rules, max_body_bytes=args.max_body_bytes, rule_matching=args.rule_matching
+    )
+    app = create_serve_app(settings, pipeline=_load_pipeline(settings.rules, settings.rule_matching))
     tune_gc()
     base = base_url(settings)
     print(
@@ -153,11 +154,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     settings = _settings(
         kafka_bootstrap=args.kafka, db_url=args.db, rules=args.rules, topic=args.topic,
-        consumer_group=args.group, partitions=args.partitions,
+        consumer_group=args.group, partitions=args.partitions, rule_matching=args.rule_matching,
     )  # fmt: skip
     if not settings.kafka_bootstrap:
         raise SystemExit("auditwatch: detect needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)")
-    pipeline = _load_pipeline(settings.rules)
+    pipeline = _load_pipeline(settings.rules, settings.rule_matching)
     store = AlertStore(settings.db_url)
     store.migrate()
     detector = Detector(
@@ -191,13 +192,15 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _alert_writer(output: str | None) -> tuple[Callable[[Any], None] | None, IO[bytes] | None]:
+def _alert_writer(output: str | None, output_format: str) -> tuple[Callable[[Any], None] | None, IO[bytes] | None]:
+    from auditwatch.outputs import render
+
     if output is None:
         return None, None
     stream: IO[bytes] = sys.stdout.buffer if output == "-" else open(output, "wb")  # noqa: SIM115
 
     def emit(alert: Any) -> None:
-        stream.write(orjson.dumps(alert.summary()) + b"\n")
+        stream.write(render(alert, output_format))
 
     return emit, stream
 
@@ -215,14 +218,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(format_summary(stats, stored=False, published_to=f"{settings.kafka_bootstrap} {settings.topic}"),
                   file=sys.stderr)  # fmt: skip
         return 0
-    settings = _settings(db_url=args.db, rules=args.rules)
-    pipeline = _load_pipeline(settings.rules)
+    settings = _settings(db_url=args.db, rules=args.rules, rule_matching=args.rule_matching)
+    pipeline = _load_pipeline(settings.rules, settings.rule_matching)
     # Store when asked to (--db), or when nothing else would keep the alerts (no --output).
     store = None
     if args.db is not None or args.output is None:
         store = AlertStore(settings.db_url)
         store.migrate()
-    emit, stream = _alert_writer(args.output)
+    emit, stream = _alert_writer(args.output, args.output_format)
     tune_gc()
     try:
         stats = replay(args.paths, pipeline, store=store, emit=emit, progress=progress)
@@ -258,6 +261,10 @@ DB_HELP = (
 KAFKA_HELP = "Kafka bootstrap server HOST:PORT. Env: AUDITWATCH_KAFKA_BOOTSTRAP"
 TOPIC_HELP = "audit topic (default k8s-audit; dead letters go to k8s-audit-dlq). Env: AUDITWATCH_TOPIC"
 PARTITIONS_HELP = "partitions of the audit topic when it is created (default 6). Env: AUDITWATCH_PARTITIONS"
+MATCHING_HELP = (
+    "Falco rule files: stop at the first matching rule (first, Falco's default) or report every match (all). "
+    "Env: AUDITWATCH_RULE_MATCHING"
+)
 
 
 def _listener_options(p: argparse.ArgumentParser, port: int) -> None:
@@ -305,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     _webhook_options(serve)
     serve.add_argument("--db", help=DB_HELP)
     serve.add_argument("--rules", action="append", help=RULES_HELP)
+    serve.add_argument("--rule-matching", choices=["first", "all"], help=MATCHING_HELP)
     serve.set_defaults(func=cmd_serve)
 
     ingest = sub.add_parser(
@@ -338,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--topic", help=TOPIC_HELP)
     detect.add_argument("--group", help="consumer group id (default auditwatch-detect). Env: AUDITWATCH_CONSUMER_GROUP")
     detect.add_argument("--partitions", type=int, help=PARTITIONS_HELP)
+    detect.add_argument("--rule-matching", choices=["first", "all"], help=MATCHING_HELP)
     detect.set_defaults(func=cmd_detect)
 
     api = sub.add_parser(
@@ -357,7 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("paths", nargs="+", metavar="PATH", help="file, directory or - (stdin)")
     rep.add_argument("--rules", action="append", help=RULES_HELP)
+    rep.add_argument("--rule-matching", choices=["first", "all"], help=MATCHING_HELP)
     rep.add_argument("--output", metavar="-|FILE", help="print one JSON object per alert to stdout (-) or FILE")
+    rep.add_argument(
+        "--output-format", choices=["auditwatch", "falco"], default="auditwatch",
+        help="shape of each --output line: auditwatch's (default) or Falco's JSON alert "
+        "(time, rule, priority, source, output, output_fields, tags, hostname), which falcosidekick takes",
+    )  # fmt: skip
     rep.add_argument("--db", help=DB_HELP)
     rep.add_argument("--to-kafka", metavar="BOOTSTRAP", help="publish the events to Kafka instead of detecting")
     rep.add_argument("--topic", help=TOPIC_HELP)

@@ -20,6 +20,7 @@ from api.store import AlertStore
 from auditwatch.embedded import EmbeddedSink
 from auditwatch.settings import Settings
 from detectors.pipeline import Pipeline
+from detectors.rules.formats import LoadOptions
 from detectors.rules.loader import load_rules
 from ingest.kafka import KafkaSink, TopicSpec, ensure_topics
 from ingest.webhook import SinkUnavailable, webhook_router
@@ -63,7 +64,7 @@ def _store_lifespan(store: AlertStore) -> Any:
 
 def create_serve_app(settings: Settings, *, pipeline: Pipeline | None = None) -> FastAPI:
     """Embedded mode. Rules load before the server starts, so a broken file fails fast with file:line."""
-    pipeline = pipeline or Pipeline(load_rules(settings.rules))
+    pipeline = pipeline or Pipeline(load_rules(settings.rules, LoadOptions(rule_matching=settings.rule_matching)))
     store = AlertStore(settings.db_url)
     app = _app("auditwatch", settings, _store_lifespan(store))
     app.include_router(webhook_router(EmbeddedSink(pipeline, store), max_body_bytes=settings.max_body_bytes))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     # detection and the alert store
     db_url: str = DEFAULT_DB_URL
     rules: Annotated[list[str], NoDecode] = ["builtin"]
+    rule_matching: Literal["first", "all"] = "first"  # Falco rule files: first match only, or every match
     # distributed mode
     kafka_bootstrap: str | None = None
     topic: str = "k8s-audit"

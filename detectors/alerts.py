@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
 from typing import Any
@@ -73,6 +73,8 @@ class Alert:
     name: str
     origin: str
     event: Mapping[str, Any]  # redacted copy of the event
+    # format-specific extras, JSON-ready: Falco's priority/output/output_fields/tags/source, Sigma's level...
+    details: Mapping[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready fields (no event body), as replay prints them and the REST API lists them."""
@@ -97,11 +99,19 @@ class Alert:
             "namespace": self.namespace,
             "name": self.name,
             "origin": self.origin,
+            "details": dict(self.details),
         }
 
 
 def make_alert(
-    *, rule_id: str, rule_name: str, severity: Severity, mitre: tuple[str, ...], message: str, event: AuditEvent
+    *,
+    rule_id: str,
+    rule_name: str,
+    severity: Severity,
+    mitre: tuple[str, ...],
+    message: str,
+    event: AuditEvent,
+    details: Mapping[str, Any] | None = None,
 ) -> Alert:
     return Alert(
         id=alert_id(rule_id, event),
@@ -125,4 +135,5 @@ def make_alert(
         name=event.name,
         origin=event.origin,
         event=redact_event(event.raw),
+        details=dict(details or {}),
     )

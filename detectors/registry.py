@@ -1,10 +1,12 @@
-"""Rule `type:` -> the class that builds it. Data, not an if-chain: a new type is one entry here."""
+"""What the loader and the rule files can name. Data, not if-chains: a new rule type or file format is
+one entry here."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
 from detectors.base import Detector
+from detectors.rules.formats import NativeRules, RuleFormat
 from detectors.rules.match import MatchRule
 from detectors.rules.yamlload import LocatedDict
 
@@ -13,6 +15,12 @@ class RuleFactory(Protocol):
     def __call__(self, node: LocatedDict, *, path: str) -> Detector: ...
 
 
+# `type:` of an auditwatch rule -> the class that builds it
 RULE_TYPES: dict[str, RuleFactory] = {
     "match": MatchRule.from_node,
 }
+
+# rule file formats, tried in this order on each file
+RULE_FORMATS: list[type[RuleFormat]] = [
+    NativeRules,
+]

@@ -121,3 +121,14 @@ def test_broken_rule_file_stops_with_file_and_line(tmp_path: Path) -> None:
     result = run("replay", str(SCENARIO), "--rules", str(bad), "--output", "-")
     assert result.returncode != 0
     assert f"{bad}:7: unknown operator 'oops'" in result.stderr.decode()
+
+
+def test_falco_output_format_for_falcosidekick() -> None:
+    got = alerts_of(run("replay", str(SCENARIO), "--output", "-", "--output-format", "falco"))
+    assert len(got) == 3
+    for alert in got:
+        assert set(alert) == {"time", "rule", "priority", "source", "output", "output_fields", "tags", "hostname"}
+        assert alert["source"] == "k8s_audit" and alert["priority"] in {"Error", "Warning"}
+        assert alert["output_fields"]["ka.user.name"] == "mallory@example.com"
+    assert {a["rule"] for a in got} == {"Exec or attach into a pod", "Privileged container created",
+                                        "Binding to cluster-admin created or changed"}  # fmt: skip

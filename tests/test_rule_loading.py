@@ -72,11 +72,11 @@ def test_header_errors(tmp_path: Path) -> None:
 def test_all_errors_of_a_directory_are_collected(tmp_path: Path) -> None:
     write_rule(tmp_path, "match:\n  verb: {nope: 1}\n", "rule-a")
     write_rule(tmp_path, "severity2: x\nmatch:\n  verb: get\n", "rule-b")
-    (tmp_path / "rule-c.yaml").write_text("- rule: Falco style\n")
+    (tmp_path / "rule-c.yaml").write_text("just a sentence\n")
     with pytest.raises(RuleErrors) as info:
         load_rules([str(tmp_path)])
     assert len(info.value.errors) == 3
-    assert "looks like a Falco rules file" in str(info.value)
+    assert f"{tmp_path / 'rule-c.yaml'}:1: not a rule file of a known format" in str(info.value)
 
 
 def test_duplicate_ids_across_files(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +116,33 @@ def test_concurrent_migrations_on_postgresql(pg_url: str) -> None:
     assert stores[0].count_alerts() == 0
     for s in stores:
         s.close()
+
+
+def test_upgrade_from_the_first_schema_keeps_alerts(store: AlertStore) -> None:
+    """A store created by an older auditwatch (revision 0001) is migrated in place."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    import api.store as api_store
+    from api.store import metadata
+
+    (one,) = alerts(1)
+    with store.engine.begin() as conn:
+        metadata.drop_all(conn)
+        conn.execute(text("DROP TABLE alembic_version"))
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(api_store.__file__).parent / "migrations"))
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(text("INSERT INTO alerts (id, rule_id, rule_name, severity, severity_rank, mitre, message, "
+                          "event_time, detected_at, audit_id, stage, user_name, groups, source_ips, user_agent, verb, "
+                          "resource, subresource, namespace, name, origin, event) VALUES ('old', 'r', 'R', 'high', 3, "
+                          "'[]', 'm', '2026-11-20 10:00:00', '2026-11-20 10:00:00', 'a', 'ResponseComplete', 'u', '[]', "
+                          "'[]', 'ua', 'get', 'pods', '', 'ns', 'n', 'f:1', '{}')"))  # fmt: skip
+    store.migrate()
+    old = store.get_alert("old")
+    assert old is not None and old["details"] == {}
+    store.write([one])
+    assert store.count_alerts() == 2

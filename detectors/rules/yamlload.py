@@ -90,9 +90,33 @@ def load_yaml(text: str, *, path: str = "<string>") -> Any:
         loader.dispose()
 
 
-def load_yaml_file(path: Path) -> Any:
+def load_yaml_documents(text: str, *, path: str = "<string>") -> list[Any]:
+    """Every document of a YAML stream (Sigma files may hold several), strictly, with file:line errors."""
+    loader = _StrictLoader(text)
+    loader.path = path
+    docs: list[Any] = []
     try:
-        text = path.read_text(encoding="utf-8")
+        while loader.check_data():
+            docs.append(loader.get_data())
+    except RuleError:
+        raise
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise RuleError(f"YAML syntax error: {exc.problem or exc}", path=path, line=line) from None
+    except yaml.YAMLError as exc:
+        raise RuleError(f"YAML error: {exc}", path=path) from None
+    finally:
+        loader.dispose()
+    return [d for d in docs if d is not None]
+
+
+def read_rule_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RuleError(f"cannot read rule file: {exc}", path=str(path)) from None
-    return load_yaml(text, path=str(path))
+
+
+def load_yaml_file(path: Path) -> Any:
+    return load_yaml(read_rule_text(path), path=str(path))
