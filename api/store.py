@@ -97,6 +97,17 @@ quarantine_table = Table(
 )
 
 
+# Detector state, checkpointed with the input position it reflects (a Kafka offset; none for the webhook).
+state_table = Table(
+    "detector_state",
+    metadata,
+    Column("scope", String(512), primary_key=True),  # "serve", or "kafka:<group>:<topic>:<partition>"
+    Column("position", BigInteger),  # the next offset to read, when the input has one
+    Column("state", Text, nullable=False),  # JSON of Pipeline.snapshot()
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
 class StoreError(Exception):
     """The alert store could not do its job (database down, bad URL); callers answer 503 or retry."""
 
@@ -264,8 +275,13 @@ class AlertStore:
         with self._tx() as conn:
             conn.execute(select(1))
 
-    def write(self, alerts: Sequence[Alert], rejected: Sequence[Rejected] = ()) -> int:
-        """Store alerts and rejected items in one transaction; return how many alerts were new."""
+    def write(
+        self,
+        alerts: Sequence[Alert],
+        rejected: Sequence[Rejected] = (),
+        states: dict[str, tuple[int | None, dict[str, Any]]] | None = None,
+    ) -> int:
+        """Store alerts, rejected items and detector states in one transaction; return how many alerts were new."""
         now = datetime.now(UTC)
         unique = {a.id: a for a in alerts}
         new = 0
@@ -281,7 +297,28 @@ class AlertStore:
                 new = len(rows)
             if rejected:
                 conn.execute(insert(quarantine_table), [_quarantine_row(r, now) for r in rejected])
+            for scope, (position, state) in (states or {}).items():
+                self._save_state(conn, scope, position, state, now)
         return new
+
+    def _save_state(
+        self, conn: Connection, scope: str, position: int | None, state: dict[str, Any], now: datetime
+    ) -> None:
+        row = {"scope": scope, "position": position, "state": orjson.dumps(state).decode(), "updated_at": now}
+        t = state_table
+        updated = conn.execute(
+            t.update().where(t.c.scope == scope).values(position=position, state=row["state"], updated_at=now)
+        )
+        if updated.rowcount == 0:
+            conn.execute(insert(t), [row])
+
+    def load_state(self, scope: str) -> tuple[int | None, dict[str, Any]] | None:
+        """The last checkpoint of a scope: (position, state), or None."""
+        with self._tx() as conn:
+            row = conn.execute(select(state_table).where(state_table.c.scope == scope)).first()
+        if row is None:
+            return None
+        return row.position, orjson.loads(row.state)
 
     def _insert_ignore(self) -> Any:
         if self.engine.dialect.name == "postgresql":

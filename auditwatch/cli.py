@@ -5,6 +5,8 @@
     detect   Kafka -> detectors -> alert store       } distributed mode
     api      alert store -> REST                    /
     replay   archived logs -> detectors (or -> Kafka)
+    convert  archived logs of any format -> normalised audit Events (JSON lines)
+    policy   audit policy check: validation, lints, rules it blinds
     demo     a bundled sample, replayed and shown
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -172,6 +175,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     )
 
     tune_gc()
+    # partition hand-overs and checkpoints are worth seeing; AUDITWATCH_DEBUG=1 shows every batch
+    logging.getLogger("auditwatch").setLevel(logging.DEBUG if os.environ.get("AUDITWATCH_DEBUG") else logging.INFO)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -205,11 +210,42 @@ def _alert_writer(output: str | None, output_format: str) -> tuple[Callable[[Any
     return emit, stream
 
 
+def _event_filters(args: argparse.Namespace) -> Any:
+    from auditwatch.replay import event_filters
+    from detectors.policy import PolicyError
+
+    try:
+        return event_filters(
+            since=args.since, until=args.until, policy_file=args.policy, speed=getattr(args, "speed", None)
+        )
+    except (ValueError, PolicyError) as exc:
+        print(f"auditwatch: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from auditwatch.replay import convert, format_summary
+
+    transform, _pacer = _event_filters(args)
+    stats = convert(args.paths, sys.stdout.buffer, fmt=args.format, transform=transform)
+    sys.stdout.buffer.flush()
+    if not args.quiet:
+        print(format_summary(stats, stored=False).replace("replayed", "converted", 1), file=sys.stderr)
+    return 0
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    from auditwatch.policycheck import run_check
+
+    return run_check(args.policy, args.rules, as_json=args.json, out=sys.stdout)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from api.store import AlertStore
     from auditwatch.replay import Progress, format_summary, publish, replay
 
     progress = Progress(sys.stderr, enabled=sys.stderr.isatty() and not args.quiet)
+    transform, pacer = _event_filters(args)
     if args.to_kafka:
         settings = _settings(kafka_bootstrap=args.to_kafka, topic=args.topic, partitions=args.partitions)
         tune_gc()
@@ -228,7 +264,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     emit, stream = _alert_writer(args.output, args.output_format)
     tune_gc()
     try:
-        stats = replay(args.paths, pipeline, store=store, emit=emit, progress=progress)
+        stats = replay(
+            args.paths, pipeline, store=store, emit=emit, progress=progress, fmt=args.format, transform=transform,
+            pacer=pacer,
+        )  # fmt: skip
     finally:
         if stream is not None and stream is not sys.stdout.buffer:
             stream.close()
@@ -291,6 +330,18 @@ def _webhook_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-body-bytes", type=int, help="largest webhook body accepted, else 413 (default 128 MiB). "
         "Env: AUDITWATCH_MAX_BODY_BYTES",
+    )  # fmt: skip
+
+
+def _archive_options(p: argparse.ArgumentParser) -> None:
+    from ingest.archives import FORMATS
+
+    p.add_argument("--format", choices=FORMATS, help="archive format of every input (default: detected per file)")
+    p.add_argument("--since", metavar="TIME", help="only events whose stageTimestamp is at or after TIME (RFC 3339)")
+    p.add_argument("--until", metavar="TIME", help="only events whose stageTimestamp is before TIME (RFC 3339)")
+    p.add_argument(
+        "--policy", metavar="FILE", help="keep only what this audit policy would have recorded, at its level "
+        "(level None and omitted stages dropped, bodies stripped below Request/RequestResponse)",
     )  # fmt: skip
 
 
@@ -378,7 +429,38 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--topic", help=TOPIC_HELP)
     rep.add_argument("--partitions", type=int, help=PARTITIONS_HELP)
     rep.add_argument("--quiet", action="store_true", help="no progress bar and no summary on stderr")
+    _archive_options(rep)
+    rep.add_argument(
+        "--speed", type=float, metavar="N", help="time-faithful replay at N times real time, paced on stageTimestamp "
+        "(one pause never exceeds 2 s; default: as fast as possible)",
+    )  # fmt: skip
     rep.set_defaults(func=cmd_replay)
+
+    conv = sub.add_parser(
+        "convert",
+        help="print archived audit logs of any format as normalised audit.k8s.io/v1 Events (JSON lines)",
+        description="Read archives (kube-apiserver JSON lines, EKS CloudWatch exports, GKE Cloud Audit Logs, AKS "
+        "diagnostic records, Elastic documents; plain or gzip; directories) and print one normalised Event per "
+        "line on stdout. Unreadable records are reported with file:line on stderr.",
+    )
+    conv.add_argument("paths", nargs="+", metavar="PATH", help="file, directory or - (stdin)")
+    conv.add_argument("--quiet", action="store_true", help="no summary on stderr")
+    _archive_options(conv)
+    conv.set_defaults(func=cmd_convert)
+
+    pol = sub.add_parser("policy", help="audit policy tools", description="Audit policy tools.")
+    pol_sub = pol.add_subparsers(dest="policy_command", required=True, metavar="COMMAND")
+    check = pol_sub.add_parser(
+        "check",
+        help="validate an audit policy, lint it, and list the rules it leaves blind",
+        description="Validate an audit policy as the kube-apiserver would, lint it (credentials logged, exec "
+        "without ResponseStarted, no catch-all, shadowed rules, broken groups) and list every enabled rule that "
+        "can never fire under it, with the reason. Exit 1 on validation errors.",
+    )
+    check.add_argument("policy", metavar="POLICY", help="audit policy file (audit.k8s.io/v1 Policy)")
+    check.add_argument("--rules", action="append", help=RULES_HELP)
+    check.add_argument("--json", action="store_true", help="print one JSON object: errors, warnings, blind_rules")
+    check.set_defaults(func=cmd_policy_check)
 
     demo = sub.add_parser(
         "demo",

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -53,29 +54,40 @@ def decode_record(record: ConsumerRecord[bytes, bytes]) -> tuple[list[AuditEvent
 
 
 class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Revocation waits for the batch in flight (stored and committed) before partitions move."""
+    """Partitions move between detectors with their state.
 
-    def __init__(self, lock: asyncio.Lock, on_assign: Callable[[set[TopicPartition]], None]) -> None:
-        self.lock = lock
-        self.on_assign = on_assign
+    Revocation waits for the batch in flight (stored and committed), then checkpoints the revoked
+    partitions' detector state with their offsets. Assignment restores a partition's checkpoint and seeks
+    to the offset it reflects, so the new owner continues exactly where the state left off.
+    """
+
+    def __init__(self, owner: Detector) -> None:
+        self.owner = owner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        lock = self.owner.lock
         try:
             # bounded: if the batch cannot finish (store down), hand over anyway; nothing was committed
-            await asyncio.wait_for(self.lock.acquire(), 30)
+            await asyncio.wait_for(lock.acquire(), 30)
         except TimeoutError:
             log.warning("handing over partitions with a batch still in flight; it will be redelivered")
-        else:
-            self.lock.release()
+            self.owner.forget(revoked)
+            return
+        try:
+            await self.owner.checkpoint(revoked)
+        finally:
+            lock.release()
+            self.owner.forget(revoked)
         log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.on_assign(assigned)
+        await self.owner.adopt(assigned)
         log.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
 
 
 class Detector:
-    """One member of the consumer group."""
+    """One member of the consumer group. Each partition gets its own pipeline (its own detector state):
+    records are keyed by principal, so a principal's state lives with its partition."""
 
     def __init__(
         self,
@@ -87,30 +99,112 @@ class Detector:
         store: AlertStore,
         max_records: int = 5000,
         backoff_cap_s: float = 30.0,
+        checkpoint_every_s: float = 5.0,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.group = group
-        self.pipeline = pipeline
+        self.template = pipeline
         self.store = store
         self.max_records = max_records
         self.backoff_cap_s = backoff_cap_s
+        self.checkpoint_every_s = checkpoint_every_s
         self.stats = DetectStats()
+        self.lock = asyncio.Lock()
         self._stop = asyncio.Event()
-        self._lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._pipelines: dict[TopicPartition, Pipeline] = {}
+        self._positions: dict[TopicPartition, int] = {}  # next offset, after the last processed record
+        self._checkpointed: dict[TopicPartition, float] = {}
+        self._ready: set[TopicPartition] = set()  # partitions whose state is in place
+        self._dirty: set[TopicPartition] = set()  # processed since their last checkpoint
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _on_assign(self, assigned: set[TopicPartition]) -> None:
-        self.stats.partitions = {tp.partition for tp in assigned}
+    def _scope(self, tp: TopicPartition) -> str:
+        return f"kafka:{self.group}:{tp.topic}:{tp.partition}"
 
-    async def _store(self, alerts: list[Alert], rejected: list[Rejected]) -> bool:
+    def _pipeline(self, tp: TopicPartition) -> Pipeline:
+        pipeline = self._pipelines.get(tp)
+        if pipeline is None:
+            pipeline = self._pipelines[tp] = self.template.fresh()
+        return pipeline
+
+    async def adopt(self, assigned: set[TopicPartition]) -> None:
+        """Take over partitions: restore each one's checkpointed state and seek to the offset it reflects.
+
+        Records of a partition fetched before this completes are dropped in `_process` (the partition is
+        not ready yet); the seek below makes the consumer fetch them again, now in step with the state.
+        """
+        self.stats.partitions = {tp.partition for tp in assigned}
+        for tp in assigned:
+            if tp in self._ready:
+                continue
+            if self.template.stateful:
+                assert self._consumer is not None
+                pipeline = self._pipelines[tp] = self.template.fresh()
+                saved = await asyncio.to_thread(self.store.load_state, self._scope(tp))
+                if saved is not None and saved[0] is not None:
+                    pipeline.restore(saved[1])
+                    self._consumer.seek(tp, saved[0])
+                    self._positions[tp] = saved[0]
+                    log.info("partition %d: detector state restored, resuming at offset %d", tp.partition, saved[0])
+                else:
+                    # No state yet: start where the last commit (which only ever follows a checkpoint) says.
+                    committed = await self._consumer.committed(tp)
+                    if committed is None:
+                        await self._consumer.seek_to_beginning(tp)
+                    else:
+                        self._consumer.seek(tp, committed)
+                    self._positions.pop(tp, None)
+                self._checkpointed[tp] = time.monotonic()
+            self._ready.add(tp)
+
+    def forget(self, revoked: set[TopicPartition]) -> None:
+        for tp in revoked:
+            self._ready.discard(tp)
+            self._dirty.discard(tp)
+            self._pipelines.pop(tp, None)
+            self._positions.pop(tp, None)
+            self._checkpointed.pop(tp, None)
+
+    def _due_states(
+        self, tps: set[TopicPartition], *, force: bool = False
+    ) -> tuple[dict[str, tuple[int | None, dict[str, Any]]], dict[TopicPartition, int]]:
+        """States to checkpoint now (every `checkpoint_every_s` per partition), and the offsets they reflect."""
+        if not self.template.stateful:
+            return {}, {}
+        now = time.monotonic()
+        states: dict[str, tuple[int | None, dict[str, Any]]] = {}
+        offsets: dict[TopicPartition, int] = {}
+        for tp in tps:
+            if tp in self._positions and (force or now - self._checkpointed.get(tp, 0.0) >= self.checkpoint_every_s):
+                offsets[tp] = self._positions[tp]
+                states[self._scope(tp)] = (offsets[tp], self._pipeline(tp).snapshot())
+                self._checkpointed[tp] = now
+                self._dirty.discard(tp)
+        return states, offsets
+
+    async def checkpoint(self, tps: set[TopicPartition], *, force: bool = True) -> None:
+        states, offsets = self._due_states(tps, force=force)
+        if not states:
+            return
+        try:
+            await asyncio.to_thread(self.store.write, [], [], states)
+            if self._consumer is not None:
+                await self._consumer.commit(offsets)
+        except (StoreError, KafkaError) as exc:
+            log.warning("could not checkpoint detector state (the next owner replays from the last one): %r", exc)
+
+    async def _store(
+        self, alerts: list[Alert], rejected: list[Rejected], states: dict[str, tuple[int | None, dict[str, Any]]]
+    ) -> bool:
         """Write until it works (or we are stopped); True when stored."""
         delay = 0.5
         while True:
             try:
-                self.stats.new_alerts += await asyncio.to_thread(self.store.write, alerts, rejected)
+                self.stats.new_alerts += await asyncio.to_thread(self.store.write, alerts, rejected, states)
                 return True
             except StoreError as exc:
                 self.stats.store_retries += 1
@@ -127,21 +221,44 @@ class Detector:
         alerts: list[Alert] = []
         rejected: list[Rejected] = []
         offsets: dict[TopicPartition, int] = {}
-        for tp, records in batch.items():
+        for tp, all_records in batch.items():
+            if tp not in self._ready:
+                # fetched before the partition was adopted (its state restored): read it again later
+                consumer.seek(tp, all_records[0].offset)
+                continue
+            start = self._positions.get(tp)
+            records = [r for r in all_records if start is None or r.offset >= start]  # stale pre-seek fetches
+            if not records:
+                continue
+            pipeline = self._pipeline(tp)
             for record in records:
                 events, bad = decode_record(record)
                 for event in events:
-                    alerts.extend(self.pipeline.process(event))
+                    alerts.extend(pipeline.process(event))
                 rejected.extend(bad)
                 self.stats.events += len(events)
             self.stats.records += len(records)
-            offsets[tp] = records[-1].offset + 1
-        if (alerts or rejected) and not await self._store(alerts, rejected):
+            offsets[tp] = self._positions[tp] = records[-1].offset + 1
+            if self.template.stateful:
+                self._dirty.add(tp)
+        states, checkpointed = self._due_states(set(offsets))
+        log.debug(
+            "batch %s: %d alerts, checkpoint %s",
+            {tp.partition: (r[0].offset, r[-1].offset) for tp, r in batch.items()}, len(alerts),  # as fetched
+            {tp.partition: off for tp, off in checkpointed.items()},
+        )  # fmt: skip
+        if (alerts or rejected or states) and not await self._store(alerts, rejected, states):
             return  # stopped while the store was down: nothing committed, Kafka redelivers
         self.stats.alerts += len(alerts)
         self.stats.rejected += len(rejected)
+        # With stateful detectors, Kafka's committed offset follows the state checkpoint, never passes it: a
+        # restart resumes where the saved state left off (redelivered alerts are absorbed by the upserts).
+        to_commit = checkpointed if self.template.stateful else offsets
+        if not to_commit:
+            self.stats.batches += 1
+            return
         try:
-            await consumer.commit(offsets)
+            await consumer.commit(to_commit)
         except (CommitFailedError, KafkaError) as exc:
             # The group moved on (rebalance, session lost): the new owner reprocesses; upserts absorb it.
             self.stats.commit_failures += 1
@@ -159,15 +276,21 @@ class Detector:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
         )
-        consumer.subscribe([self.topic], listener=_HandOver(self._lock, self._on_assign))
+        self._consumer = consumer
+        consumer.subscribe([self.topic], listener=_HandOver(self))
         await consumer.start()
         try:
             while not self._stop.is_set():
                 batch = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
                 if not batch:
+                    if self._dirty:  # idle: checkpoint what the last batches changed
+                        async with self.lock:
+                            await self.checkpoint(set(self._dirty), force=False)
                     continue
-                async with self._lock:
+                async with self.lock:
                     await self._process(consumer, batch)
+            async with self.lock:
+                await self.checkpoint(set(self._pipelines))
         finally:
             await consumer.stop()
         return self.stats

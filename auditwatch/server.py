@@ -51,12 +51,16 @@ def _app(title: str, settings: Settings, lifespan: Any) -> FastAPI:
     return app
 
 
-def _store_lifespan(store: AlertStore) -> Any:
+def _store_lifespan(store: AlertStore, sink: EmbeddedSink | None = None) -> Any:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store.migrate()
         app.state.store = store
+        if sink is not None:
+            sink.restore()
         yield
+        if sink is not None:
+            sink.checkpoint()
         store.close()
 
     return lifespan
@@ -66,8 +70,9 @@ def create_serve_app(settings: Settings, *, pipeline: Pipeline | None = None) ->
     """Embedded mode. Rules load before the server starts, so a broken file fails fast with file:line."""
     pipeline = pipeline or Pipeline(load_rules(settings.rules, LoadOptions(rule_matching=settings.rule_matching)))
     store = AlertStore(settings.db_url)
-    app = _app("auditwatch", settings, _store_lifespan(store))
-    app.include_router(webhook_router(EmbeddedSink(pipeline, store), max_body_bytes=settings.max_body_bytes))
+    sink = EmbeddedSink(pipeline, store)
+    app = _app("auditwatch", settings, _store_lifespan(store, sink))
+    app.include_router(webhook_router(sink, max_body_bytes=settings.max_body_bytes))
     app.include_router(api_router)
     return app
 

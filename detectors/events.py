@@ -146,6 +146,14 @@ class AuditEvent:
         parsed = parse_time(event_timestamp(self.raw))
         return parsed if parsed is not None else datetime.fromtimestamp(0, UTC)
 
+    @property
+    def timestamp(self) -> float:
+        """Event time in seconds since the epoch (computed once per event)."""
+        cached = self.cache.get("timestamp")
+        if cached is None:
+            cached = self.cache["timestamp"] = self.time.timestamp()
+        return float(cached)
+
 
 @dataclass(frozen=True, slots=True)
 class Rejected:

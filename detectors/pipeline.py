@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from detectors.alerts import Alert
 from detectors.base import Detector
 from detectors.events import STAGES, AuditEvent
+
+DEDUPE_WINDOW = 200_000  # events remembered to drop exact duplicates
 
 
 class Pipeline:
@@ -27,6 +31,21 @@ class Pipeline:
                 r: tuple(d for d in applicable if d.resources is None or r in d.resources) for r in resources
             }
             self._index[stage] = (by_resource, wildcard)
+        # recently seen event identities, oldest first; only stateful detectors need it
+        self._seen: dict[tuple[Any, Any, Any], None] | None = {} if self.stateful else None
+
+    def _duplicate(self, event: AuditEvent) -> bool:
+        """An event seen recently (a retried webhook batch, a record produced twice) must not count twice
+        in stateful detectors. Identity is (auditID, stage, stageTimestamp): auditID alone is client-chosen."""
+        assert self._seen is not None
+        raw = event.raw
+        key = (raw.get("auditID"), raw.get("stage"), raw.get("stageTimestamp"))
+        if key in self._seen:
+            return True
+        self._seen[key] = None
+        if len(self._seen) > DEDUPE_WINDOW:
+            del self._seen[next(iter(self._seen))]
+        return False
 
     def candidates(self, event: AuditEvent) -> tuple[Detector, ...]:
         entry = self._index.get(event.stage)
@@ -40,12 +59,32 @@ class Pipeline:
         return by_resource.get(resource, wildcard)
 
     def process(self, event: AuditEvent) -> list[Alert]:
+        if self._seen is not None and self._duplicate(event):
+            return []
         alerts: list[Alert] = []
         for detector in self.candidates(event):
             found = detector.detect(event)
             if found:
                 alerts.extend(found)
         return alerts
+
+    @property
+    def stateful(self) -> list[Any]:
+        """Detectors that keep state between events (they have snapshot/restore)."""
+        return [d for d in self.detectors if hasattr(d, "snapshot")]
+
+    def snapshot(self) -> dict[str, Any]:
+        """The state of every stateful detector, JSON-ready, keyed by detector id."""
+        return {d.id: d.snapshot() for d in self.stateful}
+
+    def restore(self, states: dict[str, Any]) -> None:
+        """Load a snapshot; detectors absent from it (new rules) start empty, unknown ids are ignored."""
+        for detector in self.stateful:
+            detector.restore(states.get(detector.id, {}))
+
+    def fresh(self) -> Pipeline:
+        """A pipeline with the same detectors and state of its own (one per Kafka partition)."""
+        return Pipeline([copy.deepcopy(d) if hasattr(d, "snapshot") else d for d in self.detectors])
 
     def process_all(self, events: Iterable[AuditEvent]) -> list[Alert]:
         alerts: list[Alert] = []

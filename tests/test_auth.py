@@ -69,7 +69,7 @@ def test_kubeconfig_client_certificate_is_accepted(tmp_path: Path, pki: Pki, mtl
     client, server = client_from_kubeconfig(path)
     with client:
         resp = client.post(f"{server}?timeout=30s", content=event_list([exec_event()]))
-    assert resp.status_code == 200 and resp.json()["alerts"] == 1
+    assert resp.status_code == 200 and resp.json()["alerts"] >= 1
 
 
 def test_no_or_wrong_client_certificate_is_refused(tmp_path: Path, pki: Pki, mtls_server: str) -> None:

@@ -125,14 +125,17 @@ def test_webhook_to_rest_through_kafka_and_postgres(tmp_path: Path, pg_url: str,
 
     def three_alerts() -> bool:
         page = httpx.get(f"http://127.0.0.1:{api_port}/api/v1/alerts", timeout=5).json()
-        return len(page["items"]) == 3
+        return len(page["items"]) == 6
 
     wait_for("alerts at the api", three_alerts, 30, [detect, ingest, api])
     page = httpx.get(f"http://127.0.0.1:{api_port}/api/v1/alerts", timeout=5).json()
     assert sorted(a["rule_id"] for a in page["items"]) == [
         "cluster-admin-binding",
+        "exec-credential-file-access",
+        "exec-shell-command-payload",
         "pod-exec-attach",
         "privileged-container",
+        "untrusted-image-registry",
     ]
     assert all(a["origin"].startswith(f"kafka:{topic}/") for a in page["items"])
 
@@ -257,3 +260,56 @@ def test_postgres_down_then_back_loses_nothing(tmp_path: Path, procs: list[Proc]
         assert detect.stop() == 0
     finally:
         pg.cleanup()
+
+
+def test_detector_state_is_checkpointed_with_offsets_and_survives_kill_9(
+    tmp_path: Path, pg_url: str, procs: list[Proc]
+) -> None:
+    """A sequence whose first step was consumed before a kill -9 completes after the restart, exactly once."""
+    from tests.test_stateful import HEADER, SEQUENCE, at, grant, workload
+
+    bootstrap = kafka_bootstrap()
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "grant-then-deploy.yaml").write_text(
+        HEADER.format(id="grant-then-deploy", name="Grant then deploy") + SEQUENCE
+    )
+    topic, group = unique("audit"), unique("g")
+    args = ["detect", "--kafka", bootstrap, "--topic", topic, "--group", group, "--db", pg_url, "--rules", str(rules),
+            "--partitions", "2"]  # fmt: skip
+
+    def publish(name: str, events: list[dict[str, Any]]) -> None:
+        path = tmp_path / f"{name}.jsonl"
+        path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+        proc = Proc(
+            ["replay", str(path), "--to-kafka", bootstrap, "--topic", topic, "--partitions", "2"],
+            tmp_path / f"{name}.log",
+        )
+        assert proc.popen.wait(timeout=120) == 0, proc.output()
+
+    def checkpoints() -> list[tuple[str, int]]:
+        engine = sa.create_engine(pg_url)
+        try:
+            with engine.connect() as conn:
+                if not sa.inspect(conn).has_table("detector_state"):
+                    return []
+                return [(r[0], r[1]) for r in conn.execute(sa.text("select scope, position from detector_state"))]
+        finally:
+            engine.dispose()
+
+    noise = [
+        at(exec_event(), i, n=100 + i, user={"username": "bob@example.com", "groups": ["devs"]}) for i in range(50)
+    ]
+    publish("step1", [at(grant(), 0, n=1), *noise])
+    first = Proc(args, tmp_path / "detect-1.log", {"AUDITWATCH_DEBUG": "1"})
+    procs.append(first)
+    wait_for("a checkpoint with an offset", lambda: any(pos for _, pos in checkpoints()), 60, [first])
+    first.kill9()
+    assert alert_ids(pg_url) == []
+    publish("step2", [at(workload(), 120, n=2)])
+    second = Proc(args, tmp_path / "detect-2.log", {"AUDITWATCH_DEBUG": "1"})
+    procs.append(second)
+    wait_for("the sequence alert", lambda: len(alert_ids(pg_url)) == 1, 60, [second])
+    time.sleep(2)
+    assert len(alert_ids(pg_url)) == 1
+    assert all(scope.startswith(f"kafka:{group}:{topic}:") for scope, _ in checkpoints())

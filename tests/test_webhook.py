@@ -44,12 +44,15 @@ def test_400_event_batch_is_accepted_and_its_alerts_are_served(client: TestClien
         "/audit/webhook?timeout=30s", content=event_list(batch_of_400()), headers={"Content-Type": "application/json"}
     )
     assert resp.status_code == 200, resp.text
-    assert resp.json() == {"accepted": 400, "rejected": 0, "alerts": 3}
+    assert resp.json() == {"accepted": 400, "rejected": 0, "alerts": 6}
     page = client.get("/api/v1/alerts").json()
     assert sorted(a["rule_id"] for a in page["items"]) == [
         "cluster-admin-binding",
+        "exec-credential-file-access",
+        "exec-shell-command-payload",
         "pod-exec-attach",
         "privileged-container",
+        "untrusted-image-registry",
     ]
     assert page["next_cursor"] is None
     one = client.get(f"/api/v1/alerts/{page['items'][0]['id']}").json()
@@ -59,7 +62,7 @@ def test_400_event_batch_is_accepted_and_its_alerts_are_served(client: TestClien
 def test_falco_path_and_a_bare_event_array_work(client: TestClient) -> None:
     resp = client.post("/k8s-audit", content=orjson.dumps([exec_event()]))
     assert resp.status_code == 200
-    assert resp.json()["alerts"] == 1
+    assert resp.json()["alerts"] == 3
 
 
 def test_malformed_json_gets_400_naming_the_problem_and_server_stays_up(client: TestClient) -> None:
@@ -109,7 +112,7 @@ def test_invalid_items_are_counted_quarantined_and_the_rest_processed(client: Te
     resp = client.post("/audit/webhook", content=event_list([good, no_id, "junk", bad_stage]))
     assert resp.status_code == 200
     body = resp.json()
-    assert (body["accepted"], body["rejected"], body["alerts"]) == (1, 3, 1)
+    assert (body["accepted"], body["rejected"], body["alerts"]) == (1, 3, 3)
     reasons = {r["item"].split("#")[1]: r["reason"] for r in body["rejections"]}
     assert reasons["items[1]"] == "missing auditID"
     assert reasons["items[2]"] == "expected an Event object, got str"
@@ -123,7 +126,7 @@ def test_redelivered_batch_does_not_duplicate_alerts(client: TestClient) -> None
     body = event_list(scenario_events())
     for _ in range(3):
         assert client.post("/audit/webhook", content=body).status_code == 200
-    assert len(client.get("/api/v1/alerts").json()["items"]) == 3
+    assert len(client.get("/api/v1/alerts").json()["items"]) == 6
 
 
 def test_401_event_with_empty_user_is_accepted(client: TestClient) -> None:
@@ -148,7 +151,7 @@ def test_token_auth_guards_webhook_and_api_but_not_probes(db_url: str) -> None:
         assert c.get("/api/v1/alerts", headers=wrong).status_code == 401
         ok = {"Authorization": "Bearer s3cret-token-value"}
         assert c.post("/audit/webhook", content=event_list([exec_event()]), headers=ok).status_code == 200
-        assert len(c.get("/api/v1/alerts", headers=ok).json()["items"]) == 1
+        assert len(c.get("/api/v1/alerts", headers=ok).json()["items"]) == 3
         assert c.get("/healthz").status_code == 200
         assert c.get("/readyz").status_code == 200
 

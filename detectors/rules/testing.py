@@ -19,16 +19,30 @@ class CaseResult:
 
 
 def run_case(detector: Detector, case: RuleTest, *, path: str) -> CaseResult:
+    """Feed the case's event (or sequence of events) to a fresh detector; compare with what it expects."""
     rule_id = detector.id
     origin = f"{path}:{case.line}"
-    events, rejected = split_document(case.event, origin=origin)
-    if rejected or len(events) != 1:
-        reason = rejected[0].reason if rejected else "not exactly one event"
-        return CaseResult(rule_id, case, False, f"{origin}: test event is not a valid audit Event: {reason}")
-    alerts = Pipeline([detector]).process(events[0])
-    fired = any(a.rule_id == rule_id for a in alerts)
-    if fired == case.expect_alert:
+    reset = getattr(detector, "restore", None)
+    if reset is not None:
+        reset({})  # stateful rules start every case from an empty state
+    pipeline = Pipeline([detector])
+    fired = 0
+    try:
+        for n, raw in enumerate(case.events or (case.event,)):
+            events, rejected = split_document(raw, origin=f"{origin}#{n}")
+            if rejected or len(events) != 1:
+                reason = rejected[0].reason if rejected else "not exactly one event"
+                return CaseResult(
+                    rule_id, case, False, f"{origin}: test event #{n} is not a valid audit Event: {reason}"
+                )
+            fired += sum(1 for a in pipeline.process(events[0]) if a.rule_id == rule_id)
+    finally:
+        if reset is not None:
+            reset({})
+    count_ok = case.expected_alerts is None or fired == case.expected_alerts
+    if (fired > 0) == case.expect_alert and count_ok:
         return CaseResult(rule_id, case, True, "")
     want = "an alert" if case.expect_alert else "no alert"
-    got = "an alert" if fired else "none"
-    return CaseResult(rule_id, case, False, f"{origin}: test {case.name!r} expected {want}, got {got}")
+    if case.expected_alerts is not None:
+        want = f"{case.expected_alerts} alert(s)"
+    return CaseResult(rule_id, case, False, f"{origin}: test {case.name!r} expected {want}, got {fired}")

@@ -1,0 +1,25 @@
+"""Archive readers: every shape in which users keep Kubernetes audit logs, normalised to audit.k8s.io/v1 Events.
+
+Pure parsing, no network. Each reader turns one record (a line, or a whole JSON document) into
+`AuditEvent`s with an origin `file:line` (`file:line#n` for the n-th event of a record, counted from 0)
+and `Rejected` items for what cannot be read; a bad record never stops a read.
+
+Formats (`FORMATS`), auto-detected per file from its first bytes (after gzip), or forced:
+
+- `apiserver`: the kube-apiserver log backend, one Event (or EventList) per line; also a JSON document.
+- `cloudwatch`: EKS via CloudWatch Logs, FilterLogEvents / `aws logs` JSON `{"events": [...]}`.
+- `cloudwatch-s3`: a CloudWatch Logs export to S3, lines `<ISO timestamp> <message>`.
+- `cloudwatch-subscription`: subscription batches (Kinesis/Firehose/Lambda), base64+gzip or plain JSON
+  `{"messageType": "DATA_MESSAGE", ..., "logEvents": [...]}`; CONTROL_MESSAGE is dropped.
+- `cloudwatch-insights`: a Logs Insights CSV export with `@timestamp,@message` columns.
+- `gke`: Cloud Audit Logs LogEntry (`protoPayload`), mapped field by field to an Event.
+- `aks`: Azure diagnostic records (`{"records": [...]}` or one record per line), kube-audit categories only.
+- `elastic`: Elastic stored documents: `event.original`, else rebuilt from `kubernetes.audit.*`.
+"""
+
+from __future__ import annotations
+
+from ingest.archives.detect import FORMATS, detect_format, order_files
+from ingest.archives.readers import Counters, Deduper, read_records
+
+__all__ = ["FORMATS", "Counters", "Deduper", "detect_format", "order_files", "read_records"]
