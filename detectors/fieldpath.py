@@ -169,6 +169,7 @@ class CompiledPath:
     values: Callable[[AuditEvent], list[Any]]  # flattened, for conditions
     many: bool  # may yield several values (has [*] or a list-valued root)
     value: Callable[[AuditEvent], Any]  # as stored (lists not flattened); the list of values if `many`
+    keys: tuple[str, ...] | None = None  # plain dict keys from the event root, when the path is just that
 
 
 def _flatten(values: list[Any]) -> list[Any]:
@@ -239,6 +240,29 @@ def compile_path(text: str) -> CompiledPath:
                 return _flatten(node)
             return [node]
 
+        # The hot path: most rule fields are one or two keys deep (verb, objectRef.resource).
+        if len(keys) == 1:
+            (k1,) = keys
+
+            def simple(event: AuditEvent) -> list[Any]:  # noqa: F811 - a faster equivalent
+                value = event.raw.get(k1)
+                if value is None:
+                    return []
+                return _flatten(value) if type(value) is list else [value]
+
+        elif len(keys) == 2:
+            k1, k2 = keys
+            general = simple
+
+            def simple(event: AuditEvent) -> list[Any]:  # noqa: F811 - a faster equivalent
+                outer = event.raw.get(k1)
+                if type(outer) is not dict:
+                    return general(event) if type(outer) is list else []
+                value = outer.get(k2)
+                if value is None:
+                    return []
+                return _flatten(value) if type(value) is list else [value]
+
         def single(event: AuditEvent) -> Any:
             node: Any = event.raw
             for key in keys:
@@ -247,7 +271,7 @@ def compile_path(text: str) -> CompiledPath:
                 node = node.get(key)
             return node
 
-        return CompiledPath(text, simple, many, simple if many else single)
+        return CompiledPath(text, simple, many, simple if many else single, keys)
 
     start = root_fn
 

@@ -52,3 +52,27 @@ def test_demo_shows_alerts_and_how_to_query_them(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "auditwatch.db") as conn:  # the default store, in the working directory
         (count,) = conn.execute("select count(*) from alerts").fetchone()
     assert count >= 4
+
+
+def test_rules_test_runs_every_inline_case_and_reports_failures_with_file_and_line(tmp_path: Path) -> None:
+    out = run("rules", "test")
+    assert out.returncode == 0, out.stdout
+    assert " passed, 0 failed" in out.stdout
+    broken = tmp_path / "always-exec.yaml"
+    source = (ROOT / "detectors/rules/builtin/pod-exec-attach.yaml").read_text()
+    broken.write_text(
+        source.replace("id: pod-exec-attach", "id: always-exec").replace("expect: none", "expect: alert", 1)
+    )
+    out = run("rules", "test", str(broken))
+    assert out.returncode == 1
+    assert f"FAIL  always-exec: {broken}:" in out.stdout and "expected an alert, got 0" in out.stdout
+
+
+def test_rules_lint_reports_untested_rules_and_unmatchable_sigma_rules(tmp_path: Path) -> None:
+    assert run("rules", "lint").returncode == 0
+    rule = tmp_path / "untested.yaml"
+    rule.write_text("id: untested\nname: U\nseverity: low\ndescription: d\nmitre: T1609\nmatch: {verb: get}\n")
+    out = run("rules", "lint", str(rule))
+    assert out.returncode == 1 and "untested: no positive test" in out.stdout and "no negative test" in out.stdout
+    out = run("rules", "lint", str(ROOT.parent / "shared/rules/sigma"))
+    assert out.returncode == 1 and "can never match as written" in out.stdout

@@ -110,11 +110,61 @@ def _value_test(op: str, arg: Any, where: tuple[str, int]) -> ValueTest:
     )
 
 
+def _hashable_choices(spec: Any) -> frozenset[Any] | None:
+    """The values of an equality or membership test, when they are all strings or ints (not bools)."""
+    choices = spec if isinstance(spec, list) else [spec] if not isinstance(spec, dict) else None
+    if isinstance(spec, dict) and set(spec) in ({"equals"}, {"in"}):
+        arg = next(iter(spec.values()))
+        choices = arg if isinstance(arg, list) else [arg]
+    if not choices or not all(type(v) in (str, int) for v in choices):
+        return None
+    return frozenset(choices)
+
+
+def _fused_membership(keys: tuple[str, ...], choices: frozenset[Any]) -> Predicate | None:
+    """`field: value` / `field: [values]` on a field one or two keys deep, in one closure (the hot path).
+
+    Same semantics as the general path: a list value matches if any element does; types must agree
+    (a str never equals an int, and bools are excluded from `choices`).
+    """
+
+    def hit(value: Any) -> bool:
+        kind = type(value)
+        if kind is str or kind is int:
+            return value in choices
+        if kind is list:
+            return any((type(v) is str or type(v) is int) and v in choices for v in value)
+        return False
+
+    if len(keys) == 1:
+        (k1,) = keys
+        return lambda e: hit(e.raw.get(k1))
+    if len(keys) == 2:
+        k1, k2 = keys
+
+        def two(event: AuditEvent) -> bool:
+            outer = event.raw.get(k1)
+            if type(outer) is dict:
+                return hit(outer.get(k2))
+            if type(outer) is list:
+                return any(type(o) is dict and hit(o.get(k2)) for o in outer)
+            return False
+
+        return two
+    return None
+
+
 def _field_predicate(path_text: str, spec: Any, where: tuple[str, int]) -> Predicate:
     try:
-        getter = compile_path(path_text).values
+        compiled = compile_path(path_text)
     except PathError as exc:
         raise RuleError(str(exc), path=where[0], line=where[1]) from None
+    getter = compiled.values
+    choices = _hashable_choices(spec)
+    if compiled.keys is not None and choices is not None:
+        fused = _fused_membership(compiled.keys, choices)
+        if fused is not None:
+            return fused
 
     tests: list[ValueTest] = []
     exists: bool | None = None

@@ -87,7 +87,7 @@ class _Common:
     _seen: int = 0
 
     def _counts(self, event: AuditEvent) -> bool:
-        if self.stages is not None and event.stage not in self.stages:
+        if self.stages is not None and event.raw.get("stage") not in self.stages:
             return False
         return self.predicate(event) and not self.allowlist.allows(event)
 
