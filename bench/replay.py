@@ -1,6 +1,9 @@
 """Replay throughput of the full pipeline, against orjson parse-only of the same file, in one run.
 
-    .venv/bin/python bench/replay.py [--events 200000] [--repeat 3]
+    .venv/bin/python bench/replay.py [--events 200000] [--repeat 3] [--rules PATH]... [--rule-matching first|all]
+    .venv/bin/python bench/replay.py --rules ../shared/rules/falco/k8s_audit_rules.yaml      # Falco's file
+    .venv/bin/python bench/replay.py --rules builtin --rules ../shared/rules/falco/k8s_audit_rules.yaml \
+        --rules ../shared/rules/sigma                                                     # all three together
 
 Generates N realistic events (auditwatch.synth: controllers, kubelets, scheduler, humans, CI, health
 checks, with a short attack story inside), writes them as JSON lines, then measures on that very file:
@@ -30,6 +33,7 @@ from auditwatch.cli import tune_gc  # noqa: E402
 from auditwatch.replay import replay  # noqa: E402
 from auditwatch.synth import ClusterProfile, attack_events, benign_events, write_jsonl  # noqa: E402
 from detectors.pipeline import Pipeline  # noqa: E402
+from detectors.rules.formats import LoadOptions  # noqa: E402
 from detectors.rules.loader import load_rules  # noqa: E402
 
 
@@ -78,9 +82,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000, help="events to generate (default 200000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the best counts")
+    parser.add_argument(
+        "--rules", action="append", help="rule file or directory (repeatable; default: builtin). E.g. --rules "
+        "../shared/rules/falco/k8s_audit_rules.yaml, or builtin + Falco + Sigma together",
+    )  # fmt: skip
+    parser.add_argument("--rule-matching", choices=["first", "all"], default="first", help="for Falco files")
     args = parser.parse_args()
 
-    pipeline = Pipeline(load_rules(["builtin"]))
+    rules = args.rules or ["builtin"]
+    pipeline = Pipeline(load_rules(rules, LoadOptions(rule_matching=args.rule_matching)))
     tune_gc()  # as `auditwatch replay` does; both measurements below run in this same process state
     with tempfile.TemporaryDirectory(prefix="auditwatch-bench-") as tmp:
         workdir = Path(tmp)
@@ -88,7 +98,7 @@ def main() -> None:
         written, mean_size = make_events(path, args.events)
         print(f"machine: {cpu_model()}, {platform.python_implementation()} {platform.python_version()}")
         print(f"input: {written:,} events, {path.stat().st_size / 1e6:.1f} MB, mean {mean_size:,.0f} B/event")
-        print(f"rules: {len(pipeline.detectors)} built-in")
+        print(f"rules: {', '.join(rules)} ({len(pipeline.detectors)} detectors, rule matching {args.rule_matching})")
 
         parse_rates = []
         replay_rates = []

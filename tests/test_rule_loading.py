@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from detectors.errors import RuleErrors
+from detectors.errors import RuleError, RuleErrors
 from detectors.events import AuditEvent
 from detectors.pipeline import Pipeline
 from detectors.rules.loader import load_rules
@@ -202,3 +202,12 @@ def test_alert_ids_are_deterministic_and_forged_audit_ids_do_not_collide(tmp_pat
     forged["requestReceivedTimestamp"] = "2026-11-21T09:00:00.000001Z"
     forged["stageTimestamp"] = "2026-11-21T09:00:00.100001Z"
     assert pipeline.process(AuditEvent(raw=forged))[0].id != first
+
+
+def test_yaml_merge_keys_may_be_overridden_but_real_duplicates_are_errors(tmp_path: Path) -> None:
+    from detectors.rules.yamlload import load_yaml
+
+    doc = load_yaml("base: &b {verb: get, stage: ResponseComplete}\nevent:\n  <<: *b\n  verb: list\n")
+    assert doc["event"] == {"verb": "list", "stage": "ResponseComplete"}
+    with pytest.raises(RuleError, match="duplicate key 'verb'"):
+        load_yaml("event:\n  <<: {verb: get}\n  verb: list\n  verb: watch\n")

@@ -353,15 +353,14 @@ class SequenceRule(_Common):
     _progress: dict[Key, tuple[int, float, list[str]]] = field(default_factory=dict, repr=False)
 
     def detect(self, event: AuditEvent) -> list[Alert]:
-        if self.allowlist.allows(event):
-            return []
-        now = event.timestamp
-        self._sweep(now)
+        stage = event.raw.get("stage")
         # later steps first: one event must not both start and advance the same sequence
         for index in range(len(self.steps) - 1, -1, -1):
             step = self.steps[index]
-            if event.stage not in step.stages or not step.predicate(event):
+            if stage not in step.stages or not step.predicate(event) or self.allowlist.allows(event):
                 continue
+            now = event.timestamp
+            self._sweep(now)
             key = step.key(event)
             if key is None:
                 continue

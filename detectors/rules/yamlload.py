@@ -45,17 +45,23 @@ _StrictLoader.yaml_implicit_resolvers = {
 
 
 def _construct_mapping(loader: Any, node: yaml.MappingNode) -> LocatedDict:
-    loader.flatten_mapping(node)
+    own = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
+    loader.flatten_mapping(node)  # merged pairs (`<<: *base`) come first, then the mapping's own keys
+    merged_count = len(node.value) - own
     out = LocatedDict()
     out.line = node.start_mark.line + 1
     out.key_lines = {}
-    for key_node, value_node in node.value:
+    merged: set[str] = set()
+    for index, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
         if not isinstance(key, str):
             key = str(key)
-        if key in out:
+        if key in out and key not in merged:
             raise RuleError(f"duplicate key {key!r}", path=loader.path, line=line)
+        merged.discard(key)  # a mapping's own key overrides a merged one, once
+        if index < merged_count:
+            merged.add(key)
         out[key] = loader.construct_object(value_node, deep=True)
         out.key_lines[key] = line
     return out
