@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -32,7 +33,8 @@ class Pipeline:
             }
             self._index[stage] = (by_resource, wildcard)
         # recently seen event identities, oldest first; only stateful detectors need it
-        self._seen: dict[tuple[Any, Any, Any], None] | None = {} if self.stateful else None
+        self._seen: set[tuple[Any, Any, Any]] | None = set() if self.stateful else None
+        self._seen_order: deque[tuple[Any, Any, Any]] = deque()
 
     def _duplicate(self, event: AuditEvent) -> bool:
         """An event seen recently (a retried webhook batch, a record produced twice) must not count twice
@@ -42,9 +44,11 @@ class Pipeline:
         key = (raw.get("auditID"), raw.get("stage"), raw.get("stageTimestamp"))
         if key in self._seen:
             return True
-        self._seen[key] = None
-        if len(self._seen) > DEDUPE_WINDOW:
-            del self._seen[next(iter(self._seen))]
+        self._seen.add(key)
+        self._seen_order.append(key)
+        if len(self._seen_order) > DEDUPE_WINDOW:
+            # O(1): a deque of arrival order (deleting from the front of a dict would make iteration O(n))
+            self._seen.discard(self._seen_order.popleft())
         return False
 
     def candidates(self, event: AuditEvent) -> tuple[Detector, ...]:

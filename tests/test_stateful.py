@@ -345,3 +345,19 @@ def test_inline_sequence_tests_run(tmp_path: Path) -> None:
     (detector,) = load_rules([str(path)])
     results = [run_case(detector, case, path=str(path)) for case in detector.tests]  # type: ignore[attr-defined]
     assert [r.ok for r in results] == [True, True], [r.detail for r in results]
+
+
+def test_a_redelivered_event_counts_once_and_the_memory_of_events_is_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import detectors.pipeline as pipeline_module
+
+    pipeline = rule(tmp_path, "denied-burst", THRESHOLD)
+    base = denied_secret_get()
+    four = [at(base, i, n=i) for i in range(4)]
+    assert run(pipeline, four + four) == []  # a retried batch: still 4, not 8
+    assert len(run(pipeline, [at(base, 10, n=10)])) == 1
+    monkeypatch.setattr(pipeline_module, "DEDUPE_WINDOW", 100)
+    fresh = pipeline.fresh()
+    run(fresh, [at(base, 1000 + i, n=1000 + i, user={"username": f"u{i}", "groups": []}) for i in range(1000)])
+    assert len(fresh._seen or ()) == 100 and len(fresh._seen_order) == 100

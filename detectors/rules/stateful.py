@@ -9,7 +9,7 @@ can be checkpointed with the input position it reflects.
 from __future__ import annotations
 
 import re
-from collections import deque
+from bisect import bisect_right, insort
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,7 +123,8 @@ class ThresholdRule(_Common):
     key_fields: tuple[str, ...] = ()
     window_s: float = 0.0
     threshold: int = 0
-    _times: dict[Key, deque[float]] = field(default_factory=dict, repr=False)
+    # a short list per key (at most `threshold` entries): far smaller than a deque per key
+    _times: dict[Key, list[float]] = field(default_factory=dict, repr=False)
 
     def detect(self, event: AuditEvent) -> list[Alert]:
         if not self._counts(event):
@@ -132,10 +133,13 @@ class ThresholdRule(_Common):
         if key is None:
             return []
         now = event.timestamp
-        times = self._times.setdefault(key, deque())
-        times.append(now)
-        while times and times[0] <= now - self.window_s:
-            times.popleft()
+        times = self._times.get(key)
+        if times is None:
+            times = self._times[key] = []
+        insort(times, now)  # batches arrive out of order; keep the list sorted
+        expired = bisect_right(times, now - self.window_s) if times[0] <= now - self.window_s else 0
+        if expired:
+            del times[:expired]
         self._sweep(now)
         if len(times) < self.threshold:
             return []
@@ -156,7 +160,7 @@ class ThresholdRule(_Common):
         return {"times": [[list(k), list(t)] for k, t in self._times.items() if t]}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self._times = {tuple(k): deque(t) for k, t in state.get("times", [])}
+        self._times = {tuple(k): list(t) for k, t in state.get("times", [])}
 
     @classmethod
     def from_node(cls, node: LocatedDict, *, path: str) -> ThresholdRule:
