@@ -211,3 +211,19 @@ def test_yaml_merge_keys_may_be_overridden_but_real_duplicates_are_errors(tmp_pa
     assert doc["event"] == {"verb": "list", "stage": "ResponseComplete"}
     with pytest.raises(RuleError, match="duplicate key 'verb'"):
         load_yaml("event:\n  <<: {verb: get}\n  verb: list\n  verb: watch\n")
+
+
+def test_image_and_registry_allowlists_need_every_container_allowed(tmp_path: Path) -> None:
+    from detectors.rules.match import image_registry
+
+    assert [image_registry(i) for i in ("alpine:3.20", "library/nginx", "reg.example.com/a/b:1", "localhost:5000/x",
+                                         "ghcr.io/org/img@sha256:abc")] == [
+        "docker.io", "docker.io", "reg.example.com", "localhost:5000", "ghcr.io"]  # fmt: skip
+    event = deployment()  # one container: docker.io/library/alpine:3.20
+    match = "$containers[*].securityContext.privileged: true"
+    assert fires(tmp_path, match, event, extra="allowlist:\n  registries: [docker.io]\n") is False
+    assert fires(tmp_path, match, event, extra="allowlist:\n  images: ['docker.io/library/alpine:*']\n") is False
+    assert fires(tmp_path, match, event, extra="allowlist:\n  registries: [registry.example.com]\n") is True
+    spec = event["requestObject"]["spec"]["template"]["spec"]
+    spec["initContainers"] = [{"name": "setup", "image": "evil.example.net/tool:1"}]  # Falco's blind spot
+    assert fires(tmp_path, match, event, extra="allowlist:\n  registries: [docker.io]\n") is True

@@ -25,7 +25,7 @@ KNOWN_KEYS = frozenset(
     }
 )  # fmt: skip
 REQUIRED_KEYS = ("id", "name", "severity", "description", "mitre", "match")
-ALLOWLIST_KEYS = ("users", "groups", "namespaces")
+ALLOWLIST_KEYS = ("users", "groups", "namespaces", "images", "registries")
 DEFAULT_STAGES = frozenset({"ResponseComplete"})
 
 
@@ -55,26 +55,48 @@ def _glob_matcher(patterns: list[str]) -> Callable[[str], bool]:
     return lambda v: bool(v) and regex.match(v) is not None
 
 
+def image_registry(image: str) -> str:
+    """The registry of an image reference, as the container runtime resolves it (docker.io by default)."""
+    first, sep, _ = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
 @dataclass(frozen=True, slots=True)
 class Allowlist:
+    """Events a rule must not alert on. Users, groups, namespaces: any match allows. Images, registries:
+    the event is allowed when it carries containers and *every* one of them (init and ephemeral included,
+    unlike Falco's main-containers-only exemption) has an allowed image or comes from an allowed registry."""
+
     users: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     namespaces: tuple[str, ...] = ()
+    images: tuple[str, ...] = ()
+    registries: tuple[str, ...] = ()
     _user: Callable[[str], bool] = field(default=lambda _v: False, repr=False, compare=False)
     _group: Callable[[str], bool] = field(default=lambda _v: False, repr=False, compare=False)
     _namespace: Callable[[str], bool] = field(default=lambda _v: False, repr=False, compare=False)
+    _image: Callable[[str], bool] = field(default=lambda _v: False, repr=False, compare=False)
+    _registry: Callable[[str], bool] = field(default=lambda _v: False, repr=False, compare=False)
 
     @classmethod
-    def build(cls, users: list[str], groups: list[str], namespaces: list[str]) -> Allowlist:
+    def build(cls, lists: dict[str, list[str]]) -> Allowlist:
         return cls(
-            tuple(users), tuple(groups), tuple(namespaces),
-            _glob_matcher(users), _glob_matcher(groups), _glob_matcher(namespaces),
+            users=tuple(lists["users"]), groups=tuple(lists["groups"]), namespaces=tuple(lists["namespaces"]),
+            images=tuple(lists["images"]), registries=tuple(lists["registries"]),
+            _user=_glob_matcher(lists["users"]), _group=_glob_matcher(lists["groups"]),
+            _namespace=_glob_matcher(lists["namespaces"]), _image=_glob_matcher(lists["images"]),
+            _registry=_glob_matcher(lists["registries"]),
         )  # fmt: skip
 
     def allows(self, event: AuditEvent) -> bool:
-        return (
-            self._user(event.username) or any(self._group(g) for g in event.groups) or self._namespace(event.namespace)
-        )
+        if self._user(event.username) or any(self._group(g) for g in event.groups) or self._namespace(event.namespace):
+            return True
+        if not (self.images or self.registries):
+            return False
+        images = [i for i in (event.get("$containers[*].image") or []) if isinstance(i, str)]
+        return bool(images) and all(self._image(i) or self._registry(image_registry(i)) for i in images)
 
 
 def _render(template: str, event: AuditEvent) -> str:
@@ -213,7 +235,7 @@ def _parse_allowlist(raw: Any, err: Callable[..., RuleError]) -> Allowlist:
     if raw is None:
         return Allowlist()
     if not isinstance(raw, dict):
-        raise err("allowlist must be a mapping of users/groups/namespaces", "allowlist")
+        raise err(f"allowlist must be a mapping of {'/'.join(ALLOWLIST_KEYS)}", "allowlist")
     unknown = sorted(set(raw) - set(ALLOWLIST_KEYS))
     if unknown:
         raise err(f"unknown allowlist key {unknown[0]!r} (known: {', '.join(ALLOWLIST_KEYS)})", "allowlist")
@@ -223,7 +245,7 @@ def _parse_allowlist(raw: Any, err: Callable[..., RuleError]) -> Allowlist:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise err(f"allowlist.{key} must be a list of strings", "allowlist")
         lists[key] = value
-    return Allowlist.build(lists["users"], lists["groups"], lists["namespaces"])
+    return Allowlist.build(lists)
 
 
 def _parse_tests(raw: Any, err: Callable[..., RuleError], path: str, *, stateful: bool = False) -> tuple[RuleTest, ...]:
