@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.schemas import AlertDetail, AlertPage, Health
+from api.schemas import AlertDetail, AlertGroupPage, AlertPage, Health
 from api.store import AlertFilter, AlertStore, CursorError, StoreError
 from detectors.alerts import Severity
 
@@ -43,6 +43,34 @@ def list_alerts(
     flt = AlertFilter(severity, rule, user, namespace, since, until)
     try:
         items, next_cursor = store.list_alerts(flt, limit=limit, cursor=cursor)
+    except CursorError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
+    except StoreError as exc:
+        raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "5"}) from None
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/api/v1/alert-groups", response_model=AlertGroupPage, tags=["alerts"])
+def list_alert_groups(
+    store: StoreDep,
+    min_severity: Annotated[str | None, Query(description="info, low, medium, high or critical")] = None,
+    rule: Annotated[str | None, Query(description="Rule id or rule name")] = None,
+    user: Annotated[str | None, Query(description="Principal (impersonated user if any)")] = None,
+    namespace: str | None = None,
+    since: Annotated[datetime | None, Query(description="Last alert at or after this (RFC 3339)")] = None,
+    until: Annotated[datetime | None, Query(description="Last alert before this (RFC 3339)")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> dict[str, Any]:
+    """Alerts of one rule and key, folded while they keep coming within the rule's suppression window."""
+    try:
+        severity = Severity.parse(min_severity) if min_severity else None
+    except ValueError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+    try:
+        items, next_cursor = store.list_groups(
+            AlertFilter(severity, rule, user, namespace, since, until), limit=limit, cursor=cursor
+        )
     except CursorError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
     except StoreError as exc:

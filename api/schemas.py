@@ -32,6 +32,27 @@ class AlertSummary(BaseModel):
     details: dict[str, Any] = Field(
         default_factory=dict, description="Format-specific extras, e.g. a Falco rule's priority and output"
     )
+    group_id: str | None = Field(default=None, description="The alert group this alert was folded into")
+
+
+class AlertGroup(BaseModel):
+    id: str
+    rule: str
+    rule_id: str
+    severity: str
+    user: str
+    namespace: str
+    first_seen: str
+    last_seen: str
+    count: int = Field(description="Alerts folded into this group")
+    suppress_s: int = Field(description="The rule's suppression window: a later alert past it opens a new group")
+    last_alert_id: str
+    last_message: str
+
+
+class AlertGroupPage(BaseModel):
+    items: list[AlertGroup]
+    next_cursor: str | None
 
 
 class AlertDetail(AlertSummary):

@@ -7,10 +7,11 @@ redelivered batch or a second replay of the same file never duplicates an alert.
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,7 @@ alerts_table = Table(
     Column("origin", Text, nullable=False),
     Column("event", _JSON, nullable=False),
     Column("details", _JSON, nullable=False, server_default="{}"),
+    Column("group_id", String(64)),
     Index("ix_alerts_time_id", "event_time", "id"),
     Index("ix_alerts_rule", "rule_id"),
     Index("ix_alerts_user", "user_name"),
@@ -96,6 +98,28 @@ quarantine_table = Table(
     Column("payload_truncated", Boolean, nullable=False),
 )
 
+
+# Alerts of one rule with the same group key, each within the rule's suppression window of the previous one.
+groups_table = Table(
+    "alert_groups",
+    metadata,
+    Column("id", String(64), primary_key=True),  # deterministic: rule id, group key, first alert id
+    Column("rule_id", String(200), nullable=False),
+    Column("rule_name", Text, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("severity_rank", SmallInteger, nullable=False),
+    Column("group_key", Text, nullable=False),
+    Column("user_name", Text, nullable=False),
+    Column("namespace", String(255), nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("suppress_s", Integer, nullable=False),
+    Column("last_alert_id", String(64), nullable=False),
+    Column("last_message", Text, nullable=False),
+    Index("ix_groups_lookup", "rule_id", "group_key", "last_seen"),
+    Index("ix_groups_last_seen_id", "last_seen", "id"),
+)
 
 # Detector state, checkpointed with the input position it reflects (a Kafka offset; none for the webhook).
 state_table = Table(
@@ -202,6 +226,7 @@ def row_to_dict(row: Any, *, with_event: bool) -> dict[str, Any]:
         "name": m["name"],
         "origin": m["origin"],
         "details": dict(m["details"] or {}),
+        "group_id": m["group_id"],
     }
     if with_event:
         out["event"] = m["event"]
@@ -291,7 +316,10 @@ class AlertStore:
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 existing.update(conn.scalars(select(alerts_table.c.id).where(alerts_table.c.id.in_(chunk))))
-            rows = [_alert_row(a, now) for i, a in unique.items() if i not in existing]
+            fresh = sorted((a for i, a in unique.items() if i not in existing), key=lambda a: (a.event_time, a.id))
+            rows = [_alert_row(a, now) for a in fresh]
+            for row, alert in zip(rows, fresh, strict=True):
+                row["group_id"] = self._fold(conn, alert)  # only new alerts count, so redelivery is harmless
             if rows:
                 conn.execute(self._insert_ignore(), rows)
                 new = len(rows)
@@ -300,6 +328,79 @@ class AlertStore:
             for scope, (position, state) in (states or {}).items():
                 self._save_state(conn, scope, position, state, now)
         return new
+
+    def _fold(self, conn: Connection, alert: Alert) -> str:
+        """Put a new alert into its open group (same rule and key, within the suppression window) or a new one."""
+        g = groups_table
+        window_start = alert.event_time - timedelta(seconds=alert.suppress_s)
+        open_group = conn.execute(
+            select(g.c.id, g.c.first_seen, g.c.last_seen)
+            .where(g.c.rule_id == alert.rule_id, g.c.group_key == alert.group_key, g.c.last_seen >= window_start)
+            .order_by(g.c.last_seen.desc())
+            .limit(1)
+        ).first()
+        if open_group is not None:
+            changes: dict[str, Any] = {"count": g.c.count + 1}
+            if _utc(open_group.last_seen) <= alert.event_time:
+                changes.update(last_seen=alert.event_time, last_alert_id=alert.id, last_message=alert.message)
+            if _utc(open_group.first_seen) > alert.event_time:
+                changes["first_seen"] = alert.event_time
+            conn.execute(g.update().where(g.c.id == open_group.id).values(**changes))
+            return str(open_group.id)
+        group_id = hashlib.sha256(f"{alert.rule_id}\x1f{alert.group_key}\x1f{alert.id}".encode()).hexdigest()[:32]
+        conn.execute(
+            insert(g),
+            [{
+                "id": group_id, "rule_id": alert.rule_id, "rule_name": alert.rule_name,
+                "severity": alert.severity.label, "severity_rank": int(alert.severity), "group_key": alert.group_key,
+                "user_name": alert.impersonated_user or alert.user, "namespace": alert.namespace,
+                "first_seen": alert.event_time, "last_seen": alert.event_time, "count": 1,
+                "suppress_s": int(alert.suppress_s), "last_alert_id": alert.id, "last_message": alert.message,
+            }],
+        )  # fmt: skip
+        return group_id
+
+    def list_groups(
+        self, flt: AlertFilter, *, limit: int, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Alert groups, most recently active first; `since`/`until` apply to their last alert."""
+        g = groups_table
+        conds = []
+        if flt.min_severity is not None:
+            conds.append(g.c.severity_rank >= int(flt.min_severity))
+        if flt.rule:
+            conds.append(or_(g.c.rule_id == flt.rule, g.c.rule_name == flt.rule))
+        if flt.user:
+            conds.append(g.c.user_name == flt.user)
+        if flt.namespace:
+            conds.append(g.c.namespace == flt.namespace)
+        if flt.since:
+            conds.append(g.c.last_seen >= _utc(flt.since))
+        if flt.until:
+            conds.append(g.c.last_seen < _utc(flt.until))
+        if cursor:
+            c_time, c_id = decode_cursor(cursor)
+            conds.append(or_(g.c.last_seen < c_time, and_(g.c.last_seen == c_time, g.c.id < c_id)))
+        query = select(g)
+        if conds:
+            query = query.where(and_(*conds))
+        query = query.order_by(g.c.last_seen.desc(), g.c.id.desc()).limit(limit + 1)
+        with self._tx() as conn:
+            rows = list(conn.execute(query))
+        items = [
+            {
+                "id": r.id, "rule": r.rule_name, "rule_id": r.rule_id, "severity": r.severity, "user": r.user_name,
+                "namespace": r.namespace, "first_seen": _iso(r.first_seen), "last_seen": _iso(r.last_seen),
+                "count": r.count, "suppress_s": r.suppress_s, "last_alert_id": r.last_alert_id,
+                "last_message": r.last_message,
+            }
+            for r in rows[:limit]
+        ]  # fmt: skip
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor(last.last_seen, last.id)
+        return items, next_cursor
 
     def _save_state(
         self, conn: Connection, scope: str, position: int | None, state: dict[str, Any], now: datetime

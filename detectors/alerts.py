@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,6 +12,15 @@ from typing import Any
 
 from detectors.events import AuditEvent
 from detectors.redact import redact_event
+
+DEFAULT_SUPPRESS_S = 3600.0
+
+
+def group_key_of(event: AuditEvent, details: Mapping[str, Any] | None) -> str:
+    """Who and where: the principal and namespace, plus a stateful rule's own key (e.g. a source IP)."""
+    key = details.get("key") if details else None
+    extra = "" if key is None else json.dumps(key, sort_keys=True, default=str)
+    return "\x1f".join((event.principal or "-", event.namespace or "-", extra))
 
 
 class Severity(IntEnum):
@@ -75,6 +85,9 @@ class Alert:
     event: Mapping[str, Any]  # redacted copy of the event
     # format-specific extras, JSON-ready: Falco's priority/output/output_fields/tags/source, Sigma's level...
     details: Mapping[str, Any] = field(default_factory=dict)
+    # alerts of one rule with the same group key within `suppress_s` of each other fold into one alert group
+    group_key: str = ""
+    suppress_s: float = DEFAULT_SUPPRESS_S
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready fields (no event body), as replay prints them and the REST API lists them."""
@@ -112,6 +125,7 @@ def make_alert(
     message: str,
     event: AuditEvent,
     details: Mapping[str, Any] | None = None,
+    suppress_s: float = DEFAULT_SUPPRESS_S,
 ) -> Alert:
     return Alert(
         id=alert_id(rule_id, event),
@@ -136,4 +150,6 @@ def make_alert(
         origin=event.origin,
         event=redact_event(event.raw),
         details=dict(details or {}),
+        group_key=group_key_of(event, details),
+        suppress_s=suppress_s,
     )

@@ -227,3 +227,11 @@ def test_image_and_registry_allowlists_need_every_container_allowed(tmp_path: Pa
     spec = event["requestObject"]["spec"]["template"]["spec"]
     spec["initContainers"] = [{"name": "setup", "image": "evil.example.net/tool:1"}]  # Falco's blind spot
     assert fires(tmp_path, match, event, extra="allowlist:\n  registries: [docker.io]\n") is True
+
+
+def test_suppress_window_is_a_duration(tmp_path: Path) -> None:
+    path = write_rule(tmp_path, "suppress: 30m\nmatch:\n  verb: create\n")
+    (rule,) = load_rules([str(path)])
+    assert rule.suppress_s == 1800  # type: ignore[attr-defined]
+    path = write_rule(tmp_path, "suppress: often\nmatch:\n  verb: create\n")
+    assert "suppress must be a duration" in errors_of(path)[0]

@@ -146,3 +146,38 @@ def test_upgrade_from_the_first_schema_keeps_alerts(store: AlertStore) -> None:
     assert old is not None and old["details"] == {}
     store.write([one])
     assert store.count_alerts() == 2
+
+
+def grouped_alert(seconds: float, *, user: str = "mallory@example.com", n: int = 0, suppress_s: float = 3600) -> Alert:
+    raw = copy.deepcopy(exec_event())
+    raw["auditID"] = f"7c1e0b52-1f3a-4b6c-8d2e-{n:012d}"
+    raw["stageTimestamp"] = (
+        (datetime(2026, 11, 20, 10, 0, tzinfo=UTC) + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+    )
+    raw["user"]["username"] = user
+    return make_alert(rule_id="pod-exec-attach", rule_name="Exec", mitre=("T1609",), severity=Severity.MEDIUM,
+                      message=f"exec #{n}", event=AuditEvent(raw=raw), suppress_s=suppress_s)  # fmt: skip
+
+
+def test_alerts_fold_into_groups_within_the_suppression_window(store: AlertStore) -> None:
+    burst = [grouped_alert(600 * i, n=i) for i in range(4)]  # every 10 minutes: one group
+    later = grouped_alert(4 * 3600, n=10)  # hours after the last one: a new group
+    other = grouped_alert(60, user="bob@example.com", n=20)  # another principal: its own group
+    store.write(burst[:2])
+    store.write(burst[2:] + [later, other])
+    store.write(burst + [later])  # redelivered: counts do not move
+    groups, _ = store.list_groups(AlertFilter(), limit=10)
+    by_count = sorted((g["user"], g["count"], g["first_seen"], g["last_seen"]) for g in groups)
+    assert by_count == [
+        ("bob@example.com", 1, "2026-11-20T10:01:00Z", "2026-11-20T10:01:00Z"),
+        ("mallory@example.com", 1, "2026-11-20T14:00:00Z", "2026-11-20T14:00:00Z"),
+        ("mallory@example.com", 4, "2026-11-20T10:00:00Z", "2026-11-20T10:30:00Z"),
+    ]
+    assert groups[0]["last_seen"] == "2026-11-20T14:00:00Z"  # most recently active first
+    assert store.get_alert(burst[3].id)["group_id"] == store.get_alert(burst[0].id)["group_id"]  # type: ignore[index]
+    assert len(store.list_groups(AlertFilter(user="bob@example.com"), limit=10)[0]) == 1
+
+
+def test_a_short_suppression_window_splits_groups(store: AlertStore) -> None:
+    store.write([grouped_alert(0, n=1, suppress_s=60), grouped_alert(120, n=2, suppress_s=60)])
+    assert [g["count"] for g in store.list_groups(AlertFilter(), limit=10)[0]] == [1, 1]

@@ -166,3 +166,15 @@ def test_store_failure_answers_503_with_retry_after(client: TestClient) -> None:
     assert resp.status_code == 503
     assert resp.headers["Retry-After"] == "5"
     assert client.get("/readyz").status_code == 503
+
+
+def test_alert_groups_are_served_with_the_same_filters(client: TestClient) -> None:
+    assert client.post("/audit/webhook", content=event_list(scenario_events())).status_code == 200
+    alerts = client.get("/api/v1/alerts").json()["items"]
+    groups = client.get("/api/v1/alert-groups").json()
+    assert sum(g["count"] for g in groups["items"]) == len(alerts) and groups["next_cursor"] is None
+    assert {g["rule_id"] for g in groups["items"]} == {a["rule_id"] for a in alerts}
+    high = client.get("/api/v1/alert-groups?min_severity=high").json()["items"]
+    assert high and all(g["severity"] in ("high", "critical") for g in high)
+    assert client.get("/api/v1/alert-groups?namespace=nowhere").json()["items"] == []
+    assert client.get("/api/v1/alert-groups?cursor=garbage").status_code == 400

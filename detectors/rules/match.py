@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors.alerts import Alert, Severity, make_alert
+from detectors.alerts import DEFAULT_SUPPRESS_S, Alert, Severity, make_alert
 from detectors.errors import RuleError
 from detectors.events import STAGES, AuditEvent
 from detectors.fieldpath import PathError, compile_path
@@ -21,7 +21,7 @@ _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 KNOWN_KEYS = frozenset(
     {
         "id", "name", "type", "severity", "description", "mitre", "false_positives", "tags", "stages",
-        "match", "allowlist", "message", "tests", "enabled",
+        "match", "allowlist", "message", "tests", "enabled", "suppress",
     }
 )  # fmt: skip
 REQUIRED_KEYS = ("id", "name", "severity", "description", "mitre", "match")
@@ -127,6 +127,7 @@ class MatchRule:
     source: RuleSource
     false_positives: str = ""
     tags: tuple[str, ...] = ()
+    suppress_s: float = DEFAULT_SUPPRESS_S
 
     def detect(self, event: AuditEvent) -> list[Alert]:
         if self.stages is not None and event.stage not in self.stages:
@@ -141,6 +142,7 @@ class MatchRule:
                 mitre=self.mitre,
                 message=_render(self.message, event) if self.message else self.name,
                 event=event,
+                suppress_s=self.suppress_s,
             )
         ]
 
@@ -163,6 +165,7 @@ class MatchRule:
             source=header["source"],
             false_positives=header["false_positives"],
             tags=header["tags"],
+            suppress_s=header["suppress_s"],
         )
 
 
@@ -216,7 +219,13 @@ def parse_header(
     fps = node.get("false_positives", "")
     if not isinstance(fps, str):
         raise err("false_positives must be a string", "false_positives")
+    suppress_s = DEFAULT_SUPPRESS_S
+    if "suppress" in node:
+        from detectors.rules.stateful import parse_duration
+
+        suppress_s = parse_duration(node["suppress"], path=path, line=node.line_of("suppress"), what="suppress")
     return {
+        "suppress_s": suppress_s,
         "id": rule_id,
         "name": node["name"],
         "severity": severity,

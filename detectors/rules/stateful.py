@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors.alerts import Alert, Severity, make_alert
+from detectors.alerts import DEFAULT_SUPPRESS_S, Alert, Severity, make_alert
 from detectors.errors import RuleError
 from detectors.events import STAGES, AuditEvent
 from detectors.fieldpath import PathError, compile_path
@@ -84,6 +84,7 @@ class _Common:
     source: RuleSource
     false_positives: str = ""
     tags: tuple[str, ...] = ()
+    suppress_s: float = DEFAULT_SUPPRESS_S
     _seen: int = 0
 
     def _counts(self, event: AuditEvent) -> bool:
@@ -95,7 +96,7 @@ class _Common:
         text = _render(self.message, event) + f" ({message})" if self.message else f"{self.name}: {message}"
         return make_alert(
             rule_id=self.id, rule_name=self.name, severity=self.severity, mitre=self.mitre,
-            message=text, event=event, details=details,
+            message=text, event=event, details=details, suppress_s=self.suppress_s,
         )  # fmt: skip
 
 
