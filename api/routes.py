@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -24,58 +25,53 @@ StoreDep = Annotated[AlertStore, Depends(get_store)]
 router = APIRouter()
 
 
-@router.get("/api/v1/alerts", response_model=AlertPage, tags=["alerts"])
-def list_alerts(
-    store: StoreDep,
-    min_severity: Annotated[str | None, Query(description="info, low, medium, high or critical")] = None,
-    rule: Annotated[str | None, Query(description="Rule id or rule name")] = None,
-    user: Annotated[str | None, Query(description="Authenticated user name")] = None,
-    namespace: str | None = None,
-    since: Annotated[datetime | None, Query(description="Event time >= this (RFC 3339)")] = None,
-    until: Annotated[datetime | None, Query(description="Event time < this (RFC 3339)")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
-) -> dict[str, Any]:
+class PageQuery:
+    """Filters and pagination shared by the alert and alert-group lists."""
+
+    def __init__(
+        self,
+        min_severity: Annotated[str | None, Query(description="info, low, medium, high or critical")] = None,
+        rule: Annotated[str | None, Query(description="Rule id or rule name")] = None,
+        user: Annotated[str | None, Query(description="Alerts: the authenticated user; groups: the principal")] = None,
+        namespace: str | None = None,
+        since: Annotated[datetime | None, Query(description="At or after this time (RFC 3339)")] = None,
+        until: Annotated[datetime | None, Query(description="Before this time (RFC 3339)")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+        cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    ) -> None:
+        try:
+            severity = Severity.parse(min_severity) if min_severity else None
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        self.filter = AlertFilter(severity, rule, user, namespace, since, until)
+        self.limit = limit
+        self.cursor = cursor
+
+
+PageDep = Annotated[PageQuery, Depends()]
+
+
+def _page(fetch: Callable[..., tuple[list[dict[str, Any]], str | None]], query: PageQuery) -> dict[str, Any]:
     try:
-        severity = Severity.parse(min_severity) if min_severity else None
-    except ValueError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from None
-    flt = AlertFilter(severity, rule, user, namespace, since, until)
-    try:
-        items, next_cursor = store.list_alerts(flt, limit=limit, cursor=cursor)
+        items, next_cursor = fetch(query.filter, limit=query.limit, cursor=query.cursor)
     except CursorError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
     except StoreError as exc:
         raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "5"}) from None
     return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/api/v1/alerts", response_model=AlertPage, tags=["alerts"])
+def list_alerts(store: StoreDep, query: PageDep) -> dict[str, Any]:
+    """Alerts, newest first (by event time); `since`/`until` apply to the event time."""
+    return _page(store.list_alerts, query)
 
 
 @router.get("/api/v1/alert-groups", response_model=AlertGroupPage, tags=["alerts"])
-def list_alert_groups(
-    store: StoreDep,
-    min_severity: Annotated[str | None, Query(description="info, low, medium, high or critical")] = None,
-    rule: Annotated[str | None, Query(description="Rule id or rule name")] = None,
-    user: Annotated[str | None, Query(description="Principal (impersonated user if any)")] = None,
-    namespace: str | None = None,
-    since: Annotated[datetime | None, Query(description="Last alert at or after this (RFC 3339)")] = None,
-    until: Annotated[datetime | None, Query(description="Last alert before this (RFC 3339)")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
-) -> dict[str, Any]:
-    """Alerts of one rule and key, folded while they keep coming within the rule's suppression window."""
-    try:
-        severity = Severity.parse(min_severity) if min_severity else None
-    except ValueError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from None
-    try:
-        items, next_cursor = store.list_groups(
-            AlertFilter(severity, rule, user, namespace, since, until), limit=limit, cursor=cursor
-        )
-    except CursorError as exc:
-        raise HTTPException(status_code=400, detail=str(exc)) from None
-    except StoreError as exc:
-        raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "5"}) from None
-    return {"items": items, "next_cursor": next_cursor}
+def list_alert_groups(store: StoreDep, query: PageDep) -> dict[str, Any]:
+    """Alerts of one rule and key, folded while they keep coming within the rule's suppression window; most
+    recently active first; `since`/`until` apply to a group's last alert."""
+    return _page(store.list_groups, query)
 
 
 @router.get("/api/v1/alerts/{alert_id}", response_model=AlertDetail, tags=["alerts"])

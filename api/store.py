@@ -233,6 +233,28 @@ def row_to_dict(row: Any, *, with_event: bool) -> dict[str, Any]:
     return out
 
 
+def _conditions(table: Table, time_column: Any, flt: AlertFilter, cursor: str | None) -> list[Any]:
+    """WHERE clauses for alerts and alert groups alike: the filters, and the cursor's position (time, id)."""
+    c = table.c
+    conds: list[Any] = []
+    if flt.min_severity is not None:
+        conds.append(c.severity_rank >= int(flt.min_severity))
+    if flt.rule:
+        conds.append(or_(c.rule_id == flt.rule, c.rule_name == flt.rule))
+    if flt.user:
+        conds.append(c.user_name == flt.user)
+    if flt.namespace:
+        conds.append(c.namespace == flt.namespace)
+    if flt.since:
+        conds.append(time_column >= _utc(flt.since))
+    if flt.until:
+        conds.append(time_column < _utc(flt.until))
+    if cursor:
+        c_time, c_id = decode_cursor(cursor)
+        conds.append(or_(time_column < c_time, and_(time_column == c_time, c.id < c_id)))
+    return conds
+
+
 def _quarantine_row(item: Rejected, received_at: datetime) -> dict[str, Any]:
     try:
         payload = orjson.dumps(redact_payload(item.payload), option=orjson.OPT_NON_STR_KEYS).decode()
@@ -365,22 +387,7 @@ class AlertStore:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Alert groups, most recently active first; `since`/`until` apply to their last alert."""
         g = groups_table
-        conds = []
-        if flt.min_severity is not None:
-            conds.append(g.c.severity_rank >= int(flt.min_severity))
-        if flt.rule:
-            conds.append(or_(g.c.rule_id == flt.rule, g.c.rule_name == flt.rule))
-        if flt.user:
-            conds.append(g.c.user_name == flt.user)
-        if flt.namespace:
-            conds.append(g.c.namespace == flt.namespace)
-        if flt.since:
-            conds.append(g.c.last_seen >= _utc(flt.since))
-        if flt.until:
-            conds.append(g.c.last_seen < _utc(flt.until))
-        if cursor:
-            c_time, c_id = decode_cursor(cursor)
-            conds.append(or_(g.c.last_seen < c_time, and_(g.c.last_seen == c_time, g.c.id < c_id)))
+        conds = _conditions(g, g.c.last_seen, flt, cursor)
         query = select(g)
         if conds:
             query = query.where(and_(*conds))
@@ -438,22 +445,7 @@ class AlertStore:
         """Newest first (event time, then id); returns a page and the cursor of the next one."""
         t = alerts_table
         query = select(*(c for c in t.c if c.name != "event"))
-        conds = []
-        if flt.min_severity is not None:
-            conds.append(t.c.severity_rank >= int(flt.min_severity))
-        if flt.rule:
-            conds.append(or_(t.c.rule_id == flt.rule, t.c.rule_name == flt.rule))
-        if flt.user:
-            conds.append(t.c.user_name == flt.user)
-        if flt.namespace:
-            conds.append(t.c.namespace == flt.namespace)
-        if flt.since:
-            conds.append(t.c.event_time >= _utc(flt.since))
-        if flt.until:
-            conds.append(t.c.event_time < _utc(flt.until))
-        if cursor:
-            c_time, c_id = decode_cursor(cursor)
-            conds.append(or_(t.c.event_time < c_time, and_(t.c.event_time == c_time, t.c.id < c_id)))
+        conds = _conditions(t, t.c.event_time, flt, cursor)
         if conds:
             query = query.where(and_(*conds))
         query = query.order_by(t.c.event_time.desc(), t.c.id.desc()).limit(limit + 1)

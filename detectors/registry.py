@@ -7,6 +7,7 @@ from typing import Protocol
 
 from detectors.base import Detector
 from detectors.falco import FalcoRules
+from detectors.rules.anomaly import AnomalyRule
 from detectors.rules.formats import NativeRules, RuleFormat
 from detectors.rules.match import MatchRule
 from detectors.rules.stateful import DistinctCountRule, NewTermsRule, SequenceRule, ThresholdRule
@@ -25,6 +26,7 @@ RULE_TYPES: dict[str, RuleFactory] = {
     "distinct_count": DistinctCountRule.from_node,
     "new_terms": NewTermsRule.from_node,
     "sequence": SequenceRule.from_node,
+    "anomaly": AnomalyRule.from_node,
 }
 
 # rule file formats, tried in this order on each file

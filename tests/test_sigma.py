@@ -21,8 +21,6 @@ from tests.conftest import PYTHON, ROOT, clean_env
 SIGMA_DIR = ROOT.parent / "shared/rules/sigma"
 ENUMERATION = "sigma:597a7e84-187d-458b-9e4f-2f5a0e676711"
 
-pytestmark = pytest.mark.skipif(not SIGMA_DIR.is_dir(), reason="the shared Sigma rules are not present")
-
 
 # ---------------------------------------------------------------- realistic events
 

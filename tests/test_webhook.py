@@ -178,3 +178,12 @@ def test_alert_groups_are_served_with_the_same_filters(client: TestClient) -> No
     assert high and all(g["severity"] in ("high", "critical") for g in high)
     assert client.get("/api/v1/alert-groups?namespace=nowhere").json()["items"] == []
     assert client.get("/api/v1/alert-groups?cursor=garbage").status_code == 400
+
+
+def test_bad_query_parameters_are_refused_clearly(client: TestClient) -> None:
+    for path in ("/api/v1/alerts", "/api/v1/alert-groups"):
+        resp = client.get(f"{path}?min_severity=urgent")
+        assert resp.status_code == 422 and "severity 'urgent'" in resp.json()["detail"]
+        assert client.get(f"{path}?limit=501").status_code == 422
+        assert client.get(f"{path}?since=yesterday").status_code == 422
+    assert client.get("/api/v1/alerts/does-not-exist").status_code == 404

@@ -78,24 +78,6 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
-def load_yaml(text: str, *, path: str = "<string>") -> Any:
-    """Parse one YAML document strictly; syntax errors become RuleError with the file and line."""
-    loader = _StrictLoader(text)
-    loader.path = path
-    try:
-        return loader.get_single_data()
-    except RuleError:
-        raise
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        raise RuleError(f"YAML syntax error: {exc.problem or exc}", path=path, line=line) from None
-    except yaml.YAMLError as exc:
-        raise RuleError(f"YAML error: {exc}", path=path) from None
-    finally:
-        loader.dispose()
-
-
 def load_yaml_documents(text: str, *, path: str = "<string>") -> list[Any]:
     """Every document of a YAML stream (Sigma files may hold several), strictly, with file:line errors."""
     loader = _StrictLoader(text)
@@ -115,6 +97,14 @@ def load_yaml_documents(text: str, *, path: str = "<string>") -> list[Any]:
     finally:
         loader.dispose()
     return [d for d in docs if d is not None]
+
+
+def load_yaml(text: str, *, path: str = "<string>") -> Any:
+    """Parse one YAML document strictly (None for an empty one); more than one is an error."""
+    docs = load_yaml_documents(text, path=path)
+    if len(docs) > 1:
+        raise RuleError("expected a single YAML document, found several", path=path)
+    return docs[0] if docs else None
 
 
 def read_rule_text(path: Path) -> str:
