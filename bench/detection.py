@@ -62,6 +62,7 @@ class AlertRec:
     rule_type: str
     audit_id: str
     campaign: str | None
+    user: str = ""
 
 
 @dataclass
@@ -81,6 +82,7 @@ class TierResult:
     median_ttd_s: float | None = None
     ttd_s: dict[str, float] = field(default_factory=dict)
     benign_by_rule: Counter[str] = field(default_factory=Counter)
+    benign_by_rule_user: Counter[str] = field(default_factory=Counter)
     note: str = ""
 
 
@@ -124,6 +126,7 @@ def compute_metrics(
         if a.campaign is None:
             res.benign_alerts += 1
             res.benign_by_rule[a.rule_id] += 1
+            res.benign_by_rule_user[f"{a.rule_id} <- {a.user}"] += 1
         else:
             res.attack_alerts += 1
     # attack alerts before eval_start cannot exist (campaigns are planned in the evaluation half), but a
@@ -212,7 +215,9 @@ def run(
         event = AuditEvent(raw=ev, origin=f"synth#{n}")
         for process, out, types in procs:
             for al in process(event):
-                out.append(AlertRec(ts, int(al.severity), al.rule_id, types.get(al.rule_id, "?"), al.audit_id, cid))
+                out.append(
+                    AlertRec(ts, int(al.severity), al.rule_id, types.get(al.rule_id, "?"), al.audit_id, cid, al.user)
+                )
         if progress and n % 500_000 == 0:
             el = time.perf_counter() - t_start
             day = (ts - start_us) / DAY_US
@@ -262,6 +267,8 @@ def report(res: RunResult, out: Any = sys.stdout) -> None:
             f"\n[{t.name}] benign alerts by rule (evaluation half): "
             + (", ".join(f"{r}={c}" for r, c in t.benign_by_rule.most_common()) or "none")
         )
+        if t is res.tiers[-1] and t.benign_by_rule_user:
+            p("  by rule and principal: " + ", ".join(f"{k} ={c}" for k, c in t.benign_by_rule_user.most_common(10)))
     p("\nper campaign (first alert after start in seconds, '-' = missed; rules that fired, full stack):")
     full = res.tiers[-1] if res.tiers else None
     for c in sorted(res.campaigns, key=lambda c: c.start_us):

@@ -188,26 +188,47 @@ def extract_features(
     }
 
 
-def observe(event: AuditEvent, state: Principal, baseline: Baseline, *, count_half_life: float, now: float) -> None:
-    """Record `event` in the principal's baseline and the cluster-wide action counts."""
-    action = action_of(event)
-    pair = state.actions.get(action)
-    state.actions[action] = [(_decayed(pair[0], pair[1], now, count_half_life) if pair else 0.0) + 1.0, now]
-    state.total = _decayed(state.total, state.last, now, count_half_life) + 1.0
+def observe(
+    event: AuditEvent, state: Principal, baseline: Baseline, *, count_half_life: float, now: float, learn: bool = True
+) -> None:
+    """Record `event` in the principal's short window and, if `learn`, in its baseline (actions, addresses,
+    user agents) and the cluster-wide action counts. Events of an alerting episode are not learned: the
+    attacker's address must not become "usual" because the attack went on."""
     state.events += 1
     state.recent = [r for r in state.recent if now - r[0] <= SHORT_WINDOW_S][-MAX_RECENT + 1 :]
     last_minute = sum(1 for r in state.recent if now - r[0] <= BURST_WINDOW_S) + 1
     state.rate_mean += 0.05 * (last_minute - state.rate_mean)
     state.recent.append([now, event.resource, event.namespace, event.response_code in (401, 403)])
+    state.total = _decayed(state.total, state.last, now, count_half_life) + (1.0 if learn else 0.0)
+    state.last = max(state.last, now)
+    if not learn:
+        return
+    action = action_of(event)
+    pair = state.actions.get(action)
+    state.actions[action] = [(_decayed(pair[0], pair[1], now, count_half_life) if pair else 0.0) + 1.0, now]
     ips = event.source_ips
     for terms, value in ((state.ips, ips[-1] if ips else ""), (state.agents, event.user_agent)):
         if value:
             terms[value] = now
             if len(terms) > MAX_TERMS:  # keep the most recently used
                 del terms[min(terms, key=terms.__getitem__)]
-    state.last = max(state.last, now)
     baseline.actions[action] = baseline.actions.get(action, 0.0) + 1.0
     baseline.total += 1.0
+
+
+_IDENTITY_PATHS = frozenset({"$principal", "user.username", "impersonatedUser.username"})
+
+
+def _paths(condition: Any) -> set[str]:
+    """Every field path a condition reads (combinators all/any/not walked through)."""
+    if isinstance(condition, list):
+        return set().union(*(_paths(c) for c in condition)) if condition else set()
+    if not isinstance(condition, dict):
+        return set()
+    found: set[str] = set()
+    for key, value in condition.items():
+        found |= _paths(value) if key in ("all", "any", "not") else {str(key)}
+    return found
 
 
 def _new_models(budget_per_million: float) -> dict[str, Any]:
@@ -237,6 +258,8 @@ class AnomalyRule(_Common):
     _start: float | None = None
     _warm: bool = False
     learned: int = 0  # events the model learned (tests check that alerting events are not among them)
+    identity_scope: bool = False  # `match` and `allowlist` read only user.username / the principal
+    _scope_cache: dict[tuple[Any, Any], bool] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not self._models:
@@ -247,8 +270,25 @@ class AnomalyRule(_Common):
         q = self._models["risk_q"].get()
         return max(self.min_risk, float(q) if q is not None else 0.0)
 
+    def _in_scope(self, event: AuditEvent) -> bool:
+        """`_counts`, memoised per identity when the condition reads nothing but the identity (the common
+        scope "people and application service accounts"): the rule sees every completed request."""
+        raw = event.raw
+        if self.stages is not None and raw.get("stage") not in self.stages:
+            return False
+        if not self.identity_scope:
+            return self._counts(event)
+        user, imp = raw.get("user"), raw.get("impersonatedUser")
+        key = (user.get("username") if type(user) is dict else None, imp.get("username") if type(imp) is dict else None)
+        found = self._scope_cache.get(key)
+        if found is None:
+            if len(self._scope_cache) >= 100_000:
+                self._scope_cache.clear()
+            found = self._scope_cache[key] = self.predicate(event) and not self.allowlist.allows(event)
+        return found
+
     def detect(self, event: AuditEvent) -> list[Alert]:
-        if not self._counts(event):
+        if not self._in_scope(event):
             return []
         who = event.principal
         if not who:
@@ -263,26 +303,29 @@ class AnomalyRule(_Common):
         models = self._models
         score = float(models["hst"].score_one(x))  # score first ...
         floor = models["score_q"].get() or 0.0
-        models["score_q"].update(score)
         surprise = max(0.0, score - floor) / max(1e-9, 1.0 - floor)
         weight = 0.25 + 0.75 * x["sensitivity"]
-        state.risk = _decayed(state.risk, state.risk_at, now, self.half_life_s) + weight * surprise
-        state.risk_at = max(state.risk_at, now)
         threshold = self.threshold
+        decayed = _decayed(state.risk, state.risk_at, now, self.half_life_s)
+        if state.alerting and decayed < threshold / 2:
+            state.alerting = False  # the episode is over (judged before this event adds to the risk)
+        state.risk = decayed + weight * surprise
+        state.risk_at = max(state.risk_at, now)
         self._scored += 1
         if not self._warm:
             self._warm = self._scored >= self.warmup_events or now - self._start >= self.warmup_s
         alerts: list[Alert] = []
-        if state.alerting and state.risk < threshold / 2:
-            state.alerting = False  # the episode is over
         if self._warm and not state.alerting and state.risk >= threshold:
             state.alerting = True
             alerts.append(self._explain(event, who, state, x, score, threshold))
-        models["risk_q"].update(state.risk)
-        if not state.alerting and state.risk < threshold:
+        if not state.alerting:  # the quantiles describe what happens outside episodes (else they chase attacks)
+            models["score_q"].update(score)
+            models["risk_q"].update(state.risk)
+        learn = not state.alerting and state.risk < threshold
+        if learn:
             models["hst"].learn_one(x)  # ... then learn, but never an anomaly
             self.learned += 1
-        observe(event, state, self._baseline, count_half_life=self.count_half_life_s, now=now)
+        observe(event, state, self._baseline, count_half_life=self.count_half_life_s, now=now, learn=learn)
         self._sweep(now)
         return alerts
 
@@ -388,8 +431,12 @@ class AnomalyRule(_Common):
         budget = number("budget_per_million", 10.0)
         if budget * EVENTS_PER_EPISODE >= 5e5:
             raise err(f"budget_per_million must be below {5e5 / EVENTS_PER_EPISODE:g}", "budget_per_million")
+        allowlist = node.get("allowlist") or {}
         return cls(
             **_strip(fields),
+            identity_scope=_paths(node["match"]) <= _IDENTITY_PATHS
+            and isinstance(allowlist, dict)
+            and set(allowlist) <= {"users"},
             budget_per_million=budget,
             warmup_events=int(number("warmup_events", 50_000, integer=True)),
             warmup_s=duration("warmup", 86_400.0),
