@@ -66,8 +66,9 @@ def main() -> None:
             current = rss_mb()
             max_rss = max(max_rss, current)
             rate = n / (time.perf_counter() - started)
-            print(f"{n:>12,} events  {raw['stageTimestamp'][:19]}  RSS {current:7,.0f} MB  "
-                  f"state keys {state_keys(pipeline):>9,}  alerts {alerts:>5,}  {rate:,.0f} events/s", flush=True)  # fmt: skip
+            line = f"{n:>12,} events  {raw['stageTimestamp'][:19]}  RSS {current:7,.0f} MB  "
+            line += f"state keys {state_keys(pipeline):>9,}  alerts {alerts:>5,}  {rate:,.0f} events/s"
+            print(line, flush=True)
     elapsed = time.perf_counter() - started
     end_rss = rss_mb()
     print(
