@@ -9,11 +9,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.schemas import AlertDetail, AlertGroupPage, AlertPage, Health
+from api.schemas import AlertDetail, AlertGroupPage, AlertPage, Health, ReceiptPage
 from api.store import AlertFilter, AlertStore, CursorError, StoreError
 from detectors.alerts import Severity
 
 MAX_PAGE = 500
+MAX_RECEIPT_PAGE = 5000
 
 
 def get_store(request: Request) -> AlertStore:
@@ -83,6 +84,26 @@ def get_alert(alert_id: str, store: StoreDep) -> dict[str, Any]:
     if found is None:
         raise HTTPException(status_code=404, detail=f"no alert {alert_id!r}")
     return found
+
+
+@router.get("/api/v1/receipts", response_model=ReceiptPage, tags=["receipts"])
+def list_receipts(
+    store: StoreDep,
+    audit_id: Annotated[str | None, Query(description="Only the receipts of this auditID (every stage)")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_RECEIPT_PAGE)] = 1000,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> dict[str, Any]:
+    """Event receipts (recorded with `--record-receipts`): one per (auditID, stage, stageTimestamp) received and
+    run through detection, kept for the retention period; ordered by auditID, stage, stageTimestamp. `total`
+    counts every stored receipt, or those of `audit_id` when given. Empty when receipts are not recorded."""
+    try:
+        items, next_cursor = store.list_receipts(audit_id=audit_id, limit=limit, cursor=cursor)
+        total = store.count_receipts(audit_id=audit_id)
+    except CursorError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
+    except StoreError as exc:
+        raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "5"}) from None
+    return {"items": items, "next_cursor": next_cursor, "total": total}
 
 
 @router.get("/healthz", response_model=Health, tags=["health"])

@@ -64,6 +64,19 @@ class AlertPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null at the end")
 
 
+class Receipt(BaseModel):
+    audit_id: str = Field(description="The event's auditID (a digest replaces the tail of one over 255 characters)")
+    stage: str
+    stage_timestamp: str = Field(description="The event's stageTimestamp exactly as received; empty if it had none")
+    received_at: str = Field(description="When the batch carrying it was stored (first receipt), RFC 3339 UTC")
+
+
+class ReceiptPage(BaseModel):
+    items: list[Receipt]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end")
+    total: int = Field(description="Receipts stored (with `audit_id`: those of that auditID), over all pages")
+
+
 class Health(BaseModel):
     status: str
     detail: str | None = None

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,8 +46,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from detectors.alerts import Alert, Severity
-from detectors.events import Rejected
+from detectors.events import AuditEvent, Rejected
 from detectors.redact import redact_payload
+
+log = logging.getLogger("auditwatch.store")
 
 _MIGRATION_LOCK = 0x61756469_74776174  # "auditwat": the advisory lock that serialises migrations
 MAX_QUARANTINE_PAYLOAD = 1 << 20  # bytes kept of one rejected item; the rest is marked truncated
@@ -132,6 +136,41 @@ state_table = Table(
 )
 
 
+# Opt-in receipts: one row per received event, so an operator (or a test) can prove that every event the
+# apiserver sent was received and went through detection. Keyed like the pipeline's dedupe identity.
+RECEIPT_LIMITS = (255, 32, 64)  # audit_id, stage, stage_timestamp column lengths
+receipts_table = Table(
+    "event_receipts",
+    metadata,
+    Column("audit_id", String(RECEIPT_LIMITS[0]), primary_key=True),
+    Column("stage", String(RECEIPT_LIMITS[1]), primary_key=True),
+    Column("stage_timestamp", String(RECEIPT_LIMITS[2]), primary_key=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Index("ix_receipts_received_at", "received_at"),
+)
+
+Receipt = tuple[str, str, str]  # (auditID, stage, stageTimestamp)
+
+
+def _bounded(value: str, limit: int) -> str:
+    """`value` if it fits its column, else a prefix and a digest of the whole (still unique, never an error:
+    a client-chosen auditID or an RFC 3339 time with a long fraction must not make a batch unstorable)."""
+    if len(value) <= limit:
+        return value
+    return value[: limit - 33] + "~" + hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+def receipt_of(event: AuditEvent) -> Receipt:
+    """An event's receipt key: auditID, stage and `stageTimestamp` exactly as received ("" if missing)."""
+    ts = event.raw.get("stageTimestamp")
+    audit_id, stage, stamp = RECEIPT_LIMITS
+    return (
+        _bounded(event.audit_id, audit_id),
+        _bounded(event.stage, stage),
+        _bounded(ts if isinstance(ts, str) else "", stamp),
+    )
+
+
 class StoreError(Exception):
     """The alert store could not do its job (database down, bad URL); callers answer 503 or retry."""
 
@@ -163,42 +202,74 @@ def encode_cursor(event_time: datetime, alert_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _unb64(cursor: str) -> Any:
+    return orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        time_text, alert_id = orjson.loads(raw)
+        time_text, alert_id = _unb64(cursor)
         return _utc(datetime.fromisoformat(time_text)), str(alert_id)
     except (ValueError, TypeError, orjson.JSONDecodeError):
         raise CursorError("invalid cursor") from None
 
 
+def encode_receipt_cursor(key: Receipt) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(list(key))).decode().rstrip("=")
+
+
+def decode_receipt_cursor(cursor: str) -> Receipt:
+    try:
+        key = _unb64(cursor)
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise CursorError("invalid cursor") from None
+    if not (isinstance(key, list) and len(key) == 3 and all(isinstance(part, str) for part in key)):
+        raise CursorError("invalid cursor")
+    return key[0], key[1], key[2]
+
+
+def _fit(table: Table, row: dict[str, Any]) -> dict[str, Any]:
+    """Bound every value of a length-limited column: audit events carry client-chosen auditIDs, verbs and
+    names, and one over-long value must not make a batch unstorable (on PostgreSQL the insert fails, and the
+    webhook would answer 503 to that batch forever, or `detect` retry it forever)."""
+    for column in table.c:
+        limit = getattr(column.type, "length", None)
+        value = row.get(column.name)
+        if limit and isinstance(value, str) and len(value) > limit:
+            row[column.name] = _bounded(value, limit)
+    return row
+
+
 def _alert_row(alert: Alert, detected_at: datetime) -> dict[str, Any]:
-    return {
-        "id": alert.id,
-        "rule_id": alert.rule_id,
-        "rule_name": alert.rule_name,
-        "severity": alert.severity.label,
-        "severity_rank": int(alert.severity),
-        "mitre": list(alert.mitre),
-        "message": alert.message,
-        "event_time": alert.event_time,
-        "detected_at": detected_at,
-        "audit_id": alert.audit_id,
-        "stage": alert.stage,
-        "user_name": alert.user,
-        "groups": list(alert.groups),
-        "impersonated_user": alert.impersonated_user,
-        "source_ips": list(alert.source_ips),
-        "user_agent": alert.user_agent,
-        "verb": alert.verb,
-        "resource": alert.resource,
-        "subresource": alert.subresource,
-        "namespace": alert.namespace,
-        "name": alert.name,
-        "origin": alert.origin,
-        "event": dict(alert.event),
-        "details": dict(alert.details),
-    }
+    return _fit(
+        alerts_table,
+        {
+            "id": alert.id,
+            "rule_id": alert.rule_id,
+            "rule_name": alert.rule_name,
+            "severity": alert.severity.label,
+            "severity_rank": int(alert.severity),
+            "mitre": list(alert.mitre),
+            "message": alert.message,
+            "event_time": alert.event_time,
+            "detected_at": detected_at,
+            "audit_id": alert.audit_id,
+            "stage": alert.stage,
+            "user_name": alert.user,
+            "groups": list(alert.groups),
+            "impersonated_user": alert.impersonated_user,
+            "source_ips": list(alert.source_ips),
+            "user_agent": alert.user_agent,
+            "verb": alert.verb,
+            "resource": alert.resource,
+            "subresource": alert.subresource,
+            "namespace": alert.namespace,
+            "name": alert.name,
+            "origin": alert.origin,
+            "event": dict(alert.event),
+            "details": dict(alert.details),
+        },
+    )
 
 
 def row_to_dict(row: Any, *, with_event: bool) -> dict[str, Any]:
@@ -327,8 +398,11 @@ class AlertStore:
         alerts: Sequence[Alert],
         rejected: Sequence[Rejected] = (),
         states: dict[str, tuple[int | None, dict[str, Any]]] | None = None,
+        *,
+        receipts: Sequence[Receipt] = (),
     ) -> int:
-        """Store alerts, rejected items and detector states in one transaction; return how many alerts were new."""
+        """Store alerts, rejected items, detector states and event receipts in one transaction; return how many
+        alerts were new. Receipts already stored are left as they are (their first `received_at` stays)."""
         now = datetime.now(UTC)
         unique = {a.id: a for a in alerts}
         new = 0
@@ -343,8 +417,15 @@ class AlertStore:
             for row, alert in zip(rows, fresh, strict=True):
                 row["group_id"] = self._fold(conn, alert)  # only new alerts count, so redelivery is harmless
             if rows:
-                conn.execute(self._insert_ignore(), rows)
+                conn.execute(self._insert_ignore(alerts_table), rows)
                 new = len(rows)
+            keys = list(dict.fromkeys(receipts))
+            for start in range(0, len(keys), 1000):
+                conn.execute(
+                    self._insert_ignore(receipts_table),
+                    [{"audit_id": a, "stage": s, "stage_timestamp": t, "received_at": now}
+                     for a, s, t in keys[start : start + 1000]],
+                )  # fmt: skip
             if rejected:
                 conn.execute(insert(quarantine_table), [_quarantine_row(r, now) for r in rejected])
             for scope, (position, state) in (states or {}).items():
@@ -372,13 +453,13 @@ class AlertStore:
         group_id = hashlib.sha256(f"{alert.rule_id}\x1f{alert.group_key}\x1f{alert.id}".encode()).hexdigest()[:32]
         conn.execute(
             insert(g),
-            [{
+            [_fit(g, {
                 "id": group_id, "rule_id": alert.rule_id, "rule_name": alert.rule_name,
                 "severity": alert.severity.label, "severity_rank": int(alert.severity), "group_key": alert.group_key,
                 "user_name": alert.impersonated_user or alert.user, "namespace": alert.namespace,
                 "first_seen": alert.event_time, "last_seen": alert.event_time, "count": 1,
                 "suppress_s": int(alert.suppress_s), "last_alert_id": alert.id, "last_message": alert.message,
-            }],
+            })],
         )  # fmt: skip
         return group_id
 
@@ -428,16 +509,18 @@ class AlertStore:
             return None
         return row.position, orjson.loads(row.state)
 
-    def _insert_ignore(self) -> Any:
+    def _insert_ignore(self, table: Table) -> Any:
+        """INSERT that skips rows whose primary key is already there."""
+        keys = [c.name for c in table.primary_key.columns]
         if self.engine.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-            return pg_insert(alerts_table).on_conflict_do_nothing(index_elements=["id"])
+            return pg_insert(table).on_conflict_do_nothing(index_elements=keys)
         if self.engine.dialect.name == "sqlite":
             from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-            return sqlite_insert(alerts_table).on_conflict_do_nothing(index_elements=["id"])
-        return insert(alerts_table)
+            return sqlite_insert(table).on_conflict_do_nothing(index_elements=keys)
+        return insert(table)
 
     def list_alerts(
         self, flt: AlertFilter, *, limit: int, cursor: str | None = None
@@ -467,6 +550,59 @@ class AlertStore:
         with self._tx() as conn:
             return int(conn.scalar(select(func.count()).select_from(alerts_table)) or 0)
 
+    def list_receipts(
+        self, *, audit_id: str | None = None, limit: int, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Receipts in key order (auditID, stage, stageTimestamp ascending); a page and the next page's cursor."""
+        r = receipts_table
+        conds: list[Any] = []
+        if audit_id is not None:
+            conds.append(r.c.audit_id == audit_id)
+        if cursor:
+            c_id, c_stage, c_ts = decode_receipt_cursor(cursor)
+            conds.append(
+                or_(
+                    r.c.audit_id > c_id,
+                    and_(r.c.audit_id == c_id, r.c.stage > c_stage),
+                    and_(r.c.audit_id == c_id, r.c.stage == c_stage, r.c.stage_timestamp > c_ts),
+                )
+            )
+        query = select(r).where(and_(*conds)) if conds else select(r)
+        query = query.order_by(r.c.audit_id, r.c.stage, r.c.stage_timestamp).limit(limit + 1)
+        with self._tx() as conn:
+            rows = list(conn.execute(query))
+        items = [
+            {"audit_id": x.audit_id, "stage": x.stage, "stage_timestamp": x.stage_timestamp,
+             "received_at": _iso(x.received_at)}
+            for x in rows[:limit]
+        ]  # fmt: skip
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_receipt_cursor((last.audit_id, last.stage, last.stage_timestamp))
+        return items, next_cursor
+
+    def count_receipts(self, *, audit_id: str | None = None) -> int:
+        query = select(func.count()).select_from(receipts_table)
+        if audit_id is not None:
+            query = query.where(receipts_table.c.audit_id == audit_id)
+        with self._tx() as conn:
+            return int(conn.scalar(query) or 0)
+
+    def prune_receipts(self, before: datetime, *, max_rows: int | None = None) -> int:
+        """Delete receipts received before `before`, oldest first; with `max_rows`, about that many at most
+        (a whole last batch goes, since a batch's receipts share their `received_at`). Returns the count."""
+        r = receipts_table
+        cutoff = r.c.received_at < _utc(before)
+        with self._tx() as conn:
+            if max_rows is not None:
+                nth = conn.scalar(
+                    select(r.c.received_at).where(cutoff).order_by(r.c.received_at).offset(max_rows - 1).limit(1)
+                )
+                if nth is not None:
+                    cutoff = r.c.received_at <= nth
+            return int(conn.execute(r.delete().where(cutoff)).rowcount or 0)
+
     def quarantined(self, limit: int = 100) -> list[dict[str, Any]]:
         with self._tx() as conn:
             rows = conn.execute(select(quarantine_table).order_by(quarantine_table.c.id.desc()).limit(limit))
@@ -474,3 +610,30 @@ class AlertStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+class ReceiptRetention:
+    """Prunes receipts older than the retention, at most once every `every_s` (sooner while behind), a bounded
+    number of rows at a time, so it costs one indexed DELETE every few minutes. Callers serialise calls."""
+
+    def __init__(self, store: AlertStore, retention_hours: float, *, every_s: float = 300.0) -> None:
+        self.store = store
+        self.retention = timedelta(hours=retention_hours)
+        self.every_s = every_s
+        self.max_rows = 100_000
+        self._last = float("-inf")
+
+    def due(self) -> bool:
+        return time.monotonic() - self._last >= self.every_s
+
+    def run(self) -> int:
+        """Prune now; a failure is logged, never raised (the batch it follows is already stored)."""
+        self._last = time.monotonic()
+        try:
+            pruned = self.store.prune_receipts(datetime.now(UTC) - self.retention, max_rows=self.max_rows)
+        except StoreError as exc:
+            log.warning("could not prune event receipts (will retry): %s", exc)
+            return 0
+        if pruned >= self.max_rows:
+            self._last = float("-inf")  # behind: prune again after the next batch
+        return pruned

@@ -99,12 +99,20 @@ def _listener_settings(args: argparse.Namespace, **more: Any) -> Any:
     return settings
 
 
+def _receipt_settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "record_receipts": True if args.record_receipts else None,
+        "receipts_retention_hours": args.receipts_retention_hours,
+    }
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from auditwatch.server import base_url, create_serve_app, run_http
 
     settings = _listener_settings(
-        args, db_url=args.db, rules=args.rules, max_body_bytes=args.max_body_bytes, rule_matching=args.rule_matching
-    )
+        args, db_url=args.db, rules=args.rules, max_body_bytes=args.max_body_bytes, rule_matching=args.rule_matching,
+        **_receipt_settings(args),
+    )  # fmt: skip
     app = create_serve_app(settings, pipeline=_load_pipeline(settings.rules, settings.rule_matching))
     tune_gc()
     base = base_url(settings)
@@ -112,7 +120,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"auditwatch serve: listening on {base}\n"
         f"  webhook  POST {base}/audit/webhook  (also /k8s-audit)\n"
         f"  alerts   GET  {base}/api/v1/alerts   (docs: {base}/docs)\n"
-        f"  store    {settings.db_url}",
+        f"  store    {settings.db_url}"
+        + (f"\n  receipts GET  {base}/api/v1/receipts" if settings.record_receipts else ""),
         flush=True,
     )
     run_http(app, settings)
@@ -163,6 +172,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     settings = _settings(
         kafka_bootstrap=args.kafka, db_url=args.db, rules=args.rules, topic=args.topic,
         consumer_group=args.group, partitions=args.partitions, rule_matching=args.rule_matching,
+        **_receipt_settings(args),
     )  # fmt: skip
     if not settings.kafka_bootstrap:
         raise SystemExit("auditwatch: detect needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)")
@@ -172,6 +182,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     detector = Detector(
         bootstrap=settings.kafka_bootstrap, topic=settings.topic, group=settings.consumer_group,
         pipeline=pipeline, store=store, max_records=settings.detect_max_records,
+        record_receipts=settings.record_receipts, receipts_retention_hours=settings.receipts_retention_hours,
     )  # fmt: skip
     print(
         f"auditwatch detect: group {settings.consumer_group} on {settings.kafka_bootstrap} topic {settings.topic}, "
@@ -303,7 +314,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from auditwatch.demo import run_demo
 
     settings = _settings(db_url=args.db)
-    return run_demo(settings.db_url, _load_pipeline(["builtin"]))
+    return run_demo(settings.db_url, _load_pipeline(["builtin"]), args.sample)
 
 
 RULES_HELP = (
@@ -350,6 +361,22 @@ def _webhook_options(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _receipt_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--record-receipts", action="store_true",
+        help="store a receipt (auditID, stage, stageTimestamp, received_at) for every event received, in the same "
+        "transaction as its batch's alerts, and serve them at GET /api/v1/receipts: proof that every event the "
+        "apiserver sent was received and went through detection (compare with its --audit-log-path file). "
+        "Costs one database row per event, kept for --receipts-retention-hours. Off by default. "
+        "Env: AUDITWATCH_RECORD_RECEIPTS",
+    )  # fmt: skip
+    p.add_argument(
+        "--receipts-retention-hours", type=float, metavar="HOURS",
+        help="delete receipts older than this (default 168, one week; pruned every few minutes). "
+        "Env: AUDITWATCH_RECEIPTS_RETENTION_HOURS",
+    )  # fmt: skip
+
+
 def _archive_options(p: argparse.ArgumentParser) -> None:
     from ingest.archives import FORMATS
 
@@ -381,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--db", help=DB_HELP)
     serve.add_argument("--rules", action="append", help=RULES_HELP)
     serve.add_argument("--rule-matching", choices=["first", "all"], help=MATCHING_HELP)
+    _receipt_options(serve)
     serve.set_defaults(func=cmd_serve)
 
     ingest = sub.add_parser(
@@ -415,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--group", help="consumer group id (default auditwatch-detect). Env: AUDITWATCH_CONSUMER_GROUP")
     detect.add_argument("--partitions", type=int, help=PARTITIONS_HELP)
     detect.add_argument("--rule-matching", choices=["first", "all"], help=MATCHING_HELP)
+    _receipt_options(detect)
     detect.set_defaults(func=cmd_detect)
 
     api = sub.add_parser(
@@ -505,6 +534,11 @@ def build_parser() -> argparse.ArgumentParser:
         "alert store, print the alerts as a table and show how to query them over REST.",
     )
     demo.add_argument("--db", help=DB_HELP)
+    demo.add_argument(
+        "--sample", choices=["kube", "synthetic"], default="kube",
+        help="kube (default): a real kube-apiserver's audit log captured by the end-to-end test; "
+        "synthetic: 20 minutes of a generated 10-node cluster",
+    )  # fmt: skip
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from api.store import AlertStore
@@ -10,7 +11,31 @@ from auditwatch.replay import format_summary, replay
 from detectors.alerts import Alert
 from detectors.pipeline import Pipeline
 
-DEMO_FILE = Path(__file__).parent / "data" / "demo-events.jsonl.gz"
+DATA = Path(__file__).parent / "data"
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    about: str
+
+
+SAMPLES = {
+    # The log backend's file of the end-to-end test's run against a real kube-apiserver (tests/test_kube_e2e.py).
+    "kube": Sample(
+        DATA / "kube-e2e-audit.jsonl.gz",
+        "Replayed the audit log of a real kube-apiserver v1.36.3 ({events:,} events), captured by auditwatch's\n"
+        "end-to-end test: the apiserver's own traffic, a monitoring agent and a CI deployer polling, then an\n"
+        "attack: a forbidden burst, anonymous access, a privileged pod with the host's / mounted, exec into it,\n"
+        "impersonation, a token request and cluster-admin for a low-privilege user.",
+    ),
+    # auditwatch.synth's deterministic generator: a bigger cluster than the e2e test can run.
+    "synthetic": Sample(
+        DATA / "demo-events.jsonl.gz",
+        "Replayed a 20-minute sample of a 10-node cluster ({events:,} audit events):\n"
+        "controllers, kubelets, the scheduler, two humans, a CI deployer, and a short attack.",
+    ),
+}
 
 
 def _row(alert: Alert) -> str:
@@ -21,16 +46,16 @@ def _row(alert: Alert) -> str:
     return f"{when}  {alert.severity.label:<8}  {alert.rule_name[:44]:<44}  {alert.user[:28]:<28}  {target}"
 
 
-def run_demo(db_url: str, pipeline: Pipeline) -> int:
+def run_demo(db_url: str, pipeline: Pipeline, sample: str = "kube") -> int:
+    chosen = SAMPLES[sample]
     store = AlertStore(db_url)
     store.migrate()
     found: list[Alert] = []
     try:
-        stats = replay([str(DEMO_FILE)], pipeline, store=store, emit=found.append)
+        stats = replay([str(chosen.path)], pipeline, store=store, emit=found.append)
     finally:
         store.close()
-    print(f"Replayed a 20-minute sample of a 10-node cluster ({stats.events:,} audit events):")
-    print("controllers, kubelets, the scheduler, two humans, a CI deployer, and a short attack.\n")
+    print(chosen.about.format(events=stats.events) + "\n")
     header = f"{'time':<8}  {'severity':<8}  {'rule':<44}  {'user':<28}  target"
     print(header)
     print("-" * len(header))

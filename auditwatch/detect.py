@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from api.store import AlertStore, StoreError
+from api.store import AlertStore, Receipt, ReceiptRetention, StoreError, receipt_of
 from detectors.alerts import Alert
 from detectors.errors import EventError
 from detectors.events import AuditEvent, Rejected, parse_body
@@ -37,6 +37,7 @@ class DetectStats:
     alerts: int = 0
     new_alerts: int = 0
     rejected: int = 0
+    receipts: int = 0
     batches: int = 0
     store_retries: int = 0
     commit_failures: int = 0
@@ -100,6 +101,8 @@ class Detector:
         max_records: int = 5000,
         backoff_cap_s: float = 30.0,
         checkpoint_every_s: float = 5.0,
+        record_receipts: bool = False,
+        receipts_retention_hours: float = 168.0,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
@@ -109,6 +112,8 @@ class Detector:
         self.max_records = max_records
         self.backoff_cap_s = backoff_cap_s
         self.checkpoint_every_s = checkpoint_every_s
+        # receipts of every decoded event, stored with the batch's alerts before its offsets are committed
+        self.retention = ReceiptRetention(store, receipts_retention_hours) if record_receipts else None
         self.stats = DetectStats()
         self.lock = asyncio.Lock()
         self._stop = asyncio.Event()
@@ -198,13 +203,19 @@ class Detector:
             log.warning("could not checkpoint detector state (the next owner replays from the last one): %r", exc)
 
     async def _store(
-        self, alerts: list[Alert], rejected: list[Rejected], states: dict[str, tuple[int | None, dict[str, Any]]]
+        self,
+        alerts: list[Alert],
+        rejected: list[Rejected],
+        states: dict[str, tuple[int | None, dict[str, Any]]],
+        receipts: list[Receipt],
     ) -> bool:
         """Write until it works (or we are stopped); True when stored."""
         delay = 0.5
         while True:
             try:
-                self.stats.new_alerts += await asyncio.to_thread(self.store.write, alerts, rejected, states)
+                self.stats.new_alerts += await asyncio.to_thread(
+                    self.store.write, alerts, rejected, states, receipts=receipts
+                )
                 return True
             except StoreError as exc:
                 self.stats.store_retries += 1
@@ -220,6 +231,7 @@ class Detector:
     ) -> None:
         alerts: list[Alert] = []
         rejected: list[Rejected] = []
+        receipts: list[Receipt] = []
         offsets: dict[TopicPartition, int] = {}
         for tp, all_records in batch.items():
             if tp not in self._ready:
@@ -235,6 +247,8 @@ class Detector:
                 events, bad = decode_record(record)
                 for event in events:
                     alerts.extend(pipeline.process(event))
+                if self.retention is not None:
+                    receipts.extend(map(receipt_of, events))
                 rejected.extend(bad)
                 self.stats.events += len(events)
             self.stats.records += len(records)
@@ -247,10 +261,13 @@ class Detector:
             {tp.partition: (r[0].offset, r[-1].offset) for tp, r in batch.items()}, len(alerts),  # as fetched
             {tp.partition: off for tp, off in checkpointed.items()},
         )  # fmt: skip
-        if (alerts or rejected or states) and not await self._store(alerts, rejected, states):
+        if (alerts or rejected or states or receipts) and not await self._store(alerts, rejected, states, receipts):
             return  # stopped while the store was down: nothing committed, Kafka redelivers
         self.stats.alerts += len(alerts)
         self.stats.rejected += len(rejected)
+        self.stats.receipts += len(receipts)
+        if self.retention is not None and self.retention.due():
+            await asyncio.to_thread(self.retention.run)
         # With stateful detectors, Kafka's committed offset follows the state checkpoint, never passes it: a
         # restart resumes where the saved state left off (redelivered alerts are absorbed by the upserts).
         to_commit = checkpointed if self.template.stateful else offsets

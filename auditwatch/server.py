@@ -70,7 +70,12 @@ def create_serve_app(settings: Settings, *, pipeline: Pipeline | None = None) ->
     """Embedded mode. Rules load before the server starts, so a broken file fails fast with file:line."""
     pipeline = pipeline or Pipeline(load_rules(settings.rules, LoadOptions(rule_matching=settings.rule_matching)))
     store = AlertStore(settings.db_url)
-    sink = EmbeddedSink(pipeline, store)
+    sink = EmbeddedSink(
+        pipeline,
+        store,
+        record_receipts=settings.record_receipts,
+        receipts_retention_hours=settings.receipts_retention_hours,
+    )
     app = _app("auditwatch", settings, _store_lifespan(store, sink))
     app.include_router(webhook_router(sink, max_body_bytes=settings.max_body_bytes))
     app.include_router(api_router)

@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     db_url: str = DEFAULT_DB_URL
     rules: Annotated[list[str], NoDecode] = ["builtin"]
     rule_matching: Literal["first", "all"] = "first"  # Falco rule files: first match only, or every match
+    # opt-in: one row per received event (auditID, stage, stageTimestamp), kept for the retention, to prove that
+    # every event the apiserver sent was received and went through detection (serve, detect)
+    record_receipts: bool = False
+    receipts_retention_hours: float = 168.0
     # distributed mode
     kafka_bootstrap: str | None = None
     topic: str = "k8s-audit"
@@ -56,6 +60,13 @@ class Settings(BaseSettings):
     def _min_body(cls, value: int) -> int:
         if value < 1024:
             raise ValueError("max_body_bytes must be at least 1024")
+        return value
+
+    @field_validator("receipts_retention_hours")
+    @classmethod
+    def _positive_hours(cls, value: float) -> float:
+        if not 0 < value <= 876_000:  # also refuses nan and inf
+            raise ValueError("must be more than 0 and at most 876000 (100 years)")
         return value
 
     @field_validator("partitions", "replication_factor", "detect_max_records", "kafka_producers")

@@ -128,11 +128,14 @@ def producer_perf(env: dict[str, str], topic: str, records: int, payloads: list[
     return rate
 
 
-async def consume(env: dict[str, str], topic: str, total: int, db_url: str) -> tuple[int, float, int]:
+async def consume(
+    env: dict[str, str], topic: str, total: int, db_url: str, *, record_receipts: bool = False
+) -> tuple[int, float, int]:
     store = AlertStore(db_url)
     store.migrate()
     detector = Detector(bootstrap=env["AUDITWATCH_KAFKA_BOOTSTRAP"], topic=topic, group=f"bench-{uuid.uuid4().hex[:6]}",
-                        pipeline=Pipeline(load_rules(["builtin"])), store=store)  # fmt: skip
+                        pipeline=Pipeline(load_rules(["builtin"])), store=store,
+                        record_receipts=record_receipts)  # fmt: skip
     started: float | None = None
 
     async def watch() -> None:
@@ -196,9 +199,13 @@ def main() -> None:
         baseline = producer_perf(env, f"bench-pp-{uuid.uuid4().hex[:6]}", sent, payloads, workdir)
         total = sent + 4 * BATCH  # the warm-up batches are in the topic too
         records, secs, alerts = asyncio.run(consume(env, topic, total, env["AUDITWATCH_DB_URL"]))
-        print(
-            f"detect: {records:,} records -> {alerts} alerts in PostgreSQL, {records / max(secs, 1e-9):,.0f} events/s"
-        )
+        detect_rate = records / max(secs, 1e-9)
+        print(f"detect: {records:,} records -> {alerts} alerts in PostgreSQL, {detect_rate:,.0f} events/s")
+        # The same topic again, from the start in a new group, with a receipt per event in the same transactions.
+        records, secs, _ = asyncio.run(consume(env, topic, total, env["AUDITWATCH_DB_URL"], record_receipts=True))
+        receipts_rate = records / max(secs, 1e-9)
+        print(f"detect --record-receipts: {records:,} records, {receipts_rate:,.0f} events/s, "
+              f"ratio to detect without receipts {receipts_rate / detect_rate:.2f}")  # fmt: skip
         print(
             f"ingest_events_per_s={ingest_rate:.0f} producer_perf_events_per_s={baseline:.0f} "
             f"ratio={ingest_rate / baseline:.3f} p99_ms={pct(latencies, 0.99):.0f}"

@@ -4,8 +4,11 @@
 #
 #   scripts/kube-e2e.sh build     build kube-apiserver, kubectl (k8s.io/kubernetes) and etcd into the cache
 #   scripts/kube-e2e.sh versions  print the cached binaries' versions
+#   scripts/kube-e2e.sh pki       certificates, tokens and kubeconfigs only (in the run dir)
+#   scripts/kube-e2e.sh apiserver-flags   the audit flags start gives kube-apiserver
 #   scripts/kube-e2e.sh start     certificates (openssl), tokens, etcd, auditwatch serve (mTLS), kube-apiserver
 #   scripts/kube-e2e.sh stop      stop what start started (by pid file)
+#   scripts/kube-e2e.sh bindir    print where the binaries are (or will be) cached
 #   scripts/kube-e2e.sh env       print the exports that point kubectl at the running apiserver
 #
 # Environment:
@@ -204,11 +207,12 @@ make_pki() {
   gen_cert auditwatch aw-server-ca "/CN=auditwatch" "IP:127.0.0.1,DNS:localhost" serverAuth
   gen_cert auditwatch-client aw-client-ca "/CN=kube-apiserver-audit" "" clientAuth
   [ -f "$PKI/sa.key" ] || { openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null; openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null; }
-  # Static tokens: token,user,uid,"groups". An admin, a low-privilege user, a CI account.
+  # Static tokens: token,user,uid,"groups". An admin, a low-privilege user, a CI account, a monitoring agent.
   cat > "$RUN/tokens.csv" <<EOT
 e2e-admin-token,e2e-admin,uid-admin,"system:masters"
 e2e-lowpriv-token,alice,uid-alice,"developers"
 e2e-ci-token,ci-deployer,uid-ci,"ci"
+e2e-monitoring-token,monitoring,uid-monitoring,"monitoring"
 EOT
   chmod 600 "$RUN/tokens.csv"
   # The webhook kubeconfig is the repo's mTLS template with only the URL and file paths changed,
@@ -269,14 +273,29 @@ start_auditwatch() {
   running auditwatch && { log "auditwatch already running"; return 0; }
   "$AUDITWATCH_BIN" serve --host 127.0.0.1 --port "$AUDITWATCH_PORT" \
     --tls-cert "$PKI/auditwatch.crt" --tls-key "$PKI/auditwatch.key" --tls-client-ca "$PKI/aw-client-ca.crt" \
-    --db "sqlite:///$RUN/auditwatch.db" > "$RUN/auditwatch.log" 2>&1 &
+    --db "sqlite:///$RUN/auditwatch.db" --record-receipts > "$RUN/auditwatch.log" 2>&1 &
   echo $! > "$RUN/auditwatch.pid"
   wait_for auditwatch 30 curl -sf --cacert "$PKI/aw-server-ca.crt" --cert "$PKI/auditwatch-client.crt" \
     --key "$PKI/auditwatch-client.key" "https://127.0.0.1:$AUDITWATCH_PORT/healthz"
 }
 
+# The audit flags, exactly as the README's "Point a kube-apiserver at it" section gives them (a test
+# compares the two); only the paths differ: the README's are relative to the repo or are placeholders.
+audit_flags() {
+  printf '%s\n' \
+    "--audit-policy-file=$ROOT/audit-policies/recommended.yaml" \
+    "--audit-webhook-config-file=$RUN/webhook-kubeconfig.yaml" \
+    "--audit-webhook-batch-max-wait=1s" \
+    "--audit-log-path=$RUN/audit.log" \
+    "--audit-log-format=json" \
+    "--audit-log-maxsize=100" \
+    "--audit-log-maxbackup=10"
+}
+
 start_apiserver() {
   running kube-apiserver && { log "kube-apiserver already running"; return 0; }
+  local flags=()
+  mapfile -t flags < <(audit_flags)
   "$BIN/kube-apiserver" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
     --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
@@ -289,19 +308,20 @@ start_apiserver() {
     --service-cluster-ip-range=10.96.0.0/16 --endpoint-reconciler-type=none \
     --allow-privileged=true \
     --disable-admission-plugins=ServiceAccount \
-    --audit-policy-file="$ROOT/audit-policies/recommended.yaml" \
-    --audit-webhook-config-file="$RUN/webhook-kubeconfig.yaml" \
-    --audit-webhook-batch-max-wait=1s \
-    --audit-log-path="$RUN/audit.log" --audit-log-format=json --audit-log-maxsize=0 \
+    "${flags[@]}" \
     --profiling=false --v=1 > "$RUN/kube-apiserver.log" 2>&1 &
   echo $! > "$RUN/kube-apiserver.pid"
   wait_for kube-apiserver 120 curl -sf --cacert "$PKI/ca.crt" "https://127.0.0.1:$APISERVER_PORT/readyz"
 }
 
+cmd_pki() {
+  mkdir -p "$RUN"; chmod 700 "$RUN"
+  make_pki
+}
+
 cmd_start() {
   [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/etcd" ] || die "binaries missing in $BIN: run $0 build first"
-  mkdir -p "$RUN"
-  make_pki
+  cmd_pki
   start_etcd
   start_auditwatch
   start_apiserver
@@ -330,9 +350,12 @@ case "${1:-}" in
   build) cmd_build ;;
   sample-apiserver) build_sample_apiserver ;;
   versions) versions ;;
+  bindir) echo "$BIN" ;;
+  pki) cmd_pki ;;
+  apiserver-flags) audit_flags ;;
   start) cmd_start ;;
   stop) cmd_stop ;;
   clean) cmd_stop; rm -rf "$RUN" ;;
   env) cmd_env ;;
-  *) echo "usage: $0 build|versions|start|stop|clean|env|sample-apiserver" >&2; exit 2 ;;
+  *) echo "usage: $0 build|versions|pki|start|stop|clean|env|bindir|apiserver-flags|sample-apiserver" >&2; exit 2 ;;
 esac

@@ -181,3 +181,27 @@ def test_alerts_fold_into_groups_within_the_suppression_window(store: AlertStore
 def test_a_short_suppression_window_splits_groups(store: AlertStore) -> None:
     store.write([grouped_alert(0, n=1, suppress_s=60), grouped_alert(120, n=2, suppress_s=60)])
     assert [g["count"] for g in store.list_groups(AlertFilter(), limit=10)[0]] == [1, 1]
+
+
+def test_client_chosen_values_longer_than_their_columns_are_stored_not_refused(store: AlertStore) -> None:
+    # The Audit-ID header and the request path are the client's: an alert on a request with a 2,000-character
+    # auditID or namespace must be stored (PostgreSQL refuses over-long varchars), or that batch would be
+    # refused forever. The stored values keep a prefix and a digest of the whole, so distinct ones stay distinct.
+    raws = []
+    for suffix in "ab":
+        raw = copy.deepcopy(exec_event())
+        raw["auditID"] = "x" * 2000 + suffix
+        raw["verb"] = "v" * 100 + suffix
+        raw["objectRef"]["namespace"] = "n" * 600 + suffix
+        raws.append(raw)
+    batch = [make_alert(rule_id="pod-exec-attach", rule_name="Exec", mitre=("T1609",), severity=Severity.MEDIUM,
+                        message="m", event=AuditEvent(raw=raw)) for raw in raws]  # fmt: skip
+    assert store.write(batch) == 2
+    assert store.write(batch) == 0
+    stored = [store.get_alert(a.id) for a in batch]
+    assert all(s is not None for s in stored)
+    audit_ids = {s["audit_id"] for s in stored if s}
+    assert len(audit_ids) == 2 and all(len(i) == 512 and i.startswith("xxx") for i in audit_ids)
+    assert all(len(s["namespace"]) == 255 and len(s["verb"]) == 64 for s in stored if s)
+    groups, _ = store.list_groups(AlertFilter(None, None, None, None, None, None), limit=10)
+    assert len(groups) == 2 and all(len(g["namespace"]) == 255 for g in groups)

@@ -1,0 +1,365 @@
+"""Event receipts (opt-in): every event received leaves one receipt, stored with its batch's alerts, served over
+REST, pruned after the retention; on SQLite and PostgreSQL, in `serve` and in `detect`."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
+
+from api.store import AlertStore, CursorError, Receipt, ReceiptRetention, encode_cursor, receipt_of
+from auditwatch import cli
+from auditwatch.server import create_serve_app
+from auditwatch.settings import Settings
+from detectors.events import AuditEvent
+from tests.conftest import exec_event, scenario_events
+from tests.test_store import alerts
+from tests.test_store import store as store  # noqa: PLC0414 - the same SQLite / PostgreSQL fixture
+from tests.test_webhook import event_list
+
+
+def key_of(raw: dict[str, Any]) -> Receipt:
+    return raw["auditID"], raw["stage"], raw.get("stageTimestamp", "")
+
+
+def scenario_receipts() -> list[Receipt]:
+    return [receipt_of(AuditEvent(raw=raw)) for raw in scenario_events()]
+
+
+def walk(store: AlertStore, *, limit: int, audit_id: str | None = None) -> tuple[list[Receipt], int]:
+    """Every receipt, page by page; and the number of pages."""
+    seen: list[Receipt] = []
+    cursor = None
+    pages = 0
+    while True:
+        items, cursor = store.list_receipts(audit_id=audit_id, limit=limit, cursor=cursor)
+        seen += [(i["audit_id"], i["stage"], i["stage_timestamp"]) for i in items]
+        pages += 1
+        if cursor is None:
+            return seen, pages
+
+
+def test_receipt_is_the_dedupe_identity_with_the_timestamp_as_received() -> None:
+    raw = exec_event()
+    raw["stageTimestamp"] = "2026-11-20T10:00:00.123456789Z"  # nanoseconds: kept as text, not parsed
+    assert receipt_of(AuditEvent(raw=raw)) == (raw["auditID"], "ResponseStarted", "2026-11-20T10:00:00.123456789Z")
+    del raw["stageTimestamp"]
+    raw["timestamp"] = "2026-11-20T10:00:00Z"
+    assert receipt_of(AuditEvent(raw=raw))[2] == ""
+
+
+def test_receipts_are_stored_once_and_paged_in_key_order(store: AlertStore) -> None:
+    receipts = scenario_receipts()
+    assert len(set(receipts)) == len(receipts) == 59
+    store.write([], receipts=receipts + receipts[:5])  # duplicates in one batch are one receipt
+    seen, pages = walk(store, limit=7)
+    assert seen == sorted(receipts) and pages == 9
+    assert store.count_receipts() == 59
+    three = "ff01cf99-988c-44c9-a1b1-cd2262801c45"  # one request, three stages
+    mine, _ = walk(store, limit=1, audit_id=three)
+    assert [r[1] for r in mine] == ["RequestReceived", "ResponseComplete", "ResponseStarted"]
+    assert store.count_receipts(audit_id=three) == 3
+    assert store.list_receipts(audit_id="nobody", limit=10) == ([], None)
+
+
+def test_rewriting_receipts_is_idempotent_and_keeps_the_first_receipt_time(store: AlertStore) -> None:
+    receipts = scenario_receipts()
+    store.write([], receipts=receipts)
+    first, _ = store.list_receipts(limit=100)
+    assert store.write(alerts(3), receipts=receipts) == 3  # a redelivered batch, with its alerts
+    again, _ = store.list_receipts(limit=100)
+    assert again == first and store.count_receipts() == 59 and store.count_alerts() == 3
+
+
+def test_a_forged_audit_id_does_not_hide_another_request(store: AlertStore) -> None:
+    raw = exec_event()
+    forged = copy.deepcopy(raw)
+    forged["stageTimestamp"] = "2026-11-20T11:11:11.000001Z"
+    store.write([], receipts=[receipt_of(AuditEvent(raw=raw)), receipt_of(AuditEvent(raw=forged))])
+    assert store.count_receipts(audit_id=raw["auditID"]) == 2
+
+
+def test_oversized_keys_are_stored_distinct_instead_of_failing_the_batch(store: AlertStore) -> None:
+    raws = []
+    for i in range(2):
+        raw = exec_event()
+        raw["auditID"] = "x" * 1000 + str(i)  # client-chosen (Audit-ID header)
+        raw["stageTimestamp"] = "2026-11-20T10:00:00." + "1" * 100 + str(i) + "Z"  # Python parses this
+        raws.append(raw)
+    store.write([], receipts=[receipt_of(AuditEvent(raw=r)) for r in raws])
+    items, _ = store.list_receipts(limit=10)
+    assert len(items) == 2
+    assert all(len(i["audit_id"]) == 255 and len(i["stage_timestamp"]) == 64 for i in items)
+
+
+def test_receipts_are_in_the_same_transaction_as_the_rest_of_the_batch(store: AlertStore) -> None:
+    with pytest.raises(TypeError):  # the detector state cannot be saved: the whole batch is rolled back
+        store.write(alerts(2), states={"serve": (None, {"bad": object()})}, receipts=scenario_receipts())
+    assert store.count_receipts() == 0 and store.count_alerts() == 0
+
+
+def test_bad_cursors_are_refused(store: AlertStore) -> None:
+    store.write([], receipts=scenario_receipts())
+    wrong_shape = base64.urlsafe_b64encode(orjson.dumps({"a": 1})).decode()
+    for cursor in ("garbage!", wrong_shape, encode_cursor(datetime.now(UTC), "alert-id")):
+        with pytest.raises(CursorError):
+            store.list_receipts(limit=10, cursor=cursor)
+
+
+def test_prune_deletes_receipts_received_before_the_cutoff(store: AlertStore) -> None:
+    receipts = scenario_receipts()
+    old, new = receipts[:20], receipts[20:]
+    store.write([], receipts=old)
+    time.sleep(0.01)
+    cutoff = datetime.now(UTC)
+    time.sleep(0.01)
+    store.write([], receipts=new)
+    assert store.prune_receipts(cutoff) == 20
+    assert sorted(walk(store, limit=100)[0]) == sorted(new)
+    assert store.prune_receipts(cutoff) == 0
+    # bounded: the oldest batch goes whole, the next one stays for the next round
+    store.write([], receipts=old)
+    assert store.prune_receipts(datetime.now(UTC) + timedelta(seconds=1), max_rows=1) == len(new)
+    assert sorted(walk(store, limit=100)[0]) == sorted(old)
+
+
+def test_retention_prunes_at_most_every_interval_and_catches_up_when_behind(store: AlertStore) -> None:
+    retention = ReceiptRetention(store, 1 / 3600, every_s=300)  # keep one second
+    store.write([], receipts=scenario_receipts()[:30])
+    time.sleep(1.1)
+    store.write([], receipts=scenario_receipts()[30:])
+    assert retention.due() and retention.run() == 30 and not retention.due()
+    retention.max_rows = 1
+    time.sleep(1.1)
+    assert retention.due() is False and retention.run() == 29 and retention.due()  # a full round: go on
+    assert store.count_receipts() == 0
+
+
+def test_the_embedded_sink_prunes_old_receipts_after_a_batch(db_url: str) -> None:
+    from auditwatch.embedded import EmbeddedSink
+    from detectors.pipeline import Pipeline
+
+    store = AlertStore(db_url)
+    store.migrate()
+    sink = EmbeddedSink(Pipeline([]), store, record_receipts=True, receipts_retention_hours=1 / 3600)
+    events = [AuditEvent(raw=raw) for raw in scenario_events()]
+    sink.process(events[:30], [])  # stored, then the first prune (due at start) finds nothing old enough
+    time.sleep(1.1)
+    sink.process(events[30:], [])  # the next prune is minutes away: nothing is deleted yet
+    assert store.count_receipts() == 59
+    sink.retention.every_s = 0  # type: ignore[union-attr]
+    sink.process([], [])
+    assert sorted(walk(store, limit=100)[0]) == sorted(receipt_of(e) for e in events[30:])
+    store.close()
+
+
+# --- serve: the webhook writes receipts with the batch's alerts ---
+
+
+def serve_client(db_url: str, **settings: Any) -> TestClient:
+    return TestClient(create_serve_app(Settings(db_url=db_url, **settings)))
+
+
+@pytest.fixture
+def recording(db_url: str) -> Iterator[TestClient]:
+    with serve_client(db_url, record_receipts=True) as c:
+        yield c
+
+
+def all_receipts(client: TestClient, **params: Any) -> tuple[list[Receipt], int]:
+    page = client.get("/api/v1/receipts", params={"limit": 5000, **params})
+    assert page.status_code == 200, page.text
+    body = page.json()
+    assert body["next_cursor"] is None
+    return [(i["audit_id"], i["stage"], i["stage_timestamp"]) for i in body["items"]], body["total"]
+
+
+def test_serve_records_every_received_event_once(recording: TestClient) -> None:
+    items = scenario_events()
+    batch = [*items, copy.deepcopy(items[7]), "junk"]  # a duplicate (dropped by the pipeline) and a reject
+    resp = recording.post("/audit/webhook", content=event_list(batch))
+    assert resp.status_code == 200 and resp.json()["accepted"] == 60 and resp.json()["rejected"] == 1
+    got, total = all_receipts(recording)
+    assert sorted(got) == sorted(key_of(e) for e in items) and total == 59
+    assert recording.post("/audit/webhook", content=event_list(batch)).status_code == 200  # redelivered
+    assert all_receipts(recording)[1] == 59
+    mine, total = all_receipts(recording, audit_id=items[0]["auditID"])
+    assert mine and total == len(mine) and all(r[0] == items[0]["auditID"] for r in mine)
+
+
+def test_serve_without_the_option_records_nothing(db_url: str) -> None:
+    with serve_client(db_url) as c:
+        assert c.post("/audit/webhook", content=event_list(scenario_events())).status_code == 200
+        assert c.get("/api/v1/receipts").json() == {"items": [], "next_cursor": None, "total": 0}
+        assert c.get("/api/v1/alerts").json()["items"]  # the batch itself was processed
+
+
+def test_receipts_of_a_batch_without_alerts_are_written(recording: TestClient) -> None:
+    quiet = [e for e in scenario_events() if e["user"]["username"].startswith("system:node:")][:3]
+    assert quiet
+    resp = recording.post("/audit/webhook", content=event_list(quiet))
+    assert resp.status_code == 200 and resp.json()["alerts"] == 0
+    assert sorted(all_receipts(recording)[0]) == sorted(key_of(e) for e in quiet)
+
+
+def test_receipts_of_a_failed_write_are_kept_for_the_next_one(recording: TestClient) -> None:
+    store: AlertStore = recording.app.state.store  # type: ignore[attr-defined]
+    engine = store.engine
+    store.engine = create_engine("sqlite:////nonexistent-dir/x.db")  # the database went away
+    first = scenario_events()[:10]
+    assert recording.post("/audit/webhook", content=event_list(first)).status_code == 503
+    store.engine.dispose()
+    store.engine = engine  # it is back; the apiserver sends another batch (the failed one was given up)
+    second = scenario_events()[10:]
+    assert recording.post("/audit/webhook", content=event_list(second)).status_code == 200
+    assert sorted(all_receipts(recording)[0]) == sorted(key_of(e) for e in first + second)
+
+
+def test_receipts_api_pages_and_refuses_bad_queries(recording: TestClient) -> None:
+    recording.post("/audit/webhook", content=event_list(scenario_events()))
+    page = recording.get("/api/v1/receipts?limit=50").json()
+    assert len(page["items"]) == 50 and page["total"] == 59 and page["next_cursor"]
+    rest = recording.get("/api/v1/receipts", params={"cursor": page["next_cursor"]}).json()
+    assert len(rest["items"]) == 9 and rest["next_cursor"] is None
+    assert {"audit_id", "stage", "stage_timestamp", "received_at"} == set(rest["items"][0])
+    assert recording.get("/api/v1/receipts?cursor=garbage").status_code == 400
+    assert recording.get("/api/v1/receipts?limit=0").status_code == 422
+    assert recording.get("/api/v1/receipts?limit=5001").status_code == 422
+
+
+def test_receipts_need_the_token(db_url: str) -> None:
+    with serve_client(db_url, record_receipts=True, api_token="s3cret-token-value") as c:
+        assert c.get("/api/v1/receipts").status_code == 401
+        ok = c.get("/api/v1/receipts", headers={"Authorization": "Bearer s3cret-token-value"})
+        assert ok.status_code == 200
+
+
+# --- the command line and settings ---
+
+
+def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().record_receipts is False and Settings().receipts_retention_hours == 168.0
+    monkeypatch.setenv("AUDITWATCH_RECORD_RECEIPTS", "true")
+    monkeypatch.setenv("AUDITWATCH_RECEIPTS_RETENTION_HOURS", "2.5")
+    assert Settings().record_receipts is True and Settings().receipts_retention_hours == 2.5
+    for bad in ("0", "-1", "nan", "inf"):
+        monkeypatch.setenv("AUDITWATCH_RECEIPTS_RETENTION_HOURS", bad)
+        with pytest.raises(ValueError, match="receipts_retention_hours"):
+            Settings()
+
+
+@pytest.mark.parametrize("command", ["serve", "detect"])
+def test_flags_are_explained(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args([command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for needle in ("--record-receipts", "--receipts-retention-hours", "AUDITWATCH_RECORD_RECEIPTS",
+                   "one database row per event", "--audit-log-path"):  # fmt: skip
+        assert needle in out
+
+
+class Captured(Exception):
+    pass
+
+
+@pytest.fixture
+def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in [n for n in os.environ if n.startswith("AUDITWATCH_")]:
+        monkeypatch.delenv(name)
+
+
+@pytest.mark.usefixtures("no_env")
+def test_serve_flags_reach_the_sink(monkeypatch: pytest.MonkeyPatch, db_url: str) -> None:
+    import auditwatch.server
+
+    seen: list[Settings] = []
+
+    def fake_app(settings: Settings, **_: Any) -> Any:
+        seen.append(settings)
+        raise Captured
+
+    monkeypatch.setattr(auditwatch.server, "create_serve_app", fake_app)
+    with pytest.raises(Captured):
+        cli.main(["serve", "--db", db_url, "--record-receipts", "--receipts-retention-hours", "3"])
+    with pytest.raises(Captured):
+        cli.main(["serve", "--db", db_url])
+    assert [(s.record_receipts, s.receipts_retention_hours) for s in seen] == [(True, 3.0), (False, 168.0)]
+
+
+@pytest.mark.usefixtures("no_env")
+def test_detect_flags_reach_the_detector(monkeypatch: pytest.MonkeyPatch, db_url: str) -> None:
+    import auditwatch.detect
+
+    seen: list[dict[str, Any]] = []
+
+    def fake_detector(**kwargs: Any) -> Any:
+        seen.append(kwargs)
+        raise Captured
+
+    monkeypatch.setattr(auditwatch.detect, "Detector", fake_detector)
+    argv = ["detect", "--kafka", "127.0.0.1:1", "--db", db_url]
+    with pytest.raises(Captured):
+        cli.main([*argv, "--record-receipts", "--receipts-retention-hours", "0.5"])
+    with pytest.raises(Captured):
+        cli.main(argv)
+    assert [(k["record_receipts"], k["receipts_retention_hours"]) for k in seen] == [(True, 0.5), (False, 168.0)]
+
+
+# --- detect: receipts of every decoded record, stored before the offsets are committed ---
+
+
+def test_detect_records_a_receipt_for_every_event_of_the_topic(tmp_path: Path) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    from auditwatch.detect import Detector
+    from detectors.pipeline import Pipeline
+    from detectors.rules.loader import load_rules
+    from ingest.kafka import TopicSpec, ensure_topics
+    from tests.services import kafka_bootstrap
+
+    bootstrap = kafka_bootstrap()
+    topic = f"receipts-{uuid.uuid4().hex[:12]}"
+    items = scenario_events()
+    store = AlertStore(f"sqlite:///{tmp_path / 'detect.db'}")
+    store.migrate()
+
+    async def main() -> int:
+        await ensure_topics(bootstrap, [TopicSpec(topic, 3, 1)])
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await producer.start()
+        try:
+            for raw in [*items, items[3]]:  # one event produced twice
+                await producer.send_and_wait(topic, orjson.dumps(raw), key=raw["auditID"].encode())
+            await producer.send_and_wait(topic, b"not json")
+        finally:
+            await producer.stop()
+        detector = Detector(bootstrap=bootstrap, topic=topic, group=f"g-{uuid.uuid4().hex[:12]}",
+                            pipeline=Pipeline(load_rules(["builtin"])), store=store, record_receipts=True)  # fmt: skip
+        task = asyncio.create_task(detector.run())
+        deadline = time.monotonic() + 60
+        while detector.stats.records < len(items) + 2 and time.monotonic() < deadline and not task.done():
+            await asyncio.sleep(0.2)
+        detector.stop()
+        await task
+        return detector.stats.records
+
+    try:
+        assert asyncio.run(main()) == len(items) + 2
+        got, _ = walk(store, limit=1000)
+        assert sorted(got) == sorted(key_of(e) for e in items)
+        assert store.quarantined()  # the bad record is not a receipt, it is quarantined
+    finally:
+        store.close()
