@@ -42,6 +42,17 @@ export CGO_ENABLED=${CGO_ENABLED:-0}       # kubernetes releases are built witho
 log() { printf '[kube-e2e %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
+# The tools this script calls, installed from Debian when missing (a fresh machine may lack some).
+need_tools() {
+  local missing=() tool
+  for tool in openssl curl python3; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+}
+
 # ---------------------------------------------------------------------------------------------- build
 staging_version() {   # v1.36.3 -> v0.36.3
   local v=${1#v1.}; echo "v0.$v"
@@ -164,6 +175,7 @@ versions() {
 
 cmd_build() {
   command -v go >/dev/null || die "go is not installed"
+  need_tools
   log "$(go version); cache $KDIR"
   build_etcd
   if ! build_kube; then
@@ -315,6 +327,7 @@ start_apiserver() {
 }
 
 cmd_pki() {
+  need_tools
   mkdir -p "$RUN"; chmod 700 "$RUN"
   make_pki
 }
