@@ -318,8 +318,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 RULES_HELP = (
-    "rule file or directory (repeatable); the word 'builtin' names the built-in pack; "
-    "default: builtin only. Env: AUDITWATCH_RULES=builtin,/path"
+    "rule file, directory or pack (repeatable); the packs are 'builtin' (auditwatch's own), 'falco' (Falco's "
+    "k8s_audit rules) and 'sigma' (SigmaHQ's Kubernetes rules); a pack name wins over a same-named path "
+    "(write ./falco); default: builtin only. Env: AUDITWATCH_RULES=builtin,falco,/path"
 )
 DB_HELP = (
     "SQLAlchemy URL of the alert store (default sqlite:///auditwatch.db; PostgreSQL: "
@@ -501,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load rule files (default: the built-in pack) and run every rule's inline test events "
         "(positive and negative; sequences for stateful rules). Exit status 1 if any case fails.",
     )  # fmt: skip
-    rtest.add_argument("paths", nargs="*", metavar="PATH", help="rule file or directory; 'builtin' names the pack")
+    rtest.add_argument("paths", nargs="*", metavar="PATH", help="rule file, directory or pack (builtin, falco, sigma)")
     rtest.add_argument("-v", "--verbose", action="store_true", help="list passing cases too")
     rtest.set_defaults(func=cmd_rules_test)
     rlint = rules_sub.add_parser(
@@ -510,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
         "negative test events and false-positive notes; report Sigma rules that can never match as written. "
         "Exit status 1 on any problem.",
     )  # fmt: skip
-    rlint.add_argument("paths", nargs="*", metavar="PATH", help="rule file or directory; 'builtin' names the pack")
+    rlint.add_argument("paths", nargs="*", metavar="PATH", help="rule file, directory or pack (builtin, falco, sigma)")
     rlint.set_defaults(func=cmd_rules_lint)
 
     pol = sub.add_parser("policy", help="audit policy tools", description="Audit policy tools.")

@@ -5,7 +5,7 @@ webhook/log backend writes every stage, and yields the Events exactly as the bac
 (``json.loads`` of one log line), in ``stageTimestamp`` order. Everything is driven by one seeded
 ``random.Random``, so the same :class:`ClusterProfile` always gives the same events, auditIDs included.
 
-Who talks to the apiserver (cadences from ``/work/shared/reference/webhook-protocol.md`` §5):
+Who talks to the apiserver (cadences are the components' defaults, e.g. KEP-0009's 10 s node Lease):
 
 * **kubelets** (``system:node:<node>``, group ``system:nodes``, Node authorizer, so an empty
   ``authorization.k8s.io/reason``): renew their Lease in ``kube-node-lease`` every 10 s (+4 % jitter),

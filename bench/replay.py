@@ -1,9 +1,8 @@
 """Replay throughput of the full pipeline, against orjson parse-only of the same file, in one run.
 
     .venv/bin/python bench/replay.py [--events 200000] [--repeat 3] [--rules PATH]... [--rule-matching first|all]
-    .venv/bin/python bench/replay.py --rules ../shared/rules/falco/k8s_audit_rules.yaml      # Falco's file
-    .venv/bin/python bench/replay.py --rules builtin --rules ../shared/rules/falco/k8s_audit_rules.yaml \
-        --rules ../shared/rules/sigma                                                     # all three together
+    .venv/bin/python bench/replay.py --rules falco                                # Falco's stock rules
+    .venv/bin/python bench/replay.py --rules builtin --rules falco --rules sigma  # all three packs together
 
 Generates N realistic events (auditwatch.synth: controllers, kubelets, scheduler, humans, CI, health
 checks, with a short attack story inside), writes them as JSON lines, then measures on that very file:
@@ -83,8 +82,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000, help="events to generate (default 200000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the best counts")
     parser.add_argument(
-        "--rules", action="append", help="rule file or directory (repeatable; default: builtin). E.g. --rules "
-        "../shared/rules/falco/k8s_audit_rules.yaml, or builtin + Falco + Sigma together",
+        "--rules", action="append", help="rule file, directory or pack (repeatable; default: builtin). E.g. --rules "
+        "falco, or --rules builtin --rules falco --rules sigma",
     )  # fmt: skip
     parser.add_argument("--rule-matching", choices=["first", "all"], default="first", help="for Falco files")
     args = parser.parse_args()

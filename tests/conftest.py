@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import copy
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +57,37 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITWATCH_")}
     env.update(extra or {})
     return env
+
+
+@dataclass(frozen=True)
+class CliRun:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[..., CliRun]]:
+    """`auditwatch.cli.main(argv)` in this process, without AUDITWATCH_* settings; undoes its GC tuning after."""
+    import gc
+    import os
+
+    from auditwatch.cli import main
+
+    for name in [n for n in os.environ if n.startswith("AUDITWATCH_")]:
+        monkeypatch.delenv(name)
+    threshold = gc.get_threshold()
+
+    def run(*argv: str) -> CliRun:
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:  # as the interpreter exits on it: a message goes to stderr with status 1
+            if isinstance(exc.code, str):
+                print(exc.code, file=sys.stderr)
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        captured = capsys.readouterr()
+        return CliRun(code, captured.out, captured.err)
+
+    yield run
+    gc.unfreeze()
+    gc.set_threshold(*threshold)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,14 +17,16 @@ from detectors.events import AuditEvent
 from detectors.falco.condition import compile_condition, expand, parse
 from detectors.falco.fields import image_repository
 from detectors.falco.ruleset import FalcoRuleset
+from detectors.packs import PACKS
 from detectors.pipeline import Pipeline
 from detectors.rules.formats import LoadOptions
-from detectors.rules.loader import load_rules
-from tests.conftest import PYTHON, ROOT, clean_env
+from detectors.rules.loader import load_rules, rule_files
+from tests.conftest import PYTHON, ROOT, CliRun, clean_env
 from tests.falco_events import binding, create_pod, event, role
 
-FALCO = ROOT.parent / "shared/rules/falco/k8s_audit_rules.yaml"
-GKE = ROOT.parent / "shared/rules/falco/k8s_audit_rules_gke.yaml"
+# the files of the shipped `falco` pack, as Falco publishes them
+FALCO = PACKS["falco"] / "k8s_audit_rules.yaml"
+GKE = PACKS["falco"] / "k8s_audit_rules_gke.yaml"
 
 
 def ruleset(*paths: Path | str, matching: str = "first") -> FalcoRuleset:
@@ -554,8 +557,9 @@ def test_privileged_init_container_counts() -> None:
 # ---- the GKE add-on ------------------------------------------------------------------------------------
 
 
-def test_gke_file_loads_after_the_main_one_and_its_exception_works() -> None:
-    robot = event(
+def gke_robot_event() -> dict[str, Any]:
+    """GKE's own control-plane robot writing a kube-system ConfigMap."""
+    return event(
         "update",
         "configmaps",
         namespace="kube-system",
@@ -563,15 +567,32 @@ def test_gke_file_loads_after_the_main_one_and_its_exception_works() -> None:
         user="service-123@container-engine-robot.iam.gserviceaccount.com",
         groups=("system:authenticated",),
     )
+
+
+GKE_PRIVILEGED_POD = create_pod(privileged=True, image="gke.gcr.io/netd:v0.4.5-gke.1")
+
+
+def test_gke_file_loads_after_the_main_one_and_its_exception_works() -> None:
+    robot = gke_robot_event()
     assert fired(stock(), robot) == ["Disallowed K8s User"]
     gke = stock("first", GKE)
     assert fired(gke, robot) == []
     assert fired(gke, CASES[0].positive) == ["Disallowed K8s User"]
     # its list appends: a GKE image may now run privileged
-    assert fired(gke, create_pod(privileged=True, image="gke.gcr.io/netd:v0.4.5-gke.1")) == []
-    assert fired(stock(), create_pod(privileged=True, image="gke.gcr.io/netd:v0.4.5-gke.1")) == [
-        "Create Privileged Pod"
-    ]
+    assert fired(gke, GKE_PRIVILEGED_POD) == []
+    assert fired(stock(), GKE_PRIVILEGED_POD) == ["Create Privileged Pod"]
+
+
+def test_the_falco_pack_is_the_main_file_then_the_gke_file() -> None:
+    assert rule_files("falco") == [FALCO, GKE]
+    for matching in ("first", "all"):
+        pack = ruleset("falco", matching=matching)
+        gke = stock(matching, GKE)
+        for raw in [*(c.positive for c in CASES), *(c.negative for c in CASES), gke_robot_event(), GKE_PRIVILEGED_POD]:
+            assert fired(pack, raw) == fired(gke, raw)
+    # and on Falco's own test events the pack gives the stock file's results
+    pack = ruleset("falco")
+    assert [fired(pack, c.positive) for c in CASES] == [[c.first or c.rule] for c in CASES]
 
 
 def test_gke_file_alone_is_an_error() -> None:
@@ -872,3 +893,15 @@ def test_cli_replay_with_the_stock_file(tmp_path: Path) -> None:
     assert falco[0]["output"].startswith("2026-11-20T10:15:42.131877000+0000: Warning K8s Operation performed by")
     assert falco[0]["output_fields"]["ka.user.name"] == "alice@example.com"
     assert falco[0]["output_fields"]["evt.time"] == 1795169742131877000
+
+
+def test_replay_runs_the_falco_pack_in_process(tmp_path: Path, run_cli: Callable[..., CliRun]) -> None:
+    events = [*(c.positive for c in CASES), gke_robot_event(), GKE_PRIVILEGED_POD]
+    log = tmp_path / "audit.log"
+    log.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    run = run_cli("replay", str(log), "--rules", "falco", "--output", "-", "--quiet")
+    assert run.code == 0, run.err
+    alerts = [orjson.loads(line) for line in run.out.splitlines() if line.strip()]
+    # Falco's verdict on each of its rules' events; the GKE add-on silences GKE's own robot and images
+    assert [(a["rule"], a["audit_id"]) for a in alerts] == [(c.first or c.rule, c.positive["auditID"]) for c in CASES]
+    assert {a["rule_id"] for a in alerts} >= {"falco:create-privileged-pod", "falco:attach-exec-pod"}

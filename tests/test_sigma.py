@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +13,14 @@ import pytest
 
 from detectors.errors import RuleError, RuleErrors
 from detectors.events import AuditEvent
+from detectors.packs import PACKS
 from detectors.pipeline import Pipeline
 from detectors.rules.loader import BUILTIN_DIR, load_rules
 from detectors.rules.yamlload import load_yaml_documents
 from detectors.sigma import SigmaDetector, SigmaRules, build_detector
-from tests.conftest import PYTHON, ROOT, clean_env
+from tests.conftest import PYTHON, ROOT, CliRun, clean_env
 
-SIGMA_DIR = ROOT.parent / "shared/rules/sigma"
+SIGMA_DIR = PACKS["sigma"]  # SigmaHQ's 16 Kubernetes audit rules, shipped unmodified as the `sigma` pack
 ENUMERATION = "sigma:597a7e84-187d-458b-9e4f-2f5a0e676711"
 
 
@@ -419,7 +421,7 @@ CASES: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {
 
 @pytest.fixture(scope="module")
 def sigma_rules() -> dict[str, SigmaDetector]:
-    detectors = load_rules([str(SIGMA_DIR)])
+    detectors = load_rules(["sigma"])
     assert all(isinstance(d, SigmaDetector) for d in detectors)
     return {d.id: d for d in detectors if isinstance(d, SigmaDetector)}
 
@@ -730,7 +732,7 @@ def test_replay_cli_prints_sigma_alerts(tmp_path: Path) -> None:
               CASES["sigma:eeb3e9e1-b685-44e4-9232-6bb701f925b5"][1][0]]  # fmt: skip
     log = tmp_path / "audit.log"
     log.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
-    out = subprocess.run([PYTHON, "-m", "auditwatch.cli", "replay", str(log), "--rules", str(SIGMA_DIR), "--output", "-"],
+    out = subprocess.run([PYTHON, "-m", "auditwatch.cli", "replay", str(log), "--rules", "sigma", "--output", "-"],
                          capture_output=True, text=True, timeout=120, cwd=ROOT, env=clean_env(), check=False)  # fmt: skip
     assert out.returncode == 0, out.stderr
     alerts = [orjson.loads(line) for line in out.stdout.splitlines() if line.strip()]
@@ -750,3 +752,19 @@ def test_replay_cli_prints_sigma_alerts(tmp_path: Path) -> None:
     assert exec_alert["details"]["level"] == "medium" and exec_alert["details"]["status"] == "test"
     assert exec_alert["message"] == ("Potential Remote Command Execution In Pod Container: "
                                      "alice@example.com create pods/exec shop/checkout-7d9f (101)")  # fmt: skip
+
+
+def test_replay_runs_the_sigma_pack_in_process(tmp_path: Path, run_cli: Callable[..., CliRun]) -> None:
+    positives = [raw for rule_id in sorted(CASES) for raw in CASES[rule_id][0]]
+    log = tmp_path / "audit.log"
+    log.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in positives))
+    run = run_cli("replay", str(log), "--rules", "sigma", "--output", "-", "--quiet")
+    assert run.code == 0, run.err
+    # the pack's one unmatchable rule loads, and says so
+    assert "Sigma rule 'Kubernetes Potential Enumeration Activity' can never match as written" in run.err
+    assert str(SIGMA_DIR / "kubernetes_audit_potential_enumeration_activity.yml") in run.err
+    alerts = {(a["rule_id"], a["audit_id"]) for a in (orjson.loads(x) for x in run.out.splitlines() if x.strip())}
+    assert {rule_id for rule_id, _ in alerts} == set(CASES)  # the 15 that can match, and not the enumeration rule
+    for rule_id, (rule_positives, _) in CASES.items():
+        for raw in rule_positives:
+            assert (rule_id, raw["auditID"]) in alerts, (rule_id, raw["requestURI"])

@@ -1,4 +1,4 @@
-"""Load rule files: the built-in pack, single files or directories, in any registered format.
+"""Load rule files: named packs (detectors.packs), single files or directories, in any registered format.
 
 Every error names its file and line; all errors of a load are collected and raised together.
 """
@@ -10,22 +10,24 @@ from pathlib import Path
 
 from detectors.base import Detector
 from detectors.errors import RuleError, RuleErrors
+from detectors.packs import PACKS
 from detectors.rules.formats import LoadOptions, RuleFormat
 from detectors.rules.yamlload import load_yaml_documents, read_rule_text
 
 BUILTIN = "builtin"
-BUILTIN_DIR = Path(__file__).parent / "builtin"
+BUILTIN_DIR = PACKS[BUILTIN]
 RULE_SUFFIXES = (".yaml", ".yml")
 
 
 def rule_files(spec: str) -> list[Path]:
-    """`builtin`, a file, or a directory (its *.yaml/*.yml files, recursively, in name order)."""
-    path = BUILTIN_DIR if spec == BUILTIN else Path(spec)
+    """A pack name (it wins over a same-named relative path), a file, or a directory (its *.yaml/*.yml files,
+    recursively, in name order)."""
+    path = PACKS.get(spec) or Path(spec)
     if path.is_dir():
         return sorted(p for p in path.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file())
     if path.is_file():
         return [path]
-    raise RuleError("no such rule file or directory", path=spec)
+    raise RuleError(f"no such rule pack ({', '.join(PACKS)}), file or directory", path=spec)
 
 
 def _format_for(docs: list[object], path: Path) -> type[RuleFormat]:
