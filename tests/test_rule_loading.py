@@ -12,7 +12,8 @@ import pytest
 from detectors.errors import RuleError, RuleErrors
 from detectors.events import AuditEvent
 from detectors.pipeline import Pipeline
-from detectors.rules.loader import load_rules
+from detectors.registry import load_rules
+from detectors.rules.match import MatchRule
 from tests.conftest import exec_event, find_event
 
 HEADER = """\
@@ -205,7 +206,7 @@ def test_alert_ids_are_deterministic_and_forged_audit_ids_do_not_collide(tmp_pat
 
 
 def test_yaml_merge_keys_may_be_overridden_but_real_duplicates_are_errors(tmp_path: Path) -> None:
-    from detectors.rules.yamlload import load_yaml
+    from detectors.loading.yamlload import load_yaml
 
     doc = load_yaml("base: &b {verb: get, stage: ResponseComplete}\nevent:\n  <<: *b\n  verb: list\n")
     assert doc["event"] == {"verb": "list", "stage": "ResponseComplete"}
@@ -214,7 +215,7 @@ def test_yaml_merge_keys_may_be_overridden_but_real_duplicates_are_errors(tmp_pa
 
 
 def test_image_and_registry_allowlists_need_every_container_allowed(tmp_path: Path) -> None:
-    from detectors.rules.match import image_registry
+    from detectors.rules.header import image_registry
 
     assert [image_registry(i) for i in ("alpine:3.20", "library/nginx", "reg.example.com/a/b:1", "localhost:5000/x",
                                          "ghcr.io/org/img@sha256:abc")] == [
@@ -232,6 +233,7 @@ def test_image_and_registry_allowlists_need_every_container_allowed(tmp_path: Pa
 def test_suppress_window_is_a_duration(tmp_path: Path) -> None:
     path = write_rule(tmp_path, "suppress: 30m\nmatch:\n  verb: create\n")
     (rule,) = load_rules([str(path)])
-    assert rule.suppress_s == 1800  # type: ignore[attr-defined]
+    assert isinstance(rule, MatchRule)
+    assert rule.header.suppress_s == 1800
     path = write_rule(tmp_path, "suppress: often\nmatch:\n  verb: create\n")
     assert "suppress must be a duration" in errors_of(path)[0]
