@@ -220,6 +220,7 @@ def _tokenize(text: str) -> list[Any]:
 
 @lru_cache(maxsize=4096)
 def compile_path(text: str) -> CompiledPath:
+    """Parse a field path once (cached); PathError says what is wrong with it."""
     if not isinstance(text, str) or not text.strip():
         raise PathError("empty field path")
     root_fn: Callable[[EventView], list[Any]] | None = None
@@ -240,55 +241,7 @@ def compile_path(text: str) -> CompiledPath:
     many = many or any(t is _EACH for t in tokens)
 
     if root_fn is None and all(isinstance(t, str) for t in tokens):
-        keys = tuple(tokens)
-
-        def simple(event: EventView) -> list[Any]:
-            node: Any = event.raw
-            for i, key in enumerate(keys):
-                if isinstance(node, dict):
-                    node = node.get(key)
-                    if node is None:
-                        return []
-                elif isinstance(node, list):
-                    return _walk([node], keys[i:])
-                else:
-                    return []
-            if isinstance(node, list):
-                return _flatten(node)
-            return [node]
-
-        # The hot path: most rule fields are one or two keys deep (verb, objectRef.resource).
-        if len(keys) == 1:
-            (k1,) = keys
-
-            def simple(event: EventView) -> list[Any]:  # noqa: F811 - a faster equivalent
-                value = event.raw.get(k1)
-                if value is None:
-                    return []
-                return _flatten(value) if type(value) is list else [value]
-
-        elif len(keys) == 2:
-            k1, k2 = keys
-            general = simple
-
-            def simple(event: EventView) -> list[Any]:  # noqa: F811 - a faster equivalent
-                outer = event.raw.get(k1)
-                if type(outer) is not dict:
-                    return general(event) if type(outer) is list else []
-                value = outer.get(k2)
-                if value is None:
-                    return []
-                return _flatten(value) if type(value) is list else [value]
-
-        def single(event: EventView) -> Any:
-            node: Any = event.raw
-            for key in keys:
-                if not isinstance(node, dict):
-                    return simple(event) if isinstance(node, list) else None
-                node = node.get(key)
-            return node
-
-        return CompiledPath(text, simple, many, simple if many else single, keys)
+        return _compile_keys(text, tuple(tokens), many)
 
     start = root_fn
 
@@ -301,6 +254,58 @@ def compile_path(text: str) -> CompiledPath:
         return found if many else (found[0] if len(found) == 1 else found or None)
 
     return CompiledPath(text, walk, many, first)
+
+
+def _compile_keys(text: str, keys: tuple[str, ...], many: bool) -> CompiledPath:
+    """A path of plain dict keys from the event root (no virtual root, index or [*]): the common case."""
+
+    def simple(event: EventView) -> list[Any]:
+        node: Any = event.raw
+        for i, key in enumerate(keys):
+            if isinstance(node, dict):
+                node = node.get(key)
+                if node is None:
+                    return []
+            elif isinstance(node, list):
+                return _walk([node], keys[i:])
+            else:
+                return []
+        if isinstance(node, list):
+            return _flatten(node)
+        return [node]
+
+    # The hot path: most rule fields are one or two keys deep (verb, objectRef.resource).
+    if len(keys) == 1:
+        (k1,) = keys
+
+        def simple(event: EventView) -> list[Any]:  # noqa: F811 - a faster equivalent
+            value = event.raw.get(k1)
+            if value is None:
+                return []
+            return _flatten(value) if type(value) is list else [value]
+
+    elif len(keys) == 2:
+        k1, k2 = keys
+        general = simple
+
+        def simple(event: EventView) -> list[Any]:  # noqa: F811 - a faster equivalent
+            outer = event.raw.get(k1)
+            if type(outer) is not dict:
+                return general(event) if type(outer) is list else []
+            value = outer.get(k2)
+            if value is None:
+                return []
+            return _flatten(value) if type(value) is list else [value]
+
+    def single(event: EventView) -> Any:
+        node: Any = event.raw
+        for key in keys:
+            if not isinstance(node, dict):
+                return simple(event) if isinstance(node, list) else None
+            node = node.get(key)
+        return node
+
+    return CompiledPath(text, simple, many, simple if many else single, keys)
 
 
 def _walk(values: list[Any], tokens: tuple[Any, ...] | list[Any]) -> list[Any]:

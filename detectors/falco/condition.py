@@ -173,44 +173,7 @@ def _compile_check(check: XCheck) -> Cond:
 
         return against
     if isinstance(value, tuple):
-        items = value
-        if op == "pmatch":
-            if is_list:
-                raise ConditionError(f"operator 'pmatch' cannot be used on list field {check.field.key()!r}")
-            pm = _pmatch(items)
-
-            def pmatch(ev: AuditEvent) -> bool:
-                v = get(ev)
-                return v is not None and pm(v)  # type: ignore[arg-type]
-
-            return pmatch
-        members = frozenset(items)
-        if is_list:
-            if op == "in":
-
-                def all_in(ev: AuditEvent) -> bool:
-                    v = get(ev)
-                    return v is not None and members.issuperset(v)
-
-                return all_in
-
-            def any_in(ev: AuditEvent) -> bool:
-                v = get(ev)
-                return v is not None and not members.isdisjoint(v)
-
-            return any_in
-        if len(members) == 1:
-            (only,) = members
-
-            def eq_one(ev: AuditEvent) -> bool:
-                return get(ev) == only
-
-            return eq_one
-
-        def one_of(ev: AuditEvent) -> bool:
-            return get(ev) in members
-
-        return one_of
+        return _compile_list_check(check, get, is_list, value)
     if op in LIST_RHS_OPS:
         raise ConditionError(f"operator {op!r} needs a list")
     lit = value if isinstance(value, str) else ""
@@ -227,6 +190,47 @@ def _compile_check(check: XCheck) -> Cond:
         return v is not None and test(v)  # type: ignore[arg-type]
 
     return cmp
+
+
+def _compile_list_check(check: XCheck, get: Getter, is_list: bool, items: tuple[str, ...]) -> Cond:
+    """A check against a list of values: `in`, `intersects`, `pmatch`."""
+    if check.op == "pmatch":
+        if is_list:
+            raise ConditionError(f"operator 'pmatch' cannot be used on list field {check.field.key()!r}")
+        pm = _pmatch(items)
+
+        def pmatch(ev: AuditEvent) -> bool:
+            v = get(ev)
+            return v is not None and pm(v)  # type: ignore[arg-type]
+
+        return pmatch
+    members = frozenset(items)
+    if is_list:
+        if check.op == "in":
+
+            def all_in(ev: AuditEvent) -> bool:
+                v = get(ev)
+                return v is not None and members.issuperset(v)
+
+            return all_in
+
+        def any_in(ev: AuditEvent) -> bool:
+            v = get(ev)
+            return v is not None and not members.isdisjoint(v)
+
+        return any_in
+    if len(members) == 1:
+        (only,) = members
+
+        def eq_one(ev: AuditEvent) -> bool:
+            return get(ev) == only
+
+        return eq_one
+
+    def one_of(ev: AuditEvent) -> bool:
+        return get(ev) in members
+
+    return one_of
 
 
 def _and(fs: list[Cond]) -> Cond:

@@ -1,4 +1,4 @@
-"""Falco's k8s_audit fields (`ka.*`, from the k8saudit plugin) and the json plugin's (`jevt.*`/`json.*`).
+"""Falco's field table (`ka.*` of the k8saudit plugin, `jevt.*`/`json.*` of the json plugin): long, as a table is.
 
 Every field is a function of the event's raw dict that returns `None` (cannot be extracted), a string
 (scalar field) or a list of strings (list field). Numbers, booleans, objects and arrays are rendered as

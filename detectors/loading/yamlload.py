@@ -12,7 +12,7 @@ import yaml
 
 from detectors.errors import RuleError
 
-_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Base: Any = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader  # libyaml when installed
 
 
 class LocatedDict(dict[str, Any]):

@@ -146,54 +146,59 @@ def parse_policy(text: str, *, source: str = "<policy>") -> tuple[Policy | None,
         raw_rules = None
     rules: list[PolicyRule] = []
     for i, raw in enumerate(raw_rules or []):
-        where = f"rules[{i}]"
         if not isinstance(raw, dict):
-            errors.append(f"{where}: must be a mapping (decode error)")
+            errors.append(f"rules[{i}]: must be a mapping (decode error)")
             continue
-        _unknown(raw, _RULE_KEYS, where, warnings)
-        level = raw.get("level")
-        if level is None or level == "":
-            errors.append(f"{where}.level: Required value")
-            level = "None"
-        elif level not in LEVELS:
-            errors.append(
-                f'{where}.level: Unsupported value: "{level}": supported values: ' + ", ".join(f'"{v}"' for v in LEVELS)
-            )
-        urls = _strings(raw, "nonResourceURLs", where, errors)
-        _check_urls(urls, f"{where}.nonResourceURLs", errors)
-        resources = _group_resources(raw.get("resources"), f"{where}.resources", errors, warnings)
-        rule_omit = _strings(raw, "omitStages", where, errors)
-        _stages(rule_omit, f"{where}.omitStages", errors)
-        namespaces = _strings(raw, "namespaces", where, errors)
-        if urls and (resources or namespaces):
-            errors.append(
-                f"{where}.nonResourceURLs: Invalid value: {list(urls)}: rules cannot apply to both regular "
-                "resources and non-resource URLs"
-            )
-        rule_omf = raw.get("omitManagedFields")
-        if rule_omf is not None and not isinstance(rule_omf, bool):
-            errors.append(f"{where}.omitManagedFields: must be a boolean (decode error)")
-            rule_omf = None
-        rules.append(
-            PolicyRule(
-                level=str(level),
-                users=_strings(raw, "users", where, errors),
-                user_groups=_strings(raw, "userGroups", where, errors),
-                verbs=_strings(raw, "verbs", where, errors),
-                resources=resources,
-                namespaces=namespaces,
-                non_resource_urls=urls,
-                omit_stages=frozenset(omit) | frozenset(rule_omit),
-                omit_managed_fields=rule_omf,
-                index=i,
-                line=_line(raw_rules, i),
-            )  # fmt: skip
-        )
+        rules.append(_parse_rule(raw, i, _line(raw_rules, i), omit, errors, warnings))
     if not errors and not rules:
         errors.append(f"loaded illegal policy with 0 rules from file {source}")
     if errors:
         return None, errors, warnings
     return Policy(tuple(rules), frozenset(omit), omf, tuple(warnings)), errors, warnings
+
+
+def _parse_rule(
+    raw: Mapping[str, Any], i: int, line: int, policy_omit: tuple[str, ...], errors: list[str], warnings: list[str]
+) -> PolicyRule:
+    """`rules[i]`, validated; its problems go to `errors` and `warnings`."""
+    where = f"rules[{i}]"
+    _unknown(raw, _RULE_KEYS, where, warnings)
+    level = raw.get("level")
+    if level is None or level == "":
+        errors.append(f"{where}.level: Required value")
+        level = "None"
+    elif level not in LEVELS:
+        errors.append(
+            f'{where}.level: Unsupported value: "{level}": supported values: ' + ", ".join(f'"{v}"' for v in LEVELS)
+        )
+    urls = _strings(raw, "nonResourceURLs", where, errors)
+    _check_urls(urls, f"{where}.nonResourceURLs", errors)
+    resources = _group_resources(raw.get("resources"), f"{where}.resources", errors, warnings)
+    rule_omit = _strings(raw, "omitStages", where, errors)
+    _stages(rule_omit, f"{where}.omitStages", errors)
+    namespaces = _strings(raw, "namespaces", where, errors)
+    if urls and (resources or namespaces):
+        errors.append(
+            f"{where}.nonResourceURLs: Invalid value: {list(urls)}: rules cannot apply to both regular "
+            "resources and non-resource URLs"
+        )
+    rule_omf = raw.get("omitManagedFields")
+    if rule_omf is not None and not isinstance(rule_omf, bool):
+        errors.append(f"{where}.omitManagedFields: must be a boolean (decode error)")
+        rule_omf = None
+    return PolicyRule(
+        level=str(level),
+        users=_strings(raw, "users", where, errors),
+        user_groups=_strings(raw, "userGroups", where, errors),
+        verbs=_strings(raw, "verbs", where, errors),
+        resources=resources,
+        namespaces=namespaces,
+        non_resource_urls=urls,
+        omit_stages=frozenset(policy_omit) | frozenset(rule_omit),
+        omit_managed_fields=rule_omf,
+        index=i,
+        line=line,
+    )
 
 
 def load_policy(text: str, *, source: str = "<policy>") -> Policy:
