@@ -32,8 +32,9 @@ class Pipeline:
                 r: tuple(d for d in applicable if d.resources is None or r in d.resources) for r in resources
             }
             self._index[stage] = (by_resource, wildcard)
+        self._stateful: tuple[StatefulDetector, ...] = tuple(d for d in self.detectors if isinstance(d, Stateful))
         # recently seen event identities, oldest first; only stateful detectors need it
-        self._seen: set[tuple[Any, Any, Any]] | None = set() if self.stateful else None
+        self._seen: set[tuple[Any, Any, Any]] | None = set() if self._stateful else None
         self._seen_order: deque[tuple[Any, Any, Any]] = deque()
 
     def _duplicate(self, event: AuditEvent) -> bool:
@@ -75,7 +76,7 @@ class Pipeline:
     @property
     def stateful(self) -> list[StatefulDetector]:
         """Detectors that keep state between events (they have snapshot/restore)."""
-        return [d for d in self.detectors if isinstance(d, Stateful)]
+        return list(self._stateful)
 
     def snapshot(self) -> dict[str, Any]:
         """The state of every stateful detector, JSON-ready, keyed by detector id."""
