@@ -58,15 +58,17 @@ def _settings(**overrides: Any) -> Any:
 
 
 def _load_pipeline(rules: Sequence[str], rule_matching: str = "first") -> Any:
+    from detectors.base import Warns
+    from detectors.loading.formats import LoadOptions
     from detectors.pipeline import Pipeline
-    from detectors.rules.formats import LoadOptions
-    from detectors.rules.loader import load_rules
+    from detectors.registry import load_rules
 
     try:
         detectors = load_rules(rules, LoadOptions(rule_matching=rule_matching))
         for detector in detectors:  # rules that load but can never fire as written (Sigma)
-            for warning in getattr(detector, "warnings", ()):
-                print(f"auditwatch: warning: {warning}", file=sys.stderr)
+            if isinstance(detector, Warns):
+                for warning in detector.warnings:
+                    print(f"auditwatch: warning: {warning}", file=sys.stderr)
         return Pipeline(detectors)
     except RuleErrors as exc:
         raise SystemExit("auditwatch: cannot load rules:\n" + "\n".join(f"  {e}" for e in exc.errors)) from None

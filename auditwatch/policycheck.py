@@ -8,18 +8,20 @@ from typing import IO, Any
 
 import orjson
 
+from detectors.base import Detector, SelfTested
 from detectors.errors import RuleError, RuleErrors
 from detectors.policy import parse_policy
 from detectors.policy.check import BlindRule, CheckResult, blind_reason, lint
 
 
-def _rule_condition(detector: Any) -> tuple[bool, Any]:
+def _rule_condition(detector: Detector) -> tuple[bool, Any]:
     """(analysable, the `match:` mapping) of a native rule, read back from its file."""
-    from detectors.rules.yamlload import load_yaml_documents, read_rule_text
+    from detectors.loading.yamlload import load_yaml_documents, read_rule_text
 
-    source = getattr(detector, "source", None)
-    path = getattr(source, "path", None)
-    if not path or not str(path).endswith((".yaml", ".yml")):
+    if not isinstance(detector, SelfTested):  # native rules carry tests; Falco, Sigma: no `match:` to read
+        return False, None
+    path = detector.source.path
+    if not path.endswith((".yaml", ".yml")):
         return False, None
     try:
         docs = load_yaml_documents(read_rule_text(Path(path)), path=str(path))
@@ -34,7 +36,7 @@ def _rule_condition(detector: Any) -> tuple[bool, Any]:
 
 
 def check_policy(text: str, source: str, rule_specs: Sequence[str] | None) -> CheckResult:
-    from detectors.rules.loader import load_rules
+    from detectors.registry import load_rules
 
     result = CheckResult()
     policy, errors, warnings = parse_policy(text, source=source)
@@ -50,8 +52,7 @@ def check_policy(text: str, source: str, rule_specs: Sequence[str] | None) -> Ch
         return result
     for detector in detectors:
         analysable, cond = _rule_condition(detector)
-        stages = getattr(detector, "stages", None)
-        resources = getattr(detector, "resources", None)
+        stages, resources = detector.stages, detector.resources
         if not analysable:
             result.not_analysed.append(detector.id)  # Falco, Sigma, models: stages and resources only
         reason = blind_reason(policy, cond, stages, resources)

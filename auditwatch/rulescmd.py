@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO
 
+from detectors.base import Described, Detector, SelfTested, Sourced, Warns
 from detectors.errors import RuleErrors
-from detectors.rules.formats import LoadOptions
-from detectors.rules.loader import load_rules
-from detectors.rules.testing import run_case
+from detectors.loading.formats import LoadOptions
+from detectors.loading.testing import run_case
+from detectors.registry import load_rules
 
 
-def _load(specs: Sequence[str], out: IO[str]) -> list[Any] | None:
+def _load(specs: Sequence[str], out: IO[str]) -> list[Detector] | None:
     try:
         return list(load_rules(specs or ["builtin"], LoadOptions()))
     except RuleErrors as exc:
@@ -28,14 +29,11 @@ def run_tests(specs: Sequence[str], out: IO[str], *, verbose: bool = False) -> i
         return 1
     passed = failed = untested = 0
     for detector in detectors:
-        cases = getattr(detector, "tests", ())
-        if not cases:
+        if not isinstance(detector, SelfTested) or not detector.tests:
             untested += 1
             continue
-        source = getattr(detector, "source", None)
-        path = source.path if source is not None else detector.id
-        for case in cases:
-            result = run_case(detector, case, path=path)
+        for case in detector.tests:
+            result = run_case(detector, case, path=detector.source.path)
             if result.ok:
                 passed += 1
                 if verbose:
@@ -54,12 +52,12 @@ def lint(specs: Sequence[str], out: IO[str]) -> int:
         return 1
     problems = 0
     for detector in detectors:
-        source = getattr(detector, "source", None)
-        where = str(source) if source is not None else detector.id
-        for warning in getattr(detector, "warnings", ()):
-            print(f"warning: {warning}", file=out)
-            problems += 1
-        if not hasattr(detector, "tests"):
+        where = str(detector.source) if isinstance(detector, Sourced) else detector.id
+        if isinstance(detector, Warns):
+            for warning in detector.warnings:
+                print(f"warning: {warning}", file=out)
+                problems += 1
+        if not isinstance(detector, SelfTested):
             continue  # Falco and Sigma files carry no inline tests; nothing more to check
         cases = detector.tests
         if not any(c.expect_alert for c in cases):
@@ -68,7 +66,7 @@ def lint(specs: Sequence[str], out: IO[str]) -> int:
         if not any(not c.expect_alert for c in cases):
             print(f"{where}: {detector.id}: no negative test (expect: none)", file=out)
             problems += 1
-        if not getattr(detector, "false_positives", ""):
+        if not (isinstance(detector, Described) and detector.false_positives):
             print(f"{where}: {detector.id}: no false_positives notes", file=out)
             problems += 1
     print(f"{len(detectors)} rules, {problems} problem(s)", file=out)

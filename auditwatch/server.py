@@ -19,9 +19,9 @@ from api.routes import router as api_router
 from api.store import AlertStore
 from auditwatch.embedded import EmbeddedSink
 from auditwatch.settings import Settings
+from detectors.loading.formats import LoadOptions
 from detectors.pipeline import Pipeline
-from detectors.rules.formats import LoadOptions
-from detectors.rules.loader import load_rules
+from detectors.registry import load_rules
 from ingest.kafka import KafkaSink, TopicSpec, ensure_topics
 from ingest.webhook import SinkUnavailable, webhook_router
 

@@ -27,7 +27,7 @@ from auditwatch.cli import tune_gc  # noqa: E402
 from auditwatch.replay import replay  # noqa: E402
 from auditwatch.synth import ClusterProfile, benign_events  # noqa: E402
 from detectors.pipeline import Pipeline  # noqa: E402
-from detectors.rules.loader import load_rules  # noqa: E402
+from detectors.registry import load_rules  # noqa: E402
 
 
 def write_log(path: Path, size_bytes: int) -> int:

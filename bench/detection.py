@@ -42,8 +42,9 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 from auditwatch.campaigns import Campaign, labelled_stream, plan_campaigns  # noqa: E402
 from auditwatch.synth import _SEC, ClusterProfile, _to_us  # noqa: E402
 from detectors.events import AuditEvent  # noqa: E402
+from detectors.loading.loader import BUILTIN_DIR  # noqa: E402
 from detectors.pipeline import Pipeline  # noqa: E402
-from detectors.rules.loader import BUILTIN_DIR, load_rules  # noqa: E402
+from detectors.registry import load_rules  # noqa: E402
 
 STATEFUL_TYPES = ("threshold", "distinct_count", "new_terms", "sequence")
 TIERS: tuple[tuple[str, tuple[str, ...]], ...] = (

@@ -35,7 +35,7 @@ from api.store import AlertStore  # noqa: E402
 from auditwatch.detect import Detector  # noqa: E402
 from auditwatch.synth import ClusterProfile, benign_events  # noqa: E402
 from detectors.pipeline import Pipeline  # noqa: E402
-from detectors.rules.loader import load_rules  # noqa: E402
+from detectors.registry import load_rules  # noqa: E402
 
 BATCH = 400
 

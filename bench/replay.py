@@ -31,9 +31,9 @@ from api.store import AlertStore  # noqa: E402
 from auditwatch.cli import tune_gc  # noqa: E402
 from auditwatch.replay import replay  # noqa: E402
 from auditwatch.synth import ClusterProfile, attack_events, benign_events, write_jsonl  # noqa: E402
+from detectors.loading.formats import LoadOptions  # noqa: E402
 from detectors.pipeline import Pipeline  # noqa: E402
-from detectors.rules.formats import LoadOptions  # noqa: E402
-from detectors.rules.loader import load_rules  # noqa: E402
+from detectors.registry import load_rules  # noqa: E402
 
 
 def cpu_model() -> str:

@@ -1,8 +1,14 @@
-"""The one detector interface. Every rule type and model implements it; the pipeline knows nothing else."""
+"""The detector contract: the one interface every detector implements, and the optional abilities it may have.
+
+The pipeline needs nothing but `Detector`. The abilities are small protocols that consumers test with
+`isinstance` (they are runtime-checkable), so a detector declares what it can do by having it, and no
+caller probes for attributes by name.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 from detectors.alerts import Alert
 from detectors.events import AuditEvent
@@ -22,3 +28,80 @@ class Detector(Protocol):
     def resources(self) -> frozenset[str] | None: ...
 
     def detect(self, event: AuditEvent) -> list[Alert]: ...
+
+
+@runtime_checkable
+class Stateful(Protocol):
+    """Keeps state between events (windows, sequences, models); the state round-trips through JSON."""
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Replace the state with a snapshot; `{}` is the empty state."""
+        ...
+
+
+class StatefulDetector(Detector, Stateful, Protocol):
+    """A detector with state: what `Pipeline.stateful` lists."""
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSource:
+    """Where a detector was defined: its file (a ruleset built from several: their names, comma-separated)
+    and the line of the definition, when there is one."""
+
+    path: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}" if self.line is not None else self.path
+
+
+@runtime_checkable
+class Sourced(Protocol):
+    """Knows the file it was loaded from; load errors and reports name it."""
+
+    @property
+    def source(self) -> RuleSource: ...
+
+
+@runtime_checkable
+class Described(Sourced, Protocol):
+    """Documented for the people who read its alerts."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def false_positives(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RuleTest:
+    """One test case a rule file carries: events, and whether they must raise an alert."""
+
+    name: str
+    expect_alert: bool
+    event: dict[str, Any]  # the first (for single-event rules, the only) event
+    line: int
+    events: tuple[dict[str, Any], ...] = ()  # stateful rules: the whole sequence, in order
+    expected_alerts: int | None = None  # stateful rules: how many alerts the sequence must raise, if given
+
+
+@runtime_checkable
+class SelfTested(Sourced, Protocol):
+    """Carries test cases of its own (`auditwatch rules test` runs them; `rules lint` wants both kinds)."""
+
+    @property
+    def tests(self) -> tuple[RuleTest, ...]: ...
+
+
+@runtime_checkable
+class Warns(Protocol):
+    """Loaded with warnings (`file:line: ...`), e.g. a rule that can never match as written."""
+
+    @property
+    def warnings(self) -> tuple[str, ...]: ...

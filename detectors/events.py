@@ -15,12 +15,13 @@ from typing import Any
 
 import orjson
 
+from detectors.annotations import DECISION_ANNOTATION
 from detectors.errors import EventError
+from detectors.fieldpath import compile_path
 
 AUDIT_API_VERSIONS = frozenset({"audit.k8s.io/v1", "audit.k8s.io/v1beta1", "audit.k8s.io/v1alpha1"})
 STAGES = ("RequestReceived", "ResponseStarted", "ResponseComplete", "Panic")
 _STAGE_SET = frozenset(STAGES)
-DECISION_ANNOTATION = "authorization.k8s.io/decision"
 # Nested EventLists inside a JSON array are accepted (Falco does the same), but not without bound.
 _MAX_NESTING = 4
 
@@ -41,8 +42,6 @@ class AuditEvent:
 
         A path that can yield several values (`[*]`, list-valued virtual roots) returns the list of them.
         """
-        from detectors.fieldpath import compile_path
-
         value = compile_path(path).value(self)
         return default if value is None else value
 

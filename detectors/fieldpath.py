@@ -12,10 +12,27 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
+from detectors.annotations import DECISION_ANNOTATION
 from detectors.errors import DetectorError
-from detectors.events import DECISION_ANNOTATION, AuditEvent
+
+
+class EventView(Protocol):
+    """What field paths read of an event (`detectors.events.AuditEvent` is one): the raw dict, a per-event
+    cache for derived views, and the two shortcuts the virtual roots use."""
+
+    @property
+    def raw(self) -> dict[str, Any]: ...
+
+    @property
+    def cache(self) -> dict[str, Any]: ...
+
+    @property
+    def resource(self) -> str: ...
+
+    @property
+    def principal(self) -> str: ...
 
 
 class PathError(DetectorError):
@@ -34,7 +51,7 @@ _POD_SPEC_KEYS = frozenset(
 _CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
 
 
-def _request_object(event: AuditEvent) -> Any:
+def _request_object(event: EventView) -> Any:
     """requestObject as an object: JSON-patch arrays become a partial object holding their values."""
     cached = event.cache.get("$request")
     if cached is not None:
@@ -87,7 +104,7 @@ def patch_overlay(ops: list[Any]) -> dict[str, Any]:
     return root
 
 
-def _pod_specs(event: AuditEvent) -> list[Any]:
+def _pod_specs(event: EventView) -> list[Any]:
     cached = event.cache.get("$podSpecs")
     if cached is not None:
         return list(cached)
@@ -115,7 +132,7 @@ def _pod_specs(event: AuditEvent) -> list[Any]:
     return list(specs)
 
 
-def _containers(event: AuditEvent) -> list[Any]:
+def _containers(event: EventView) -> list[Any]:
     out: list[Any] = []
     for spec in _pod_specs(event):
         for key in _CONTAINER_LISTS:
@@ -125,7 +142,7 @@ def _containers(event: AuditEvent) -> list[Any]:
     return out
 
 
-def _volumes(event: AuditEvent) -> list[Any]:
+def _volumes(event: EventView) -> list[Any]:
     out: list[Any] = []
     for spec in _pod_specs(event):
         items = spec.get("volumes")
@@ -134,25 +151,25 @@ def _volumes(event: AuditEvent) -> list[Any]:
     return out
 
 
-def _decision(event: AuditEvent) -> list[Any]:
+def _decision(event: EventView) -> list[Any]:
     annotations = event.raw.get("annotations")
     if isinstance(annotations, dict) and DECISION_ANNOTATION in annotations:
         return [annotations[DECISION_ANNOTATION]]
     return []
 
 
-def _principal(event: AuditEvent) -> list[Any]:
+def _principal(event: EventView) -> list[Any]:
     principal = event.principal
     return [principal] if principal else []
 
 
-def _request(event: AuditEvent) -> list[Any]:
+def _request(event: EventView) -> list[Any]:
     body = _request_object(event)
     return [body] if body else []
 
 
 # name -> (function, yields a list of several values)
-VIRTUAL_ROOTS: dict[str, tuple[Callable[[AuditEvent], list[Any]], bool]] = {
+VIRTUAL_ROOTS: dict[str, tuple[Callable[[EventView], list[Any]], bool]] = {
     "decision": (_decision, False),
     "principal": (_principal, False),
     "request": (_request, False),
@@ -166,9 +183,9 @@ VIRTUAL_ROOTS: dict[str, tuple[Callable[[AuditEvent], list[Any]], bool]] = {
 @dataclass(frozen=True, slots=True)
 class CompiledPath:
     text: str
-    values: Callable[[AuditEvent], list[Any]]  # flattened, for conditions
+    values: Callable[[EventView], list[Any]]  # flattened, for conditions
     many: bool  # may yield several values (has [*] or a list-valued root)
-    value: Callable[[AuditEvent], Any]  # as stored (lists not flattened); the list of values if `many`
+    value: Callable[[EventView], Any]  # as stored (lists not flattened); the list of values if `many`
     keys: tuple[str, ...] | None = None  # plain dict keys from the event root, when the path is just that
 
 
@@ -203,9 +220,10 @@ def _tokenize(text: str) -> list[Any]:
 
 @lru_cache(maxsize=4096)
 def compile_path(text: str) -> CompiledPath:
+    """Parse a field path once (cached); PathError says what is wrong with it."""
     if not isinstance(text, str) or not text.strip():
         raise PathError("empty field path")
-    root_fn: Callable[[AuditEvent], list[Any]] | None = None
+    root_fn: Callable[[EventView], list[Any]] | None = None
     rest = text
     many = False
     if text.startswith("$"):
@@ -223,67 +241,71 @@ def compile_path(text: str) -> CompiledPath:
     many = many or any(t is _EACH for t in tokens)
 
     if root_fn is None and all(isinstance(t, str) for t in tokens):
-        keys = tuple(tokens)
-
-        def simple(event: AuditEvent) -> list[Any]:
-            node: Any = event.raw
-            for i, key in enumerate(keys):
-                if isinstance(node, dict):
-                    node = node.get(key)
-                    if node is None:
-                        return []
-                elif isinstance(node, list):
-                    return _walk([node], keys[i:])
-                else:
-                    return []
-            if isinstance(node, list):
-                return _flatten(node)
-            return [node]
-
-        # The hot path: most rule fields are one or two keys deep (verb, objectRef.resource).
-        if len(keys) == 1:
-            (k1,) = keys
-
-            def simple(event: AuditEvent) -> list[Any]:  # noqa: F811 - a faster equivalent
-                value = event.raw.get(k1)
-                if value is None:
-                    return []
-                return _flatten(value) if type(value) is list else [value]
-
-        elif len(keys) == 2:
-            k1, k2 = keys
-            general = simple
-
-            def simple(event: AuditEvent) -> list[Any]:  # noqa: F811 - a faster equivalent
-                outer = event.raw.get(k1)
-                if type(outer) is not dict:
-                    return general(event) if type(outer) is list else []
-                value = outer.get(k2)
-                if value is None:
-                    return []
-                return _flatten(value) if type(value) is list else [value]
-
-        def single(event: AuditEvent) -> Any:
-            node: Any = event.raw
-            for key in keys:
-                if not isinstance(node, dict):
-                    return simple(event) if isinstance(node, list) else None
-                node = node.get(key)
-            return node
-
-        return CompiledPath(text, simple, many, simple if many else single, keys)
+        return _compile_keys(text, tuple(tokens), many)
 
     start = root_fn
 
-    def walk(event: AuditEvent) -> list[Any]:
+    def walk(event: EventView) -> list[Any]:
         roots = start(event) if start is not None else [event.raw]
         return _walk(roots, tokens)
 
-    def first(event: AuditEvent) -> Any:
+    def first(event: EventView) -> Any:
         found = walk(event)
         return found if many else (found[0] if len(found) == 1 else found or None)
 
     return CompiledPath(text, walk, many, first)
+
+
+def _compile_keys(text: str, keys: tuple[str, ...], many: bool) -> CompiledPath:
+    """A path of plain dict keys from the event root (no virtual root, index or [*]): the common case."""
+
+    def simple(event: EventView) -> list[Any]:
+        node: Any = event.raw
+        for i, key in enumerate(keys):
+            if isinstance(node, dict):
+                node = node.get(key)
+                if node is None:
+                    return []
+            elif isinstance(node, list):
+                return _walk([node], keys[i:])
+            else:
+                return []
+        if isinstance(node, list):
+            return _flatten(node)
+        return [node]
+
+    # The hot path: most rule fields are one or two keys deep (verb, objectRef.resource).
+    if len(keys) == 1:
+        (k1,) = keys
+
+        def simple(event: EventView) -> list[Any]:  # noqa: F811 - a faster equivalent
+            value = event.raw.get(k1)
+            if value is None:
+                return []
+            return _flatten(value) if type(value) is list else [value]
+
+    elif len(keys) == 2:
+        k1, k2 = keys
+        general = simple
+
+        def simple(event: EventView) -> list[Any]:  # noqa: F811 - a faster equivalent
+            outer = event.raw.get(k1)
+            if type(outer) is not dict:
+                return general(event) if type(outer) is list else []
+            value = outer.get(k2)
+            if value is None:
+                return []
+            return _flatten(value) if type(value) is list else [value]
+
+    def single(event: EventView) -> Any:
+        node: Any = event.raw
+        for key in keys:
+            if not isinstance(node, dict):
+                return simple(event) if isinstance(node, list) else None
+            node = node.get(key)
+        return node
+
+    return CompiledPath(text, simple, many, simple if many else single, keys)
 
 
 def _walk(values: list[Any], tokens: tuple[Any, ...] | list[Any]) -> list[Any]:

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from detectors.alerts import Alert
-from detectors.base import Detector
+from detectors.base import Detector, Stateful, StatefulDetector
 from detectors.events import STAGES, AuditEvent
 
 DEDUPE_WINDOW = 200_000  # events remembered to drop exact duplicates
@@ -32,8 +32,9 @@ class Pipeline:
                 r: tuple(d for d in applicable if d.resources is None or r in d.resources) for r in resources
             }
             self._index[stage] = (by_resource, wildcard)
+        self._stateful: tuple[StatefulDetector, ...] = tuple(d for d in self.detectors if isinstance(d, Stateful))
         # recently seen event identities, oldest first; only stateful detectors need it
-        self._seen: set[tuple[Any, Any, Any]] | None = set() if self.stateful else None
+        self._seen: set[tuple[Any, Any, Any]] | None = set() if self._stateful else None
         self._seen_order: deque[tuple[Any, Any, Any]] = deque()
 
     def _duplicate(self, event: AuditEvent) -> bool:
@@ -73,9 +74,9 @@ class Pipeline:
         return alerts
 
     @property
-    def stateful(self) -> list[Any]:
+    def stateful(self) -> list[StatefulDetector]:
         """Detectors that keep state between events (they have snapshot/restore)."""
-        return [d for d in self.detectors if hasattr(d, "snapshot")]
+        return list(self._stateful)
 
     def snapshot(self) -> dict[str, Any]:
         """The state of every stateful detector, JSON-ready, keyed by detector id."""
@@ -88,7 +89,7 @@ class Pipeline:
 
     def fresh(self) -> Pipeline:
         """A pipeline with the same detectors and state of its own (one per Kafka partition)."""
-        return Pipeline([copy.deepcopy(d) if hasattr(d, "snapshot") else d for d in self.detectors])
+        return Pipeline([copy.deepcopy(d) if isinstance(d, Stateful) else d for d in self.detectors])
 
     def process_all(self, events: Iterable[AuditEvent]) -> list[Alert]:
         alerts: list[Alert] = []

@@ -1,37 +1,26 @@
-"""What the loader and the rule files can name. Data, not if-chains: a new rule type or file format is
-one entry here."""
+"""The rule file formats a load knows, tried in this order on each file; and `load_rules`, the loader bound
+to them. Data, not if-chains: a new file format is one entry here (a new native rule type: one entry in
+`detectors.rules.native.RULE_TYPES`)."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
 
 from detectors.base import Detector
 from detectors.falco import FalcoRules
-from detectors.rules.anomaly import AnomalyRule
-from detectors.rules.formats import NativeRules, RuleFormat
-from detectors.rules.match import MatchRule
-from detectors.rules.stateful import DistinctCountRule, NewTermsRule, SequenceRule, ThresholdRule
-from detectors.rules.yamlload import LocatedDict
+from detectors.loading.formats import LoadOptions, RuleFormat
+from detectors.loading.loader import load_rule_files
+from detectors.rules.native import NativeRules
 from detectors.sigma import SigmaRules
 
-
-class RuleFactory(Protocol):
-    def __call__(self, node: LocatedDict, *, path: str) -> Detector: ...
-
-
-# `type:` of an auditwatch rule -> the class that builds it
-RULE_TYPES: dict[str, RuleFactory] = {
-    "match": MatchRule.from_node,
-    "threshold": ThresholdRule.from_node,
-    "distinct_count": DistinctCountRule.from_node,
-    "new_terms": NewTermsRule.from_node,
-    "sequence": SequenceRule.from_node,
-    "anomaly": AnomalyRule.from_node,
-}
-
-# rule file formats, tried in this order on each file
-RULE_FORMATS: list[type[RuleFormat]] = [
+RULE_FORMATS: tuple[type[RuleFormat], ...] = (
     NativeRules,
     FalcoRules,
     SigmaRules,
-]
+)
+
+
+def load_rules(specs: Sequence[str] | None = None, options: LoadOptions | None = None) -> list[Detector]:
+    """Load every rule named by `specs` (default: the built-in pack) in the known formats; collect all
+    errors, then raise RuleErrors."""
+    return load_rule_files(specs, RULE_FORMATS, options)

@@ -12,9 +12,12 @@ import pytest
 
 from auditwatch.synth import ClusterProfile, attack_events, benign_events
 from detectors.events import AuditEvent
-from detectors.rules import anomaly
-from detectors.rules.anomaly import AnomalyRule, Baseline, Principal, extract_features, observe
-from detectors.rules.loader import BUILTIN_DIR, load_rules
+from detectors.loading.loader import BUILTIN_DIR
+from detectors.registry import load_rules
+from detectors.rules import anomaly_features
+from detectors.rules.anomaly import AnomalyRule
+from detectors.rules.anomaly_features import Baseline, Principal, extract_features, observe
+from detectors.rules.stateful import SWEEP_EVERY
 
 RULE_FILE = BUILTIN_DIR / "ml-principal-anomaly.yaml"
 
@@ -38,7 +41,7 @@ def run(rule: AnomalyRule, events: list[AuditEvent]) -> list[Any]:
 
 
 def test_doctests() -> None:
-    result = doctest.testmod(anomaly)
+    result = doctest.testmod(anomaly_features)
     assert result.attempted >= 2 and result.failed == 0
 
 
@@ -53,7 +56,7 @@ def test_features_on_realistic_events() -> None:
     assert usual["rarity"] < 0.01 and usual["sensitivity"] == 0.0
     assert usual["new_ip"] == usual["new_agent"] == 0.0 and usual["failures"] == 0.0
     assert usual["resources"] == usual["namespaces"] == 0.0
-    assert set(usual) == set(anomaly.FEATURES) and all(0.0 <= v <= 1.0 for v in usual.values())
+    assert set(usual) == set(anomaly_features.FEATURES) and all(0.0 <= v <= 1.0 for v in usual.values())
     first = extract_features(burst[0], state, base, count_half_life=7 * 86400)  # list secrets, cluster-wide
     assert first["new_ip"] == first["new_agent"] == 1.0
     assert first["sensitivity"] == 0.9 and first["rarity"] > 0.7
@@ -105,7 +108,7 @@ def test_scores_before_learning_and_never_learns_an_alerting_event() -> None:
     assert d["risk"] >= d["threshold"] > 0
     assert "10.20.1.15" in d["baseline"]["source_ips"]
     assert "list:pods" in d["baseline"]["usual_actions"]
-    assert len(d["top_features"]) == 4 and set(d["features"]) == set(anomaly.FEATURES)
+    assert len(d["top_features"]) == 4 and set(d["features"]) == set(anomaly_features.FEATURES)
     json.dumps(a.summary())
 
 
@@ -201,14 +204,14 @@ def test_unloadable_model_pickle_is_rebuilt() -> None:
 def test_state_is_bounded_by_ttl(tmp_path: Path) -> None:
     rule = make_rule()
     [template] = case_events("alice's routine alone")[:1]
-    for i in range(anomaly._SWEEP_EVERY):
+    for i in range(SWEEP_EVERY):
         raw = copy.deepcopy(template.raw)
         raw["user"]["username"] = f"user-{i}@example.com"
         raw["auditID"] = f"a-{i}"
         rule.detect(AuditEvent(raw))
-    assert len(rule._principals) == anomaly._SWEEP_EVERY
+    assert len(rule._principals) == SWEEP_EVERY
     late = _shift(template, rule.ttl_s + 3600)
-    for i in range(anomaly._SWEEP_EVERY):
+    for i in range(SWEEP_EVERY):
         rule.detect(_shift(late, i, n=i))
     assert set(rule._principals) == {"alice@example.com"}
     assert len(json.dumps(rule.snapshot())) < 400_000

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer
 from auditwatch.replay import replay
 from auditwatch.synth import ClusterProfile, attack_events, benign_events, write_jsonl
 from detectors.pipeline import Pipeline
-from detectors.rules.loader import load_rules
+from detectors.registry import load_rules
 from tests.conftest import exec_event, scenario_events
 from tests.processes import Proc, free_port
 from tests.services import PrivateKafka, PrivatePostgres, create_database, kafka_bootstrap

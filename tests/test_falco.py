@@ -14,13 +14,15 @@ import pytest
 
 from detectors.errors import RuleErrors
 from detectors.events import AuditEvent
-from detectors.falco.condition import compile_condition, expand, parse
+from detectors.falco.condition import compile_condition
 from detectors.falco.fields import image_repository
 from detectors.falco.ruleset import FalcoRuleset
+from detectors.falco.syntax import expand, parse
+from detectors.loading.formats import LoadOptions
+from detectors.loading.loader import rule_files
 from detectors.packs import PACKS
 from detectors.pipeline import Pipeline
-from detectors.rules.formats import LoadOptions
-from detectors.rules.loader import load_rules, rule_files
+from detectors.registry import load_rules
 from tests.conftest import PYTHON, ROOT, CliRun, clean_env
 from tests.falco_events import binding, create_pod, event, role
 

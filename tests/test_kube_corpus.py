@@ -15,7 +15,7 @@ import pytest
 
 from auditwatch.replay import replay
 from detectors.pipeline import Pipeline
-from detectors.rules.loader import load_rules
+from detectors.registry import load_rules
 from tests.conftest import DATA
 from tests.test_cli import run
 from tests.test_kube_e2e import attack_steps

@@ -35,7 +35,7 @@ import pytest
 from auditwatch.replay import replay
 from detectors.alerts import Severity
 from detectors.pipeline import Pipeline
-from detectors.rules.loader import load_rules
+from detectors.registry import load_rules
 from tests.kube_cluster import USERS, AuditKey, KubeCluster, require_kube_binaries
 from tests.processes import Proc, free_port
 from tests.services import kafka_bootstrap

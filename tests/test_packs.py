@@ -14,8 +14,9 @@ from typing import Any
 import orjson
 import pytest
 
+from detectors.loading.loader import BUILTIN_DIR, rule_files
 from detectors.packs import PACKS
-from detectors.rules.loader import BUILTIN_DIR, load_rules, rule_files
+from detectors.registry import load_rules
 from tests.conftest import ROOT, CliRun
 from tests.falco_events import create_pod
 

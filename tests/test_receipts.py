@@ -326,7 +326,7 @@ def test_detect_records_a_receipt_for_every_event_of_the_topic(tmp_path: Path) -
 
     from auditwatch.detect import Detector
     from detectors.pipeline import Pipeline
-    from detectors.rules.loader import load_rules
+    from detectors.registry import load_rules
     from ingest.kafka import TopicSpec, ensure_topics
     from tests.services import kafka_bootstrap
 

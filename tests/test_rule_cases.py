@@ -6,10 +6,12 @@ from typing import Any
 
 import pytest
 
-from detectors.rules.loader import BUILTIN, load_rules
-from detectors.rules.testing import run_case
+from detectors.base import SelfTested
+from detectors.loading.loader import BUILTIN
+from detectors.loading.testing import run_case
+from detectors.registry import load_rules
 
-RULES: list[Any] = [r for r in load_rules([BUILTIN]) if hasattr(r, "tests")]
+RULES: list[Any] = [r for r in load_rules([BUILTIN]) if isinstance(r, SelfTested)]
 CASES = [(rule, case) for rule in RULES for case in rule.tests]
 
 
@@ -25,7 +27,7 @@ def test_rule_has_positive_and_negative_cases(rule: Any) -> None:
 
 @pytest.mark.parametrize(("rule", "case"), CASES, ids=[f"{r.id}:{c.name}" for r, c in CASES])
 def test_rule_case(rule: Any, case: object) -> None:
-    from detectors.rules.match import RuleTest
+    from detectors.base import RuleTest
 
     assert isinstance(case, RuleTest)
     result = run_case(rule, case, path=rule.source.path)

@@ -9,10 +9,15 @@ from typing import Any
 
 import pytest
 
+from detectors.base import Described, SelfTested, Sourced, Stateful, Warns
 from detectors.errors import RuleError, RuleErrors
 from detectors.events import AuditEvent
+from detectors.falco import FalcoRuleset
 from detectors.pipeline import Pipeline
-from detectors.rules.loader import load_rules
+from detectors.registry import load_rules
+from detectors.rules.match import MatchRule
+from detectors.rules.stateful import StatefulRule
+from detectors.sigma import SigmaDetector
 from tests.conftest import exec_event, find_event
 
 HEADER = """\
@@ -205,7 +210,7 @@ def test_alert_ids_are_deterministic_and_forged_audit_ids_do_not_collide(tmp_pat
 
 
 def test_yaml_merge_keys_may_be_overridden_but_real_duplicates_are_errors(tmp_path: Path) -> None:
-    from detectors.rules.yamlload import load_yaml
+    from detectors.loading.yamlload import load_yaml
 
     doc = load_yaml("base: &b {verb: get, stage: ResponseComplete}\nevent:\n  <<: *b\n  verb: list\n")
     assert doc["event"] == {"verb": "list", "stage": "ResponseComplete"}
@@ -214,7 +219,7 @@ def test_yaml_merge_keys_may_be_overridden_but_real_duplicates_are_errors(tmp_pa
 
 
 def test_image_and_registry_allowlists_need_every_container_allowed(tmp_path: Path) -> None:
-    from detectors.rules.match import image_registry
+    from detectors.rules.header import image_registry
 
     assert [image_registry(i) for i in ("alpine:3.20", "library/nginx", "reg.example.com/a/b:1", "localhost:5000/x",
                                          "ghcr.io/org/img@sha256:abc")] == [
@@ -232,6 +237,40 @@ def test_image_and_registry_allowlists_need_every_container_allowed(tmp_path: Pa
 def test_suppress_window_is_a_duration(tmp_path: Path) -> None:
     path = write_rule(tmp_path, "suppress: 30m\nmatch:\n  verb: create\n")
     (rule,) = load_rules([str(path)])
-    assert rule.suppress_s == 1800  # type: ignore[attr-defined]
+    assert isinstance(rule, MatchRule)
+    assert rule.header.suppress_s == 1800
     path = write_rule(tmp_path, "suppress: often\nmatch:\n  verb: create\n")
     assert "suppress must be a duration" in errors_of(path)[0]
+
+
+def test_detectors_declare_their_abilities(tmp_path: Path) -> None:
+    """The optional abilities are protocols: each kind of detector has exactly the ones it should."""
+    (tmp_path / "unit.yml").write_text(
+        "title: Unit rule\nid: 6f2b1d0e-0000-4000-8000-000000000009\nfalsepositives:\n  - admins\n"
+        "logsource:\n  product: kubernetes\n  service: audit\n"
+        "detection:\n  selection:\n    verb: create\n  condition: selection\n"
+    )
+    (tmp_path / "falco.yaml").write_text(
+        "- rule: Unit\n  desc: unit\n  condition: ka.verb=create\n  output: created\n  priority: WARNING\n"
+        "  source: k8s_audit\n"
+    )
+    detectors = load_rules(["builtin", str(tmp_path)])
+    kinds: dict[str, list[Any]] = {"native": [], "sigma": [], "falco": []}
+    for d in detectors:
+        if isinstance(d, (MatchRule, StatefulRule)):
+            kinds["native"].append(d)
+            assert isinstance(d, SelfTested) and isinstance(d, Described) and d.source.path.endswith(f"{d.id}.yaml")
+            assert isinstance(d, Stateful) == isinstance(d, StatefulRule)
+            assert not isinstance(d, Warns)
+        elif isinstance(d, SigmaDetector):
+            kinds["sigma"].append(d)
+            assert isinstance(d, Described) and isinstance(d, Warns) and d.false_positives == "admins"
+            assert not isinstance(d, SelfTested) and not isinstance(d, Stateful)
+            assert str(d.source) == f"{tmp_path / 'unit.yml'}:1"
+        else:
+            assert isinstance(d, FalcoRuleset)
+            kinds["falco"].append(d)
+            assert isinstance(d, Sourced) and str(d.source) == str(tmp_path / "falco.yaml")
+            assert not isinstance(d, (Described, SelfTested, Stateful, Warns))
+    assert len(kinds["sigma"]) == len(kinds["falco"]) == 1 and len(kinds["native"]) >= 12
+    assert any(isinstance(d, Stateful) for d in kinds["native"])

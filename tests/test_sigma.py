@@ -13,10 +13,11 @@ import pytest
 
 from detectors.errors import RuleError, RuleErrors
 from detectors.events import AuditEvent
+from detectors.loading.loader import BUILTIN_DIR
+from detectors.loading.yamlload import load_yaml_documents
 from detectors.packs import PACKS
 from detectors.pipeline import Pipeline
-from detectors.rules.loader import BUILTIN_DIR, load_rules
-from detectors.rules.yamlload import load_yaml_documents
+from detectors.registry import load_rules
 from detectors.sigma import SigmaDetector, SigmaRules, build_detector
 from tests.conftest import PYTHON, ROOT, CliRun, clean_env
 

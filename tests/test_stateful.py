@@ -14,10 +14,11 @@ import orjson
 import pytest
 
 from detectors.alerts import Alert
+from detectors.base import SelfTested
 from detectors.errors import RuleErrors
 from detectors.events import AuditEvent
 from detectors.pipeline import Pipeline
-from detectors.rules.loader import load_rules
+from detectors.registry import load_rules
 from tests.conftest import exec_event, find_event
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -322,7 +323,7 @@ def test_stateful_rule_errors(tmp_path: Path, body: str, message: str) -> None:
 
 
 def test_inline_sequence_tests_run(tmp_path: Path) -> None:
-    from detectors.rules.testing import run_case
+    from detectors.loading.testing import run_case
 
     event = orjson.dumps(denied_secret_get()).decode()
     path = tmp_path / "denied-burst.yaml"
@@ -343,7 +344,8 @@ def test_inline_sequence_tests_run(tmp_path: Path) -> None:
                 every: 1m
         """))  # fmt: skip
     (detector,) = load_rules([str(path)])
-    results = [run_case(detector, case, path=str(path)) for case in detector.tests]  # type: ignore[attr-defined]
+    assert isinstance(detector, SelfTested)
+    results = [run_case(detector, case, path=str(path)) for case in detector.tests]
     assert [r.ok for r in results] == [True, True], [r.detail for r in results]
 
 

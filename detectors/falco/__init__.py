@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from detectors.falco.ruleset import FalcoRules, FalcoRuleset
+from detectors.falco.format import FalcoRules
+from detectors.falco.ruleset import FalcoRuleset
 
 __all__ = ["FalcoRules", "FalcoRuleset"]

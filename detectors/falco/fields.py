@@ -1,4 +1,4 @@
-"""Falco's k8s_audit fields (`ka.*`, from the k8saudit plugin) and the json plugin's (`jevt.*`/`json.*`).
+"""Falco's field table (`ka.*` of the k8saudit plugin, `jevt.*`/`json.*` of the json plugin): long, as a table is.
 
 Every field is a function of the event's raw dict that returns `None` (cannot be extracted), a string
 (scalar field) or a list of strings (list field). Numbers, booleans, objects and arrays are rendered as
@@ -23,11 +23,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+from detectors.annotations import DECISION_ANNOTATION, REASON_ANNOTATION
+
 Value = str | list[str] | None
 Extractor = Callable[[dict[str, Any]], Value]
-
-_DECISION = "authorization.k8s.io/decision"
-_REASON = "authorization.k8s.io/reason"
 
 
 class FieldError(Exception):
@@ -62,7 +61,8 @@ def _get(node: Any, *keys: str) -> Any:
     return node
 
 
-def _scalar(*keys: str) -> Extractor:
+def scalar_field(*keys: str) -> Extractor:
+    """The extractor of the value at `keys` (a nested dict path), rendered as the plugin does."""
     if len(keys) == 1:
         (k,) = keys
 
@@ -435,43 +435,43 @@ def _add(name: str, build: Callable[[str | None], Extractor], *, is_list: bool =
 
 def _register() -> None:
     s = _simple
-    _add("ka.auditid", s(_scalar("auditID")))
-    _add("ka.stage", s(_scalar("stage")))
-    _add("ka.auth.decision", s(_annotation(_DECISION)))
-    _add("ka.auth.reason", s(_annotation(_REASON)))
+    _add("ka.auditid", s(scalar_field("auditID")))
+    _add("ka.stage", s(scalar_field("stage")))
+    _add("ka.auth.decision", s(_annotation(DECISION_ANNOTATION)))
+    _add("ka.auth.reason", s(_annotation(REASON_ANNOTATION)))
     _add("ka.auth.openshift.decision", s(_annotation("authorization.openshift.io/decision")))
     _add("ka.auth.openshift.username", s(_annotation("authentication.openshift.io/username")))
     _add("ka.validations.admission.policy.failure",
          s(_annotation("validation.policy.admission.k8s.io/validation_failure")))  # fmt: skip
     _add("ka.security.pod.violations", s(_annotation("pod-security.kubernetes.io/audit-violations")))
-    _add("ka.user.name", s(_scalar("user", "username")))
+    _add("ka.user.name", s(scalar_field("user", "username")))
     _add("ka.user.groups", s(_list("user", "groups")), is_list=True)
-    _add("ka.impuser.name", s(_scalar("impersonatedUser", "username")))
-    _add("ka.verb", s(_scalar("verb")))
-    _add("ka.uri", s(_scalar("requestURI")))
+    _add("ka.impuser.name", s(scalar_field("impersonatedUser", "username")))
+    _add("ka.verb", s(scalar_field("verb")))
+    _add("ka.uri", s(scalar_field("requestURI")))
     _add("ka.uri.param", _uri_param, arg="required")
-    _add("ka.target.name", s(_scalar("objectRef", "name")))
-    _add("ka.target.namespace", s(_scalar("objectRef", "namespace")))
-    _add("ka.target.resource", s(_scalar("objectRef", "resource")))
-    _add("ka.target.subresource", s(_scalar("objectRef", "subresource")))
+    _add("ka.target.name", s(scalar_field("objectRef", "name")))
+    _add("ka.target.namespace", s(scalar_field("objectRef", "namespace")))
+    _add("ka.target.resource", s(scalar_field("objectRef", "resource")))
+    _add("ka.target.subresource", s(scalar_field("objectRef", "subresource")))
     _add("ka.target.pod.name", s(_target_pod_name))
     _add("ka.req.binding.subjects", s(_list_of_json("requestObject", "subjects")), is_list=True)
-    _add("ka.req.binding.role", s(_scalar("requestObject", "roleRef", "name")))
+    _add("ka.req.binding.role", s(scalar_field("requestObject", "roleRef", "name")))
     _add("ka.req.binding.subject.has_name", _has_name, arg="required")
     _add("ka.req.binding.subjects.user_names", s(_subject_names("User")), is_list=True)
     _add("ka.req.binding.subjects.group_names", s(_subject_names("Group")), is_list=True)
     _add("ka.req.binding.subjects.serviceaccount_names", s(_subject_names("ServiceAccount")), is_list=True)
     _add("ka.req.binding.subjects.serviceaccount_ns_names", s(_subject_names("ServiceAccount", True)),
          is_list=True)  # fmt: skip
-    _add("ka.req.configmap.name", s(_scalar("requestObject", "metadata", "name")))
+    _add("ka.req.configmap.name", s(scalar_field("requestObject", "metadata", "name")))
     _add("ka.req.configmap.obj", s(_configmap_obj), cost=2)
     _add("ka.req.container.image", s(_first_container("image")))
     _add("ka.req.container.image.repository", s(_first_container("image.repository")))
     _add("ka.req.container.privileged", s(_any_privileged))
-    _add("ka.req.container.host_network", s(_scalar("requestObject", "spec", "hostNetwork")))
-    _add("ka.req.pod.host_ipc", s(_scalar("requestObject", "spec", "hostIPC")))
-    _add("ka.req.pod.host_network", s(_scalar("requestObject", "spec", "hostNetwork")))
-    _add("ka.req.pod.host_pid", s(_scalar("requestObject", "spec", "hostPID")))
+    _add("ka.req.container.host_network", s(scalar_field("requestObject", "spec", "hostNetwork")))
+    _add("ka.req.pod.host_ipc", s(scalar_field("requestObject", "spec", "hostIPC")))
+    _add("ka.req.pod.host_network", s(scalar_field("requestObject", "spec", "hostNetwork")))
+    _add("ka.req.pod.host_pid", s(scalar_field("requestObject", "spec", "hostPID")))
     _add("ka.req.pod.run_as_user", s(_pod_sc("runAsUser")))
     _add("ka.req.pod.run_as_group", s(_pod_sc("runAsGroup")))
     _add("ka.req.pod.fs_group", s(_pod_sc("fsGroup")))
@@ -489,12 +489,12 @@ def _register() -> None:
     _add("ka.req.role.rules.nonResourceURLs", s(_role_rules("nonResourceURLs")), is_list=True)
     _add("ka.req.role.rules.verbs", s(_role_rules("verbs")), is_list=True)
     _add("ka.req.role.rules.resources", s(_role_rules("resources")), is_list=True)
-    _add("ka.req.service.type", s(_scalar("requestObject", "spec", "type")))
+    _add("ka.req.service.type", s(scalar_field("requestObject", "spec", "type")))
     _add("ka.req.service.ports", s(_list_of_json("requestObject", "spec", "ports")), is_list=True)
-    _add("ka.resp.name", s(_scalar("responseObject", "metadata", "name")))
-    _add("ka.response.code", s(_scalar("responseStatus", "code")))
-    _add("ka.response.reason", s(_scalar("responseStatus", "reason")))
-    _add("ka.useragent", s(_scalar("userAgent")))
+    _add("ka.resp.name", s(scalar_field("responseObject", "metadata", "name")))
+    _add("ka.response.code", s(scalar_field("responseStatus", "code")))
+    _add("ka.response.reason", s(scalar_field("responseStatus", "reason")))
+    _add("ka.useragent", s(scalar_field("userAgent")))
     _add("ka.sourceips", s(_list("sourceIPs")), is_list=True)  # deliberate: top-level sourceIPs
     _add("ka.cluster.name", s(_annotation("cluster_name")))
     for lst in ("containers", "initContainers", "ephemeralContainers"):

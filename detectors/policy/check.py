@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors.policy import LEVEL_RANK, Decision, Policy, PolicyRule, RequestAttributes, evaluate
+from detectors.policy.evaluate import evaluate
+from detectors.policy.model import LEVEL_RANK, Decision, Policy, PolicyRule, RequestAttributes
 
 # Resources whose group people get wrong (Falco's sample policy lists deployments under "").
 RESOURCE_GROUPS: dict[str, str] = {

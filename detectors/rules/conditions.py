@@ -10,7 +10,7 @@ from typing import Any
 from detectors.errors import RuleError
 from detectors.events import AuditEvent
 from detectors.fieldpath import PathError, compile_path
-from detectors.rules.yamlload import LocatedDict, LocatedList
+from detectors.loading.yamlload import LocatedDict, LocatedList
 
 Predicate = Callable[[AuditEvent], bool]
 ValueTest = Callable[[Any], bool]
@@ -217,7 +217,8 @@ def _field_predicate(path_text: str, spec: Any, where: tuple[str, int]) -> Predi
 def compile_condition(node: Any, *, path: str, line: int) -> Predicate:
     """Compile a condition mapping; every entry must hold."""
     if not isinstance(node, dict) or not node:
-        raise RuleError("a condition must be a non-empty mapping", path=path, line=getattr(node, "line", line))
+        where = node.line if isinstance(node, (LocatedDict, LocatedList)) else line
+        raise RuleError("a condition must be a non-empty mapping", path=path, line=where)
     preds: list[Predicate] = []
     for key, value in node.items():
         key_line = node.line_of(key) if isinstance(node, LocatedDict) else line
@@ -283,3 +284,9 @@ def index_values(node: Any, field: str) -> frozenset[str] | None:
                 vals.add(v)
         return frozenset(vals) if vals else None
     return None
+
+
+def compile_match(node: LocatedDict, *, path: str) -> tuple[Predicate, frozenset[str] | None]:
+    """A rule's `match:`: its predicate, and the resources it requires (the pipeline's index hint)."""
+    match = node["match"]
+    return compile_condition(match, path=path, line=node.line_of("match")), index_values(match, "objectRef.resource")

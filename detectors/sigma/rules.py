@@ -34,12 +34,14 @@ from sigma.exceptions import (
 from sigma.rule import SigmaLevel, SigmaRule
 
 from detectors.alerts import Alert, Severity, make_alert
-from detectors.base import Detector
+from detectors.base import Detector, RuleSource
 from detectors.errors import RuleError, RuleErrors
 from detectors.events import AuditEvent
-from detectors.rules.formats import LoadOptions
-from detectors.rules.yamlload import LocatedDict, LocatedList
-from detectors.sigma.compile import Compiled, Predicate, SigmaCompileError, compile_conditions
+from detectors.loading.formats import LoadOptions
+from detectors.loading.yamlload import LocatedDict, LocatedList, plain
+from detectors.rules.header import HeaderAttributes, RuleHeader
+from detectors.sigma.compile import Compiled, Predicate, compile_conditions
+from detectors.sigma.values import SigmaCompileError
 
 LOGSOURCE = {"product": "kubernetes", "service": "audit"}
 _LEVELS = {
@@ -110,18 +112,15 @@ def _target(event: AuditEvent) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class SigmaDetector:
-    """One Sigma rule. `warnings` holds `file:line: ...` notes, e.g. that it can never match as written."""
+class SigmaDetector(HeaderAttributes):
+    """One Sigma rule. Its header comes from the rule's own fields (id, title, level, tags, description,
+    falsepositives); it has no allowlist, message template or test cases. `warnings` holds `file:line: ...`
+    notes, e.g. that it can never match as written."""
 
-    id: str
-    name: str
-    severity: Severity
-    mitre: tuple[str, ...]
-    stages: frozenset[str] | None
+    header: RuleHeader
     resources: frozenset[str] | None
     predicate: Predicate = field(repr=False, compare=False)
     details: dict[str, Any] = field(compare=False)
-    source: str = ""
     warnings: tuple[str, ...] = ()
     gated: bool = True
 
@@ -130,25 +129,18 @@ class SigmaDetector:
             return []
         if not self.predicate(event):
             return []
+        header = self.header
         return [
             make_alert(
-                rule_id=self.id,
-                rule_name=self.name,
-                severity=self.severity,
-                mitre=self.mitre,
-                message=f"{self.name}: {_target(event)}",
+                rule_id=header.id,
+                rule_name=header.name,
+                severity=header.severity,
+                mitre=header.mitre,
+                message=f"{header.name}: {_target(event)}",
                 event=event,
                 details=self.details,
             )
         ]
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _key_line(node: Any, field_name: str | None = None, *, token: str | None = None) -> int | None:
@@ -212,7 +204,7 @@ def build_detector(doc: Any, *, path: str) -> SigmaDetector:
             raise RuleError(f"Sigma {key!r} documents are not supported (single-event rules only)",
                             path=path, line=_line_of(doc, key))  # fmt: skip
     try:
-        rule = SigmaRule.from_dict(_plain(doc), source=SigmaRuleLocation(Path(path), line))
+        rule = SigmaRule.from_dict(plain(doc), source=SigmaRuleLocation(Path(path), line))
     except SigmaError as exc:
         message = str(exc.args[0]) if exc.args else type(exc).__name__
         raise RuleError(f"Sigma: {message}", path=path, line=_error_line(exc, doc)) from None
@@ -243,12 +235,19 @@ def build_detector(doc: Any, *, path: str) -> SigmaDetector:
         )
     )
     gated = "stage" not in compiled.fields
-    return SigmaDetector(
+    header = RuleHeader(
         id=f"sigma:{rule.id}",
         name=rule.title,
         severity=_LEVELS.get(rule.level, DEFAULT_SEVERITY) if rule.level is not None else DEFAULT_SEVERITY,
+        description=(rule.description or "").strip(),
         mitre=mitre,
         stages=GATED_STAGES if gated else ALL_STAGES,
+        source=RuleSource(path, line),
+        false_positives="; ".join(str(f) for f in rule.falsepositives),
+        tags=tuple(tags),
+    )
+    return SigmaDetector(
+        header,
         resources=compiled.resources,
         predicate=compiled.test,
         details={
@@ -258,7 +257,6 @@ def build_detector(doc: Any, *, path: str) -> SigmaDetector:
             "tags": tags,
             "references": list(rule.references),
         },
-        source=f"{path}:{line}" if line is not None else path,
         warnings=warnings,
         gated=gated,
     )

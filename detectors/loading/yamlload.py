@@ -12,7 +12,7 @@ import yaml
 
 from detectors.errors import RuleError
 
-_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Base: Any = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader  # libyaml when installed
 
 
 class LocatedDict(dict[str, Any]):
@@ -114,5 +114,10 @@ def read_rule_text(path: Path) -> str:
         raise RuleError(f"cannot read rule file: {exc}", path=str(path)) from None
 
 
-def load_yaml_file(path: Path) -> Any:
-    return load_yaml(read_rule_text(path), path=str(path))
+def plain(value: Any) -> Any:
+    """Located containers back to plain dicts/lists, so values are exactly what JSON would give."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value

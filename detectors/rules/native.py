@@ -1,47 +1,36 @@
-"""Rule file formats. A format recognises its files, collects them in load order, then builds detectors.
+"""auditwatch's own rule format (docs/rules.md): its rule types, and the shapes of its files.
 
-Formats see every file of a load before building, because some (Falco) let later files modify earlier ones.
-The list of formats is data (`detectors.registry.RULE_FORMATS`); the loader tries them in order.
+A file holds one rule (named after its id) or `rules: [...]`; `type:` picks the rule type (default match).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from detectors.base import Detector
 from detectors.errors import RuleError
-from detectors.rules.yamlload import LocatedDict, LocatedList
-
-RULE_MATCHING = ("first", "all")
-
-
-@dataclass(frozen=True, slots=True)
-class LoadOptions:
-    # Falco's rule_matching: "first" stops at the first matching rule of a Falco ruleset (Falco's default).
-    rule_matching: str = "first"
-
-    def __post_init__(self) -> None:
-        if self.rule_matching not in RULE_MATCHING:
-            raise ValueError(f"rule matching must be one of {', '.join(RULE_MATCHING)}")
+from detectors.loading.formats import LoadOptions
+from detectors.loading.yamlload import LocatedDict, LocatedList
+from detectors.rules.anomaly import AnomalyRule
+from detectors.rules.match import MatchRule
+from detectors.rules.sequence import SequenceRule
+from detectors.rules.windowed import DistinctCountRule, NewTermsRule, ThresholdRule
 
 
-class RuleFormat(Protocol):
-    name: ClassVar[str]
+class RuleFactory(Protocol):
+    def __call__(self, node: LocatedDict, *, path: str) -> Detector: ...
 
-    @staticmethod
-    def accepts(docs: list[Any]) -> bool:
-        """Whether these YAML documents (one file) are of this format."""
-        ...
 
-    def add(self, path: Path, docs: list[Any]) -> None:
-        """Take one file; raise RuleError (file:line) or RuleErrors for what is wrong in it."""
-        ...
-
-    def finish(self, options: LoadOptions) -> list[Detector]:
-        """Build the detectors of every file added, in load order."""
-        ...
+# `type:` of an auditwatch rule -> the class that builds it. Data, not an if-chain: a new type is one entry.
+RULE_TYPES: dict[str, RuleFactory] = {
+    "match": MatchRule.from_node,
+    "threshold": ThresholdRule.from_node,
+    "distinct_count": DistinctCountRule.from_node,
+    "new_terms": NewTermsRule.from_node,
+    "sequence": SequenceRule.from_node,
+    "anomaly": AnomalyRule.from_node,
+}
 
 
 def _looks_like_sigma(doc: Any) -> bool:
@@ -49,7 +38,7 @@ def _looks_like_sigma(doc: Any) -> bool:
 
 
 class NativeRules:
-    """auditwatch's own YAML rules (docs/rules.md): one rule per file, or `rules: [...]`."""
+    """The `auditwatch` rule format: one rule per file, or `rules: [...]`."""
 
     name: ClassVar[str] = "auditwatch"
 
@@ -61,8 +50,6 @@ class NativeRules:
         return len(docs) == 1 and isinstance(docs[0], dict) and not _looks_like_sigma(docs[0])
 
     def add(self, path: Path, docs: list[Any]) -> None:
-        from detectors.registry import RULE_TYPES
-
         nodes = _rule_nodes(docs[0], str(path))
         for node in nodes:
             rule_type = node.get("type", "match")

@@ -1,13 +1,12 @@
-"""Run the test events that rule files carry (used by the test suite and, later, `auditwatch rules test`)."""
+"""Run the test events that rule files carry (`auditwatch rules test` and the test suite)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from detectors.base import Detector
+from detectors.base import Detector, RuleTest, Stateful
 from detectors.events import split_document
 from detectors.pipeline import Pipeline
-from detectors.rules.match import RuleTest
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,9 +21,9 @@ def run_case(detector: Detector, case: RuleTest, *, path: str) -> CaseResult:
     """Feed the case's event (or sequence of events) to a fresh detector; compare with what it expects."""
     rule_id = detector.id
     origin = f"{path}:{case.line}"
-    reset = getattr(detector, "restore", None)
-    if reset is not None:
-        reset({})  # stateful rules start every case from an empty state
+    stateful = detector if isinstance(detector, Stateful) else None
+    if stateful is not None:
+        stateful.restore({})  # stateful rules start every case from an empty state
     pipeline = Pipeline([detector])
     fired = 0
     try:
@@ -37,8 +36,8 @@ def run_case(detector: Detector, case: RuleTest, *, path: str) -> CaseResult:
                 )
             fired += sum(1 for a in pipeline.process(events[0]) if a.rule_id == rule_id)
     finally:
-        if reset is not None:
-            reset({})
+        if stateful is not None:
+            stateful.restore({})
     count_ok = case.expected_alerts is None or fired == case.expected_alerts
     if (fired > 0) == case.expect_alert and count_ok:
         return CaseResult(rule_id, case, True, "")

@@ -1,6 +1,7 @@
-"""Load rule files: named packs (detectors.packs), single files or directories, in any registered format.
+"""Load rule files: named packs (detectors.packs), single files or directories, in the formats the caller names.
 
 Every error names its file and line; all errors of a load are collected and raised together.
+`detectors.registry.load_rules` is this loader bound to the known formats.
 """
 
 from __future__ import annotations
@@ -8,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from detectors.base import Detector
+from detectors.base import Detector, Sourced
 from detectors.errors import RuleError, RuleErrors
+from detectors.loading.formats import LoadOptions, RuleFormat
+from detectors.loading.yamlload import load_yaml_documents, read_rule_text
 from detectors.packs import PACKS
-from detectors.rules.formats import LoadOptions, RuleFormat
-from detectors.rules.yamlload import load_yaml_documents, read_rule_text
 
 BUILTIN = "builtin"
 BUILTIN_DIR = PACKS[BUILTIN]
@@ -30,21 +31,22 @@ def rule_files(spec: str) -> list[Path]:
     raise RuleError(f"no such rule pack ({', '.join(PACKS)}), file or directory", path=spec)
 
 
-def _format_for(docs: list[object], path: Path) -> type[RuleFormat]:
-    from detectors.registry import RULE_FORMATS
-
-    for fmt in RULE_FORMATS:
+def _format_for(docs: list[object], path: Path, formats: Sequence[type[RuleFormat]]) -> type[RuleFormat]:
+    for fmt in formats:
         if fmt.accepts(docs):
             return fmt
-    names = ", ".join(f.name for f in RULE_FORMATS)
+    names = ", ".join(f.name for f in formats)
     raise RuleError(f"not a rule file of a known format ({names})", path=str(path), line=1)
 
 
-def load_rules(specs: Sequence[str] | None = None, options: LoadOptions | None = None) -> list[Detector]:
-    """Load every rule named by `specs` (default: the built-in pack), in order; collect all errors, then raise."""
+def load_rule_files(
+    specs: Sequence[str] | None, formats: Sequence[type[RuleFormat]], options: LoadOptions | None = None
+) -> list[Detector]:
+    """Load every rule named by `specs` (default: the built-in pack), in order, each file in the first of
+    `formats` that accepts it; collect all errors, then raise."""
     options = options or LoadOptions()
     errors: list[RuleError] = []
-    formats: dict[type[RuleFormat], RuleFormat] = {}
+    collecting: dict[type[RuleFormat], RuleFormat] = {}
     for spec in specs or [BUILTIN]:
         try:
             files = rule_files(spec)
@@ -54,17 +56,17 @@ def load_rules(specs: Sequence[str] | None = None, options: LoadOptions | None =
         for path in files:
             try:
                 docs = load_yaml_documents(read_rule_text(path), path=str(path))
-                fmt = _format_for(docs, path)
-                if fmt not in formats:
-                    formats[fmt] = fmt()
-                formats[fmt].add(path, docs)
+                fmt = _format_for(docs, path, formats)
+                if fmt not in collecting:
+                    collecting[fmt] = fmt()
+                collecting[fmt].add(path, docs)
             except RuleError as exc:
                 errors.append(exc)
             except RuleErrors as exc:
                 errors.extend(exc.errors)
     detectors: list[Detector] = []
     seen: set[str] = set()
-    for fmt_instance in formats.values():
+    for fmt_instance in collecting.values():
         try:
             built = fmt_instance.finish(options)
         except RuleError as exc:
@@ -85,5 +87,4 @@ def load_rules(specs: Sequence[str] | None = None, options: LoadOptions | None =
 
 
 def _source_of(detector: Detector) -> str:
-    source = getattr(detector, "source", None)
-    return str(source) if source is not None else detector.id
+    return str(detector.source) if isinstance(detector, Sourced) else detector.id

@@ -1,0 +1,395 @@
+"""The header every native rule type shares, parsed in one place: identity, documentation, stages, message,
+suppression, allowlist and test cases; with the durations, allowlists, test cases and messages it holds.
+
+`RuleHeader` is format-neutral data: Sigma builds one from its own fields too. `parse_header` reads it from
+an auditwatch rule mapping (docs/rules.md) and raises a RuleError at the offending key's line.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from detectors.alerts import DEFAULT_SUPPRESS_S, Severity
+from detectors.base import RuleSource, RuleTest
+from detectors.errors import RuleError
+from detectors.events import STAGES, AuditEvent, parse_time
+from detectors.fieldpath import PathError, compile_path
+from detectors.loading.yamlload import LocatedDict, LocatedList, plain
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_MITRE = re.compile(r"^T\d{4}(\.\d{3})?$")
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+_DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+HEADER_KEYS = frozenset(
+    {
+        "id", "name", "type", "severity", "description", "mitre", "false_positives", "tags", "stages",
+        "match", "allowlist", "message", "tests", "enabled", "suppress",
+    }
+)  # fmt: skip
+REQUIRED_KEYS = ("id", "name", "severity", "description", "mitre", "match")
+ALLOWLIST_KEYS = ("users", "groups", "namespaces", "images", "registries")
+DEFAULT_STAGES = frozenset({"ResponseComplete"})
+
+
+# ---- durations -------------------------------------------------------------------------------------------
+
+
+def parse_duration(value: Any, *, path: str, line: int, what: str) -> float:
+    """`30s`, `15m`, `2h`, `7d` -> seconds."""
+    m = _DURATION.match(str(value)) if isinstance(value, (str, int)) else None
+    if m is None or int(m.group(1)) <= 0:
+        raise RuleError(f"{what} must be a duration like 30s, 15m, 2h or 7d", path=path, line=line)
+    return float(int(m.group(1)) * _UNITS[m.group(2)])
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as alert messages show them: `7d`, `1.5h`, `15m`, `40s`."""
+    if seconds >= 86400 and seconds % 86400 == 0:
+        return f"{int(seconds // 86400)}d"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f}h".replace(".0h", "h")
+    if seconds >= 60:
+        return f"{seconds / 60:.1f}m".replace(".0m", "m")
+    return f"{seconds:.0f}s"
+
+
+# ---- allowlist -------------------------------------------------------------------------------------------
+
+
+def _glob_matcher(patterns: list[str]) -> Callable[[str], bool]:
+    if not patterns:
+        return lambda _v: False
+    regex = re.compile("|".join(fnmatch.translate(p) for p in patterns))
+    return lambda v: bool(v) and regex.match(v) is not None
+
+
+def image_registry(image: str) -> str:
+    """The registry of an image reference, as the container runtime resolves it (docker.io by default)."""
+    first, sep, _ = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+@dataclass(frozen=True, slots=True)
+class Allowlist:
+    """Events a rule must not alert on. Users, groups, namespaces: any match allows. Images, registries:
+    the event is allowed when it carries containers and *every* one of them (init and ephemeral included,
+    unlike Falco's main-containers-only exemption) has an allowed image or comes from an allowed registry."""
+
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    namespaces: tuple[str, ...] = ()
+    images: tuple[str, ...] = ()
+    registries: tuple[str, ...] = ()
+    _user: Callable[[str], bool] = field(default=lambda _v: False, repr=False, compare=False)
+    _group: Callable[[str], bool] = field(default=lambda _v: False, repr=False, compare=False)
+    _namespace: Callable[[str], bool] = field(default=lambda _v: False, repr=False, compare=False)
+    _image: Callable[[str], bool] = field(default=lambda _v: False, repr=False, compare=False)
+    _registry: Callable[[str], bool] = field(default=lambda _v: False, repr=False, compare=False)
+
+    @classmethod
+    def build(cls, lists: dict[str, list[str]]) -> Allowlist:
+        return cls(
+            users=tuple(lists["users"]), groups=tuple(lists["groups"]), namespaces=tuple(lists["namespaces"]),
+            images=tuple(lists["images"]), registries=tuple(lists["registries"]),
+            _user=_glob_matcher(lists["users"]), _group=_glob_matcher(lists["groups"]),
+            _namespace=_glob_matcher(lists["namespaces"]), _image=_glob_matcher(lists["images"]),
+            _registry=_glob_matcher(lists["registries"]),
+        )  # fmt: skip
+
+    def allows(self, event: AuditEvent) -> bool:
+        if self._user(event.username) or any(self._group(g) for g in event.groups) or self._namespace(event.namespace):
+            return True
+        if not (self.images or self.registries):
+            return False
+        images = [i for i in (event.get("$containers[*].image") or []) if isinstance(i, str)]
+        return bool(images) and all(self._image(i) or self._registry(image_registry(i)) for i in images)
+
+
+def parse_allowlist(node: LocatedDict, *, path: str) -> Allowlist:
+    """The rule's `allowlist:` (empty when absent)."""
+    raw = node.get("allowlist")
+    if raw is None:
+        return Allowlist()
+    if not isinstance(raw, dict):
+        raise key_error(node, path, f"allowlist must be a mapping of {'/'.join(ALLOWLIST_KEYS)}", "allowlist")
+    unknown = sorted(set(raw) - set(ALLOWLIST_KEYS))
+    if unknown:
+        raise key_error(
+            node, path, f"unknown allowlist key {unknown[0]!r} (known: {', '.join(ALLOWLIST_KEYS)})", "allowlist"
+        )
+    lists: dict[str, list[str]] = {}
+    for key in ALLOWLIST_KEYS:
+        value = raw.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise key_error(node, path, f"allowlist.{key} must be a list of strings", "allowlist")
+        lists[key] = value
+    return Allowlist.build(lists)
+
+
+# ---- messages --------------------------------------------------------------------------------------------
+
+
+def render_message(template: str, event: AuditEvent) -> str:
+    """Fill a rule's `message` placeholders (`{field.path}`) from the event; `-` for what is missing."""
+
+    def sub(m: re.Match[str]) -> str:
+        value = event.get(m.group(1))
+        if value is None or value == [] or value == "":
+            return "-"
+        if isinstance(value, list):
+            return ",".join(str(v) for v in value)
+        return str(value)
+
+    return _PLACEHOLDER.sub(sub, template)
+
+
+# ---- the header ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RuleHeader:
+    """What a rule declares besides its detection logic: who it is, what it is about, when it looks, how it
+    alerts, what it must let pass, and how it is tested."""
+
+    id: str
+    name: str
+    severity: Severity
+    description: str
+    mitre: tuple[str, ...]
+    stages: frozenset[str]
+    source: RuleSource
+    message: str = ""  # a template (`{field.path}` placeholders); empty: the rule writes its own
+    false_positives: str = ""
+    tags: tuple[str, ...] = ()
+    suppress_s: float = DEFAULT_SUPPRESS_S
+    allowlist: Allowlist = field(default_factory=Allowlist)
+    tests: tuple[RuleTest, ...] = ()
+
+
+def key_error(node: LocatedDict, path: str, message: str, key: str | None = None) -> RuleError:
+    """A RuleError at the line of `key` in the rule mapping (at the mapping when no key is given)."""
+    return RuleError(message, path=path, line=node.line_of(key) if key else node.line)
+
+
+def parse_header(
+    node: LocatedDict,
+    *,
+    path: str,
+    extra_keys: frozenset[str] = frozenset(),
+    requires_match: bool = True,
+    sequence_tests: bool = False,
+) -> RuleHeader:
+    """The keys every rule type shares, validated. `extra_keys` are the rule type's own keys; stateful
+    types write their tests as sequences (`sequence_tests`)."""
+    known = HEADER_KEYS | extra_keys
+    unknown = sorted(set(node) - known)
+    if unknown:
+        raise key_error(node, path, f"unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})", unknown[0])
+    for key in REQUIRED_KEYS:
+        if key not in node and (requires_match or key != "match"):
+            raise key_error(node, path, f"missing required key {key!r}")
+    for key in ("id", "name", "description"):
+        if not isinstance(node[key], str) or not node[key].strip():
+            raise key_error(node, path, f"{key!r} must be a non-empty string", key)
+    rule_id: str = node["id"]
+    if not _ID.match(rule_id):
+        raise key_error(node, path, f"id {rule_id!r} must be lower-case letters, digits and dashes", "id")
+    try:
+        severity = Severity.parse(str(node["severity"]))
+    except ValueError as exc:
+        raise key_error(node, path, str(exc), "severity") from None
+    mitre = _parse_mitre(node, path)
+    stages = _parse_stages(node, path)
+    message = _parse_message(node, path)
+    tags = node.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise key_error(node, path, "tags must be a list of strings", "tags")
+    fps = node.get("false_positives", "")
+    if not isinstance(fps, str):
+        raise key_error(node, path, "false_positives must be a string", "false_positives")
+    suppress_s = DEFAULT_SUPPRESS_S
+    if "suppress" in node:
+        suppress_s = parse_duration(node["suppress"], path=path, line=node.line_of("suppress"), what="suppress")
+    return RuleHeader(
+        id=rule_id,
+        name=node["name"],
+        severity=severity,
+        description=node["description"].strip(),
+        mitre=mitre,
+        stages=stages,
+        source=RuleSource(path, node.line),
+        message=message,
+        false_positives=fps.strip(),
+        tags=tuple(tags),
+        suppress_s=suppress_s,
+        allowlist=parse_allowlist(node, path=path),
+        tests=parse_tests(node, path=path, sequences=sequence_tests),
+    )
+
+
+def _parse_mitre(node: LocatedDict, path: str) -> tuple[str, ...]:
+    raw = node["mitre"]
+    mitre = tuple(raw) if isinstance(raw, list) else (raw,)
+    for technique in mitre:
+        if not isinstance(technique, str) or not _MITRE.match(technique):
+            raise key_error(
+                node, path, f"mitre {technique!r} is not an ATT&CK technique id like T1609 or T1552.007", "mitre"
+            )
+    return mitre
+
+
+def _parse_stages(node: LocatedDict, path: str) -> frozenset[str]:
+    if "stages" not in node:
+        return DEFAULT_STAGES
+    raw = node["stages"]
+    if not isinstance(raw, list) or not raw or any(s not in STAGES for s in raw):
+        raise key_error(node, path, f"stages must be a non-empty list of {', '.join(STAGES)}", "stages")
+    return frozenset(raw)
+
+
+def _parse_message(node: LocatedDict, path: str) -> str:
+    message = node.get("message", "")
+    if not isinstance(message, str):
+        raise key_error(node, path, "message must be a string", "message")
+    for placeholder in _PLACEHOLDER.findall(message):
+        try:
+            compile_path(placeholder)
+        except PathError as exc:
+            raise key_error(node, path, f"message placeholder: {exc}", "message") from None
+    return message
+
+
+# ---- test cases ------------------------------------------------------------------------------------------
+
+
+def parse_tests(node: LocatedDict, *, path: str, sequences: bool = False) -> tuple[RuleTest, ...]:
+    """`{name, expect, event}` for single-event rules; `{name, expect, sequence: [...]}` for stateful ones.
+
+    A sequence item is `{event, repeat?: N, every?: 30s}`: the event, then N-1 copies `every` apart with
+    their own auditIDs, so a test of "20 denied reads in 15 minutes" stays readable.
+    """
+    raw = node.get("tests")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise key_error(node, path, "tests must be a list", "tests")
+    tests: list[RuleTest] = []
+    body_key = "sequence" if sequences else "event"
+    for i, case in enumerate(raw):
+        line = raw.line_of(i) if isinstance(raw, LocatedList) else 0
+        allowed = {"name", "expect", body_key} | ({"alerts"} if sequences else set())
+        if not isinstance(case, dict) or not {"name", "expect", body_key} <= set(case) or set(case) - allowed:
+            shape = "{name, expect: alert|none, sequence: [{event, repeat?, every?}], alerts?}" if sequences else (
+                "{name, expect: alert|none, event}")  # fmt: skip
+            raise RuleError(f"a test is {shape}", path=path, line=line)
+        if case["expect"] not in ("alert", "none"):
+            raise RuleError("test expect must be 'alert' or 'none'", path=path, line=line)
+        expected_count = case.get("alerts")
+        if expected_count is not None and (not isinstance(expected_count, int) or isinstance(expected_count, bool)):
+            raise RuleError(
+                "test alerts must be an integer (how many alerts the sequence raises)", path=path, line=line
+            )
+        events = _expand_sequence(case[body_key], path, line) if sequences else [case["event"]]
+        for event in events:
+            if not isinstance(event, dict):
+                raise RuleError("test event must be a mapping (a full audit Event)", path=path, line=line)
+        tests.append(
+            RuleTest(str(case["name"]), case["expect"] == "alert", plain(events[0]), line,
+                     tuple(plain(e) for e in events), expected_count)
+        )  # fmt: skip
+    return tuple(tests)
+
+
+def _expand_sequence(items: Any, path: str, line: int) -> list[Any]:
+    if not isinstance(items, list) or not items:
+        raise RuleError("sequence must be a non-empty list of {event, repeat?, every?}", path=path, line=line)
+    events: list[Any] = []
+    for item in items:
+        where = item.line if isinstance(item, LocatedDict) else line
+        if not isinstance(item, dict) or "event" not in item or set(item) - {"event", "repeat", "every"}:
+            raise RuleError("a sequence item is {event, repeat?, every?}", path=path, line=where)
+        repeat = item.get("repeat", 1)
+        if not isinstance(repeat, int) or isinstance(repeat, bool) or not 1 <= repeat <= 10_000:
+            raise RuleError("repeat must be an integer from 1 to 10000", path=path, line=where)
+        every = parse_duration(item.get("every", "1s"), path=path, line=where, what="every")
+        base = item["event"]
+        events.append(base)
+        for n in range(1, repeat):
+            events.append(_shifted(base, n, every * n))
+    return events
+
+
+def _shifted(event: Any, n: int, seconds: float) -> Any:
+    """A copy of a test event `seconds` later, with an auditID of its own (still UUID-shaped)."""
+    copy = plain(event)
+    if not isinstance(copy, dict):
+        return copy
+    audit_id = str(copy.get("auditID", ""))
+    copy["auditID"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{audit_id}#{n}"))
+    for key in ("requestReceivedTimestamp", "stageTimestamp"):
+        parsed = parse_time(copy.get(key))
+        if parsed is not None:
+            copy[key] = (parsed + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return copy
+
+
+# ---- the header's fields as the rule's own attributes ---------------------------------------------------
+
+
+class HeaderAttributes:
+    """The header fields the detector contract reads on a rule (`Detector.id`/`stages`, `Described`),
+    delegated to its `header`."""
+
+    __slots__ = ()
+    header: RuleHeader
+
+    @property
+    def id(self) -> str:
+        return self.header.id
+
+    @property
+    def name(self) -> str:
+        return self.header.name
+
+    @property
+    def severity(self) -> Severity:
+        return self.header.severity
+
+    @property
+    def mitre(self) -> tuple[str, ...]:
+        return self.header.mitre
+
+    @property
+    def stages(self) -> frozenset[str]:
+        return self.header.stages
+
+    @property
+    def source(self) -> RuleSource:
+        return self.header.source
+
+    @property
+    def description(self) -> str:
+        return self.header.description
+
+    @property
+    def false_positives(self) -> str:
+        return self.header.false_positives
+
+
+class NativeRuleAttributes(HeaderAttributes):
+    """A native rule's attributes: the header's, plus its test cases (`SelfTested`)."""
+
+    __slots__ = ()
+
+    @property
+    def tests(self) -> tuple[RuleTest, ...]:
+        return self.header.tests

@@ -1,0 +1,131 @@
+"""`type: sequence` — ordered steps by the same key within a time span; alert on the step that completes it."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from detectors.alerts import Alert
+from detectors.errors import RuleError
+from detectors.events import STAGES, AuditEvent
+from detectors.loading.yamlload import LocatedDict, LocatedList
+from detectors.rules.conditions import Predicate, compile_condition, index_values
+from detectors.rules.header import format_duration, key_error, parse_duration, parse_header
+from detectors.rules.stateful import Key, StatefulRule, key_getter
+
+STEP_KEYS = frozenset({"name", "match", "by", "stages"})
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    predicate: Predicate
+    key: Callable[[AuditEvent], Key | None]
+    stages: frozenset[str]
+
+
+@dataclass
+class SequenceRule(StatefulRule):
+    """Ordered `steps` by the same key within `within`: alert on the event that completes the sequence.
+
+    The rule's stages are those of its steps; `match` is per step, so the rule-level predicate is "any"."""
+
+    steps: tuple[Step, ...] = ()
+    within_s: float = 0.0
+    # key -> (index of the last step reached, time of the first step, auditIDs of the steps so far)
+    _progress: dict[Key, tuple[int, float, list[str]]] = field(default_factory=dict, repr=False)
+
+    def detect(self, event: AuditEvent) -> list[Alert]:
+        stage = event.raw.get("stage")
+        allowlist = self.header.allowlist
+        # later steps first: one event must not both start and advance the same sequence
+        for index in range(len(self.steps) - 1, -1, -1):
+            step = self.steps[index]
+            if stage not in step.stages or not step.predicate(event) or allowlist.allows(event):
+                continue
+            now = event.timestamp
+            self._sweep(now)
+            key = step.key(event)
+            if key is None:
+                continue
+            if index == 0:
+                if len(self.steps) == 1:
+                    return []
+                self._progress[key] = (0, now, [event.audit_id])
+                continue
+            reached = self._progress.get(key)
+            # in order and in time: an event older than the first step (a redelivery) does not complete it
+            if reached is None or reached[0] != index - 1 or not 0 <= now - reached[1] <= self.within_s:
+                continue
+            ids = [*reached[2], event.audit_id]
+            if index < len(self.steps) - 1:
+                self._progress[key] = (index, reached[1], ids)
+                continue
+            del self._progress[key]
+            names = " -> ".join(s.name for s in self.steps)
+            details = {"key": list(key), "steps": [s.name for s in self.steps], "audit_ids": ids,
+                       "started": reached[1], "within_s": self.within_s}  # fmt: skip
+            message = f"{names} within {format_duration(now - reached[1])} by {', '.join(key)}"
+            return [self.alert(event, message, details)]
+        return []
+
+    def _sweep(self, now: float) -> None:
+        if not self.tick():
+            return
+        for k in [k for k, (_, start, _) in self._progress.items() if now - start > self.within_s]:
+            del self._progress[k]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"progress": [[list(k), i, t, ids] for k, (i, t, ids) in self._progress.items()]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._progress = {tuple(k): (i, t, ids) for k, i, t, ids in state.get("progress", [])}
+
+    @classmethod
+    def from_node(cls, node: LocatedDict, *, path: str) -> SequenceRule:
+        header = parse_header(
+            node, path=path, extra_keys=frozenset({"by", "within", "steps"}), requires_match=False, sequence_tests=True
+        )
+        for key in ("by", "within", "steps"):
+            if key not in node:
+                raise key_error(node, path, f"missing required key {key!r} for a sequence rule")
+        raw_steps = node["steps"]
+        if not isinstance(raw_steps, LocatedList) or len(raw_steps) < 2:
+            raise key_error(node, path, "steps must be a list of at least two steps", "steps")
+        steps = tuple(_parse_step(node, raw_steps, i, header.stages, path) for i in range(len(raw_steps)))
+        resources: frozenset[str] | None = frozenset()
+        for raw in raw_steps:  # the pipeline may skip events no step can match
+            found = index_values(raw["match"], "objectRef.resource")
+            resources = None if found is None or resources is None else resources | found
+        return cls(
+            dataclasses.replace(header, stages=frozenset().union(*(step.stages for step in steps))),
+            resources,
+            lambda e: True,
+            steps=steps,
+            within_s=parse_duration(node["within"], path=path, line=node.line_of("within"), what="within"),
+        )
+
+
+def _parse_step(node: LocatedDict, raw_steps: LocatedList, i: int, default_stages: frozenset[str], path: str) -> Step:
+    """Step `i`: `{name?, match, by?, stages?}`; `by` and `stages` default to the rule's."""
+    raw, line = raw_steps[i], raw_steps.line_of(i)
+    if not isinstance(raw, LocatedDict) or "match" not in raw or set(raw) - STEP_KEYS:
+        raise RuleError("a step is {name, match, by?, stages?}", path=path, line=line)
+    stages = default_stages
+    if "stages" in raw:
+        if not isinstance(raw["stages"], list) or any(s not in STAGES for s in raw["stages"]):
+            raise RuleError(f"stages must be a list of {', '.join(STAGES)}", path=path, line=raw.line_of("stages"))
+        stages = frozenset(raw["stages"])
+    return Step(
+        name=str(raw.get("name", f"step {i + 1}")),
+        predicate=compile_condition(raw["match"], path=path, line=raw.line_of("match")),
+        key=key_getter(
+            raw.get("by", node["by"]),
+            path=path,
+            line=raw.line_of("by") if "by" in raw else node.line_of("by"),
+            what="by",
+        ),
+        stages=stages,
+    )

@@ -1,0 +1,234 @@
+"""Stateful rule types over a time window per key: `threshold`, `distinct_count`, `new_terms`."""
+
+from __future__ import annotations
+
+from bisect import bisect_right, insort
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from detectors.alerts import Alert
+from detectors.events import AuditEvent
+from detectors.fieldpath import PathError, compile_path
+from detectors.loading.yamlload import LocatedDict
+from detectors.rules.header import format_duration, key_error, parse_duration
+from detectors.rules.stateful import Key, StatefulRule, key_fields, key_getter
+
+
+def _require(node: LocatedDict, path: str, keys: tuple[str, ...], rule_type: str) -> None:
+    for key in keys:
+        if key not in node:
+            raise key_error(node, path, f"missing required key {key!r} for a {rule_type} rule")
+
+
+@dataclass
+class ThresholdRule(StatefulRule):
+    """At least `threshold` matching events per key within a sliding `window`; one alert per burst."""
+
+    key: Callable[[AuditEvent], Key | None] = field(default=lambda e: None, repr=False)
+    key_fields: tuple[str, ...] = ()
+    window_s: float = 0.0
+    threshold: int = 0
+    # a short list per key (at most `threshold` entries): far smaller than a deque per key
+    _times: dict[Key, list[float]] = field(default_factory=dict, repr=False)
+
+    def detect(self, event: AuditEvent) -> list[Alert]:
+        if not self.counts(event):
+            return []
+        key = self.key(event)
+        if key is None:
+            return []
+        now = event.timestamp
+        times = self._times.get(key)
+        if times is None:
+            times = self._times[key] = []
+        insort(times, now)  # batches arrive out of order; keep the list sorted
+        expired = bisect_right(times, now - self.window_s) if times[0] <= now - self.window_s else 0
+        if expired:
+            del times[:expired]
+        self._sweep(now)
+        if len(times) < self.threshold:
+            return []
+        first = times[0]
+        times.clear()  # the burst is reported; the next alert needs a new one
+        details = {"key": dict(zip(self.key_fields, key, strict=True)), "count": self.threshold,
+                   "window_s": self.window_s, "first_seen": first, "last_seen": now}  # fmt: skip
+        message = f"{self.threshold} events in {format_duration(now - first)} by {', '.join(key)}"
+        return [self.alert(event, message, details)]
+
+    def _sweep(self, now: float) -> None:
+        if not self.tick():
+            return
+        for k in [k for k, t in self._times.items() if not t or t[-1] <= now - self.window_s]:
+            del self._times[k]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"times": [[list(k), list(t)] for k, t in self._times.items() if t]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._times = {tuple(k): list(t) for k, t in state.get("times", [])}
+
+    @classmethod
+    def from_node(cls, node: LocatedDict, *, path: str) -> ThresholdRule:
+        common = cls.parse(node, path=path, extra_keys=frozenset({"group_by", "window", "threshold"}))
+        _require(node, path, ("group_by", "window", "threshold"), "threshold")
+        threshold = node["threshold"]
+        if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 2:
+            raise key_error(node, path, "threshold must be an integer of at least 2", "threshold")
+        group_by = node["group_by"]
+        return cls(
+            *common,
+            key=key_getter(group_by, path=path, line=node.line_of("group_by"), what="group_by"),
+            key_fields=key_fields(group_by),
+            window_s=parse_duration(node["window"], path=path, line=node.line_of("window"), what="window"),
+            threshold=threshold,
+        )
+
+
+@dataclass
+class DistinctCountRule(StatefulRule):
+    """Per key within `window`: at least `min` distinct values of each listed field; one alert per burst."""
+
+    key: Callable[[AuditEvent], Key | None] = field(default=lambda e: None, repr=False)
+    key_fields: tuple[str, ...] = ()
+    window_s: float = 0.0
+    distinct: tuple[tuple[str, Callable[[AuditEvent], Any], int], ...] = ()
+    _values: dict[Key, list[dict[str, float]]] = field(default_factory=dict, repr=False)
+
+    def detect(self, event: AuditEvent) -> list[Alert]:
+        if not self.counts(event):
+            return []
+        key = self.key(event)
+        if key is None:
+            return []
+        now = event.timestamp
+        per_field = self._values.setdefault(key, [{} for _ in self.distinct])
+        for (_, get, _), seen in zip(self.distinct, per_field, strict=True):
+            value = get(event)
+            if value is not None and value != "":
+                seen[str(value)] = now
+            for stale in [v for v, ts in seen.items() if ts <= now - self.window_s]:
+                del seen[stale]
+        self._sweep(now)
+        if any(len(seen) < minimum for (_, _, minimum), seen in zip(self.distinct, per_field, strict=True)):
+            return []
+        counts = {name: sorted(seen)[:20] for (name, _, _), seen in zip(self.distinct, per_field, strict=True)}
+        del self._values[key]
+        summary = ", ".join(f"{len(v)} distinct {n}" for n, v in counts.items())
+        details = {"key": dict(zip(self.key_fields, key, strict=True)), "distinct": counts, "window_s": self.window_s}
+        return [self.alert(event, f"{summary} within {format_duration(self.window_s)} by {', '.join(key)}", details)]
+
+    def _sweep(self, now: float) -> None:
+        if not self.tick():
+            return
+        for k in [
+            k for k, per in self._values.items() if all(not s or max(s.values()) <= now - self.window_s for s in per)
+        ]:
+            del self._values[k]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"values": [[list(k), v] for k, v in self._values.items()]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._values = {tuple(k): v for k, v in state.get("values", [])}
+
+    @classmethod
+    def from_node(cls, node: LocatedDict, *, path: str) -> DistinctCountRule:
+        common = cls.parse(node, path=path, extra_keys=frozenset({"group_by", "window", "distinct"}))
+        _require(node, path, ("group_by", "window", "distinct"), "distinct_count")
+        raw = node["distinct"]
+        if not isinstance(raw, dict) or not raw:
+            message = "distinct maps field paths to the minimum number of distinct values"
+            raise key_error(node, path, message, "distinct")
+        distinct = []
+        for name, minimum in raw.items():
+            if not isinstance(minimum, int) or isinstance(minimum, bool) or minimum < 2:
+                raise key_error(node, path, f"distinct.{name} must be an integer of at least 2", "distinct")
+            try:
+                distinct.append((name, compile_path(name).value, minimum))
+            except PathError as exc:
+                raise key_error(node, path, f"distinct: {exc}", "distinct") from None
+        group_by = node["group_by"]
+        return cls(
+            *common,
+            key=key_getter(group_by, path=path, line=node.line_of("group_by"), what="group_by"),
+            key_fields=key_fields(group_by),
+            window_s=parse_duration(node["window"], path=path, line=node.line_of("window"), what="window"),
+            distinct=tuple(distinct),
+        )
+
+
+@dataclass
+class NewTermsRule(StatefulRule):
+    """A tuple of `terms` never seen for the key within `history`; silent during the `learning` period."""
+
+    key: Callable[[AuditEvent], Key | None] = field(default=lambda e: None, repr=False)
+    key_fields: tuple[str, ...] = ()
+    terms: Callable[[AuditEvent], Key | None] = field(default=lambda e: None, repr=False)
+    term_fields: tuple[str, ...] = ()
+    history_s: float = 0.0
+    learning_s: float = 0.0
+    _first_event: float | None = None
+    _last_seen: dict[Key, float] = field(default_factory=dict, repr=False)
+
+    def detect(self, event: AuditEvent) -> list[Alert]:
+        if not self.counts(event):
+            return []
+        key = self.key(event)
+        terms = self.terms(event)
+        if key is None or terms is None:
+            return []
+        now = event.timestamp
+        if self._first_event is None:
+            self._first_event = now
+        entry = key + ("\x1f",) + terms
+        previous = self._last_seen.get(entry)
+        self._last_seen[entry] = max(now, previous or now)
+        self._sweep(now)
+        if previous is not None and previous > now - self.history_s:
+            return []
+        if now - self._first_event < self.learning_s:
+            return []  # still learning what is normal
+        details = {
+            "key": dict(zip(self.key_fields, key, strict=True)),
+            "new_terms": dict(zip(self.term_fields, terms, strict=True)),
+            "history_s": self.history_s,
+            "last_seen_before": previous,
+        }
+        described = ", ".join(f"{f}={v}" for f, v in zip(self.term_fields, terms, strict=True))
+        message = f"first time in {format_duration(self.history_s)} for {', '.join(key)}: {described}"
+        return [self.alert(event, message, details)]
+
+    def _sweep(self, now: float) -> None:
+        if not self.tick():
+            return
+        for k in [k for k, ts in self._last_seen.items() if ts <= now - self.history_s]:
+            del self._last_seen[k]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"first_event": self._first_event, "last_seen": [[list(k), ts] for k, ts in self._last_seen.items()]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._first_event = state.get("first_event")
+        self._last_seen = {tuple(k): ts for k, ts in state.get("last_seen", [])}
+
+    @classmethod
+    def from_node(cls, node: LocatedDict, *, path: str) -> NewTermsRule:
+        common = cls.parse(node, path=path, extra_keys=frozenset({"group_by", "terms", "history", "learning"}))
+        _require(node, path, ("group_by", "terms", "history"), "new_terms")
+        group_by, terms = node["group_by"], node["terms"]
+        history = parse_duration(node["history"], path=path, line=node.line_of("history"), what="history")
+        learning = (
+            parse_duration(node["learning"], path=path, line=node.line_of("learning"), what="learning")
+            if "learning" in node
+            else 0.0
+        )
+        return cls(
+            *common,
+            key=key_getter(group_by, path=path, line=node.line_of("group_by"), what="group_by"),
+            key_fields=key_fields(group_by),
+            terms=key_getter(terms, path=path, line=node.line_of("terms"), what="terms"),
+            term_fields=key_fields(terms),
+            history_s=history,
+            learning_s=learning,
+        )
