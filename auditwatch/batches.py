@@ -14,6 +14,7 @@ items and detector state are not kept: the retry brings its rejects again, and a
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -97,9 +98,11 @@ class BatchWriter:
         self._changed.discard(scope)
 
     def checkpoint_due(self, scope: str, *, force: bool = False) -> bool:
+        """Whether to checkpoint the scope's state with this batch (`force`: on hand-over or shutdown)."""
         if force:
             return True
-        return scope in self._changed and time.monotonic() - self._tried.get(scope, 0.0) >= self.checkpoint_every_s
+        since = time.monotonic() - self._tried.get(scope, -math.inf)
+        return scope in self._changed and since >= self.checkpoint_every_s
 
     def write(self, batch: BatchResults) -> Written:
         """Store the batch (with what a failed write left pending) in one transaction, then prune old receipts
