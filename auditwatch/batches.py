@@ -5,11 +5,12 @@ is the one place that decides what a failed write leaves behind, and when detect
 and old receipts pruned.
 
 A write is the commit boundary: `BatchWriter.write` returns only once everything given to it (and
-everything a failed write left pending) is committed, and raises `StoreError` otherwise. On failure the
-batch's alerts and receipts are kept and written with the next write: a retried batch brings its events
-again, but the pipeline drops events it has already seen, so their alerts would not come again. Receipts
-are kept up to a bound: past it they are dropped, and the retry of the batch brings them back. Rejected
-items and detector state are not kept: the retry brings its rejects again, and a fresh snapshot of the state.
+everything a failed write left pending) is committed, and raises `StoreError` otherwise; the caller then
+answers 503 (serve) or retries with backoff (detect). The alerts and receipts of a failed write are kept
+and written with the next write: a retried batch brings its events again, but a pipeline with stateful
+detectors drops events it has already seen, so their alerts would not come again. Receipts are kept up to
+a bound: past it they are dropped, and the retry of the batch brings them back. Rejected items and
+detector state are not kept: the retry brings them again.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ class BatchResults:
 
 @dataclass(frozen=True)
 class Written:
-    """What a write stored: alerts in the transaction (with those a failed write had left pending), and how
-    many of them were new to the store."""
+    """What a write stored: the alerts given to it plus those a failed write had left pending (the count the
+    webhook reports), and how many alerts were new to the store."""
 
     alerts: int
     new_alerts: int
