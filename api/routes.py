@@ -9,8 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
+from api.errors import CursorError, StoreError
+from api.queries import AlertFilter
 from api.schemas import AlertDetail, AlertGroupPage, AlertPage, Health, ReceiptPage
-from api.store import AlertFilter, AlertStore, CursorError, StoreError
+from api.store import AlertStore
 from detectors.alerts import Severity
 
 MAX_PAGE = 500

@@ -1,4 +1,7 @@
-"""`auditwatch` command line. Settings are built here, once, from flags and AUDITWATCH_* variables.
+"""`auditwatch` command line: the entry point and every command's flags.
+
+Each command's function (`processcmds`, `archivecmds`) builds its Settings once, from flags and
+AUDITWATCH_* variables (`startup.build_settings`).
 
     serve    webhook + detectors + REST in one process (embedded mode, SQLite by default)
     ingest   webhook -> Kafka                       \
@@ -14,242 +17,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import os
-import signal
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import IO, Any
+from collections.abc import Sequence
+from typing import Any
 
-from detectors.errors import DetectorError, RuleErrors
-
-EXIT_USAGE = 2
-
-
-def tune_gc() -> None:
-    """Keep the garbage collector off the hot path.
-
-    A 400-event webhook body allocates ~10^4 containers, which triggers young collections that also walk
-    every object of the process. Freezing what startup allocated (modules, rules, the app) and making young
-    collections rarer triples parse throughput (bench/replay.py, bench/ingest.py); memory stays bounded
-    because events are freed by reference counting, not by the cycle collector.
-    """
-    import gc
-
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-
-
-def _settings(**overrides: Any) -> Any:
-    """Build Settings from env, with the flags the user actually gave taking precedence."""
-    from pydantic import ValidationError
-
-    from auditwatch.settings import Settings
-
-    given = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        return Settings(**given)
-    except ValidationError as exc:
-        msgs = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise SystemExit(f"auditwatch: bad setting: {msgs}") from None
-
-
-def _load_pipeline(rules: Sequence[str], rule_matching: str = "first") -> Any:
-    from detectors.base import Warns
-    from detectors.loading.formats import LoadOptions
-    from detectors.pipeline import Pipeline
-    from detectors.registry import load_rules
-
-    try:
-        detectors = load_rules(rules, LoadOptions(rule_matching=rule_matching))
-        for detector in detectors:  # rules that load but can never fire as written (Sigma)
-            if isinstance(detector, Warns):
-                for warning in detector.warnings:
-                    print(f"auditwatch: warning: {warning}", file=sys.stderr)
-        return Pipeline(detectors)
-    except RuleErrors as exc:
-        raise SystemExit("auditwatch: cannot load rules:\n" + "\n".join(f"  {e}" for e in exc.errors)) from None
-
-
-def _read_token(path: str | None) -> str | None:
-    if path is None:
-        return None
-    try:
-        token = Path(path).read_text().strip()
-    except OSError as exc:
-        raise SystemExit(f"auditwatch: cannot read token file: {exc}") from None
-    if not token:
-        raise SystemExit(f"auditwatch: token file {path} is empty")
-    return token
-
-
-def _listener_settings(args: argparse.Namespace, **more: Any) -> Any:
-    from auditwatch.settings import check_listener
-
-    settings = _settings(
-        host=args.host, port=args.port, api_token=_read_token(args.token_file),
-        tls_cert_file=args.tls_cert, tls_key_file=args.tls_key, tls_client_ca_file=args.tls_client_ca,
-        insecure=True if args.insecure else None, **more,
-    )  # fmt: skip
-    refusal = check_listener(settings)
-    if refusal:
-        print(f"auditwatch: {refusal}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE)
-    return settings
-
-
-def _receipt_settings(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "record_receipts": True if args.record_receipts else None,
-        "receipts_retention_hours": args.receipts_retention_hours,
-    }
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from auditwatch.server import base_url, create_serve_app, run_http
-
-    settings = _listener_settings(
-        args, db_url=args.db, rules=args.rules, max_body_bytes=args.max_body_bytes, rule_matching=args.rule_matching,
-        **_receipt_settings(args),
-    )  # fmt: skip
-    app = create_serve_app(settings, pipeline=_load_pipeline(settings.rules, settings.rule_matching))
-    tune_gc()
-    base = base_url(settings)
-    print(
-        f"auditwatch serve: listening on {base}\n"
-        f"  webhook  POST {base}/audit/webhook  (also /k8s-audit)\n"
-        f"  alerts   GET  {base}/api/v1/alerts   (docs: {base}/docs)\n"
-        f"  store    {settings.db_url}"
-        + (f"\n  receipts GET  {base}/api/v1/receipts" if settings.record_receipts else ""),
-        flush=True,
-    )
-    run_http(app, settings)
-    return 0
-
-
-def cmd_ingest(args: argparse.Namespace) -> int:
-    from auditwatch.server import base_url, create_ingest_app, run_http
-
-    settings = _listener_settings(
-        args, kafka_bootstrap=args.kafka, topic=args.topic, max_body_bytes=args.max_body_bytes,
-        drop_request_received=True if args.drop_request_received else None, partitions=args.partitions,
-    )  # fmt: skip
-    if not settings.kafka_bootstrap:
-        raise SystemExit("auditwatch: ingest needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)")
-    base = base_url(settings)
-    print(
-        f"auditwatch ingest: listening on {base}\n"
-        f"  webhook  POST {base}/audit/webhook  (also /k8s-audit)\n"
-        f"  kafka    {settings.kafka_bootstrap} topic {settings.topic} (dead letters: {settings.dead_letter_topic})",
-        flush=True,
-    )
-    app = create_ingest_app(settings)
-    tune_gc()
-    run_http(app, settings)
-    return 0
-
-
-def cmd_api(args: argparse.Namespace) -> int:
-    from auditwatch.server import base_url, create_api_app, run_http
-
-    settings = _listener_settings(args, db_url=args.db)
-    base = base_url(settings)
-    print(
-        f"auditwatch api: listening on {base}\n  alerts   GET  {base}/api/v1/alerts\n  store    {settings.db_url}",
-        flush=True,
-    )
-    run_http(create_api_app(settings), settings)
-    return 0
-
-
-def cmd_detect(args: argparse.Namespace) -> int:
-    from api.store import AlertStore
-    from auditwatch.detect import Detector
-    from auditwatch.server import topic_specs
-    from ingest.kafka import ensure_topics
-
-    settings = _settings(
-        kafka_bootstrap=args.kafka, db_url=args.db, rules=args.rules, topic=args.topic,
-        consumer_group=args.group, partitions=args.partitions, rule_matching=args.rule_matching,
-        **_receipt_settings(args),
-    )  # fmt: skip
-    if not settings.kafka_bootstrap:
-        raise SystemExit("auditwatch: detect needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)")
-    pipeline = _load_pipeline(settings.rules, settings.rule_matching)
-    store = AlertStore(settings.db_url)
-    store.migrate()
-    detector = Detector(
-        bootstrap=settings.kafka_bootstrap, topic=settings.topic, group=settings.consumer_group,
-        pipeline=pipeline, store=store, max_records=settings.detect_max_records,
-        record_receipts=settings.record_receipts, receipts_retention_hours=settings.receipts_retention_hours,
-    )  # fmt: skip
-    print(
-        f"auditwatch detect: group {settings.consumer_group} on {settings.kafka_bootstrap} topic {settings.topic}, "
-        f"{len(pipeline.detectors)} detectors, store {settings.db_url}",
-        flush=True,
-    )
-
-    tune_gc()
-    # partition hand-overs and checkpoints are worth seeing; AUDITWATCH_DEBUG=1 shows every batch
-    logging.getLogger("auditwatch").setLevel(logging.DEBUG if os.environ.get("AUDITWATCH_DEBUG") else logging.INFO)
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, detector.stop)
-        await ensure_topics(settings.kafka_bootstrap, topic_specs(settings))
-        stats = await detector.run()
-        print(
-            f"auditwatch detect: stopped after {stats.records:,} records, {stats.alerts:,} alerts "
-            f"({stats.new_alerts:,} new), {stats.rejected:,} rejected",
-            file=sys.stderr,
-        )
-
-    try:
-        asyncio.run(main())
-    finally:
-        store.close()
-    return 0
-
-
-def _alert_writer(output: str | None, output_format: str) -> tuple[Callable[[Any], None] | None, IO[bytes] | None]:
-    from auditwatch.outputs import render
-
-    if output is None:
-        return None, None
-    stream: IO[bytes] = sys.stdout.buffer if output == "-" else open(output, "wb")  # noqa: SIM115
-
-    def emit(alert: Any) -> None:
-        stream.write(render(alert, output_format))
-
-    return emit, stream
-
-
-def _event_filters(args: argparse.Namespace) -> Any:
-    from auditwatch.replay import event_filters
-    from detectors.policy import PolicyError
-
-    try:
-        return event_filters(
-            since=args.since, until=args.until, policy_file=args.policy, speed=getattr(args, "speed", None)
-        )
-    except (ValueError, PolicyError) as exc:
-        print(f"auditwatch: {exc}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE) from None
-
-
-def cmd_convert(args: argparse.Namespace) -> int:
-    from auditwatch.replay import convert, format_summary
-
-    transform, _pacer = _event_filters(args)
-    stats = convert(args.paths, sys.stdout.buffer, fmt=args.format, transform=transform)
-    sys.stdout.buffer.flush()
-    if not args.quiet:
-        print(format_summary(stats, stored=False).replace("replayed", "converted", 1), file=sys.stderr)
-    return 0
+from auditwatch.archivecmds import cmd_convert, cmd_demo, cmd_replay
+from auditwatch.processcmds import cmd_api, cmd_detect, cmd_ingest, cmd_serve
+from detectors.errors import DetectorError
 
 
 def cmd_rules_test(args: argparse.Namespace) -> int:
@@ -268,55 +43,6 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
     from auditwatch.policycheck import run_check
 
     return run_check(args.policy, args.rules, as_json=args.json, out=sys.stdout)
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    from api.store import AlertStore
-    from auditwatch.replay import Progress, format_summary, publish, replay
-
-    progress = Progress(sys.stderr, enabled=sys.stderr.isatty() and not args.quiet)
-    transform, pacer = _event_filters(args)
-    if args.to_kafka:
-        settings = _settings(kafka_bootstrap=args.to_kafka, topic=args.topic, partitions=args.partitions)
-        tune_gc()
-        stats = asyncio.run(publish(args.paths, settings, progress=progress))
-        if not args.quiet:
-            print(format_summary(stats, stored=False, published_to=f"{settings.kafka_bootstrap} {settings.topic}"),
-                  file=sys.stderr)  # fmt: skip
-        return 0
-    settings = _settings(db_url=args.db, rules=args.rules, rule_matching=args.rule_matching)
-    pipeline = _load_pipeline(settings.rules, settings.rule_matching)
-    # Store when asked to (--db), or when nothing else would keep the alerts (no --output).
-    store = None
-    if args.db is not None or args.output is None:
-        store = AlertStore(settings.db_url)
-        store.migrate()
-    emit, stream = _alert_writer(args.output, args.output_format)
-    tune_gc()
-    try:
-        stats = replay(
-            args.paths, pipeline, store=store, emit=emit, progress=progress, fmt=args.format, transform=transform,
-            pacer=pacer,
-        )  # fmt: skip
-    finally:
-        if stream is not None and stream is not sys.stdout.buffer:
-            stream.close()
-        elif stream is not None:
-            stream.flush()
-        if store is not None:
-            store.close()
-    if not args.quiet:
-        print(format_summary(stats, stored=store is not None), file=sys.stderr)
-        if store is not None:
-            print(f"alerts stored in {settings.db_url}", file=sys.stderr)
-    return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from auditwatch.demo import run_demo
-
-    settings = _settings(db_url=args.db)
-    return run_demo(settings.db_url, _load_pipeline(["builtin"]), args.sample)
 
 
 RULES_HELP = (
@@ -399,7 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
         "Every option can also be set with an AUDITWATCH_* environment variable (e.g. AUDITWATCH_DB_URL).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _serve_parser(sub)
+    _ingest_parser(sub)
+    _detect_parser(sub)
+    _api_parser(sub)
+    _replay_parser(sub)
+    _convert_parser(sub)
+    _rules_parser(sub)
+    _policy_parser(sub)
+    _demo_parser(sub)
+    return parser
 
+
+def _serve_parser(sub: Any) -> None:
     serve = sub.add_parser(
         "serve",
         help="webhook + detectors + REST API in one process (embedded mode)",
@@ -414,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     _receipt_options(serve)
     serve.set_defaults(func=cmd_serve)
 
+
+def _ingest_parser(sub: Any) -> None:
     ingest = sub.add_parser(
         "ingest",
         help="webhook -> Kafka (distributed mode)",
@@ -433,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     _webhook_options(ingest)
     ingest.set_defaults(func=cmd_ingest)
 
+
+def _detect_parser(sub: Any) -> None:
     detect = sub.add_parser(
         "detect",
         help="Kafka -> detectors -> alert store (distributed mode; a consumer group)",
@@ -449,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     _receipt_options(detect)
     detect.set_defaults(func=cmd_detect)
 
+
+def _api_parser(sub: Any) -> None:
     api = sub.add_parser(
         "api", help="alert store -> REST API (distributed mode)", description="Serve the alert store over REST."
     )
@@ -456,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--db", help=DB_HELP)
     api.set_defaults(func=cmd_api)
 
+
+def _replay_parser(sub: Any) -> None:
     rep = sub.add_parser(
         "replay",
         help="run archived audit logs through the same detectors (or publish them to Kafka)",
@@ -485,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     rep.set_defaults(func=cmd_replay)
 
+
+def _convert_parser(sub: Any) -> None:
     conv = sub.add_parser(
         "convert",
         help="print archived audit logs of any format as normalised audit.k8s.io/v1 Events (JSON lines)",
@@ -497,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     _archive_options(conv)
     conv.set_defaults(func=cmd_convert)
 
+
+def _rules_parser(sub: Any) -> None:
     rules = sub.add_parser("rules", help="test and lint rule files", description="Rule file tools.")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="COMMAND")
     rtest = rules_sub.add_parser(
@@ -516,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     rlint.add_argument("paths", nargs="*", metavar="PATH", help="rule file, directory or pack (builtin, falco, sigma)")
     rlint.set_defaults(func=cmd_rules_lint)
 
+
+def _policy_parser(sub: Any) -> None:
     pol = sub.add_parser("policy", help="audit policy tools", description="Audit policy tools.")
     pol_sub = pol.add_subparsers(dest="policy_command", required=True, metavar="COMMAND")
     check = pol_sub.add_parser(
@@ -530,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print one JSON object: errors, warnings, blind_rules")
     check.set_defaults(func=cmd_policy_check)
 
+
+def _demo_parser(sub: Any) -> None:
     demo = sub.add_parser(
         "demo",
         help="replay a bundled sample of cluster activity and show the alerts",
@@ -543,11 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
         "synthetic: 20 minutes of a generated 10-node cluster",
     )  # fmt: skip
     demo.set_defaults(func=cmd_demo)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from api.store import StoreError
+    from api.errors import StoreError
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)

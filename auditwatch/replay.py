@@ -1,123 +1,46 @@
 """Offline replay: archived audit logs through the very pipeline the webhook uses.
 
-Inputs are archives of any shape `ingest.archives` reads (kube-apiserver JSON lines, EKS CloudWatch
-exports, GKE Cloud Audit Logs, AKS diagnostic records, Elastic documents), gzip or plain (told by magic
-bytes, not by name), directories (their files in name order, rotated apiserver logs in time order) and `-`
-for stdin. The format is detected per file unless forced. Plain apiserver JSON lines keep a fast path. A bad
-line never stops a replay: it is counted, reported with file:line, and quarantined when a store is given.
-Copies of one event across a file set (same auditID, stage and stageTimestamp) are dropped and counted.
+Archives are read by `ingest.archives` (every format it knows, gzip or plain, directories, `-` for stdin);
+here they are wired to an optional time window and audit policy, a pacer, the detection pipeline and the
+batch writer (`replay`), or to normalised JSON lines (`convert`), or to the audit topic (`publish`).
+A bad line never stops a replay: it is counted, reported with file:line, and quarantined when a store is given.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
-import sys
 import time
-import zlib
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO
 
 import orjson
 
 from api.store import AlertStore
+from auditwatch.batches import BatchResults, BatchWriter
 from auditwatch.settings import Settings
 from detectors.alerts import Alert
-from detectors.errors import EventError
-from detectors.events import AuditEvent, Rejected, event_timestamp, parse_time, split_document, validate_event
+from detectors.events import AuditEvent, Rejected, event_timestamp, parse_time
 from detectors.pipeline import Pipeline
-from ingest.archives import Counters, Deduper, detect_format, order_files, read_records
+from ingest.archives import ArchiveStats, read_archives
 
-_GZIP_MAGIC = b"\x1f\x8b"
 _FLUSH_EVERY = 50_000  # events between store writes (bounds memory on long replays)
-_PROGRESS_EVERY = 4096
 _PUBLISH_BATCH = 2000  # events per Kafka batch when publishing an archive
-_HEAD = 65536  # bytes peeked to detect a file's format
 
 
 @dataclass
-class ReplayStats:
-    files: int = 0
-    lines: int = 0
-    events: int = 0
+class ReplayStats(ArchiveStats):
+    """What a replay saw: the archives' counts, and what detection made of them."""
+
     alerts: int = 0
     new_alerts: int = 0
-    rejected: int = 0
-    rejected_examples: list[Rejected] = field(default_factory=list)
     seconds: float = 0.0
-    duplicates: int = 0  # copies of an event already read (same auditID, stage, stageTimestamp)
-    skipped: int = 0  # records that are not audit events on purpose (other log streams, AKS categories)
     filtered: int = 0  # events left out by --since/--until/--policy
-    formats: dict[str, int] = field(default_factory=dict)  # files per detected format
 
     @property
     def events_per_s(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
-
-
-def input_files(paths: Sequence[str]) -> list[str]:
-    """Expand directories (recursively, in name order; rotated logs in time order, the live file last);
-    keep `-` and files as given."""
-    out: list[str] = []
-    for p in paths:
-        path = Path(p)
-        if p == "-":
-            out.append(p)
-        elif path.is_dir():
-            out.extend(str(f) for f in order_files([f for f in path.rglob("*") if f.is_file()]))
-        else:
-            out.append(p)
-    return out
-
-
-class _GzipReader(io.BufferedReader):
-    """A buffered (peekable) gzip stream that closes the file under it too."""
-
-    def __init__(self, inner: io.BufferedReader) -> None:
-        self._inner = inner
-        super().__init__(cast(Any, gzip.GzipFile(fileobj=inner)), _HEAD)
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self._inner.close()
-
-
-def _open(name: str) -> IO[bytes]:
-    raw: Any = sys.stdin.buffer if name == "-" else open(name, "rb", buffering=_HEAD)  # noqa: SIM115
-    buffered: io.BufferedReader = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw, _HEAD)
-    if buffered.peek(2)[:2] == _GZIP_MAGIC:
-        return cast(IO[bytes], _GzipReader(buffered))
-    return buffered
-
-
-def read_lines(name: str) -> Iterator[tuple[int, bytes]]:
-    with _open(name) as stream:
-        yield from enumerate(stream, start=1)
-
-
-def decode_line(line: bytes, origin: str) -> tuple[list[AuditEvent], list[Rejected]]:
-    """One archive line -> events and rejected items (the fast path is one plain Event per line)."""
-    try:
-        doc = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        reason = f"malformed JSON: {exc.msg} (char {exc.pos})"
-        if not line.endswith(b"\n"):
-            reason += "; the last line looks truncated"
-        return [], [Rejected(origin, reason, line[:4096].decode("utf-8", "replace"))]
-    if type(doc) is dict and doc.get("kind") == "Event":
-        invalid = validate_event(doc)
-        if invalid is None:
-            return [AuditEvent(raw=doc, origin=origin)], []
-        return [], [Rejected(origin, invalid, doc)]
-    try:
-        return split_document(doc, origin=origin)
-    except EventError as exc:  # the whole line is not audit data
-        return [], [Rejected(origin, str(exc), doc)]
 
 
 class Progress:
@@ -147,75 +70,11 @@ class Progress:
             self.stream.flush()
 
 
-def _keep(stats: ReplayStats, rejected: list[Rejected], keep_examples: int) -> None:
-    stats.rejected += len(rejected)
-    room = keep_examples - len(stats.rejected_examples)
-    if room > 0:
-        stats.rejected_examples.extend(rejected[:room])
-
-
-def read_archives(
-    paths: Sequence[str],
-    stats: ReplayStats,
-    *,
-    progress: Progress | None = None,
-    keep_examples: int = 20,
-    fmt: str | None = None,
-    dedupe: bool = True,
-) -> Iterator[tuple[list[AuditEvent], list[Rejected]]]:
-    """Yield (events, rejected) per archive record; counts lines, events and rejects into `stats`.
-
-    `fmt` forces a format (`ingest.archives.FORMATS`); by default each file's is detected. An unreadable
-    file, or a gzip stream cut short, keeps what was read and is reported as one reject.
-    """
-    deduper = Deduper() if dedupe else None
-    counters = Counters()
-    for name in input_files(paths):
-        stats.files += 1
-        label = "<stdin>" if name == "-" else name
-        lineno = 0
-        counters.lines = 0
-        try:
-            with _open(name) as stream:
-                detected, whole = detect_format(stream.peek(_HEAD)[:_HEAD])  # type: ignore[attr-defined]
-                file_format = fmt or detected
-                stats.formats[file_format] = stats.formats.get(file_format, 0) + 1
-                if file_format == "apiserver" and not whole:
-                    # the fast path: one Event per line
-                    for lineno, line in enumerate(stream, start=1):
-                        stats.lines += 1
-                        if not line.strip():
-                            continue
-                        events, rejected = decode_line(line, f"{label}:{lineno}")
-                        if deduper is not None and events:
-                            events = deduper.unique(events, counters)
-                        stats.events += len(events)
-                        if rejected:
-                            _keep(stats, rejected, keep_examples)
-                        if progress is not None and stats.lines % _PROGRESS_EVERY == 0:
-                            progress.update(stats, label)
-                        yield events, rejected
-                else:
-                    before = stats.lines
-                    for events, rejected in read_records(stream, label, file_format, whole, counters):
-                        stats.lines = before + counters.lines
-                        lineno = counters.lines
-                        if deduper is not None and events:
-                            events = deduper.unique(events, counters)
-                        stats.events += len(events)
-                        if rejected:
-                            _keep(stats, rejected, keep_examples)
-                        if progress is not None:
-                            progress.update(stats, label)
-                        yield events, rejected
-                    stats.lines = before + counters.lines
-        except (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError, zlib.error) as exc:
-            item = Rejected(f"{label}:{lineno + 1}", f"cannot read: {exc}", None)
-            _keep(stats, [item], keep_examples)
-            yield [], [item]
-        finally:
-            stats.duplicates = counters.duplicates
-            stats.skipped = counters.skipped
+def _progress_of(progress: Progress | None, stats: ReplayStats) -> Callable[[str], None] | None:
+    """The reader's progress callback: the display, fed with the replay's stats."""
+    if progress is None:
+        return None
+    return lambda current: progress.update(stats, current)
 
 
 Transform = Callable[[AuditEvent], "AuditEvent | None"]
@@ -296,18 +155,19 @@ def replay(
     """
     stats = ReplayStats()
     started = time.perf_counter()
+    writer = BatchWriter(store) if store is not None else None
     pending_alerts: list[Alert] = []
     pending_rejects: list[Rejected] = []
     since_flush = 0
 
     def flush() -> None:
         nonlocal pending_alerts, pending_rejects, since_flush
-        if store is not None and (pending_alerts or pending_rejects):
-            stats.new_alerts += store.write(pending_alerts, pending_rejects)
+        if writer is not None:
+            stats.new_alerts += writer.write(BatchResults(pending_alerts, pending_rejects)).new_alerts
         pending_alerts, pending_rejects, since_flush = [], [], 0
 
     process = pipeline.process
-    for events, rejected in read_archives(paths, stats, progress=progress, fmt=fmt):
+    for events, rejected in read_archives(paths, stats, progress=_progress_of(progress, stats), fmt=fmt):
         for event in events:
             if transform is not None:
                 kept = transform(event)
@@ -369,7 +229,7 @@ async def publish(paths: Sequence[str], settings: Settings, *, progress: Progres
     events: list[AuditEvent] = []
     rejects: list[Rejected] = []
     try:
-        for line_events, line_rejects in read_archives(paths, stats, progress=progress):
+        for line_events, line_rejects in read_archives(paths, stats, progress=_progress_of(progress, stats)):
             events.extend(line_events)
             rejects.extend(line_rejects)
             if len(events) + len(rejects) >= _PUBLISH_BATCH:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -115,11 +115,9 @@ def create_ingest_app(settings: Settings, sink: KafkaSink | None = None) -> Fast
     bootstrap = settings.kafka_bootstrap or sink.bootstrap
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        try:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        with suppress(Exception):  # Kafka may come later; batches get 503 until then
             await ensure_topics(bootstrap, topic_specs(settings), timeout_s=min(settings.send_timeout_s, 10))
-        except Exception as exc:  # noqa: BLE001 - Kafka may come later; batches get 503 until then
-            app.state.topic_error = repr(exc)
         await sink.start()
         yield
         await sink.close()

@@ -23,8 +23,8 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import orjson  # noqa: E402
 
-from auditwatch.cli import tune_gc  # noqa: E402
 from auditwatch.replay import replay  # noqa: E402
+from auditwatch.startup import tune_gc  # noqa: E402
 from auditwatch.synth import ClusterProfile, benign_events  # noqa: E402
 from detectors.pipeline import Pipeline  # noqa: E402
 from detectors.registry import load_rules  # noqa: E402

@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labels-out", type=Path, help="write labels.csv and campaigns.csv into this directory")
     ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = ap.parse_args(argv)
-    from auditwatch.cli import tune_gc
+    from auditwatch.startup import tune_gc
 
     tune_gc()
     res = run(days=args.days, nodes=args.nodes, seed=args.seed, rule_dir=args.rules_dir, progress=not args.quiet)

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # bench/ is sys.path[0] when run as a script, and bench/ingest.py shadows `ingest`
 
 from api.store import AlertStore  # noqa: E402
-from auditwatch.detect import Detector  # noqa: E402
+from auditwatch.consumer import Consumer  # noqa: E402
 from auditwatch.synth import ClusterProfile, benign_events  # noqa: E402
 from detectors.pipeline import Pipeline  # noqa: E402
 from detectors.registry import load_rules  # noqa: E402
@@ -133,7 +133,7 @@ async def consume(
 ) -> tuple[int, float, int]:
     store = AlertStore(db_url)
     store.migrate()
-    detector = Detector(bootstrap=env["AUDITWATCH_KAFKA_BOOTSTRAP"], topic=topic, group=f"bench-{uuid.uuid4().hex[:6]}",
+    detector = Consumer(bootstrap=env["AUDITWATCH_KAFKA_BOOTSTRAP"], topic=topic, group=f"bench-{uuid.uuid4().hex[:6]}",
                         pipeline=Pipeline(load_rules(["builtin"])), store=store,
                         record_receipts=record_receipts)  # fmt: skip
     started: float | None = None

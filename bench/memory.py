@@ -21,7 +21,7 @@ from typing import Any
 # bench/ is sys.path[0] when run as a script, and bench/ingest.py would shadow the ingest package
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from auditwatch.cli import tune_gc  # noqa: E402
+from auditwatch.startup import tune_gc  # noqa: E402
 from auditwatch.synth import ClusterProfile, benign_events  # noqa: E402
 from detectors.events import AuditEvent  # noqa: E402
 from detectors.pipeline import Pipeline  # noqa: E402

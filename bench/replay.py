@@ -28,8 +28,8 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 import orjson  # noqa: E402
 
 from api.store import AlertStore  # noqa: E402
-from auditwatch.cli import tune_gc  # noqa: E402
 from auditwatch.replay import replay  # noqa: E402
+from auditwatch.startup import tune_gc  # noqa: E402
 from auditwatch.synth import ClusterProfile, attack_events, benign_events, write_jsonl  # noqa: E402
 from detectors.loading.formats import LoadOptions  # noqa: E402
 from detectors.pipeline import Pipeline  # noqa: E402

@@ -14,9 +14,8 @@ from typing import Any
 import orjson
 import pytest
 
-from auditwatch.replay import ReplayStats, input_files, read_archives
 from detectors.events import AuditEvent, Rejected
-from ingest.archives import detect_format, order_files
+from ingest.archives import ArchiveStats, detect_format, input_files, order_files, read_archives
 from ingest.archives.normalise import micro_time
 from tests.conftest import PYTHON, ROOT, SCENARIO, clean_env
 
@@ -56,8 +55,8 @@ def summary(event: AuditEvent) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def read(*paths: Path, fmt: str | None = None) -> tuple[list[AuditEvent], list[Rejected], ReplayStats]:
-    stats = ReplayStats()
+def read(*paths: Path, fmt: str | None = None) -> tuple[list[AuditEvent], list[Rejected], ArchiveStats]:
+    stats = ArchiveStats()
     events: list[AuditEvent] = []
     rejected: list[Rejected] = []
     for evs, rej in read_archives([str(p) for p in paths], stats, fmt=fmt):

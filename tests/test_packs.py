@@ -137,7 +137,7 @@ def test_rules_test_lint_and_policy_check_take_the_packs(run_cli: Callable[..., 
 
 
 @pytest.mark.parametrize(("command", "target"), [("serve", "auditwatch.server.create_serve_app"),
-                                                  ("detect", "auditwatch.detect.Detector")])  # fmt: skip
+                                                  ("detect", "auditwatch.consumer.Consumer")])  # fmt: skip
 def test_serve_and_detect_load_the_packs(
     command: str, target: str, run_cli: Callable[..., CliRun], monkeypatch: pytest.MonkeyPatch, db_url: str
 ) -> None:

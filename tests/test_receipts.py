@@ -18,7 +18,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 
-from api.store import AlertStore, CursorError, Receipt, ReceiptRetention, encode_cursor, receipt_of
+from api.errors import CursorError
+from api.queries import encode_cursor
+from api.retention import ReceiptRetention
+from api.store import AlertStore
+from api.tables import Receipt, receipt_of
 from auditwatch import cli
 from auditwatch.server import create_serve_app
 from auditwatch.settings import Settings
@@ -158,7 +162,7 @@ def test_the_embedded_sink_prunes_old_receipts_after_a_batch(db_url: str) -> Non
     time.sleep(1.1)
     sink.process(events[30:], [])  # the next prune is minutes away: nothing is deleted yet
     assert store.count_receipts() == 59
-    sink.retention.every_s = 0  # type: ignore[union-attr]
+    sink.writer.retention.every_s = 0  # type: ignore[union-attr]
     sink.process([], [])
     assert sorted(walk(store, limit=100)[0]) == sorted(receipt_of(e) for e in events[30:])
     store.close()
@@ -300,16 +304,16 @@ def test_serve_flags_reach_the_sink(monkeypatch: pytest.MonkeyPatch, db_url: str
 
 
 @pytest.mark.usefixtures("no_env")
-def test_detect_flags_reach_the_detector(monkeypatch: pytest.MonkeyPatch, db_url: str) -> None:
-    import auditwatch.detect
+def test_detect_flags_reach_the_consumer(monkeypatch: pytest.MonkeyPatch, db_url: str) -> None:
+    import auditwatch.consumer
 
     seen: list[dict[str, Any]] = []
 
-    def fake_detector(**kwargs: Any) -> Any:
+    def fake_consumer(**kwargs: Any) -> Any:
         seen.append(kwargs)
         raise Captured
 
-    monkeypatch.setattr(auditwatch.detect, "Detector", fake_detector)
+    monkeypatch.setattr(auditwatch.consumer, "Consumer", fake_consumer)
     argv = ["detect", "--kafka", "127.0.0.1:1", "--db", db_url]
     with pytest.raises(Captured):
         cli.main([*argv, "--record-receipts", "--receipts-retention-hours", "0.5"])
@@ -324,7 +328,7 @@ def test_detect_flags_reach_the_detector(monkeypatch: pytest.MonkeyPatch, db_url
 def test_detect_records_a_receipt_for_every_event_of_the_topic(tmp_path: Path) -> None:
     from aiokafka import AIOKafkaProducer
 
-    from auditwatch.detect import Detector
+    from auditwatch.consumer import Consumer
     from detectors.pipeline import Pipeline
     from detectors.registry import load_rules
     from ingest.kafka import TopicSpec, ensure_topics
@@ -346,7 +350,7 @@ def test_detect_records_a_receipt_for_every_event_of_the_topic(tmp_path: Path) -
             await producer.send_and_wait(topic, b"not json")
         finally:
             await producer.stop()
-        detector = Detector(bootstrap=bootstrap, topic=topic, group=f"g-{uuid.uuid4().hex[:12]}",
+        detector = Consumer(bootstrap=bootstrap, topic=topic, group=f"g-{uuid.uuid4().hex[:12]}",
                             pipeline=Pipeline(load_rules(["builtin"])), store=store, record_receipts=True)  # fmt: skip
         task = asyncio.create_task(detector.run())
         deadline = time.monotonic() + 60

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from api.store import AlertFilter, AlertStore, CursorError
+from api.errors import CursorError
+from api.queries import AlertFilter
+from api.store import AlertStore
 from detectors.alerts import Alert, Severity, make_alert
 from detectors.events import AuditEvent, Rejected
 from tests.conftest import exec_event
@@ -125,7 +127,7 @@ def test_upgrade_from_the_first_schema_keeps_alerts(store: AlertStore) -> None:
     from sqlalchemy import text
 
     import api.store as api_store
-    from api.store import metadata
+    from api.tables import metadata
 
     (one,) = alerts(1)
     with store.engine.begin() as conn:

@@ -1,8 +1,9 @@
-"""Archive readers: every shape in which users keep Kubernetes audit logs, normalised to audit.k8s.io/v1 Events.
+"""Archive reading: every shape in which users keep Kubernetes audit logs, normalised to audit.k8s.io/v1 Events.
 
-Pure parsing, no network. Each reader turns one record (a line, or a whole JSON document) into
-`AuditEvent`s with an origin `file:line` (`file:line#n` for the n-th event of a record, counted from 0)
-and `Rejected` items for what cannot be read; a bad record never stops a read.
+Files, directories (rotated logs in time order) and stdin, plain or gzip (told by magic bytes, not by
+name); no network. `read_archives` is the way in. Each record reader turns one record (a line, or a whole
+JSON document) into `AuditEvent`s with an origin `file:line` (`file:line#n` for the n-th event of a
+record, counted from 0) and `Rejected` items for what cannot be read; a bad record never stops a read.
 
 Formats (`FORMATS`), auto-detected per file from its first bytes (after gzip), or forced:
 
@@ -19,7 +20,8 @@ Formats (`FORMATS`), auto-detected per file from its first bytes (after gzip), o
 
 from __future__ import annotations
 
-from ingest.archives.detect import FORMATS, detect_format, order_files
-from ingest.archives.readers import Counters, Deduper, read_records
+from ingest.archives.files import input_files, order_files
+from ingest.archives.formats import FORMATS, detect_format
+from ingest.archives.reader import ArchiveStats, read_archives
 
-__all__ = ["FORMATS", "Counters", "Deduper", "detect_format", "order_files", "read_records"]
+__all__ = ["FORMATS", "ArchiveStats", "detect_format", "input_files", "order_files", "read_archives"]

@@ -1,72 +1,34 @@
-"""Record readers: lines or whole documents of one archive format -> AuditEvents and Rejected items."""
+"""Converters of one decoded record of each archive format to audit Events, and the collector of their results."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import csv
 import gzip
-import io
-import json
 import zlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import IO, Any
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 
 from detectors.errors import EventError
 from detectors.events import AuditEvent, Rejected, split_document, validate_event
-from ingest.archives.detect import shape_of
+from ingest.archives.formats import shape_of
 from ingest.archives.gke import gke_event
-from ingest.archives.normalise import elastic_event, micro_time
+from ingest.archives.normalise import elastic_event
 
-Batch = tuple[list[AuditEvent], list[Rejected]]
-_PAYLOAD_CAP = 4096
+PAYLOAD_CAP = 4096  # bytes of an unreadable record kept with its reject
 CW_TRUNCATED = "[Truncated...]"
 AUDIT_STREAM_PREFIX = "kube-apiserver-audit"
 AKS_AUDIT_CATEGORIES = frozenset({"kube-audit", "kube-audit-admin"})
 
 
-@dataclass
-class Counters:
-    """What a read saw besides events and rejects: lines, records skipped on purpose, duplicates dropped."""
-
-    lines: int = 0
-    skipped: int = 0
-    duplicates: int = 0
+def malformed_json(exc: orjson.JSONDecodeError) -> str:
+    """The reason given for text that is not JSON."""
+    return f"malformed JSON: {exc.msg} (char {exc.pos})"
 
 
-@dataclass
-class Deduper:
-    """Drops a second copy of an event across a file set: same auditID, stage and stageTimestamp.
-
-    The stageTimestamp is part of the key because clients choose auditIDs (the `Audit-ID` header): a forged
-    ID must not hide a later request. Memory is bounded: two generations of `generation` keys each, so
-    copies further apart than that are kept.
-    """
-
-    generation: int = 1_000_000
-    current: set[tuple[Any, Any, Any]] = field(default_factory=set)
-    previous: set[tuple[Any, Any, Any]] = field(default_factory=set)
-
-    def unique(self, events: list[AuditEvent], counters: Counters) -> list[AuditEvent]:
-        kept: list[AuditEvent] = []
-        current, previous = self.current, self.previous
-        for event in events:
-            raw = event.raw
-            key = (raw["auditID"], raw["stage"], raw.get("stageTimestamp"))
-            if key in current or key in previous:
-                counters.duplicates += 1
-                continue
-            current.add(key)
-            kept.append(event)
-        if len(current) >= self.generation:
-            self.previous, self.current = current, set()
-        return kept
-
-
-class _Out:
+class RecordCollector:
     """Collects one record's events and rejects."""
 
     __slots__ = ("events", "rejected", "skipped")
@@ -77,8 +39,8 @@ class _Out:
         self.skipped = 0
 
     def reject(self, origin: str, reason: str, payload: Any) -> None:
-        if isinstance(payload, (str, bytes)) and len(payload) > _PAYLOAD_CAP:
-            payload = payload[:_PAYLOAD_CAP]
+        if isinstance(payload, (str, bytes)) and len(payload) > PAYLOAD_CAP:
+            payload = payload[:PAYLOAD_CAP]
         if isinstance(payload, bytes):
             payload = payload.decode("utf-8", "replace")
         self.rejected.append(Rejected(origin, reason, payload))
@@ -114,7 +76,7 @@ class _Out:
         try:
             doc = orjson.loads(message)
         except orjson.JSONDecodeError as exc:
-            self.reject(origin, f"{what}: malformed JSON: {exc.msg} (char {exc.pos})", message)
+            self.reject(origin, f"{what}: {malformed_json(exc)}", message)
             return
         self.document(origin, doc)
 
@@ -126,11 +88,11 @@ def _sub(origin: str, n: int) -> str:
 # --- per-format converters of one decoded document --------------------------------------------------------
 
 
-def _apiserver(doc: Any, origin: str, out: _Out) -> None:
+def _apiserver(doc: Any, origin: str, out: RecordCollector) -> None:
     out.document(origin, doc)
 
 
-def _cloudwatch_event(item: Any, origin: str, out: _Out) -> None:
+def _cloudwatch_event(item: Any, origin: str, out: RecordCollector) -> None:
     if not isinstance(item, dict):
         out.reject(origin, "a CloudWatch Logs event must be an object", item)
         return
@@ -141,7 +103,7 @@ def _cloudwatch_event(item: Any, origin: str, out: _Out) -> None:
     out.message(origin, item.get("message"), "CloudWatch message")
 
 
-def _cloudwatch(doc: Any, origin: str, out: _Out) -> None:
+def _cloudwatch(doc: Any, origin: str, out: RecordCollector) -> None:
     if isinstance(doc, dict) and isinstance(doc.get("events"), list):
         for n, item in enumerate(doc["events"]):
             _cloudwatch_event(item, _sub(origin, n), out)
@@ -154,7 +116,7 @@ def _cloudwatch(doc: Any, origin: str, out: _Out) -> None:
         out.reject(origin, 'not CloudWatch Logs output: expected {"events": [...]} or an event with "message"', doc)
 
 
-def _subscription(doc: Any, origin: str, out: _Out) -> None:
+def _subscription(doc: Any, origin: str, out: RecordCollector) -> None:
     if isinstance(doc, dict) and isinstance(doc.get("awslogs"), dict):  # a Lambda invocation event
         doc = doc["awslogs"].get("data")
     if isinstance(doc, str):
@@ -184,7 +146,7 @@ def _subscription(doc: Any, origin: str, out: _Out) -> None:
             out.message(_sub(origin, n), item.get("message"), "CloudWatch message")
 
 
-def _gke_entry(entry: Any, origin: str, out: _Out) -> None:
+def _gke_entry(entry: Any, origin: str, out: RecordCollector) -> None:
     if isinstance(entry, dict) and isinstance(entry.get("message"), dict) and "data" in entry["message"]:
         try:  # a Pub/Sub push envelope: message.data is the base64 LogEntry
             entry = orjson.loads(base64.b64decode(entry["message"]["data"]))
@@ -203,7 +165,7 @@ def _gke_entry(entry: Any, origin: str, out: _Out) -> None:
         out.event(origin, result)
 
 
-def _gke(doc: Any, origin: str, out: _Out) -> None:
+def _gke(doc: Any, origin: str, out: RecordCollector) -> None:
     if isinstance(doc, dict) and isinstance(doc.get("entries"), list):  # entries.list API response
         doc = doc["entries"]
     if isinstance(doc, list):
@@ -213,7 +175,7 @@ def _gke(doc: Any, origin: str, out: _Out) -> None:
         _gke_entry(doc, origin, out)
 
 
-def _aks_record(record: Any, origin: str, out: _Out) -> None:
+def _aks_record(record: Any, origin: str, out: RecordCollector) -> None:
     if not isinstance(record, dict):
         out.reject(origin, "an AKS diagnostic record must be an object", record)
         return
@@ -229,7 +191,7 @@ def _aks_record(record: Any, origin: str, out: _Out) -> None:
     out.message(origin, log, "AKS properties.log")
 
 
-def _aks(doc: Any, origin: str, out: _Out) -> None:
+def _aks(doc: Any, origin: str, out: RecordCollector) -> None:
     if isinstance(doc, dict) and isinstance(doc.get("records"), list):
         for n, record in enumerate(doc["records"]):
             _aks_record(record, _sub(origin, n), out)
@@ -240,7 +202,7 @@ def _aks(doc: Any, origin: str, out: _Out) -> None:
         _aks_record(doc, origin, out)
 
 
-def _elastic_doc(doc: Any, origin: str, out: _Out) -> None:
+def _elastic_doc(doc: Any, origin: str, out: RecordCollector) -> None:
     if isinstance(doc, dict) and isinstance(doc.get("_source"), dict):
         doc = doc["_source"]
     if not isinstance(doc, dict):
@@ -252,7 +214,7 @@ def _elastic_doc(doc: Any, origin: str, out: _Out) -> None:
         try:
             parsed = orjson.loads(original)
         except orjson.JSONDecodeError as exc:
-            out.reject(origin, f"event.original: malformed JSON: {exc.msg} (char {exc.pos})", original)
+            out.reject(origin, f"event.original: {malformed_json(exc)}", original)
             return
         fmt = shape_of(parsed)
         if fmt == "gke":
@@ -269,7 +231,7 @@ def _elastic_doc(doc: Any, origin: str, out: _Out) -> None:
         out.event(origin, result)
 
 
-def _elastic(doc: Any, origin: str, out: _Out) -> None:
+def _elastic(doc: Any, origin: str, out: RecordCollector) -> None:
     if isinstance(doc, dict) and isinstance(doc.get("hits"), dict) and isinstance(doc["hits"].get("hits"), list):
         doc = doc["hits"]["hits"]  # a search response
     if isinstance(doc, list):
@@ -279,7 +241,7 @@ def _elastic(doc: Any, origin: str, out: _Out) -> None:
         _elastic_doc(doc, origin, out)
 
 
-CONVERTERS: dict[str, Callable[[Any, str, _Out], None]] = {
+CONVERTERS: dict[str, Callable[[Any, str, RecordCollector], None]] = {
     "apiserver": _apiserver,
     "cloudwatch": _cloudwatch,
     "cloudwatch-subscription": _subscription,
@@ -287,130 +249,3 @@ CONVERTERS: dict[str, Callable[[Any, str, _Out], None]] = {
     "aks": _aks,
     "elastic": _elastic,
 }
-
-
-# --- line formats -----------------------------------------------------------------------------------------
-
-
-def _s3_line(line: bytes, origin: str, out: _Out) -> None:
-    text = line.decode("utf-8", "replace").rstrip("\r\n")
-    stamp, sep, message = text.partition(" ")
-    if not sep or micro_time(stamp) is None:
-        out.reject(origin, "not a CloudWatch export line '<ISO timestamp> <message>'", text)
-        return
-    out.message(origin, message, "CloudWatch message")
-
-
-def _json_line(convert: Callable[[Any, str, _Out], None]) -> Callable[[bytes, str, _Out], None]:
-    def read(line: bytes, origin: str, out: _Out) -> None:
-        stripped = line.strip()
-        if convert is _subscription and stripped[:1] not in (b"{", b"["):
-            convert(stripped.decode("ascii", "replace"), origin, out)  # a base64 Kinesis record
-            return
-        try:
-            doc = orjson.loads(stripped)
-        except orjson.JSONDecodeError as exc:
-            reason = f"malformed JSON: {exc.msg} (char {exc.pos})"
-            if not line.endswith(b"\n"):
-                reason += "; the last line looks truncated"
-            out.reject(origin, reason, line)
-            return
-        convert(doc, origin, out)
-
-    return read
-
-
-def _batch(out: _Out, counters: Counters) -> Batch:
-    counters.skipped += out.skipped
-    return out.events, out.rejected
-
-
-def _documents(data: bytes, label: str) -> Iterator[tuple[int, Any, str | None]]:
-    """One JSON document, or several concatenated (`}{`, as Firehose writes them): (line, doc, error)."""
-    try:
-        yield 1, orjson.loads(data), None
-        return
-    except orjson.JSONDecodeError as first_error:
-        error = first_error
-    text = data.decode("utf-8", "replace")
-    decoder = json.JSONDecoder()
-    pos, count = 0, 0
-    while True:
-        while pos < len(text) and text[pos] in " \t\r\n":
-            pos += 1
-        if pos >= len(text):
-            return
-        try:
-            doc, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError:
-            line = text.count("\n", 0, pos) + 1
-            yield line, None, f"malformed JSON: {error.msg}" if count == 0 else "malformed JSON after a document"
-            return
-        count += 1
-        yield text.count("\n", 0, pos) + 1, doc, None
-        pos = end
-
-
-def read_records(stream: IO[bytes], label: str, fmt: str, whole: bool, counters: Counters) -> Iterator[Batch]:
-    """Read one file of a known format; yield (events, rejected) per record. (apiserver JSON lines take the
-    replay's own fast path and never come here.)"""
-    peek = getattr(stream, "peek", None)
-    if whole or (fmt == "cloudwatch-subscription" and peek is not None and peek(2)[:2] == b"\x1f\x8b"):
-        data = stream.read()
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
-        counters.lines += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-        convert = CONVERTERS.get(fmt, _apiserver)
-        for line, doc, error in _documents(data, label):
-            out = _Out()
-            if error is not None:
-                out.reject(f"{label}:{line}", error, data[:_PAYLOAD_CAP])
-            else:
-                convert(doc, f"{label}:{line}", out)
-            yield _batch(out, counters)
-        return
-    if fmt == "cloudwatch-insights":
-        yield from _insights(stream, label, counters)
-        return
-    read_line = _s3_line if fmt == "cloudwatch-s3" else _json_line(CONVERTERS.get(fmt, _apiserver))
-    for lineno, text in enumerate(stream, start=1):
-        counters.lines += 1
-        if not text.strip():
-            continue
-        out = _Out()
-        read_line(text, f"{label}:{lineno}", out)
-        yield _batch(out, counters)
-
-
-def _insights(stream: IO[bytes], label: str, counters: Counters) -> Iterator[Batch]:
-    text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
-    try:
-        yield from _insight_rows(text, label, counters)
-    finally:
-        text.detach()
-
-
-def _insight_rows(text: IO[str], label: str, counters: Counters) -> Iterator[Batch]:
-    reader = csv.reader(text)
-    header: list[str] | None = None
-    for row in reader:
-        counters.lines = reader.line_num
-        origin = f"{label}:{reader.line_num}"
-        if header is None:
-            header = [h.strip() for h in row]
-            if "@message" not in header:
-                out = _Out()
-                out.reject(origin, "a Logs Insights CSV needs a @message column", ",".join(row))
-                yield _batch(out, counters)
-                return
-            continue
-        if not row:
-            continue
-        out = _Out()
-        record = dict(zip(header, row, strict=False))
-        stream_name = record.get("@logStream")
-        if stream_name and not stream_name.startswith(AUDIT_STREAM_PREFIX):
-            out.skipped += 1
-        else:
-            out.message(origin, record.get("@message"), "@message")
-        yield _batch(out, counters)

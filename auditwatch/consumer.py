@@ -1,4 +1,4 @@
-"""`auditwatch detect`: the Kafka consumer group that runs the pipeline and writes alerts.
+"""The Kafka consumer of `auditwatch detect`: a consumer-group member that runs the pipeline and writes alerts.
 
 At least once, with idempotent effects: a batch's alerts (and rejected records) are written in one
 transaction with upserts, and only then are the batch's offsets committed. A crash in between makes
@@ -13,15 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from api.store import AlertStore, Receipt, ReceiptRetention, StoreError, receipt_of
+from api.errors import StoreError
+from api.store import AlertStore
+from api.tables import Receipt, StateCheckpoints
+from auditwatch.batches import BatchResults, BatchWriter
 from detectors.alerts import Alert
 from detectors.errors import EventError
 from detectors.events import AuditEvent, Rejected, parse_body
@@ -31,7 +32,7 @@ log = logging.getLogger("auditwatch.detect")
 
 
 @dataclass
-class DetectStats:
+class ConsumerStats:
     records: int = 0
     events: int = 0
     alerts: int = 0
@@ -62,7 +63,7 @@ class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
     to the offset it reflects, so the new owner continues exactly where the state left off.
     """
 
-    def __init__(self, owner: Detector) -> None:
+    def __init__(self, owner: Consumer) -> None:
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -86,7 +87,7 @@ class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
         log.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
 
 
-class Detector:
+class Consumer:
     """One member of the consumer group. Each partition gets its own pipeline (its own detector state):
     records are keyed by principal, so a principal's state lives with its partition."""
 
@@ -111,18 +112,20 @@ class Detector:
         self.store = store
         self.max_records = max_records
         self.backoff_cap_s = backoff_cap_s
-        self.checkpoint_every_s = checkpoint_every_s
-        # receipts of every decoded event, stored with the batch's alerts before its offsets are committed
-        self.retention = ReceiptRetention(store, receipts_retention_hours) if record_receipts else None
-        self.stats = DetectStats()
+        # receipts of every decoded event are stored with the batch's alerts before its offsets are committed
+        self.writer = BatchWriter(
+            store,
+            checkpoint_every_s=checkpoint_every_s,
+            record_receipts=record_receipts,
+            receipts_retention_hours=receipts_retention_hours,
+        )
+        self.stats = ConsumerStats()
         self.lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._pipelines: dict[TopicPartition, Pipeline] = {}
         self._positions: dict[TopicPartition, int] = {}  # next offset, after the last processed record
-        self._checkpointed: dict[TopicPartition, float] = {}
         self._ready: set[TopicPartition] = set()  # partitions whose state is in place
-        self._dirty: set[TopicPartition] = set()  # processed since their last checkpoint
 
     def stop(self) -> None:
         self._stop.set()
@@ -163,59 +166,53 @@ class Detector:
                     else:
                         self._consumer.seek(tp, committed)
                     self._positions.pop(tp, None)
-                self._checkpointed[tp] = time.monotonic()
+                self.writer.restored(self._scope(tp))
             self._ready.add(tp)
 
     def forget(self, revoked: set[TopicPartition]) -> None:
         for tp in revoked:
             self._ready.discard(tp)
-            self._dirty.discard(tp)
             self._pipelines.pop(tp, None)
             self._positions.pop(tp, None)
-            self._checkpointed.pop(tp, None)
+            self.writer.forget(self._scope(tp))
 
     def _due_states(
         self, tps: set[TopicPartition], *, force: bool = False
-    ) -> tuple[dict[str, tuple[int | None, dict[str, Any]]], dict[TopicPartition, int]]:
-        """States to checkpoint now (every `checkpoint_every_s` per partition), and the offsets they reflect."""
+    ) -> tuple[StateCheckpoints, dict[TopicPartition, int]]:
+        """States to checkpoint now (as the writer schedules them), and the offsets they reflect."""
         if not self.template.stateful:
             return {}, {}
-        now = time.monotonic()
-        states: dict[str, tuple[int | None, dict[str, Any]]] = {}
+        states: StateCheckpoints = {}
         offsets: dict[TopicPartition, int] = {}
         for tp in tps:
-            if tp in self._positions and (force or now - self._checkpointed.get(tp, 0.0) >= self.checkpoint_every_s):
+            scope = self._scope(tp)
+            if tp in self._positions and self.writer.checkpoint_due(scope, force=force):
                 offsets[tp] = self._positions[tp]
-                states[self._scope(tp)] = (offsets[tp], self._pipeline(tp).snapshot())
-                self._checkpointed[tp] = now
-                self._dirty.discard(tp)
+                states[scope] = (offsets[tp], self._pipeline(tp).snapshot())
         return states, offsets
+
+    def _changed(self) -> set[TopicPartition]:
+        """Partitions processed since their last checkpoint."""
+        return {tp for tp in self._pipelines if self.writer.changed(self._scope(tp))}
 
     async def checkpoint(self, tps: set[TopicPartition], *, force: bool = True) -> None:
         states, offsets = self._due_states(tps, force=force)
         if not states:
             return
         try:
-            await asyncio.to_thread(self.store.write, [], [], states)
+            await asyncio.to_thread(self.writer.write, BatchResults(states=states))
             if self._consumer is not None:
                 await self._consumer.commit(offsets)
         except (StoreError, KafkaError) as exc:
             log.warning("could not checkpoint detector state (the next owner replays from the last one): %r", exc)
 
-    async def _store(
-        self,
-        alerts: list[Alert],
-        rejected: list[Rejected],
-        states: dict[str, tuple[int | None, dict[str, Any]]],
-        receipts: list[Receipt],
-    ) -> bool:
+    async def _store(self, batch: BatchResults) -> bool:
         """Write until it works (or we are stopped); True when stored."""
         delay = 0.5
         while True:
             try:
-                self.stats.new_alerts += await asyncio.to_thread(
-                    self.store.write, alerts, rejected, states, receipts=receipts
-                )
+                written = await asyncio.to_thread(self.writer.write, batch)
+                self.stats.new_alerts += written.new_alerts
                 return True
             except StoreError as exc:
                 self.stats.store_retries += 1
@@ -247,27 +244,24 @@ class Detector:
                 events, bad = decode_record(record)
                 for event in events:
                     alerts.extend(pipeline.process(event))
-                if self.retention is not None:
-                    receipts.extend(map(receipt_of, events))
+                receipts.extend(self.writer.receipts(events))
                 rejected.extend(bad)
                 self.stats.events += len(events)
             self.stats.records += len(records)
             offsets[tp] = self._positions[tp] = records[-1].offset + 1
             if self.template.stateful:
-                self._dirty.add(tp)
+                self.writer.mark_changed(self._scope(tp))
         states, checkpointed = self._due_states(set(offsets))
         log.debug(
             "batch %s: %d alerts, checkpoint %s",
             {tp.partition: (r[0].offset, r[-1].offset) for tp, r in batch.items()}, len(alerts),  # as fetched
             {tp.partition: off for tp, off in checkpointed.items()},
         )  # fmt: skip
-        if (alerts or rejected or states or receipts) and not await self._store(alerts, rejected, states, receipts):
+        if not await self._store(BatchResults(alerts, rejected, receipts, states)):
             return  # stopped while the store was down: nothing committed, Kafka redelivers
         self.stats.alerts += len(alerts)
         self.stats.rejected += len(rejected)
         self.stats.receipts += len(receipts)
-        if self.retention is not None and self.retention.due():
-            await asyncio.to_thread(self.retention.run)
         # With stateful detectors, Kafka's committed offset follows the state checkpoint, never passes it: a
         # restart resumes where the saved state left off (redelivered alerts are absorbed by the upserts).
         to_commit = checkpointed if self.template.stateful else offsets
@@ -282,7 +276,7 @@ class Detector:
             log.warning("offset commit failed, batch will be redelivered: %r", exc)
         self.stats.batches += 1
 
-    async def run(self) -> DetectStats:
+    async def run(self) -> ConsumerStats:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=self.group,
@@ -300,9 +294,10 @@ class Detector:
             while not self._stop.is_set():
                 batch = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
                 if not batch:
-                    if self._dirty:  # idle: checkpoint what the last batches changed
+                    changed = self._changed()
+                    if changed:  # idle: checkpoint what the last batches changed
                         async with self.lock:
-                            await self.checkpoint(set(self._dirty), force=False)
+                            await self.checkpoint(changed, force=False)
                     continue
                 async with self.lock:
                     await self._process(consumer, batch)

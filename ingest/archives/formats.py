@@ -1,10 +1,8 @@
-"""Which archive format a file holds (from its first bytes), and the order to read a set of files in."""
+"""Format sniffing: which archive format a file holds, told from its first (decompressed) bytes."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -16,8 +14,7 @@ FORMATS = (
 
 _S3_LINE = re.compile(rb"^\d{4}-\d{2}-\d{2}T[0-9:.]+(Z|[+-]\d{2}:?\d{2})? [\[{]")
 _BASE64_GZIP = b"H4sI"  # base64 of the gzip magic bytes 1f 8b 08
-# lumberjack: <base>-<UTC 2006-01-02T15-04-05.000><ext>[.gz]; the live file is <base><ext>
-_ROTATED = re.compile(r"^(?P<base>.+)-(?P<ts>\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(\.\d{3})?)(?P<ext>\.[^.]+)?(\.gz)?$")
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def shape_of(doc: Any) -> str:
@@ -57,7 +54,7 @@ def detect_format(head: bytes) -> tuple[str, bool]:
         return "cloudwatch-insights", False
     if _S3_LINE.match(text):
         return "cloudwatch-s3", False
-    if text.startswith(b"\x1f\x8b"):  # gzip inside gzip: Firehose objects of CloudWatch subscription data
+    if text.startswith(GZIP_MAGIC):  # gzip inside gzip: Firehose objects of CloudWatch subscription data
         return "cloudwatch-subscription", True
     end = text.find(b"\n")
     first = text if end < 0 else text[:end]
@@ -74,15 +71,3 @@ def detect_format(head: bytes) -> tuple[str, bool]:
             return fmt, whole
     return "apiserver", whole
 
-
-def _rotation_key(path: Path) -> tuple[str, int, str, str]:
-    m = _ROTATED.match(path.name)
-    if m:
-        return str(path.with_name(m["base"] + (m["ext"] or ""))), 0, m["ts"], path.name
-    return str(path), 1, "", path.name
-
-
-def order_files(files: Sequence[Path]) -> list[Path]:
-    """Rotated lumberjack files in time order (by the UTC time in their names), each live file after its
-    rotated ones; other files in name order."""
-    return sorted(files, key=_rotation_key)

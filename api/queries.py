@@ -1,0 +1,99 @@
+"""Reading the alert store: filters, pagination cursors, and the WHERE clauses they make."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Table, and_, or_
+
+from api.errors import CursorError
+from api.rows import iso, utc
+from api.tables import Receipt, receipts_table
+from detectors.alerts import Severity
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    """What a list of alerts (or of alert groups) is narrowed to."""
+
+    min_severity: Severity | None = None
+    rule: str | None = None
+    user: str | None = None
+    namespace: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def encode_cursor(event_time: datetime, alert_id: str) -> str:
+    raw = orjson.dumps([iso(event_time), alert_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(cursor: str) -> Any:
+    return orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        time_text, alert_id = _unb64(cursor)
+        return utc(datetime.fromisoformat(time_text)), str(alert_id)
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise CursorError("invalid cursor") from None
+
+
+def encode_receipt_cursor(key: Receipt) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(list(key))).decode().rstrip("=")
+
+
+def decode_receipt_cursor(cursor: str) -> Receipt:
+    try:
+        key = _unb64(cursor)
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise CursorError("invalid cursor") from None
+    if not (isinstance(key, list) and len(key) == 3 and all(isinstance(part, str) for part in key)):
+        raise CursorError("invalid cursor")
+    return key[0], key[1], key[2]
+
+
+def conditions(table: Table, time_column: Any, flt: AlertFilter, cursor: str | None) -> list[Any]:
+    """WHERE clauses for alerts and alert groups alike: the filters, and the cursor's position (time, id)."""
+    c = table.c
+    conds: list[Any] = []
+    if flt.min_severity is not None:
+        conds.append(c.severity_rank >= int(flt.min_severity))
+    if flt.rule:
+        conds.append(or_(c.rule_id == flt.rule, c.rule_name == flt.rule))
+    if flt.user:
+        conds.append(c.user_name == flt.user)
+    if flt.namespace:
+        conds.append(c.namespace == flt.namespace)
+    if flt.since:
+        conds.append(time_column >= utc(flt.since))
+    if flt.until:
+        conds.append(time_column < utc(flt.until))
+    if cursor:
+        c_time, c_id = decode_cursor(cursor)
+        conds.append(or_(time_column < c_time, and_(time_column == c_time, c.id < c_id)))
+    return conds
+
+
+def receipt_conditions(audit_id: str | None, cursor: str | None) -> list[Any]:
+    """WHERE clauses for receipts: one auditID, and the position (key order) after the cursor."""
+    r = receipts_table
+    conds: list[Any] = []
+    if audit_id is not None:
+        conds.append(r.c.audit_id == audit_id)
+    if cursor:
+        c_id, c_stage, c_ts = decode_receipt_cursor(cursor)
+        conds.append(
+            or_(
+                r.c.audit_id > c_id,
+                and_(r.c.audit_id == c_id, r.c.stage > c_stage),
+                and_(r.c.audit_id == c_id, r.c.stage == c_stage, r.c.stage_timestamp > c_ts),
+            )
+        )
+    return conds

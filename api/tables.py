@@ -1,0 +1,155 @@
+"""The alert store's schema: its tables, and values bounded to fit their columns."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from detectors.events import AuditEvent
+
+_JSON = JSON().with_variant(JSONB(), "postgresql")
+
+metadata = MetaData()
+
+alerts_table = Table(
+    "alerts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("rule_id", String(200), nullable=False),
+    Column("rule_name", Text, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("severity_rank", SmallInteger, nullable=False),
+    Column("mitre", _JSON, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("event_time", DateTime(timezone=True), nullable=False),
+    Column("detected_at", DateTime(timezone=True), nullable=False),
+    Column("audit_id", String(512), nullable=False),
+    Column("stage", String(32), nullable=False),
+    Column("user_name", Text, nullable=False),
+    Column("groups", _JSON, nullable=False),
+    Column("impersonated_user", Text),
+    Column("source_ips", _JSON, nullable=False),
+    Column("user_agent", Text, nullable=False),
+    Column("verb", String(64), nullable=False),
+    Column("resource", String(255), nullable=False),
+    Column("subresource", String(255), nullable=False),
+    Column("namespace", String(255), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("origin", Text, nullable=False),
+    Column("event", _JSON, nullable=False),
+    Column("details", _JSON, nullable=False, server_default="{}"),
+    Column("group_id", String(64)),
+    Index("ix_alerts_time_id", "event_time", "id"),
+    Index("ix_alerts_rule", "rule_id"),
+    Index("ix_alerts_user", "user_name"),
+    Index("ix_alerts_namespace", "namespace"),
+)
+
+quarantine_table = Table(
+    "quarantine",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("origin", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("payload_truncated", Boolean, nullable=False),
+)
+
+
+# Alerts of one rule with the same group key, each within the rule's suppression window of the previous one.
+groups_table = Table(
+    "alert_groups",
+    metadata,
+    Column("id", String(64), primary_key=True),  # deterministic: rule id, group key, first alert id
+    Column("rule_id", String(200), nullable=False),
+    Column("rule_name", Text, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("severity_rank", SmallInteger, nullable=False),
+    Column("group_key", Text, nullable=False),
+    Column("user_name", Text, nullable=False),
+    Column("namespace", String(255), nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("suppress_s", Integer, nullable=False),
+    Column("last_alert_id", String(64), nullable=False),
+    Column("last_message", Text, nullable=False),
+    Index("ix_groups_lookup", "rule_id", "group_key", "last_seen"),
+    Index("ix_groups_last_seen_id", "last_seen", "id"),
+)
+
+# Detector state, checkpointed with the input position it reflects (a Kafka offset; none for the webhook).
+state_table = Table(
+    "detector_state",
+    metadata,
+    Column("scope", String(512), primary_key=True),  # "serve", or "kafka:<group>:<topic>:<partition>"
+    Column("position", BigInteger),  # the next offset to read, when the input has one
+    Column("state", Text, nullable=False),  # JSON of Pipeline.snapshot()
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
+# Opt-in receipts: one row per received event, so an operator (or a test) can prove that every event the
+# apiserver sent was received and went through detection. Keyed like the pipeline's dedupe identity.
+RECEIPT_LIMITS = (255, 32, 64)  # audit_id, stage, stage_timestamp column lengths
+receipts_table = Table(
+    "event_receipts",
+    metadata,
+    Column("audit_id", String(RECEIPT_LIMITS[0]), primary_key=True),
+    Column("stage", String(RECEIPT_LIMITS[1]), primary_key=True),
+    Column("stage_timestamp", String(RECEIPT_LIMITS[2]), primary_key=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Index("ix_receipts_received_at", "received_at"),
+)
+
+Receipt = tuple[str, str, str]  # (auditID, stage, stageTimestamp)
+# Detector state to checkpoint: scope -> (the input position it reflects, or None; Pipeline.snapshot())
+StateCheckpoints = dict[str, tuple[int | None, dict[str, Any]]]
+
+
+def bounded(value: str, limit: int) -> str:
+    """`value` if it fits its column, else a prefix and a digest of the whole (still unique, never an error:
+    a client-chosen auditID or an RFC 3339 time with a long fraction must not make a batch unstorable)."""
+    if len(value) <= limit:
+        return value
+    return value[: limit - 33] + "~" + hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+def receipt_of(event: AuditEvent) -> Receipt:
+    """An event's receipt key: auditID, stage and `stageTimestamp` exactly as received ("" if missing)."""
+    ts = event.raw.get("stageTimestamp")
+    audit_id, stage, stamp = RECEIPT_LIMITS
+    return (
+        bounded(event.audit_id, audit_id),
+        bounded(event.stage, stage),
+        bounded(ts if isinstance(ts, str) else "", stamp),
+    )
+
+
+def fit(table: Table, row: dict[str, Any]) -> dict[str, Any]:
+    """Bound every value of a length-limited column: audit events carry client-chosen auditIDs, verbs and
+    names, and one over-long value must not make a batch unstorable (on PostgreSQL the insert fails, and the
+    webhook would answer 503 to that batch forever, or `detect` retry it forever)."""
+    for column in table.c:
+        limit = getattr(column.type, "length", None)
+        value = row.get(column.name)
+        if limit and isinstance(value, str) and len(value) > limit:
+            row[column.name] = bounded(value, limit)
+    return row

@@ -1,0 +1,119 @@
+"""The long-running processes: `serve`, `ingest` and `api` (HTTP), `detect` (the Kafka consumer)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from auditwatch.startup import build_settings, listener_settings, load_pipeline, receipt_settings, tune_gc
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from auditwatch.server import base_url, create_serve_app, run_http
+
+    settings = listener_settings(
+        args, db_url=args.db, rules=args.rules, max_body_bytes=args.max_body_bytes, rule_matching=args.rule_matching,
+        **receipt_settings(args),
+    )  # fmt: skip
+    app = create_serve_app(settings, pipeline=load_pipeline(settings.rules, settings.rule_matching))
+    tune_gc()
+    base = base_url(settings)
+    print(
+        f"auditwatch serve: listening on {base}\n"
+        f"  webhook  POST {base}/audit/webhook  (also /k8s-audit)\n"
+        f"  alerts   GET  {base}/api/v1/alerts   (docs: {base}/docs)\n"
+        f"  store    {settings.db_url}"
+        + (f"\n  receipts GET  {base}/api/v1/receipts" if settings.record_receipts else ""),
+        flush=True,
+    )
+    run_http(app, settings)
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from auditwatch.server import base_url, create_ingest_app, run_http
+
+    settings = listener_settings(
+        args, kafka_bootstrap=args.kafka, topic=args.topic, max_body_bytes=args.max_body_bytes,
+        drop_request_received=True if args.drop_request_received else None, partitions=args.partitions,
+    )  # fmt: skip
+    if not settings.kafka_bootstrap:
+        raise SystemExit("auditwatch: ingest needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)")
+    base = base_url(settings)
+    print(
+        f"auditwatch ingest: listening on {base}\n"
+        f"  webhook  POST {base}/audit/webhook  (also /k8s-audit)\n"
+        f"  kafka    {settings.kafka_bootstrap} topic {settings.topic} (dead letters: {settings.dead_letter_topic})",
+        flush=True,
+    )
+    app = create_ingest_app(settings)
+    tune_gc()
+    run_http(app, settings)
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from auditwatch.server import base_url, create_api_app, run_http
+
+    settings = listener_settings(args, db_url=args.db)
+    base = base_url(settings)
+    print(
+        f"auditwatch api: listening on {base}\n  alerts   GET  {base}/api/v1/alerts\n  store    {settings.db_url}",
+        flush=True,
+    )
+    run_http(create_api_app(settings), settings)
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from api.store import AlertStore
+    from auditwatch.consumer import Consumer
+    from auditwatch.server import topic_specs
+    from ingest.kafka import ensure_topics
+
+    settings = build_settings(
+        kafka_bootstrap=args.kafka, db_url=args.db, rules=args.rules, topic=args.topic,
+        consumer_group=args.group, partitions=args.partitions, rule_matching=args.rule_matching,
+        **receipt_settings(args),
+    )  # fmt: skip
+    if not settings.kafka_bootstrap:
+        raise SystemExit("auditwatch: detect needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)")
+    pipeline = load_pipeline(settings.rules, settings.rule_matching)
+    store = AlertStore(settings.db_url)
+    store.migrate()
+    consumer = Consumer(
+        bootstrap=settings.kafka_bootstrap, topic=settings.topic, group=settings.consumer_group,
+        pipeline=pipeline, store=store, max_records=settings.detect_max_records,
+        record_receipts=settings.record_receipts, receipts_retention_hours=settings.receipts_retention_hours,
+    )  # fmt: skip
+    print(
+        f"auditwatch detect: group {settings.consumer_group} on {settings.kafka_bootstrap} topic {settings.topic}, "
+        f"{len(pipeline.detectors)} detectors, store {settings.db_url}",
+        flush=True,
+    )
+
+    tune_gc()
+    # partition hand-overs and checkpoints are worth seeing; AUDITWATCH_DEBUG=1 shows every batch
+    logging.getLogger("auditwatch").setLevel(logging.DEBUG if os.environ.get("AUDITWATCH_DEBUG") else logging.INFO)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, consumer.stop)
+        await ensure_topics(settings.kafka_bootstrap, topic_specs(settings))
+        stats = await consumer.run()
+        print(
+            f"auditwatch detect: stopped after {stats.records:,} records, {stats.alerts:,} alerts "
+            f"({stats.new_alerts:,} new), {stats.rejected:,} rejected",
+            file=sys.stderr,
+        )
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+    return 0

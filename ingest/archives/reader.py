@@ -1,0 +1,119 @@
+"""Reading archives: files, directories and stdin in, (events, rejected) per record out, counted as it goes.
+
+The format is detected per file unless forced. A bad record never stops a read: it is a reject with
+file:line. An unreadable file, or a gzip stream cut short, keeps what was read and is one reject. Copies
+of one event across a file set (same auditID, stage and stageTimestamp) are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from detectors.events import AuditEvent, Rejected
+from ingest.archives.files import HEAD, input_files, label_of, open_archive
+from ingest.archives.formats import detect_format
+from ingest.archives.records import Batch, Counters, read_records
+
+PROGRESS_EVERY = 4096  # apiserver lines between progress calls (other formats: every record)
+UNREADABLE = (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError, zlib.error)
+
+
+@dataclass
+class ArchiveStats:
+    """What a read of archives saw."""
+
+    files: int = 0
+    lines: int = 0
+    events: int = 0
+    rejected: int = 0
+    rejected_examples: list[Rejected] = field(default_factory=list)
+    duplicates: int = 0  # copies of an event already read (same auditID, stage, stageTimestamp)
+    skipped: int = 0  # records that are not audit events on purpose (other log streams, AKS categories)
+    formats: dict[str, int] = field(default_factory=dict)  # files per detected format
+
+    def count_rejected(self, rejected: list[Rejected], keep_examples: int) -> None:
+        self.rejected += len(rejected)
+        room = keep_examples - len(self.rejected_examples)
+        if room > 0:
+            self.rejected_examples.extend(rejected[:room])
+
+
+@dataclass
+class Deduper:
+    """Drops a second copy of an event across a file set: same auditID, stage and stageTimestamp.
+
+    The stageTimestamp is part of the key because clients choose auditIDs (the `Audit-ID` header): a forged
+    ID must not hide a later request. Memory is bounded: two generations of `generation` keys each, so
+    copies further apart than that are kept.
+    """
+
+    generation: int = 1_000_000
+    current: set[tuple[Any, Any, Any]] = field(default_factory=set)
+    previous: set[tuple[Any, Any, Any]] = field(default_factory=set)
+
+    def unique(self, events: list[AuditEvent], counters: Counters) -> list[AuditEvent]:
+        kept: list[AuditEvent] = []
+        current, previous = self.current, self.previous
+        for event in events:
+            raw = event.raw
+            key = (raw["auditID"], raw["stage"], raw.get("stageTimestamp"))
+            if key in current or key in previous:
+                counters.duplicates += 1
+                continue
+            current.add(key)
+            kept.append(event)
+        if len(current) >= self.generation:
+            self.previous, self.current = current, set()
+        return kept
+
+
+def read_archives(
+    paths: Sequence[str],
+    stats: ArchiveStats,
+    *,
+    progress: Callable[[str], None] | None = None,
+    keep_examples: int = 20,
+    fmt: str | None = None,
+    dedupe: bool = True,
+) -> Iterator[Batch]:
+    """Yield (events, rejected) per archive record; count files, lines, events and rejects into `stats`.
+
+    `fmt` forces a format (`FORMATS`); by default each file's is detected. `progress` is called with the
+    current file's name now and then.
+    """
+    deduper = Deduper() if dedupe else None
+    counters = Counters()
+    for name in input_files(paths):
+        stats.files += 1
+        label = label_of(name)
+        counters.lines = 0
+        before = stats.lines
+        try:
+            with open_archive(name) as stream:
+                detected, whole = detect_format(stream.peek(HEAD)[:HEAD])
+                file_format = fmt or detected
+                stats.formats[file_format] = stats.formats.get(file_format, 0) + 1
+                every = PROGRESS_EVERY if file_format == "apiserver" and not whole else 1
+                for events, rejected in read_records(stream, label, file_format, whole, counters):
+                    stats.lines = before + counters.lines
+                    if deduper is not None and events:
+                        events = deduper.unique(events, counters)
+                    stats.events += len(events)
+                    if rejected:
+                        stats.count_rejected(rejected, keep_examples)
+                    if progress is not None and stats.lines % every == 0:
+                        progress(label)
+                    yield events, rejected
+                stats.lines = before + counters.lines
+        except UNREADABLE as exc:
+            stats.lines = before + counters.lines
+            item = Rejected(f"{label}:{counters.lines + 1}", f"cannot read: {exc}", None)
+            stats.count_rejected([item], keep_examples)
+            yield [], [item]
+        finally:
+            stats.duplicates = counters.duplicates
+            stats.skipped = counters.skipped
