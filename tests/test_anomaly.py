@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from auditwatch.synth import ClusterProfile, attack_events, benign_events
 from detectors.events import AuditEvent
 from detectors.rules import anomaly
 from detectors.rules.anomaly import AnomalyRule, Baseline, Principal, extract_features, observe
 from detectors.rules.loader import BUILTIN_DIR, load_rules
+from simulation import ClusterProfile, attack_events, benign_events
 
 RULE_FILE = BUILTIN_DIR / "ml-principal-anomaly.yaml"
 
