@@ -29,7 +29,7 @@ SAMPLES = {
         "attack: a forbidden burst, anonymous access, a privileged pod with the host's / mounted, exec into it,\n"
         "impersonation, a token request and cluster-admin for a low-privilege user.",
     ),
-    # auditwatch.synth's deterministic generator: a bigger cluster than the e2e test can run.
+    # The simulation package (python -m simulation --demo): a bigger cluster than the e2e test can run.
     "synthetic": Sample(
         DATA / "demo-events.jsonl.gz",
         "Replayed a 20-minute sample of a 10-node cluster ({events:,} audit events):\n"

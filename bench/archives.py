@@ -1,8 +1,8 @@
 """Replay of a gzipped apiserver log against the same log uncompressed, in one run.
 
-    .venv/bin/python bench/archives.py [--size-mb 1024] [--repeat 1]
+    .venv/bin/python -m bench.archives [--size-mb 1024] [--repeat 1]
 
-Writes an apiserver log backend file of realistic events (auditwatch.synth) of about --size-mb MB, gzips it
+Writes an apiserver log backend file of realistic events (the simulation package) of about --size-mb MB, gzips it
 (as `--audit-log-compress` rotation does), then replays both through the same pipeline (built-in rules,
 no store) and reports events/s. The last line is
 `gzip_events_per_s=<n> plain_events_per_s=<n> ratio=<r>` (the goal: gzip at >= 50 % of plain).
@@ -13,21 +13,17 @@ from __future__ import annotations
 import argparse
 import gzip
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-# bench/ is sys.path[0] when run as a script, and bench/ingest.py would shadow the ingest package
-sys.path[0] = str(Path(__file__).resolve().parent.parent)
+import orjson
 
-import orjson  # noqa: E402
-
-from auditwatch.replay import replay  # noqa: E402
-from auditwatch.startup import tune_gc  # noqa: E402
-from auditwatch.synth import ClusterProfile, benign_events  # noqa: E402
-from detectors.pipeline import Pipeline  # noqa: E402
-from detectors.registry import load_rules  # noqa: E402
+from auditwatch.replay import replay
+from auditwatch.startup import tune_gc
+from detectors.pipeline import Pipeline
+from detectors.registry import load_rules
+from simulation import ClusterProfile, benign_events
 
 
 def write_log(path: Path, size_bytes: int) -> int:
@@ -44,7 +40,9 @@ def write_log(path: Path, size_bytes: int) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.archives", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size-mb", type=int, default=1024, help="size of the uncompressed log (default 1024)")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each replay; the best counts")
     args = parser.parse_args()

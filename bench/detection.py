@@ -1,14 +1,14 @@
-"""Labelled detection benchmark: benign synth traffic + injected attack campaigns, three rule tiers.
+"""Labelled detection benchmark: simulated benign traffic + injected attack campaigns, three rule tiers.
 
-    .venv/bin/python bench/detection.py [--days 14] [--nodes 4] [--seed 1]     # default: ~7.5M events, ~6 min
-    .venv/bin/python bench/detection.py --days 3 --nodes 3                        # quick run (~1 min)
-    .venv/bin/python bench/detection.py --labels-out /tmp/labels      # also write labels.csv, campaigns.csv
+    .venv/bin/python -m bench.detection [--days 14] [--nodes 4] [--seed 1]     # default: ~7.5M events, ~6 min
+    .venv/bin/python -m bench.detection --days 3 --nodes 3                        # quick run (~1 min)
+    .venv/bin/python -m bench.detection --labels-out /tmp/labels      # also write labels.csv, campaigns.csv
 
 The first half of the days is the baseline (no campaigns; stateful rules learn), the second half the
-evaluation, chronological and never shuffled. Campaigns (auditwatch.campaigns: Stratus Red Team, Atomic
-Red Team, peirates and synth's story, each run by a dedicated attacker identity and with a stolen token of
-an existing service account or user from an outside address) start at seeded random times of the
-evaluation half. Every event is labelled by auditID -> campaign id.
+evaluation, chronological and never shuffled. Campaigns (simulation.plan_campaigns: Stratus Red Team,
+Atomic Red Team, peirates and the simulator's attack story, each run by a dedicated attacker identity and
+with a stolen token of an existing service account or user from an outside address) start at seeded
+random times of the evaluation half. Every event is labelled by auditID -> campaign id.
 
 Tiers load different rule files from detectors/rules/builtin/, chosen by their `type:`:
   rules     type match
@@ -37,14 +37,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-sys.path[0] = str(Path(__file__).resolve().parent.parent)
-
-from auditwatch.campaigns import Campaign, labelled_stream, plan_campaigns  # noqa: E402
-from auditwatch.synth import _SEC, ClusterProfile, _to_us  # noqa: E402
-from detectors.events import AuditEvent  # noqa: E402
-from detectors.loading.loader import BUILTIN_DIR  # noqa: E402
-from detectors.pipeline import Pipeline  # noqa: E402
-from detectors.registry import load_rules  # noqa: E402
+from detectors.events import AuditEvent
+from detectors.loading.loader import BUILTIN_DIR
+from detectors.pipeline import Pipeline
+from detectors.registry import load_rules
+from simulation import SECOND, Campaign, ClusterProfile, epoch_us, labelled_stream, plan_campaigns, write_labels
 
 STATEFUL_TYPES = ("threshold", "distinct_count", "new_terms", "sequence")
 TIERS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -52,7 +49,7 @@ TIERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("stateful", ("match", *STATEFUL_TYPES)),
     ("ml", ("match", *STATEFUL_TYPES, "anomaly")),
 )
-DAY_US = 86400 * _SEC
+DAY_US = 86400 * SECOND
 
 
 @dataclass(frozen=True)
@@ -153,7 +150,7 @@ def compute_metrics(
     res.days_with_alerts = len(precisions)
     res.top10_precision = statistics.fmean(precisions) if precisions else None
     starts = {c.id: c.start_us for c in campaigns}
-    res.ttd_s = {cid: (t - starts[cid]) / _SEC for cid, t in res.detected.items()}
+    res.ttd_s = {cid: (t - starts[cid]) / SECOND for cid, t in res.detected.items()}
     res.median_ttd_s = statistics.median(res.ttd_s.values()) if res.ttd_s else None
     return res
 
@@ -185,7 +182,7 @@ def run(
 ) -> RunResult:
     t_start = time.perf_counter()
     profile = ClusterProfile(nodes=nodes, namespaces=namespaces, humans=humans, ci_accounts=ci_accounts, seed=seed)
-    start_us = _to_us(profile.start)
+    start_us = epoch_us(profile.start)
     end_us = start_us + int(days * DAY_US)
     eval_start_us = start_us + int(days / 2 * DAY_US)
     campaigns = plan_campaigns(
@@ -213,7 +210,7 @@ def run(
             attack += 1
         elif ts >= eval_start_us:
             benign_eval += 1
-        event = AuditEvent(raw=ev, origin=f"synth#{n}")
+        event = AuditEvent(raw=ev, origin=f"simulation#{n}")
         for process, out, types in procs:
             for al in process(event):
                 out.append(
@@ -276,7 +273,7 @@ def report(res: RunResult, out: Any = sys.stdout) -> None:
         cells = "".join(f"{_fmt(t.ttd_s.get(c.id), '.1f') if c.id in t.ttd_s else '-':>10}" for t in res.tiers)
         rules = ",".join(full.campaign_rules.get(c.id, [])) if full else ""
         p(
-            f"  {c.id:<48}{datetime.fromtimestamp(c.start_us / _SEC, UTC):%m-%d %H:%M} {c.actor[:34]:<35}"
+            f"  {c.id:<48}{datetime.fromtimestamp(c.start_us / SECOND, UTC):%m-%d %H:%M} {c.actor[:34]:<35}"
             f"{len(c.audit_ids):>3} ev{cells}  {rules}"
         )
     if len(res.tiers) >= 2:
@@ -302,38 +299,10 @@ def report(res: RunResult, out: Any = sys.stdout) -> None:
         )
 
 
-def write_labels(res: RunResult, out_dir: Path) -> None:
-    """labels.csv (auditID, campaign_id, technique, label) and campaigns.csv (id, technique, variant, actor,
-    src_ip, start, end, events), as anomaly-detection.md section 2 recommends."""
-    import csv
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tech = {c.id: c.technique for c in res.campaigns}
-    with open(out_dir / "labels.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["auditID", "campaign_id", "technique", "label"])
-        for aid, cid in sorted(res.labels.items(), key=lambda kv: (kv[1], kv[0])):
-            w.writerow([aid, cid, tech[cid], "attack"])
-    with open(out_dir / "campaigns.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["id", "technique", "variant", "actor", "src_ip", "start", "end", "events"])
-        for c in sorted(res.campaigns, key=lambda c: c.start_us):
-            w.writerow(
-                [
-                    c.id,
-                    c.technique,
-                    c.variant,
-                    c.actor,
-                    c.src_ip,
-                    c.start.isoformat(),
-                    c.end.isoformat(),
-                    len(c.audit_ids),
-                ]
-            )
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.detection", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     ap.add_argument("--days", type=float, default=14, help="simulated days; the first half is the baseline")
     ap.add_argument("--nodes", type=int, default=4, help="cluster nodes (4: ~530k events/day)")
     ap.add_argument("--seed", type=int, default=1)
@@ -347,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     res = run(days=args.days, nodes=args.nodes, seed=args.seed, rule_dir=args.rules_dir, progress=not args.quiet)
     report(res)
     if args.labels_out:
-        write_labels(res, args.labels_out)
+        write_labels(args.labels_out, res.labels, res.campaigns)
     return 0
 
 

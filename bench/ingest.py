@@ -1,10 +1,10 @@
 """Distributed-mode throughput: webhook -> Kafka, against Kafka's own ProducerPerformance, in one run.
 
-    .venv/bin/python bench/ingest.py [--seconds 20] [--clients 8]
+    .venv/bin/python -m bench.ingest [--seconds 20] [--clients 8]
 
 Starts what it needs (`scripts/services.sh up`: Kafka and PostgreSQL on 127.0.0.1), then:
   ingest:   `auditwatch ingest` as its own process; concurrent clients POST 400-event EventLists of
-            realistic events (auditwatch.synth, ~1.4 KB each) like apiservers do; events/s and POST
+            realistic events (the simulation package, ~1.4 KB each) like apiservers do; events/s and POST
             latency p50/p99 (a POST returns once every record is acknowledged, acks=all);
   baseline: org.apache.kafka.tools.ProducerPerformance on the same broker, same record size and
             payloads (the same events), acks=all, lz4, the same record count;
@@ -28,15 +28,13 @@ from pathlib import Path
 import httpx
 import orjson
 
+from api.store import AlertStore
+from auditwatch.consumer import Consumer
+from detectors.pipeline import Pipeline
+from detectors.registry import load_rules
+from simulation import ClusterProfile, benign_events
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[0] = str(ROOT)  # bench/ is sys.path[0] when run as a script, and bench/ingest.py shadows `ingest`
-
-from api.store import AlertStore  # noqa: E402
-from auditwatch.consumer import Consumer  # noqa: E402
-from auditwatch.synth import ClusterProfile, benign_events  # noqa: E402
-from detectors.pipeline import Pipeline  # noqa: E402
-from detectors.registry import load_rules  # noqa: E402
-
 BATCH = 400
 
 
@@ -156,7 +154,9 @@ async def consume(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ingest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the webhook load (default 20)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent webhook clients (default 8)")
     args = parser.parse_args()

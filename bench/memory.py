@@ -1,8 +1,8 @@
 """Memory of the full detection stack over a long stream: RSS and live state keys, sampled as it runs.
 
-    .venv/bin/python bench/memory.py [--events 10000000] [--every 1000000]
+    .venv/bin/python -m bench.memory [--events 10000000] [--every 1000000]
 
-Streams realistic events (auditwatch.synth, a 20-node cluster, about 9 simulated days per 10 M events)
+Streams realistic events (the simulation package, a 20-node cluster, about 9 simulated days per 10 M events)
 straight into the built-in pack (single-event, stateful and online-model rules) without files or a store,
 and prints the process RSS and the number of live state keys every --every events. Flat RSS after the
 windows and TTLs are reached is what "bounded state" means. The last line is
@@ -13,19 +13,15 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-# bench/ is sys.path[0] when run as a script, and bench/ingest.py would shadow the ingest package
-sys.path[0] = str(Path(__file__).resolve().parent.parent)
-
-from auditwatch.startup import tune_gc  # noqa: E402
-from auditwatch.synth import ClusterProfile, benign_events  # noqa: E402
-from detectors.events import AuditEvent  # noqa: E402
-from detectors.pipeline import Pipeline  # noqa: E402
-from detectors.registry import load_rules  # noqa: E402
+from auditwatch.startup import tune_gc
+from detectors.events import AuditEvent
+from detectors.pipeline import Pipeline
+from detectors.registry import load_rules
+from simulation import ClusterProfile, benign_events
 
 
 def rss_mb() -> float:
@@ -47,7 +43,9 @@ def state_keys(pipeline: Pipeline) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.memory", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=10_000_000, help="events to stream (default 10M)")
     parser.add_argument("--every", type=int, default=1_000_000, help="sample interval in events")
     args = parser.parse_args()

@@ -1,10 +1,10 @@
 """Replay throughput of the full pipeline, against orjson parse-only of the same file, in one run.
 
-    .venv/bin/python bench/replay.py [--events 200000] [--repeat 3] [--rules PATH]... [--rule-matching first|all]
-    .venv/bin/python bench/replay.py --rules falco                                # Falco's stock rules
-    .venv/bin/python bench/replay.py --rules builtin --rules falco --rules sigma  # all three packs together
+    .venv/bin/python -m bench.replay [--events 200000] [--repeat 3] [--rules PACK|PATH]... [--rule-matching first|all]
+    .venv/bin/python -m bench.replay --rules falco                                  # Falco's stock file
+    .venv/bin/python -m bench.replay --rules builtin --rules falco --rules sigma    # all three together
 
-Generates N realistic events (auditwatch.synth: controllers, kubelets, scheduler, humans, CI, health
+Generates N realistic events (the simulation package: controllers, kubelets, scheduler, humans, CI, health
 checks, with a short attack story inside), writes them as JSON lines, then measures on that very file:
   parse:  read every line and orjson.loads it (the floor any Python replay pays);
   replay: `auditwatch replay`'s code path: read, decode, validate, built-in rules, alerts into SQLite.
@@ -16,24 +16,20 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 
-# bench/ is sys.path[0] when run as a script, and bench/ingest.py would shadow the ingest package
-sys.path[0] = str(Path(__file__).resolve().parent.parent)
+import orjson
 
-import orjson  # noqa: E402
-
-from api.store import AlertStore  # noqa: E402
-from auditwatch.replay import replay  # noqa: E402
-from auditwatch.startup import tune_gc  # noqa: E402
-from auditwatch.synth import ClusterProfile, attack_events, benign_events, write_jsonl  # noqa: E402
-from detectors.loading.formats import LoadOptions  # noqa: E402
-from detectors.pipeline import Pipeline  # noqa: E402
-from detectors.registry import load_rules  # noqa: E402
+from api.store import AlertStore
+from auditwatch.replay import replay
+from auditwatch.startup import tune_gc
+from detectors.loading.formats import LoadOptions
+from detectors.pipeline import Pipeline
+from detectors.registry import load_rules
+from simulation import ClusterProfile, attack_events, benign_events, write_jsonl
 
 
 def cpu_model() -> str:
@@ -78,12 +74,14 @@ def full_replay(path: Path, pipeline: Pipeline, workdir: Path, run: int) -> tupl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.replay", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=200_000, help="events to generate (default 200000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the best counts")
     parser.add_argument(
-        "--rules", action="append", help="rule file, directory or pack (repeatable; default: builtin). E.g. --rules "
-        "falco, or --rules builtin --rules falco --rules sigma",
+        "--rules", action="append", help="rule pack (builtin, falco, sigma), file or directory (repeatable; "
+        "default: builtin). E.g. --rules falco, or --rules builtin --rules falco --rules sigma together",
     )  # fmt: skip
     parser.add_argument("--rule-matching", choices=["first", "all"], default="first", help="for Falco files")
     args = parser.parse_args()

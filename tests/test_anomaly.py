@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from auditwatch.synth import ClusterProfile, attack_events, benign_events
 from detectors.events import AuditEvent
 from detectors.loading.loader import BUILTIN_DIR
 from detectors.registry import load_rules
@@ -18,6 +17,7 @@ from detectors.rules import anomaly_features
 from detectors.rules.anomaly import AnomalyRule
 from detectors.rules.anomaly_features import Baseline, Principal, extract_features, observe
 from detectors.rules.stateful import SWEEP_EVERY
+from simulation import ClusterProfile, attack_events, benign_events
 
 RULE_FILE = BUILTIN_DIR / "ml-principal-anomaly.yaml"
 

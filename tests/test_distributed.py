@@ -22,9 +22,9 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer
 
 from auditwatch.replay import replay
-from auditwatch.synth import ClusterProfile, attack_events, benign_events, write_jsonl
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
+from simulation import ClusterProfile, attack_events, benign_events, write_jsonl
 from tests.conftest import exec_event, scenario_events
 from tests.processes import Proc, free_port
 from tests.services import PrivateKafka, PrivatePostgres, create_database, kafka_bootstrap

@@ -1,52 +1,21 @@
-"""Tests of the synthetic audit-event generator (auditwatch.synth)."""
+"""Benign traffic (simulation.benign_events): determinism, event shape, stage semantics, traffic mix, no red flags."""
 
 from __future__ import annotations
 
 import gzip
 import re
-from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
-from auditwatch import synth
-from auditwatch.synth import (
-    ATTACK_TECHNIQUES,
-    DEMO_PATH,
-    ClusterProfile,
-    attack_events,
-    benign_events,
-    demo_attack_labels,
-    demo_events,
-    write_jsonl,
-)
+from simulation import ClusterProfile, benign_events, write_jsonl
+from tests.simulation.conftest import DURATION_S, PROFILE
+from tests.simulation.helpers import Event, by_audit_id, parse_ts, suspicious
 
-Event = dict[str, Any]
-
-PROFILE = ClusterProfile(nodes=5, seed=3)
-DURATION_S = 2 * 3600
 MICRO_TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 LONG_RUNNING_SUBRESOURCES = {"exec", "attach", "portforward", "log", "proxy"}
-
-
-@pytest.fixture(scope="module")
-def benign() -> list[Event]:
-    return list(benign_events(PROFILE, duration_s=DURATION_S))
-
-
-@pytest.fixture(scope="module")
-def demo() -> list[Event]:
-    return demo_events()
-
-
-def _by_audit_id(events: list[Event]) -> dict[str, list[Event]]:
-    groups: dict[str, list[Event]] = defaultdict(list)
-    for ev in events:
-        groups[ev["auditID"]].append(ev)
-    return groups
 
 
 def _is_long_running(ev: Event) -> bool:
@@ -88,14 +57,10 @@ def test_count_and_duration_limits() -> None:
     events = list(benign_events(PROFILE, duration_s=60))
     end = PROFILE.start + timedelta(seconds=60)
     assert events
-    assert all(_parse(ev["stageTimestamp"]) < end for ev in events)
-    assert _parse(events[0]["stageTimestamp"]) >= PROFILE.start
+    assert all(parse_ts(ev["stageTimestamp"]) < end for ev in events)
+    assert parse_ts(events[0]["stageTimestamp"]) >= PROFILE.start
     # both limits: whichever comes first
     assert len(list(benign_events(PROFILE, duration_s=60, count=10))) == 10
-
-
-def _parse(ts: str) -> datetime:
-    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%f%z")
 
 
 def test_profile_knobs_shape_the_cluster() -> None:
@@ -128,14 +93,6 @@ def test_events_share_no_nested_objects(demo: list[Event]) -> None:
 
     for index, ev in enumerate(demo):
         walk(ev, index)
-
-
-def test_cli_writes_requested_count(tmp_path: Path) -> None:
-    out = tmp_path / "cli.jsonl.gz"
-    assert synth.main(["--out", str(out), "--count", "300", "--nodes", "3", "--seed", "5"]) == 0
-    lines = gzip.decompress(out.read_bytes()).splitlines()
-    assert len(lines) == 300
-    assert orjson.loads(lines[0])["kind"] == "Event"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -190,7 +147,7 @@ def test_request_received_has_no_response_fields(benign: list[Event]) -> None:
 def test_stage_sequences_are_valid(benign: list[Event]) -> None:
     end = PROFILE.start + timedelta(seconds=DURATION_S)
     n_watch_complete = 0
-    for audit_id, evs in _by_audit_id(benign).items():
+    for audit_id, evs in by_audit_id(benign).items():
         stages = [ev["stage"] for ev in evs]
         first = evs[0]
         if stages == ["ResponseStarted"]:
@@ -202,13 +159,13 @@ def test_stage_sequences_are_valid(benign: list[Event]) -> None:
             expected.insert(1, "ResponseStarted")
         # requests still open when the window closes are cut (a prefix), everything older is complete
         assert stages == expected[: len(stages)], (audit_id, stages)
-        if _parse(first["requestReceivedTimestamp"]) < end - timedelta(minutes=15):
+        if parse_ts(first["requestReceivedTimestamp"]) < end - timedelta(minutes=15):
             assert stages == expected, (audit_id, stages)
         assert len({ev["requestReceivedTimestamp"] for ev in evs}) == 1
         assert len({(ev["verb"], ev["requestURI"], ev["user"]["username"]) for ev in evs}) == 1
         if first["verb"] == "watch" and stages == expected:
             n_watch_complete += 1
-            lasted = _parse(evs[-1]["stageTimestamp"]) - _parse(first["stageTimestamp"])
+            lasted = parse_ts(evs[-1]["stageTimestamp"]) - parse_ts(first["stageTimestamp"])
             assert timedelta(seconds=5) < lasted < timedelta(minutes=11)
     assert n_watch_complete > 100
 
@@ -216,7 +173,7 @@ def test_stage_sequences_are_valid(benign: list[Event]) -> None:
 def test_unauthenticated_requests_are_single_response_started(benign: list[Event]) -> None:
     unauth = [ev for ev in benign if ev.get("responseStatus", {}).get("code") == 401]
     assert unauth, "expected some 401s (stale cron token, expired OIDC tokens)"
-    groups = _by_audit_id(benign)
+    groups = by_audit_id(benign)
     for ev in unauth:
         assert ev["stage"] == "ResponseStarted"
         assert ev["user"] == {}
@@ -256,7 +213,7 @@ def test_traffic_mix_is_dominated_by_kubelets_and_controllers(benign: list[Event
     assert 0 < humans / len(users) < 0.1
     lease_renewals = [ev for ev in benign if ev.get("objectRef", {}).get("resource") == "leases"]
     kubelet = [ev for ev in lease_renewals if ev["user"]["username"] == "system:node:node-01"]
-    starts = sorted(_parse(ev["stageTimestamp"]) for ev in kubelet if ev["stage"] == "RequestReceived")
+    starts = sorted(parse_ts(ev["stageTimestamp"]) for ev in kubelet if ev["stage"] == "RequestReceived")
     gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
     assert 9.9 < min(gaps) and max(gaps) < 10.6  # kubelet lease every 10 s
 
@@ -290,173 +247,11 @@ def test_kubectl_and_ci_behaviour(benign: list[Event]) -> None:
 # Benign traffic contains nothing that security rules should flag
 # ---------------------------------------------------------------------------------------------------
 
-_SUSPICIOUS_JSON = (
-    '"subresource":"exec"',
-    '"subresource":"attach"',
-    '"subresource":"portforward"',
-    '"subresource":"proxy"',
-    '"subresource":"ephemeralcontainers"',
-    '"privileged":true',
-    '"hostPath"',
-    '"hostNetwork":true',
-    '"hostPID":true',
-    '"hostIPC":true',
-    "cluster-admin",
-    '"NodePort"',
-    "webhookconfigurations",
-    '"SYS_ADMIN"',
-    '"NET_ADMIN"',
-    '"resource":"clusterrolebindings"',
-    '"resource":"rolebindings"',
-    '"resource":"clusterroles"',
-    '"resource":"roles"',
-    '"verbs":["*"]',
-    "impersonatedUser",
-)
-
-
-def _suspicious(ev: Event) -> list[str]:
-    """The single-event red flags most rule sets look for."""
-    raw = orjson.dumps(ev).decode()
-    hits = [p for p in _SUSPICIOUS_JSON if p in raw]
-    ref = ev.get("objectRef", {})
-    user = ev["user"].get("username", "")
-    if ref.get("resource") == "secrets" and (ev["verb"] in ("list", "watch") or "namespace" not in ref):
-        hits.append("secrets read across namespaces")
-    if user == "system:anonymous" and ev["requestURI"] not in ("/healthz", "/readyz", "/livez"):
-        hits.append("anonymous access")
-    if (
-        ev["verb"] == "create"
-        and ref.get("resource") == "pods"
-        and ref.get("namespace") == "kube-system"
-        and not user.startswith("system:")
-    ):
-        hits.append("human pod in kube-system")
-    if ev["verb"] in ("delete", "deletecollection") and ref.get("resource") == "events":
-        hits.append("events deleted")
-    return hits
-
 
 def test_benign_traffic_has_no_red_flags(benign: list[Event]) -> None:
-    flagged = [(ev["auditID"], _suspicious(ev)) for ev in benign if _suspicious(ev)]
+    flagged = [(ev["auditID"], suspicious(ev)) for ev in benign if suspicious(ev)]
     assert flagged == []
     # secrets: at most namespaced gets by service accounts
     for ev in benign:
         if ev.get("objectRef", {}).get("resource") == "secrets":
             assert ev["verb"] == "get" and ev["user"]["username"].startswith("system:serviceaccount:")
-
-
-def test_demo_benign_part_has_no_red_flags(demo: list[Event]) -> None:
-    labels = demo_attack_labels()
-    flagged = [ev["auditID"] for ev in demo if ev["auditID"] not in labels and _suspicious(ev)]
-    assert flagged == []
-
-
-# ---------------------------------------------------------------------------------------------------
-# The attack story
-# ---------------------------------------------------------------------------------------------------
-
-
-def test_attack_story() -> None:
-    at = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
-    story = attack_events(PROFILE, at=at)
-    assert story == attack_events(PROFILE, at=at)  # deterministic
-    techniques = [tech for tech, _ in story]
-    assert set(techniques) == set(ATTACK_TECHNIQUES)
-    events = [ev for _, ev in story]
-    stamps = [ev["stageTimestamp"] for ev in events]
-    assert stamps == sorted(stamps) and stamps[0] >= "2026-11-20T09:30:00.000000Z"
-    for ev in events:
-        assert not ({"label", "technique", "attack"} & ev.keys())  # nothing non-standard in the Event
-    # each technique really carries the pattern a rule would match (positive control for the benign test)
-    by_tech: dict[str, list[Event]] = defaultdict(list)
-    for tech, ev in story:
-        by_tech[tech].append(ev)
-    assert all(
-        _suspicious(ev)
-        for ev in events
-        if ev["stage"] == "ResponseComplete" and by_tech["permission-discovery"][0]["auditID"] != ev["auditID"]
-    )
-
-    exec_stages = [(ev["stage"], ev.get("responseStatus", {}).get("code")) for ev in by_tech["pod-exec"]]
-    assert exec_stages == [("RequestReceived", None), ("ResponseStarted", 101), ("ResponseComplete", 101)]
-    exec_ev = by_tech["pod-exec"][-1]
-    assert exec_ev["verb"] == "create" and exec_ev["objectRef"]["subresource"] == "exec"
-    assert exec_ev["requestURI"].endswith(
-        "/exec?command=sh&command=-c&command=cat%20%2Fvar%2Frun%2Fsecrets%2Fkubernetes.io%2Fserviceaccount%2Ftoken"
-        "&container=app&stdin=true&stdout=true&tty=true"
-    )
-    deploy = next(ev for ev in by_tech["privileged-hostpath-workload"] if ev["stage"] == "ResponseComplete")
-    assert deploy["objectRef"] == {
-        "resource": "deployments",
-        "namespace": "default",
-        "name": "node-debugger",
-        "apiGroup": "apps",
-        "apiVersion": "v1",
-    }
-    spec = deploy["requestObject"]["spec"]["template"]["spec"]
-    assert spec["containers"][0]["securityContext"]["privileged"] is True
-    assert spec["volumes"][0]["hostPath"]["path"] == "/"
-    rb = by_tech["cluster-admin-rolebinding"][-1]
-    assert rb["objectRef"]["resource"] == "rolebindings" and rb["objectRef"]["namespace"] == "default"
-    assert rb["requestObject"]["roleRef"] == {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "ClusterRole",
-        "name": "cluster-admin",
-    }
-    secrets = by_tech["secrets-list-all-namespaces"][-1]
-    assert secrets["requestURI"] == "/api/v1/secrets?limit=500" and "namespace" not in secrets["objectRef"]
-    anon = by_tech["anonymous-access"][-1]
-    assert anon["user"]["username"] == "system:anonymous"
-    assert anon["requestURI"] == "/api/v1/namespaces/kube-system/configmaps"
-    assert anon["annotations"]["authorization.k8s.io/decision"] == "allow"
-    attacker = {
-        ev["user"]["username"]
-        for tech, ev in story
-        if tech not in ("anonymous-access",) and ev["user"]["username"].startswith("system:serviceaccount:ci:")
-    }
-    assert attacker == {"system:serviceaccount:ci:deployer"}
-
-
-# ---------------------------------------------------------------------------------------------------
-# The bundled demo
-# ---------------------------------------------------------------------------------------------------
-
-
-def test_demo_file_matches_generator(demo: list[Event]) -> None:
-    assert DEMO_PATH.exists(), "regenerate with: python -m auditwatch.synth --demo --out " + str(DEMO_PATH)
-    assert DEMO_PATH.stat().st_size < 1_000_000
-    lines = gzip.decompress(DEMO_PATH.read_bytes()).splitlines()
-    assert lines == [orjson.dumps(ev) for ev in demo], (
-        "demo file is stale: python -m auditwatch.synth --demo --out auditwatch/data/demo-events.jsonl.gz"
-    )
-
-
-def demo_profile_namespaces() -> tuple[str, ...]:
-    return synth.demo_profile().namespaces
-
-
-def test_demo_contents(demo: list[Event]) -> None:
-    assert 2000 <= len(demo) <= 12_000
-    start = _parse(demo[0]["stageTimestamp"])
-    assert start >= datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
-    assert _parse(demo[-1]["stageTimestamp"]) - start <= timedelta(minutes=20)
-    labels = demo_attack_labels()
-    assert set(labels.values()) == set(ATTACK_TECHNIQUES)
-    attack = [ev for ev in demo if ev["auditID"] in labels]
-    assert {ev["auditID"] for ev in attack} == set(labels)
-    first = _parse(attack[0]["stageTimestamp"])
-    assert timedelta(minutes=11) <= first - datetime(2026, 11, 20, 8, 0, tzinfo=UTC) <= timedelta(minutes=13)
-    # the exec targets a pod that has not been deleted by then
-    exec_ev = next(ev for ev in attack if ev["objectRef"].get("subresource") == "exec")
-    ns, pod = exec_ev["objectRef"]["namespace"], exec_ev["objectRef"]["name"]
-    deleted_before = [
-        ev
-        for ev in demo
-        if ev["verb"] == "delete"
-        and ev.get("objectRef", {}).get("name") == pod
-        and ev["stageTimestamp"] < exec_ev["requestReceivedTimestamp"]
-    ]
-    assert deleted_before == [] and ns in demo_profile_namespaces()
-    nodes = {ev["user"]["username"] for ev in demo if ev["user"].get("username", "").startswith("system:node:")}
-    assert len(nodes) == 10

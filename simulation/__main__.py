@@ -1,0 +1,5 @@
+"""Entry point of ``python -m simulation`` (see :mod:`simulation.cli`)."""
+
+from simulation.cli import main
+
+raise SystemExit(main())

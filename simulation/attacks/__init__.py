@@ -1,0 +1,1 @@
+"""Malicious traffic: the attack story and the catalogue techniques that campaigns run, all labelled."""
