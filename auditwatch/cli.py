@@ -1,6 +1,6 @@
 """`auditwatch` command line: the entry point and every command's flags.
 
-Each command's function (`processcmds`, `archivecmds`) builds its Settings once, from flags and
+Each command's function (`commands/`) builds its Settings once, from flags and
 AUDITWATCH_* variables (`startup.build_settings`).
 
     serve    webhook + detectors + REST in one process (embedded mode, SQLite by default)
@@ -22,25 +22,25 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from auditwatch.archivecmds import cmd_convert, cmd_demo, cmd_replay
-from auditwatch.processcmds import cmd_api, cmd_detect, cmd_ingest, cmd_serve
+from auditwatch.commands.archives import cmd_convert, cmd_demo, cmd_replay
+from auditwatch.commands.processes import cmd_api, cmd_detect, cmd_ingest, cmd_serve
 from detectors.errors import DetectorError
 
 
 def cmd_rules_test(args: argparse.Namespace) -> int:
-    from auditwatch.rulescmd import run_tests
+    from auditwatch.commands.rules import run_tests
 
     return run_tests(args.paths, sys.stdout, verbose=args.verbose)
 
 
 def cmd_rules_lint(args: argparse.Namespace) -> int:
-    from auditwatch.rulescmd import lint
+    from auditwatch.commands.rules import lint
 
     return lint(args.paths, sys.stdout)
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
-    from auditwatch.policycheck import run_check
+    from auditwatch.commands.policy import run_check
 
     return run_check(args.policy, args.rules, as_json=args.json, out=sys.stdout)
 

@@ -1,0 +1,1 @@
+"""The `auditwatch` subcommands, one module per group: processes, archives, rules, policy."""
