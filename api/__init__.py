@@ -1,0 +1,1 @@
+"""The alert store (SQLAlchemy, Alembic migrations) and the REST API over it."""

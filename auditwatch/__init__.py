@@ -1,0 +1,1 @@
+"""The `auditwatch` command and the wiring of each process: serve, ingest, detect, api, replay."""

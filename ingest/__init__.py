@@ -1,0 +1,1 @@
+"""Getting audit events in: the webhook the kube-apiserver posts to, the Kafka producer, archive readers."""
