@@ -7,7 +7,6 @@ an auditwatch rule mapping (docs/rules.md) and raises a RuleError at the offendi
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import uuid
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from detectors import patterns
 from detectors.alerts import DEFAULT_SUPPRESS_S, Severity
 from detectors.base import RuleSource, RuleTest
 from detectors.errors import RuleError
@@ -63,11 +63,11 @@ def format_duration(seconds: float) -> str:
 # ---- allowlist -------------------------------------------------------------------------------------------
 
 
-def _glob_matcher(patterns: list[str]) -> Callable[[str], bool]:
-    if not patterns:
+def _glob_matcher(globs: list[str]) -> Callable[[str], bool]:
+    if not globs:
         return lambda _v: False
-    regex = re.compile("|".join(fnmatch.translate(p) for p in patterns))
-    return lambda v: bool(v) and regex.match(v) is not None
+    matches = patterns.glob(globs)
+    return lambda v: bool(v) and matches(v)
 
 
 def image_registry(image: str) -> str:
@@ -132,7 +132,10 @@ def parse_allowlist(node: LocatedDict, *, path: str) -> Allowlist:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise key_error(node, path, f"allowlist.{key} must be a list of strings", "allowlist")
         lists[key] = value
-    return Allowlist.build(lists)
+    try:
+        return Allowlist.build(lists)
+    except patterns.PatternError as exc:
+        raise key_error(node, path, f"allowlist: {exc}", "allowlist") from None
 
 
 # ---- messages --------------------------------------------------------------------------------------------
