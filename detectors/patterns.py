@@ -75,10 +75,11 @@ def _backtracking_feature(complaint: str) -> str | None:
     return None
 
 
-def _check(regex: str, options: Any, shown: str) -> None:
-    """PatternError when RE2 cannot run `regex`, or it is too large; `shown` is what the rule wrote."""
+def _checked(regex: str, options: Any, shown: str) -> Any:
+    """RE2's pattern object for `regex`; PatternError when RE2 cannot run it, or it is too large. `shown`
+    names what the rule wrote."""
     try:
-        size: int = re2.compile(regex, options).programsize
+        compiled = re2.compile(regex, options)
     except re2.error as exc:
         detail = exc.args[0] if exc.args else ""
         complaint = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
@@ -88,8 +89,10 @@ def _check(regex: str, options: Any, shown: str) -> None:
                 f"{shown} needs backtracking ({feature}), which is not allowed: patterns must run in linear time"
             ) from None
         raise PatternError(f"bad {shown}: {complaint} (RE2 syntax)") from None
+    size: int = compiled.programsize
     if size > MAX_PROGRAM_SIZE:
         raise PatternError(f"{shown} is too large: {size} RE2 instructions (at most {MAX_PROGRAM_SIZE})")
+    return compiled
 
 
 _SETS = {Anchor.SEARCH: re2.Set.SearchSet, Anchor.START: re2.Set.MatchSet, Anchor.WHOLE: re2.Set.FullMatchSet}
@@ -100,7 +103,7 @@ def _compile(regexes: Sequence[str], shown: Sequence[str], anchor: Anchor, optio
         return lambda _text: False
     found = _SETS[anchor](options)
     for regex, what in zip(regexes, shown, strict=True):
-        _check(regex, options, what)
+        _checked(regex, options, what)
         found.Add(regex)
     found.Compile()
     match = found.Match
@@ -133,6 +136,12 @@ def matcher(
         anchor,
         _options(ignore_case, dot_all),
     )
+
+
+def compile_regex(regex: str, *, ignore_case: bool = False, dot_all: bool = False, multi_line: bool = False) -> Any:
+    """One regex as the RE2 binding's own pattern object (`search`, `match`, ...), for an API that wants one
+    (pySigma's regex engine); PatternError when RE2 cannot run it."""
+    return _checked(f"(?m){regex}" if multi_line else regex, _options(ignore_case, dot_all), f"regex {regex!r}")
 
 
 # ---- shell globs -----------------------------------------------------------------------------------------

@@ -39,9 +39,10 @@ from detectors.errors import RuleError, RuleErrors
 from detectors.events import AuditEvent
 from detectors.loading.formats import LoadOptions
 from detectors.loading.yamlload import LocatedDict, LocatedList, plain
+from detectors.patterns import PatternError
 from detectors.rules.header import HeaderAttributes, RuleHeader
 from detectors.sigma.compile import Compiled, Predicate, compile_conditions
-from detectors.sigma.values import SigmaCompileError
+from detectors.sigma.values import POLICY, SigmaCompileError
 
 LOGSOURCE = {"product": "kubernetes", "service": "audit"}
 _LEVELS = {
@@ -204,9 +205,11 @@ def build_detector(doc: Any, *, path: str) -> SigmaDetector:
             raise RuleError(f"Sigma {key!r} documents are not supported (single-event rules only)",
                             path=path, line=_line_of(doc, key))  # fmt: skip
     try:
-        rule = SigmaRule.from_dict(plain(doc), source=SigmaRuleLocation(Path(path), line))
+        rule = SigmaRule.from_dict(plain(doc), source=SigmaRuleLocation(Path(path), line), policy=POLICY)
     except SigmaError as exc:
         message = str(exc.args[0]) if exc.args else type(exc).__name__
+        if isinstance(exc.__cause__, PatternError):  # a `|re` value that RE2 cannot run: say why, once
+            message = str(exc.__cause__)
         raise RuleError(f"Sigma: {message}", path=path, line=_error_line(exc, doc)) from None
     problem = _logsource_problem(rule)
     if problem is not None:

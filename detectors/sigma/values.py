@@ -8,9 +8,12 @@ wildcards, numbers compare numerically.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sigma.policy import SigmaPolicy
+from sigma.policy.regex_engine import RegexEngine, RegexPattern
 from sigma.types import (
     CompareOperators,
     Placeholder,
@@ -30,6 +33,28 @@ from sigma.types import (
 from detectors import patterns
 
 ValueTest = Callable[[Any], bool]
+
+
+class _LinearTimeRegexEngine(RegexEngine):
+    """How pySigma checks `|re` values while it parses a rule: as `detectors.patterns` will run them, so a
+    refusal says why (and RE2 logs nothing to stderr)."""
+
+    def compile(self, pattern: str, flags: int = 0) -> RegexPattern:
+        compiled: RegexPattern = patterns.compile_regex(
+            pattern,
+            ignore_case=bool(flags & re.IGNORECASE),
+            dot_all=bool(flags & re.DOTALL),
+            multi_line=bool(flags & re.MULTILINE),
+        )
+        return compiled
+
+    @property
+    def error(self) -> type[Exception]:
+        return patterns.PatternError
+
+
+# What pySigma parses rules with: its defaults, with auditwatch's regex engine.
+POLICY = SigmaPolicy(regex_engine=_LinearTimeRegexEngine())
 
 
 class SigmaCompileError(Exception):
