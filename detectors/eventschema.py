@@ -56,63 +56,69 @@ FREE = FreeForm()
 STRINGS = ListOf(STRING)
 
 
-def _fields(names: str, node: Node = FREE, **typed: Node) -> Fields:
-    """Fields: `names` (space-separated) are `node`; keyword arguments have their own."""
-    return Fields({**dict.fromkeys(names.split(), node), **typed})
+def _fields(
+    *, strings: str = "", integers: str = "", booleans: str = "", free: str = "", **typed: Node
+) -> Fields:
+    """Fields by kind (space-separated names); keyword arguments have their own schema."""
+    kinds = ((strings, STRING), (integers, INTEGER), (booleans, BOOLEAN), (free, FREE))
+    return Fields({**{name: node for names, node in kinds for name in names.split()}, **typed})
 
 
-USER_INFO = _fields("username uid", STRING, groups=STRINGS, extra=MapOf(STRINGS))
-OBJECT_REFERENCE = _fields("resource namespace name uid apiGroup apiVersion resourceVersion subresource", STRING)
+USER_INFO = _fields(strings="username uid", groups=STRINGS, extra=MapOf(STRINGS))
+OBJECT_REFERENCE = _fields(strings="resource namespace name uid apiGroup apiVersion resourceVersion subresource")
 STATUS = _fields(
-    "kind apiVersion status message reason",
-    STRING,
-    code=INTEGER,
-    metadata=_fields("selfLink resourceVersion continue", STRING, remainingItemCount=INTEGER),
+    strings="kind apiVersion status message reason",
+    integers="code",
+    metadata=_fields(strings="selfLink resourceVersion continue", integers="remainingItemCount"),
     details=_fields(
-        "name group kind uid",
-        STRING,
-        retryAfterSeconds=INTEGER,
-        causes=ListOf(_fields("reason message field", STRING)),
+        strings="name group kind uid",
+        integers="retryAfterSeconds",
+        causes=ListOf(_fields(strings="reason message field")),
     ),
 )
 EVENT = _fields(
-    "kind apiVersion level auditID stage requestURI verb userAgent requestReceivedTimestamp stageTimestamp",
-    STRING,
+    strings="kind apiVersion level auditID stage requestURI verb userAgent requestReceivedTimestamp stageTimestamp "
+    "timestamp",  # `timestamp` and `metadata`: v1beta1
+    free="requestObject responseObject metadata",
     user=USER_INFO,
     impersonatedUser=USER_INFO,
     sourceIPs=STRINGS,
     objectRef=OBJECT_REFERENCE,
     responseStatus=STATUS,
-    requestObject=FREE,
-    responseObject=FREE,
     annotations=MapOf(STRING),
-    timestamp=STRING,  # v1beta1
-    metadata=FREE,  # v1beta1
 )
 
 CONTAINER = _fields(
-    "name image command args workingDir ports envFrom env resources resizePolicy restartPolicy restartPolicyRules "
-    "volumeMounts volumeDevices livenessProbe readinessProbe startupProbe lifecycle terminationMessagePath "
-    "terminationMessagePolicy imagePullPolicy stdin stdinOnce tty targetContainerName",
+    strings="name image workingDir restartPolicy terminationMessagePath terminationMessagePolicy imagePullPolicy "
+    "targetContainerName",
+    booleans="stdin stdinOnce tty",
+    free="ports envFrom env resources resizePolicy restartPolicyRules volumeMounts volumeDevices livenessProbe "
+    "readinessProbe startupProbe lifecycle",
+    command=STRINGS,
+    args=STRINGS,
     securityContext=_fields(
-        "privileged seLinuxOptions windowsOptions runAsUser runAsGroup runAsNonRoot readOnlyRootFilesystem "
-        "allowPrivilegeEscalation procMount seccompProfile appArmorProfile",
-        capabilities=_fields("add drop", STRINGS),
+        strings="procMount",
+        integers="runAsUser runAsGroup",
+        booleans="privileged runAsNonRoot readOnlyRootFilesystem allowPrivilegeEscalation",
+        free="seLinuxOptions windowsOptions seccompProfile appArmorProfile",
+        capabilities=_fields(add=STRINGS, drop=STRINGS),
     ),
 )
 VOLUME = _fields(
-    "name emptyDir gcePersistentDisk awsElasticBlockStore gitRepo secret nfs iscsi glusterfs persistentVolumeClaim "
+    strings="name",
+    free="emptyDir gcePersistentDisk awsElasticBlockStore gitRepo secret nfs iscsi glusterfs persistentVolumeClaim "
     "rbd flexVolume cinder cephfs flocker downwardAPI fc azureFile configMap vsphereVolume quobyte azureDisk "
     "photonPersistentDisk projected portworxVolume scaleIO storageos csi ephemeral image",
-    hostPath=_fields("path type", STRING),
+    hostPath=_fields(strings="path type"),
 )
 POD_SPEC = _fields(
-    "restartPolicy terminationGracePeriodSeconds activeDeadlineSeconds dnsPolicy nodeSelector serviceAccountName "
-    "serviceAccount automountServiceAccountToken nodeName hostNetwork hostPID hostIPC shareProcessNamespace "
-    "securityContext imagePullSecrets hostname hostnameOverride subdomain affinity schedulerName tolerations "
-    "hostAliases priorityClassName priority dnsConfig readinessGates runtimeClassName enableServiceLinks "
-    "preemptionPolicy overhead topologySpreadConstraints setHostnameAsFQDN os hostUsers schedulingGates "
-    "resourceClaims resources",
+    strings="restartPolicy dnsPolicy serviceAccountName serviceAccount nodeName hostname hostnameOverride subdomain "
+    "schedulerName priorityClassName runtimeClassName preemptionPolicy",
+    integers="terminationGracePeriodSeconds activeDeadlineSeconds priority",
+    booleans="automountServiceAccountToken hostNetwork hostPID hostIPC shareProcessNamespace enableServiceLinks "
+    "setHostnameAsFQDN hostUsers",
+    free="nodeSelector securityContext imagePullSecrets affinity tolerations hostAliases dnsConfig readinessGates "
+    "overhead topologySpreadConstraints os schedulingGates resourceClaims resources",
     containers=ListOf(CONTAINER),
     initContainers=ListOf(CONTAINER),
     ephemeralContainers=ListOf(CONTAINER),

@@ -40,8 +40,6 @@ class PathError(DetectorError):
     """A field path that does not parse."""
 
 
-
-
 class Each(Enum):
     """`[*]` in a field path: every element of a list."""
 

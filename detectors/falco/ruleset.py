@@ -131,7 +131,7 @@ class FalcoRuleset:
         self.rules = tuple(rules)
         self.first = rule_matching == "first"
         self.source = RuleSource(", ".join(files))  # `Sourced`: the files it was built from
-        self.warnings = tuple(dict.fromkeys(warnings))  # `Warns`: a macro's typo shows once per rule using it
+        self.warnings = tuple(dict.fromkeys(warnings))  # `Warns`; once per line, however often a rule reads it
         self._index: dict[tuple[Value, Value, Value], tuple[CompiledRule, ...]] = {}
 
     def candidates(self, raw: dict[str, Any]) -> tuple[CompiledRule, ...]:
