@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -39,7 +40,14 @@ class PathError(DetectorError):
     """A field path that does not parse."""
 
 
-_EACH = object()  # token for [*]
+class Each(Enum):
+    """`[*]` in a field path: every element of a list."""
+
+    EACH = "[*]"
+
+
+EACH = Each.EACH
+Step = str | int | Each  # a key, an index, or [*]
 _TOKEN = re.compile(
     r"""\.?(?P<name>[A-Za-z0-9_\-]+)|\[(?P<each>\*)\]|\[(?P<index>-?\d+)\]|\[(?P<q>['"])(?P<key>.*?)(?P=q)\]"""
 )
@@ -199,8 +207,8 @@ def _flatten(values: list[Any]) -> list[Any]:
     return out
 
 
-def _tokenize(text: str) -> list[Any]:
-    tokens: list[Any] = []
+def _tokenize(text: str) -> list[Step]:
+    tokens: list[Step] = []
     pos = 0
     while pos < len(text):
         m = _TOKEN.match(text, pos)
@@ -209,7 +217,7 @@ def _tokenize(text: str) -> list[Any]:
         if m.group("name") is not None:
             tokens.append(m.group("name"))
         elif m.group("each") is not None:
-            tokens.append(_EACH)
+            tokens.append(EACH)
         elif m.group("index") is not None:
             tokens.append(int(m.group("index")))
         else:
@@ -218,30 +226,38 @@ def _tokenize(text: str) -> list[Any]:
     return tokens
 
 
+def parse_path(text: str) -> tuple[str | None, list[Step]]:
+    """A field path as (its virtual root's name, or None for the event itself; its steps); PathError says
+    what is wrong with it."""
+    if not isinstance(text, str) or not text.strip():
+        raise PathError("empty field path")
+    if not text.startswith("$"):
+        return None, _tokenize(text)
+    m = re.match(r"\$([A-Za-z]+)", text)
+    name = m.group(1) if m else ""
+    if name not in VIRTUAL_ROOTS:
+        raise PathError(f"unknown virtual field ${name} (known: {', '.join('$' + k for k in VIRTUAL_ROOTS)})")
+    rest = text[len(name) + 1 :]
+    if rest.startswith("."):
+        rest = rest[1:]
+        if not rest:
+            raise PathError(f"bad field path {text!r}: nothing after the dot")
+    return name, _tokenize(rest) if rest else []
+
+
 @lru_cache(maxsize=4096)
 def compile_path(text: str) -> CompiledPath:
     """Parse a field path once (cached); PathError says what is wrong with it."""
-    if not isinstance(text, str) or not text.strip():
-        raise PathError("empty field path")
+    root, tokens = parse_path(text)
     root_fn: Callable[[EventView], list[Any]] | None = None
-    rest = text
     many = False
-    if text.startswith("$"):
-        m = re.match(r"\$([A-Za-z]+)", text)
-        name = m.group(1) if m else ""
-        if name not in VIRTUAL_ROOTS:
-            raise PathError(f"unknown virtual field ${name} (known: {', '.join('$' + k for k in VIRTUAL_ROOTS)})")
-        root_fn, many = VIRTUAL_ROOTS[name]
-        rest = text[len(name) + 1 :]
-        if rest.startswith("."):
-            rest = rest[1:]
-            if not rest:
-                raise PathError(f"bad field path {text!r}: nothing after the dot")
-    tokens = _tokenize(rest) if rest else []
-    many = many or any(t is _EACH for t in tokens)
+    if root is not None:
+        root_fn, many = VIRTUAL_ROOTS[root]
+    many = many or any(t is EACH for t in tokens)
 
-    if root_fn is None and all(isinstance(t, str) for t in tokens):
-        return _compile_keys(text, tuple(tokens), many)
+    keys = tuple(t for t in tokens if isinstance(t, str))
+    if root_fn is None and len(keys) == len(tokens):
+        return _compile_keys(text, keys, many)
 
     start = root_fn
 
@@ -312,7 +328,7 @@ def _walk(values: list[Any], tokens: tuple[Any, ...] | list[Any]) -> list[Any]:
     for tok in tokens:
         nxt: list[Any] = []
         for v in values:
-            if tok is _EACH:
+            if tok is EACH:
                 if isinstance(v, list):
                     nxt.extend(v)
             elif isinstance(tok, int):

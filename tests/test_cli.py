@@ -100,3 +100,12 @@ def test_rules_lint_reports_untested_rules_and_unmatchable_sigma_rules(tmp_path:
     out = run("rules", "lint", "sigma")  # the shipped SigmaHQ pack
     assert out.returncode == 1 and "can never match as written" in out.stdout
     assert "Kubernetes Potential Enumeration Activity" in out.stdout and "16 rules, 1 problem(s)" in out.stdout
+
+
+def test_rules_lint_warns_about_fields_no_audit_event_has(tmp_path: Path) -> None:
+    rule = tmp_path / "typo.yaml"
+    rule.write_text("id: typo\nname: T\nseverity: low\ndescription: d\nmitre: T1609\nmatch: {objectRef.resouce: pods}\n")
+    out = run("rules", "lint", str(rule))
+    assert out.returncode == 1
+    assert f"warning: {rule}:6: rule 'typo': no audit event has 'objectRef.resouce'" in out.stdout
+    assert "did you mean 'resource'?" in out.stdout

@@ -219,7 +219,7 @@ def test_yaml_merge_keys_may_be_overridden_but_real_duplicates_are_errors(tmp_pa
 
 
 def test_image_and_registry_allowlists_need_every_container_allowed(tmp_path: Path) -> None:
-    from detectors.rules.header import image_registry
+    from detectors.rules.allowlist import image_registry
 
     assert [image_registry(i) for i in ("alpine:3.20", "library/nginx", "reg.example.com/a/b:1", "localhost:5000/x",
                                          "ghcr.io/org/img@sha256:abc")] == [
@@ -261,7 +261,7 @@ def test_detectors_declare_their_abilities(tmp_path: Path) -> None:
             kinds["native"].append(d)
             assert isinstance(d, SelfTested) and isinstance(d, Described) and d.source.path.endswith(f"{d.id}.yaml")
             assert isinstance(d, Stateful) == isinstance(d, StatefulRule)
-            assert not isinstance(d, Warns)
+            assert isinstance(d, Warns) and d.warnings == ()  # fields no event has; none in the built-ins
         elif isinstance(d, SigmaDetector):
             kinds["sigma"].append(d)
             assert isinstance(d, Described) and isinstance(d, Warns) and d.false_positives == "admins"
@@ -271,6 +271,154 @@ def test_detectors_declare_their_abilities(tmp_path: Path) -> None:
             assert isinstance(d, FalcoRuleset)
             kinds["falco"].append(d)
             assert isinstance(d, Sourced) and str(d.source) == str(tmp_path / "falco.yaml")
-            assert not isinstance(d, (Described, SelfTested, Stateful, Warns))
+            assert isinstance(d, Warns) and d.warnings == ()
+            assert not isinstance(d, (Described, SelfTested, Stateful))
     assert len(kinds["sigma"]) == len(kinds["falco"]) == 1 and len(kinds["native"]) >= 12
     assert any(isinstance(d, Stateful) for d in kinds["native"])
+
+
+# ---- fields no audit event has ---------------------------------------------------------------------------
+
+
+def test_the_event_schema_has_every_field_a_real_apiserver_writes() -> None:
+    """Every path in the kube-apiserver corpus (bodies and annotation keys aside) is in the schema, and so is
+    every field of the pod specs, containers and volumes its requests carry (patch directives aside)."""
+    import gzip
+
+    import orjson
+
+    from detectors.eventschema import path_problem
+    from detectors.fieldpath import compile_path
+    from tests.conftest import DATA
+
+    def leaves(node: Any, prefix: str) -> set[str]:
+        if isinstance(node, dict):
+            if not node and prefix:
+                return {prefix}
+            return set().union(*(leaves(v, f"{prefix}.{k}" if prefix else k) for k, v in node.items()
+                                 if not k.startswith("$")))  # fmt: skip
+        if isinstance(node, list):
+            return set().union(*(leaves(v, f"{prefix}[*]") for v in node)) if node else {prefix}
+        return {prefix}
+
+    seen: set[str] = set()
+    for line in gzip.open(DATA / "kube-e2e" / "audit.jsonl.gz"):
+        raw = orjson.loads(line)
+        event = AuditEvent(raw=raw)
+        shallow = {k: ({} if k in ("requestObject", "responseObject", "annotations") else v) for k, v in raw.items()}
+        seen |= leaves(shallow, "")
+        for root, depth in (("$podSpecs", 1), ("$containers", 2), ("$volumes", 2)):
+            for item in compile_path(f"{root}[*]").values(event):
+                seen |= {p for p in leaves(item, f"{root}[*]") if p.count(".") <= depth}
+    assert len(seen) > 40 and any(p.startswith("$containers[*].securityContext.") for p in seen)
+    assert {p: path_problem(p) for p in sorted(seen) if path_problem(p)} == {}
+
+
+def test_fields_no_event_has_are_warnings_with_file_line_and_rule(tmp_path: Path) -> None:
+    text = textwrap.dedent("""\
+        rules:
+        - id: typo-match
+          name: Typos in a match rule
+          severity: low
+          description: d
+          mitre: T1609
+          match:
+            objectRef.resouce: pods
+            any:
+              - user.name: alice
+              - not:
+                  $containers[*].securityContext.priviliged: true
+            requestObject.spec.anything: 1
+          message: "{objectRef.namespace}/{objectRef.nam}"
+        - id: typo-stateful
+          name: Typos in a stateful rule
+          severity: low
+          description: d
+          mitre: T1609
+          type: new_terms
+          match: {verb: get}
+          group_by: userAgnt
+          terms:
+            - sourceIPs[-1]
+            - user.groups.name
+          history: 1d
+        - id: typo-sequence
+          name: Typos in a sequence rule
+          severity: low
+          description: d
+          mitre: T1609
+          type: sequence
+          by: $principal
+          within: 5m
+          steps:
+            - match: {verb: create}
+            - match: {$decision.value: allow}
+              by:
+                - objectRef[*].name
+        """)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(text)
+
+    def at(needle: str) -> str:
+        return f"{rules}:{next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)}"
+
+    warnings = {d.id: list(d.warnings) for d in load_rules([str(rules)]) if isinstance(d, Warns)}
+    assert warnings == {
+        "typo-match": [
+            f"{at('resouce')}: rule 'typo-match': no audit event has 'objectRef.resouce': objectRef has no field "
+            "'resouce'; did you mean 'resource'?",
+            f"{at('user.name')}: rule 'typo-match': no audit event has 'user.name': user has no field 'name'; "
+            "did you mean 'username'?",
+            f"{at('priviliged')}: rule 'typo-match': no audit event has '$containers[*].securityContext.priviliged': "
+            "$containers[*].securityContext has no field 'priviliged'; did you mean 'privileged'?",
+            f"{at('message')}: rule 'typo-match': no audit event has 'objectRef.nam': objectRef has no field 'nam'; "
+            "did you mean 'name'?",
+        ],
+        "typo-stateful": [
+            f"{at('group_by')}: rule 'typo-stateful': no audit event has 'userAgnt': an audit event has no field "
+            "'userAgnt'; did you mean 'userAgent'?",
+            f"{at('  terms:')}: rule 'typo-stateful': no audit event has 'user.groups.name': the elements of "
+            "user.groups are not objects: they have no field 'name'",
+        ],
+        "typo-sequence": [
+            f"{at('decision.value')}: rule 'typo-sequence': no audit event has '$decision.value': $decision is a "
+            "string: it has no field 'value'",
+            f"{at('    by:')}: rule 'typo-sequence': no audit event has 'objectRef[*].name': objectRef is an object, "
+            "not a list: [*] selects nothing",
+        ],
+    }
+
+
+def test_falco_and_sigma_fields_no_event_has_are_warnings(tmp_path: Path) -> None:
+    (tmp_path / "falco.yaml").write_text(
+        "- macro: bad_stage\n  condition: jevt.value[/stag] = ResponseComplete\n"
+        "- rule: Typo\n  desc: d\n  condition: bad_stage and jevt.value[/objectRef/resource] = pods\n"
+        "  output: by %jevt.value[/user/usrname]\n  priority: WARNING\n  source: k8s_audit\n"
+    )
+    (tmp_path / "sigma.yml").write_text(
+        "title: Typo\nid: 6f2b1d0e-0000-4000-8000-0000000000ab\nlogsource:\n  product: kubernetes\n"
+        "  service: audit\ndetection:\n  a:\n    objectRef.resouce: pods\n  b:\n    verb: get\n  condition: a or b\n"
+    )
+    warnings = [w for d in load_rules([str(tmp_path)]) if isinstance(d, Warns) for w in d.warnings]
+    assert warnings == [
+        f"{tmp_path / 'falco.yaml'}:5: Falco rule 'Typo': no audit event has 'jevt.value[/stag]': "
+        "an audit event has no field 'stag'; did you mean 'stage'?",
+        f"{tmp_path / 'falco.yaml'}:6: Falco rule 'Typo': no audit event has 'jevt.value[/user/usrname]': "
+        "user has no field 'usrname'; did you mean 'username'?",
+        f"{tmp_path / 'sigma.yml'}:8: Sigma rule 'Typo': no audit event has 'objectRef.resouce': "
+        "objectRef has no field 'resouce'; did you mean 'resource'?",
+    ]
+
+
+def test_not_regex_holds_when_some_value_does_not_match(tmp_path: Path) -> None:
+    path = write_rule(tmp_path, "match:\n  $containers[*].image: {not_regex: '^registry\\.example\\.com/'}\n")
+    (rule,) = load_rules([str(path)])
+    assert isinstance(rule, MatchRule)
+
+    def pod(*images: str) -> AuditEvent:
+        containers = [{"name": f"c{i}", "image": image} for i, image in enumerate(images)]
+        return AuditEvent(raw={"objectRef": {"resource": "pods"}, "requestObject": {"spec": {"containers": containers}}})
+
+    assert rule.predicate(pod("registry.example.com/a", "busybox"))
+    assert not rule.predicate(pod("registry.example.com/a", "registry.example.com/b"))
+    assert not rule.predicate(pod())

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fnmatch
 import posixpath
-import re
 from collections.abc import Callable
 from typing import Any
 
+from detectors import patterns
 from detectors.events import AuditEvent
 from detectors.falco.fields import FieldError, Value, resolve
 from detectors.falco.syntax import (
@@ -29,6 +28,7 @@ from detectors.falco.syntax import (
 
 Cond = Callable[[AuditEvent], bool]
 Getter = Callable[[AuditEvent], Value]
+PATTERN_OPS = frozenset({"glob", "iglob", "regex"})
 
 
 def _transform(name: str, v: str) -> str:
@@ -129,15 +129,13 @@ def _scalar_test(op: str, lit: str) -> Callable[[str], bool]:
         return lambda v: v.startswith(lit)
     if op == "endswith":
         return lambda v: v.endswith(lit)
-    if op in ("glob", "iglob"):
-        pattern = re.compile(fnmatch.translate(lit), re.IGNORECASE if op == "iglob" else 0)
-        return lambda v: pattern.match(v) is not None
-    if op == "regex":
-        try:
-            rx = re.compile(lit)
-        except re.error as exc:
-            raise ConditionError(f"bad regex {lit!r}: {exc}") from None
-        return lambda v: rx.fullmatch(v) is not None
+    try:
+        if op in ("glob", "iglob"):
+            return patterns.glob([lit], ignore_case=op == "iglob")
+        if op == "regex":  # Falco's regex is RE2 too, and matches the whole value
+            return patterns.matcher([lit], anchor=patterns.Anchor.WHOLE)
+    except patterns.PatternError as exc:
+        raise ConditionError(str(exc)) from None
     raise ConditionError(f"unknown operator {op!r}")
 
 
@@ -160,7 +158,7 @@ def _compile_check(check: XCheck) -> Cond:
         return exists
     value = check.value
     if isinstance(value, FieldRef):
-        if op in LIST_RHS_OPS:
+        if op in LIST_RHS_OPS or op in PATTERN_OPS:  # a pattern from the event would be compiled per event
             raise ConditionError(f"val() cannot be used with {op!r}")
         other, other_is_list = field_getter(value)
         if other_is_list:

@@ -7,11 +7,13 @@ condition, expands macros, lists and exceptions, and compiles each enabled k8s_a
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 from detectors.base import Detector
 from detectors.errors import RuleError, RuleErrors
+from detectors.eventschema import pointer_problem
 from detectors.falco.collect import ExceptionItem, FalcoItems, RuleItem, Where
 from detectors.falco.condition import compile_condition, required_values
 from detectors.falco.fields import render
@@ -89,7 +91,8 @@ class FalcoRules:
             raise RuleErrors(errors)
         if not self.items.files:
             return []
-        return [FalcoRuleset(compiled, options.rule_matching, files=self.items.files)]
+        warnings = [w for built in compiled for w in built.warnings]
+        return [FalcoRuleset(compiled, options.rule_matching, files=self.items.files, warnings=warnings)]
 
     def _compile(self, rule: RuleItem, macros: dict[str, Node], lists: dict[str, list[str]]) -> CompiledRule:
         def fail(exc: Exception, where: Where, what: str) -> RuleError:
@@ -133,6 +136,8 @@ class FalcoRules:
         except ConditionError as exc:
             raise fail(exc, rule.output_where, "output: ") from None
         prio_name, severity = PRIORITIES[rule.priority.lower()]
+        refs = [(ref, where) for ref in _field_refs(tree)]
+        refs += [(_output_ref(key), rule.output_where) for key, _, _ in output[1]]
         return CompiledRule(
             name=rule.name,
             rule_id="",
@@ -145,7 +150,32 @@ class FalcoRules:
             stages=required_values(tree, _STAGE_KEYS),
             resources=required_values(tree, _RESOURCE_KEYS),
             verbs=required_values(tree, _VERB_KEYS),
+            warnings=tuple(
+                f"{at.path}:{at.line}: Falco rule {rule.name!r}: {problem}"
+                for ref, at in refs
+                if ref.name in _POINTER_FIELDS and ref.arg is not None
+                and (problem := pointer_problem(ref.arg, ref.key())) is not None
+            ),
         )
+
+
+def _field_refs(node: Any) -> Iterator[FieldRef]:
+    """Every field an expanded condition reads."""
+    if isinstance(node, XCheck):
+        yield node.field
+        if isinstance(node.value, FieldRef):
+            yield node.value
+    elif isinstance(node, Not):
+        yield from _field_refs(node.item)
+    elif isinstance(node, (And, Or)):
+        for item in node.items:
+            yield from _field_refs(item)
+
+
+def _output_ref(key: str) -> FieldRef:
+    """An output field's key (`name` or `name[arg]`) as a reference."""
+    name, bracket, arg = key.partition("[")
+    return FieldRef(name, arg[:-1] if bracket else None)
 
 
 def _exception_tree(exc: ExceptionItem, lists: dict[str, list[str]]) -> Any:
@@ -199,3 +229,4 @@ _STAGE_KEYS = frozenset({("ka.stage", None), ("jevt.value", "/stage"), ("json.va
 _RESOURCE_KEYS = frozenset({("ka.target.resource", None), ("jevt.value", "/objectRef/resource"),
                             ("json.value", "/objectRef/resource")})  # fmt: skip
 _VERB_KEYS = frozenset({("ka.verb", None), ("jevt.value", "/verb"), ("json.value", "/verb")})
+_POINTER_FIELDS = frozenset({"jevt.value", "json.value"})  # JSON pointers into the event, checked for typos

@@ -92,6 +92,7 @@ class CompiledRule:
     stages: frozenset[str] | None  # index hints: the values the condition requires, None = any
     resources: frozenset[str] | None
     verbs: frozenset[str] | None
+    warnings: tuple[str, ...] = ()  # `file:line: ...`: fields no audit event has
 
     def applies(self, stage: Value, resource: Value, verb: Value) -> bool:
         return (
@@ -119,11 +120,18 @@ class FalcoRuleset:
     stages: frozenset[str] | None = None
     resources: frozenset[str] | None = None
 
-    def __init__(self, rules: Sequence[CompiledRule], rule_matching: str = "first", files: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        rules: Sequence[CompiledRule],
+        rule_matching: str = "first",
+        files: Sequence[str] = (),
+        warnings: Sequence[str] = (),
+    ) -> None:
         self.id = "falco"
         self.rules = tuple(rules)
         self.first = rule_matching == "first"
         self.source = RuleSource(", ".join(files))  # `Sourced`: the files it was built from
+        self.warnings = tuple(dict.fromkeys(warnings))  # `Warns`; once per line, however often a rule reads it
         self._index: dict[tuple[Value, Value, Value], tuple[CompiledRule, ...]] = {}
 
     def candidates(self, raw: dict[str, Any]) -> tuple[CompiledRule, ...]:

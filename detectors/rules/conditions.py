@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from detectors import patterns
 from detectors.errors import RuleError
 from detectors.events import AuditEvent
 from detectors.fieldpath import PathError, compile_path
@@ -82,12 +83,14 @@ def _value_test(op: str, arg: Any, where: tuple[str, int]) -> ValueTest:
     if op == "contains":
         needles = _strings(arg, op, where)
         return lambda v: isinstance(v, str) and any(n in v for n in needles)
-    if op == "regex":
+    if op in ("regex", "not_regex"):
         try:
-            pattern = re.compile(_strings(arg, op, where)[0] if not isinstance(arg, list) else "|".join(arg))
-        except re.error as exc:
-            raise RuleError(f"bad regex: {exc}", path=where[0], line=where[1]) from None
-        return lambda v: isinstance(v, str) and pattern.search(v) is not None
+            found = patterns.matcher(_strings(arg, op, where))  # any of them, anywhere in the value
+        except patterns.PatternError as exc:
+            raise RuleError(str(exc), path=where[0], line=where[1]) from None
+        if op == "not_regex":  # per value, like the other operators: some value that none of them matches
+            return lambda v: isinstance(v, str) and not found(v)
+        return lambda v: isinstance(v, str) and found(v)
     if op in ("gt", "gte", "lt", "lte"):
         bound = _number(arg, op, where)
         compare: Callable[[float, float], bool] = {
@@ -103,8 +106,8 @@ def _value_test(op: str, arg: Any, where: tuple[str, int]) -> ValueTest:
             raise RuleError("operator 'path_under' takes absolute paths", path=where[0], line=where[1])
         return _path_under(roots)
     raise RuleError(
-        f"unknown operator {op!r} (known: equals, in, not_in, prefix, suffix, contains, regex, exists, "
-        "gt, gte, lt, lte, path_under)",
+        f"unknown operator {op!r} (known: equals, in, not_in, prefix, suffix, contains, regex, not_regex, "
+        "exists, gt, gte, lt, lte, path_under)",
         path=where[0],
         line=where[1],
     )

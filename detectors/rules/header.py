@@ -1,5 +1,6 @@
 """The header every native rule type shares, parsed in one place: identity, documentation, stages, message,
-suppression, allowlist and test cases; with the durations, allowlists, test cases and messages it holds.
+suppression, allowlist (detectors/rules/allowlist.py), test cases and load warnings; with the durations,
+test cases and messages it holds.
 
 `RuleHeader` is format-neutral data: Sigma builds one from its own fields too. `parse_header` reads it from
 an auditwatch rule mapping (docs/rules.md) and raises a RuleError at the offending key's line.
@@ -7,10 +8,8 @@ an auditwatch rule mapping (docs/rules.md) and raises a RuleError at the offendi
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -21,6 +20,8 @@ from detectors.errors import RuleError
 from detectors.events import STAGES, AuditEvent, parse_time
 from detectors.fieldpath import PathError, compile_path
 from detectors.loading.yamlload import LocatedDict, LocatedList, plain
+from detectors.rules.allowlist import Allowlist, parse_allowlist
+from detectors.rules.fieldcheck import rule_paths, unknown_field_warnings
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _MITRE = re.compile(r"^T\d{4}(\.\d{3})?$")
@@ -34,7 +35,6 @@ HEADER_KEYS = frozenset(
     }
 )  # fmt: skip
 REQUIRED_KEYS = ("id", "name", "severity", "description", "mitre", "match")
-ALLOWLIST_KEYS = ("users", "groups", "namespaces", "images", "registries")
 DEFAULT_STAGES = frozenset({"ResponseComplete"})
 
 
@@ -58,81 +58,6 @@ def format_duration(seconds: float) -> str:
     if seconds >= 60:
         return f"{seconds / 60:.1f}m".replace(".0m", "m")
     return f"{seconds:.0f}s"
-
-
-# ---- allowlist -------------------------------------------------------------------------------------------
-
-
-def _glob_matcher(patterns: list[str]) -> Callable[[str], bool]:
-    if not patterns:
-        return lambda _v: False
-    regex = re.compile("|".join(fnmatch.translate(p) for p in patterns))
-    return lambda v: bool(v) and regex.match(v) is not None
-
-
-def image_registry(image: str) -> str:
-    """The registry of an image reference, as the container runtime resolves it (docker.io by default)."""
-    first, sep, _ = image.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return "docker.io"
-
-
-@dataclass(frozen=True, slots=True)
-class Allowlist:
-    """Events a rule must not alert on. Users, groups, namespaces: any match allows. Images, registries:
-    the event is allowed when it carries containers and *every* one of them (init and ephemeral included,
-    unlike Falco's main-containers-only exemption) has an allowed image or comes from an allowed registry."""
-
-    users: tuple[str, ...] = ()
-    groups: tuple[str, ...] = ()
-    namespaces: tuple[str, ...] = ()
-    images: tuple[str, ...] = ()
-    registries: tuple[str, ...] = ()
-    _user: Callable[[str], bool] = field(default=lambda _v: False, repr=False, compare=False)
-    _group: Callable[[str], bool] = field(default=lambda _v: False, repr=False, compare=False)
-    _namespace: Callable[[str], bool] = field(default=lambda _v: False, repr=False, compare=False)
-    _image: Callable[[str], bool] = field(default=lambda _v: False, repr=False, compare=False)
-    _registry: Callable[[str], bool] = field(default=lambda _v: False, repr=False, compare=False)
-
-    @classmethod
-    def build(cls, lists: dict[str, list[str]]) -> Allowlist:
-        return cls(
-            users=tuple(lists["users"]), groups=tuple(lists["groups"]), namespaces=tuple(lists["namespaces"]),
-            images=tuple(lists["images"]), registries=tuple(lists["registries"]),
-            _user=_glob_matcher(lists["users"]), _group=_glob_matcher(lists["groups"]),
-            _namespace=_glob_matcher(lists["namespaces"]), _image=_glob_matcher(lists["images"]),
-            _registry=_glob_matcher(lists["registries"]),
-        )  # fmt: skip
-
-    def allows(self, event: AuditEvent) -> bool:
-        if self._user(event.username) or any(self._group(g) for g in event.groups) or self._namespace(event.namespace):
-            return True
-        if not (self.images or self.registries):
-            return False
-        images = [i for i in (event.get("$containers[*].image") or []) if isinstance(i, str)]
-        return bool(images) and all(self._image(i) or self._registry(image_registry(i)) for i in images)
-
-
-def parse_allowlist(node: LocatedDict, *, path: str) -> Allowlist:
-    """The rule's `allowlist:` (empty when absent)."""
-    raw = node.get("allowlist")
-    if raw is None:
-        return Allowlist()
-    if not isinstance(raw, dict):
-        raise key_error(node, path, f"allowlist must be a mapping of {'/'.join(ALLOWLIST_KEYS)}", "allowlist")
-    unknown = sorted(set(raw) - set(ALLOWLIST_KEYS))
-    if unknown:
-        raise key_error(
-            node, path, f"unknown allowlist key {unknown[0]!r} (known: {', '.join(ALLOWLIST_KEYS)})", "allowlist"
-        )
-    lists: dict[str, list[str]] = {}
-    for key in ALLOWLIST_KEYS:
-        value = raw.get(key) or []
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise key_error(node, path, f"allowlist.{key} must be a list of strings", "allowlist")
-        lists[key] = value
-    return Allowlist.build(lists)
 
 
 # ---- messages --------------------------------------------------------------------------------------------
@@ -173,6 +98,7 @@ class RuleHeader:
     suppress_s: float = DEFAULT_SUPPRESS_S
     allowlist: Allowlist = field(default_factory=Allowlist)
     tests: tuple[RuleTest, ...] = ()
+    warnings: tuple[str, ...] = ()  # `file:line: ...`: what loads but looks wrong (a field no event has)
 
 
 def key_error(node: LocatedDict, path: str, message: str, key: str | None = None) -> RuleError:
@@ -233,6 +159,11 @@ def parse_header(
         suppress_s=suppress_s,
         allowlist=parse_allowlist(node, path=path),
         tests=parse_tests(node, path=path, sequences=sequence_tests),
+        warnings=unknown_field_warnings(
+            [*rule_paths(node), *((p, node.line_of("message")) for p in _PLACEHOLDER.findall(message))],
+            path=path,
+            rule_id=rule_id,
+        ),
     )
 
 
@@ -386,10 +317,15 @@ class HeaderAttributes:
 
 
 class NativeRuleAttributes(HeaderAttributes):
-    """A native rule's attributes: the header's, plus its test cases (`SelfTested`)."""
+    """A native rule's attributes: the header's, plus its test cases (`SelfTested`) and load warnings
+    (`Warns`)."""
 
     __slots__ = ()
 
     @property
     def tests(self) -> tuple[RuleTest, ...]:
         return self.header.tests
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self.header.warnings

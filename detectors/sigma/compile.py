@@ -42,8 +42,9 @@ from sigma.types import (
 )
 
 from detectors.events import AuditEvent
+from detectors.eventschema import path_problem
 from detectors.fieldpath import CompiledPath, PathError, compile_path
-from detectors.sigma.fields import ENUM_FIELDS, EVENT_ROOTS, INTEGER_FIELDS, audit_path, path_root
+from detectors.sigma.fields import ENUM_FIELDS, INTEGER_FIELDS, audit_path
 from detectors.sigma.values import SigmaCompileError, ValueTest, string_parts, string_test, text_of, value_test
 
 Predicate = Callable[[AuditEvent], bool]
@@ -102,8 +103,7 @@ def _any_value(path: CompiledPath, test: ValueTest) -> Predicate:
 def _never_for(field: str, path_text: str, value: SigmaType) -> tuple[Never, ...]:
     """Static reasons why `field = value` can never hold on an audit event."""
     absent_ok = isinstance(value, SigmaNull) or (isinstance(value, SigmaExists) and not value.exists)
-    root = path_root(path_text)
-    if not root.startswith("$") and root not in EVENT_ROOTS and not absent_ok:
+    if not absent_ok and path_problem(path_text) is not None:
         return (Never(field, f"field {field!r} does not exist in Kubernetes audit events"),)
     if path_text in INTEGER_FIELDS and isinstance(value, (SigmaString, SigmaBool)):
         if isinstance(value, SigmaBool):

@@ -18,15 +18,6 @@ FIELD_MAPPING: Final[dict[str, str]] = {
     "capabilities": "$containers[*].securityContext.capabilities.add",
 }
 
-# Top-level keys of an audit Event (audit.k8s.io/v1, plus v1beta1's `timestamp` and `metadata`).
-EVENT_ROOTS: Final[frozenset[str]] = frozenset(
-    {
-        "kind", "apiVersion", "level", "auditID", "stage", "requestURI", "verb", "user", "impersonatedUser",
-        "sourceIPs", "userAgent", "objectRef", "responseStatus", "requestObject", "responseObject",
-        "requestReceivedTimestamp", "stageTimestamp", "annotations", "timestamp", "metadata",
-    }
-)  # fmt: skip
-
 # Fields that the apiserver always writes as JSON integers.
 INTEGER_FIELDS: Final[frozenset[str]] = frozenset({"responseStatus.code"})
 
@@ -40,13 +31,3 @@ ENUM_FIELDS: Final[dict[str, frozenset[str]]] = {
 def audit_path(field: str) -> str:
     """The auditwatch field path that a Sigma field name reads."""
     return FIELD_MAPPING.get(field, field)
-
-
-def path_root(path: str) -> str:
-    """`objectRef.resource` -> `objectRef`; `annotations['a.b/c']` -> `annotations`; `$volumes[*]...` -> `$volumes`."""
-    end = len(path)
-    for sep in (".", "["):
-        i = path.find(sep)
-        if i != -1:
-            end = min(end, i)
-    return path[:end]

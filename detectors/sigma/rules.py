@@ -37,11 +37,14 @@ from detectors.alerts import Alert, Severity, make_alert
 from detectors.base import Detector, RuleSource
 from detectors.errors import RuleError, RuleErrors
 from detectors.events import AuditEvent
+from detectors.eventschema import path_problem
 from detectors.loading.formats import LoadOptions
 from detectors.loading.yamlload import LocatedDict, LocatedList, plain
+from detectors.patterns import PatternError
 from detectors.rules.header import HeaderAttributes, RuleHeader
 from detectors.sigma.compile import Compiled, Predicate, compile_conditions
-from detectors.sigma.values import SigmaCompileError
+from detectors.sigma.fields import audit_path
+from detectors.sigma.values import POLICY, SigmaCompileError
 
 LOGSOURCE = {"product": "kubernetes", "service": "audit"}
 _LEVELS = {
@@ -194,6 +197,21 @@ def _logsource_problem(rule: SigmaRule) -> str | None:
     return f"logsource is {{{shown}}}; auditwatch evaluates Sigma rules for product: kubernetes, service: audit only"
 
 
+def _warnings(compiled: Compiled, title: str, detection: Any, doc: Any, path: str) -> tuple[str, ...]:
+    """Why the rule can never match, if it cannot; then each field no audit event has, if not said already."""
+    def where(field_name: str | None) -> str:
+        return f"{path}:{_key_line(detection, field_name) or _line_of(doc, 'detection')}"
+
+    never = [f"{where(n.field)}: Sigma rule {title!r} can never match as written: {n.reason}" for n in compiled.never]
+    said = {audit_path(n.field) for n in compiled.never if n.field is not None}
+    unknown = [
+        f"{where(field_path)}: Sigma rule {title!r}: {problem}"  # unmapped fields: the name is the path
+        for field_path in sorted(compiled.fields - said)
+        if (problem := path_problem(field_path)) is not None
+    ]
+    return tuple(never + unknown)
+
+
 def build_detector(doc: Any, *, path: str) -> SigmaDetector:
     """One Sigma rule document (a LocatedDict from the loader) -> its detector; RuleError with file:line."""
     line = doc.line if isinstance(doc, LocatedDict) else None
@@ -204,9 +222,11 @@ def build_detector(doc: Any, *, path: str) -> SigmaDetector:
             raise RuleError(f"Sigma {key!r} documents are not supported (single-event rules only)",
                             path=path, line=_line_of(doc, key))  # fmt: skip
     try:
-        rule = SigmaRule.from_dict(plain(doc), source=SigmaRuleLocation(Path(path), line))
+        rule = SigmaRule.from_dict(plain(doc), source=SigmaRuleLocation(Path(path), line), policy=POLICY)
     except SigmaError as exc:
         message = str(exc.args[0]) if exc.args else type(exc).__name__
+        if isinstance(exc.__cause__, PatternError):  # a `|re` value that RE2 cannot run: say why, once
+            message = str(exc.__cause__)
         raise RuleError(f"Sigma: {message}", path=path, line=_error_line(exc, doc)) from None
     problem = _logsource_problem(rule)
     if problem is not None:
@@ -223,11 +243,7 @@ def build_detector(doc: Any, *, path: str) -> SigmaDetector:
     except SigmaCompileError as exc:
         where = _key_line(detection, exc.field) if exc.field else None
         raise RuleError(exc.message, path=path, line=where or _line_of(doc, "detection")) from None
-    warnings = tuple(
-        f"{path}:{_key_line(detection, n.field) or _line_of(doc, 'detection')}: "
-        f"Sigma rule {rule.title!r} can never match as written: {n.reason}"
-        for n in compiled.never
-    )
+    warnings = _warnings(compiled, rule.title, detection, doc, path)
     tags = [str(t) for t in rule.tags]
     mitre = tuple(
         dict.fromkeys(

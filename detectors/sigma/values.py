@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sigma.policy import SigmaPolicy
+from sigma.policy.regex_engine import RegexEngine, RegexPattern
 from sigma.types import (
     CompareOperators,
     Placeholder,
@@ -28,13 +30,31 @@ from sigma.types import (
     SpecialChars,
 )
 
+from detectors import patterns
+
 ValueTest = Callable[[Any], bool]
 
-_RE_FLAGS = {
-    SigmaRegularExpressionFlag.IGNORECASE: re.IGNORECASE,
-    SigmaRegularExpressionFlag.MULTILINE: re.MULTILINE,
-    SigmaRegularExpressionFlag.DOTALL: re.DOTALL,
-}
+
+class _LinearTimeRegexEngine(RegexEngine):
+    """How pySigma checks `|re` values while it parses a rule: as `detectors.patterns` will run them, so a
+    refusal says why (and RE2 logs nothing to stderr)."""
+
+    def compile(self, pattern: str, flags: int = 0) -> RegexPattern:
+        compiled: RegexPattern = patterns.compile_regex(
+            pattern,
+            ignore_case=bool(flags & re.IGNORECASE),
+            dot_all=bool(flags & re.DOTALL),
+            multi_line=bool(flags & re.MULTILINE),
+        )
+        return compiled
+
+    @property
+    def error(self) -> type[Exception]:
+        return patterns.PatternError
+
+
+# What pySigma parses rules with: its defaults, with auditwatch's regex engine.
+POLICY = SigmaPolicy(regex_engine=_LinearTimeRegexEngine())
 
 
 class SigmaCompileError(Exception):
@@ -129,13 +149,14 @@ def string_test(parts: Sequence[str | SpecialChars], cased: bool) -> tuple[Value
         if test is not None:
             return test, None
     pattern = "".join(
-        re.escape(p) if isinstance(p, str) else (".*" if p is SpecialChars.WILDCARD_MULTI else ".") for p in parts
+        patterns.escape(p) if isinstance(p, str) else (".*" if p is SpecialChars.WILDCARD_MULTI else ".")
+        for p in parts
     )
-    regex = re.compile(pattern, re.DOTALL | (0 if cased else re.IGNORECASE))
+    matches = patterns.matcher([pattern], anchor=patterns.Anchor.WHOLE, ignore_case=not cased, dot_all=True)
 
     def glob(v: Any) -> bool:
         t = v if type(v) is str else text_of(v)
-        return t is not None and regex.fullmatch(t) is not None
+        return t is not None and matches(t)
 
     return glob, None
 
@@ -179,17 +200,20 @@ def value_test(value: SigmaType, field: str | None) -> tuple[ValueTest, str | No
 
         return number, None
     if isinstance(value, SigmaRegularExpression):
-        flags = 0
-        for flag in value.flags:
-            flags |= _RE_FLAGS[flag]
+        flags = value.flags
         try:
-            regex = re.compile(str(value.regexp), flags)
-        except re.error as exc:
-            raise SigmaCompileError(f"regular expression {str(value.regexp)!r}: {exc}", field) from None
+            found = patterns.matcher(
+                [str(value.regexp)],
+                ignore_case=SigmaRegularExpressionFlag.IGNORECASE in flags,
+                dot_all=SigmaRegularExpressionFlag.DOTALL in flags,
+                multi_line=SigmaRegularExpressionFlag.MULTILINE in flags,
+            )
+        except patterns.PatternError as exc:
+            raise SigmaCompileError(str(exc), field) from None
 
         def search(v: Any) -> bool:
             t = v if type(v) is str else text_of(v)
-            return t is not None and regex.search(t) is not None
+            return t is not None and found(t)
 
         return search, None
     if isinstance(value, SigmaCIDRExpression):
