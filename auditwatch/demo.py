@@ -21,7 +21,8 @@ class Sample:
 
 
 SAMPLES = {
-    # The log backend's file of the end-to-end test's run against a real kube-apiserver (tests/test_kube_e2e.py).
+    # The log backend's file of the end-to-end test's run against a real kube-apiserver
+    # (tests/integration/test_kube_e2e.py).
     "kube": Sample(
         DATA / "kube-e2e-audit.jsonl.gz",
         "Replayed the audit log of a real kube-apiserver v1.36.3 ({events:,} events), captured by auditwatch's\n"

@@ -12,7 +12,7 @@ eval "$(scripts/services.sh env)"
 if command -v go >/dev/null; then
   scripts/kube-e2e.sh build
 else
-  # tests/test_kube_e2e.py then fails in CI (CI=true) and skips elsewhere, naming what is missing
+  # tests/integration/test_kube_e2e.py then fails in CI (CI=true) and skips elsewhere, naming what is missing
   echo "scripts/test.sh: go is not installed: cannot build kube-apiserver for the end-to-end test" >&2
 fi
 .venv/bin/python -m ruff check .

@@ -1,39 +1,15 @@
+"""Fixtures shared by every test folder (helpers live in tests/support)."""
+
 from __future__ import annotations
 
-import copy
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "tests" / "data"
-SCENARIO = DATA / "scenario.jsonl"
-PYTHON = sys.executable
-
-
-def scenario_events() -> list[dict[str, Any]]:
-    """Realistic events as the apiserver writes them: controller/kubelet traffic plus three attacks."""
-    return [orjson.loads(line) for line in SCENARIO.read_bytes().splitlines() if line.strip()]
-
-
-def find_event(predicate: Any) -> dict[str, Any]:
-    for event in scenario_events():
-        if predicate(event):
-            return copy.deepcopy(event)
-    raise LookupError("no such event in the scenario")
-
-
-def exec_event() -> dict[str, Any]:
-    return find_event(lambda e: e.get("objectRef", {}).get("subresource") == "exec" and e["stage"] == "ResponseStarted")
-
-
-def lease_event() -> dict[str, Any]:
-    return find_event(lambda e: e.get("objectRef", {}).get("resource") == "leases" and e["stage"] == "ResponseComplete")
+from api.store import AlertStore
+from tests.support.cli import CliRun
 
 
 @pytest.fixture
@@ -44,26 +20,31 @@ def db_url(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh database on the shared PostgreSQL (scripts/services.sh), dropped afterwards."""
-    from tests.services import PG_URL, fresh_database, require
+    from tests.support.services import PG_URL, fresh_database, require
 
     require(PG_URL.split("@", 1)[1].split("/", 1)[0], "PostgreSQL")
     yield from fresh_database(PG_URL)
 
 
-def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for a subprocess under test: no AUDITWATCH_* settings leak in from the shell or CI."""
-    import os
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, db_url: str) -> Iterator[AlertStore]:
+    """The same tests against a SQLite file and a real PostgreSQL database."""
+    if request.param == "sqlite":
+        url = db_url
+        cleanup: Iterator[str] | None = None
+    else:
+        from tests.support.services import PG_URL, fresh_database, require
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITWATCH_")}
-    env.update(extra or {})
-    return env
-
-
-@dataclass(frozen=True)
-class CliRun:
-    code: int
-    out: str
-    err: str
+        require(PG_URL.split("@", 1)[1].split("/", 1)[0], "PostgreSQL")
+        cleanup = fresh_database(PG_URL)
+        url = next(cleanup)
+    s = AlertStore(url)
+    s.migrate()
+    s.migrate()  # idempotent
+    yield s
+    s.close()
+    if cleanup is not None:
+        next(cleanup, None)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, ROOT
+from tests.support.paths import PYTHON, ROOT
 
 IO_MODULES = {
     "fastapi",
@@ -214,6 +214,19 @@ def test_no_module_imports_another_modules_private_names() -> None:
     """The product packages, and the tools beside them (simulation, bench), use each other's public names only."""
     found = private_imports({**OURS, **module_files(ROOT, ("simulation", "bench"))})
     assert not found, "imports of another module's private names:\n" + "\n".join("  " + f for f in found)
+
+
+def test_tests_share_code_only_through_tests_support() -> None:
+    """No test module imports another test module or a conftest: what tests share lives in tests/support."""
+    found = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module] if node.module != "tests" else [f"tests.{a.name}" for a in node.names]
+            found += [f"{path.relative_to(ROOT)}:{node.lineno}: {name}" for name in names
+                      if name.startswith("tests.") and name.split(".")[1] != "support"]  # fmt: skip
+    assert not found, "imports of test modules:\n" + "\n".join("  " + f for f in found)
 
 
 def test_cycle_finder_on_a_synthetic_graph() -> None:

@@ -13,7 +13,7 @@ import yaml
 
 from auditwatch.cli import build_parser
 from auditwatch.settings import Settings
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"

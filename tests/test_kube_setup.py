@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import ROOT
-from tests.kube_cluster import SCRIPT, _script_env
+from tests.support.kube_cluster import SCRIPT, script_env
+from tests.support.paths import ROOT
 
 README = ROOT / "README.md"
 TEMPLATE = ROOT / "audit-policies" / "webhook-kubeconfig-mtls.yaml"
@@ -24,7 +24,7 @@ def readme_apiserver_flags() -> list[tuple[str, str]]:
 
 
 def script_apiserver_flags(run: Path) -> list[tuple[str, str]]:
-    out = subprocess.run([str(SCRIPT), "apiserver-flags"], env=_script_env({"KUBE_E2E_RUN": str(run)}),
+    out = subprocess.run([str(SCRIPT), "apiserver-flags"], env=script_env({"KUBE_E2E_RUN": str(run)}),
                          capture_output=True, text=True, check=True).stdout  # fmt: skip
     return [tuple(line.split("=", 1)) for line in out.split()]  # type: ignore[misc]
 
@@ -55,7 +55,7 @@ def _leaves(node: Any, path: str = "") -> dict[str, Any]:
 
 
 def test_e2e_webhook_kubeconfig_is_the_readme_template_with_url_and_paths_changed(tmp_path: Path) -> None:
-    subprocess.run([str(SCRIPT), "pki"], env=_script_env({"KUBE_E2E_RUN": str(tmp_path), "AUDITWATCH_PORT": "18999"}),
+    subprocess.run([str(SCRIPT), "pki"], env=script_env({"KUBE_E2E_RUN": str(tmp_path), "AUDITWATCH_PORT": "18999"}),
                    capture_output=True, check=True, timeout=120)  # fmt: skip
     template = _leaves(yaml.safe_load(TEMPLATE.read_text()))
     used = _leaves(yaml.safe_load((tmp_path / "webhook-kubeconfig.yaml").read_text()))

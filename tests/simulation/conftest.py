@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from simulation import ClusterProfile, benign_events, demo_events
-from tests.simulation.helpers import Event
-
-PROFILE = ClusterProfile(nodes=5, seed=3)
-DURATION_S = 2 * 3600
+from simulation import benign_events, demo_events
+from tests.support.simulation import DURATION_S, PROFILE, Event
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,7 @@ from typing import Any
 import orjson
 
 from simulation import ClusterProfile, benign_events, write_jsonl
-from tests.simulation.conftest import DURATION_S, PROFILE
-from tests.simulation.helpers import Event, by_audit_id, parse_ts, suspicious
+from tests.support.simulation import DURATION_S, PROFILE, Event, by_audit_id, parse_ts, suspicious
 
 MICRO_TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 LONG_RUNNING_SUBRESOURCES = {"exec", "attach", "portforward", "log", "proxy"}

@@ -8,10 +8,11 @@ import subprocess
 from pathlib import Path
 
 import orjson
+import pytest
 
 from simulation import TECHNIQUES
 from simulation.cli import main
-from tests.conftest import PYTHON, ROOT
+from tests.support.paths import PYTHON, ROOT
 
 
 def test_cli_writes_requested_count(tmp_path: Path) -> None:
@@ -45,10 +46,8 @@ def test_cli_writes_a_labelled_stream(tmp_path: Path) -> None:
     assert (tmp_path / "l2" / "labels.csv").read_bytes() == (labels_dir / "labels.csv").read_bytes()
 
 
-def test_cli_help_and_technique_list() -> None:
+def test_cli_help_and_technique_list(capsys: pytest.CaptureFixture[str]) -> None:
     run = subprocess.run([PYTHON, "-m", "simulation", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0 and "--campaigns" in run.stdout and "--demo" in run.stdout
-    run = subprocess.run(
-        [PYTHON, "-m", "simulation", "--list-techniques"], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
-    assert run.returncode == 0 and [line.split()[0] for line in run.stdout.splitlines()] == list(TECHNIQUES)
+    assert run.returncode == 0 and "--campaigns" in run.stdout and "--demo" in run.stdout  # `python -m simulation`
+    assert main(["--list-techniques"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == list(TECHNIQUES)

@@ -9,7 +9,7 @@ import orjson
 
 from auditwatch.demo import SAMPLES
 from simulation import ATTACK_TECHNIQUES, demo_attack_labels, demo_profile
-from tests.simulation.helpers import Event, parse_ts, suspicious
+from tests.support.simulation import Event, parse_ts, suspicious
 
 DEMO_PATH = SAMPLES["synthetic"].path
 REGENERATE = f"python -m simulation --demo --out {DEMO_PATH.relative_to(DEMO_PATH.parents[2])}"

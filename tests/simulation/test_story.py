@@ -6,8 +6,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 
 from simulation import ATTACK_TECHNIQUES, attack_events
-from tests.simulation.conftest import PROFILE
-from tests.simulation.helpers import Event, suspicious
+from tests.support.simulation import PROFILE, Event, suspicious
 
 
 def test_attack_story() -> None:

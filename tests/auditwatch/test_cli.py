@@ -1,0 +1,165 @@
+"""The command line a user meets: help texts, refusals, the demo, `rules test` and `rules lint`."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.cli import RunCli, auditwatch_process
+from tests.support.kube_scenario import live_alerts
+from tests.support.paths import ROOT
+
+
+@pytest.fixture
+def never_listens(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command that should have refused to start fails the test instead of serving in this process."""
+    import auditwatch.server
+
+    def run_http(*_: Any) -> None:
+        raise AssertionError("the listener started")
+
+    monkeypatch.setattr(auditwatch.server, "run_http", run_http)
+
+
+@pytest.fixture
+def in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The working directory, where the demo's default store (sqlite:///auditwatch.db) is written."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("command", "options"),
+    [
+        ("serve", ["--host", "--port", "--db", "--rules", "--max-body-bytes", "--token-file", "--insecure"]),
+        ("replay", ["--rules", "--output", "--db", "--quiet"]),
+        ("demo", ["--db"]),
+    ],
+)
+def test_every_option_is_explained(command: str, options: list[str], run_cli: RunCli) -> None:
+    out = run_cli(command, "--help")
+    assert out.code == 0
+    for option in options:
+        assert option in out.out
+    assert "AUDITWATCH_" in run_cli("--help").out
+
+
+def test_serve_refuses_an_unauthenticated_public_address() -> None:
+    """In a real interpreter: the exit status a service manager sees."""
+    out = auditwatch_process("serve", "--host", "0.0.0.0", "--port", "1")
+    assert out.code == 2
+    assert "refusing to listen on 0.0.0.0 without authentication" in out.err
+
+
+@pytest.mark.usefixtures("never_listens")
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--host", "0.0.0.0"], "refusing to listen on 0.0.0.0 without authentication"),
+        (["--host", "0.0.0.0", "--tls-cert", "c.pem", "--tls-key", "k.pem"], "without authentication"),
+        (["--tls-cert", "c.pem"], "--tls-cert and --tls-key go together"),
+        (["--tls-client-ca", "ca.pem"], "client certificates need TLS"),
+    ],
+)
+def test_unsafe_listeners_refuse_to_start(
+    args: list[str], needle: str, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUDITWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:1")
+    for command in ("serve", "api", "ingest"):
+        out = run_cli(command, "--port", "1", *args)
+        assert out.code == 2, command
+        assert needle in out.err
+
+
+@pytest.mark.usefixtures("never_listens")
+def test_bad_environment_setting_is_named(run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUDITWATCH_PORT", "eighty")
+    out = run_cli("serve")
+    assert out.code != 0 and "bad setting: port" in out.err
+
+
+# Each step of the attack in the demo's captured log, and the alert that must show it.
+DEMO_ATTACK = {
+    "auth-failure-burst-by-ip": "alice",  # the forbidden burst
+    "denied-secret-access-burst": "alice",
+    "anonymous-request-allowed": "system:anonymous",
+    "rbac-binding-to-broad-group": "e2e-admin",  # what let the anonymous request in
+    "privileged-container": "e2e-admin",
+    "sensitive-hostpath-mount": "e2e-admin",  # the host's / mounted
+    "pod-exec-attach": "e2e-admin",
+    "privileged-pod-then-exec": "e2e-admin",
+    "impersonation-of-privileged-identity": "e2e-admin",
+    "serviceaccount-token-minted": "e2e-admin",
+    "cluster-admin-binding": "e2e-admin",  # cluster-admin for the low-privilege user
+}
+
+
+def test_demo_shows_alerts_and_how_to_query_them(in_tmp_path: Path, run_cli: RunCli) -> None:
+    out = run_cli("demo")
+    assert out.code == 0, out.err
+    assert "curl" in out.out and "/api/v1/alerts" in out.out
+    with sqlite3.connect(in_tmp_path / "auditwatch.db") as conn:  # the default store, in the working directory
+        stored = conn.execute("select rule_id, user_name from alerts").fetchall()
+    by_rule = dict(stored)
+    assert {rule_id: by_rule.get(rule_id) for rule_id in DEMO_ATTACK} == DEMO_ATTACK
+    # only the attackers alert: none on the apiserver's own traffic, the monitoring agent or the CI deployer
+    assert {user for _, user in stored} == {"alice", "e2e-admin", "system:anonymous"}
+    # the table prints one row per stored alert
+    rows = [line for line in out.out.splitlines() if line[:2].isdigit() and line[2:3] == ":"]
+    assert len(rows) == len(stored) and len(stored) >= len(DEMO_ATTACK)
+    assert any(" high " in row and "Privileged container created" in row and "shop/pods/node-shell" in row
+               for row in rows)  # fmt: skip
+
+
+def test_rules_test_runs_every_inline_case_and_reports_failures_with_file_and_line(
+    tmp_path: Path, run_cli: RunCli
+) -> None:
+    out = run_cli("rules", "test")
+    assert out.code == 0, out.out
+    assert " passed, 0 failed" in out.out
+    broken = tmp_path / "always-exec.yaml"
+    source = (ROOT / "detectors/rules/builtin/pod-exec-attach.yaml").read_text()
+    broken.write_text(
+        source.replace("id: pod-exec-attach", "id: always-exec").replace("expect: none", "expect: alert", 1)
+    )
+    out = run_cli("rules", "test", str(broken))
+    assert out.code == 1
+    assert f"FAIL  always-exec: {broken}:" in out.out and "expected an alert, got 0" in out.out
+
+
+def test_rules_lint_reports_untested_rules_and_unmatchable_sigma_rules(tmp_path: Path, run_cli: RunCli) -> None:
+    assert run_cli("rules", "lint").code == 0
+    rule = tmp_path / "untested.yaml"
+    rule.write_text("id: untested\nname: U\nseverity: low\ndescription: d\nmitre: T1609\nmatch: {verb: get}\n")
+    out = run_cli("rules", "lint", str(rule))
+    assert out.code == 1 and "untested: no positive test" in out.out and "no negative test" in out.out
+    out = run_cli("rules", "lint", "sigma")  # the shipped SigmaHQ pack
+    assert out.code == 1 and "can never match as written" in out.out
+    assert "Kubernetes Potential Enumeration Activity" in out.out and "16 rules, 1 problem(s)" in out.out
+
+
+def test_rules_lint_warns_about_fields_no_audit_event_has(tmp_path: Path, run_cli: RunCli) -> None:
+    rule = tmp_path / "typo.yaml"
+    rule.write_text("id: typo\nname: T\nseverity: low\ndescription: d\nmitre: T1609\nmatch: {objectRef.resouce: pods}\n")
+    out = run_cli("rules", "lint", str(rule))
+    assert out.code == 1
+    assert f"warning: {rule}:6: rule 'typo': no audit event has 'objectRef.resouce'" in out.out
+    assert "did you mean 'resource'?" in out.out
+
+
+@pytest.mark.parametrize("sample", ["kube", "synthetic"])
+def test_demo_replays_a_bundled_sample(in_tmp_path: Path, sample: str, run_cli: RunCli) -> None:
+    out = run_cli("demo", "--sample", sample)
+    assert out.code == 0, out.err
+    assert "curl" in out.out and "/api/v1/alerts" in out.out
+    with sqlite3.connect(in_tmp_path / "auditwatch.db") as conn:
+        count = conn.execute("select count(*) from alerts").fetchone()[0]
+    if sample == "kube":
+        assert "real kube-apiserver v1.36.3" in out.out
+        assert count == len(live_alerts())
+        assert "Privileged container created" in out.out and "alice" in out.out
+    else:
+        assert count >= 4 and "10-node cluster" in out.out

@@ -1,0 +1,152 @@
+"""Decoding and validating audit payloads; the field accessor over real event shapes."""
+
+from __future__ import annotations
+
+import copy
+
+import orjson
+import pytest
+
+from detectors.errors import EventError
+from detectors.events import AuditEvent, parse_body, split_document
+from detectors.fieldpath import PathError, compile_path, patch_overlay
+from tests.support.events import exec_event, find_event, lease_event
+
+
+def test_eventlist_single_event_and_arrays_of_either() -> None:
+    e1, e2 = exec_event(), lease_event()
+    lst = {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {}, "items": [e1, e2]}
+    for body, count in ((lst, 2), (e1, 1), ([e1, e2], 2), ([lst, e1], 3), ([], 0)):
+        events, rejected = parse_body(orjson.dumps(body), origin="t")
+        assert (len(events), rejected) == (count, [])
+
+
+def test_origins_name_the_item() -> None:
+    lst = {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": [exec_event(), lease_event()]}
+    events, _ = parse_body(orjson.dumps(lst), origin="webhook")
+    assert [e.origin for e in events] == ["webhook#items[0]", "webhook#items[1]"]
+    events, _ = parse_body(orjson.dumps([exec_event(), lst]), origin="f.jsonl:3")
+    assert [e.origin for e in events] == ["f.jsonl:3#[0]", "f.jsonl:3#[1].items[0]", "f.jsonl:3#[1].items[1]"]
+
+
+def test_v1beta1_and_kindless_events_are_accepted_when_they_look_like_audit_events() -> None:
+    beta = exec_event()
+    beta["apiVersion"] = "audit.k8s.io/v1beta1"
+    bare = exec_event()
+    del bare["kind"], bare["apiVersion"]
+    for doc in (beta, bare):
+        events, rejected = split_document(doc)
+        assert len(events) == 1 and not rejected
+
+
+def test_v1alpha1_timestamp_field_is_the_event_time() -> None:
+    old = exec_event()
+    del old["stageTimestamp"], old["requestReceivedTimestamp"]
+    old["timestamp"] = "2019-05-01T12:00:00Z"
+    events, _ = split_document(old)
+    assert events[0].time.isoformat() == "2019-05-01T12:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"kind": "Pod", "apiVersion": "v1"}, "kind 'Pod' is not Event or EventList"),
+        ({"kind": "EventList", "apiVersion": "audit.k8s.io/v2", "items": []}, "apiVersion 'audit.k8s.io/v2'"),
+        ({"metadata": {}}, "not an audit event"),
+        ("text", "got str"),
+    ],
+)
+def test_whole_document_errors(doc: object, message: str) -> None:
+    with pytest.raises(EventError, match=message):
+        split_document(doc)
+
+
+def test_malformed_json_message_has_position() -> None:
+    with pytest.raises(EventError, match=r"malformed JSON: .* at line 2 column \d+"):
+        parse_body(b'{"kind": "EventList",\n "items": [,]}')
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda e: e.pop("auditID"), "missing auditID"),
+        (lambda e: e.update(auditID=""), "missing auditID"),
+        (lambda e: e.update(stage="Done"), "stage 'Done' is not one of"),
+        (lambda e: e.pop("verb"), "missing verb"),
+        (lambda e: e.pop("requestURI"), "missing requestURI"),
+        (lambda e: e.update(stageTimestamp="yesterday"), "'yesterday' is not an RFC 3339 time"),
+        (lambda e: e.update(user="alice"), "user must be an object"),
+        (lambda e: e.update(sourceIPs="10.0.0.1"), "sourceIPs must be a list"),
+        (lambda e: e.update(kind="Pod"), "kind 'Pod' is not Event"),
+    ],
+)
+def test_item_validation_reasons(mutate: object, reason: str) -> None:
+    bad = exec_event()
+    mutate(bad)  # type: ignore[operator]
+    events, rejected = split_document(
+        {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": [bad, exec_event()]}
+    )
+    assert len(events) == 1
+    assert len(rejected) == 1 and reason in rejected[0].reason and rejected[0].origin == "#items[0]"
+
+
+def test_microsecond_and_nanosecond_timestamps() -> None:
+    e = exec_event()
+    e["stageTimestamp"] = "2026-11-20T10:00:30.123456789Z"
+    events, _ = split_document(e)
+    assert events[0].time.microsecond == 123456
+    assert AuditEvent(raw=exec_event()).time.microsecond != 0
+
+
+def test_accessor_dotted_paths_quoted_keys_and_lists() -> None:
+    ev = AuditEvent(raw=exec_event())
+    assert ev.get("objectRef.subresource") == "exec"
+    assert ev.get("user.groups") == ["contractors", "system:authenticated"]
+    assert ev.get("annotations['authorization.k8s.io/decision']") == "allow"
+    assert ev.get("$decision") == "allow"
+    assert ev.get("responseStatus.code") == 101
+    assert ev.get("objectRef.nothing") is None
+    assert ev.get("objectRef.nothing", "default") == "default"
+
+
+def test_virtual_roots_cover_pod_templates() -> None:
+    dep = AuditEvent(
+        raw=find_event(
+            lambda e: e.get("objectRef", {}).get("resource") == "deployments" and e["stage"] == "ResponseComplete"
+        )
+    )
+    assert dep.get("$containers[*].securityContext.privileged") == [True]
+    assert dep.get("$podSpecs[*].containers[*].image") == ["docker.io/library/alpine:3.20"]
+    cron = copy.deepcopy(dep.raw)
+    cron["objectRef"]["resource"] = "cronjobs"
+    template = cron["requestObject"]["spec"].pop("template")
+    cron["requestObject"]["spec"] = {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": template}}}
+    assert AuditEvent(raw=cron).get("$containers[*].securityContext.privileged") == [True]
+
+
+def test_json_patch_bodies_are_arrays_and_become_a_partial_object() -> None:
+    ops = [
+        {"op": "add", "path": "/spec/template/spec/containers/0/securityContext", "value": {"privileged": True}},
+        {"op": "replace", "path": "/spec/replicas", "value": 3},
+        {"op": "remove", "path": "/metadata/labels/x"},
+        {"op": "add", "path": "/metadata/annotations/a~1b", "value": "c"},
+    ]
+    assert patch_overlay(ops) == {
+        "spec": {"template": {"spec": {"containers": [{"securityContext": {"privileged": True}}]}}, "replicas": 3},
+        "metadata": {"annotations": {"a/b": "c"}},
+    }
+    raw = find_event(
+        lambda e: e.get("objectRef", {}).get("resource") == "deployments" and e["stage"] == "ResponseComplete"
+    )
+    raw["verb"] = "patch"
+    raw["requestObject"] = ops
+    ev = AuditEvent(raw=raw)
+    assert ev.get("requestObject[0].op") == "add"
+    assert ev.get("$containers[*].securityContext.privileged") == [True]
+    assert ev.get("$request.spec.replicas") == 3
+
+
+@pytest.mark.parametrize("bad", ["", "a..b", ".a", "a[", "$nope.x", "a[x]"])
+def test_bad_paths_are_rejected(bad: str) -> None:
+    with pytest.raises(PathError):
+        compile_path(bad)

@@ -1,0 +1,1 @@
+"""What the tests share: paths, realistic events and builders, subprocess and server helpers (no fixtures)."""
