@@ -10,9 +10,9 @@ import orjson
 from api.tables import alerts_table, fit, groups_table
 from detectors.alerts import Alert
 from detectors.events import Rejected
-from detectors.redact import redact_payload
+from detectors.redact import redact_text_in, redacted_json
 
-MAX_QUARANTINE_PAYLOAD = 1 << 20  # bytes kept of one rejected item; the rest is marked truncated
+MAX_QUARANTINE_PAYLOAD = 16 * 1024  # bytes of redacted JSON kept of one rejected item; the rest is marked truncated
 
 
 def utc(value: datetime) -> datetime:
@@ -115,15 +115,17 @@ def receipt_to_dict(row: Any) -> dict[str, Any]:
 
 
 def quarantine_row(item: Rejected, received_at: datetime) -> dict[str, Any]:
-    try:
-        payload = orjson.dumps(redact_payload(item.payload), option=orjson.OPT_NON_STR_KEYS).decode()
-    except (TypeError, orjson.JSONEncodeError):
-        payload = repr(item.payload)
-    truncated = len(payload) > MAX_QUARANTINE_PAYLOAD
+    """A rejected item as stored: never raw, its payload redacted and cut (the reason is redacted by Rejected)."""
+    payload, truncated = redacted_json(item.payload, MAX_QUARANTINE_PAYLOAD)
     return {
         "received_at": received_at,
         "origin": item.origin,
         "reason": item.reason,
-        "payload": payload[:MAX_QUARANTINE_PAYLOAD],
+        "payload": payload,
         "payload_truncated": truncated,
     }
+
+
+def state_text(state: dict[str, Any]) -> str:
+    """Detector state as stored: JSON, its strings redacted (rules keep event values, e.g. user agents, as keys)."""
+    return orjson.dumps(redact_text_in(state)).decode()

@@ -27,6 +27,7 @@ from api.rows import (
     quarantine_row,
     receipt_to_dict,
     row_to_dict,
+    state_text,
     utc,
 )
 from api.tables import (
@@ -179,7 +180,7 @@ class AlertStore:
     def _save_state(
         self, conn: Connection, scope: str, position: int | None, state: dict[str, Any], now: datetime
     ) -> None:
-        row = {"scope": scope, "position": position, "state": orjson.dumps(state).decode(), "updated_at": now}
+        row = {"scope": scope, "position": position, "state": state_text(state), "updated_at": now}
         t = state_table
         updated = conn.execute(
             t.update().where(t.c.scope == scope).values(position=position, state=row["state"], updated_at=now)

@@ -21,6 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from detectors.credentials import redact_text
 from detectors.events import AuditEvent
 
 _JSON = JSON().with_variant(JSONB(), "postgresql")
@@ -133,11 +134,12 @@ def bounded(value: str, limit: int) -> str:
 
 
 def receipt_of(event: AuditEvent) -> Receipt:
-    """An event's receipt key: auditID, stage and `stageTimestamp` exactly as received ("" if missing)."""
+    """An event's receipt key: auditID, stage and `stageTimestamp` as received ("" if missing; a client-chosen
+    auditID that looks like a credential is redacted, as everywhere else)."""
     ts = event.raw.get("stageTimestamp")
     audit_id, stage, stamp = RECEIPT_LIMITS
     return (
-        bounded(event.audit_id, audit_id),
+        bounded(redact_text(event.audit_id), audit_id),
         bounded(event.stage, stage),
         bounded(ts if isinstance(ts, str) else "", stamp),
     )

@@ -11,16 +11,17 @@ from enum import IntEnum
 from typing import Any
 
 from detectors.events import AuditEvent
-from detectors.redact import redact_event
+from detectors.redact import redact_event, redact_string, redact_text_in
 
 DEFAULT_SUPPRESS_S = 3600.0
 
 
 def group_key_of(event: AuditEvent, details: Mapping[str, Any] | None) -> str:
-    """Who and where: the principal and namespace, plus a stateful rule's own key (e.g. a source IP)."""
+    """Who and where: the principal and namespace, plus a stateful rule's own key (e.g. a source IP).
+    Stored with the alert group, so it is built from redacted values (details are redacted by the caller)."""
     key = details.get("key") if details else None
     extra = "" if key is None else json.dumps(key, sort_keys=True, default=str)
-    return "\x1f".join((event.principal or "-", event.namespace or "-", extra))
+    return "\x1f".join((redact_string(event.principal) or "-", redact_string(event.namespace) or "-", extra))
 
 
 class Severity(IntEnum):
@@ -127,29 +128,35 @@ def make_alert(
     details: Mapping[str, Any] | None = None,
     suppress_s: float = DEFAULT_SUPPRESS_S,
 ) -> Alert:
+    """An alert on `event`. Everything taken from the event is redacted here, once for every rule format: the
+    columns, the message (rendered from the event by the rule), the details (Falco's output and output_fields)
+    and the event itself; the id comes from the raw event, so it stays the same."""
+    clean = redact_string
+    impersonated = event.impersonated_username
+    safe_details = redact_text_in(dict(details or {}))
     return Alert(
         id=alert_id(rule_id, event),
         rule_id=rule_id,
         rule_name=rule_name,
         severity=severity,
         mitre=mitre,
-        message=message,
+        message=clean(message),
         event_time=event.time,
-        audit_id=event.audit_id,
-        stage=event.stage,
-        user=event.username,
-        groups=event.groups,
-        impersonated_user=event.impersonated_username,
-        source_ips=event.source_ips,
-        user_agent=event.user_agent,
-        verb=event.verb,
-        resource=event.resource,
-        subresource=event.subresource,
-        namespace=event.namespace,
-        name=event.name,
-        origin=event.origin,
+        audit_id=clean(event.audit_id),
+        stage=clean(event.stage),
+        user=clean(event.username),
+        groups=tuple(clean(g) for g in event.groups),
+        impersonated_user=None if impersonated is None else clean(impersonated),
+        source_ips=tuple(clean(ip) for ip in event.source_ips),
+        user_agent=clean(event.user_agent),
+        verb=clean(event.verb),
+        resource=clean(event.resource),
+        subresource=clean(event.subresource),
+        namespace=clean(event.namespace),
+        name=clean(event.name),
+        origin=event.origin,  # ours: the file and line, or the webhook item
         event=redact_event(event.raw),
-        details=dict(details or {}),
-        group_key=group_key_of(event, details),
+        details=safe_details,
+        group_key=group_key_of(event, safe_details),
         suppress_s=suppress_s,
     )

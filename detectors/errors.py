@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from detectors.credentials import redact_message
+
 
 class DetectorError(Exception):
     """Root of every error raised by `detectors`."""
@@ -27,4 +29,8 @@ class RuleErrors(DetectorError):
 
 
 class EventError(DetectorError):
-    """An input that is not an audit event (or a list of them); the message says why."""
+    """An input that is not an audit event (or a list of them); the message says why. It may quote the input,
+    so it is redacted and cut (a 400 answer or a CLI error never echoes a credential)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact_message(message))

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from detectors.annotations import DECISION_ANNOTATION
+from detectors.credentials import redact_message
 from detectors.errors import EventError
 from detectors.fieldpath import compile_path
 
@@ -156,11 +157,17 @@ class AuditEvent:
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """An item that is not a valid audit event: counted, stored in quarantine, never silently dropped."""
+    """An item that is not a valid audit event: counted, stored in quarantine, never silently dropped.
+
+    The reason may quote the item, so it is redacted and cut here, once for every place that shows it. The
+    payload is raw: whoever stores or sends it redacts it (`detectors.redact.redacted_json`)."""
 
     origin: str
     reason: str
     payload: Any
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", redact_message(self.reason))
 
 
 def event_timestamp(raw: Mapping[str, Any]) -> Any:

@@ -23,11 +23,13 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
 
 from detectors.events import AuditEvent, Rejected
+from detectors.redact import redacted_json
 from ingest.webhook import SinkResult, SinkUnavailable
 
 log = logging.getLogger("auditwatch.ingest")
 
 MAX_RECORD_BYTES = 8 * 1024 * 1024  # one audit event; the broker's message.max.bytes must allow it
+DEAD_LETTER_PAYLOAD_BYTES = 16 * 1024  # as the quarantine table keeps
 
 
 def record_key(event: AuditEvent) -> bytes:
@@ -56,9 +58,12 @@ def drop_superseded_request_received(events: list[AuditEvent]) -> list[AuditEven
 
 
 def dead_letter(item: Rejected) -> bytes:
-    return orjson.dumps(
-        {"origin": item.origin, "reason": item.reason, "payload": item.payload}, option=orjson.OPT_NON_STR_KEYS
-    )
+    """The dead-letter record of a rejected item. Its payload is redacted and cut as in the quarantine table
+    (the topic is read by people and kept for days): JSON when whole, else the cut JSON text as a string."""
+    text, truncated = redacted_json(item.payload, DEAD_LETTER_PAYLOAD_BYTES)
+    payload = text if truncated else orjson.Fragment(text)
+    return orjson.dumps({"origin": item.origin, "reason": item.reason, "payload": payload,
+                         "payload_truncated": truncated})  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
