@@ -28,3 +28,13 @@ class RuleErrors(DetectorError):
 
 class EventError(DetectorError):
     """An input that is not an audit event (or a list of them); the message says why."""
+
+
+MAX_ERROR_CHARS = 300  # of an exception's description in a quarantine reason
+
+
+def describe_error(exc: BaseException) -> str:
+    """How an exception reads in a quarantine reason: `TypeError: unhashable type: 'list'` (the first line of
+    its message, cut to a readable length)."""
+    text = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."

@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 
-from api.errors import CursorError
+from api.errors import CursorError, StoreError
 from api.queries import encode_cursor
 from api.retention import ReceiptRetention
 from api.store import AlertStore
@@ -81,7 +81,7 @@ def test_rewriting_receipts_is_idempotent_and_keeps_the_first_receipt_time(store
     receipts = scenario_receipts()
     store.write([], receipts=receipts)
     first, _ = store.list_receipts(limit=100)
-    assert store.write(alerts(3), receipts=receipts) == 3  # a redelivered batch, with its alerts
+    assert store.write(alerts(3), receipts=receipts).new_alerts == 3  # a redelivered batch, with its alerts
     again, _ = store.list_receipts(limit=100)
     assert again == first and store.count_receipts() == 59 and store.count_alerts() == 3
 
@@ -108,7 +108,7 @@ def test_oversized_keys_are_stored_distinct_instead_of_failing_the_batch(store: 
 
 
 def test_receipts_are_in_the_same_transaction_as_the_rest_of_the_batch(store: AlertStore) -> None:
-    with pytest.raises(TypeError):  # the detector state cannot be saved: the whole batch is rolled back
+    with pytest.raises(StoreError):  # the detector state cannot be saved: the whole batch is rolled back
         store.write(alerts(2), states={"serve": (None, {"bad": object()})}, receipts=scenario_receipts())
     assert store.count_receipts() == 0 and store.count_alerts() == 0
 
@@ -217,16 +217,18 @@ def test_receipts_of_a_batch_without_alerts_are_written(recording: TestClient) -
     assert sorted(all_receipts(recording)[0]) == sorted(key_of(e) for e in quiet)
 
 
-def test_receipts_of_a_failed_write_are_kept_for_the_next_one(recording: TestClient) -> None:
+def test_a_batch_answered_503_leaves_no_receipt_and_its_retry_leaves_them_once(recording: TestClient) -> None:
     store: AlertStore = recording.app.state.store  # type: ignore[attr-defined]
     engine = store.engine
     store.engine = create_engine("sqlite:////nonexistent-dir/x.db")  # the database went away
     first = scenario_events()[:10]
     assert recording.post("/audit/webhook", content=event_list(first)).status_code == 503
     store.engine.dispose()
-    store.engine = engine  # it is back; the apiserver sends another batch (the failed one was given up)
+    store.engine = engine  # it is back
+    assert all_receipts(recording)[1] == 0  # a 503 says "not received": nothing of the batch is kept
     second = scenario_events()[10:]
     assert recording.post("/audit/webhook", content=event_list(second)).status_code == 200
+    assert recording.post("/audit/webhook", content=event_list(first)).status_code == 200  # the retry
     assert sorted(all_receipts(recording)[0]) == sorted(key_of(e) for e in first + second)
 
 
