@@ -233,6 +233,7 @@ class Consumer:
             try:
                 written = await asyncio.to_thread(self.writer.write, batch)
                 self.stats.new_alerts += written.new_alerts
+                self.stats.rejected += len(written.refused)  # events quarantined for an alert the store refused
                 return True
             except StoreError as exc:
                 self.stats.store_retries += 1

@@ -120,7 +120,8 @@ class Faults:
 
 
 TABLES = (alerts_table, groups_table, receipts_table, quarantine_table, state_table)
-VOLATILE = {"detected_at", "received_at", "updated_at", "id"}  # when it was written, and a serial number
+VOLATILE = {"detected_at", "received_at", "updated_at"}  # when it was written
+SERIAL = {"quarantine": "id"}  # numbered in order of insertion
 
 
 def stored(url: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -129,7 +130,7 @@ def stored(url: str) -> dict[str, list[tuple[Any, ...]]]:
     engine = sa.create_engine(url)
     with engine.connect() as conn:
         for table in TABLES:
-            columns = [c for c in table.c if c.name not in VOLATILE or table is alerts_table and c.name == "id"]
+            columns = [c for c in table.c if c.name not in VOLATILE and c.name != SERIAL.get(table.name)]
             rows = conn.execute(sa.select(*columns)).all()
             out[table.name] = sorted(tuple(repr(v) for v in row) for row in rows)
     engine.dispose()

@@ -1,5 +1,6 @@
 """`detect`'s consumer against the real Kafka and PostgreSQL, with the database dropping the connection in the
-middle of a batch's write: retried, or redelivered to the next consumer, the batch is stored exactly once.
+middle of a batch's write: retried, or redelivered to the next consumer, the batch is stored exactly once
+(and an event that a user's rule type fails on is quarantined, once).
 
 The fault is real: PostgreSQL terminates the consumer's connection when it inserts the batch's alerts.
 """
@@ -23,10 +24,12 @@ from sqlalchemy import event
 
 from api.store import AlertStore
 from auditwatch.consumer import Consumer
-from detectors.events import AuditEvent
+from detectors.events import AuditEvent, Rejected
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
+from detectors.rules import native
 from ingest.kafka import TopicSpec, ensure_topics
+from tests.auditwatch.test_serve_isolation import AppLabelRule, poisoned_deployment
 from tests.auditwatch.test_serve_redelivery import mixed_batch, rules_dir
 from tests.services import kafka_bootstrap
 
@@ -53,7 +56,8 @@ def connection_dropped_on_alert_insert(store: AlertStore, admin: sa.Engine, time
 
 
 def records() -> list[dict[str, Any]]:
-    return [item for item in mixed_batch() if isinstance(item, dict) and "auditID" in item]
+    """The serve test's mixed batch (its events), and an event that a user's rule type fails on."""
+    return [*(item for item in mixed_batch() if isinstance(item, dict) and "auditID" in item), poisoned_deployment()]
 
 
 async def publish(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:
@@ -89,7 +93,14 @@ async def committed(bootstrap: str, group: str, topic: str) -> int | None:
 
 
 def expected_alert_ids(rules: Pipeline, events: list[dict[str, Any]]) -> set[str]:
-    return {a.id for a in rules.fresh().process_all([AuditEvent(e) for e in events])}
+    failures: list[Rejected] = []
+    found = {a.id for a in rules.fresh().process_all([AuditEvent(e) for e in events], failures)}
+    assert len(failures) == 1
+    return found
+
+
+def quarantined_reasons(store: AlertStore) -> list[str]:
+    return [q["reason"] for q in store.quarantined()]
 
 
 def stored_alert_ids(store: AlertStore) -> list[str]:
@@ -103,13 +114,18 @@ def group_total(store: AlertStore) -> int:
 
 
 @pytest.fixture
-def setup(pg_url: str, tmp_path: Path) -> Iterator[tuple[str, AlertStore, sa.Engine, Pipeline]]:
+def setup(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, AlertStore, sa.Engine, Pipeline]]:
     bootstrap = kafka_bootstrap()
     store = AlertStore(pg_url)
     store.migrate()
     admin = sa.create_engine(pg_url)
+    rules = rules_dir(tmp_path)
+    monkeypatch.setitem(native.RULE_TYPES, "app-label", AppLabelRule.from_node)
+    (rules / "watched-app.yaml").write_text("id: watched-app\ntype: app-label\napps: [web]\n")
     try:
-        yield bootstrap, store, admin, Pipeline(load_rules(["builtin", str(rules_dir(tmp_path))]))
+        yield bootstrap, store, admin, Pipeline(load_rules(["builtin", str(rules)]))
     finally:
         admin.dispose()
         store.close()
@@ -132,6 +148,7 @@ def test_a_write_that_fails_once_is_retried_with_the_same_results(
     ids = stored_alert_ids(store)
     assert len(ids) == len(set(ids)) and set(ids) == expected
     assert group_total(store) == len(expected) and store.count_receipts() == len(events) - 1  # one sent twice
+    assert quarantined_reasons(store) == ["detector watched-app raised TypeError: unhashable type: 'list'"]
     position, _ = store.load_state(f"kafka:{group}:{topic}:0") or (None, {})
     assert position == len(events) == asyncio.run(committed(bootstrap, group, topic))
 
@@ -149,7 +166,7 @@ def test_a_batch_given_up_during_the_outage_is_redelivered_and_stored_once(
     with connection_dropped_on_alert_insert(store, admin, times=1_000):
         asyncio.run(consume_until(first, lambda: first.stats.store_retries >= 2))  # stopped while still failing
     assert first.stats.records == 0  # nothing counted as processed
-    assert stored_alert_ids(store) == [] and store.count_receipts() == 0
+    assert stored_alert_ids(store) == [] and store.count_receipts() == 0 and store.quarantined() == []
     assert store.load_state(f"kafka:{group}:{topic}:0") is None  # the shutdown checkpoint had nothing to save
     assert asyncio.run(committed(bootstrap, group, topic)) is None  # nothing acknowledged: Kafka redelivers
     second = Consumer(bootstrap=bootstrap, topic=topic, group=group, pipeline=rules.fresh(), store=store,
@@ -158,4 +175,5 @@ def test_a_batch_given_up_during_the_outage_is_redelivered_and_stored_once(
     ids = stored_alert_ids(store)
     assert len(ids) == len(set(ids)) and set(ids) == expected
     assert group_total(store) == len(expected) and store.count_receipts() == len(events) - 1
+    assert len(quarantined_reasons(store)) == 1
     assert asyncio.run(committed(bootstrap, group, topic)) == len(events)
