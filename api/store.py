@@ -6,28 +6,24 @@ redelivered batch or a second replay of the same file never duplicates an alert.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, Table, and_, create_engine, event, func, insert, select, text
+from sqlalchemy import Engine, and_, create_engine, event, func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from api.batchwrite import WriteResult, store_error, write_batch
 from api.errors import StoreError
 from api.queries import AlertFilter, conditions, encode_cursor, encode_receipt_cursor, receipt_conditions
 from api.rows import (
-    alert_row,
     group_to_dict,
-    new_group_row,
-    quarantine_row,
     receipt_to_dict,
     row_to_dict,
-    state_text,
     utc,
 )
 from api.tables import (
@@ -48,11 +44,18 @@ _MIGRATION_LOCK = 0x61756469_74776174  # "auditwat": the advisory lock that seri
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        # Transactions are begun by SQLAlchemy, not pysqlite (which begins them late and commits on the release
+        # of a SAVEPOINT), so that savepoints nest inside a real transaction.
+        dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")  # a 200 means the alerts reached the disk
         cur.execute("PRAGMA busy_timeout=10000")
         cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
 
 
 class AlertStore:
@@ -75,7 +78,7 @@ class AlertStore:
             with self.engine.begin() as conn:
                 yield conn
         except SQLAlchemyError as exc:
-            raise StoreError(f"database error: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from exc
+            raise store_error(exc) from exc
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""
@@ -104,59 +107,11 @@ class AlertStore:
         states: StateCheckpoints | None = None,
         *,
         receipts: Sequence[Receipt] = (),
-    ) -> int:
-        """Store alerts, rejected items, detector states and event receipts in one transaction; return how many
-        alerts were new. Receipts already stored are left as they are (their first `received_at` stays)."""
-        now = datetime.now(UTC)
-        unique = {a.id: a for a in alerts}
-        new = 0
-        with self._tx() as conn:
-            ids = list(unique)
-            existing: set[str] = set()
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                existing.update(conn.scalars(select(alerts_table.c.id).where(alerts_table.c.id.in_(chunk))))
-            fresh = sorted((a for i, a in unique.items() if i not in existing), key=lambda a: (a.event_time, a.id))
-            rows = [alert_row(a, now) for a in fresh]
-            for row, alert in zip(rows, fresh, strict=True):
-                row["group_id"] = self._fold(conn, alert)  # only new alerts count, so redelivery is harmless
-            if rows:
-                conn.execute(self._insert_ignore(alerts_table), rows)
-                new = len(rows)
-            keys = list(dict.fromkeys(receipts))
-            for start in range(0, len(keys), 1000):
-                conn.execute(
-                    self._insert_ignore(receipts_table),
-                    [{"audit_id": a, "stage": s, "stage_timestamp": t, "received_at": now}
-                     for a, s, t in keys[start : start + 1000]],
-                )  # fmt: skip
-            if rejected:
-                conn.execute(insert(quarantine_table), [quarantine_row(r, now) for r in rejected])
-            for scope, (position, state) in (states or {}).items():
-                self._save_state(conn, scope, position, state, now)
-        return new
-
-    def _fold(self, conn: Connection, alert: Alert) -> str:
-        """Put a new alert into its open group (same rule and key, within the suppression window) or a new one."""
-        g = groups_table
-        window_start = alert.event_time - timedelta(seconds=alert.suppress_s)
-        open_group = conn.execute(
-            select(g.c.id, g.c.first_seen, g.c.last_seen)
-            .where(g.c.rule_id == alert.rule_id, g.c.group_key == alert.group_key, g.c.last_seen >= window_start)
-            .order_by(g.c.last_seen.desc())
-            .limit(1)
-        ).first()
-        if open_group is not None:
-            changes: dict[str, Any] = {"count": g.c.count + 1}
-            if utc(open_group.last_seen) <= alert.event_time:
-                changes.update(last_seen=alert.event_time, last_alert_id=alert.id, last_message=alert.message)
-            if utc(open_group.first_seen) > alert.event_time:
-                changes["first_seen"] = alert.event_time
-            conn.execute(g.update().where(g.c.id == open_group.id).values(**changes))
-            return str(open_group.id)
-        group_id = hashlib.sha256(f"{alert.rule_id}\x1f{alert.group_key}\x1f{alert.id}".encode()).hexdigest()[:32]
-        conn.execute(insert(g), [new_group_row(alert, group_id)])
-        return group_id
+    ) -> WriteResult:
+        """Store alerts, rejected items, detector states and event receipts in one transaction (an alert the
+        database refuses is quarantined instead: see api/batchwrite.py); StoreError when nothing could be
+        stored. Receipts already stored are left as they are (their first `received_at` stays)."""
+        return write_batch(self.engine, alerts, rejected, states or {}, receipts)
 
     def list_groups(
         self, flt: AlertFilter, *, limit: int, cursor: str | None = None
@@ -177,17 +132,6 @@ class AlertStore:
             next_cursor = encode_cursor(last.last_seen, last.id)
         return items, next_cursor
 
-    def _save_state(
-        self, conn: Connection, scope: str, position: int | None, state: dict[str, Any], now: datetime
-    ) -> None:
-        row = {"scope": scope, "position": position, "state": state_text(state), "updated_at": now}
-        t = state_table
-        updated = conn.execute(
-            t.update().where(t.c.scope == scope).values(position=position, state=row["state"], updated_at=now)
-        )
-        if updated.rowcount == 0:
-            conn.execute(insert(t), [row])
-
     def load_state(self, scope: str) -> tuple[int | None, dict[str, Any]] | None:
         """The last checkpoint of a scope: (position, state), or None."""
         with self._tx() as conn:
@@ -195,19 +139,6 @@ class AlertStore:
         if row is None:
             return None
         return row.position, orjson.loads(row.state)
-
-    def _insert_ignore(self, table: Table) -> Any:
-        """INSERT that skips rows whose primary key is already there."""
-        keys = [c.name for c in table.primary_key.columns]
-        if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            return pg_insert(table).on_conflict_do_nothing(index_elements=keys)
-        if self.engine.dialect.name == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-            return sqlite_insert(table).on_conflict_do_nothing(index_elements=keys)
-        return insert(table)
 
     def list_alerts(
         self, flt: AlertFilter, *, limit: int, cursor: str | None = None

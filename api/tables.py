@@ -1,8 +1,9 @@
-"""The alert store's schema: its tables, and values bounded to fit their columns."""
+"""The alert store's schema: its tables, and values bounded to fit their columns and made storable."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 from sqlalchemy import (
@@ -155,3 +156,25 @@ def fit(table: Table, row: dict[str, Any]) -> dict[str, Any]:
         if limit and isinstance(value, str) and len(value) > limit:
             row[column.name] = bounded(value, limit)
     return row
+
+
+# PostgreSQL refuses NUL in text and jsonb, and no driver encodes a lone surrogate to UTF-8.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """`value` with every NUL character and lone surrogate in its strings (keys too) replaced by U+FFFD; the
+    very same object when it has none. Walks dicts, lists and tuples."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value) if _UNSTORABLE.search(value) else value
+    if isinstance(value, dict):
+        items = [(storable(k), storable(v)) for k, v in value.items()]
+        if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, value.items(), strict=True)):
+            return value
+        return dict(items)
+    if isinstance(value, (list, tuple)):
+        clean = [storable(v) for v in value]
+        if all(c is v for c, v in zip(clean, value, strict=True)):
+            return value
+        return clean if isinstance(value, list) else tuple(clean)
+    return value

@@ -6,6 +6,15 @@ Kafka redeliver the batch, and the upsert absorbs it. While the database is down
 retrying the same batch with backoff and commits nothing; it catches up when the database returns.
 On a rebalance, the partitions being revoked are handed over only after the batch in flight is stored
 and committed.
+
+Each batch runs in a transaction of every partition pipeline it touches, committed once the write is.
+A failed write is retried with the very results computed the first time, not rolled back and computed
+again: detection is deterministic, so a recomputation would give the same alerts at the cost of running
+the detectors again, and the consumer (unlike the webhook) still holds the records. Only when it gives
+the batch up - stopped while the database is down, or an error - is the batch rolled back, detector
+state and positions included: the shutdown checkpoint then reflects what was stored, and the records
+are redelivered to whoever resumes from it. An event that a detector fails on is quarantined; the rest
+of the batch goes on.
 """
 
 from __future__ import annotations
@@ -43,6 +52,17 @@ class ConsumerStats:
     store_retries: int = 0
     commit_failures: int = 0
     partitions: set[int] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class _Detected:
+    """What a batch of records gave: what to store, the partitions' new positions, the offsets that the state
+    checkpoints in `results` reflect, and how many events the records held."""
+
+    results: BatchResults
+    offsets: dict[TopicPartition, int]
+    checkpointed: dict[TopicPartition, int]
+    events: int
 
 
 def decode_record(record: ConsumerRecord[bytes, bytes]) -> tuple[list[AuditEvent], list[Rejected]]:
@@ -213,6 +233,7 @@ class Consumer:
             try:
                 written = await asyncio.to_thread(self.writer.write, batch)
                 self.stats.new_alerts += written.new_alerts
+                self.stats.rejected += len(written.refused)  # events quarantined for an alert the store refused
                 return True
             except StoreError as exc:
                 self.stats.store_retries += 1
@@ -223,13 +244,11 @@ class Consumer:
                 except TimeoutError:
                     delay = min(self.backoff_cap_s, delay * 2) * (0.8 + 0.4 * random.random())
 
-    async def _process(
+    def _fresh_records(
         self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    ) -> None:
-        alerts: list[Alert] = []
-        rejected: list[Rejected] = []
-        receipts: list[Receipt] = []
-        offsets: dict[TopicPartition, int] = {}
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        """The records to process now, per ready partition (past its position)."""
+        fresh: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
         for tp, all_records in batch.items():
             if tp not in self._ready:
                 # fetched before the partition was adopted (its state restored): read it again later
@@ -237,34 +256,65 @@ class Consumer:
                 continue
             start = self._positions.get(tp)
             records = [r for r in all_records if start is None or r.offset >= start]  # stale pre-seek fetches
-            if not records:
-                continue
+            if records:
+                fresh[tp] = records
+        return fresh
+
+    def _detect(self, work: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> _Detected:
+        """Run each partition's records through its pipeline (a batch must be open on it)."""
+        alerts: list[Alert] = []
+        rejected: list[Rejected] = []
+        receipts: list[Receipt] = []
+        offsets: dict[TopicPartition, int] = {}
+        events_seen = 0
+        for tp, records in work.items():
             pipeline = self._pipeline(tp)
             for record in records:
                 events, bad = decode_record(record)
                 for event in events:
-                    alerts.extend(pipeline.process(event))
+                    alerts.extend(pipeline.process(event, rejected))
                 receipts.extend(self.writer.receipts(events))
                 rejected.extend(bad)
-                self.stats.events += len(events)
-            self.stats.records += len(records)
+                events_seen += len(events)
             offsets[tp] = self._positions[tp] = records[-1].offset + 1
             if self.template.stateful:
                 self.writer.mark_changed(self._scope(tp))
         states, checkpointed = self._due_states(set(offsets))
-        log.debug(
-            "batch %s: %d alerts, checkpoint %s",
-            {tp.partition: (r[0].offset, r[-1].offset) for tp, r in batch.items()}, len(alerts),  # as fetched
-            {tp.partition: off for tp, off in checkpointed.items()},
-        )  # fmt: skip
-        if not await self._store(BatchResults(alerts, rejected, receipts, states)):
-            return  # stopped while the store was down: nothing committed, Kafka redelivers
-        self.stats.alerts += len(alerts)
-        self.stats.rejected += len(rejected)
-        self.stats.receipts += len(receipts)
+        return _Detected(BatchResults(alerts, rejected, receipts, states), offsets, checkpointed, events_seen)
+
+    async def _process(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        work = self._fresh_records(consumer, batch)
+        pipelines = {tp: self._pipeline(tp) for tp in work}
+        positions = {tp: self._positions.get(tp) for tp in work}
+        for pipeline in pipelines.values():
+            pipeline.begin()
+        try:
+            detected = self._detect(work)
+            results = detected.results
+            log.debug(
+                "batch %s: %d alerts, checkpoint %s",
+                {tp.partition: (r[0].offset, r[-1].offset) for tp, r in batch.items()}, len(results.alerts),
+                {tp.partition: off for tp, off in detected.checkpointed.items()},
+            )  # fmt: skip
+            stored = await self._store(results)
+        except BaseException:
+            self._roll_back(pipelines, positions)
+            raise
+        if not stored:
+            self._roll_back(pipelines, positions)
+            return  # stopped while the store was down: nothing acknowledged, Kafka redelivers
+        for pipeline in pipelines.values():
+            pipeline.commit()
+        self.stats.records += sum(len(records) for records in work.values())
+        self.stats.events += detected.events
+        self.stats.alerts += len(results.alerts)
+        self.stats.rejected += len(results.rejected)
+        self.stats.receipts += len(results.receipts)
         # With stateful detectors, Kafka's committed offset follows the state checkpoint, never passes it: a
         # restart resumes where the saved state left off (redelivered alerts are absorbed by the upserts).
-        to_commit = checkpointed if self.template.stateful else offsets
+        to_commit = detected.checkpointed if self.template.stateful else detected.offsets
         if not to_commit:
             self.stats.batches += 1
             return
@@ -275,6 +325,21 @@ class Consumer:
             self.stats.commit_failures += 1
             log.warning("offset commit failed, batch will be redelivered: %r", exc)
         self.stats.batches += 1
+
+    def _roll_back(
+        self, pipelines: dict[TopicPartition, Pipeline], positions: dict[TopicPartition, int | None]
+    ) -> None:
+        """Undo a batch that was not stored: detector state and positions as they were before it (for the
+        partitions still ours: a partition handed over meanwhile restarts from its checkpoint elsewhere)."""
+        for tp, pipeline in pipelines.items():
+            pipeline.rollback()
+            if self._pipelines.get(tp) is not pipeline:
+                continue
+            before = positions[tp]
+            if before is None:
+                self._positions.pop(tp, None)
+            else:
+                self._positions[tp] = before
 
     async def run(self) -> ConsumerStats:
         consumer = AIOKafkaConsumer(

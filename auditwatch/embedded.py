@@ -22,6 +22,11 @@ log = logging.getLogger("auditwatch.serve")
 class EmbeddedSink:
     """A batch is durable once its alerts and rejected items are committed: then the webhook answers 200.
 
+    Each batch is processed in a pipeline transaction, committed once the write is: if the write fails, the
+    batch is rolled back (its events are not "seen", detector state is as before) and the webhook answers
+    503, so the apiserver's retry is processed afresh and gives exactly the alerts of the first attempt. An
+    event that a detector fails on is quarantined, the rest of the batch goes on.
+
     Batches are processed one at a time (detectors keep state; SQLite has one writer anyway). The state of
     stateful detectors is saved with a batch's alerts at most every `checkpoint_every_s` and on shutdown,
     and restored at start, so baselines and open sequences survive a restart. (A `kill -9` loses at most the
@@ -60,21 +65,23 @@ class EmbeddedSink:
         self.writer.restored(STATE_SCOPE)
 
     def process(self, events: list[AuditEvent], rejected: list[Rejected]) -> SinkResult:
-        """Detect and store one batch; StoreError when it is not stored (the sender retries it)."""
-        with self._lock:
-            alerts = self.pipeline.process_all(events)
+        """Detect and store one batch; StoreError when it is not stored (rolled back: the sender retries it)."""
+        with self._lock, self.pipeline.batch():
+            failed: list[Rejected] = []
+            alerts = self.pipeline.process_all(events, failed)
             if events and self.pipeline.stateful:
                 self.writer.mark_changed(STATE_SCOPE)
             states: StateCheckpoints = {}
             if self.writer.checkpoint_due(STATE_SCOPE):
                 states[STATE_SCOPE] = (None, self.pipeline.snapshot())
-            written = self.writer.write(BatchResults(alerts, rejected, self.writer.receipts(events), states))
-        return SinkResult(alerts=written.alerts)
+            batch = BatchResults(alerts, [*rejected, *failed], self.writer.receipts(events), states)
+            written = self.writer.write(batch)
+        return SinkResult(alerts=written.alerts, rejected=(*failed, *written.refused))
 
     def checkpoint(self) -> None:
-        """Save the detectors' state (and alerts still pending) now, on shutdown."""
+        """Save the detectors' state now, on shutdown."""
         with self._lock:
-            if self.writer.changed(STATE_SCOPE) or self.writer.pending:
+            if self.writer.changed(STATE_SCOPE):
                 try:
                     self.writer.write(BatchResults(states={STATE_SCOPE: (None, self.pipeline.snapshot())}))
                 except StoreError as exc:

@@ -3,7 +3,9 @@
 Archives are read by `ingest.archives` (every format it knows, gzip or plain, directories, `-` for stdin);
 here they are wired to an optional time window and audit policy, a pacer, the detection pipeline and the
 batch writer (`replay`), or to normalised JSON lines (`convert`), or to the audit topic (`publish`).
-A bad line never stops a replay: it is counted, reported with file:line, and quarantined when a store is given.
+A bad line never stops a replay: it is counted, reported with file:line, and quarantined when a store is given;
+so is an event that a detector fails on (the other detectors' alerts for it are kept). A store that fails
+ends the replay with StoreError, saying how far it got: what was written before stays written.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import IO
 
 import orjson
 
+from api.errors import StoreError
 from api.store import AlertStore
 from auditwatch.batches import BatchResults, BatchWriter
 from auditwatch.settings import Settings
@@ -26,6 +29,7 @@ from detectors.pipeline import Pipeline
 from ingest.archives import ArchiveStats, read_archives
 
 _FLUSH_EVERY = 50_000  # events between store writes (bounds memory on long replays)
+_KEEP_EXAMPLES = 20  # rejected items a summary shows
 _PUBLISH_BATCH = 2000  # events per Kafka batch when publishing an archive
 
 
@@ -163,36 +167,49 @@ def replay(
     def flush() -> None:
         nonlocal pending_alerts, pending_rejects, since_flush
         if writer is not None:
-            stats.new_alerts += writer.write(BatchResults(pending_alerts, pending_rejects)).new_alerts
+            try:
+                written = writer.write(BatchResults(pending_alerts, pending_rejects))
+            except StoreError as exc:
+                raise StoreError(f"replay stopped at {stats.events:,} events read: {exc}") from exc
+            stats.new_alerts += written.new_alerts
+            if written.refused:
+                stats.count_rejected(list(written.refused), _KEEP_EXAMPLES)
         pending_alerts, pending_rejects, since_flush = [], [], 0
 
     process = pipeline.process
-    for events, rejected in read_archives(paths, stats, progress=_progress_of(progress, stats), fmt=fmt):
-        for event in events:
-            if transform is not None:
-                kept = transform(event)
-                if kept is None:
-                    stats.filtered += 1
-                    continue
-                event = kept
-            if pacer is not None:
-                pacer.wait(event)
-            alerts = process(event)
-            if alerts:
-                stats.alerts += len(alerts)
-                pending_alerts.extend(alerts)
-                if emit is not None:
-                    for alert in alerts:
-                        emit(alert)
-        if rejected:
-            pending_rejects.extend(rejected)
-        since_flush += len(events)
-        if since_flush >= _FLUSH_EVERY:
-            flush()
-    flush()
-    stats.seconds = time.perf_counter() - started
-    if progress is not None:
-        progress.done()
+    failed: list[Rejected] = []  # events a detector failed on
+    try:
+        for events, rejected in read_archives(paths, stats, progress=_progress_of(progress, stats), fmt=fmt):
+            for event in events:
+                if transform is not None:
+                    kept = transform(event)
+                    if kept is None:
+                        stats.filtered += 1
+                        continue
+                    event = kept
+                if pacer is not None:
+                    pacer.wait(event)
+                alerts = process(event, failed)
+                if alerts:
+                    stats.alerts += len(alerts)
+                    pending_alerts.extend(alerts)
+                    if emit is not None:
+                        for alert in alerts:
+                            emit(alert)
+            if rejected:
+                pending_rejects.extend(rejected)
+            if failed:
+                stats.count_rejected(failed, _KEEP_EXAMPLES)
+                pending_rejects.extend(failed)
+                failed = []
+            since_flush += len(events)
+            if since_flush >= _FLUSH_EVERY:
+                flush()
+        flush()
+    finally:
+        stats.seconds = time.perf_counter() - started
+        if progress is not None:
+            progress.done()
     return stats
 
 

@@ -45,6 +45,20 @@ class StatefulDetector(Detector, Stateful, Protocol):
     """A detector with state: what `Pipeline.stateful` lists."""
 
 
+@runtime_checkable
+class Transactional(Protocol):
+    """State changes in batches that can be undone: between `begin()` and `commit()` the detector keeps an undo
+    journal of what it changes, and `rollback()` puts back exactly the state `begin()` saw (a batch whose alerts
+    could not be stored must leave no trace, so that its redelivery gives the same alerts). Outside a batch it
+    keeps no journal."""
+
+    def begin(self) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RuleSource:
     """Where a detector was defined: its file (a ruleset built from several: their names, comma-separated)

@@ -34,3 +34,13 @@ class EventError(DetectorError):
 
     def __init__(self, message: str) -> None:
         super().__init__(redact_message(message))
+
+
+MAX_ERROR_CHARS = 300  # of an exception's description in a quarantine reason
+
+
+def describe_error(exc: BaseException) -> str:
+    """How an exception reads in a quarantine reason: `TypeError: unhashable type: 'list'` (the first line of
+    its message, cut to a readable length)."""
+    text = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."

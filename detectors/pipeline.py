@@ -1,17 +1,44 @@
-"""event -> detectors -> alerts. The same synchronous core serves the webhook, replay and the consumer."""
+"""event -> detectors -> alerts. The same synchronous core serves the webhook, replay and the consumer.
+
+Two guarantees for the callers that store what it finds:
+
+- Per-event isolation: with a `failures` list, an exception while one event is processed (a detector's
+  `detect`, the alert it builds, its redaction) does not stop the batch: the event is quarantined (a
+  `Rejected` naming the detector and the error) and the other detectors' alerts for it are kept. What the
+  failing detector changed in its state before raising stays, like any other change of the batch.
+- Batches: between `begin()` and `commit()`, the memory of seen events and the state of every stateful
+  detector change tentatively; `rollback()` restores exactly the state `begin()` saw. A caller commits
+  once the batch's alerts are stored, so that an event counts as seen (and moves detector state) only
+  then, and a batch redelivered after a failed write gives the alerts of the first attempt. Outside a
+  batch (replay) nothing is journaled.
+"""
 
 from __future__ import annotations
 
 import copy
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from detectors.alerts import Alert
-from detectors.base import Detector, Stateful, StatefulDetector
-from detectors.events import STAGES, AuditEvent
+from detectors.base import Detector, Stateful, StatefulDetector, Transactional
+from detectors.errors import describe_error
+from detectors.events import STAGES, AuditEvent, Rejected
 
 DEDUPE_WINDOW = 200_000  # events remembered to drop exact duplicates
+
+SeenKey = tuple[Any, Any, Any]
+
+
+@dataclass
+class _Batch:
+    """What the open batch changed outside the detectors' own journals."""
+
+    remembered: int  # seen events remembered when the batch began
+    forgotten: list[SeenKey] = field(default_factory=list)  # of those, the ones the batch pushed out, oldest first
+    snapshots: list[tuple[StatefulDetector, dict[str, Any]]] = field(default_factory=list)  # non-Transactional
 
 
 class Pipeline:
@@ -33,9 +60,12 @@ class Pipeline:
             }
             self._index[stage] = (by_resource, wildcard)
         self._stateful: tuple[StatefulDetector, ...] = tuple(d for d in self.detectors if isinstance(d, Stateful))
+        self._transactional = tuple(d for d in self._stateful if isinstance(d, Transactional))
+        self._journal_less = tuple(d for d in self._stateful if not isinstance(d, Transactional))
         # recently seen event identities, oldest first; only stateful detectors need it
-        self._seen: set[tuple[Any, Any, Any]] | None = set() if self._stateful else None
-        self._seen_order: deque[tuple[Any, Any, Any]] = deque()
+        self._seen: set[SeenKey] | None = set() if self._stateful else None
+        self._seen_order: deque[SeenKey] = deque()
+        self._batch: _Batch | None = None
 
     def _duplicate(self, event: AuditEvent) -> bool:
         """An event seen recently (a retried webhook batch, a record produced twice) must not count twice
@@ -49,7 +79,11 @@ class Pipeline:
         self._seen_order.append(key)
         if len(self._seen_order) > DEDUPE_WINDOW:
             # O(1): a deque of arrival order (deleting from the front of a dict would make iteration O(n))
-            self._seen.discard(self._seen_order.popleft())
+            oldest = self._seen_order.popleft()
+            self._seen.discard(oldest)
+            batch = self._batch
+            if batch is not None and len(batch.forgotten) < batch.remembered:
+                batch.forgotten.append(oldest)
         return False
 
     def candidates(self, event: AuditEvent) -> tuple[Detector, ...]:
@@ -63,15 +97,77 @@ class Pipeline:
             return wildcard
         return by_resource.get(resource, wildcard)
 
-    def process(self, event: AuditEvent) -> list[Alert]:
-        if self._seen is not None and self._duplicate(event):
+    def process(self, event: AuditEvent, failures: list[Rejected] | None = None) -> list[Alert]:
+        """The alerts of one event. With `failures`, an exception quarantines the event there (see the module
+        docstring) and the other detectors still run; without, it propagates (rule tests want to see it)."""
+        try:
+            if self._seen is not None and self._duplicate(event):
+                return []
+            candidates = self.candidates(event)
+        except Exception as exc:
+            if failures is None:
+                raise
+            failures.append(Rejected(event.origin, f"event could not be processed: {describe_error(exc)}", event.raw))
             return []
         alerts: list[Alert] = []
-        for detector in self.candidates(event):
-            found = detector.detect(event)
+        errors: list[str] | None = None
+        for detector in candidates:
+            try:
+                found = detector.detect(event)
+            except Exception as exc:
+                if failures is None:
+                    raise
+                errors = [*(errors or ()), f"detector {detector.id} raised {describe_error(exc)}"]
+                continue
             if found:
                 alerts.extend(found)
+        if errors and failures is not None:
+            failures.append(Rejected(event.origin, "; ".join(errors), event.raw))
         return alerts
+
+    def begin(self) -> None:
+        """Open a batch: from here, changes are tentative until `commit()` or `rollback()`."""
+        if self._batch is not None:
+            raise RuntimeError("a batch is already open")
+        # detectors without a journal of their own: a snapshot, restored on rollback
+        self._batch = _Batch(len(self._seen_order), snapshots=[(d, d.snapshot()) for d in self._journal_less])
+        for detector in self._transactional:
+            detector.begin()
+
+    def commit(self) -> None:
+        """Keep what the open batch changed."""
+        for detector in self._transactional:
+            detector.commit()
+        self._batch = None
+
+    def rollback(self) -> None:
+        """Restore exactly the state the open batch began with."""
+        batch, self._batch = self._batch, None
+        if batch is None:
+            return
+        for detector in self._transactional:
+            detector.rollback()
+        for journal_less, state in batch.snapshots:
+            journal_less.restore(state)
+        if self._seen is not None:
+            order, seen = self._seen_order, self._seen
+            still_remembered = batch.remembered - len(batch.forgotten)
+            for _ in range(len(order) - still_remembered):  # the batch's events, newest first
+                seen.discard(order.pop())
+            for key in reversed(batch.forgotten):
+                order.appendleft(key)
+                seen.add(key)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """`begin()`; `commit()` when the block ends normally, `rollback()` when it raises."""
+        self.begin()
+        try:
+            yield
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
 
     @property
     def stateful(self) -> list[StatefulDetector]:
@@ -84,6 +180,8 @@ class Pipeline:
 
     def restore(self, states: dict[str, Any]) -> None:
         """Load a snapshot; detectors absent from it (new rules) start empty, unknown ids are ignored."""
+        if self._batch is not None:
+            raise RuntimeError("restore() with a batch open")
         for detector in self.stateful:
             detector.restore(states.get(detector.id, {}))
 
@@ -91,8 +189,8 @@ class Pipeline:
         """A pipeline with the same detectors and state of its own (one per Kafka partition)."""
         return Pipeline([copy.deepcopy(d) if isinstance(d, Stateful) else d for d in self.detectors])
 
-    def process_all(self, events: Iterable[AuditEvent]) -> list[Alert]:
+    def process_all(self, events: Iterable[AuditEvent], failures: list[Rejected] | None = None) -> list[Alert]:
         alerts: list[Alert] = []
         for event in events:
-            alerts.extend(self.process(event))
+            alerts.extend(self.process(event, failures))
         return alerts

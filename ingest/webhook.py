@@ -36,6 +36,7 @@ class SinkUnavailable(IngestError):
 @dataclass(frozen=True, slots=True)
 class SinkResult:
     alerts: int = 0
+    rejected: tuple[Rejected, ...] = ()  # events the sink quarantined (a detector failed on them)
 
 
 class BatchSink(Protocol):
@@ -91,7 +92,9 @@ def webhook_router(sink: BatchSink, *, max_body_bytes: int = DEFAULT_MAX_BODY_BY
             result = await sink.accept(events, rejected)
         except SinkUnavailable as exc:
             return _error(503, f"events not stored, retry later: {exc}", {"Retry-After": "5"})
-        payload: dict[str, Any] = {"accepted": len(events), "rejected": len(rejected), "alerts": result.alerts}
+        accepted = len(events) - len({r.origin for r in result.rejected})  # an event may have several
+        rejected = [*rejected, *result.rejected]
+        payload: dict[str, Any] = {"accepted": accepted, "rejected": len(rejected), "alerts": result.alerts}
         if rejected:
             payload["rejections"] = [{"item": r.origin, "reason": r.reason} for r in rejected[:_REPORTED_REJECTIONS]]
         return _json(payload)

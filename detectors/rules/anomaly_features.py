@@ -92,6 +92,14 @@ class Principal:
         return [self.first, self.last, self.total, self.events, self.actions, self.ips, self.agents,
                 self.recent, self.rate_mean, self.risk, self.risk_at, self.alerting]  # fmt: skip
 
+    def copy(self) -> Principal:
+        """A copy that later changes to this one leave alone (what an undo journal keeps of a principal before
+        a batch changes it). The containers are copied, not their entries: `observe` and the sweep replace
+        or delete entries, and never change one in place."""
+        return Principal(self.first, self.last, self.total, self.events, dict(self.actions), dict(self.ips),
+                         dict(self.agents), list(self.recent), self.rate_mean, self.risk, self.risk_at,
+                         self.alerting)  # fmt: skip
+
     @classmethod
     def from_json(cls, raw: list[Any]) -> Principal:
         first, last, total, events, actions, ips, agents, recent, rate_mean, risk, risk_at, alerting = raw

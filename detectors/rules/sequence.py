@@ -13,6 +13,7 @@ from detectors.events import STAGES, AuditEvent
 from detectors.loading.yamlload import LocatedDict, LocatedList
 from detectors.rules.conditions import Predicate, compile_condition, index_values
 from detectors.rules.header import format_duration, key_error, parse_duration, parse_header
+from detectors.rules.journal import KeyJournal
 from detectors.rules.stateful import Key, StatefulRule, key_getter
 
 STEP_KEYS = frozenset({"name", "match", "by", "stages"})
@@ -53,6 +54,8 @@ class SequenceRule(StatefulRule):
             if index == 0:
                 if len(self.steps) == 1:
                     return []
+                if self._undo is not None:
+                    self._undo.touch(key)
                 self._progress[key] = (0, now, [event.audit_id])
                 continue
             reached = self._progress.get(key)
@@ -61,9 +64,11 @@ class SequenceRule(StatefulRule):
                 continue
             ids = [*reached[2], event.audit_id]
             if index < len(self.steps) - 1:
+                if self._undo is not None:
+                    self._undo.touch(key)
                 self._progress[key] = (index, reached[1], ids)
                 continue
-            del self._progress[key]
+            self.forget(self._progress, key)
             names = " -> ".join(s.name for s in self.steps)
             details = {"key": list(key), "steps": [s.name for s in self.steps], "audit_ids": ids,
                        "started": reached[1], "within_s": self.within_s}  # fmt: skip
@@ -75,7 +80,10 @@ class SequenceRule(StatefulRule):
         if not self.tick():
             return
         for k in [k for k, (_, start, _) in self._progress.items() if now - start > self.within_s]:
-            del self._progress[k]
+            self.forget(self._progress, k)
+
+    def journal(self) -> KeyJournal[Key, tuple[int, float, list[str]]]:
+        return KeyJournal(self._progress)  # entries are replaced, never changed in place
 
     def snapshot(self) -> dict[str, Any]:
         return {"progress": [[list(k), i, t, ids] for k, (i, t, ids) in self._progress.items()]}

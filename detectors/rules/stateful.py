@@ -5,6 +5,9 @@ The types (`threshold`, `distinct_count`, `new_terms` in rules/windowed.py, `seq
 own time (stageTimestamp), so a replay and a live stream give the same alerts. State is bounded: entries
 older than the rule's window (or history) are dropped as time advances, and `snapshot()`/`restore()` turn
 it into JSON and back so it can be checkpointed with the input position it reflects.
+
+Every type is `Transactional`: in a batch, its keyed table changes through an undo journal
+(rules/journal.py) and its counters are saved at `begin()`, so that `rollback()` restores them exactly.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from detectors.fieldpath import PathError, compile_path
 from detectors.loading.yamlload import LocatedDict
 from detectors.rules.conditions import Predicate, compile_match
 from detectors.rules.header import NativeRuleAttributes, RuleHeader, parse_header, render_message
+from detectors.rules.journal import KeyJournal
 
 SWEEP_EVERY = 4096  # events between sweeps of expired keys
 Key = tuple[str, ...]
@@ -62,6 +66,8 @@ class StatefulRule(NativeRuleAttributes):
     resources: frozenset[str] | None
     predicate: Predicate = field(repr=False)
     _seen: int = 0  # events counted since the rule started, to sweep every SWEEP_EVERY of them
+    _undo: KeyJournal[Any, Any] | None = field(default=None, repr=False)  # of the open batch's keyed table
+    _saved: tuple[Any, ...] = field(default=(), repr=False)  # the counters when the open batch began
 
     @staticmethod
     def parse(
@@ -78,6 +84,38 @@ class StatefulRule(NativeRuleAttributes):
         if event.raw.get("stage") not in header.stages:
             return False
         return self.predicate(event) and not header.allowlist.allows(event)
+
+    def journal(self) -> KeyJournal[Any, Any]:
+        """A new undo journal of the rule's keyed table (each subclass has one)."""
+        raise NotImplementedError
+
+    def counters(self) -> tuple[Any, ...]:
+        """The rule's state outside its keyed table (subclasses with more extend it)."""
+        return (self._seen,)
+
+    def set_counters(self, saved: tuple[Any, ...]) -> None:
+        (self._seen,) = saved
+
+    def begin(self) -> None:
+        self._undo = self.journal()
+        self._saved = self.counters()
+
+    def commit(self) -> None:
+        self._undo = None
+
+    def rollback(self) -> None:
+        if self._undo is None:
+            return
+        self._undo.undo()
+        self._undo = None
+        self.set_counters(self._saved)
+
+    def forget(self, table: dict[Any, Any], key: Any) -> None:
+        """Delete an entry of the keyed table (journaled in a batch)."""
+        if self._undo is not None:
+            self._undo.remove(key)
+        else:
+            del table[key]
 
     def tick(self) -> bool:
         """Count one event; true every SWEEP_EVERY events, when the subclass drops expired state."""

@@ -12,6 +12,7 @@ from detectors.events import AuditEvent
 from detectors.fieldpath import PathError, compile_path
 from detectors.loading.yamlload import LocatedDict
 from detectors.rules.header import format_duration, key_error, parse_duration
+from detectors.rules.journal import KeyJournal
 from detectors.rules.stateful import Key, StatefulRule, key_fields, key_getter
 
 
@@ -39,6 +40,8 @@ class ThresholdRule(StatefulRule):
         if key is None:
             return []
         now = event.timestamp
+        if self._undo is not None:
+            self._undo.touch(key)
         times = self._times.get(key)
         if times is None:
             times = self._times[key] = []
@@ -60,7 +63,10 @@ class ThresholdRule(StatefulRule):
         if not self.tick():
             return
         for k in [k for k, t in self._times.items() if not t or t[-1] <= now - self.window_s]:
-            del self._times[k]
+            self.forget(self._times, k)
+
+    def journal(self) -> KeyJournal[Key, list[float]]:
+        return KeyJournal(self._times, list)
 
     def snapshot(self) -> dict[str, Any]:
         return {"times": [[list(k), list(t)] for k, t in self._times.items() if t]}
@@ -102,6 +108,8 @@ class DistinctCountRule(StatefulRule):
         if key is None:
             return []
         now = event.timestamp
+        if self._undo is not None:
+            self._undo.touch(key)
         per_field = self._values.setdefault(key, [{} for _ in self.distinct])
         for (_, get, _), seen in zip(self.distinct, per_field, strict=True):
             value = get(event)
@@ -113,7 +121,7 @@ class DistinctCountRule(StatefulRule):
         if any(len(seen) < minimum for (_, _, minimum), seen in zip(self.distinct, per_field, strict=True)):
             return []
         counts = {name: sorted(seen)[:20] for (name, _, _), seen in zip(self.distinct, per_field, strict=True)}
-        del self._values[key]
+        self.forget(self._values, key)
         summary = ", ".join(f"{len(v)} distinct {n}" for n, v in counts.items())
         details = {"key": dict(zip(self.key_fields, key, strict=True)), "distinct": counts, "window_s": self.window_s}
         return [self.alert(event, f"{summary} within {format_duration(self.window_s)} by {', '.join(key)}", details)]
@@ -124,7 +132,10 @@ class DistinctCountRule(StatefulRule):
         for k in [
             k for k, per in self._values.items() if all(not s or max(s.values()) <= now - self.window_s for s in per)
         ]:
-            del self._values[k]
+            self.forget(self._values, k)
+
+    def journal(self) -> KeyJournal[Key, list[dict[str, float]]]:
+        return KeyJournal(self._values, lambda per_field: [dict(seen) for seen in per_field])
 
     def snapshot(self) -> dict[str, Any]:
         return {"values": [[list(k), v] for k, v in self._values.items()]}
@@ -182,6 +193,8 @@ class NewTermsRule(StatefulRule):
         if self._first_event is None:
             self._first_event = now
         entry = key + ("\x1f",) + terms
+        if self._undo is not None:
+            self._undo.touch(entry)
         previous = self._last_seen.get(entry)
         self._last_seen[entry] = max(now, previous or now)
         self._sweep(now)
@@ -203,7 +216,17 @@ class NewTermsRule(StatefulRule):
         if not self.tick():
             return
         for k in [k for k, ts in self._last_seen.items() if ts <= now - self.history_s]:
-            del self._last_seen[k]
+            self.forget(self._last_seen, k)
+
+    def journal(self) -> KeyJournal[Key, float]:
+        return KeyJournal(self._last_seen)
+
+    def counters(self) -> tuple[Any, ...]:
+        return (*super().counters(), self._first_event)
+
+    def set_counters(self, saved: tuple[Any, ...]) -> None:
+        super().set_counters(saved[:-1])
+        self._first_event = saved[-1]
 
     def snapshot(self) -> dict[str, Any]:
         return {"first_event": self._first_event, "last_seen": [[list(k), ts] for k, ts in self._last_seen.items()]}

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from api.errors import CursorError
+from api.errors import CursorError, StoreError
 from api.queries import encode_cursor
 from api.retention import ReceiptRetention
 from api.store import AlertStore
@@ -53,7 +53,7 @@ def test_rewriting_receipts_is_idempotent_and_keeps_the_first_receipt_time(store
     receipts = scenario_receipts()
     store.write([], receipts=receipts)
     first, _ = store.list_receipts(limit=100)
-    assert store.write(alerts(3), receipts=receipts) == 3  # a redelivered batch, with its alerts
+    assert store.write(alerts(3), receipts=receipts).new_alerts == 3  # a redelivered batch, with its alerts
     again, _ = store.list_receipts(limit=100)
     assert again == first and store.count_receipts() == 59 and store.count_alerts() == 3
 
@@ -80,7 +80,7 @@ def test_oversized_keys_are_stored_distinct_instead_of_failing_the_batch(store: 
 
 
 def test_receipts_are_in_the_same_transaction_as_the_rest_of_the_batch(store: AlertStore) -> None:
-    with pytest.raises(TypeError):  # the detector state cannot be saved: the whole batch is rolled back
+    with pytest.raises(StoreError):  # the detector state cannot be saved: the whole batch is rolled back
         store.write(alerts(2), states={"serve": (None, {"bad": object()})}, receipts=scenario_receipts())
     assert store.count_receipts() == 0 and store.count_alerts() == 0
 

@@ -19,8 +19,8 @@ from tests.support.events import exec_event
 
 def test_upserts_are_idempotent(store: AlertStore) -> None:
     batch = alerts(10)
-    assert store.write(batch) == 10
-    assert store.write(batch + batch) == 0
+    assert store.write(batch).new_alerts == 10
+    assert store.write(batch + batch).new_alerts == 0
     assert store.count_alerts() == 10
 
 
@@ -162,8 +162,8 @@ def test_client_chosen_values_longer_than_their_columns_are_stored_not_refused(s
         raws.append(raw)
     batch = [make_alert(rule_id="pod-exec-attach", rule_name="Exec", mitre=("T1609",), severity=Severity.MEDIUM,
                         message="m", event=AuditEvent(raw=raw)) for raw in raws]  # fmt: skip
-    assert store.write(batch) == 2
-    assert store.write(batch) == 0
+    assert store.write(batch).new_alerts == 2
+    assert store.write(batch).new_alerts == 0
     stored = [store.get_alert(a.id) for a in batch]
     assert all(s is not None for s in stored)
     audit_ids = {s["audit_id"] for s in stored if s}

@@ -1,7 +1,7 @@
-"""The batch writer against a real SQLite file and a real PostgreSQL database: what a failed write keeps.
+"""The batch writer against a real SQLite file and a real PostgreSQL database: a failed write keeps nothing.
 
 A write is made to fail for real: a table it needs is renamed away under it (as a DBA's migration gone
-wrong would), then put back.
+wrong would), then put back. That is the store's fault, not an item's: the batch is refused whole.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import text
 
 from api.errors import StoreError
+from api.queries import AlertFilter
 from api.store import AlertStore
 from api.tables import Receipt, receipt_of, receipts_table
-from auditwatch import batches
 from auditwatch.batches import BatchResults, BatchWriter
 from detectors.alerts import Alert
 from detectors.events import AuditEvent, Rejected
@@ -44,26 +44,27 @@ def stored_receipts(store: AlertStore) -> list[Receipt]:
     return sorted((r["audit_id"], r["stage"], r["stage_timestamp"]) for r in items)
 
 
-def test_a_failed_write_keeps_alerts_and_receipts_for_the_next_write(store: AlertStore) -> None:
+def test_a_failed_write_stores_nothing_and_its_retry_stores_the_batch_once(store: AlertStore) -> None:
     writer = BatchWriter(store, record_receipts=True)
     found = alerts(6)
     rejected = [Rejected("webhook:1", "not an Event", {"kind": "Pod"})]
-    with table_gone(store, "alerts"), pytest.raises(StoreError):
-        writer.write(BatchResults(found, rejected, receipts_of(found)))
-    assert writer.pending
-    assert store.count_alerts() == 0 and store.count_receipts() == 0 and store.quarantined() == []
-    # The sender retries the batch: the pipeline has seen its events, so it brings no alerts this time.
-    written = writer.write(BatchResults([], rejected, receipts_of(found)))
-    assert (written.alerts, written.new_alerts) == (6, 6) and not writer.pending
+    batch = BatchResults(found, rejected, receipts_of(found))
+    for table in ("alerts", "event_receipts", "quarantine"):
+        with table_gone(store, table), pytest.raises(StoreError):
+            writer.write(batch)
+        assert store.count_alerts() == 0 and store.count_receipts() == 0 and store.quarantined() == []
+    # The caller writes the batch again (the consumer retries its results, serve its redelivered batch).
+    written = writer.write(batch)
+    assert (written.alerts, written.new_alerts, written.refused) == (6, 6, ())
     assert store.count_alerts() == 6
     assert stored_receipts(store) == sorted(set(receipts_of(found)))
-    assert len(store.quarantined()) == 1  # rejected items come again with the retry, so they are not kept
+    assert len(store.quarantined()) == 1
     assert writer.write(BatchResults()).new_alerts == 0  # nothing left over to write twice
     assert store.count_alerts() == 6
 
 
-def test_retrying_the_same_batch_stores_it_once_and_holds_one_copy(store: AlertStore) -> None:
-    """The consumer retries a failed batch as it is: what is held back does not grow with every retry."""
+def test_retrying_the_same_batch_stores_it_once(store: AlertStore) -> None:
+    """The consumer retries a failed batch as it is, as often as it takes."""
     writer = BatchWriter(store, record_receipts=True)
     found = alerts(5)
     batch = BatchResults(found, [], receipts_of(found))
@@ -71,21 +72,12 @@ def test_retrying_the_same_batch_stores_it_once_and_holds_one_copy(store: AlertS
         for _ in range(3):
             with pytest.raises(StoreError):
                 writer.write(batch)
-    later = alerts(7)[5:]
-    written = writer.write(BatchResults([*found, *later], [], receipts_of(found)))
-    assert written.alerts == 5 + 7 and written.new_alerts == 7  # 5 held back (one copy each) + the batch
-    assert store.count_alerts() == 7 and stored_receipts(store) == sorted(set(receipts_of(found)))
-
-
-def test_receipts_held_back_are_bounded_and_alerts_are_not(store: AlertStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(batches, "MAX_PENDING_RECEIPTS", 3)
-    writer = BatchWriter(store, record_receipts=True)
-    found = alerts(4)
-    with table_gone(store, "alerts"), pytest.raises(StoreError):
-        writer.write(BatchResults(found, [], receipts_of(found)))
-    writer.write(BatchResults())
-    assert store.count_alerts() == 4
-    assert store.count_receipts() == 0  # over the bound: dropped, the sender's retry brings them back
+    written = writer.write(batch)
+    assert written.alerts == 5 and written.new_alerts == 5
+    assert writer.write(batch).new_alerts == 0  # a redelivery after success
+    assert store.count_alerts() == 5 and stored_receipts(store) == sorted(set(receipts_of(found)))
+    groups, _ = store.list_groups(AlertFilter(), limit=100)
+    assert sum(g["count"] for g in groups) == 5
 
 
 def test_state_is_checkpointed_when_due_and_again_after_a_failed_checkpoint(store: AlertStore) -> None:
@@ -115,8 +107,9 @@ def test_old_receipts_are_pruned_after_a_write_not_after_a_failed_one(store: Ale
     writer.retention.every_s = 0
     with store.engine.begin() as conn:  # received long ago: older than the retention
         conn.execute(receipts_table.update().values(received_at=datetime(2000, 1, 1, tzinfo=UTC)))
+    batch = BatchResults(found[1:], [], receipts_of(found[1:]))
     with table_gone(store, "alerts"), pytest.raises(StoreError):
-        writer.write(BatchResults(found[1:], [], receipts_of(found[1:])))
+        writer.write(batch)
     assert store.count_receipts() == 1  # a failed write prunes nothing
-    writer.write(BatchResults())
-    assert stored_receipts(store) == sorted(receipts_of(found[1:]))  # the old one pruned, the held ones stored
+    writer.write(batch)
+    assert stored_receipts(store) == sorted(receipts_of(found[1:]))  # the old one pruned, the batch's stored

@@ -97,16 +97,18 @@ def test_receipts_of_a_batch_without_alerts_are_written(recording: TestClient) -
     assert sorted(all_receipts(recording)[0]) == sorted(key_of(e) for e in quiet)
 
 
-def test_receipts_of_a_failed_write_are_kept_for_the_next_one(recording: TestClient) -> None:
+def test_a_batch_answered_503_leaves_no_receipt_and_its_retry_leaves_them_once(recording: TestClient) -> None:
     store: AlertStore = recording.app.state.store  # type: ignore[attr-defined]
     engine = store.engine
     store.engine = create_engine("sqlite:////nonexistent-dir/x.db")  # the database went away
     first = scenario_events()[:10]
     assert recording.post("/audit/webhook", content=event_list(first)).status_code == 503
     store.engine.dispose()
-    store.engine = engine  # it is back; the apiserver sends another batch (the failed one was given up)
+    store.engine = engine  # it is back
+    assert all_receipts(recording)[1] == 0  # a 503 says "not received": nothing of the batch is kept
     second = scenario_events()[10:]
     assert recording.post("/audit/webhook", content=event_list(second)).status_code == 200
+    assert recording.post("/audit/webhook", content=event_list(first)).status_code == 200  # the retry
     assert sorted(all_receipts(recording)[0]) == sorted(key_of(e) for e in first + second)
 
 

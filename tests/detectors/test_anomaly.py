@@ -11,30 +11,13 @@ from typing import Any
 import pytest
 
 from detectors.events import AuditEvent
-from detectors.loading.loader import BUILTIN_DIR
-from detectors.registry import load_rules
 from detectors.rules import anomaly_features
 from detectors.rules.anomaly import AnomalyRule
 from detectors.rules.anomaly_features import Baseline, Principal, extract_features, observe
 from detectors.rules.stateful import SWEEP_EVERY
 from simulation import ClusterProfile, attack_events, benign_events
+from tests.support.anomaly import case_events, make_rule
 from tests.support.memory import product_gc
-
-RULE_FILE = BUILTIN_DIR / "ml-principal-anomaly.yaml"
-
-
-def make_rule(**settings: Any) -> AnomalyRule:
-    [rule] = load_rules([str(RULE_FILE)])
-    assert isinstance(rule, AnomalyRule)
-    for key, value in settings.items():
-        setattr(rule, key, value)
-    return rule
-
-
-def case_events(name: str) -> list[AuditEvent]:
-    rule = make_rule()
-    [case] = [c for c in rule.tests if c.name.startswith(name)]
-    return [AuditEvent(copy.deepcopy(raw), origin=f"case#{i}") for i, raw in enumerate(case.events)]
 
 
 def run(rule: AnomalyRule, events: list[AuditEvent]) -> list[Any]:

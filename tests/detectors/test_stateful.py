@@ -18,7 +18,7 @@ from detectors.events import AuditEvent
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from tests.support.events import exec_event, find_event
-from tests.support.stateful import HEADER, NEW_TERMS, SEQUENCE, at, denied_secret_get, grant, workload
+from tests.support.stateful import HEADER, NEW_TERMS, SEQUENCE, THRESHOLD, at, denied_secret_get, grant, workload
 
 
 def rule(tmp_path: Path, rule_id: str, body: str) -> Pipeline:
@@ -34,15 +34,6 @@ def run(pipeline: Pipeline, events: list[dict[str, Any]]) -> list[Alert]:
     return alerts
 
 
-THRESHOLD = """\
-type: threshold
-match:
-  objectRef.resource: secrets
-  $decision: forbid
-group_by: [$principal]
-window: 15m
-threshold: 5
-"""
 
 
 def test_threshold_fires_once_per_burst_inside_the_window(tmp_path: Path) -> None:

@@ -22,6 +22,17 @@ learning: 7d
 """
 
 
+THRESHOLD = """\
+type: threshold
+match:
+  objectRef.resource: secrets
+  $decision: forbid
+group_by: [$principal]
+window: 15m
+threshold: 5
+"""
+
+
 SEQUENCE = """\
 type: sequence
 by: [$principal]
