@@ -9,3 +9,7 @@ class StoreError(Exception):
 
 class CursorError(StoreError):
     """A pagination cursor that this store did not produce."""
+
+
+class StoreURLError(StoreError):
+    """A database URL this store cannot use: not a URL, an unknown scheme, or a driver that is not installed."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -28,9 +28,41 @@ class AlertFilter:
     until: datetime | None = None
 
 
+# The times `since` and `until` may name: wider than any audit log, narrow enough for every database.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def checked_utc(value: datetime) -> datetime:
+    """`value` in UTC (naive means UTC); ValueError when that is not a date (0001-01-01T00:00:00+14:00)."""
+    try:
+        return utc(value)
+    except OverflowError:
+        raise ValueError("out of range: not a date in UTC") from None
+
+
+def bounded_utc(value: datetime) -> datetime:
+    """`value` in UTC; ValueError when it lies outside [EARLIEST, LATEST)."""
+    try:
+        converted: datetime | None = checked_utc(value)
+    except ValueError:
+        converted = None
+    if converted is None or not EARLIEST <= converted < LATEST:
+        raise ValueError(f"out of range: must lie between {iso(EARLIEST)} and {iso(LATEST)}")
+    return converted
+
+
+def has_nul(text: str) -> bool:
+    """PostgreSQL text cannot hold NUL: a value with one can match nothing, and the database refuses it."""
+    return "\x00" in text
+
+
 def encode_cursor(event_time: datetime, alert_id: str) -> str:
     raw = orjson.dumps([iso(event_time), alert_id])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+_BAD_CURSOR = "invalid cursor: pass the next_cursor of the previous page unchanged"
 
 
 def _unb64(cursor: str) -> Any:
@@ -40,9 +72,12 @@ def _unb64(cursor: str) -> Any:
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         time_text, alert_id = _unb64(cursor)
-        return utc(datetime.fromisoformat(time_text)), str(alert_id)
+        if not isinstance(alert_id, str) or has_nul(alert_id):
+            raise ValueError(alert_id)
+        # any time a stored alert may have, not only the range of `since`
+        return checked_utc(datetime.fromisoformat(time_text)), alert_id
     except (ValueError, TypeError, orjson.JSONDecodeError):
-        raise CursorError("invalid cursor") from None
+        raise CursorError(_BAD_CURSOR) from None
 
 
 def encode_receipt_cursor(key: Receipt) -> str:
@@ -53,9 +88,9 @@ def decode_receipt_cursor(cursor: str) -> Receipt:
     try:
         key = _unb64(cursor)
     except (ValueError, TypeError, orjson.JSONDecodeError):
-        raise CursorError("invalid cursor") from None
-    if not (isinstance(key, list) and len(key) == 3 and all(isinstance(part, str) for part in key)):
-        raise CursorError("invalid cursor")
+        raise CursorError(_BAD_CURSOR) from None
+    if not (isinstance(key, list) and len(key) == 3 and all(isinstance(p, str) and not has_nul(p) for p in key)):
+        raise CursorError(_BAD_CURSOR)
     return key[0], key[1], key[2]
 
 

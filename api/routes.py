@@ -8,9 +8,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter, ValidationError
 
 from api.errors import CursorError, StoreError
-from api.queries import AlertFilter
+from api.queries import AlertFilter, bounded_utc, has_nul
 from api.schemas import AlertDetail, AlertGroupPage, AlertPage, Health, ReceiptPage
 from api.store import AlertStore
 from detectors.alerts import Severity
@@ -26,6 +27,30 @@ def get_store(request: Request) -> AlertStore:
 
 StoreDep = Annotated[AlertStore, Depends(get_store)]
 router = APIRouter()
+_DATETIME = TypeAdapter(datetime)  # parses as the `datetime` parameters did: RFC 3339, a date, Unix time
+TIME_HELP = "RFC 3339, between 1970-01-01 and 2200-01-01"
+
+
+def bad_request(name: str, problem: str) -> HTTPException:
+    return HTTPException(status_code=400, detail=f"{name}: {problem}")
+
+
+def time_param(name: str, value: str | None) -> datetime | None:
+    """A `since`/`until` value as a UTC time, or 400 naming the parameter and the problem."""
+    if value is None:
+        return None
+    try:
+        return bounded_utc(_DATETIME.validate_python(value))
+    except ValidationError:
+        raise bad_request(name, f"{value[:64]!r} is not a time (RFC 3339, e.g. 2026-11-20T09:00:00Z)") from None
+    except ValueError as exc:
+        raise bad_request(name, f"{value!r} is {exc}") from None
+
+
+def text_param(name: str, value: str | None) -> str | None:
+    if value is not None and has_nul(value):
+        raise bad_request(name, "must not contain NUL characters")
+    return value
 
 
 class PageQuery:
@@ -37,8 +62,8 @@ class PageQuery:
         rule: Annotated[str | None, Query(description="Rule id or rule name")] = None,
         user: Annotated[str | None, Query(description="Alerts: the authenticated user; groups: the principal")] = None,
         namespace: str | None = None,
-        since: Annotated[datetime | None, Query(description="At or after this time (RFC 3339)")] = None,
-        until: Annotated[datetime | None, Query(description="Before this time (RFC 3339)")] = None,
+        since: Annotated[str | None, Query(description=f"At or after this time ({TIME_HELP})")] = None,
+        until: Annotated[str | None, Query(description=f"Before this time ({TIME_HELP})")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     ) -> None:
@@ -46,7 +71,10 @@ class PageQuery:
             severity = Severity.parse(min_severity) if min_severity else None
         except ValueError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
-        self.filter = AlertFilter(severity, rule, user, namespace, since, until)
+        self.filter = AlertFilter(
+            severity, text_param("rule", rule), text_param("user", user), text_param("namespace", namespace),
+            time_param("since", since), time_param("until", until),
+        )  # fmt: skip
         self.limit = limit
         self.cursor = cursor
 
@@ -98,6 +126,7 @@ def list_receipts(
     """Event receipts (recorded with `--record-receipts`): one per (auditID, stage, stageTimestamp) received and
     run through detection, kept for the retention period; ordered by auditID, stage, stageTimestamp. `total`
     counts every stored receipt, or those of `audit_id` when given. Empty when receipts are not recorded."""
+    audit_id = text_param("audit_id", audit_id)
     try:
         items, next_cursor = store.list_receipts(audit_id=audit_id, limit=limit, cursor=cursor)
         total = store.count_receipts(audit_id=audit_id)

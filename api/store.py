@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.batchwrite import WriteResult, store_error, write_batch
-from api.errors import StoreError
+from api.errors import StoreURLError
 from api.queries import AlertFilter, conditions, encode_cursor, encode_receipt_cursor, receipt_conditions
 from api.rows import (
     group_to_dict,
@@ -58,6 +58,21 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN")
 
 
+def _url_problem(url: str, exc: Exception) -> str:
+    """What is wrong with a database URL, and the URLs that work; never the URL itself (it may hold a password)."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    works = "use sqlite:///FILE or postgresql+psycopg://USER@HOST/DB"
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if isinstance(exc, NoSuchModuleError):
+        return f"unknown database URL scheme {scheme!r}: {works}"
+    if isinstance(exc, ImportError):
+        return f"no driver installed for database URL scheme {scheme!r} ({exc}): {works}"
+    if isinstance(exc, ArgumentError) and not scheme:
+        return f"not a database URL: {works}"
+    return f"cannot use database URL: {exc}"
+
+
 class AlertStore:
     """Owns one SQLAlchemy engine. Methods are synchronous; async callers run them in a thread."""
 
@@ -70,7 +85,7 @@ class AlertStore:
             else:
                 self.engine = create_engine(url, pool_pre_ping=True)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
-            raise StoreError(f"cannot use database URL: {exc}") from None
+            raise StoreURLError(_url_problem(url, exc)) from None
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:

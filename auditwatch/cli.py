@@ -24,6 +24,7 @@ from typing import Any
 
 from auditwatch.commands.archives import cmd_convert, cmd_demo, cmd_replay
 from auditwatch.commands.processes import cmd_api, cmd_detect, cmd_ingest, cmd_serve
+from auditwatch.startup import EXIT_FAILURE, EXIT_STATUSES, EXIT_USAGE
 from detectors.errors import DetectorError
 
 
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="auditwatch",
         description="Streaming detector for Kubernetes audit logs: webhook -> detectors -> alert store -> REST. "
         "Every option can also be set with an AUDITWATCH_* environment variable (e.g. AUDITWATCH_DB_URL).",
+        epilog=EXIT_STATUSES,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _serve_parser(sub)
@@ -209,6 +211,7 @@ def _replay_parser(sub: Any) -> None:
         "through the detectors. Alerts are stored in the database when --db is given or when --output is "
         "not; bad lines are reported with file:line and never stop the replay. With --to-kafka the events "
         "are published to the audit topic instead, for `auditwatch detect` to process.",
+        epilog=EXIT_STATUSES,
     )
     rep.add_argument("paths", nargs="+", metavar="PATH", help="file, directory or - (stdin)")
     rep.add_argument("--rules", action="append", help=RULES_HELP)
@@ -239,6 +242,7 @@ def _convert_parser(sub: Any) -> None:
         description="Read archives (kube-apiserver JSON lines, EKS CloudWatch exports, GKE Cloud Audit Logs, AKS "
         "diagnostic records, Elastic documents; plain or gzip; directories) and print one normalised Event per "
         "line on stdout. Unreadable records are reported with file:line on stderr.",
+        epilog=EXIT_STATUSES,
     )
     conv.add_argument("paths", nargs="+", metavar="PATH", help="file, directory or - (stdin)")
     conv.add_argument("--quiet", action="store_true", help="no summary on stderr")
@@ -300,16 +304,19 @@ def _demo_parser(sub: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from api.errors import StoreError
+    from api.errors import StoreError, StoreURLError
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
         result: int = args.func(args)
         return result
-    except (DetectorError, StoreError) as exc:
+    except StoreURLError as exc:
         print(f"auditwatch: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_USAGE
+    except (DetectorError, StoreError) as exc:  # the one message of a store failure while running (replay --db)
+        print(f"auditwatch: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
 

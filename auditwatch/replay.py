@@ -295,7 +295,10 @@ def format_summary(stats: ReplayStats, *, stored: bool, published_to: str | None
 
 def parse_rfc3339(value: str) -> datetime:
     """--since/--until: an RFC 3339 time (a date alone means its midnight UTC)."""
-    parsed = parse_time(value.strip().replace("z", "Z"))
+    try:
+        parsed = parse_time(value.strip().replace("z", "Z"))
+    except (OverflowError, ValueError):  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise ValueError(f"{value!r} is out of range: not a date in UTC") from None
     if parsed is None:
         raise ValueError(f"{value!r} is not an RFC 3339 time (e.g. 2026-11-20T09:00:00Z)")
     return parsed
@@ -318,7 +321,9 @@ def event_filters(
         try:
             text = Path(policy_file).read_text()
         except OSError as exc:
-            raise ValueError(f"cannot read policy: {exc}") from None
+            raise ValueError(f"cannot read policy {policy_file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"cannot read policy {policy_file}: not UTF-8 text") from None
         policy = load_policy(text, source=policy_file)
         transforms.append(lambda event: apply_policy(policy, event))
     pacer = None

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _strip_token(cls, value: Any) -> Any:
+        # as a token file is read: a newline or spaces around it are not part of it (no client could send them)
+        return value.strip() if isinstance(value, str) else value
+
     @field_validator("max_body_bytes")
     @classmethod
     def _min_body(cls, value: int) -> int:
@@ -96,6 +102,9 @@ def check_listener(settings: Settings) -> str | None:
         return "--tls-cert and --tls-key go together"
     if settings.tls_client_ca_file and not settings.tls_cert_file:
         return "--tls-client-ca needs --tls-cert and --tls-key (client certificates need TLS)"
+    if settings.api_token is not None and not settings.api_token.get_secret_value():
+        # refused everywhere, as an empty token file is: it would pass the check below, then refuse every client
+        return "AUDITWATCH_API_TOKEN is empty: set it to the token clients send, or unset it"
     if is_loopback(settings.host) or settings.insecure:
         return None
     if settings.api_token is not None or settings.tls_client_ca_file:

@@ -1,4 +1,5 @@
-"""What every command starts with: settings from flags and env, the rules' pipeline, a tuned GC."""
+"""What every command starts with: settings from flags and env, the rules' pipeline, a tuned GC; and how a
+command that cannot go on stops: one line on stderr and a documented exit status (`EXIT_STATUSES`)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,25 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from detectors.errors import RuleErrors
 
+EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_INPUT = 3
+EXIT_STATUSES = (
+    "exit status: 0 done; 1 failure while running (alert store, database or Kafka error) or a failed check "
+    "(rules test, rules lint, policy check); 2 usage or "
+    "configuration error (a flag, setting, time, token, policy, rule file or database URL); 3 input problem "
+    "(replay, convert: an input path missing or unreadable, or no event read from the inputs)"
+)
+
+
+def refuse(message: str, status: int = EXIT_USAGE) -> NoReturn:
+    """Stop the command: `message` on one line of stderr, and `status`."""
+    print(f"auditwatch: {message}", file=sys.stderr)
+    raise SystemExit(status)
 
 
 def tune_gc() -> None:
@@ -39,7 +54,7 @@ def build_settings(**overrides: Any) -> Any:
         return Settings(**given)
     except ValidationError as exc:
         msgs = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise SystemExit(f"auditwatch: bad setting: {msgs}") from None
+        refuse(f"bad setting: {msgs}")
 
 
 def load_pipeline(rules: Sequence[str], rule_matching: str = "first") -> Any:
@@ -56,7 +71,34 @@ def load_pipeline(rules: Sequence[str], rule_matching: str = "first") -> Any:
                     print(f"auditwatch: warning: {warning}", file=sys.stderr)
         return Pipeline(detectors)
     except RuleErrors as exc:
-        raise SystemExit("auditwatch: cannot load rules:\n" + "\n".join(f"  {e}" for e in exc.errors)) from None
+        if len(exc.errors) == 1:
+            refuse(f"cannot load rules: {exc.errors[0]}")
+        refuse(f"cannot load rules ({len(exc.errors)} errors):\n" + "\n".join(f"  {e}" for e in exc.errors))
+
+
+def shown_url(url: str) -> str:
+    """A database URL as messages show it: without its password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparsable URL)"
+
+
+def open_store(url: str) -> Any:
+    """The alert store at `url` with its schema current; a one-line refusal when it cannot be used or reached."""
+    from api.errors import StoreError
+    from api.store import AlertStore
+
+    store = AlertStore(url)  # a URL it cannot use raises StoreURLError: a usage error, see cli.main
+    try:
+        store.migrate()
+    except StoreError as exc:
+        store.close()
+        refuse(f"cannot open the alert store {shown_url(url)}: {exc}", EXIT_FAILURE)
+    return store
 
 
 def _read_token(path: str | None) -> str | None:
@@ -65,9 +107,11 @@ def _read_token(path: str | None) -> str | None:
     try:
         token = Path(path).read_text().strip()
     except OSError as exc:
-        raise SystemExit(f"auditwatch: cannot read token file: {exc}") from None
+        refuse(f"cannot read token file {path}: {exc.strerror}")
+    except UnicodeDecodeError:
+        refuse(f"cannot read token file {path}: not UTF-8 text")
     if not token:
-        raise SystemExit(f"auditwatch: token file {path} is empty")
+        refuse(f"token file {path} is empty: write the token clients send in it")
     return token
 
 
@@ -81,8 +125,7 @@ def listener_settings(args: argparse.Namespace, **more: Any) -> Any:
     )  # fmt: skip
     refusal = check_listener(settings)
     if refusal:
-        print(f"auditwatch: {refusal}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE)
+        refuse(refusal)
     return settings
 
 

@@ -8,6 +8,8 @@ kept by the sink (quarantine) and reported; the rest of the batch goes on.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -15,6 +17,7 @@ import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
 
 from detectors.errors import EventError
 from detectors.events import AuditEvent, Rejected, parse_body
@@ -23,6 +26,7 @@ WEBHOOK_PATHS = ("/audit/webhook", "/k8s-audit")  # the second is Falco's, so ex
 DEFAULT_MAX_BODY_BYTES = 128 * 1024 * 1024  # one POST can carry 400 events of 100 KiB, or more untruncated
 _INLINE_PARSE_BYTES = 256 * 1024  # parse bigger bodies in a thread so the event loop keeps serving
 _REPORTED_REJECTIONS = 20
+log = logging.getLogger("auditwatch.webhook")
 
 
 class IngestError(Exception):
@@ -49,18 +53,41 @@ class BodyTooLarge(IngestError):
     pass
 
 
+class ClientGone(IngestError):
+    """The client disconnected before its body was read (the apiserver gave up, or a proxy reset)."""
+
+    def __init__(self, bytes_read: int) -> None:
+        super().__init__(f"client disconnected after {bytes_read} bytes of the body")
+        self.bytes_read = bytes_read
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    async for chunk in _body_chunks(request):
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _body_chunks(request: Request) -> AsyncIterator[bytes]:
+    """The body as it arrives; a client that disconnects first raises ClientGone with the bytes it sent."""
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            yield chunk
+    except ClientDisconnect:
+        raise ClientGone(size) from None
+
+
+def _client_of(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 def _json(payload: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -79,7 +106,11 @@ def webhook_router(sink: BatchSink, *, max_body_bytes: int = DEFAULT_MAX_BODY_BY
             body = await read_body(request, max_body_bytes)
         except BodyTooLarge:
             return _error(413, f"request body is larger than the limit of {max_body_bytes} bytes")
-        client = request.client.host if request.client else "unknown"
+        except ClientGone as gone:
+            # nothing to answer and nothing went wrong here: the sender retries what it did not get a 200 for
+            log.info("%s %s from %s: %s", request.method, request.url.path, _client_of(request), gone)
+            return Response(status_code=400)  # never delivered: the client is gone
+        client = _client_of(request)
         origin = f"webhook:{request.url.path}@{client}"
         try:
             if len(body) > _INLINE_PARSE_BYTES:

@@ -8,7 +8,16 @@ import sys
 from collections.abc import Callable
 from typing import IO, Any
 
-from auditwatch.startup import EXIT_USAGE, build_settings, load_pipeline, tune_gc
+from auditwatch.startup import (
+    EXIT_FAILURE,
+    EXIT_INPUT,
+    build_settings,
+    load_pipeline,
+    open_store,
+    refuse,
+    shown_url,
+    tune_gc,
+)
 
 
 def _alert_writer(output: str | None, output_format: str) -> tuple[Callable[[Any], None] | None, IO[bytes] | None]:
@@ -16,7 +25,10 @@ def _alert_writer(output: str | None, output_format: str) -> tuple[Callable[[Any
 
     if output is None:
         return None, None
-    stream: IO[bytes] = sys.stdout.buffer if output == "-" else open(output, "wb")  # noqa: SIM115
+    try:
+        stream: IO[bytes] = sys.stdout.buffer if output == "-" else open(output, "wb")  # noqa: SIM115
+    except OSError as exc:
+        refuse(f"cannot write --output {output}: {exc.strerror}")
 
     def emit(alert: Any) -> None:
         stream.write(render(alert, output_format))
@@ -33,42 +45,50 @@ def _event_filters(args: argparse.Namespace) -> Any:
             since=args.since, until=args.until, policy_file=args.policy, speed=getattr(args, "speed", None)
         )
     except (ValueError, PolicyError) as exc:
-        print(f"auditwatch: {exc}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE) from None
+        refuse(str(exc))
+
+
+def _check_inputs(paths: list[str]) -> None:
+    """Stop before reading anything when an input path is missing or unreadable (exit status 3)."""
+    from ingest.archives import input_problem
+
+    problem = input_problem(paths)
+    if problem:
+        refuse(f"cannot read input {problem}", EXIT_INPUT)
+
+
+def _check_events_read(stats: Any) -> int:
+    """0 when the inputs held at least one audit event; else the reason on stderr and exit status 3."""
+    if stats.events:
+        return 0
+    rejected = f", {stats.rejected:,} rejected" if stats.rejected else ""
+    refuse(f"no audit event read from the inputs ({stats.lines:,} lines{rejected})", EXIT_INPUT)
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from auditwatch.replay import convert, format_summary
 
     transform, _pacer = _event_filters(args)
+    _check_inputs(args.paths)
     stats = convert(args.paths, sys.stdout.buffer, fmt=args.format, transform=transform)
     sys.stdout.buffer.flush()
     if not args.quiet:
         print(format_summary(stats, stored=False).replace("replayed", "converted", 1), file=sys.stderr)
-    return 0
+    return _check_events_read(stats)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from api.store import AlertStore
-    from auditwatch.replay import Progress, format_summary, publish, replay
+    from auditwatch.replay import Progress, format_summary, replay
 
     progress = Progress(sys.stderr, enabled=sys.stderr.isatty() and not args.quiet)
     transform, pacer = _event_filters(args)
     if args.to_kafka:
-        settings = build_settings(kafka_bootstrap=args.to_kafka, topic=args.topic, partitions=args.partitions)
-        tune_gc()
-        stats = asyncio.run(publish(args.paths, settings, progress=progress))
-        if not args.quiet:
-            print(format_summary(stats, stored=False, published_to=f"{settings.kafka_bootstrap} {settings.topic}"),
-                  file=sys.stderr)  # fmt: skip
-        return 0
+        return _replay_to_kafka(args, progress)
     settings = build_settings(db_url=args.db, rules=args.rules, rule_matching=args.rule_matching)
     pipeline = load_pipeline(settings.rules, settings.rule_matching)
+    _check_inputs(args.paths)
     # Store when asked to (--db), or when nothing else would keep the alerts (no --output).
-    store = None
-    if args.db is not None or args.output is None:
-        store = AlertStore(settings.db_url)
-        store.migrate()
+    store = open_store(settings.db_url) if args.db is not None or args.output is None else None
     emit, stream = _alert_writer(args.output, args.output_format)
     tune_gc()
     try:
@@ -86,8 +106,27 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(format_summary(stats, stored=store is not None), file=sys.stderr)
         if store is not None:
-            print(f"alerts stored in {settings.db_url}", file=sys.stderr)
-    return 0
+            print(f"alerts stored in {shown_url(settings.db_url)}", file=sys.stderr)
+    return _check_events_read(stats)
+
+
+def _replay_to_kafka(args: argparse.Namespace, progress: Any) -> int:
+    from aiokafka.errors import KafkaError
+
+    from auditwatch.replay import format_summary, publish
+    from ingest.webhook import SinkUnavailable
+
+    settings = build_settings(kafka_bootstrap=args.to_kafka, topic=args.topic, partitions=args.partitions)
+    _check_inputs(args.paths)
+    tune_gc()
+    try:
+        stats = asyncio.run(publish(args.paths, settings, progress=progress))
+    except (KafkaError, SinkUnavailable, TimeoutError) as exc:
+        refuse(f"cannot publish to Kafka at {settings.kafka_bootstrap}: {exc}", EXIT_FAILURE)
+    if not args.quiet:
+        print(format_summary(stats, stored=False, published_to=f"{settings.kafka_bootstrap} {settings.topic}"),
+              file=sys.stderr)  # fmt: skip
+    return _check_events_read(stats)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from typing import IO, Any
 
 import orjson
 
+from auditwatch.startup import refuse
 from detectors.base import Detector, SelfTested
 from detectors.errors import RuleError, RuleErrors
 from detectors.policy import parse_policy
@@ -66,8 +67,9 @@ def run_check(policy_path: str, rule_specs: Sequence[str] | None, *, as_json: bo
     try:
         text = Path(policy_path).read_text()
     except OSError as exc:
-        out.write(f"auditwatch: cannot read policy: {exc}\n")
-        return 1
+        refuse(f"cannot read policy {policy_path}: {exc.strerror}")
+    except UnicodeDecodeError:
+        refuse(f"cannot read policy {policy_path}: not UTF-8 text")
     result = check_policy(text, policy_path, rule_specs)
     if as_json:
         doc = {

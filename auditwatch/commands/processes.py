@@ -9,7 +9,21 @@ import os
 import signal
 import sys
 
-from auditwatch.startup import build_settings, listener_settings, load_pipeline, receipt_settings, tune_gc
+from auditwatch.startup import (
+    build_settings,
+    listener_settings,
+    load_pipeline,
+    open_store,
+    receipt_settings,
+    refuse,
+    shown_url,
+    tune_gc,
+)
+
+
+def _process_logging() -> None:
+    """auditwatch's INFO lines (partition hand-overs, clients gone mid-request); AUDITWATCH_DEBUG=1 shows more."""
+    logging.getLogger("auditwatch").setLevel(logging.DEBUG if os.environ.get("AUDITWATCH_DEBUG") else logging.INFO)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -19,14 +33,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args, db_url=args.db, rules=args.rules, max_body_bytes=args.max_body_bytes, rule_matching=args.rule_matching,
         **receipt_settings(args),
     )  # fmt: skip
-    app = create_serve_app(settings, pipeline=load_pipeline(settings.rules, settings.rule_matching))
+    pipeline = load_pipeline(settings.rules, settings.rule_matching)
+    open_store(settings.db_url).close()  # fail here, in one line, rather than in the server's startup
+    app = create_serve_app(settings, pipeline=pipeline)
     tune_gc()
+    _process_logging()
     base = base_url(settings)
     print(
         f"auditwatch serve: listening on {base}\n"
         f"  webhook  POST {base}/audit/webhook  (also /k8s-audit)\n"
         f"  alerts   GET  {base}/api/v1/alerts   (docs: {base}/docs)\n"
-        f"  store    {settings.db_url}"
+        f"  store    {shown_url(settings.db_url)}"
         + (f"\n  receipts GET  {base}/api/v1/receipts" if settings.record_receipts else ""),
         flush=True,
     )
@@ -42,7 +59,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         drop_request_received=True if args.drop_request_received else None, partitions=args.partitions,
     )  # fmt: skip
     if not settings.kafka_bootstrap:
-        raise SystemExit("auditwatch: ingest needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)")
+        refuse("ingest needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)")
     base = base_url(settings)
     print(
         f"auditwatch ingest: listening on {base}\n"
@@ -52,6 +69,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     )
     app = create_ingest_app(settings)
     tune_gc()
+    _process_logging()
     run_http(app, settings)
     return 0
 
@@ -60,17 +78,19 @@ def cmd_api(args: argparse.Namespace) -> int:
     from auditwatch.server import base_url, create_api_app, run_http
 
     settings = listener_settings(args, db_url=args.db)
+    open_store(settings.db_url).close()  # fail here, in one line, rather than in the server's startup
     base = base_url(settings)
     print(
-        f"auditwatch api: listening on {base}\n  alerts   GET  {base}/api/v1/alerts\n  store    {settings.db_url}",
+        f"auditwatch api: listening on {base}\n  alerts   GET  {base}/api/v1/alerts\n"
+        f"  store    {shown_url(settings.db_url)}",
         flush=True,
     )
+    _process_logging()
     run_http(create_api_app(settings), settings)
     return 0
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from api.store import AlertStore
     from auditwatch.consumer import Consumer
     from auditwatch.server import topic_specs
     from ingest.kafka import ensure_topics
@@ -81,10 +101,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
         **receipt_settings(args),
     )  # fmt: skip
     if not settings.kafka_bootstrap:
-        raise SystemExit("auditwatch: detect needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)")
+        refuse("detect needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)")
     pipeline = load_pipeline(settings.rules, settings.rule_matching)
-    store = AlertStore(settings.db_url)
-    store.migrate()
+    store = open_store(settings.db_url)
     consumer = Consumer(
         bootstrap=settings.kafka_bootstrap, topic=settings.topic, group=settings.consumer_group,
         pipeline=pipeline, store=store, max_records=settings.detect_max_records,
@@ -92,13 +111,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(
         f"auditwatch detect: group {settings.consumer_group} on {settings.kafka_bootstrap} topic {settings.topic}, "
-        f"{len(pipeline.detectors)} detectors, store {settings.db_url}",
+        f"{len(pipeline.detectors)} detectors, store {shown_url(settings.db_url)}",
         flush=True,
     )
 
     tune_gc()
-    # partition hand-overs and checkpoints are worth seeing; AUDITWATCH_DEBUG=1 shows every batch
-    logging.getLogger("auditwatch").setLevel(logging.DEBUG if os.environ.get("AUDITWATCH_DEBUG") else logging.INFO)
+    _process_logging()  # partition hand-overs and checkpoints are worth seeing; AUDITWATCH_DEBUG=1: every batch
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

@@ -20,7 +20,10 @@ class PolicyError(DetectorError):
 
     def __init__(self, errors: list[str]) -> None:
         self.errors = errors
-        super().__init__("invalid audit policy:\n" + "\n".join(f"  {e}" for e in errors))
+        if len(errors) == 1:
+            super().__init__(f"invalid audit policy: {errors[0]}")
+        else:
+            super().__init__("invalid audit policy:\n" + "\n".join(f"  {e}" for e in errors))
 
 
 @dataclass(frozen=True, slots=True)

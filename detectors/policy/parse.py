@@ -105,6 +105,13 @@ def _group_resources(raw: Any, where: str, errors: list[str], warnings: list[str
     return tuple(out)
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: where and what (PyYAML's own text spans several, with a source excerpt)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"line {mark.line + 1}: {problem}" if mark is not None else problem
+
+
 def parse_policy(text: str, *, source: str = "<policy>") -> tuple[Policy | None, list[str], list[str]]:
     """(policy or None, errors, warnings): the apiserver's `LoadPolicyFromBytes` and validation."""
     errors: list[str] = []
@@ -115,7 +122,7 @@ def parse_policy(text: str, *, source: str = "<policy>") -> tuple[Policy | None,
         try:
             doc = yaml.safe_load(text)
         except yaml.YAMLError as yexc:
-            return None, [f"{source}: failed decoding: {yexc}"], warnings
+            return None, [f"{source}: failed decoding: {_yaml_problem(yexc)}"], warnings
         warnings.append(f"{source}: strict decoding error: {exc.message} (line {exc.line}); decoded leniently")
     if not isinstance(doc, dict):
         return None, [f"{source}: failed decoding: not a Policy object"], warnings

@@ -1,10 +1,13 @@
-"""Archive files: paths to read in order (directories, rotated logs, `-` for stdin), opened plain or gzip."""
+"""Archive files: paths to read in order (directories, rotated logs, `-` for stdin), checked to be readable, opened
+plain or gzip."""
 
 from __future__ import annotations
 
 import gzip
 import io
+import os
 import re
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,3 +75,36 @@ def open_archive(name: str) -> io.BufferedReader:
     if buffered.peek(2)[:2] == GZIP_MAGIC:
         return _GzipReader(buffered)
     return buffered
+
+
+def input_problem(paths: Sequence[str]) -> str | None:
+    """Why these inputs cannot all be read, or None: a path that is missing (or a broken link), a directory
+    that cannot be listed, or a file that cannot be read. Checked before a read starts, so that a mistyped
+    path stops a command instead of leaving half its work done. Pipes and devices are not opened here."""
+    for p in paths:
+        if p == STDIN:
+            continue
+        try:
+            mode = os.stat(p).st_mode  # follows links: a broken one is missing
+        except OSError as exc:
+            broken = " (a broken symbolic link)" if os.path.islink(p) else ""
+            return f"{p}: {exc.strerror}{broken}"
+        if stat.S_ISDIR(mode):
+            problem = _directory_problem(p)
+            if problem:
+                return problem
+        elif stat.S_ISREG(mode) and not os.access(p, os.R_OK):
+            return f"{p}: Permission denied"
+    return None
+
+
+def _directory_problem(top: str) -> str | None:
+    errors: list[OSError] = []
+    for folder, _dirs, files in os.walk(top, onerror=errors.append):
+        for name in files:
+            path = os.path.join(folder, name)
+            if os.path.isfile(path) and not os.access(path, os.R_OK):
+                return f"{path}: Permission denied"
+    if errors:
+        return f"{errors[0].filename}: {errors[0].strerror}"
+    return None

@@ -89,10 +89,10 @@ def test_bad_lines_are_reported_with_file_and_line_and_never_stop_the_replay(tmp
         assert conn.execute("select count(*) from alerts").fetchone() == (sum(len(v) for v in EXPECTED.values()),)
 
 
-def test_missing_file_is_reported_and_others_still_replay(tmp_path: Path, run_cli: RunCli) -> None:
+def test_missing_file_stops_the_replay_before_it_reads_the_others(tmp_path: Path, run_cli: RunCli) -> None:
     result = run_cli("replay", str(tmp_path / "nope.jsonl"), str(SCENARIO), "--output", "-")
-    assert len(alerts_of(result)) == sum(len(v) for v in EXPECTED.values())
-    assert "nope.jsonl:1: cannot read" in result.err
+    assert result.code == 3 and result.out == ""
+    assert result.err == f"auditwatch: cannot read input {tmp_path / 'nope.jsonl'}: No such file or directory\n"
 
 
 def test_only_given_rules_run_and_builtin_names_the_pack(tmp_path: Path, run_cli: RunCli) -> None:

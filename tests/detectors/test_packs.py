@@ -104,8 +104,8 @@ def test_an_unknown_pack_name_is_a_clear_error(run_cli: Callable[..., CliRun], t
     log.write_bytes(orjson.dumps(create_pod(privileged=True)) + b"\n")
     expected = "falcon: no such rule pack (builtin, falco, sigma), file or directory"
     run = run_cli("replay", str(log), "--rules", "falcon", "--output", "-")
-    assert run.code == 1 and run.out == ""
-    assert run.err == f"auditwatch: cannot load rules:\n  {expected}\n"
+    assert run.code == 2 and run.out == ""
+    assert run.err == f"auditwatch: cannot load rules: {expected}\n"
     run = run_cli("rules", "lint", "builtin", "falcon")
     assert run.code == 1 and f"error: {expected}" in run.out
 
