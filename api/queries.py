@@ -26,6 +26,8 @@ class AlertFilter:
     namespace: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    statuses: tuple[str, ...] = ()  # any of these triage statuses
+    assignee: str | None = None
 
 
 def encode_cursor(event_time: datetime, alert_id: str) -> str:
@@ -71,6 +73,10 @@ def conditions(table: Table, time_column: Any, flt: AlertFilter, cursor: str | N
         conds.append(c.user_name == flt.user)
     if flt.namespace:
         conds.append(c.namespace == flt.namespace)
+    if flt.statuses:
+        conds.append(c.status.in_(flt.statuses))
+    if flt.assignee:
+        conds.append(c.assignee == flt.assignee)
     if flt.since:
         conds.append(time_column >= utc(flt.since))
     if flt.until:

@@ -13,6 +13,7 @@ from api.errors import CursorError, StoreError
 from api.queries import AlertFilter
 from api.schemas import AlertDetail, AlertGroupPage, AlertPage, Health, ReceiptPage
 from api.store import AlertStore
+from api.triage import STATUSES
 from detectors.alerts import Severity
 
 MAX_PAGE = 500
@@ -39,6 +40,11 @@ class PageQuery:
         namespace: str | None = None,
         since: Annotated[datetime | None, Query(description="At or after this time (RFC 3339)")] = None,
         until: Annotated[datetime | None, Query(description="Before this time (RFC 3339)")] = None,
+        status: Annotated[
+            str | None, Query(description="Triage status: open, acknowledged, resolved, false_positive; "
+                              "several comma-separated (open,acknowledged)")
+        ] = None,
+        assignee: str | None = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     ) -> None:
@@ -46,7 +52,11 @@ class PageQuery:
             severity = Severity.parse(min_severity) if min_severity else None
         except ValueError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
-        self.filter = AlertFilter(severity, rule, user, namespace, since, until)
+        statuses = tuple(dict.fromkeys(s.strip() for s in (status or "").split(",") if s.strip()))
+        unknown = [s for s in statuses if s not in STATUSES]
+        if unknown:
+            raise HTTPException(status_code=422, detail=f"status {unknown[0]!r} is not one of {', '.join(STATUSES)}")
+        self.filter = AlertFilter(severity, rule, user, namespace, since, until, statuses, assignee)
         self.limit = limit
         self.cursor = cursor
 
