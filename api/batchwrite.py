@@ -41,6 +41,7 @@ from api.tables import (
     state_table,
     storable,
 )
+from api.triage import reopen_group
 from detectors.alerts import Alert
 from detectors.errors import describe_error
 from detectors.events import Rejected
@@ -183,7 +184,7 @@ def _fold(conn: Connection, alert: Alert) -> str:
     """Put a new alert into its open group (same rule and key, within the suppression window) or a new one."""
     g = groups_table
     open_group = conn.execute(
-        select(g.c.id, g.c.first_seen, g.c.last_seen)
+        select(g.c.id, g.c.first_seen, g.c.last_seen, g.c.status)
         .where(g.c.rule_id == alert.rule_id, g.c.group_key == alert.group_key, g.c.last_seen >= _window_start(alert))
         .order_by(g.c.last_seen.desc())
         .limit(1)
@@ -195,6 +196,7 @@ def _fold(conn: Connection, alert: Alert) -> str:
         if utc(open_group.first_seen) > alert.event_time:
             changes["first_seen"] = alert.event_time
         conn.execute(g.update().where(g.c.id == open_group.id).values(**changes))
+        reopen_group(conn, open_group.id, open_group.status)
         return str(open_group.id)
     group_id = hashlib.sha256(f"{alert.rule_id}\x1f{alert.group_key}\x1f{alert.id}".encode()).hexdigest()[:32]
     conn.execute(insert(g), [new_group_row(alert, group_id)])

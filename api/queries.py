@@ -26,6 +26,8 @@ class AlertFilter:
     namespace: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    statuses: tuple[str, ...] = ()  # any of these triage statuses
+    assignee: str | None = None
 
 
 # The times `since` and `until` may name: wider than any audit log, narrow enough for every database.
@@ -106,6 +108,10 @@ def conditions(table: Table, time_column: Any, flt: AlertFilter, cursor: str | N
         conds.append(c.user_name == flt.user)
     if flt.namespace:
         conds.append(c.namespace == flt.namespace)
+    if flt.statuses:
+        conds.append(c.status.in_(flt.statuses))
+    if flt.assignee:
+        conds.append(c.assignee == flt.assignee)
     if flt.since:
         conds.append(time_column >= utc(flt.since))
     if flt.until:

@@ -14,6 +14,7 @@ from api.errors import CursorError, StoreError
 from api.queries import AlertFilter, bounded_utc, has_nul
 from api.schemas import AlertDetail, AlertGroupPage, AlertPage, Health, ReceiptPage
 from api.store import AlertStore
+from api.triage import STATUSES
 from detectors.alerts import Severity
 
 MAX_PAGE = 500
@@ -64,6 +65,11 @@ class PageQuery:
         namespace: str | None = None,
         since: Annotated[str | None, Query(description=f"At or after this time ({TIME_HELP})")] = None,
         until: Annotated[str | None, Query(description=f"Before this time ({TIME_HELP})")] = None,
+        status: Annotated[
+            str | None, Query(description="Triage status: open, acknowledged, resolved, false_positive; "
+                              "several comma-separated (open,acknowledged)")
+        ] = None,
+        assignee: str | None = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     ) -> None:
@@ -71,9 +77,13 @@ class PageQuery:
             severity = Severity.parse(min_severity) if min_severity else None
         except ValueError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
+        statuses = tuple(dict.fromkeys(s.strip() for s in (status or "").split(",") if s.strip()))
+        unknown = [s for s in statuses if s not in STATUSES]
+        if unknown:
+            raise HTTPException(status_code=422, detail=f"status {unknown[0]!r} is not one of {', '.join(STATUSES)}")
         self.filter = AlertFilter(
             severity, text_param("rule", rule), text_param("user", user), text_param("namespace", namespace),
-            time_param("since", since), time_param("until", until),
+            time_param("since", since), time_param("until", until), statuses, text_param("assignee", assignee),
         )  # fmt: skip
         self.limit = limit
         self.cursor = cursor

@@ -81,6 +81,8 @@ def row_to_dict(row: Any, *, with_event: bool) -> dict[str, Any]:
         "origin": m["origin"],
         "details": dict(m["details"] or {}),
         "group_id": m["group_id"],
+        "status": m["status"],
+        "assignee": m["assignee"],
     }
     if with_event:
         out["event"] = m["event"]
@@ -92,7 +94,7 @@ def group_to_dict(row: Any) -> dict[str, Any]:
         "id": row.id, "rule": row.rule_name, "rule_id": row.rule_id, "severity": row.severity, "user": row.user_name,
         "namespace": row.namespace, "first_seen": iso(row.first_seen), "last_seen": iso(row.last_seen),
         "count": row.count, "suppress_s": row.suppress_s, "last_alert_id": row.last_alert_id,
-        "last_message": row.last_message,
+        "last_message": row.last_message, "status": row.status, "assignee": row.assignee,
     }  # fmt: skip
 
 

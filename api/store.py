@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,15 @@ from api.rows import (
     row_to_dict,
     utc,
 )
+from api.rule_exceptions import (
+    NewException,
+    active_exceptions,
+    create_exception,
+    delete_exception,
+    get_exception,
+    list_exceptions,
+    record_hits,
+)
 from api.tables import (
     Receipt,
     StateCheckpoints,
@@ -35,8 +44,10 @@ from api.tables import (
     receipts_table,
     state_table,
 )
+from api.triage import ALERT, GROUP, TriageChange, TriageHooks, history_of, notes_of, triage_alert, triage_group
 from detectors.alerts import Alert
 from detectors.events import Rejected
+from detectors.exceptions import RuleException
 
 _MIGRATION_LOCK = 0x61756469_74776174  # "auditwat": the advisory lock that serialises migrations
 
@@ -78,6 +89,7 @@ class AlertStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.triage_hooks = TriageHooks()
         try:
             if url.startswith("sqlite"):
                 self.engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
@@ -175,9 +187,91 @@ class AlertStore:
         return items, next_cursor
 
     def get_alert(self, alert_id: str) -> dict[str, Any] | None:
+        """One alert with its event, and its notes and its group's."""
         with self._tx() as conn:
             row = conn.execute(select(alerts_table).where(alerts_table.c.id == alert_id)).first()
-        return row_to_dict(row, with_event=True) if row is not None else None
+            if row is None:
+                return None
+            found = row_to_dict(row, with_event=True)
+            targets = [(ALERT, alert_id)] + ([(GROUP, row.group_id)] if row.group_id else [])
+            found["notes"] = notes_of(conn, targets)
+        return found
+
+    def get_group(self, group_id: str) -> dict[str, Any] | None:
+        """One alert group with its notes."""
+        with self._tx() as conn:
+            row = conn.execute(select(groups_table).where(groups_table.c.id == group_id)).first()
+            if row is None:
+                return None
+            found = group_to_dict(row)
+            found["notes"] = notes_of(conn, [(GROUP, group_id)])
+        return found
+
+    def triage_alert(
+        self, alert_id: str, change: TriageChange, new_exception: NewException | None = None
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """Apply a triage change to an alert, and create an exception with it (in the same transaction) if
+        given: the alert as it is now (None if there is no such alert) and the exception created.
+        ExceptionError or AlertNotFound when the exception cannot be made (nothing is changed then)."""
+        now = datetime.now(UTC)
+        created = None
+        with self._tx() as conn:
+            if not triage_alert(conn, alert_id, change, now):
+                return None, None
+            if new_exception is not None:
+                created = create_exception(conn, new_exception, now)
+        if created is not None:
+            self._exceptions_changed()
+        return self.get_alert(alert_id), created
+
+    def triage_group(self, group_id: str, change: TriageChange) -> tuple[dict[str, Any] | None, int]:
+        """Apply a triage change to a group and all its alerts: the group as it is now (None if there is no
+        such group) and how many of its alerts changed."""
+        with self._tx() as conn:
+            changed = triage_group(conn, group_id, change, datetime.now(UTC), self.triage_hooks)
+        if changed is None:
+            return None, 0
+        return self.get_group(group_id), changed
+
+    def triage_history(self, target: str, target_id: str, *, limit: int) -> list[dict[str, Any]]:
+        """The triage history of an alert or group (target "alert" or "group"), oldest first."""
+        with self._tx() as conn:
+            return history_of(conn, target, target_id, limit)
+
+    def create_exception(self, new: NewException) -> dict[str, Any]:
+        """ExceptionError when its conditions do not compile, AlertNotFound when `from_alert` is not there."""
+        with self._tx() as conn:
+            created = create_exception(conn, new, datetime.now(UTC))
+        self._exceptions_changed()
+        return created
+
+    def list_exceptions(self, rule_id: str | None = None) -> list[dict[str, Any]]:
+        with self._tx() as conn:
+            return list_exceptions(conn, datetime.now(UTC), rule_id)
+
+    def get_exception(self, exception_id: str) -> dict[str, Any] | None:
+        with self._tx() as conn:
+            return get_exception(conn, exception_id, datetime.now(UTC))
+
+    def delete_exception(self, exception_id: str) -> bool:
+        with self._tx() as conn:
+            deleted = delete_exception(conn, exception_id)
+        if deleted:
+            self._exceptions_changed()
+        return deleted
+
+    def active_exceptions(self) -> list[RuleException]:
+        with self._tx() as conn:
+            return active_exceptions(conn, datetime.now(UTC))
+
+    def record_exception_hits(self, hits: dict[str, int]) -> None:
+        """Add to the exceptions' hit counters (alerts they kept out of the store)."""
+        with self._tx() as conn:
+            record_hits(conn, hits, datetime.now(UTC))
+
+    def _exceptions_changed(self) -> None:
+        for hook in self.triage_hooks.exceptions_changed:
+            hook()
 
     def count_alerts(self) -> int:
         with self._tx() as conn:

@@ -28,6 +28,9 @@ from detectors.events import AuditEvent
 _JSON = JSON().with_variant(JSONB(), "postgresql")
 
 metadata = MetaData()
+_SERIAL = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only
+STATUS_MAX = 20  # open, acknowledged, resolved, false_positive
+LABEL_MAX = 200  # an assignee or an author: labels a client chooses, not identities
 
 alerts_table = Table(
     "alerts",
@@ -57,10 +60,15 @@ alerts_table = Table(
     Column("event", _JSON, nullable=False),
     Column("details", _JSON, nullable=False, server_default="{}"),
     Column("group_id", String(64)),
+    # triage (api/triage.py); never written by detection, so a redelivered batch leaves them as they are
+    Column("status", String(STATUS_MAX), nullable=False, server_default="open"),
+    Column("assignee", String(LABEL_MAX)),
     Index("ix_alerts_time_id", "event_time", "id"),
     Index("ix_alerts_rule", "rule_id"),
     Index("ix_alerts_user", "user_name"),
     Index("ix_alerts_namespace", "namespace"),
+    Index("ix_alerts_status_time_id", "status", "event_time", "id"),
+    Index("ix_alerts_assignee", "assignee"),
 )
 
 quarantine_table = Table(
@@ -93,8 +101,12 @@ groups_table = Table(
     Column("suppress_s", Integer, nullable=False),
     Column("last_alert_id", String(64), nullable=False),
     Column("last_message", Text, nullable=False),
+    Column("status", String(STATUS_MAX), nullable=False, server_default="open"),
+    Column("assignee", String(LABEL_MAX)),
     Index("ix_groups_lookup", "rule_id", "group_key", "last_seen"),
     Index("ix_groups_last_seen_id", "last_seen", "id"),
+    Index("ix_groups_status_last_seen_id", "status", "last_seen", "id"),
+    Index("ix_groups_assignee", "assignee"),
 )
 
 # Detector state, checkpointed with the input position it reflects (a Kafka offset; none for the webhook).
@@ -119,6 +131,52 @@ receipts_table = Table(
     Column("stage_timestamp", String(RECEIPT_LIMITS[2]), primary_key=True),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Index("ix_receipts_received_at", "received_at"),
+)
+
+# Triage of alerts and alert groups: every change of status or assignee, and every note, with its author.
+# `target` is "alert" or "group"; a change made to a group's alerts through the group names it in `via_group`.
+history_table = Table(
+    "triage_history",
+    metadata,
+    Column("id", _SERIAL, primary_key=True, autoincrement=True),
+    Column("target", String(8), nullable=False),
+    Column("target_id", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("author", String(LABEL_MAX), nullable=False),
+    Column("field", String(16), nullable=False),  # status, assignee or note
+    Column("old_value", Text),
+    Column("new_value", Text),
+    Column("via_group", String(64)),
+    Index("ix_history_target", "target", "target_id", "id"),
+)
+
+notes_table = Table(
+    "triage_notes",
+    metadata,
+    Column("id", _SERIAL, primary_key=True, autoincrement=True),
+    Column("target", String(8), nullable=False),
+    Column("target_id", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("author", String(LABEL_MAX), nullable=False),
+    Column("text", Text, nullable=False),
+    Index("ix_notes_target", "target", "target_id", "id"),
+)
+
+# Rule exceptions (detectors/exceptions.py): alerts of `rule_id` whose event matches `match` (field path ->
+# globs) are not stored; `hits` counts them.
+exceptions_table = Table(
+    "rule_exceptions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("rule_id", String(200), nullable=False),
+    Column("match", _JSON, nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("author", String(LABEL_MAX), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("from_alert", String(64)),
+    Column("hits", BigInteger, nullable=False, server_default="0"),
+    Column("last_hit", DateTime(timezone=True)),
 )
 
 Receipt = tuple[str, str, str]  # (auditID, stage, stageTimestamp)

@@ -12,27 +12,33 @@ events are not duplicates and give the same alerts) or as the very same results 
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from api.batchwrite import WriteResult
+from api.errors import StoreError
 from api.retention import ReceiptRetention
 from api.store import AlertStore
 from api.tables import Receipt, StateCheckpoints, receipt_of
 from detectors.alerts import Alert
 from detectors.events import AuditEvent, Rejected
 
+log = logging.getLogger("auditwatch.batches")
+
 
 @dataclass(frozen=True)
 class BatchResults:
-    """What one batch produced: alerts, rejected items, receipts, and detector state to checkpoint with them."""
+    """What one batch produced: alerts, rejected items, receipts, detector state to checkpoint with them, and
+    the alerts that rule exceptions suppressed (exception id -> how many)."""
 
     alerts: Sequence[Alert] = ()
     rejected: Sequence[Rejected] = ()
     receipts: Sequence[Receipt] = ()
     states: StateCheckpoints = field(default_factory=dict)
+    hits: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -103,7 +109,17 @@ class BatchWriter:
         if batch.alerts or batch.rejected or batch.states or batch.receipts:
             stored = self.store.write(batch.alerts, batch.rejected, batch.states, receipts=batch.receipts)
         self._changed.difference_update(batch.states)
+        if batch.hits:
+            self._count_hits(batch.hits)
         if self.retention is not None and self.retention.due():
             self.retention.run()
         alerts = len(batch.alerts) - len(stored.refused)
         return Written(alerts=alerts, new_alerts=stored.new_alerts, refused=stored.refused)
+
+    def _count_hits(self, hits: Mapping[str, int]) -> None:
+        """Add to the exceptions' hit counters once the batch is stored. A transaction of its own: the counters
+        are statistics, and a batch already stored must not be reported as failed because of them."""
+        try:
+            self.store.record_exception_hits(dict(hits))
+        except StoreError as exc:
+            log.warning("could not count %d rule exception hit(s): %s", sum(hits.values()), exc)

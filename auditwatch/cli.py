@@ -69,13 +69,23 @@ def _listener_options(p: argparse.ArgumentParser, port: int) -> None:
     p.add_argument("--port", type=int, help=f"port to listen on (default {port}). Env: AUDITWATCH_PORT")
     p.add_argument(
         "--token-file", help="file holding a bearer token every request must carry (the webhook kubeconfig's "
-        "`token`); or set AUDITWATCH_API_TOKEN. /healthz and /readyz stay open",
+        "`token`); it gives read-write access; or set AUDITWATCH_API_TOKEN. /healthz and /readyz stay open",
+    )  # fmt: skip
+    p.add_argument(
+        "--read-token-file", help="file holding a second bearer token, for read-only access (GET: alerts, groups, "
+        "exceptions); needs --token-file. Env: AUDITWATCH_API_READ_TOKEN",
     )  # fmt: skip
     p.add_argument("--tls-cert", help="server certificate (PEM) to serve HTTPS. Env: AUDITWATCH_TLS_CERT_FILE")
     p.add_argument("--tls-key", help="private key (PEM) of --tls-cert. Env: AUDITWATCH_TLS_KEY_FILE")
     p.add_argument(
         "--tls-client-ca", help="CA (PEM) that client certificates must chain to; clients without one are refused "
         "(the kubeconfig's client-certificate). Env: AUDITWATCH_TLS_CLIENT_CA_FILE",
+    )  # fmt: skip
+    p.add_argument(
+        "--write-client-cn", action="append", metavar="CN",
+        help="(repeatable) common name of a client certificate that gets read-write access; other verified "
+        "certificates get read-only access. Default: every verified certificate is read-write. "
+        "Env: AUDITWATCH_WRITE_CLIENT_CNS=kube-apiserver,triage-bot",
     )  # fmt: skip
     p.add_argument(
         "--insecure", action="store_true",

@@ -32,6 +32,7 @@ from api.errors import StoreError
 from api.store import AlertStore
 from api.tables import Receipt, StateCheckpoints
 from auditwatch.batches import BatchResults, BatchWriter
+from auditwatch.live_exceptions import LiveExceptions
 from detectors.alerts import Alert
 from detectors.errors import EventError
 from detectors.events import AuditEvent, Rejected, parse_body
@@ -46,6 +47,7 @@ class ConsumerStats:
     events: int = 0
     alerts: int = 0
     new_alerts: int = 0
+    suppressed: int = 0  # alerts that rule exceptions kept out of the store
     rejected: int = 0
     receipts: int = 0
     batches: int = 0
@@ -124,6 +126,7 @@ class Consumer:
         checkpoint_every_s: float = 5.0,
         record_receipts: bool = False,
         receipts_retention_hours: float = 168.0,
+        exceptions: LiveExceptions | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
@@ -139,6 +142,7 @@ class Consumer:
             record_receipts=record_receipts,
             receipts_retention_hours=receipts_retention_hours,
         )
+        self.exceptions = exceptions
         self.stats = ConsumerStats()
         self.lock = asyncio.Lock()
         self._stop = asyncio.Event()
@@ -279,13 +283,19 @@ class Consumer:
             offsets[tp] = self._positions[tp] = records[-1].offset + 1
             if self.template.stateful:
                 self.writer.mark_changed(self._scope(tp))
+        hits: dict[str, int] = {}
+        if self.exceptions is not None:
+            alerts, hits = self.exceptions.split(alerts)
         states, checkpointed = self._due_states(set(offsets))
-        return _Detected(BatchResults(alerts, rejected, receipts, states), offsets, checkpointed, events_seen)
+        results = BatchResults(alerts, rejected, receipts, states, hits)
+        return _Detected(results, offsets, checkpointed, events_seen)
 
     async def _process(
         self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
         work = self._fresh_records(consumer, batch)
+        if self.exceptions is not None:
+            await asyncio.to_thread(self.exceptions.refresh_if_due)
         pipelines = {tp: self._pipeline(tp) for tp in work}
         positions = {tp: self._positions.get(tp) for tp in work}
         for pipeline in pipelines.values():
@@ -310,6 +320,7 @@ class Consumer:
         self.stats.records += sum(len(records) for records in work.values())
         self.stats.events += detected.events
         self.stats.alerts += len(results.alerts)
+        self.stats.suppressed += sum(results.hits.values())
         self.stats.rejected += len(results.rejected)
         self.stats.receipts += len(results.receipts)
         # With stateful detectors, Kafka's committed offset follows the state checkpoint, never passes it: a

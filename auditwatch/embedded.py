@@ -11,6 +11,7 @@ from api.errors import StoreError
 from api.store import AlertStore
 from api.tables import StateCheckpoints
 from auditwatch.batches import BatchResults, BatchWriter
+from auditwatch.live_exceptions import LiveExceptions
 from detectors.events import AuditEvent, Rejected
 from detectors.pipeline import Pipeline
 from ingest.webhook import SinkResult, SinkUnavailable
@@ -34,6 +35,8 @@ class EmbeddedSink:
 
     With `record_receipts`, every accepted event (duplicates too: they were received) leaves a receipt,
     written with the batch's alerts, so a 200 means its receipts are durable as well.
+
+    With `exceptions`, alerts that a rule exception matches are counted, not stored (or reported).
     """
 
     def __init__(
@@ -44,9 +47,11 @@ class EmbeddedSink:
         checkpoint_every_s: float = 5.0,
         record_receipts: bool = False,
         receipts_retention_hours: float = 168.0,
+        exceptions: LiveExceptions | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.store = store
+        self.exceptions = exceptions
         self.writer = BatchWriter(
             store,
             checkpoint_every_s=checkpoint_every_s,
@@ -56,7 +61,9 @@ class EmbeddedSink:
         self._lock = threading.Lock()
 
     def restore(self) -> None:
-        """Load the last checkpoint, if any (call once the schema is migrated)."""
+        """Load the rule exceptions and the last checkpoint, if any (call once the schema is migrated)."""
+        if self.exceptions is not None:
+            self.exceptions.refresh_if_due()
         if not self.pipeline.stateful:
             return
         saved = self.store.load_state(STATE_SCOPE)
@@ -69,12 +76,16 @@ class EmbeddedSink:
         with self._lock, self.pipeline.batch():
             failed: list[Rejected] = []
             alerts = self.pipeline.process_all(events, failed)
+            hits: dict[str, int] = {}
+            if self.exceptions is not None:
+                self.exceptions.refresh_if_due()
+                alerts, hits = self.exceptions.split(alerts)
             if events and self.pipeline.stateful:
                 self.writer.mark_changed(STATE_SCOPE)
             states: StateCheckpoints = {}
             if self.writer.checkpoint_due(STATE_SCOPE):
                 states[STATE_SCOPE] = (None, self.pipeline.snapshot())
-            batch = BatchResults(alerts, [*rejected, *failed], self.writer.receipts(events), states)
+            batch = BatchResults(alerts, [*rejected, *failed], self.writer.receipts(events), states, hits)
             written = self.writer.write(batch)
         return SinkResult(alerts=written.alerts, rejected=(*failed, *written.refused))
 

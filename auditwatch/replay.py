@@ -22,6 +22,7 @@ import orjson
 from api.errors import StoreError
 from api.store import AlertStore
 from auditwatch.batches import BatchResults, BatchWriter
+from auditwatch.live_exceptions import LiveExceptions
 from auditwatch.settings import Settings
 from detectors.alerts import Alert
 from detectors.events import AuditEvent, Rejected, event_timestamp, parse_time
@@ -39,6 +40,7 @@ class ReplayStats(ArchiveStats):
 
     alerts: int = 0
     new_alerts: int = 0
+    suppressed: int = 0  # alerts that rule exceptions of the store kept out of it (and of --output)
     seconds: float = 0.0
     filtered: int = 0  # events left out by --since/--until/--policy
 
@@ -156,30 +158,36 @@ def replay(
     """Archives -> the detection pipeline -> alerts (emitted, and stored in batches when a store is given).
 
     `transform` may drop (None) or rewrite each event first (time window, audit policy); `pacer` paces it.
+    With a store, its rule exceptions apply (loaded at start, reloaded every 30 s): the alerts they match
+    are counted (`suppressed`, and each exception's hits), neither stored nor emitted.
     """
     stats = ReplayStats()
     started = time.perf_counter()
     writer = BatchWriter(store) if store is not None else None
+    exceptions = LiveExceptions(store) if store is not None else None
     pending_alerts: list[Alert] = []
     pending_rejects: list[Rejected] = []
+    pending_hits: dict[str, int] = {}
     since_flush = 0
 
     def flush() -> None:
-        nonlocal pending_alerts, pending_rejects, since_flush
+        nonlocal pending_alerts, pending_rejects, pending_hits, since_flush
         if writer is not None:
             try:
-                written = writer.write(BatchResults(pending_alerts, pending_rejects))
+                written = writer.write(BatchResults(pending_alerts, pending_rejects, hits=pending_hits))
             except StoreError as exc:
                 raise StoreError(f"replay stopped at {stats.events:,} events read: {exc}") from exc
             stats.new_alerts += written.new_alerts
             if written.refused:
                 stats.count_rejected(list(written.refused), _KEEP_EXAMPLES)
-        pending_alerts, pending_rejects, since_flush = [], [], 0
+        pending_alerts, pending_rejects, pending_hits, since_flush = [], [], {}, 0
 
     process = pipeline.process
     failed: list[Rejected] = []  # events a detector failed on
     try:
         for events, rejected in read_archives(paths, stats, progress=_progress_of(progress, stats), fmt=fmt):
+            if exceptions is not None:
+                exceptions.refresh_if_due()
             for event in events:
                 if transform is not None:
                     kept = transform(event)
@@ -190,6 +198,8 @@ def replay(
                 if pacer is not None:
                     pacer.wait(event)
                 alerts = process(event, failed)
+                if alerts and exceptions is not None:
+                    alerts = _suppress(exceptions, alerts, pending_hits, stats)
                 if alerts:
                     stats.alerts += len(alerts)
                     pending_alerts.extend(alerts)
@@ -211,6 +221,17 @@ def replay(
         if progress is not None:
             progress.done()
     return stats
+
+
+def _suppress(
+    exceptions: LiveExceptions, alerts: list[Alert], hits: dict[str, int], stats: ReplayStats
+) -> list[Alert]:
+    """The alerts no exception matches; the others are added to `hits` and counted as suppressed."""
+    kept, new_hits = exceptions.split(alerts)
+    for exception_id, count in new_hits.items():
+        hits[exception_id] = hits.get(exception_id, 0) + count
+        stats.suppressed += count
+    return kept
 
 
 def convert(
@@ -272,7 +293,8 @@ def format_summary(stats: ReplayStats, *, stored: bool, published_to: str | None
         lines.append(f"rejected: {stats.rejected:,}" + (" (sent to the dead-letter topic)" if stats.rejected else ""))
     else:
         lines += [
-            f"alerts: {stats.alerts:,}" + (f" ({stats.new_alerts:,} new in the store)" if stored else ""),
+            f"alerts: {stats.alerts:,}" + (f" ({stats.new_alerts:,} new in the store)" if stored else "")
+            + (f"; {stats.suppressed:,} suppressed by rule exceptions" if stats.suppressed else ""),
             f"rejected: {stats.rejected:,}" + (" (kept in the quarantine table)" if stored and stats.rejected else ""),
         ]
     extra = [

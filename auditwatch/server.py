@@ -1,23 +1,26 @@
 """The HTTP apps: `serve` (webhook + detection + REST), `ingest` (webhook -> Kafka), `api` (REST only).
 
-Clients (store, Kafka producer) are owned by each app's lifespan. Authentication is applied here, the
-same way for every app: a bearer token middleware and/or TLS client certificates (see `run_http`).
+Clients (store, Kafka producer) are owned by each app's lifespan. Access control is applied here, the
+same way for every app: read-only and read-write bearer tokens and/or TLS client certificates
+(auditwatch/auth.py, `run_http`).
 """
 
 from __future__ import annotations
 
-import hmac
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 
 from api.routes import router as api_router
 from api.store import AlertStore
+from api.triage_routes import router as triage_router
+from auditwatch.auth import ClientCertProtocol, access_policy, add_access_control
 from auditwatch.embedded import EmbeddedSink
+from auditwatch.live_exceptions import LiveExceptions
 from auditwatch.settings import Settings
 from detectors.loading.formats import LoadOptions
 from detectors.pipeline import Pipeline
@@ -25,29 +28,14 @@ from detectors.registry import load_rules
 from ingest.kafka import KafkaSink, TopicSpec, ensure_topics
 from ingest.webhook import SinkUnavailable, webhook_router
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # probes stay unauthenticated
-
-
-def add_token_auth(app: FastAPI, token: str) -> None:
-    expected = f"Bearer {token}".encode()
-
-    @app.middleware("http")
-    async def require_token(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if request.url.path not in OPEN_PATHS:
-            given = request.headers.get("authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
-                return JSONResponse(
-                    {"error": "missing or wrong bearer token"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
-                )
-        return await call_next(request)
-
 
 def _app(title: str, settings: Settings, lifespan: Any) -> FastAPI:
     app = FastAPI(
         title=title, summary="Kubernetes audit webhook -> detectors -> alert store -> REST", lifespan=lifespan
     )
-    if settings.api_token is not None:
-        add_token_auth(app, settings.api_token.get_secret_value())
+    policy = access_policy(settings)
+    if policy.enabled:
+        add_access_control(app, policy)
     return app
 
 
@@ -57,7 +45,7 @@ def _store_lifespan(store: AlertStore, sink: EmbeddedSink | None = None) -> Any:
         store.migrate()
         app.state.store = store
         if sink is not None:
-            sink.restore()
+            sink.restore()  # detector state and rule exceptions
         yield
         if sink is not None:
             sink.checkpoint()
@@ -70,15 +58,19 @@ def create_serve_app(settings: Settings, *, pipeline: Pipeline | None = None) ->
     """Embedded mode. Rules load before the server starts, so a broken file fails fast with file:line."""
     pipeline = pipeline or Pipeline(load_rules(settings.rules, LoadOptions(rule_matching=settings.rule_matching)))
     store = AlertStore(settings.db_url)
+    exceptions = LiveExceptions(store, refresh_s=settings.exceptions_refresh_s)
+    store.triage_hooks.exceptions_changed.append(exceptions.invalidate)  # created over our own API: apply at once
     sink = EmbeddedSink(
         pipeline,
         store,
         record_receipts=settings.record_receipts,
         receipts_retention_hours=settings.receipts_retention_hours,
+        exceptions=exceptions,
     )
     app = _app("auditwatch", settings, _store_lifespan(store, sink))
     app.include_router(webhook_router(sink, max_body_bytes=settings.max_body_bytes))
     app.include_router(api_router)
+    app.include_router(triage_router)
     return app
 
 
@@ -86,6 +78,7 @@ def create_api_app(settings: Settings) -> FastAPI:
     """The REST API alone, over the store that `detect` writes."""
     app = _app("auditwatch api", settings, _store_lifespan(AlertStore(settings.db_url)))
     app.include_router(api_router)
+    app.include_router(triage_router)
     return app
 
 
@@ -164,5 +157,7 @@ def run_http(app: FastAPI, settings: Settings) -> None:
         port=settings.port,
         log_level="warning",
         access_log=False,
+        # uvicorn's own protocol, handing the app the client certificate's subject when access depends on it
+        http=ClientCertProtocol if settings.write_client_cns else "auto",
         **ssl_options(settings),
     )

@@ -22,10 +22,13 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    api_token: SecretStr | None = None
+    api_token: SecretStr | None = None  # read-write (the webhook's token)
+    api_read_token: SecretStr | None = None  # read-only: GET, HEAD, OPTIONS
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     tls_client_ca_file: str | None = None  # verify client certificates (the apiserver's kubeconfig client cert)
+    # client certificates with these common names are read-write, others read-only (empty: all read-write)
+    write_client_cns: Annotated[list[str], NoDecode] = []
     insecure: bool = False
     # detection and the alert store
     db_url: str = DEFAULT_DB_URL
@@ -35,6 +38,7 @@ class Settings(BaseSettings):
     # every event the apiserver sent was received and went through detection (serve, detect)
     record_receipts: bool = False
     receipts_retention_hours: float = 168.0
+    exceptions_refresh_s: float = 30.0  # serve and detect reload rule exceptions from the store this often
     # distributed mode
     kafka_bootstrap: str | None = None
     topic: str = "k8s-audit"
@@ -47,7 +51,7 @@ class Settings(BaseSettings):
     kafka_producers: int = 3  # producer connections used in turn by webhook batches
     drop_request_received: bool = False
 
-    @field_validator("rules", mode="before")
+    @field_validator("rules", "write_client_cns", mode="before")
     @classmethod
     def _split_rules(cls, value: Any) -> Any:
         # AUDITWATCH_RULES=builtin,/etc/auditwatch/rules
@@ -73,6 +77,13 @@ class Settings(BaseSettings):
     def _positive_hours(cls, value: float) -> float:
         if not 0 < value <= 876_000:  # also refuses nan and inf
             raise ValueError("must be more than 0 and at most 876000 (100 years)")
+        return value
+
+    @field_validator("exceptions_refresh_s")
+    @classmethod
+    def _refresh(cls, value: float) -> float:
+        if not 0.1 <= value <= 86_400:
+            raise ValueError("must be between 0.1 and 86400 seconds")
         return value
 
     @field_validator("partitions", "replication_factor", "detect_max_records", "kafka_producers")
@@ -105,6 +116,15 @@ def check_listener(settings: Settings) -> str | None:
     if settings.api_token is not None and not settings.api_token.get_secret_value():
         # refused everywhere, as an empty token file is: it would pass the check below, then refuse every client
         return "AUDITWATCH_API_TOKEN is empty: set it to the token clients send, or unset it"
+    if settings.api_read_token is not None and not settings.api_read_token.get_secret_value():
+        return "AUDITWATCH_API_READ_TOKEN is empty: set it to the read-only token clients send, or unset it"
+    if settings.write_client_cns and not settings.tls_client_ca_file:
+        return "--write-client-cn needs --tls-client-ca (it names client certificates)"
+    if settings.api_read_token is not None:
+        if settings.api_token is None:
+            return "--read-token-file needs --token-file (the read-write token, which the webhook uses)"
+        if settings.api_read_token.get_secret_value() == settings.api_token.get_secret_value():
+            return "the read-only and the read-write tokens must differ"
     if is_loopback(settings.host) or settings.insecure:
         return None
     if settings.api_token is not None or settings.tls_client_ca_file:

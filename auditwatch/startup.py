@@ -120,6 +120,7 @@ def listener_settings(args: argparse.Namespace, **more: Any) -> Any:
 
     settings = build_settings(
         host=args.host, port=args.port, api_token=_read_token(args.token_file),
+        api_read_token=_read_token(args.read_token_file), write_client_cns=args.write_client_cn,
         tls_cert_file=args.tls_cert, tls_key_file=args.tls_key, tls_client_ca_file=args.tls_client_ca,
         insecure=True if args.insecure else None, **more,
     )  # fmt: skip

@@ -92,6 +92,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 def cmd_detect(args: argparse.Namespace) -> int:
     from auditwatch.consumer import Consumer
+    from auditwatch.live_exceptions import LiveExceptions
     from auditwatch.server import topic_specs
     from ingest.kafka import ensure_topics
 
@@ -108,6 +109,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         bootstrap=settings.kafka_bootstrap, topic=settings.topic, group=settings.consumer_group,
         pipeline=pipeline, store=store, max_records=settings.detect_max_records,
         record_receipts=settings.record_receipts, receipts_retention_hours=settings.receipts_retention_hours,
+        exceptions=LiveExceptions(store, refresh_s=settings.exceptions_refresh_s),
     )  # fmt: skip
     print(
         f"auditwatch detect: group {settings.consumer_group} on {settings.kafka_bootstrap} topic {settings.topic}, "

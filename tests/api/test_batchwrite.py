@@ -24,19 +24,7 @@ from detectors.alerts import Alert, Severity, make_alert
 from detectors.events import AuditEvent, Rejected
 from tests.support.alerts import alerts
 from tests.support.events import exec_event
-
-
-def nul_event() -> dict[str, Any]:
-    """An exec event with NUL characters where clients put them: the user agent, a name, a request body."""
-    raw = exec_event()
-    raw["auditID"] = "nul\x00-audit-id"
-    raw["userAgent"] = "kubectl/v1.31.2\x00 (linux/amd64)"
-    raw["objectRef"]["name"] = "web-7d9f8b6c5d\x00-x2x9k"
-    deep: dict[str, Any] = {"note": "hidden\x00here", "k\x00ey": ["a\x00", {"b": "\x00"}]}
-    for level in range(30):
-        deep = {f"level{level}": deep}
-    raw["requestObject"] = deep
-    return raw
+from tests.support.poison import nul_event
 
 
 def alert_of(raw: dict[str, Any], rule_id: str = "pod-exec-attach") -> Alert:

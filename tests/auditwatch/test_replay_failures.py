@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import text
 
 from api.store import AlertStore
-from tests.auditwatch.test_serve_isolation import AppLabelRule, poisoned_deployment
 from tests.support.cli import CliRun
 from tests.support.events import scenario_events
+from tests.support.poison import AppLabelRule, poisoned_deployment
 
 
 def write_lines(path: Path, events: list[dict[str, object]]) -> Path:

@@ -3,9 +3,7 @@ batch is stored; values no database takes (NUL characters) are stored, made stor
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +13,11 @@ from fastapi.testclient import TestClient
 from api.store import AlertStore
 from auditwatch.server import create_serve_app
 from auditwatch.settings import Settings
-from detectors.alerts import Alert, Severity, make_alert
-from detectors.events import AuditEvent
-from detectors.loading.yamlload import LocatedDict
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from detectors.rules import native
-from tests.api.test_batchwrite import nul_event
 from tests.support.events import event_list, find_event, scenario_events
+from tests.support.poison import AppLabelRule, nul_event, poisoned_deployment
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -36,28 +31,6 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     yield from fresh_database(PG_URL)
 
 
-@dataclass(frozen=True)
-class AppLabelRule:
-    """A user's rule type: pods or deployments created with an `app` label from a list. It looks the label up
-    in a set, so a label that is not a string but a list (a poisoned field) makes it raise TypeError."""
-
-    id: str
-    apps: frozenset[str]
-    stages: frozenset[str] | None = frozenset({"ResponseComplete"})
-    resources: frozenset[str] | None = frozenset({"pods", "deployments"})
-
-    def detect(self, event: AuditEvent) -> list[Alert]:
-        labels = ((event.raw.get("requestObject") or {}).get("metadata") or {}).get("labels") or {}
-        if event.verb != "create" or not {labels.get("app")} & self.apps:
-            return []
-        return [make_alert(rule_id=self.id, rule_name="Watched app", severity=Severity.LOW, mitre=(),
-                           message=f"{event.resource} of app {labels['app']} created", event=event)]  # fmt: skip
-
-    @classmethod
-    def from_node(cls, node: LocatedDict, *, path: str) -> AppLabelRule:
-        return cls(id=node["id"], apps=frozenset(node["apps"]))
-
-
 @pytest.fixture
 def user_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
     monkeypatch.setitem(native.RULE_TYPES, "app-label", AppLabelRule.from_node)
@@ -65,18 +38,6 @@ def user_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
     rules.mkdir()
     (rules / "watched-app.yaml").write_text("id: watched-app\ntype: app-label\napps: [web]\n")
     return Pipeline(load_rules(["builtin", str(rules)]))
-
-
-def poisoned_deployment() -> dict[str, Any]:
-    """mallory's privileged deployment (built-in rules alert on it), again, with its `app` label a list."""
-    deployment = find_event(
-        lambda e: e.get("objectRef", {}).get("resource") == "deployments" and e["verb"] == "create"
-        and e["stage"] == "ResponseComplete" and e["user"]["username"] == "mallory@example.com"
-    )  # fmt: skip
-    deployment = copy.deepcopy(deployment)
-    deployment["auditID"] = "0badf00d-0000-4000-8000-000000000001"
-    deployment["requestObject"].setdefault("metadata", {})["labels"] = {"app": ["web", "miner"]}
-    return deployment
 
 
 def test_a_detector_failing_on_one_event_quarantines_it_and_the_batch_goes_on(

@@ -8,7 +8,6 @@ statement (or commit); on SQLite the driver reports the file locked there. A mix
 
 from __future__ import annotations
 
-import copy
 import functools
 import sqlite3
 from collections.abc import Iterator
@@ -29,8 +28,8 @@ from auditwatch.server import create_serve_app
 from auditwatch.settings import Settings
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
-from tests.support.events import event_list, scenario_events
-from tests.support.stateful import HEADER, SEQUENCE, THRESHOLD, at, denied_secret_get, grant, workload
+from tests.support.events import event_list
+from tests.support.poison import mixed_batch, rules_dir
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -42,25 +41,6 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
     require(PG_URL.split("@", 1)[1].split("/", 1)[0], "PostgreSQL")
     yield from fresh_database(PG_URL)
-
-
-def rules_dir(tmp_path: Path) -> Path:
-    rules = tmp_path / "rules"
-    rules.mkdir(exist_ok=True)
-    for rule_id, body in (("denied-burst", THRESHOLD), ("grant-then-deploy", SEQUENCE)):
-        (rules / f"{rule_id}.yaml").write_text(HEADER.format(id=rule_id, name=rule_id) + body)
-    return rules
-
-
-def mixed_batch() -> list[Any]:
-    """The scenario's real traffic, a burst of denied secret reads, a grant then a deployment, an event sent
-    twice within the batch, and an item that is not an event."""
-    denied = [at(denied_secret_get(), 60 * i, n=10 + i) for i in range(5)]
-    sequence = [at(grant(), 0, n=20), at(workload(), 90, n=21)]
-    broken = copy.deepcopy(denied[0])
-    del broken["auditID"]
-    items: list[Any] = [*scenario_events(), *denied, *sequence, denied[2], broken]
-    return items
 
 
 @pytest.fixture

@@ -29,8 +29,7 @@ from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from detectors.rules import native
 from ingest.kafka import TopicSpec, ensure_topics
-from tests.auditwatch.test_serve_isolation import AppLabelRule, poisoned_deployment
-from tests.auditwatch.test_serve_redelivery import mixed_batch, rules_dir
+from tests.support.poison import AppLabelRule, mixed_batch, poisoned_deployment, rules_dir
 from tests.support.services import kafka_bootstrap
 
 pytestmark = pytest.mark.integration

@@ -45,3 +45,13 @@ def batch_of_400() -> list[dict[str, Any]]:
         items.append(clone)
         i += 1
     return items
+
+
+def another_like(raw: dict[str, Any], n: int) -> dict[str, Any]:
+    """A new event of the same kind as `raw` (same user, verb, object), `n` minutes later: its own auditID and
+    timestamps, so its alerts get new ids."""
+    clone = copy.deepcopy(raw)
+    clone["auditID"] = f"{clone['auditID'][:-12]}{n:012d}"
+    for key in ("requestReceivedTimestamp", "stageTimestamp"):
+        clone[key] = clone[key][:14] + f"{(int(clone[key][14:16]) + n) % 60:02d}" + clone[key][16:]
+    return clone

@@ -46,3 +46,10 @@ def make_pki(d: Path) -> Pki:
         client_cert=d / "kube-apiserver.crt", client_key=d / "kube-apiserver.key",
         rogue_cert=d / "rogue.crt", rogue_key=d / "rogue.key",
     )  # fmt: skip
+
+
+def another_client(pki: Pki, name: str) -> tuple[Path, Path]:
+    """One more client certificate (and its key) from the PKI's CA, with common name `name`."""
+    d = pki.ca.parent
+    _leaf(d, name, "audit-ca", "extendedKeyUsage=clientAuth\n")
+    return d / f"{name}.crt", d / f"{name}.key"

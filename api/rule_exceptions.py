@@ -1,0 +1,145 @@
+"""Rule exceptions in the store: created (from scratch or from an alert), listed, deleted, loaded, hits counted.
+
+What an exception means and how it matches is `detectors.exceptions`; here they are rows. Ids are random
+(two identical exceptions are two rows). `hits` counts the alerts an exception kept out of the store,
+redeliveries included (a second replay of the same file counts again); `last_hit` is when it last did.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from api.rows import iso, utc
+from api.tables import alerts_table, exceptions_table
+from api.triage import clean_label, clean_text
+from detectors.exceptions import ExceptionError, RuleException, check_match, field_values
+
+# What "the same kind of event" is when an exception is made from an alert without naming its fields:
+# the same user doing the same thing to the same kind of object in the same namespace (not the same object,
+# whose name is often generated).
+DEFAULT_FIELDS = ("user.username", "verb", "objectRef.resource", "objectRef.subresource", "objectRef.namespace")
+
+
+class AlertNotFound(LookupError):
+    """`from_alert` names no stored alert."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewException:
+    """An exception to create. A field whose globs are None takes its values from the alert `from_alert`;
+    with `from_alert` and no fields at all, the DEFAULT_FIELDS that the alert has are taken."""
+
+    author: str
+    comment: str = ""
+    rule_id: str | None = None
+    match: Mapping[str, Sequence[str] | None] | None = None
+    expires_at: datetime | None = None
+    from_alert: str | None = None
+
+
+def _filled(conn: Connection, new: NewException) -> tuple[str, dict[str, tuple[str, ...]]]:
+    """The rule id and conditions, taken from the alert where asked; ExceptionError when they do not make an
+    exception, AlertNotFound when the alert is not there."""
+    match = dict(new.match or {})
+    if new.from_alert is None:
+        if new.rule_id is None:
+            raise ExceptionError("rule_id is required (or from_alert, to take it from an alert)")
+        missing = [path for path, globs in match.items() if globs is None]
+        if missing:
+            raise ExceptionError(f"fields without values need from_alert to take them from: {', '.join(missing)}")
+        return new.rule_id, {path: tuple(globs or ()) for path, globs in match.items()}
+    a = alerts_table
+    alert = conn.execute(select(a.c.rule_id, a.c.event).where(a.c.id == new.from_alert)).first()
+    if alert is None:
+        raise AlertNotFound(f"no alert {new.from_alert!r}")
+    if new.rule_id is not None and new.rule_id != alert.rule_id:
+        raise ExceptionError(f"rule_id {new.rule_id!r} is not the rule of alert {new.from_alert} ({alert.rule_id})")
+    if not match:
+        match = {path: None for path in DEFAULT_FIELDS if field_values(alert.event, path) not in ([], [""])}
+    filled: dict[str, tuple[str, ...]] = {}
+    for path, globs in match.items():
+        if globs is None:
+            values = field_values(alert.event, path)
+            if not values:
+                raise ExceptionError(f"field {path!r} has no value in alert {new.from_alert}")
+            globs = [_literal_glob(v) for v in dict.fromkeys(values)]
+        filled[path] = tuple(globs)
+    return alert.rule_id, filled
+
+
+def _literal_glob(value: str) -> str:
+    """A glob that matches exactly `value` (`*`, `?` and `[` taken literally)."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in value)
+
+
+def create_exception(conn: Connection, new: NewException, now: datetime) -> dict[str, Any]:
+    """Store a new exception; ExceptionError (the conditions do not compile) or AlertNotFound."""
+    rule_id, match = _filled(conn, new)
+    match = {clean_text(path): tuple(clean_text(g) for g in globs) for path, globs in match.items()}
+    check_match(match)
+    row = {
+        "id": uuid.uuid4().hex, "rule_id": clean_label(rule_id), "match": {k: list(v) for k, v in match.items()},
+        "comment": clean_text(new.comment), "author": clean_label(new.author), "created_at": now,
+        "expires_at": None if new.expires_at is None else utc(new.expires_at), "from_alert": new.from_alert,
+        "hits": 0, "last_hit": None,
+    }  # fmt: skip
+    conn.execute(exceptions_table.insert(), [row])
+    return exception_to_dict(row, now)
+
+
+def exception_to_dict(row: Any, now: datetime) -> dict[str, Any]:
+    m = row if isinstance(row, Mapping) else row._mapping
+    expires = m["expires_at"]
+    return {
+        "id": m["id"], "rule_id": m["rule_id"], "match": {k: list(v) for k, v in m["match"].items()},
+        "comment": m["comment"], "author": m["author"], "created_at": iso(m["created_at"]),
+        "expires_at": None if expires is None else iso(expires), "from_alert": m["from_alert"],
+        "active": expires is None or utc(expires) > now, "hits": int(m["hits"]),
+        "last_hit": None if m["last_hit"] is None else iso(m["last_hit"]),
+    }  # fmt: skip
+
+
+def list_exceptions(conn: Connection, now: datetime, rule_id: str | None = None) -> list[dict[str, Any]]:
+    """Every exception (expired ones too, marked inactive), newest first."""
+    e = exceptions_table
+    query = select(e).order_by(e.c.created_at.desc(), e.c.id)
+    if rule_id is not None:
+        query = query.where(e.c.rule_id == rule_id)
+    return [exception_to_dict(row, now) for row in conn.execute(query)]
+
+
+def get_exception(conn: Connection, exception_id: str, now: datetime) -> dict[str, Any] | None:
+    row = conn.execute(select(exceptions_table).where(exceptions_table.c.id == exception_id)).first()
+    return None if row is None else exception_to_dict(row, now)
+
+
+def delete_exception(conn: Connection, exception_id: str) -> bool:
+    e = exceptions_table
+    return bool(conn.execute(e.delete().where(e.c.id == exception_id)).rowcount)
+
+
+def active_exceptions(conn: Connection, now: datetime) -> list[RuleException]:
+    """The exceptions that have not expired, for detection."""
+    e = exceptions_table
+    rows = conn.execute(select(e.c.id, e.c.rule_id, e.c.match, e.c.expires_at).where(
+        (e.c.expires_at.is_(None)) | (e.c.expires_at > now)
+    ))  # fmt: skip
+    return [
+        RuleException(r.id, r.rule_id, {path: tuple(globs) for path, globs in r.match.items()},
+                      None if r.expires_at is None else utc(r.expires_at))
+        for r in rows
+    ]  # fmt: skip
+
+
+def record_hits(conn: Connection, hits: Mapping[str, int], at: datetime) -> None:
+    """Count suppressed alerts (an exception deleted meanwhile is skipped)."""
+    e = exceptions_table
+    for exception_id, count in sorted(hits.items()):  # one order for every writer: no deadlock between them
+        conn.execute(e.update().where(e.c.id == exception_id).values(hits=e.c.hits + count, last_hit=at))
