@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.batchwrite import WriteResult, store_error, write_batch
 from api.errors import StoreError
+from api.outbox import OutboxRoute
 from api.queries import AlertFilter, conditions, encode_cursor, encode_receipt_cursor, receipt_conditions
 from api.rows import (
     group_to_dict,
@@ -107,11 +108,13 @@ class AlertStore:
         states: StateCheckpoints | None = None,
         *,
         receipts: Sequence[Receipt] = (),
+        routes: Sequence[OutboxRoute] = (),
     ) -> WriteResult:
         """Store alerts, rejected items, detector states and event receipts in one transaction (an alert the
-        database refuses is quarantined instead: see api/batchwrite.py); StoreError when nothing could be
-        stored. Receipts already stored are left as they are (their first `received_at` stays)."""
-        return write_batch(self.engine, alerts, rejected, states or {}, receipts)
+        database refuses is quarantined instead: see api/batchwrite.py), and queue each new alert for the
+        notification sinks of `routes` that take it; StoreError when nothing could be stored. Receipts already
+        stored are left as they are (their first `received_at` stays)."""
+        return write_batch(self.engine, alerts, rejected, states or {}, receipts, routes)
 
     def list_groups(
         self, flt: AlertFilter, *, limit: int, cursor: str | None = None

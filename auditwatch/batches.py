@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from api.batchwrite import WriteResult
+from api.outbox import OutboxRoute
 from api.retention import ReceiptRetention
 from api.store import AlertStore
 from api.tables import Receipt, StateCheckpoints, receipt_of
@@ -50,7 +51,8 @@ class BatchWriter:
 
     Detector state is checkpointed per scope ("serve", or one per Kafka partition): a scope whose state
     changed is due `checkpoint_every_s` after its last checkpoint was tried (or its state restored). Calls
-    are serialised by the caller (one batch at a time).
+    are serialised by the caller (one batch at a time). New alerts are queued for the notification sinks of
+    `routes` in the same transaction.
     """
 
     def __init__(
@@ -60,8 +62,10 @@ class BatchWriter:
         checkpoint_every_s: float = 5.0,
         record_receipts: bool = False,
         receipts_retention_hours: float = 168.0,
+        routes: Sequence[OutboxRoute] = (),
     ) -> None:
         self.store = store
+        self.routes = tuple(routes)
         self.checkpoint_every_s = checkpoint_every_s
         self.retention = ReceiptRetention(store, receipts_retention_hours) if record_receipts else None
         self._tried: dict[str, float] = {}  # scope -> when its state was last checkpointed (tried) or restored
@@ -101,7 +105,9 @@ class BatchWriter:
             self._tried[scope] = now
         stored = WriteResult(new_alerts=0)
         if batch.alerts or batch.rejected or batch.states or batch.receipts:
-            stored = self.store.write(batch.alerts, batch.rejected, batch.states, receipts=batch.receipts)
+            stored = self.store.write(
+                batch.alerts, batch.rejected, batch.states, receipts=batch.receipts, routes=self.routes
+            )
         self._changed.difference_update(batch.states)
         if self.retention is not None and self.retention.due():
             self.retention.run()
