@@ -44,6 +44,7 @@ from api.tables import (
     state_table,
     storable,
 )
+from api.transactions import writing
 from detectors.alerts import Alert
 from detectors.errors import describe_error
 from detectors.events import Rejected
@@ -85,13 +86,13 @@ def write_batch(
     batch = _Batch(alerts, rejected, states, receipts, routes)
     now = datetime.now(UTC)
     try:
-        with engine.begin() as conn:
+        with writing(engine).begin() as conn:
             return _write(conn, batch, now, isolate=False)
     except Exception as exc:
         if classify(exc) is Fault.TRANSIENT:
             raise store_error(exc) from exc
     try:
-        with engine.begin() as conn:
+        with writing(engine).begin() as conn:
             return _write(conn, batch, now, isolate=True)
     except Exception as exc:
         raise store_error(exc) from exc

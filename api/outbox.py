@@ -13,8 +13,7 @@ settling sends a notification twice: the lease runs out and the row is claimed a
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,13 +21,12 @@ from typing import Any
 import orjson
 from sqlalchemy import Column, Engine, Table, and_, func, or_, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
-from api.errors import CursorError, StoreError
+from api.errors import CursorError
 from api.rows import iso, utc
 from api.tables import alerts_table, groups_table, outbox_table, storable
+from api.transactions import transaction
 from detectors.alerts import Alert
-from detectors.errors import describe_error
 
 MAX_ERROR_CHARS = 500  # of a delivery error kept in `last_error`
 
@@ -79,16 +77,6 @@ def lease(
 ) -> None:
     """Lease rows of a sink to this sender until `until`."""
     conn.execute(update(table).where(table.c.sink == sink, id_column.in_(ids)).values(leased_until=until))
-
-
-@contextmanager
-def transaction(engine: Engine) -> Iterator[Connection]:
-    """A transaction on the store's engine; StoreError when the database fails."""
-    try:
-        with engine.begin() as conn:
-            yield conn
-    except SQLAlchemyError as exc:
-        raise StoreError(f"database error: {describe_error(exc)}") from exc
 
 
 class Outbox:
@@ -192,22 +180,22 @@ class Outbox:
         """Pending rows per sink (those of sinks no longer configured too)."""
         o = outbox_table
         query = select(o.c.sink, func.count()).where(o.c.status == "pending").group_by(o.c.sink)
-        with transaction(self.engine) as conn:
+        with transaction(self.engine, writes=False) as conn:
             return {sink: int(n) for sink, n in conn.execute(query)}
 
     def alerts(self, ids: Sequence[str]) -> dict[str, Any]:
         """The stored alerts of claimed rows, by id (rows of `alerts`)."""
-        with transaction(self.engine) as conn:
+        with transaction(self.engine, writes=False) as conn:
             return {r.id: r for r in conn.execute(select(alerts_table).where(alerts_table.c.id.in_(ids)))}
 
     def groups(self, ids: Sequence[str]) -> dict[str, Any]:
         """Alert groups by id (rows of `alert_groups`)."""
-        with transaction(self.engine) as conn:
+        with transaction(self.engine, writes=False) as conn:
             return {r.id: r for r in conn.execute(select(groups_table).where(groups_table.c.id.in_(ids)))}
 
     def deliveries_of(self, alert_id: str) -> list[dict[str, Any]]:
         o = outbox_table
-        with transaction(self.engine) as conn:
+        with transaction(self.engine, writes=False) as conn:
             rows = conn.execute(select(o).where(o.c.alert_id == alert_id).order_by(o.c.sink))
             return [delivery_to_dict(r) for r in rows]
 
@@ -232,7 +220,7 @@ class Outbox:
             )
         query = select(o).where(and_(*conds)) if conds else select(o)
         query = query.order_by(o.c.created_at.desc(), o.c.alert_id.desc(), o.c.sink.desc()).limit(limit + 1)
-        with transaction(self.engine) as conn:
+        with transaction(self.engine, writes=False) as conn:
             rows = list(conn.execute(query))
         next_cursor = None
         if len(rows) > limit:

@@ -17,9 +17,10 @@ from typing import Any
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.engine import Connection
 
-from api.outbox import error_text, lease, transaction, unleased
+from api.outbox import error_text, lease, unleased
 from api.rows import utc
 from api.tables import resends_table
+from api.transactions import transaction
 
 FIRING = "firing"
 RESOLVED = "resolved"

@@ -36,6 +36,7 @@ from api.tables import (
     receipts_table,
     state_table,
 )
+from api.transactions import begin_statement, writing
 from detectors.alerts import Alert
 from detectors.events import Rejected
 
@@ -56,7 +57,7 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql(begin_statement(conn))  # IMMEDIATE when it will write (api/transactions.py)
 
 
 class AlertStore:
@@ -74,9 +75,9 @@ class AlertStore:
             raise StoreError(f"cannot use database URL: {exc}") from None
 
     @contextmanager
-    def _tx(self) -> Iterator[Connection]:
+    def _tx(self, *, writes: bool = False) -> Iterator[Connection]:
         try:
-            with self.engine.begin() as conn:
+            with (writing(self.engine) if writes else self.engine).begin() as conn:
                 yield conn
         except SQLAlchemyError as exc:
             raise store_error(exc) from exc
@@ -88,7 +89,7 @@ class AlertStore:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-        with self._tx() as conn:
+        with self._tx(writes=True) as conn:
             if conn.dialect.name == "postgresql":
                 # detect and api processes start together: one migrates, the others wait, then see it done.
                 # Bounded: a stuck migration fails the start with an error instead of hanging it.
@@ -200,7 +201,7 @@ class AlertStore:
         (a whole last batch goes, since a batch's receipts share their `received_at`). Returns the count."""
         r = receipts_table
         cutoff = r.c.received_at < utc(before)
-        with self._tx() as conn:
+        with self._tx(writes=True) as conn:
             if max_rows is not None:
                 nth = conn.scalar(
                     select(r.c.received_at).where(cutoff).order_by(r.c.received_at).offset(max_rows - 1).limit(1)

@@ -28,6 +28,7 @@ OPTIONS = {
     "falcosidekick": (*COMMON, "rate"),
     "slack": (*COMMON, "rate"),
 }
+_ALL_OPTIONS = frozenset(name for names in OPTIONS.values() for name in names)
 REPEATABLE = frozenset({"rules", "exclude_rules"})
 _OPTION_NAME = re.compile(r"[a-z_]{1,32}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]{0,199}")
@@ -123,13 +124,15 @@ def parse_url(kind: str, url: str) -> str:
 
 def _options(kind: str, parts: Sequence[str]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
+    quiet = any(part.strip().startswith("secret=") for part in parts)  # a secret with a comma looks like options
     for number, part in enumerate(parts, start=1):
         key, eq, value = part.partition("=")
         key = key.strip()
         if not eq:  # not echoed: it may be the tail of a secret that held a comma
             raise SinkSpecError(f"option {number} has no '=' (options are option=value, separated by commas)")
         if key not in OPTIONS[kind]:
-            shown = repr(key) if _OPTION_NAME.fullmatch(key) else f"{number}"
+            named = key in _ALL_OPTIONS or (_OPTION_NAME.fullmatch(key) and not quiet)
+            shown = repr(key) if named else f"{number}"
             raise SinkSpecError(f"unknown option {shown} for {kind} (options: {', '.join(OPTIONS[kind])})")
         if not value:
             raise SinkSpecError(f"option {key!r} needs a value ({key}=...)")
