@@ -85,10 +85,11 @@ class SinkConfig:
     def secrets(self) -> tuple[str, ...]:
         """Texts that must never appear in an error message, a log line or the database."""
         parts = urlsplit(self.url)
-        found = [self.url, parts.path if len(parts.path) > 1 else "", parts.query, parts.password or ""]
+        found = [self.url, parts.password or ""]
+        found += [p for p in (parts.path, parts.query) if len(p) >= 8]  # a shorter path is no secret, and common
         if self.secret is not None:
             found.append(self.secret.decode("utf-8", "replace"))
-        return tuple(s for s in found if len(s) > 1)
+        return tuple(s for s in found if s)
 
 
 def parse_duration(text: str, what: str, *, low: float, high: float) -> float:
