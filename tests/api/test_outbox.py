@@ -7,7 +7,6 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
@@ -117,9 +116,10 @@ def test_deliveries_page_newest_first_with_a_cursor(store: AlertStore) -> None:
     assert [d["created_at"] for d in everything] == sorted((d["created_at"] for d in everything), reverse=True)
 
 
-def test_concurrent_claims_on_postgresql_never_share_a_row(store: AlertStore) -> None:
-    if store.engine.dialect.name != "postgresql":
-        pytest.skip("SKIP LOCKED: PostgreSQL (SQLite has a single writer process)")
+def test_concurrent_claims_on_postgresql_never_share_a_row(pg_url: str) -> None:
+    """FOR UPDATE SKIP LOCKED: several `detect` processes share one PostgreSQL (SQLite has one process)."""
+    store = AlertStore(pg_url)
+    store.migrate()
     store.write(alerts(120), routes=[EVERYTHING])
     box = Outbox(store.engine)
     got: list[list[str]] = [[] for _ in range(4)]
@@ -137,6 +137,7 @@ def test_concurrent_claims_on_postgresql_never_share_a_row(store: AlertStore) ->
         t.start()
     for t in threads:
         t.join(timeout=60)
+    store.close()
     everything = [a for ids in got for a in ids]
     assert len(everything) == len(set(everything)) == 120
     assert sum(1 for ids in got if ids) >= 2  # they really ran side by side
