@@ -1,7 +1,8 @@
 """One batch into the alert store: one transaction, and, when an item cannot be stored, that item set aside.
 
-A batch is alerts (each new one folded into its alert group), event receipts, quarantine rows and detector
-state checkpoints, written in one transaction. When that fails, `api.faults` says why:
+A batch is alerts (each new one folded into its alert group and queued for the notification sinks that take
+it, see api/outbox.py), event receipts, quarantine rows and detector state checkpoints, written in one
+transaction. When that fails, `api.faults` says why:
 
 - transient (the database is unreachable, locked, restarting): StoreError; nothing was stored, and the
   caller retries the whole batch later (503 to the apiserver, backoff in the consumer);
@@ -30,17 +31,20 @@ from sqlalchemy.engine import Connection
 
 from api.errors import StoreError
 from api.faults import Fault, classify
+from api.outbox import OutboxRoute, outbox_rows
 from api.rows import alert_row, new_group_row, quarantine_row, state_text, utc
 from api.tables import (
     Receipt,
     StateCheckpoints,
     alerts_table,
     groups_table,
+    outbox_table,
     quarantine_table,
     receipts_table,
     state_table,
     storable,
 )
+from api.transactions import writing
 from api.triage import reopen_group
 from detectors.alerts import Alert
 from detectors.errors import describe_error
@@ -67,6 +71,7 @@ class _Batch:
     rejected: Sequence[Rejected]
     states: StateCheckpoints
     receipts: Sequence[Receipt]
+    routes: Sequence[OutboxRoute] = ()
 
 
 def write_batch(
@@ -75,18 +80,20 @@ def write_batch(
     rejected: Sequence[Rejected],
     states: StateCheckpoints,
     receipts: Sequence[Receipt],
+    routes: Sequence[OutboxRoute] = (),
 ) -> WriteResult:
-    """Write the batch (see the module docstring); StoreError when nothing of it could be stored."""
-    batch = _Batch(alerts, rejected, states, receipts)
+    """Write the batch (see the module docstring), queueing new alerts for the sinks of `routes`; StoreError
+    when nothing of it could be stored."""
+    batch = _Batch(alerts, rejected, states, receipts, routes)
     now = datetime.now(UTC)
     try:
-        with engine.begin() as conn:
+        with writing(engine).begin() as conn:
             return _write(conn, batch, now, isolate=False)
     except Exception as exc:
         if classify(exc) is Fault.TRANSIENT:
             raise store_error(exc) from exc
     try:
-        with engine.begin() as conn:
+        with writing(engine).begin() as conn:
             return _write(conn, batch, now, isolate=True)
     except Exception as exc:
         raise store_error(exc) from exc
@@ -106,14 +113,14 @@ def _write(conn: Connection, batch: _Batch, now: datetime, *, isolate: bool) -> 
         for alert in fresh:
             try:
                 with conn.begin_nested():
-                    _insert_alerts(conn, [alert], now)
+                    _insert_alerts(conn, [alert], now, batch.routes)
                 new += 1
             except Exception as exc:
                 _raise_unless_item(exc)
                 reason = f"alert of rule {alert.rule_id} could not be stored: {describe_error(exc)}"
                 refused.append(Rejected(alert.origin, reason, dict(alert.event)))
     else:
-        new = _insert_alerts(conn, fresh, now)
+        new = _insert_alerts(conn, fresh, now, batch.routes)
     keys = list(dict.fromkeys(tuple(storable(part) for part in receipt) for receipt in batch.receipts))
     for start in range(0, len(keys), 1000):
         conn.execute(
@@ -144,14 +151,19 @@ def storable_alert(alert: Alert) -> Alert:
     return dataclasses.replace(alert, **changes) if changes else alert
 
 
-def _insert_alerts(conn: Connection, alerts: Sequence[Alert], now: datetime) -> int:
-    """Insert new alerts, each folded into its group first (only new alerts count, so redelivery is harmless)."""
+def _insert_alerts(conn: Connection, alerts: Sequence[Alert], now: datetime, routes: Sequence[OutboxRoute]) -> int:
+    """Insert new alerts, each folded into its group first and queued for the sinks that take it (only new
+    alerts count, so redelivery is harmless)."""
     alerts = [storable_alert(a) for a in alerts]
     rows = [alert_row(a, now) for a in alerts]
+    queued: list[dict[str, Any]] = []
     for row, alert in zip(rows, alerts, strict=True):
         row["group_id"] = _fold(conn, alert)
+        queued.extend(outbox_rows(alert, row["group_id"], routes, now))
     if rows:
         conn.execute(insert_ignore(conn, alerts_table), rows)
+    for start in range(0, len(queued), 1000):
+        conn.execute(insert_ignore(conn, outbox_table), queued[start : start + 1000])
     return len(rows)
 
 

@@ -1,18 +1,19 @@
-"""REST over the alert store: list (filtered, newest first, cursor-paginated), get one, health."""
+"""REST over the alert store: list (filtered, newest first, cursor-paginated), get one, deliveries, health."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
 
 from api.errors import CursorError, StoreError
+from api.outbox import Outbox
 from api.queries import AlertFilter, bounded_utc, has_nul
-from api.schemas import AlertDetail, AlertGroupPage, AlertPage, Health, ReceiptPage
+from api.schemas import AlertDetail, AlertGroupPage, AlertPage, DeliveryPage, Health, ReceiptPage
 from api.store import AlertStore
 from api.triage import STATUSES
 from detectors.alerts import Severity
@@ -119,11 +120,32 @@ def list_alert_groups(store: StoreDep, query: PageDep) -> dict[str, Any]:
 def get_alert(alert_id: str, store: StoreDep) -> dict[str, Any]:
     try:
         found = store.get_alert(alert_id)
+        if found is not None:
+            found["deliveries"] = Outbox(store.engine).deliveries_of(alert_id)
     except StoreError as exc:
         raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "5"}) from None
     if found is None:
         raise HTTPException(status_code=404, detail=f"no alert {alert_id!r}")
     return found
+
+
+@router.get("/api/v1/deliveries", response_model=DeliveryPage, tags=["notifications"])
+def list_deliveries(
+    store: StoreDep,
+    status: Annotated[Literal["pending", "delivered", "failed", "dropped"] | None, Query()] = None,
+    sink: Annotated[str | None, Query(description="A sink's name, as `deliveries` of an alert show it")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> dict[str, Any]:
+    """Notifications (`--notify`), one per alert and sink, most recently queued first: e.g. `status=failed` for
+    those given up, `status=pending` for the backlog of a sink that is down."""
+    try:
+        items, next_cursor = Outbox(store.engine).list_deliveries(status=status, sink=sink, limit=limit, cursor=cursor)
+    except CursorError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
+    except StoreError as exc:
+        raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "5"}) from None
+    return {"items": items, "next_cursor": next_cursor}
 
 
 @router.get("/api/v1/receipts", response_model=ReceiptPage, tags=["receipts"])

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from api.tables import alerts_table, fit, groups_table
-from detectors.alerts import Alert
+from detectors.alerts import Alert, Severity
 from detectors.events import Rejected
 from detectors.redact import redact_text_in, redacted_json
 
@@ -87,6 +87,20 @@ def row_to_dict(row: Any, *, with_event: bool) -> dict[str, Any]:
     if with_event:
         out["event"] = m["event"]
     return out
+
+
+def alert_from_row(row: Any) -> Alert:
+    """A stored alert as an Alert again (its group key and suppression window are its group's, not kept here)."""
+    m = row._mapping
+    return Alert(
+        id=m["id"], rule_id=m["rule_id"], rule_name=m["rule_name"], severity=Severity.parse(m["severity"]),
+        mitre=tuple(m["mitre"] or ()), message=m["message"], event_time=utc(m["event_time"]), audit_id=m["audit_id"],
+        stage=m["stage"], user=m["user_name"], groups=tuple(m["groups"] or ()),
+        impersonated_user=m["impersonated_user"], source_ips=tuple(m["source_ips"] or ()),
+        user_agent=m["user_agent"], verb=m["verb"], resource=m["resource"],
+        subresource=m["subresource"], namespace=m["namespace"], name=m["name"], origin=m["origin"],
+        event=dict(m["event"] or {}), details=dict(m["details"] or {}),
+    )  # fmt: skip
 
 
 def group_to_dict(row: Any) -> dict[str, Any]:

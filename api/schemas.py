@@ -77,8 +77,28 @@ class Note(BaseModel):
     on: Literal["alert", "group"] = Field(description="Whether the note was made on the alert or on its group")
 
 
+class Delivery(BaseModel):
+    alert_id: str
+    sink: str = Field(description="KIND:SCHEME://HOST[:PORT], or the sink's name= option (never a URL's credentials)")
+    status: str = Field(
+        description="pending (queued or waiting for a retry), delivered, failed (refused by the sink, or not "
+        "delivered within max_age) or dropped (over the sink's rate, or beyond max_pending)"
+    )
+    attempts: int = Field(description="Deliveries tried")
+    last_error: str | None = Field(description="Why the last try failed, or why it was dropped")
+    created_at: str = Field(description="When it was queued (with its alert), RFC 3339 UTC")
+    next_attempt_at: str | None = Field(description="Pending: when it is tried next")
+    delivered_at: str | None
+
+
+class DeliveryPage(BaseModel):
+    items: list[Delivery]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null at the end")
+
+
 class AlertDetail(AlertSummary):
     event: dict[str, Any] = Field(description="The audit event, with secrets and tokens redacted")
+    deliveries: list[Delivery] = Field(default_factory=list, description="Its notifications, one per sink that took it")
     notes: list[Note] = Field(default_factory=list, description="Notes on the alert and on its group, oldest first")
 
 

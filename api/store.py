@@ -19,7 +19,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.batchwrite import WriteResult, store_error, write_batch
 from api.errors import StoreURLError
+from api.outbox import OutboxRoute
 from api.queries import AlertFilter, conditions, encode_cursor, encode_receipt_cursor, receipt_conditions
+from api.resends import resolve_groups
 from api.rows import (
     group_to_dict,
     receipt_to_dict,
@@ -44,7 +46,18 @@ from api.tables import (
     receipts_table,
     state_table,
 )
-from api.triage import ALERT, GROUP, TriageChange, TriageHooks, history_of, notes_of, triage_alert, triage_group
+from api.transactions import begin_statement, writing
+from api.triage import (
+    ALERT,
+    GROUP,
+    GroupClosed,
+    TriageChange,
+    TriageHooks,
+    history_of,
+    notes_of,
+    triage_alert,
+    triage_group,
+)
 from detectors.alerts import Alert
 from detectors.events import Rejected
 from detectors.exceptions import RuleException
@@ -66,7 +79,7 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql(begin_statement(conn))  # IMMEDIATE when it will write (api/transactions.py)
 
 
 def _url_problem(url: str, exc: Exception) -> str:
@@ -84,12 +97,18 @@ def _url_problem(url: str, exc: Exception) -> str:
     return f"cannot use database URL: {exc}"
 
 
+def _resolve_in_alertmanager(conn: Connection, closed: GroupClosed) -> None:
+    """A group that triage closes is resolved in Alertmanager too, in the same transaction (no sink: no rows)."""
+    resolve_groups(conn, [closed.group_id], closed.at)
+
+
 class AlertStore:
     """Owns one SQLAlchemy engine. Methods are synchronous; async callers run them in a thread."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.triage_hooks = TriageHooks()
+        self.triage_hooks.group_closed.append(_resolve_in_alertmanager)
         try:
             if url.startswith("sqlite"):
                 self.engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
@@ -100,9 +119,9 @@ class AlertStore:
             raise StoreURLError(_url_problem(url, exc)) from None
 
     @contextmanager
-    def _tx(self) -> Iterator[Connection]:
+    def _tx(self, *, writes: bool = False) -> Iterator[Connection]:
         try:
-            with self.engine.begin() as conn:
+            with (writing(self.engine) if writes else self.engine).begin() as conn:
                 yield conn
         except SQLAlchemyError as exc:
             raise store_error(exc) from exc
@@ -114,7 +133,7 @@ class AlertStore:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-        with self._tx() as conn:
+        with self._tx(writes=True) as conn:
             if conn.dialect.name == "postgresql":
                 # detect and api processes start together: one migrates, the others wait, then see it done.
                 # Bounded: a stuck migration fails the start with an error instead of hanging it.
@@ -134,11 +153,13 @@ class AlertStore:
         states: StateCheckpoints | None = None,
         *,
         receipts: Sequence[Receipt] = (),
+        routes: Sequence[OutboxRoute] = (),
     ) -> WriteResult:
         """Store alerts, rejected items, detector states and event receipts in one transaction (an alert the
-        database refuses is quarantined instead: see api/batchwrite.py); StoreError when nothing could be
-        stored. Receipts already stored are left as they are (their first `received_at` stays)."""
-        return write_batch(self.engine, alerts, rejected, states or {}, receipts)
+        database refuses is quarantined instead: see api/batchwrite.py), and queue each new alert for the
+        notification sinks of `routes` that take it; StoreError when nothing could be stored. Receipts already
+        stored are left as they are (their first `received_at` stays)."""
+        return write_batch(self.engine, alerts, rejected, states or {}, receipts, routes)
 
     def list_groups(
         self, flt: AlertFilter, *, limit: int, cursor: str | None = None
@@ -306,7 +327,7 @@ class AlertStore:
         (a whole last batch goes, since a batch's receipts share their `received_at`). Returns the count."""
         r = receipts_table
         cutoff = r.c.received_at < utc(before)
-        with self._tx() as conn:
+        with self._tx(writes=True) as conn:
             if max_rows is not None:
                 nth = conn.scalar(
                     select(r.c.received_at).where(cutoff).order_by(r.c.received_at).offset(max_rows - 1).limit(1)

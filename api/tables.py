@@ -183,6 +183,40 @@ Receipt = tuple[str, str, str]  # (auditID, stage, stageTimestamp)
 # Detector state to checkpoint: scope -> (the input position it reflects, or None; Pipeline.snapshot())
 StateCheckpoints = dict[str, tuple[int | None, dict[str, Any]]]
 
+# Notifications to deliver: one row per (alert, sink), written with the alert (api/outbox.py). A row is due
+# when `next_attempt_at` has passed and no sender holds its lease (`leased_until`).
+OUTBOX_STATUSES = ("pending", "delivered", "failed", "dropped")
+outbox_table = Table(
+    "notify_outbox",
+    metadata,
+    Column("alert_id", String(64), primary_key=True),
+    Column("sink", String(200), primary_key=True),  # the sink's public name: never a URL with credentials
+    Column("group_id", String(64)),  # the alert's group: Alertmanager posts one alert per group
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("leased_until", DateTime(timezone=True)),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Index("ix_outbox_due", "sink", "status", "next_attempt_at"),
+    Index("ix_outbox_status_created", "status", "created_at"),
+)
+
+# Alertmanager's side of an alert group, per sink: re-sent while firing, then resolved (api/resends.py).
+resends_table = Table(
+    "notify_resends",
+    metadata,
+    Column("sink", String(200), primary_key=True),
+    Column("group_id", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),  # firing | resolved
+    Column("next_at", DateTime(timezone=True), nullable=False),
+    Column("leased_until", DateTime(timezone=True)),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Index("ix_resends_due", "sink", "next_at"),
+)
+
 
 def bounded(value: str, limit: int) -> str:
     """`value` if it fits its column, else a prefix and a digest of the whole (still unique, never an error:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from api.batchwrite import WriteResult
 from api.errors import StoreError
+from api.outbox import OutboxRoute
 from api.retention import ReceiptRetention
 from api.store import AlertStore
 from api.tables import Receipt, StateCheckpoints, receipt_of
@@ -56,7 +57,8 @@ class BatchWriter:
 
     Detector state is checkpointed per scope ("serve", or one per Kafka partition): a scope whose state
     changed is due `checkpoint_every_s` after its last checkpoint was tried (or its state restored). Calls
-    are serialised by the caller (one batch at a time).
+    are serialised by the caller (one batch at a time). New alerts are queued for the notification sinks of
+    `routes` in the same transaction.
     """
 
     def __init__(
@@ -66,8 +68,10 @@ class BatchWriter:
         checkpoint_every_s: float = 5.0,
         record_receipts: bool = False,
         receipts_retention_hours: float = 168.0,
+        routes: Sequence[OutboxRoute] = (),
     ) -> None:
         self.store = store
+        self.routes = tuple(routes)
         self.checkpoint_every_s = checkpoint_every_s
         self.retention = ReceiptRetention(store, receipts_retention_hours) if record_receipts else None
         self._tried: dict[str, float] = {}  # scope -> when its state was last checkpointed (tried) or restored
@@ -107,7 +111,9 @@ class BatchWriter:
             self._tried[scope] = now
         stored = WriteResult(new_alerts=0)
         if batch.alerts or batch.rejected or batch.states or batch.receipts:
-            stored = self.store.write(batch.alerts, batch.rejected, batch.states, receipts=batch.receipts)
+            stored = self.store.write(
+                batch.alerts, batch.rejected, batch.states, receipts=batch.receipts, routes=self.routes
+            )
         self._changed.difference_update(batch.states)
         if batch.hits:
             self._count_hits(batch.hits)

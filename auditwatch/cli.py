@@ -117,6 +117,23 @@ def _receipt_options(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _notify_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--notify", action="append", metavar="KIND=URL[,option=value...]",
+        help="push each new alert to a sink (repeatable). KIND: alertmanager, webhook (signed with secret_file=), "
+        "falcosidekick or slack (also Mattermost). Options: name, min_severity, rules, exclude_rules (rule ids or "
+        "names, globs; repeatable), rate (e.g. 20/min; excess dropped and counted), timeout, backoff, backoff_max, "
+        "max_age, max_pending, resend (alertmanager), secret / secret_file (webhook). Delivered from an outbox in "
+        "the database, at least once, with retries: see README 'Notifications'. Env: AUDITWATCH_NOTIFY (several "
+        "separated by newlines or ';')",
+    )  # fmt: skip
+    p.add_argument(
+        "--public-url", metavar="URL",
+        help="the REST API's address as people reach it, for the links in notifications (serve: default its own "
+        "listener). Env: AUDITWATCH_PUBLIC_URL",
+    )  # fmt: skip
+
+
 def _archive_options(p: argparse.ArgumentParser) -> None:
     from ingest.archives import FORMATS
 
@@ -162,6 +179,7 @@ def _serve_parser(sub: Any) -> None:
     serve.add_argument("--rules", action="append", help=RULES_HELP)
     serve.add_argument("--rule-matching", choices=["first", "all"], help=MATCHING_HELP)
     _receipt_options(serve)
+    _notify_options(serve)
     serve.set_defaults(func=cmd_serve)
 
 
@@ -201,6 +219,7 @@ def _detect_parser(sub: Any) -> None:
     detect.add_argument("--partitions", type=int, help=PARTITIONS_HELP)
     detect.add_argument("--rule-matching", choices=["first", "all"], help=MATCHING_HELP)
     _receipt_options(detect)
+    _notify_options(detect)
     detect.set_defaults(func=cmd_detect)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -29,6 +30,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from api.errors import StoreError
+from api.outbox import OutboxRoute
 from api.store import AlertStore
 from api.tables import Receipt, StateCheckpoints
 from auditwatch.batches import BatchResults, BatchWriter
@@ -127,6 +129,7 @@ class Consumer:
         record_receipts: bool = False,
         receipts_retention_hours: float = 168.0,
         exceptions: LiveExceptions | None = None,
+        routes: Sequence[OutboxRoute] = (),
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
@@ -141,6 +144,7 @@ class Consumer:
             checkpoint_every_s=checkpoint_every_s,
             record_receipts=record_receipts,
             receipts_retention_hours=receipts_retention_hours,
+            routes=routes,  # new alerts are queued for these notification sinks with the batch
         )
         self.exceptions = exceptions
         self.stats = ConsumerStats()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 
 import anyio.to_thread
 
 from api.errors import StoreError
+from api.outbox import OutboxRoute
 from api.store import AlertStore
 from api.tables import StateCheckpoints
 from auditwatch.batches import BatchResults, BatchWriter
@@ -34,7 +36,8 @@ class EmbeddedSink:
     state changes of the last few seconds; alerts already answered 200 are never lost.)
 
     With `record_receipts`, every accepted event (duplicates too: they were received) leaves a receipt,
-    written with the batch's alerts, so a 200 means its receipts are durable as well.
+    written with the batch's alerts, so a 200 means its receipts are durable as well. So are the
+    notifications of its new alerts, queued in the same transaction for the sinks of `routes`.
 
     With `exceptions`, alerts that a rule exception matches are counted, not stored (or reported).
     """
@@ -48,6 +51,7 @@ class EmbeddedSink:
         record_receipts: bool = False,
         receipts_retention_hours: float = 168.0,
         exceptions: LiveExceptions | None = None,
+        routes: Sequence[OutboxRoute] = (),
     ) -> None:
         self.pipeline = pipeline
         self.store = store
@@ -57,6 +61,7 @@ class EmbeddedSink:
             checkpoint_every_s=checkpoint_every_s,
             record_receipts=record_receipts,
             receipts_retention_hours=receipts_retention_hours,
+            routes=routes,
         )
         self._lock = threading.Lock()
 

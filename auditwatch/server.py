@@ -8,7 +8,7 @@ same way for every app: read-only and read-write bearer tokens and/or TLS client
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -21,6 +21,8 @@ from api.triage_routes import router as triage_router
 from auditwatch.auth import ClientCertProtocol, access_policy, add_access_control
 from auditwatch.embedded import EmbeddedSink
 from auditwatch.live_exceptions import LiveExceptions
+from auditwatch.notify.config import SinkConfig
+from auditwatch.notify.sender import Sender, rule_descriptions
 from auditwatch.settings import Settings
 from detectors.loading.formats import LoadOptions
 from detectors.pipeline import Pipeline
@@ -39,14 +41,19 @@ def _app(title: str, settings: Settings, lifespan: Any) -> FastAPI:
     return app
 
 
-def _store_lifespan(store: AlertStore, sink: EmbeddedSink | None = None) -> Any:
+def _store_lifespan(store: AlertStore, sink: EmbeddedSink | None = None, sender: Sender | None = None) -> Any:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store.migrate()
         app.state.store = store
+        app.state.sender = sender
         if sink is not None:
             sink.restore()  # detector state and rule exceptions
+        if sender is not None:
+            sender.start()
         yield
+        if sender is not None:
+            await sender.stop()
         if sink is not None:
             sink.checkpoint()
         store.close()
@@ -54,20 +61,28 @@ def _store_lifespan(store: AlertStore, sink: EmbeddedSink | None = None) -> Any:
     return lifespan
 
 
-def create_serve_app(settings: Settings, *, pipeline: Pipeline | None = None) -> FastAPI:
-    """Embedded mode. Rules load before the server starts, so a broken file fails fast with file:line."""
+def create_serve_app(
+    settings: Settings, *, pipeline: Pipeline | None = None, sinks: Sequence[SinkConfig] = ()
+) -> FastAPI:
+    """Embedded mode. Rules load before the server starts, so a broken file fails fast with file:line. With
+    notification `sinks`, a sender task delivers what the webhook's batches queue for them."""
     pipeline = pipeline or Pipeline(load_rules(settings.rules, LoadOptions(rule_matching=settings.rule_matching)))
     store = AlertStore(settings.db_url)
     exceptions = LiveExceptions(store, refresh_s=settings.exceptions_refresh_s)
     store.triage_hooks.exceptions_changed.append(exceptions.invalidate)  # created over our own API: apply at once
+    sender = None
+    if sinks:
+        public_url = settings.public_url or base_url(settings)
+        sender = Sender(store.engine, sinks, public_url=public_url, descriptions=rule_descriptions(pipeline.detectors))
     sink = EmbeddedSink(
         pipeline,
         store,
         record_receipts=settings.record_receipts,
         receipts_retention_hours=settings.receipts_retention_hours,
         exceptions=exceptions,
+        routes=sender.routes() if sender is not None else (),
     )
-    app = _app("auditwatch", settings, _store_lifespan(store, sink))
+    app = _app("auditwatch", settings, _store_lifespan(store, sink, sender))
     app.include_router(webhook_router(sink, max_body_bytes=settings.max_body_bytes))
     app.include_router(api_router)
     app.include_router(triage_router)

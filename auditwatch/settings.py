@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import SecretStr, field_validator
@@ -50,6 +51,10 @@ class Settings(BaseSettings):
     send_timeout_s: float = 20.0
     kafka_producers: int = 3  # producer connections used in turn by webhook batches
     drop_request_received: bool = False
+    # notifications (serve, detect): KIND=URL[,option=value...] per sink (auditwatch/notify/config.py);
+    # AUDITWATCH_NOTIFY separates several with newlines or semicolons
+    notify: Annotated[list[str], NoDecode] = []
+    public_url: str | None = None  # where people reach the REST API: links in notifications
 
     @field_validator("rules", "write_client_cns", mode="before")
     @classmethod
@@ -64,6 +69,20 @@ class Settings(BaseSettings):
     def _strip_token(cls, value: Any) -> Any:
         # as a token file is read: a newline or spaces around it are not part of it (no client could send them)
         return value.strip() if isinstance(value, str) else value
+
+    @field_validator("notify", mode="before")
+    @classmethod
+    def _split_notify(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in re.split(r"[;\n]", value) if part.strip()]
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", value):
+            raise ValueError("must be an http:// or https:// URL, e.g. https://auditwatch.example.com")
+        return value.rstrip("/") if value is not None else None
 
     @field_validator("max_body_bytes")
     @classmethod

@@ -130,6 +130,21 @@ def listener_settings(args: argparse.Namespace, **more: Any) -> Any:
     return settings
 
 
+def notify_settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {"notify": args.notify, "public_url": args.public_url}
+
+
+def notify_sinks(settings: Any) -> list[Any]:
+    """The --notify sinks, parsed (secret files read); a bad one is a one-line error and exit status 2."""
+    from auditwatch.notify.config import SinkSpecError, parse_sinks
+
+    try:
+        return parse_sinks(settings.notify)
+    except SinkSpecError as exc:
+        print(f"auditwatch: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+
+
 def receipt_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "record_receipts": True if args.record_receipts else None,

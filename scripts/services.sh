@@ -2,6 +2,8 @@
 # Real Apache Kafka (KRaft, one node) and PostgreSQL on 127.0.0.1 for the distributed mode's integration
 # tests and CI. No Docker needed: Kafka's jars come from Maven Central through Maven, PostgreSQL from
 # Debian's packages; both run as plain background processes with their state in a cache outside git.
+# `up` also installs Debian's prometheus-alertmanager, which the notification tests start privately (each
+# on a free port of its own, tests/support/alertmanager.py): this script never runs one.
 #
 #   scripts/services.sh up                       install what is missing, start both, wait until they serve
 #   scripts/services.sh down                     stop both (Kafka: SIGTERM; PostgreSQL: pg_ctl stop -m fast)
@@ -430,6 +432,18 @@ pg_down() {
     fi
 }
 
+# ---------------------------------------------------------------------------------------------- Alertmanager
+
+alertmanager_install() { # the binary for the tests; the package's own service must not run (port 9093 is Kafka's)
+    if command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null; then return 0; fi
+    apt_install prometheus-alertmanager
+    if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
+        as_root systemctl disable --now prometheus-alertmanager >/dev/null 2>&1 || true
+    fi
+    command -v prometheus-alertmanager >/dev/null || die "installed prometheus-alertmanager, but found no binary"
+    log "Alertmanager: $(prometheus-alertmanager --version 2>&1 | head -n 1)"
+}
+
 # ---------------------------------------------------------------------------------------------- commands
 
 cmd_status() {
@@ -477,6 +491,7 @@ main() {
             lock
             local t0=$SECONDS
             pg_up
+            alertmanager_install
             kafka_up
             log "up in $((SECONDS - t0)) s"
             ;;

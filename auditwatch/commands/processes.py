@@ -13,6 +13,8 @@ from auditwatch.startup import (
     build_settings,
     listener_settings,
     load_pipeline,
+    notify_settings,
+    notify_sinks,
     open_store,
     receipt_settings,
     refuse,
@@ -31,11 +33,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = listener_settings(
         args, db_url=args.db, rules=args.rules, max_body_bytes=args.max_body_bytes, rule_matching=args.rule_matching,
-        **receipt_settings(args),
+        **receipt_settings(args), **notify_settings(args),
     )  # fmt: skip
+    sinks = notify_sinks(settings)
     pipeline = load_pipeline(settings.rules, settings.rule_matching)
     open_store(settings.db_url).close()  # fail here, in one line, rather than in the server's startup
-    app = create_serve_app(settings, pipeline=pipeline)
+    app = create_serve_app(settings, pipeline=pipeline, sinks=sinks)
     tune_gc()
     _process_logging()
     base = base_url(settings)
@@ -44,7 +47,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"  webhook  POST {base}/audit/webhook  (also /k8s-audit)\n"
         f"  alerts   GET  {base}/api/v1/alerts   (docs: {base}/docs)\n"
         f"  store    {shown_url(settings.db_url)}"
-        + (f"\n  receipts GET  {base}/api/v1/receipts" if settings.record_receipts else ""),
+        + (f"\n  receipts GET  {base}/api/v1/receipts" if settings.record_receipts else "")
+        + "".join(f"\n  notify   {sink.name}" for sink in sinks),
         flush=True,
     )
     run_http(app, settings)
@@ -93,27 +97,34 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_detect(args: argparse.Namespace) -> int:
     from auditwatch.consumer import Consumer
     from auditwatch.live_exceptions import LiveExceptions
+    from auditwatch.notify.sender import Sender, rule_descriptions
     from auditwatch.server import topic_specs
     from ingest.kafka import ensure_topics
 
     settings = build_settings(
         kafka_bootstrap=args.kafka, db_url=args.db, rules=args.rules, topic=args.topic,
         consumer_group=args.group, partitions=args.partitions, rule_matching=args.rule_matching,
-        **receipt_settings(args),
+        **receipt_settings(args), **notify_settings(args),
     )  # fmt: skip
     if not settings.kafka_bootstrap:
         refuse("detect needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)")
+    sinks = notify_sinks(settings)
     pipeline = load_pipeline(settings.rules, settings.rule_matching)
     store = open_store(settings.db_url)
+    sender = Sender(
+        store.engine, sinks, public_url=settings.public_url, descriptions=rule_descriptions(pipeline.detectors)
+    )
     consumer = Consumer(
         bootstrap=settings.kafka_bootstrap, topic=settings.topic, group=settings.consumer_group,
         pipeline=pipeline, store=store, max_records=settings.detect_max_records,
         record_receipts=settings.record_receipts, receipts_retention_hours=settings.receipts_retention_hours,
         exceptions=LiveExceptions(store, refresh_s=settings.exceptions_refresh_s),
+        routes=sender.routes(),
     )  # fmt: skip
     print(
         f"auditwatch detect: group {settings.consumer_group} on {settings.kafka_bootstrap} topic {settings.topic}, "
-        f"{len(pipeline.detectors)} detectors, store {shown_url(settings.db_url)}",
+        f"{len(pipeline.detectors)} detectors, store {shown_url(settings.db_url)}"
+        + "".join(f"\n  notify   {sink.name}" for sink in sinks),
         flush=True,
     )
 
@@ -125,7 +136,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, consumer.stop)
         await ensure_topics(settings.kafka_bootstrap, topic_specs(settings))
-        stats = await consumer.run()
+        sender.start()  # beside the consumer: it delivers what the consumer's batches queue
+        try:
+            stats = await consumer.run()
+        finally:
+            await sender.stop()
         print(
             f"auditwatch detect: stopped after {stats.records:,} records, {stats.alerts:,} alerts "
             f"({stats.new_alerts:,} new), {stats.rejected:,} rejected",

@@ -1,0 +1,1 @@
+"""Notifications: alerts pushed to Alertmanager, webhooks, falcosidekick and Slack from an outbox."""

@@ -1,0 +1,121 @@
+"""What each kind of sink receives: Alertmanager alerts, the REST alert (signed), Falco's alert, a Slack message.
+
+Every text comes from stored alerts, which are redacted before they are stored; nothing here adds a secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from api.rows import alert_from_row, iso, row_to_dict, utc
+from auditwatch.outputs import falco_json
+from detectors.alerts import Severity
+
+SIGNATURE_HEADER = "X-Auditwatch-Signature"
+TIMESTAMP_HEADER = "X-Auditwatch-Timestamp"
+DELIVERY_HEADER = "X-Auditwatch-Delivery"  # the alert id: receivers can drop a redelivery with it
+# Slack attachment colours by severity (Slack takes any hex colour; Mattermost too)
+COLOURS = {"critical": "#8b0000", "high": "#d62728", "medium": "#ff7f0e", "low": "#f2c744", "info": "#7f7f7f"}
+RESOLVED_ENDS_AFTER = 4  # a firing alert's endsAt is this many re-send intervals ahead (as Prometheus does)
+
+
+def alert_link(public_url: str | None, alert_id: str) -> str | None:
+    return f"{public_url.rstrip('/')}/api/v1/alerts/{alert_id}" if public_url else None
+
+
+def alertmanager_alert(
+    group: Any, *, now: datetime, resend_s: float, resolved_at: datetime | None, description: str | None,
+    public_url: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    """One alert group as one Alertmanager alert. Its labels are its identity and stay the same for the group's
+    life (rule, severity, principal, namespace, group id: never a time or an auditID, which would make every
+    post a new alert); what changes goes into annotations. Firing: `endsAt` a few re-send intervals ahead;
+    resolved: `endsAt` when the group's window closed or triage resolved it."""
+    starts = min(utc(group.first_seen), now)
+    if resolved_at is None:
+        ends = now + timedelta(seconds=RESOLVED_ENDS_AFTER * resend_s)
+    else:
+        closed = utc(group.last_seen) + timedelta(seconds=group.suppress_s)
+        ends = max(starts, min(closed, resolved_at))
+    labels = {
+        "alertname": group.rule_id, "severity": group.severity, "principal": group.user_name,
+        "namespace": group.namespace, "auditwatch_group": group.id,
+    }  # fmt: skip
+    link = alert_link(public_url, group.last_alert_id)
+    annotations = {
+        "summary": group.last_message, "description": description or group.rule_name, "rule": group.rule_name,
+        "alerts": str(group.count), "first_seen": iso(group.first_seen), "last_seen": iso(group.last_seen),
+        "alert_url": link or "",
+    }  # fmt: skip
+    alert: dict[str, Any] = {
+        "labels": {k: v for k, v in labels.items() if v},  # Alertmanager drops empty labels anyway
+        "annotations": {k: v for k, v in annotations.items() if v},
+        "startsAt": iso(starts),
+        "endsAt": iso(ends),
+    }
+    if link:
+        alert["generatorURL"] = link
+    return alert
+
+
+def webhook_alert(row: Any) -> bytes:
+    """The alert as the REST API lists it (no event body)."""
+    return orjson.dumps(row_to_dict(row, with_event=False))
+
+
+def signature(secret: bytes, timestamp: str, body: bytes) -> str:
+    """`sha256=` and the hex HMAC-SHA256 of `TIMESTAMP.BODY`: the timestamp is signed too, so a receiver that
+    refuses old timestamps refuses replays."""
+    return "sha256=" + hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def webhook_headers(alert_id: str, body: bytes, secret: bytes | None, now: datetime) -> dict[str, str]:
+    headers = {DELIVERY_HEADER: alert_id}
+    if secret is not None:
+        timestamp = str(int(now.timestamp()))
+        headers[TIMESTAMP_HEADER] = timestamp
+        headers[SIGNATURE_HEADER] = signature(secret, timestamp, body)
+    return headers
+
+
+def falcosidekick_event(row: Any) -> bytes:
+    """Falco's JSON alert (`replay --output-format falco`), which falcosidekick's input takes unmodified."""
+    return orjson.dumps(falco_json(alert_from_row(row)))
+
+
+def _slack_escape(text: str) -> str:
+    """Slack reads `<...>` as links and mentions (`<!channel>`): event values must not become either."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_message(row: Any, *, link: str | None, descriptions: Mapping[str, str]) -> bytes:
+    """An incoming-webhook message: a `text` fallback and one legacy attachment (Slack and Mattermost render
+    both; Mattermost ignores Block Kit)."""
+    m = row._mapping
+    severity = Severity.parse(m["severity"]).label
+    obj = "/".join(p for p in (m["resource"], m["subresource"]) if p)
+    where = "/".join(p for p in (m["namespace"], m["name"]) if p)
+    fields = [
+        ("Severity", severity), ("Principal", m["impersonated_user"] or m["user_name"]), ("Namespace", m["namespace"]),
+        ("Request", f"{m['verb']} {obj} {where}".strip()), ("Source IPs", ", ".join(m["source_ips"] or ())),
+        ("MITRE ATT&CK", ", ".join(m["mitre"] or ())), ("About the rule", descriptions.get(m["rule_id"], "")[:300]),
+    ]  # fmt: skip
+    attachment: dict[str, Any] = {
+        "fallback": _slack_escape(f"[{severity}] {m['rule_name']}: {m['message']}"),
+        "color": COLOURS.get(severity, COLOURS["info"]),
+        "title": _slack_escape(m["rule_name"]),
+        "text": _slack_escape(m["message"]),
+        "fields": [{"title": t, "value": _slack_escape(v), "short": len(v) < 40} for t, v in fields if v],
+        "footer": _slack_escape(f"auditwatch · {m['rule_id']}"),
+        "ts": int(utc(m["event_time"]).timestamp()),
+    }
+    if link:
+        attachment["title_link"] = link
+    text = _slack_escape(f"auditwatch {severity} alert: {m['rule_name']}")
+    return orjson.dumps({"text": text, "attachments": [attachment]})
