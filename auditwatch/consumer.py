@@ -25,7 +25,7 @@ from api.tables import Receipt, StateCheckpoints
 from auditwatch.batches import BatchResults, BatchWriter
 from detectors.alerts import Alert
 from detectors.errors import EventError
-from detectors.events import AuditEvent, Rejected, parse_body
+from detectors.events import AuditEvent, Rejected, Rejections, parse_body
 from detectors.pipeline import Pipeline
 
 log = logging.getLogger("auditwatch.detect")
@@ -45,14 +45,14 @@ class ConsumerStats:
     partitions: set[int] = field(default_factory=set)
 
 
-def decode_record(record: ConsumerRecord[bytes, bytes]) -> tuple[list[AuditEvent], list[Rejected]]:
+def decode_record(record: ConsumerRecord[bytes, bytes]) -> tuple[list[AuditEvent], Rejections]:
     origin = f"kafka:{record.topic}/{record.partition}@{record.offset}"
     if record.value is None:
-        return [], [Rejected(origin, "empty record", None)]
+        return [], Rejections.of(Rejected(origin, "empty record", None))
     try:
         return parse_body(record.value, origin=origin)
     except EventError as exc:
-        return [], [Rejected(origin, str(exc), record.value[:4096].decode("utf-8", "replace"))]
+        return [], Rejections.of(Rejected(origin, str(exc), record.value[:4096].decode("utf-8", "replace")))
 
 
 class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -227,7 +227,7 @@ class Consumer:
         self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
         alerts: list[Alert] = []
-        rejected: list[Rejected] = []
+        rejected = Rejections()  # at most MAX_KEPT_REJECTED per batch are kept (quarantined), all counted
         receipts: list[Receipt] = []
         offsets: dict[TopicPartition, int] = {}
         for tp, all_records in batch.items():
@@ -245,7 +245,7 @@ class Consumer:
                 for event in events:
                     alerts.extend(pipeline.process(event))
                 receipts.extend(self.writer.receipts(events))
-                rejected.extend(bad)
+                rejected.merge(bad)
                 self.stats.events += len(events)
             self.stats.records += len(records)
             offsets[tp] = self._positions[tp] = records[-1].offset + 1
@@ -257,10 +257,10 @@ class Consumer:
             {tp.partition: (r[0].offset, r[-1].offset) for tp, r in batch.items()}, len(alerts),  # as fetched
             {tp.partition: off for tp, off in checkpointed.items()},
         )  # fmt: skip
-        if not await self._store(BatchResults(alerts, rejected, receipts, states)):
+        if not await self._store(BatchResults(alerts, rejected.kept, receipts, states)):
             return  # stopped while the store was down: nothing committed, Kafka redelivers
         self.stats.alerts += len(alerts)
-        self.stats.rejected += len(rejected)
+        self.stats.rejected += rejected.total
         self.stats.receipts += len(receipts)
         # With stateful detectors, Kafka's committed offset follows the state checkpoint, never passes it: a
         # restart resumes where the saved state left off (redelivered alerts are absorbed by the upserts).

@@ -21,12 +21,13 @@ from api.store import AlertStore
 from auditwatch.batches import BatchResults, BatchWriter
 from auditwatch.settings import Settings
 from detectors.alerts import Alert
-from detectors.events import AuditEvent, Rejected, event_timestamp, parse_time
+from detectors.events import MAX_KEPT_REJECTED, AuditEvent, Rejections, event_timestamp, parse_time
 from detectors.pipeline import Pipeline
 from ingest.archives import ArchiveStats, read_archives
 
 _FLUSH_EVERY = 50_000  # events between store writes (bounds memory on long replays)
 _PUBLISH_BATCH = 2000  # events per Kafka batch when publishing an archive
+QUARANTINED = f" (the first {MAX_KEPT_REJECTED} per {_FLUSH_EVERY:,} events kept in the quarantine table)"
 
 
 @dataclass
@@ -157,14 +158,14 @@ def replay(
     started = time.perf_counter()
     writer = BatchWriter(store) if store is not None else None
     pending_alerts: list[Alert] = []
-    pending_rejects: list[Rejected] = []
+    pending_rejects = Rejections()  # the first MAX_KEPT_REJECTED of each flush are quarantined, all counted
     since_flush = 0
 
     def flush() -> None:
         nonlocal pending_alerts, pending_rejects, since_flush
         if writer is not None:
-            stats.new_alerts += writer.write(BatchResults(pending_alerts, pending_rejects)).new_alerts
-        pending_alerts, pending_rejects, since_flush = [], [], 0
+            stats.new_alerts += writer.write(BatchResults(pending_alerts, pending_rejects.kept)).new_alerts
+        pending_alerts, pending_rejects, since_flush = [], Rejections(), 0
 
     process = pipeline.process
     for events, rejected in read_archives(paths, stats, progress=_progress_of(progress, stats), fmt=fmt):
@@ -185,7 +186,7 @@ def replay(
                     for alert in alerts:
                         emit(alert)
         if rejected:
-            pending_rejects.extend(rejected)
+            pending_rejects.merge(rejected)
         since_flush += len(events)
         if since_flush >= _FLUSH_EVERY:
             flush()
@@ -227,16 +228,16 @@ async def publish(paths: Sequence[str], settings: Settings, *, progress: Progres
     await ensure_topics(settings.kafka_bootstrap, topic_specs(settings))
     sink = kafka_sink(settings)
     events: list[AuditEvent] = []
-    rejects: list[Rejected] = []
+    rejects = Rejections()  # the first MAX_KEPT_REJECTED of each batch go to the dead-letter topic, all counted
     try:
         for line_events, line_rejects in read_archives(paths, stats, progress=_progress_of(progress, stats)):
             events.extend(line_events)
-            rejects.extend(line_rejects)
-            if len(events) + len(rejects) >= _PUBLISH_BATCH:
-                await sink.accept(events, rejects)
-                events, rejects = [], []
+            rejects.merge(line_rejects)
+            if len(events) + rejects.total >= _PUBLISH_BATCH:
+                await sink.accept(events, rejects.kept)
+                events, rejects = [], Rejections()
         if events or rejects:
-            await sink.accept(events, rejects)
+            await sink.accept(events, rejects.kept)
     finally:
         await sink.close()
     stats.seconds = time.perf_counter() - started
@@ -256,7 +257,7 @@ def format_summary(stats: ReplayStats, *, stored: bool, published_to: str | None
     else:
         lines += [
             f"alerts: {stats.alerts:,}" + (f" ({stats.new_alerts:,} new in the store)" if stored else ""),
-            f"rejected: {stats.rejected:,}" + (" (kept in the quarantine table)" if stored and stats.rejected else ""),
+            f"rejected: {stats.rejected:,}" + (QUARANTINED if stored and stats.rejected else ""),
         ]
     extra = [
         f"{label}: {n:,}"
