@@ -42,7 +42,7 @@ Batch = tuple[list[AuditEvent], Rejections]
 LineReader = Callable[[bytes, str, RecordCollector], None]
 # apiserver lines are handed on in batches of up to this many lines or bytes (the per-batch work of the
 # reader and of replay is then paid once per batch, not per line)
-BATCH_LINES = 512
+BATCH_LINES = 16
 BATCH_BYTES = 4 * 1024 * 1024
 
 
@@ -114,7 +114,7 @@ def _apiserver_lines(stream: io.BufferedReader, label: str, counters: Counters) 
     try:
         for lineno, line in enumerate(lines_of(stream), start=1):
             counters.lines = lineno
-            if is_overlong(line):
+            if len(line) > MAX_LINE_BYTES and is_overlong(line):
                 item, more = overlong(f"{label}:{lineno}", line, stream)
                 rejected.add(item)
                 if not more:
