@@ -204,7 +204,7 @@ def validate_event(obj: Any) -> str | None:
     """
     if type(obj) is not dict:
         return _problem(obj)
-    get = obj.get
+    get: Any = obj.get  # values of any JSON type: what is checked here
     kind, api_version, audit_id, stage = get("kind", "Event"), get("apiVersion", _V1), get("auditID"), get("stage")
     user, ips, stamp = get("user", _NONE), get("sourceIPs", _NO_LIST), get("stageTimestamp")
     received = get("requestReceivedTimestamp")
