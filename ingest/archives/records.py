@@ -92,7 +92,7 @@ def _apiserver_line(line: bytes, origin: str, events: list[AuditEvent], rejected
         if invalid is None and not (shallow and small):
             invalid = limit_problem(doc, shallow=shallow, small=small)
         if invalid is None:
-            events.append(AuditEvent(raw=doc, origin=origin))
+            events.append(AuditEvent(doc, origin))  # positional: keywords cost 30% more here
         elif rejected.full:
             rejected.count()
         else:
