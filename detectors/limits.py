@@ -28,7 +28,7 @@ TRUNCATED_ANNOTATION = "auditwatch.io/truncated"  # "true" on a stored copy that
 ORJSON_MAX_DEPTH = 1024  # orjson.loads refuses deeper nesting ("depth limit exceeded"); tests pin it
 _WRAP = ORJSON_MAX_DEPTH - MAX_EVENT_DEPTH
 _OPEN, _CLOSE = b"[" * _WRAP, b"]" * _WRAP
-_WRAP_FROM_BYTES = 64 * 1024  # below this, counting brackets is cheaper than parsing inside the wrapper
+_COUNT_BELOW_BYTES = 64 * 1024  # from this size counting costs about as much as the wrapper, and rarely passes
 
 
 def depth_exceeds(value: Any, limit: int = MAX_EVENT_DEPTH) -> bool:
@@ -72,21 +72,16 @@ def cut_deep(value: Any, limit: int = MAX_EVENT_DEPTH) -> Any:
     return root[0]
 
 
-def text_is_shallow(text: bytes) -> bool:
-    """Whether JSON text surely nests at most MAX_EVENT_DEPTH deep: it has no more opening brackets than that
-    (brackets inside strings count too: a bound, not the depth)."""
-    return len(text) <= 2 * MAX_EVENT_DEPTH or text.count(b"{") + text.count(b"[") <= MAX_EVENT_DEPTH
-
-
 def loads_bounded(data: bytes) -> tuple[Any, bool]:
-    """orjson.loads, and whether the document surely nests at most MAX_EVENT_DEPTH deep (False: unknown).
+    """orjson.loads, and whether the document nests at most MAX_EVENT_DEPTH deep, found at C speed.
 
-    Large texts are parsed inside `_WRAP` levels of brackets, so orjson's own depth limit rejects any text
-    deeper than MAX_EVENT_DEPTH at C speed; small ones are bounded by counting brackets. A text that fails
-    either way is parsed again as it is: the error (or the document) is then exactly orjson's.
+    A text with no more opening brackets than that is within the limit (brackets in strings count too: a
+    bound). Any other is parsed inside `_WRAP` levels of brackets, so that orjson's own depth limit refuses it
+    if it is deeper; one that fails so is parsed again as it is: the error, or the document (then not shallow:
+    its items are checked one by one), is exactly orjson's.
     """
-    if len(data) < _WRAP_FROM_BYTES:
-        return orjson.loads(data), text_is_shallow(data)
+    if len(data) < _COUNT_BELOW_BYTES and data.count(b"{") + data.count(b"[") <= MAX_EVENT_DEPTH:
+        return orjson.loads(data), True
     try:
         node = orjson.loads(b"".join((_OPEN, data, _CLOSE)))
     except orjson.JSONDecodeError:

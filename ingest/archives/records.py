@@ -17,7 +17,7 @@ import orjson
 
 from detectors.errors import EventError
 from detectors.events import AuditEvent, Rejected, Rejections, json_problem, split_document, validate_event
-from detectors.limits import MAX_EVENT_BYTES, cut_deep, limit_problem, text_is_shallow
+from detectors.limits import MAX_EVENT_BYTES, cut_deep, limit_problem, loads_bounded
 from ingest.archives.converters import (
     AUDIT_STREAM_PREFIX,
     CONVERTERS,
@@ -79,14 +79,14 @@ def overlong(origin: str, line: bytes, stream: io.BufferedReader) -> tuple[Rejec
 def _apiserver_line(line: bytes, origin: str, events: list[AuditEvent], rejected: Rejections) -> None:
     """One line of the log backend -> events and rejected items (the fast path is one plain Event per line)."""
     try:
-        doc = orjson.loads(line)
+        doc, shallow = loads_bounded(line)
     except orjson.JSONDecodeError as exc:
         if rejected.full:
             rejected.count()
         else:
             rejected.add(Rejected(origin, malformed_line(exc, line), line[:PAYLOAD_CAP].decode("utf-8", "replace")))
         return
-    shallow, small = text_is_shallow(line), len(line) <= MAX_EVENT_BYTES
+    small = len(line) <= MAX_EVENT_BYTES
     if type(doc) is dict and doc.get("kind") == "Event":
         invalid = validate_event(doc)
         if invalid is None and not (shallow and small):
