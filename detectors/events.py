@@ -1,9 +1,10 @@
-"""Audit events: decoding, validation and a frozen read-only view.
+"""Audit events: decoding, splitting into valid events and rejected items, and a frozen read-only view.
 
 The apiserver sends `audit.k8s.io/v1` EventLists over the webhook and writes one Event per line in its
 log backend. Older exporters write `v1beta1` Events, or Events without `kind`/`apiVersion`. Everything
-that looks like an audit event becomes an `AuditEvent`; everything else is a `Rejected` item with a
-reason, so callers can count it and keep it for inspection.
+that looks like an audit event and passes `validate_event` (every field the pipeline reads has its type)
+and the per-item limits of `detectors.limits` becomes an `AuditEvent`; everything else is a `Rejected`
+item with a reason, counted, the first MAX_KEPT_REJECTED of a batch kept for inspection (`Rejections`).
 """
 
 from __future__ import annotations
@@ -161,7 +162,11 @@ class AuditEvent:
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """An item that is not a valid audit event: counted, stored in quarantine, never silently dropped."""
+    """An item that is not a valid audit event: counted, stored in quarantine, never silently dropped.
+
+    `payload` is the item, cut below MAX_EVENT_DEPTH levels (`cut_deep`), or the start of a text that is not
+    JSON: whatever stores or forwards it never meets deeper nesting.
+    """
 
     origin: str
     reason: str
@@ -311,9 +316,9 @@ def _items(doc: Any, where: str, depth: int) -> Iterator[_Located]:
 
 
 def split_document(
-    doc: Any, *, origin: str = "", shallow: bool = False, small: bool = False, keep: int = MAX_KEPT_REJECTED
+    doc: Any, *, origin: str = "", shallow: bool = False, small: bool = False
 ) -> tuple[list[AuditEvent], Rejections]:
-    """Split one decoded JSON document into valid events and rejected items (the first `keep` kept).
+    """Split one decoded JSON document into valid events and rejected items (the first MAX_KEPT_REJECTED kept).
 
     Every item is checked for its fields' types (`validate_event`) and its nesting and size
     (`detectors.limits`); `shallow`/`small` say that the text the document came from is known to be within
@@ -321,7 +326,7 @@ def split_document(
     document as a whole is not audit data (wrong kind, wrong apiVersion).
     """
     events: list[AuditEvent] = []
-    rejected = Rejections(keep)
+    rejected = Rejections()
     for where, index, item in _items(doc, "", 0):
         reason = validate_event(item)
         if reason is None and not (shallow and small):
@@ -338,17 +343,10 @@ def split_document(
     return events, rejected
 
 
-def decode_document(data: bytes) -> tuple[Any, bool, bool]:
-    """Decode JSON text: (document, surely within the depth limit, surely within the size limit), for
-    `split_document`; EventError with the problem and its position when it is not JSON."""
-    try:
-        doc, shallow = loads_bounded(data)
-    except orjson.JSONDecodeError as exc:
-        raise EventError(json_problem(exc, data)) from None
-    return doc, shallow, len(data) <= MAX_EVENT_BYTES
-
-
-def parse_body(body: bytes, *, origin: str = "", keep: int = MAX_KEPT_REJECTED) -> tuple[list[AuditEvent], Rejections]:
+def parse_body(body: bytes, *, origin: str = "") -> tuple[list[AuditEvent], Rejections]:
     """Decode and split a webhook body or one archive line; EventError for a body that is wholly bad."""
-    doc, shallow, small = decode_document(body)
-    return split_document(doc, origin=origin, shallow=shallow, small=small, keep=keep)
+    try:
+        doc, shallow = loads_bounded(body)
+    except orjson.JSONDecodeError as exc:
+        raise EventError(json_problem(exc, body)) from None
+    return split_document(doc, origin=origin, shallow=shallow, small=len(body) <= MAX_EVENT_BYTES)

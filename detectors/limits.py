@@ -9,8 +9,8 @@ recursive code: Python stops at 1000 frames and orjson.dumps at 254 levels, so e
 or quarantined copy of an accepted event stays encodable.
 
 Size: the apiserver refuses request bodies over 3 MiB (and etcd objects over 1.5 MiB); an event carries at
-most the request and the response object plus metadata, so 7 MiB holds any event it writes. (The Kafka
-record limit, ingest.kafka.MAX_RECORD_BYTES, is above it, so an accepted event always fits in a record.)
+most the request and the response object plus metadata, so 7 MiB of JSON holds any event it writes. The size
+is the text as received (a line, a body holding the event) or, inside a larger body, the event re-encoded.
 """
 
 from __future__ import annotations
