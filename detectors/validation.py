@@ -220,7 +220,10 @@ def validate_event(obj: Any) -> str | None:
             if type(values) is not list:
                 return _problem(obj)
             _join(values)
-    except (TypeError, AttributeError):  # not a string, not an object
+        _fromisoformat(stamp)  # the calendar; the shape and the range are checked below, as in time_problem
+        if received is not None and received != stamp:
+            _fromisoformat(received)
+    except (TypeError, AttributeError, ValueError):  # not a string, not an object, not a date
         return _problem(obj)
     request, response = get("requestObject"), get("responseObject")
     if (
@@ -234,8 +237,18 @@ def validate_event(obj: Any) -> str | None:
         and code in _INT32
         and (request is None or type(request) is dict or type(request) is list)
         and (response is None or type(response) is dict)
-        and time_problem(stamp) is None
-        and (received is None or received == stamp or time_problem(received) is None)
+        and stamp[4:17:3] == "--T::"
+        and (stamp[-1] == "Z" or (stamp[-3] == ":" and stamp[-6] in "+-"))
+        and EARLIEST_YEAR <= stamp < LATEST_YEAR
+        and (
+            received is None
+            or received == stamp
+            or (
+                received[4:17:3] == "--T::"
+                and (received[-1] == "Z" or (received[-3] == ":" and received[-6] in "+-"))
+                and EARLIEST_YEAR <= received < LATEST_YEAR
+            )
+        )
         and "impersonatedUser" not in obj
         and "timestamp" not in obj
     ):
@@ -244,6 +257,7 @@ def validate_event(obj: Any) -> str | None:
 
 
 _join = "".join
+_fromisoformat = datetime.fromisoformat
 _V1 = "audit.k8s.io/v1"
 _NONE: dict[str, Any] = {}  # stands for an absent object: never written to
 _NO_LIST: list[Any] = []  # stands for an absent list: never written to
