@@ -99,6 +99,11 @@ def _webhook_options(p: argparse.ArgumentParser) -> None:
         "--max-body-bytes", type=int, help="largest webhook body accepted, else 413 (default 128 MiB). "
         "Env: AUDITWATCH_MAX_BODY_BYTES",
     )  # fmt: skip
+    p.add_argument(
+        "--body-read-timeout", type=float, metavar="SECONDS", help="time a client has to send a whole webhook "
+        "body, else 408 (default 60; the apiserver's own client gives up after 30). Env: "
+        "AUDITWATCH_BODY_READ_TIMEOUT_S",
+    )  # fmt: skip
 
 
 def _receipt_options(p: argparse.ArgumentParser) -> None:

@@ -37,7 +37,7 @@ from auditwatch.batches import BatchResults, BatchWriter
 from auditwatch.live_exceptions import LiveExceptions
 from detectors.alerts import Alert
 from detectors.errors import EventError
-from detectors.events import AuditEvent, Rejected, parse_body
+from detectors.events import AuditEvent, Rejected, Rejections, parse_body
 from detectors.pipeline import Pipeline
 
 log = logging.getLogger("auditwatch.detect")
@@ -67,16 +67,17 @@ class _Detected:
     offsets: dict[TopicPartition, int]
     checkpointed: dict[TopicPartition, int]
     events: int
+    rejected: int  # items rejected, quarantined or only counted (past MAX_KEPT_REJECTED per batch)
 
 
-def decode_record(record: ConsumerRecord[bytes, bytes]) -> tuple[list[AuditEvent], list[Rejected]]:
+def decode_record(record: ConsumerRecord[bytes, bytes]) -> tuple[list[AuditEvent], Rejections]:
     origin = f"kafka:{record.topic}/{record.partition}@{record.offset}"
     if record.value is None:
-        return [], [Rejected(origin, "empty record", None)]
+        return [], Rejections.of(Rejected(origin, "empty record", None))
     try:
         return parse_body(record.value, origin=origin)
     except EventError as exc:
-        return [], [Rejected(origin, str(exc), record.value[:4096].decode("utf-8", "replace"))]
+        return [], Rejections.of(Rejected(origin, str(exc), record.value[:4096].decode("utf-8", "replace")))
 
 
 class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -271,7 +272,8 @@ class Consumer:
     def _detect(self, work: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> _Detected:
         """Run each partition's records through its pipeline (a batch must be open on it)."""
         alerts: list[Alert] = []
-        rejected: list[Rejected] = []
+        rejected = Rejections()  # at most MAX_KEPT_REJECTED per batch are kept (quarantined), all counted
+        failed: list[Rejected] = []  # events a detector failed on: all quarantined
         receipts: list[Receipt] = []
         offsets: dict[TopicPartition, int] = {}
         events_seen = 0
@@ -280,9 +282,9 @@ class Consumer:
             for record in records:
                 events, bad = decode_record(record)
                 for event in events:
-                    alerts.extend(pipeline.process(event, rejected))
+                    alerts.extend(pipeline.process(event, failed))
                 receipts.extend(self.writer.receipts(events))
-                rejected.extend(bad)
+                rejected.merge(bad)
                 events_seen += len(events)
             offsets[tp] = self._positions[tp] = records[-1].offset + 1
             if self.template.stateful:
@@ -291,8 +293,8 @@ class Consumer:
         if self.exceptions is not None:
             alerts, hits = self.exceptions.split(alerts)
         states, checkpointed = self._due_states(set(offsets))
-        results = BatchResults(alerts, rejected, receipts, states, hits)
-        return _Detected(results, offsets, checkpointed, events_seen)
+        results = BatchResults(alerts, [*rejected.kept, *failed], receipts, states, hits)
+        return _Detected(results, offsets, checkpointed, events_seen, rejected.total + len(failed))
 
     async def _process(
         self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
@@ -325,7 +327,7 @@ class Consumer:
         self.stats.events += detected.events
         self.stats.alerts += len(results.alerts)
         self.stats.suppressed += sum(results.hits.values())
-        self.stats.rejected += len(results.rejected)
+        self.stats.rejected += detected.rejected
         self.stats.receipts += len(results.receipts)
         # With stateful detectors, Kafka's committed offset follows the state checkpoint, never passes it: a
         # restart resumes where the saved state left off (redelivered alerts are absorbed by the upserts).

@@ -25,13 +25,14 @@ from auditwatch.batches import BatchResults, BatchWriter
 from auditwatch.live_exceptions import LiveExceptions
 from auditwatch.settings import Settings
 from detectors.alerts import Alert
-from detectors.events import AuditEvent, Rejected, event_timestamp, parse_time
+from detectors.events import MAX_KEPT_REJECTED, AuditEvent, Rejected, Rejections, event_timestamp, parse_time
 from detectors.pipeline import Pipeline
 from ingest.archives import ArchiveStats, read_archives
 
 _FLUSH_EVERY = 50_000  # events between store writes (bounds memory on long replays)
 _KEEP_EXAMPLES = 20  # rejected items a summary shows
 _PUBLISH_BATCH = 2000  # events per Kafka batch when publishing an archive
+QUARANTINED = f" (the first {MAX_KEPT_REJECTED} per {_FLUSH_EVERY:,} events kept in the quarantine table)"
 
 
 @dataclass
@@ -166,7 +167,7 @@ def replay(
     writer = BatchWriter(store) if store is not None else None
     exceptions = LiveExceptions(store) if store is not None else None
     pending_alerts: list[Alert] = []
-    pending_rejects: list[Rejected] = []
+    pending_rejects = Rejections()  # the first MAX_KEPT_REJECTED of each flush are quarantined, all counted
     pending_hits: dict[str, int] = {}
     since_flush = 0
 
@@ -174,13 +175,13 @@ def replay(
         nonlocal pending_alerts, pending_rejects, pending_hits, since_flush
         if writer is not None:
             try:
-                written = writer.write(BatchResults(pending_alerts, pending_rejects, hits=pending_hits))
+                written = writer.write(BatchResults(pending_alerts, pending_rejects.kept, hits=pending_hits))
             except StoreError as exc:
                 raise StoreError(f"replay stopped at {stats.events:,} events read: {exc}") from exc
             stats.new_alerts += written.new_alerts
             if written.refused:
-                stats.count_rejected(list(written.refused), _KEEP_EXAMPLES)
-        pending_alerts, pending_rejects, pending_hits, since_flush = [], [], {}, 0
+                stats.count_rejected(Rejections.of(*written.refused), _KEEP_EXAMPLES)
+        pending_alerts, pending_rejects, pending_hits, since_flush = [], Rejections(), {}, 0
 
     process = pipeline.process
     failed: list[Rejected] = []  # events a detector failed on
@@ -207,10 +208,11 @@ def replay(
                         for alert in alerts:
                             emit(alert)
             if rejected:
-                pending_rejects.extend(rejected)
+                pending_rejects.merge(rejected)
             if failed:
-                stats.count_rejected(failed, _KEEP_EXAMPLES)
-                pending_rejects.extend(failed)
+                crashed = Rejections.of(*failed)
+                stats.count_rejected(crashed, _KEEP_EXAMPLES)
+                pending_rejects.merge(crashed)
                 failed = []
             since_flush += len(events)
             if since_flush >= _FLUSH_EVERY:
@@ -265,16 +267,16 @@ async def publish(paths: Sequence[str], settings: Settings, *, progress: Progres
     await ensure_topics(settings.kafka_bootstrap, topic_specs(settings))
     sink = kafka_sink(settings)
     events: list[AuditEvent] = []
-    rejects: list[Rejected] = []
+    rejects = Rejections()  # the first MAX_KEPT_REJECTED of each batch go to the dead-letter topic, all counted
     try:
         for line_events, line_rejects in read_archives(paths, stats, progress=_progress_of(progress, stats)):
             events.extend(line_events)
-            rejects.extend(line_rejects)
-            if len(events) + len(rejects) >= _PUBLISH_BATCH:
-                await sink.accept(events, rejects)
-                events, rejects = [], []
+            rejects.merge(line_rejects)
+            if len(events) + rejects.total >= _PUBLISH_BATCH:
+                await sink.accept(events, rejects.kept)
+                events, rejects = [], Rejections()
         if events or rejects:
-            await sink.accept(events, rejects)
+            await sink.accept(events, rejects.kept)
     finally:
         await sink.close()
     stats.seconds = time.perf_counter() - started
@@ -295,7 +297,7 @@ def format_summary(stats: ReplayStats, *, stored: bool, published_to: str | None
         lines += [
             f"alerts: {stats.alerts:,}" + (f" ({stats.new_alerts:,} new in the store)" if stored else "")
             + (f"; {stats.suppressed:,} suppressed by rule exceptions" if stats.suppressed else ""),
-            f"rejected: {stats.rejected:,}" + (" (kept in the quarantine table)" if stored and stats.rejected else ""),
+            f"rejected: {stats.rejected:,}" + (QUARANTINED if stored and stats.rejected else ""),
         ]
     extra = [
         f"{label}: {n:,}"
@@ -317,12 +319,14 @@ def format_summary(stats: ReplayStats, *, stored: bool, published_to: str | None
 
 def parse_rfc3339(value: str) -> datetime:
     """--since/--until: an RFC 3339 time (a date alone means its midnight UTC)."""
-    try:
-        parsed = parse_time(value.strip().replace("z", "Z"))
-    except (OverflowError, ValueError):  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
-        raise ValueError(f"{value!r} is out of range: not a date in UTC") from None
+    text = value.strip().replace("z", "Z")
+    parsed = parse_time(text)
     if parsed is None:
-        raise ValueError(f"{value!r} is not an RFC 3339 time (e.g. 2026-11-20T09:00:00Z)")
+        try:
+            datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an RFC 3339 time (e.g. 2026-11-20T09:00:00Z)") from None
+        raise ValueError(f"{value!r} is out of range: not a date in UTC")  # 0001-01-01T00:00:00+14:00
     return parsed
 
 

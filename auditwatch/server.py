@@ -83,7 +83,9 @@ def create_serve_app(
         routes=sender.routes() if sender is not None else (),
     )
     app = _app("auditwatch", settings, _store_lifespan(store, sink, sender))
-    app.include_router(webhook_router(sink, max_body_bytes=settings.max_body_bytes))
+    app.include_router(
+        webhook_router(sink, max_body_bytes=settings.max_body_bytes, body_read_timeout_s=settings.body_read_timeout_s)
+    )
     app.include_router(api_router)
     app.include_router(triage_router)
     return app
@@ -131,7 +133,9 @@ def create_ingest_app(settings: Settings, sink: KafkaSink | None = None) -> Fast
         await sink.close()
 
     app = _app("auditwatch ingest", settings, lifespan)
-    app.include_router(webhook_router(sink, max_body_bytes=settings.max_body_bytes))
+    app.include_router(
+        webhook_router(sink, max_body_bytes=settings.max_body_bytes, body_read_timeout_s=settings.body_read_timeout_s)
+    )
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from ingest.webhook import DEFAULT_MAX_BODY_BYTES
+from ingest.webhook import DEFAULT_BODY_READ_TIMEOUT_S, DEFAULT_MAX_BODY_BYTES
 
 DEFAULT_DB_URL = "sqlite:///auditwatch.db"
 
@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    body_read_timeout_s: float = DEFAULT_BODY_READ_TIMEOUT_S  # the whole webhook body, else 408
     api_token: SecretStr | None = None  # read-write (the webhook's token)
     api_read_token: SecretStr | None = None  # read-only: GET, HEAD, OPTIONS
     tls_cert_file: str | None = None
@@ -89,6 +90,13 @@ class Settings(BaseSettings):
     def _min_body(cls, value: int) -> int:
         if value < 1024:
             raise ValueError("max_body_bytes must be at least 1024")
+        return value
+
+    @field_validator("body_read_timeout_s")
+    @classmethod
+    def _read_timeout(cls, value: float) -> float:
+        if not 0 < value <= 3600:  # also refuses nan and inf
+            raise ValueError("must be more than 0 and at most 3600 seconds")
         return value
 
     @field_validator("receipts_retention_hours")

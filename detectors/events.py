@@ -1,9 +1,10 @@
-"""Audit events: decoding, validation and a frozen read-only view.
+"""Audit events: decoding, splitting into valid events and rejected items, and a frozen read-only view.
 
 The apiserver sends `audit.k8s.io/v1` EventLists over the webhook and writes one Event per line in its
 log backend. Older exporters write `v1beta1` Events, or Events without `kind`/`apiVersion`. Everything
-that looks like an audit event becomes an `AuditEvent`; everything else is a `Rejected` item with a
-reason, so callers can count it and keep it for inspection.
+that looks like an audit event and passes `validate_event` (every field the pipeline reads has its type)
+and the per-item limits of `detectors.limits` becomes an `AuditEvent`; everything else is a `Rejected`
+item with a reason, counted, the first MAX_KEPT_REJECTED of a batch kept for inspection (`Rejections`).
 """
 
 from __future__ import annotations
@@ -19,12 +20,17 @@ from detectors.annotations import DECISION_ANNOTATION
 from detectors.credentials import redact_message
 from detectors.errors import EventError
 from detectors.fieldpath import compile_path
+from detectors.limits import MAX_EVENT_BYTES, cut_deep, limit_problem, loads_bounded
+from detectors.validation import AUDIT_API_VERSIONS as AUDIT_API_VERSIONS
+from detectors.validation import STAGES as STAGES
+from detectors.validation import json_type, quoted
+from detectors.validation import validate_event as validate_event
 
-AUDIT_API_VERSIONS = frozenset({"audit.k8s.io/v1", "audit.k8s.io/v1beta1", "audit.k8s.io/v1alpha1"})
-STAGES = ("RequestReceived", "ResponseStarted", "ResponseComplete", "Panic")
-_STAGE_SET = frozenset(STAGES)
 # Nested EventLists inside a JSON array are accepted (Falco does the same), but not without bound.
 _MAX_NESTING = 4
+# Rejected items kept whole per batch (for quarantine and the reply); the rest are only counted, so a body of
+# N junk items costs a counter, not N objects and N quarantine rows.
+MAX_KEPT_REJECTED = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +166,8 @@ class Rejected:
     """An item that is not a valid audit event: counted, stored in quarantine, never silently dropped.
 
     The reason may quote the item, so it is redacted and cut here, once for every place that shows it. The
-    payload is raw: whoever stores or sends it redacts it (`detectors.redact.redacted_json`)."""
+    payload is the item, cut below MAX_EVENT_DEPTH levels (`cut_deep`), or the start of a text that is not
+    JSON; it is not redacted: whoever stores or sends it redacts it (`detectors.redact.redacted_json`)."""
 
     origin: str
     reason: str
@@ -168,6 +175,45 @@ class Rejected:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reason", redact_message(self.reason))
+
+
+@dataclass(slots=True)
+class Rejections:
+    """The rejected items of a batch: the first `keep` whole (for quarantine and reports), all of them counted."""
+
+    keep: int = MAX_KEPT_REJECTED
+    kept: list[Rejected] = field(default_factory=list)
+    total: int = 0
+
+    @classmethod
+    def of(cls, *items: Rejected) -> Rejections:
+        rejections = cls()
+        for item in items:
+            rejections.add(item)
+        return rejections
+
+    @property
+    def full(self) -> bool:
+        """Whether further items are only counted (so the caller need not build them)."""
+        return len(self.kept) >= self.keep
+
+    def add(self, item: Rejected) -> None:
+        self.total += 1
+        if len(self.kept) < self.keep:
+            self.kept.append(item)
+
+    def count(self, n: int = 1) -> None:
+        """Items rejected but not kept (the caller checked `full`)."""
+        self.total += n
+
+    def merge(self, other: Rejections) -> None:
+        room = self.keep - len(self.kept)
+        if room > 0:
+            self.kept.extend(other.kept[:room])
+        self.total += other.total
+
+    def __bool__(self) -> bool:
+        return self.total > 0
 
 
 def event_timestamp(raw: Mapping[str, Any]) -> Any:
@@ -189,17 +235,30 @@ def parse_time(value: Any) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
-
-
-def decode_json(data: bytes | str) -> Any:
-    """orjson.loads with an error that names the problem and its position."""
     try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise EventError(
-            f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno} (char {exc.pos})"
-        ) from None
+        return parsed.astimezone(UTC)
+    except OverflowError:  # year 1 with a positive offset, 9999 with a negative one
+        return None
+
+
+def utf8_problem(data: bytes | str) -> str | None:
+    """Where a text is not valid UTF-8 (orjson only says "surrogates not allowed ... (char 0)"), or None."""
+    try:
+        data.decode("utf-8") if isinstance(data, bytes) else data.encode("utf-8")
+    except UnicodeError as exc:
+        where = "byte" if isinstance(data, bytes) else "character"
+        return f"invalid UTF-8 at {where} {exc.start}"  # type: ignore[attr-defined]
+    return None
+
+
+def json_problem(exc: orjson.JSONDecodeError, data: bytes | str) -> str:
+    """The reason given for text that is not JSON: what and where (line, column, character), or the byte
+    where it is not UTF-8."""
+    if "UTF-8" in exc.msg:
+        problem = utf8_problem(data)
+        if problem is not None:
+            return problem
+    return f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno} (char {exc.pos})"
 
 
 def looks_like_event(obj: Mapping[str, Any]) -> bool:
@@ -209,67 +268,31 @@ def looks_like_event(obj: Mapping[str, Any]) -> bool:
 
 def _check_api_version(obj: Mapping[str, Any]) -> str | None:
     api_version = obj.get("apiVersion")
-    if api_version is None or api_version in AUDIT_API_VERSIONS:
+    if api_version is None or (type(api_version) is str and api_version in AUDIT_API_VERSIONS):
         return None
-    return f"apiVersion {api_version!r} is not an audit API version (expected audit.k8s.io/v1)"
+    if type(api_version) is not str:
+        return f"apiVersion must be a string, got {json_type(api_version)}"
+    return f"apiVersion {quoted(api_version)} is not an audit API version (expected audit.k8s.io/v1)"
 
 
-_SHAPES = (("user", dict, "an object"), ("objectRef", dict, "an object"), ("annotations", dict, "an object"),
-           ("sourceIPs", list, "a list"))  # fmt: skip
+# (where, index, item): the item's origin suffix is `where[index]`, or `where` alone when index is None; built
+# only for the items that keep one (events, kept rejects)
+_Located = tuple[str, "int | None", Any]
 
 
-def validate_event(obj: Any) -> str | None:
-    """Why `obj` is not a usable audit event, or None when it is. (Hot path: one call per event.)"""
-    if type(obj) is not dict:
-        if not isinstance(obj, dict):
-            return f"expected an Event object, got {type(obj).__name__}"
-    get = obj.get
-    kind = get("kind")
-    if kind is not None and kind != "Event":
-        return f"kind {kind!r} is not Event"
-    api_version = get("apiVersion")
-    if api_version is not None and api_version not in AUDIT_API_VERSIONS:
-        return f"apiVersion {api_version!r} is not an audit API version (expected audit.k8s.io/v1)"
-    audit_id = get("auditID")
-    if not audit_id or type(audit_id) is not str:
-        return "missing auditID"
-    stage = get("stage")
-    if stage not in _STAGE_SET:
-        return f"stage {stage!r} is not one of {', '.join(STAGES)}"
-    if type(get("verb")) is not str:
-        return "missing verb"
-    if type(get("requestURI")) is not str:
-        return "missing requestURI"
-    ts = get("stageTimestamp")
-    if ts is None:
-        ts = event_timestamp(obj)
-        if ts is None:
-            return "missing stageTimestamp"
-    try:
-        datetime.fromisoformat(ts)
-    except (TypeError, ValueError):
-        return f"stageTimestamp {ts!r} is not an RFC 3339 time"
-    for key, kind_, what in _SHAPES:
-        value = get(key)
-        if value is not None and not isinstance(value, kind_):
-            return f"{key} must be {what}"
-    return None
-
-
-def _items(doc: Any, where: str, depth: int) -> Iterator[tuple[str, Any]]:
-    """Yield (origin, candidate item) for one decoded document; raise EventError if it is not audit data."""
+def _items(doc: Any, where: str, depth: int) -> Iterator[_Located]:
+    """Yield each candidate item of one decoded document; raise EventError if it is not audit data."""
     if depth > _MAX_NESTING:
         raise EventError(f"{where}: nested deeper than {_MAX_NESTING} levels")
-    if isinstance(doc, list):
+    if type(doc) is list:
         for i, element in enumerate(doc):
-            sub = f"{where}[{i}]"
-            if isinstance(element, dict) and element.get("kind") == "EventList":
-                yield from _items(element, sub, depth + 1)
+            if type(element) is dict and element.get("kind") == "EventList":
+                yield from _items(element, f"{where}[{i}]", depth + 1)
             else:
-                yield sub, element
+                yield where, i, element
         return
     if not isinstance(doc, dict):
-        raise EventError(f"expected an Event, an EventList or a JSON array of them, got {type(doc).__name__}")
+        raise EventError(f"expected an Event, an EventList or a JSON array of them, got {json_type(doc)}")
     kind = doc.get("kind")
     bad_version = _check_api_version(doc)
     if kind == "EventList" or (kind is None and "items" in doc and not looks_like_event(doc)):
@@ -278,38 +301,56 @@ def _items(doc: Any, where: str, depth: int) -> Iterator[tuple[str, Any]]:
         items = doc.get("items")
         if items is None:
             return  # an empty EventList (the apiserver never sends one, but it is harmless)
-        if not isinstance(items, list):
+        if type(items) is not list:
             raise EventError("EventList.items must be a JSON array")
+        prefix = f"{where}.items" if where else "items"
         for i, element in enumerate(items):
-            yield f"{where}items[{i}]" if not where else f"{where}.items[{i}]", element
+            yield prefix, i, element
         return
     if kind == "Event" or (kind is None and looks_like_event(doc)):
         if bad_version:
             raise EventError(bad_version)
-        yield where, doc
+        yield where, None, doc
         return
     if kind is None:
         raise EventError("not an audit event: no kind, and none of auditID/stage/requestURI")
-    raise EventError(f"kind {kind!r} is not Event or EventList")
+    if type(kind) is not str:
+        raise EventError(f"kind must be a string, got {json_type(kind)}")
+    raise EventError(f"kind {quoted(kind)} is not Event or EventList")
 
 
-def split_document(doc: Any, *, origin: str = "") -> tuple[list[AuditEvent], list[Rejected]]:
-    """Split one decoded JSON document into valid events and rejected items.
+def split_document(
+    doc: Any, *, origin: str = "", shallow: bool = False, small: bool = False
+) -> tuple[list[AuditEvent], Rejections]:
+    """Split one decoded JSON document into valid events and rejected items (the first MAX_KEPT_REJECTED kept).
 
-    Raises EventError when the document as a whole is not audit data (wrong kind, wrong apiVersion).
+    Every item is checked for its fields' types (`validate_event`) and its nesting and size
+    (`detectors.limits`); `shallow`/`small` say that the text the document came from is known to be within
+    the depth/size limits (see `loads_bounded`), which spares those checks. Raises EventError when the
+    document as a whole is not audit data (wrong kind, wrong apiVersion).
     """
     events: list[AuditEvent] = []
-    rejected: list[Rejected] = []
-    for where, item in _items(doc, "", 0):
-        item_origin = f"{origin}#{where}" if where else origin
+    rejected = Rejections()
+    for where, index, item in _items(doc, "", 0):
         reason = validate_event(item)
+        if reason is None and not (shallow and small):
+            reason = limit_problem(item, shallow=shallow, small=small)
+        if reason is not None and rejected.full:
+            rejected.count()
+            continue
+        suffix = where if index is None else f"{where}[{index}]"
+        item_origin = f"{origin}#{suffix}" if suffix else origin
         if reason is None:
-            events.append(AuditEvent(raw=item, origin=item_origin))
+            events.append(AuditEvent(item, item_origin))  # positional: keywords cost 30% more here
         else:
-            rejected.append(Rejected(origin=item_origin, reason=reason, payload=item))
+            rejected.add(Rejected(origin=item_origin, reason=reason, payload=cut_deep(item)))
     return events, rejected
 
 
-def parse_body(body: bytes, *, origin: str = "") -> tuple[list[AuditEvent], list[Rejected]]:
+def parse_body(body: bytes, *, origin: str = "") -> tuple[list[AuditEvent], Rejections]:
     """Decode and split a webhook body or one archive line; EventError for a body that is wholly bad."""
-    return split_document(decode_json(body), origin=origin)
+    try:
+        doc, shallow = loads_bounded(body)
+    except orjson.JSONDecodeError as exc:
+        raise EventError(json_problem(exc, body)) from None
+    return split_document(doc, origin=origin, shallow=shallow, small=len(body) <= MAX_EVENT_BYTES)

@@ -89,15 +89,15 @@ def patch_overlay(ops: list[Any]) -> dict[str, Any]:
         node: Any = root
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
-            nxt_is_index = not last and (parts[i + 1].isdigit() or parts[i + 1] == "-")
+            nxt_is_index = not last and (_is_index(parts[i + 1]) or parts[i + 1] == "-")
             if isinstance(node, dict):
                 if last:
                     node[part] = op.get("value")
                 else:
                     node = node.setdefault(part, [] if nxt_is_index else {})
             elif isinstance(node, list):
-                idx = len(node) if part == "-" else int(part) if part.isdigit() else None
-                if idx is None:
+                idx = len(node) if part == "-" else int(part) if _is_index(part) else None
+                if idx is None or idx >= MAX_PATCH_INDEX:
                     break
                 while len(node) <= idx:
                     node.append({})
@@ -110,6 +110,15 @@ def patch_overlay(ops: list[Any]) -> dict[str, Any]:
             else:
                 break
     return root
+
+
+# The overlay holds a list up to the highest index a patch writes (placeholders before it): a path like
+# /spec/containers/100000000 must not allocate that much. No Kubernetes list comes near this length.
+MAX_PATCH_INDEX = 10_000
+
+
+def _is_index(part: str) -> bool:
+    return part.isdigit() and part.isascii()  # "²".isdigit() too, and int() refuses it
 
 
 def _pod_specs(event: EventView) -> list[Any]:

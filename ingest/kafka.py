@@ -4,7 +4,9 @@ Every event becomes one record on the audit topic, keyed by its principal so tha
 stay on one partition (its detector state lives there). `accept` returns only when every record of the
 batch is acknowledged by all in-sync replicas (acks=all, idempotent producer); otherwise it raises
 SinkUnavailable and the webhook answers 503, which the apiserver retries. Items that failed validation go
-to a dead-letter topic with their reason and origin.
+to a dead-letter topic with their reason and origin (the webhook hands over at most MAX_KEPT_REJECTED per
+batch and counts the rest), and so does an event too large for a record, rather than failing its batch on
+every retry.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ log = logging.getLogger("auditwatch.ingest")
 
 MAX_RECORD_BYTES = 8 * 1024 * 1024  # one audit event; the broker's message.max.bytes must allow it
 DEAD_LETTER_PAYLOAD_BYTES = 16 * 1024  # as the quarantine table keeps
+# An event's key and value must leave this much of a record for the record and batch headers.
+_RECORD_OVERHEAD = 4096
 
 
 def record_key(event: AuditEvent) -> bytes:
@@ -172,8 +176,9 @@ class KafkaSink:
         try:
             # one deadline for the whole batch: sending itself blocks while the broker is away
             async with asyncio.timeout(self.send_timeout_s):
-                futures = await self._send_events(producer, events)
-                for item in rejected:
+                oversized: list[Rejected] = []
+                futures = await self._send_events(producer, events, oversized)
+                for item in [*rejected, *oversized]:
                     futures.append(await producer.send(self.dead_letter_topic, value=dead_letter(item)))
                 await asyncio.gather(*futures)
         except (KafkaError, TimeoutError) as exc:
@@ -184,8 +189,11 @@ class KafkaSink:
             raise SinkUnavailable(f"Kafka did not acknowledge the batch: {exc!r}") from exc
         return SinkResult(alerts=0)
 
-    async def _send_events(self, producer: AIOKafkaProducer, events: list[AuditEvent]) -> list[Any]:
-        """Group records by partition (the Java client's murmur2 of the key) and send whole batches.
+    async def _send_events(
+        self, producer: AIOKafkaProducer, events: list[AuditEvent], oversized: list[Rejected]
+    ) -> list[Any]:
+        """Group records by partition (the Java client's murmur2 of the key) and send whole batches; events too
+        large for a record go to `oversized` instead.
 
         Per-record `send()` costs tens of microseconds in aiokafka; appending to a batch per partition
         is several times cheaper, and keeps the same partitioning as `send()` and the Java clients.
@@ -194,8 +202,13 @@ class KafkaSink:
         by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
         for event in events:
             key = record_key(event)
+            value = orjson.dumps(event.raw)
+            if len(key) + len(value) > MAX_RECORD_BYTES - _RECORD_OVERHEAD:
+                reason = f"event is {len(key) + len(value)} bytes as a record, over the limit of {MAX_RECORD_BYTES}"
+                oversized.append(Rejected(event.origin, reason, event.raw))
+                continue
             partition = partitions[partition_index(key, len(partitions))]
-            by_partition.setdefault(partition, []).append((key, orjson.dumps(event.raw)))
+            by_partition.setdefault(partition, []).append((key, value))
         futures: list[Any] = []
         for partition, records in by_partition.items():
             batch = producer.create_batch()

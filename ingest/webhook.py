@@ -1,9 +1,12 @@
 """The audit webhook: what kube-apiserver POSTs to. Validate, hand the batch to a sink, answer.
 
 200 only once the sink says every event of the batch is durable; 400 for a body that is not audit data
-(the apiserver retries it, and will fail again, but we say why); 413 over the size limit; 503 with
-Retry-After when the sink is unavailable (the apiserver retries). Items that fail validation are counted,
-kept by the sink (quarantine) and reported; the rest of the batch goes on.
+(the apiserver retries it, and will fail again, but we say why); 408 for a body not received within the
+read timeout; 413 over the size limit; 503 with Retry-After when the sink is unavailable (the apiserver
+retries). Items that fail validation are counted and reported, the first MAX_KEPT_REJECTED of them kept by
+the sink (quarantine); the rest of the batch goes on. The reply:
+`{"accepted": n, "rejected": total, "alerts": n}`, plus `"quarantined": kept` and the first 20 reasons
+(`"rejections": [{"item": origin, "reason": ...}]`) when items were rejected.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import anyio
 import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Request
@@ -24,6 +28,9 @@ from detectors.events import AuditEvent, Rejected, parse_body
 
 WEBHOOK_PATHS = ("/audit/webhook", "/k8s-audit")  # the second is Falco's, so existing kubeconfigs work
 DEFAULT_MAX_BODY_BYTES = 128 * 1024 * 1024  # one POST can carry 400 events of 100 KiB, or more untruncated
+# The whole body must arrive within this, so a slow client cannot hold a request (and its buffer) open: the
+# apiserver's own webhook client gives up after 30 s, so a sender that is slower is not the apiserver.
+DEFAULT_BODY_READ_TIMEOUT_S = 60.0
 _INLINE_PARSE_BYTES = 256 * 1024  # parse bigger bodies in a thread so the event loop keeps serving
 _REPORTED_REJECTIONS = 20
 log = logging.getLogger("auditwatch.webhook")
@@ -61,17 +68,20 @@ class ClientGone(IngestError):
         self.bytes_read = bytes_read
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, timeout_s: float = DEFAULT_BODY_READ_TIMEOUT_S) -> bytes:
+    """The request body; BodyTooLarge over `limit` bytes, TimeoutError when it takes over `timeout_s` in all,
+    ClientGone when the client disconnects first."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
-    async for chunk in _body_chunks(request):
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
+    with anyio.fail_after(timeout_s):
+        async for chunk in _body_chunks(request):
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
     return b"".join(chunks)
 
 
@@ -98,14 +108,22 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return _json({"error": message}, status, headers)
 
 
-def webhook_router(sink: BatchSink, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> APIRouter:
+def webhook_router(
+    sink: BatchSink,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    body_read_timeout_s: float = DEFAULT_BODY_READ_TIMEOUT_S,
+) -> APIRouter:
     router = APIRouter(tags=["webhook"])
 
     async def receive(request: Request) -> Response:
         try:
-            body = await read_body(request, max_body_bytes)
+            body = await read_body(request, max_body_bytes, body_read_timeout_s)
         except BodyTooLarge:
             return _error(413, f"request body is larger than the limit of {max_body_bytes} bytes")
+        except TimeoutError:
+            message = f"request body not received within {body_read_timeout_s:g} s"
+            return _error(408, message, {"Connection": "close"})
         except ClientGone as gone:
             # nothing to answer and nothing went wrong here: the sender retries what it did not get a 200 for
             log.info("%s %s from %s: %s", request.method, request.url.path, _client_of(request), gone)
@@ -120,14 +138,17 @@ def webhook_router(sink: BatchSink, *, max_body_bytes: int = DEFAULT_MAX_BODY_BY
         except EventError as exc:
             return _error(400, str(exc))
         try:
-            result = await sink.accept(events, rejected)
+            result = await sink.accept(events, rejected.kept)
         except SinkUnavailable as exc:
             return _error(503, f"events not stored, retry later: {exc}", {"Retry-After": "5"})
-        accepted = len(events) - len({r.origin for r in result.rejected})  # an event may have several
-        rejected = [*rejected, *result.rejected]
-        payload: dict[str, Any] = {"accepted": accepted, "rejected": len(rejected), "alerts": result.alerts}
-        if rejected:
-            payload["rejections"] = [{"item": r.origin, "reason": r.reason} for r in rejected[:_REPORTED_REJECTIONS]]
+        failed = list(result.rejected)  # events a detector failed on, quarantined by the sink
+        accepted = len(events) - len({r.origin for r in failed})  # an event may have several
+        total = rejected.total + len(failed)
+        payload: dict[str, Any] = {"accepted": accepted, "rejected": total, "alerts": result.alerts}
+        if total:
+            kept = [*rejected.kept, *failed]
+            payload["quarantined"] = len(kept)
+            payload["rejections"] = [{"item": r.origin, "reason": r.reason} for r in kept[:_REPORTED_REJECTIONS]]
         return _json(payload)
 
     for path in WEBHOOK_PATHS:

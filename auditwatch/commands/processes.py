@@ -33,7 +33,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = listener_settings(
         args, db_url=args.db, rules=args.rules, max_body_bytes=args.max_body_bytes, rule_matching=args.rule_matching,
-        **receipt_settings(args), **notify_settings(args),
+        body_read_timeout_s=args.body_read_timeout, **receipt_settings(args), **notify_settings(args),
     )  # fmt: skip
     sinks = notify_sinks(settings)
     pipeline = load_pipeline(settings.rules, settings.rule_matching)
@@ -60,6 +60,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     settings = listener_settings(
         args, kafka_bootstrap=args.kafka, topic=args.topic, max_body_bytes=args.max_body_bytes,
+        body_read_timeout_s=args.body_read_timeout,
         drop_request_received=True if args.drop_request_received else None, partitions=args.partitions,
     )  # fmt: skip
     if not settings.kafka_bootstrap:

@@ -30,7 +30,7 @@ def run_case(detector: Detector, case: RuleTest, *, path: str) -> CaseResult:
         for n, raw in enumerate(case.events or (case.event,)):
             events, rejected = split_document(raw, origin=f"{origin}#{n}")
             if rejected or len(events) != 1:
-                reason = rejected[0].reason if rejected else "not exactly one event"
+                reason = rejected.kept[0].reason if rejected else "not exactly one event"
                 return CaseResult(
                     rule_id, case, False, f"{origin}: test event #{n} is not a valid audit Event: {reason}"
                 )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gzip
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -12,7 +11,9 @@ from typing import Any
 import orjson
 
 from detectors.errors import EventError
-from detectors.events import AuditEvent, Rejected, split_document, validate_event
+from detectors.events import AuditEvent, Rejected, Rejections, json_problem, split_document, validate_event
+from detectors.limits import cut_deep, limit_problem
+from ingest.archives.files import MAX_DOCUMENT_BYTES, inflate
 from ingest.archives.formats import shape_of
 from ingest.archives.gke import gke_event
 from ingest.archives.normalise import elastic_event
@@ -23,44 +24,51 @@ AUDIT_STREAM_PREFIX = "kube-apiserver-audit"
 AKS_AUDIT_CATEGORIES = frozenset({"kube-audit", "kube-audit-admin"})
 
 
-def malformed_json(exc: orjson.JSONDecodeError) -> str:
-    """The reason given for text that is not JSON."""
-    return f"malformed JSON: {exc.msg} (char {exc.pos})"
+def malformed_json(exc: orjson.JSONDecodeError, text: bytes | str) -> str:
+    """The reason given for text that is not JSON (or not UTF-8: where)."""
+    problem = json_problem(exc, text)
+    return problem if not problem.startswith("malformed JSON") else f"malformed JSON: {exc.msg} (char {exc.pos})"
 
 
 class RecordCollector:
-    """Collects one record's events and rejects."""
+    """Collects one record's events and rejects (the first MAX_KEPT_REJECTED rejects kept, all counted)."""
 
     __slots__ = ("events", "rejected", "skipped")
 
     def __init__(self) -> None:
         self.events: list[AuditEvent] = []
-        self.rejected: list[Rejected] = []
+        self.rejected = Rejections()
         self.skipped = 0
 
     def reject(self, origin: str, reason: str, payload: Any) -> None:
+        if self.rejected.full:
+            self.rejected.count()
+            return
         if isinstance(payload, (str, bytes)) and len(payload) > PAYLOAD_CAP:
             payload = payload[:PAYLOAD_CAP]
         if isinstance(payload, bytes):
             payload = payload.decode("utf-8", "replace")
-        self.rejected.append(Rejected(origin, reason, payload))
+        self.rejected.add(Rejected(origin, reason, cut_deep(payload)))
 
     def event(self, origin: str, raw: Any) -> None:
+        """An Event a converter built (or found) in a record."""
         reason = validate_event(raw)
+        if reason is None:
+            reason = limit_problem(raw)
         if reason is None:
             self.events.append(AuditEvent(raw=raw, origin=origin))
         else:
-            self.rejected.append(Rejected(origin, reason, raw))
+            self.reject(origin, reason, raw)
 
     def document(self, origin: str, doc: Any) -> None:
         """An apiserver document: an Event, an EventList or an array of them."""
         try:
             events, rejected = split_document(doc, origin=origin)
         except EventError as exc:
-            self.rejected.append(Rejected(origin, str(exc), doc))
+            self.reject(origin, str(exc), doc)
             return
         self.events.extend(events)
-        self.rejected.extend(rejected)
+        self.rejected.merge(rejected)
 
     def message(self, origin: str, message: Any, what: str) -> None:
         """A log message that should hold one Event as JSON text (CloudWatch, AKS)."""
@@ -76,7 +84,7 @@ class RecordCollector:
         try:
             doc = orjson.loads(message)
         except orjson.JSONDecodeError as exc:
-            self.reject(origin, f"{what}: {malformed_json(exc)}", message)
+            self.reject(origin, f"{what}: {malformed_json(exc, message)}", message)
             return
         self.document(origin, doc)
 
@@ -121,7 +129,11 @@ def _subscription(doc: Any, origin: str, out: RecordCollector) -> None:
         doc = doc["awslogs"].get("data")
     if isinstance(doc, str):
         try:
-            doc = orjson.loads(gzip.decompress(base64.b64decode(doc, validate=True)))
+            data = inflate(base64.b64decode(doc, validate=True), MAX_DOCUMENT_BYTES)
+            if data is None:
+                out.reject(origin, f"a subscription message larger than {MAX_DOCUMENT_BYTES} bytes inflated", None)
+                return
+            doc = orjson.loads(data)
         except (binascii.Error, OSError, EOFError, zlib.error, orjson.JSONDecodeError) as exc:
             out.reject(origin, f"not base64 gzip JSON of a CloudWatch subscription message: {exc}", doc)
             return
@@ -214,7 +226,7 @@ def _elastic_doc(doc: Any, origin: str, out: RecordCollector) -> None:
         try:
             parsed = orjson.loads(original)
         except orjson.JSONDecodeError as exc:
-            out.reject(origin, f"event.original: {malformed_json(exc)}", original)
+            out.reject(origin, f"event.original: {malformed_json(exc, original)}", original)
             return
         fmt = shape_of(parsed)
         if fmt == "gke":

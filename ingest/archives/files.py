@@ -1,15 +1,20 @@
 """Archive files: paths to read in order (directories, rotated logs, `-` for stdin), checked to be readable, opened
-plain or gzip."""
+plain or gzip, and read in bounded pieces: lines up to MAX_LINE_BYTES, whole documents up to MAX_DOCUMENT_BYTES
+(after gzip, so a gzip bomb inflates no further than that), an over-long line skipped without being held.
+"""
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import os
 import re
 import stat
 import sys
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -17,6 +22,15 @@ from ingest.archives.formats import GZIP_MAGIC
 
 HEAD = 65536  # bytes an opened archive can peek at (format detection reads them)
 STDIN = "-"
+# A line holds one event (at most detectors.limits.MAX_EVENT_BYTES, 7 MiB) or a record around one; a longer
+# line is rejected, and skipped up to MAX_SKIPPED_BYTES: no end of line within that (/dev/zero, a bomb of one
+# endless line) and the rest of the file is not read.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+MAX_SKIPPED_BYTES = 256 * 1024 * 1024
+MAX_DOCUMENT_BYTES = 128 * 1024 * 1024  # a file read as one JSON document, as much as one webhook body
+_SKIP_CHUNK = 1024 * 1024
+# What ends the reading of a file early (what was read is kept; the rest is one reject)
+UNREADABLE = (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError, zlib.error, csv.Error)
 # lumberjack: <base>-<UTC 2006-01-02T15-04-05.000><ext>[.gz]; the live file is <base><ext>
 _ROTATED = re.compile(r"^(?P<base>.+)-(?P<ts>\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(\.\d{3})?)(?P<ext>\.[^.]+)?(\.gz)?$")
 
@@ -108,3 +122,50 @@ def _directory_problem(top: str) -> str | None:
     if errors:
         return f"{errors[0].filename}: {errors[0].strerror}"
     return None
+
+
+def lines_of(stream: io.BufferedReader) -> Iterator[bytes]:
+    """The lines of a stream, each at most MAX_LINE_BYTES + 1 bytes: a longer line comes as its first
+    MAX_LINE_BYTES + 1 bytes without a newline (`is_overlong`), and its rest must be skipped (`skip_line`)."""
+    return iter(partial(stream.readline, MAX_LINE_BYTES + 1), b"")
+
+
+def is_overlong(line: bytes) -> bool:
+    return len(line) > MAX_LINE_BYTES and not line.endswith(b"\n")
+
+
+def skip_line(stream: io.BufferedReader) -> bool:
+    """Read past the rest of an over-long line, keeping none of it: True at its end (or the file's), False when
+    no end of line comes within MAX_SKIPPED_BYTES."""
+    skipped = 0
+    while skipped < MAX_SKIPPED_BYTES:
+        chunk = stream.readline(_SKIP_CHUNK)
+        if not chunk or chunk.endswith(b"\n"):
+            return True
+        skipped += len(chunk)
+    return False
+
+
+def read_document(stream: io.BufferedReader) -> bytes | None:
+    """The whole (rest of the) stream, gzip inside it inflated; None when it is over MAX_DOCUMENT_BYTES."""
+    data = stream.read(MAX_DOCUMENT_BYTES + 1)
+    if len(data) > MAX_DOCUMENT_BYTES:
+        return None
+    return inflate(data, MAX_DOCUMENT_BYTES) if data[:2] == GZIP_MAGIC else data
+
+
+def inflate(data: bytes, limit: int) -> bytes | None:
+    """gzip.decompress (every member) that stops at `limit` bytes of output: None if there are more."""
+    out: list[bytes] = []
+    size = 0
+    while data:
+        inflater = zlib.decompressobj(wbits=31)  # one gzip member
+        chunk = inflater.decompress(data, limit + 1 - size)
+        size += len(chunk)
+        if size > limit or inflater.unconsumed_tail:
+            return None
+        if not inflater.eof:
+            raise EOFError("compressed file ended before the end-of-stream marker was reached")
+        out.append(chunk)
+        data = inflater.unused_data.lstrip(b"\0")  # gzip allows zero padding between members
+    return b"".join(out)

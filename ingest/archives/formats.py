@@ -19,8 +19,10 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 def shape_of(doc: Any) -> str:
     """The format of one decoded JSON document (a record, a line or a whole file)."""
-    if isinstance(doc, list):
-        return shape_of(doc[0]) if doc else "apiserver"
+    while isinstance(doc, list):  # the first element's (a loop: nesting can be 1000 deep)
+        if not doc:
+            return "apiserver"
+        doc = doc[0]
     if not isinstance(doc, dict):
         return "apiserver"
     if doc.get("kind") in ("Event", "EventList") or "auditID" in doc:

@@ -120,8 +120,8 @@ def gke_event(entry: Any) -> dict[str, Any] | str:
     if stage_time:
         event["stageTimestamp"] = stage_time
     event["stage"] = "ResponseStarted" if streaming else "ResponseComplete"
-    annotations = {str(k): str(v) for k, v in (entry.get("labels") or {}).items()} if isinstance(
-        entry.get("labels"), dict) else {}  # fmt: skip
+    labels = entry.get("labels")  # a map of strings in a LogEntry; anything else is not kept
+    annotations = {k: v for k, v in labels.items() if isinstance(v, str)} if isinstance(labels, dict) else {}
     infos = pp.get("authorizationInfo")
     if DECISION not in annotations and isinstance(infos, list) and infos:
         granted = all(isinstance(i, dict) and i.get("granted") is True for i in infos)

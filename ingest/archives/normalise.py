@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +26,10 @@ def micro_time(value: Any) -> str | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    except OverflowError:  # year 1 with a positive offset, 9999 with a negative one: not a time to keep
+        return None
 
 
 def normalise_times(event: dict[str, Any]) -> None:
@@ -49,12 +51,13 @@ def _unflatten(doc: dict[str, Any], prefix: str) -> dict[str, Any] | None:
     node: Any = doc
     for part in prefix.split("."):
         node = node.get(part) if isinstance(node, dict) else None
+    # A copy of the top level only: elastic_event changes nothing deeper (and a deep copy recurses).
     if isinstance(node, dict):
-        return copy.deepcopy(node)
+        return dict(node)
     flat = {k[len(prefix) + 1 :]: v for k, v in doc.items() if k.startswith(prefix + ".")}
     if not flat:
         whole = doc.get(prefix)
-        return copy.deepcopy(whole) if isinstance(whole, dict) else None
+        return dict(whole) if isinstance(whole, dict) else None
     out: dict[str, Any] = {}
     for dotted, value in flat.items():
         head, _, tail = dotted.partition(".")  # only the first level: annotation keys hold dots of their own

@@ -2,24 +2,20 @@
 
 The format is detected per file unless forced. A bad record never stops a read: it is a reject with
 file:line. An unreadable file, or a gzip stream cut short, keeps what was read and is one reject. Copies
-of one event across a file set (same auditID, stage and stageTimestamp) are dropped and counted.
+of one event across a file set (same auditID, stage and stageTimestamp) are dropped and counted. Memory
+stays bounded whatever the input: lines, documents and kept rejects are capped (see `files`, `records`).
 """
 
 from __future__ import annotations
 
-import gzip
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors.events import AuditEvent, Rejected
-from ingest.archives.files import HEAD, input_files, label_of, open_archive
+from detectors.events import AuditEvent, Rejected, Rejections
+from ingest.archives.files import HEAD, UNREADABLE, input_files, label_of, open_archive
 from ingest.archives.formats import detect_format
 from ingest.archives.records import Batch, Counters, read_records
-
-PROGRESS_EVERY = 4096  # apiserver lines between progress calls (other formats: every record)
-UNREADABLE = (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError, zlib.error)
 
 
 @dataclass
@@ -35,11 +31,11 @@ class ArchiveStats:
     skipped: int = 0  # records that are not audit events on purpose (other log streams, AKS categories)
     formats: dict[str, int] = field(default_factory=dict)  # files per detected format
 
-    def count_rejected(self, rejected: list[Rejected], keep_examples: int) -> None:
-        self.rejected += len(rejected)
+    def count_rejected(self, rejected: Rejections, keep_examples: int) -> None:
+        self.rejected += rejected.total
         room = keep_examples - len(self.rejected_examples)
         if room > 0:
-            self.rejected_examples.extend(rejected[:room])
+            self.rejected_examples.extend(rejected.kept[:room])
 
 
 @dataclass
@@ -80,10 +76,11 @@ def read_archives(
     fmt: str | None = None,
     dedupe: bool = True,
 ) -> Iterator[Batch]:
-    """Yield (events, rejected) per archive record; count files, lines, events and rejects into `stats`.
+    """Yield (events, rejected) per archive record (apiserver lines: per batch of lines); count files, lines,
+    events and rejects into `stats`.
 
     `fmt` forces a format (`FORMATS`); by default each file's is detected. `progress` is called with the
-    current file's name now and then.
+    current file's name after each batch.
     """
     deduper = Deduper() if dedupe else None
     counters = Counters()
@@ -97,7 +94,6 @@ def read_archives(
                 detected, whole = detect_format(stream.peek(HEAD)[:HEAD])
                 file_format = fmt or detected
                 stats.formats[file_format] = stats.formats.get(file_format, 0) + 1
-                every = PROGRESS_EVERY if file_format == "apiserver" and not whole else 1
                 for events, rejected in read_records(stream, label, file_format, whole, counters):
                     stats.lines = before + counters.lines
                     if deduper is not None and events:
@@ -105,15 +101,15 @@ def read_archives(
                     stats.events += len(events)
                     if rejected:
                         stats.count_rejected(rejected, keep_examples)
-                    if progress is not None and stats.lines % every == 0:
+                    if progress is not None:
                         progress(label)
                     yield events, rejected
                 stats.lines = before + counters.lines
         except UNREADABLE as exc:
             stats.lines = before + counters.lines
-            item = Rejected(f"{label}:{counters.lines + 1}", f"cannot read: {exc}", None)
-            stats.count_rejected([item], keep_examples)
-            yield [], [item]
+            unreadable = Rejections.of(Rejected(f"{label}:{counters.lines + 1}", f"cannot read: {exc}", None))
+            stats.count_rejected(unreadable, keep_examples)
+            yield [], unreadable
         finally:
             stats.duplicates = counters.duplicates
             stats.skipped = counters.skipped

@@ -1,19 +1,23 @@
-"""Record readers: the lines or whole documents of one archive file -> AuditEvents and Rejected items."""
+"""Record readers: the lines or whole documents of one archive file -> AuditEvents and Rejected items.
+
+Lines are read at most MAX_LINE_BYTES at a time (a longer one is a reject, skipped without being held),
+whole documents at most MAX_DOCUMENT_BYTES after gzip; the rejects of a batch are capped (`Rejections`).
+"""
 
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
 from detectors.errors import EventError
-from detectors.events import AuditEvent, Rejected, split_document, validate_event
+from detectors.events import AuditEvent, Rejected, Rejections, json_problem, split_document, validate_event
+from detectors.limits import MAX_EVENT_BYTES, cut_deep, limit_problem, loads_bounded
 from ingest.archives.converters import (
     AUDIT_STREAM_PREFIX,
     CONVERTERS,
@@ -21,11 +25,25 @@ from ingest.archives.converters import (
     RecordCollector,
     malformed_json,
 )
+from ingest.archives.files import (
+    MAX_DOCUMENT_BYTES,
+    MAX_LINE_BYTES,
+    MAX_SKIPPED_BYTES,
+    UNREADABLE,
+    is_overlong,
+    lines_of,
+    read_document,
+    skip_line,
+)
 from ingest.archives.formats import GZIP_MAGIC
 from ingest.archives.normalise import micro_time
 
-Batch = tuple[list[AuditEvent], list[Rejected]]
+Batch = tuple[list[AuditEvent], Rejections]
 LineReader = Callable[[bytes, str, RecordCollector], None]
+# apiserver lines are handed on in batches of up to this many lines or bytes (the per-batch work of the
+# reader and of replay is then paid once per batch, not per line)
+BATCH_LINES = 16
+BATCH_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
@@ -39,37 +57,83 @@ class Counters:
 
 def malformed_line(exc: orjson.JSONDecodeError, line: bytes) -> str:
     """The reason given for a line that is not JSON (the one message for every line format)."""
-    reason = malformed_json(exc)
+    reason = malformed_json(exc, line)
     if not line.endswith(b"\n"):
         reason += "; the last line looks truncated"
     return reason
 
 
+def overlong(origin: str, line: bytes, stream: io.BufferedReader) -> tuple[Rejected, bool]:
+    """The reject of a line over MAX_LINE_BYTES (its start kept), after skipping the rest of it; and whether the
+    file can be read on (False: no end of line within MAX_SKIPPED_BYTES)."""
+    reason = f"line longer than {MAX_LINE_BYTES} bytes"
+    more = skip_line(stream)
+    if not more:
+        reason += f", and no end of line in the next {MAX_SKIPPED_BYTES} bytes: the rest of the file is not read"
+    return Rejected(origin, reason, line[:PAYLOAD_CAP].decode("utf-8", "replace")), more
+
+
 # --- apiserver JSON lines: the fast path ------------------------------------------------------------------
 
 
-def _apiserver_line(line: bytes, origin: str) -> Batch:
+def _apiserver_line(line: bytes, origin: str, events: list[AuditEvent], rejected: Rejections) -> None:
     """One line of the log backend -> events and rejected items (the fast path is one plain Event per line)."""
     try:
-        doc = orjson.loads(line)
+        doc, shallow = loads_bounded(line)
     except orjson.JSONDecodeError as exc:
-        return [], [Rejected(origin, malformed_line(exc, line), line[:PAYLOAD_CAP].decode("utf-8", "replace"))]
+        if rejected.full:
+            rejected.count()
+        else:
+            rejected.add(Rejected(origin, malformed_line(exc, line), line[:PAYLOAD_CAP].decode("utf-8", "replace")))
+        return
+    small = len(line) <= MAX_EVENT_BYTES
     if type(doc) is dict and doc.get("kind") == "Event":
         invalid = validate_event(doc)
+        if invalid is None and not (shallow and small):
+            invalid = limit_problem(doc, shallow=shallow, small=small)
         if invalid is None:
-            return [AuditEvent(raw=doc, origin=origin)], []
-        return [], [Rejected(origin, invalid, doc)]
+            events.append(AuditEvent(doc, origin))  # positional: keywords cost 30% more here
+        elif rejected.full:
+            rejected.count()
+        else:
+            rejected.add(Rejected(origin, invalid, cut_deep(doc)))
+        return
     try:
-        return split_document(doc, origin=origin)
+        line_events, line_rejected = split_document(doc, origin=origin, shallow=shallow, small=small)
     except EventError as exc:  # the whole line is not audit data
-        return [], [Rejected(origin, str(exc), doc)]
+        line_events, line_rejected = [], Rejections.of(Rejected(origin, str(exc), cut_deep(doc)))
+    events.extend(line_events)
+    rejected.merge(line_rejected)
 
 
-def _apiserver_lines(stream: IO[bytes], label: str, counters: Counters) -> Iterator[Batch]:
-    for lineno, line in enumerate(stream, start=1):
-        counters.lines += 1
-        if line.strip():
-            yield _apiserver_line(line, f"{label}:{lineno}")
+def _apiserver_lines(stream: io.BufferedReader, label: str, counters: Counters) -> Iterator[Batch]:
+    """Batches of lines; what a batch holds when reading fails is handed on before the error."""
+    events: list[AuditEvent] = []
+    rejected = Rejections()
+    size = lines = 0
+    try:
+        for lineno, line in enumerate(lines_of(stream), start=1):
+            counters.lines = lineno
+            if len(line) > MAX_LINE_BYTES and is_overlong(line):
+                item, more = overlong(f"{label}:{lineno}", line, stream)
+                rejected.add(item)
+                if not more:
+                    break
+                continue
+            if line.isspace():
+                continue
+            _apiserver_line(line, f"{label}:{lineno}", events, rejected)
+            size += len(line)
+            lines += 1
+            if lines >= BATCH_LINES or size >= BATCH_BYTES:
+                yield events, rejected
+                events, rejected, size, lines = [], Rejections(), 0, 0
+    except UNREADABLE:
+        if events or rejected:
+            yield events, rejected
+        raise
+    if events or rejected:
+        yield events, rejected
 
 
 # --- line formats -----------------------------------------------------------------------------------------
@@ -125,9 +189,10 @@ def _documents(data: bytes, label: str) -> Iterator[tuple[int, Any, str | None]]
             return
         try:
             doc, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # the json module recurses: deep nesting is malformed here
             line = text.count("\n", 0, pos) + 1
-            yield line, None, f"malformed JSON: {error.msg}" if count == 0 else "malformed JSON after a document"
+            problem = json_problem(error, data) if count == 0 else "malformed JSON after a document"
+            yield line, None, problem
             return
         count += 1
         yield text.count("\n", 0, pos) + 1, doc, None
@@ -147,10 +212,13 @@ def read_records(stream: io.BufferedReader, label: str, fmt: str, whole: bool, c
     return _lines(stream, label, _s3_line if fmt == "cloudwatch-s3" else _json_line(fmt), counters)
 
 
-def _whole_document(stream: IO[bytes], label: str, fmt: str, counters: Counters) -> Iterator[Batch]:
-    data = stream.read()
-    if data[:2] == GZIP_MAGIC:
-        data = gzip.decompress(data)
+def _whole_document(stream: io.BufferedReader, label: str, fmt: str, counters: Counters) -> Iterator[Batch]:
+    data = read_document(stream)
+    if data is None:
+        out = RecordCollector()
+        out.reject(f"{label}:1", f"a JSON document larger than {MAX_DOCUMENT_BYTES} bytes (after gzip): not read", None)
+        yield _batch(out, counters)
+        return
     counters.lines += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     convert = CONVERTERS.get(fmt, CONVERTERS["apiserver"])
     for line, doc, error in _documents(data, label):
@@ -162,25 +230,44 @@ def _whole_document(stream: IO[bytes], label: str, fmt: str, counters: Counters)
         yield _batch(out, counters)
 
 
-def _lines(stream: IO[bytes], label: str, read_line: LineReader, counters: Counters) -> Iterator[Batch]:
-    for lineno, text in enumerate(stream, start=1):
-        counters.lines += 1
-        if not text.strip():
-            continue
+def _lines(stream: io.BufferedReader, label: str, read_line: LineReader, counters: Counters) -> Iterator[Batch]:
+    for lineno, text in enumerate(lines_of(stream), start=1):
+        counters.lines = lineno
         out = RecordCollector()
+        if is_overlong(text):
+            item, more = overlong(f"{label}:{lineno}", text, stream)
+            out.rejected.add(item)
+            yield _batch(out, counters)
+            if not more:
+                return
+            continue
+        if text.isspace():
+            continue
         read_line(text, f"{label}:{lineno}", out)
         yield _batch(out, counters)
 
 
-def _insights(stream: IO[bytes], label: str, counters: Counters) -> Iterator[Batch]:
-    text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
-    try:
-        yield from _insight_rows(text, label, counters)
-    finally:
-        text.detach()
+def _insights(stream: io.BufferedReader, label: str, counters: Counters) -> Iterator[Batch]:
+    # a CSV field may span lines, so an over-long line ends the file here (csv cannot resume inside a record)
+    overlong_at: list[int] = []
+
+    def text_lines() -> Iterator[str]:
+        for lineno, line in enumerate(lines_of(stream), start=1):
+            if is_overlong(line):
+                overlong_at.append(lineno)
+                return
+            yield line.decode("utf-8", "replace")
+
+    csv.field_size_limit(MAX_LINE_BYTES)  # not csv's default 128 KiB: a CloudWatch message reaches 256 KiB
+    yield from _insight_rows(text_lines(), label, counters)
+    if overlong_at:
+        out = RecordCollector()
+        reason = f"line longer than {MAX_LINE_BYTES} bytes: the rest of the file is not read"
+        out.reject(f"{label}:{overlong_at[0]}", reason, None)
+        yield _batch(out, counters)
 
 
-def _insight_rows(text: IO[str], label: str, counters: Counters) -> Iterator[Batch]:
+def _insight_rows(text: Iterator[str], label: str, counters: Counters) -> Iterator[Batch]:
     reader = csv.reader(text)
     header: list[str] | None = None
     for row in reader:
@@ -204,3 +291,4 @@ def _insight_rows(text: IO[str], label: str, counters: Counters) -> Iterator[Bat
         else:
             out.message(origin, record.get("@message"), "@message")
         yield _batch(out, counters)
+

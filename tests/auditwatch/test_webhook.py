@@ -64,7 +64,7 @@ def test_malformed_json_gets_400_naming_the_problem_and_server_stays_up(client: 
         ({"kind": "EventList", "apiVersion": "v1", "items": []}, "apiVersion 'v1'"),
         ({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": {"a": 1}}, "items must be a JSON array"),
         ({"hello": "world"}, "not an audit event"),
-        (42, "got int"),
+        (42, "got number"),
     ],
 )
 def test_wrong_kind_or_shape_gets_400(client: TestClient, body: Any, needle: str) -> None:
@@ -95,10 +95,10 @@ def test_invalid_items_are_counted_quarantined_and_the_rest_processed(client: Te
     resp = client.post("/audit/webhook", content=event_list([good, no_id, "junk", bad_stage]))
     assert resp.status_code == 200
     body = resp.json()
-    assert (body["accepted"], body["rejected"], body["alerts"]) == (1, 3, 3)
+    assert (body["accepted"], body["rejected"], body["quarantined"], body["alerts"]) == (1, 3, 3, 3)
     reasons = {r["item"].split("#")[1]: r["reason"] for r in body["rejections"]}
     assert reasons["items[1]"] == "missing auditID"
-    assert reasons["items[2]"] == "expected an Event object, got str"
+    assert reasons["items[2]"] == "expected an Event object, got string"
     assert "stage 'Sometime'" in reasons["items[3]"]
     quarantined = AlertStore(db_url).quarantined()
     assert len(quarantined) == 3

@@ -18,7 +18,7 @@ def test_eventlist_single_event_and_arrays_of_either() -> None:
     lst = {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {}, "items": [e1, e2]}
     for body, count in ((lst, 2), (e1, 1), ([e1, e2], 2), ([lst, e1], 3), ([], 0)):
         events, rejected = parse_body(orjson.dumps(body), origin="t")
-        assert (len(events), rejected) == (count, [])
+        assert (len(events), rejected.total, rejected.kept) == (count, 0, [])
 
 
 def test_origins_name_the_item() -> None:
@@ -53,7 +53,7 @@ def test_v1alpha1_timestamp_field_is_the_event_time() -> None:
         ({"kind": "Pod", "apiVersion": "v1"}, "kind 'Pod' is not Event or EventList"),
         ({"kind": "EventList", "apiVersion": "audit.k8s.io/v2", "items": []}, "apiVersion 'audit.k8s.io/v2'"),
         ({"metadata": {}}, "not an audit event"),
-        ("text", "got str"),
+        ("text", "got string"),
     ],
 )
 def test_whole_document_errors(doc: object, message: str) -> None:
@@ -87,7 +87,7 @@ def test_item_validation_reasons(mutate: object, reason: str) -> None:
         {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": [bad, exec_event()]}
     )
     assert len(events) == 1
-    assert len(rejected) == 1 and reason in rejected[0].reason and rejected[0].origin == "#items[0]"
+    assert rejected.total == 1 and reason in rejected.kept[0].reason and rejected.kept[0].origin == "#items[0]"
 
 
 def test_microsecond_and_nanosecond_timestamps() -> None:

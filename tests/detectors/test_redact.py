@@ -328,7 +328,8 @@ def test_quarantined_payloads_are_redacted_and_capped() -> None:
 def test_rejection_reasons_and_event_errors_never_echo_a_credential() -> None:
     item = exec_event()
     item["stage"] = "Bearer CANARY-stage"
-    _, (rejected,) = split_document([item])
+    _, rejections = split_document([item])
+    (rejected,) = rejections.kept
     assert "CANARY" not in rejected.reason and "Bearer <redacted>" in rejected.reason
     long = Rejected("x", "stageTimestamp '" + "9" * 10_000 + "' is not an RFC 3339 time", None)
     assert len(long.reason) <= 500

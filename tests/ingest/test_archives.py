@@ -60,7 +60,7 @@ def read(*paths: Path, fmt: str | None = None) -> tuple[list[AuditEvent], list[R
     rejected: list[Rejected] = []
     for evs, rej in read_archives([str(p) for p in paths], stats, fmt=fmt):
         events.extend(evs)
-        rejected.extend(rej)
+        rejected.extend(rej.kept)
     return events, rejected, stats
 
 

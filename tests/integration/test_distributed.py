@@ -6,7 +6,6 @@ stop. Waits are bounded; processes are always killed at the end.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import time
 import uuid
@@ -19,7 +18,6 @@ import httpx
 import orjson
 import pytest
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer
 
 from auditwatch.replay import replay
 from detectors.pipeline import Pipeline
@@ -27,7 +25,7 @@ from detectors.registry import load_rules
 from simulation import ClusterProfile, attack_events, benign_events, write_jsonl
 from tests.support.events import event_list, exec_event, scenario_events
 from tests.support.processes import Proc, free_port
-from tests.support.services import PrivateKafka, PrivatePostgres, create_database, kafka_bootstrap
+from tests.support.services import PrivateKafka, PrivatePostgres, create_database, kafka_bootstrap, topic_records
 from tests.support.stateful import HEADER, SEQUENCE, at, grant, workload
 
 pytestmark = pytest.mark.integration
@@ -71,27 +69,6 @@ def corpus(path: Path, *, stories: int, benign: int = 12_000, seed: int = 5) -> 
     found: list[str] = []
     replay([str(path)], Pipeline(load_rules(["builtin"])), emit=lambda a: found.append(a.id))
     return set(found)
-
-
-def topic_records(bootstrap: str, topic: str, *, expect_at_least: int = 1, timeout_s: float = 30) -> list[Any]:
-    async def read() -> list[Any]:
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                    enable_auto_commit=False, group_id=None)  # fmt: skip
-        await consumer.start()
-        out: list[Any] = []
-        try:
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
-                batch = await consumer.getmany(timeout_ms=500)
-                for records in batch.values():
-                    out.extend(records)
-                if not batch and len(out) >= expect_at_least:
-                    break
-        finally:
-            await consumer.stop()
-        return out
-
-    return asyncio.run(read())
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ they never disturb the shared ones. In CI a missing server fails the test; local
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 import shutil
@@ -18,9 +19,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer
 
 from tests.support.paths import ROOT
 from tests.support.processes import free_port
@@ -206,3 +209,24 @@ class PrivatePostgres:
         subprocess.run(["runuser", "-u", "postgres", "--", str(self.bin / "pg_ctl"), "-D", str(self.data),
                         "-m", "immediate", "stop"], capture_output=True, timeout=60, check=False)  # fmt: skip
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def topic_records(bootstrap: str, topic: str, *, expect_at_least: int = 1, timeout_s: float = 30) -> list[Any]:
+    async def read() -> list[Any]:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                    enable_auto_commit=False, group_id=None)  # fmt: skip
+        await consumer.start()
+        out: list[Any] = []
+        try:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    out.extend(records)
+                if not batch and len(out) >= expect_at_least:
+                    break
+        finally:
+            await consumer.stop()
+        return out
+
+    return asyncio.run(read())
