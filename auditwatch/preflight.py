@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from auditwatch.startup import EXIT_FAILURE, refuse
-from ingest.kafka import kafka_problem
 
 log = logging.getLogger("auditwatch.startup")
 KAFKA_PROBE_TIMEOUT_S = 5.0  # one attempt; a broker that is up answers in milliseconds
@@ -107,6 +106,8 @@ def quiet_kafka_client() -> Iterator[None]:
 
 async def kafka_attempt(probe: Callable[[float], Awaitable[Any]], timeout_s: float) -> str | None:
     """One try of `probe(timeout_s)` (e.g. creating the topics); None when Kafka answered, else the problem."""
+    from ingest.kafka import kafka_problem
+
     with quiet_kafka_client():
         try:
             await asyncio.wait_for(probe(timeout_s), timeout_s + 1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Callable
 from typing import IO, Any
@@ -111,6 +110,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _replay_to_kafka(args: argparse.Namespace, progress: Any) -> int:
+    import asyncio
+
     from aiokafka.errors import KafkaError
 
     from auditwatch.replay import format_summary, publish

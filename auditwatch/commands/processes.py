@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
-import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from auditwatch.preflight import bind_listener, check_tls, wait_for_kafka
 from auditwatch.startup import (
     EXIT_FAILURE,
     build_settings,
@@ -25,9 +21,14 @@ from auditwatch.startup import (
     tune_gc,
 )
 
+if TYPE_CHECKING:
+    import socket
+
 
 def _checked_listener(args: argparse.Namespace, **more: Any) -> Any:
     """The listener's settings, its TLS files checked: configuration errors come before anything slower."""
+    from auditwatch.preflight import check_tls
+
     settings = listener_settings(args, **more)
     check_tls(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
     return settings
@@ -35,6 +36,8 @@ def _checked_listener(args: argparse.Namespace, **more: Any) -> Any:
 
 def _listen(settings: Any) -> socket.socket:
     """The listening socket, bound before the banner says so (the port in use is a one-line refusal)."""
+    from auditwatch.preflight import bind_listener
+
     return bind_listener(settings.host, settings.port)
 
 
@@ -118,9 +121,12 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    import asyncio
+
     from auditwatch.consumer import Consumer
     from auditwatch.live_exceptions import LiveExceptions
     from auditwatch.notify.sender import Sender, rule_descriptions
+    from auditwatch.preflight import wait_for_kafka
 
     settings = build_settings(
         kafka_bootstrap=args.kafka, db_url=args.db, rules=args.rules, topic=args.topic,
@@ -159,6 +165,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 def _consume(consumer: Any, sender: Any, bootstrap: str) -> None:
     """Run the consumer and the notification sender until SIGINT or SIGTERM; Kafka lost on the way is one line."""
+    import asyncio
+    import signal
+
     from aiokafka.errors import KafkaError
 
     from ingest.kafka import kafka_problem
