@@ -119,4 +119,3 @@ def log_alerts(log: logging.Logger, alerts: Iterable[Alert], refused: Iterable[A
     for alert in alerts:
         if alert.origin not in not_stored:
             log.warning("alert", extra=alert_fields(alert))
-

@@ -133,4 +133,3 @@ async def wait_for_kafka(probe: Callable[[float], Awaitable[Any]], bootstrap: st
         log.info("Kafka at %s not reachable yet (%s): retrying in %.0f s, %.0f s left", bootstrap, problem, pause, left)
         await asyncio.sleep(pause)
         delay = min(delay * 2, KAFKA_RETRY_CAP_S)
-

@@ -32,7 +32,7 @@ def wall_ms(argv: list[str]) -> float:
 def medians(runs: int) -> dict[str, float]:
     """The median wall time of each command, in milliseconds, over `runs` interleaved rounds."""
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}
-    for name, argv in COMMANDS.items():  # one untimed round: file caches warm for every command alike
+    for argv in COMMANDS.values():  # one untimed round: file caches warm for every command alike
         wall_ms(argv)
     for _ in range(runs):
         for name, argv in COMMANDS.items():

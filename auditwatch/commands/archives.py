@@ -134,4 +134,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from auditwatch.demo import run_demo
 
     settings = build_settings(db_url=args.db)
-    return run_demo(settings.db_url, load_pipeline(["builtin"]), args.sample)
+    pipeline = load_pipeline(["builtin"])
+    open_store(settings.db_url).close()  # one line naming the store when it cannot be used
+    return run_demo(settings.db_url, pipeline, args.sample)

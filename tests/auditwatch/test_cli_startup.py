@@ -130,4 +130,3 @@ def test_bad_log_and_wait_settings_are_one_line(
 ) -> None:
     monkeypatch.setenv(name, value)
     assert refusal(run_cli("detect", "--kafka", "127.0.0.1:1", "--db", "sqlite://")) == reason
-

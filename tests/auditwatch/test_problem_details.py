@@ -51,7 +51,10 @@ def test_the_webhook_answers_400_and_413_as_problems(client: TestClient) -> None
 
 def test_validation_errors_are_422_problems_that_list_fields_without_echoing_values(client: TestClient) -> None:
     resp = client.get("/api/v1/alerts", params={"limit": "s3cret-value"})
-    assert problem_detail(resp, 422) == "query.limit: Input should be a valid integer, unable to parse string as an integer"
+    assert (
+        problem_detail(resp, 422)
+        == "query.limit: Input should be a valid integer, unable to parse string as an integer"
+    )
     assert resp.json()["errors"] == [
         {"loc": ["query", "limit"], "msg": "Input should be a valid integer, unable to parse string as an integer",
          "type": "int_parsing"}

@@ -54,7 +54,10 @@ def test_a_port_in_use_is_one_line_and_no_banner(tmp_path: Path, closed_port: in
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = {"AUDITWATCH_DB_URL": f"sqlite:///{tmp_path / 'a.db'}", "AUDITWATCH_KAFKA_BOOTSTRAP": f"127.0.0.1:{closed_port}"}
+        env = {
+            "AUDITWATCH_DB_URL": f"sqlite:///{tmp_path / 'a.db'}",
+            "AUDITWATCH_KAFKA_BOOTSTRAP": f"127.0.0.1:{closed_port}",
+        }
         for command in ("serve", "api", "ingest"):
             result = auditwatch_process(command, "--port", str(port), env=env)
             assert (result.code, result.out) == (1, ""), result
@@ -124,7 +127,9 @@ def test_detect_waits_for_kafka_then_logs_each_batch_and_alert(tmp_path: Path, k
                  60, detect)  # fmt: skip
         assert "auditwatch " not in detect.output()  # no banner while it waits
         kafka_later.start()
-        wait_for("the banner", lambda: f"detect: group auditwatch-detect on {bootstrap}" in detect.output(), 120, detect)
+        wait_for(
+            "the banner", lambda: f"detect: group auditwatch-detect on {bootstrap}" in detect.output(), 120, detect
+        )
         archive = tmp_path / "attack.jsonl"
         archive.write_bytes(b"\n".join(json.dumps(e).encode() for e in [exec_event()]) + b"\n")
         publish = auditwatch_process("replay", str(archive), "--to-kafka", bootstrap, "--partitions", "2", "--quiet")
@@ -146,7 +151,11 @@ def test_detect_waits_for_kafka_then_logs_each_batch_and_alert(tmp_path: Path, k
     assert (batch["records"], batch["events"], batch["rejected"], batch["alerts"]) == (1, 1, 0, 3)
     assert batch["partitions"] and isinstance(batch["ms"], float)
     alerts = [d for d in docs if d["msg"] == "alert"]
-    assert {a["rule_id"] for a in alerts} == {"pod-exec-attach", "exec-credential-file-access", "exec-shell-command-payload"}
+    assert {a["rule_id"] for a in alerts} == {
+        "pod-exec-attach",
+        "exec-credential-file-access",
+        "exec-shell-command-payload",
+    }
     assert all(a["level"] == "WARNING" and a["principal"] == "mallory@example.com" for a in alerts)
 
 
@@ -177,7 +186,9 @@ def test_serve_logs_batches_and_alerts_without_a_credential(tmp_path: Path) -> N
         bad = b'{"kind": "Bearer %s"}' % CANARIES["error-400"].encode()
         assert httpx.post(f"{base}/audit/webhook", content=bad, headers=auth, timeout=10).status_code == 400
         assert httpx.get(f"{base}/api/v1/alerts?user={TOKEN}", timeout=10).status_code == 401
-        assert httpx.get(f"{base}/api/v1/alerts", headers={"Authorization": "Bearer CANARY-guess-99"}).status_code == 401
+        assert (
+            httpx.get(f"{base}/api/v1/alerts", headers={"Authorization": "Bearer CANARY-guess-99"}).status_code == 401
+        )
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     finally:
