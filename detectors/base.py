@@ -119,3 +119,21 @@ class Warns(Protocol):
 
     @property
     def warnings(self) -> tuple[str, ...]: ...
+
+
+@runtime_checkable
+class RuleSet(Protocol):
+    """One detector for several rules, each alerting under its own rule id (a Falco ruleset); other detectors
+    alert under their own `id`. Site tuning lists and disables rules through it."""
+
+    @property
+    def rule_ids(self) -> tuple[str, ...]: ...
+
+    def without(self, rule_ids: frozenset[str]) -> Detector:
+        """The same detector without these rules."""
+        ...
+
+
+def rule_ids_of(detector: Detector) -> tuple[str, ...]:
+    """The rule ids a detector's alerts can carry."""
+    return detector.rule_ids if isinstance(detector, RuleSet) else (detector.id,)

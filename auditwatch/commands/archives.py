@@ -83,8 +83,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     transform, pacer = _event_filters(args)
     if args.to_kafka:
         return _replay_to_kafka(args, progress)
-    settings = build_settings(db_url=args.db, rules=args.rules, rule_matching=args.rule_matching)
-    pipeline = load_pipeline(settings.rules, settings.rule_matching)
+    settings = build_settings(db_url=args.db, rules=args.rules, rule_matching=args.rule_matching, tuning=args.tuning)
+    pipeline = load_pipeline(settings.rules, settings.rule_matching, settings.tuning)
     _check_inputs(args.paths)
     # Store when asked to (--db), or when nothing else would keep the alerts (no --output).
     store = open_store(settings.db_url) if args.db is not None or args.output is None else None
@@ -104,9 +104,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
             store.close()
     if not args.quiet:
         print(format_summary(stats, stored=store is not None), file=sys.stderr)
+        _print_tuned(pipeline.tuning)
         if store is not None:
             print(f"alerts stored in {shown_url(settings.db_url)}", file=sys.stderr)
     return _check_events_read(stats)
+
+
+def _print_tuned(tuning: Any) -> None:
+    """What the tuning file suppressed, per rule and reason (nothing suppressed: one line saying so)."""
+    if tuning is None:
+        return
+    suppressed = tuning.suppressed
+    print(f"suppressed by the tuning file {tuning.path}: {suppressed.total():,}", file=sys.stderr)
+    for line in suppressed.lines():
+        print(f"  {line}", file=sys.stderr)
 
 
 def _replay_to_kafka(args: argparse.Namespace, progress: Any) -> int:
