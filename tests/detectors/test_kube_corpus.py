@@ -11,7 +11,8 @@ from typing import Any
 from auditwatch.replay import replay
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
-from tests.support.kube_scenario import CORPUS, attack_steps, corpus_events, live_alerts
+from detectors.tuning.tuning import load_tuning
+from tests.support.kube_scenario import CORPUS, TUNING, attack_steps, corpus_events, live_alerts
 
 
 def test_corpus_is_a_real_apiserver_log() -> None:
@@ -36,7 +37,8 @@ def test_corpus_holds_no_credentials() -> None:
 
 def test_corpus_replays_to_the_alerts_of_the_live_run() -> None:
     found: list[Any] = []
-    replay([str(CORPUS)], Pipeline(load_rules(["builtin"])), emit=found.append)
+    detectors = load_rules(["builtin"])
+    replay([str(CORPUS)], Pipeline(detectors, load_tuning(str(TUNING), detectors)), emit=found.append)
     replayed = sorted((a.rule_id, a.audit_id, a.stage, a.severity.label) for a in found)
     live = sorted((a["rule_id"], a["audit_id"], a["stage"], a["severity"]) for a in live_alerts())
     assert replayed == live
