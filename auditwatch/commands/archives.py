@@ -142,9 +142,9 @@ def _replay_to_kafka(args: argparse.Namespace, progress: Any) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from auditwatch.demo import run_demo
+    from auditwatch.demo import TUNING, run_demo
 
     settings = build_settings(db_url=args.db)
-    pipeline = load_pipeline(["builtin"])
+    pipeline = load_pipeline(["builtin"], tuning=str(TUNING))
     open_store(settings.db_url).close()  # one line naming the store when it cannot be used
     return run_demo(settings.db_url, pipeline, args.sample)

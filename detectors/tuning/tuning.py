@@ -124,17 +124,19 @@ class _Compiler:
         return line
 
     def rules(self, patterns: Sequence[str], *loc: str | int) -> list[str]:
-        """The loaded rule ids that `patterns` (ids or globs) name; a pattern naming none is a warning."""
+        """The loaded rule ids that `patterns` (ids or globs; the list at `loc`) name; a pattern naming none is a
+        warning."""
         found: list[str] = []
-        for pattern in patterns:
+        for index, pattern in enumerate(patterns):
+            line = self.line(*loc, index)
             try:
                 matches = glob([pattern])
             except PatternError as exc:
-                self.errors.append(RuleError(f"rule {pattern!r}: {exc}", path=self.path, line=self.line(*loc)))
+                self.errors.append(RuleError(f"rule {pattern!r}: {exc}", path=self.path, line=line))
                 continue
             named = [rid for rid in self.rule_ids if matches(rid)]
             if not named:
-                self.warnings.append(f"{self.path}:{self.line(*loc)}: rule {pattern!r} names no loaded rule")
+                self.warnings.append(f"{self.path}:{line}: rule {pattern!r} names no loaded rule")
             found.extend(named)
         return list(dict.fromkeys(found))
 
