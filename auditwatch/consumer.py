@@ -36,7 +36,7 @@ from api.store import AlertStore
 from api.tables import Receipt, StateCheckpoints
 from auditwatch.batches import BatchResults, BatchWriter, Written
 from auditwatch.live_exceptions import LiveExceptions
-from auditwatch.logs import log_alerts
+from auditwatch.logs import TuningLog, log_alerts
 from detectors.alerts import Alert
 from detectors.errors import EventError
 from detectors.events import AuditEvent, Rejected, Rejections, parse_body
@@ -151,6 +151,7 @@ class Consumer:
         )
         self.exceptions = exceptions
         self.stats = ConsumerStats()
+        self._tuning_log = TuningLog(pipeline.tuning)  # every partition's pipeline shares the template's tuning
         self.lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
@@ -328,6 +329,7 @@ class Consumer:
             pipeline.commit()
         log_alerts(log, results.alerts, stored.refused)
         self._log_batch(work, detected, started)
+        self._tuning_log.report(log)
         self.stats.records += sum(len(records) for records in work.values())
         self.stats.events += detected.events
         self.stats.alerts += len(results.alerts)

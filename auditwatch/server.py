@@ -32,6 +32,7 @@ from auditwatch.startup import EXIT_FAILURE, package_version
 from detectors.loading.formats import LoadOptions
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
+from detectors.tuning.tuning import load_tuning
 from ingest.kafka import KafkaSink, TopicSpec, ensure_topics
 from ingest.webhook import SinkUnavailable, webhook_router
 
@@ -78,7 +79,9 @@ def create_serve_app(
 ) -> FastAPI:
     """Embedded mode. Rules load before the server starts, so a broken file fails fast with file:line. With
     notification `sinks`, a sender task delivers what the webhook's batches queue for them."""
-    pipeline = pipeline or Pipeline(load_rules(settings.rules, LoadOptions(rule_matching=settings.rule_matching)))
+    if pipeline is None:
+        detectors = load_rules(settings.rules, LoadOptions(rule_matching=settings.rule_matching))
+        pipeline = Pipeline(detectors, load_tuning(settings.tuning, detectors) if settings.tuning else None)
     store = AlertStore(settings.db_url)
     exceptions = LiveExceptions(store, refresh_s=settings.exceptions_refresh_s)
     store.triage_hooks.exceptions_changed.append(exceptions.invalidate)  # created over our own API: apply at once

@@ -3,11 +3,17 @@ file stops the command with `file:line` errors; `rules lint` and `rules test` sh
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import orjson
+import pytest
+from fastapi.testclient import TestClient
 
+from auditwatch.server import create_serve_app
+from auditwatch.settings import Settings
 from tests.support.cli import CliRun, RunCli
+from tests.support.events import event_list
 from tests.support.tuning_events import SILENCED, SITE_TUNING, site_day
 
 
@@ -117,3 +123,23 @@ def test_lint_shows_what_the_tuning_does_per_rule(run_cli: RunCli, tmp_path: Pat
     test = run_cli("rules", "test", "--tuning", str(tuning))
     assert test.code == 0
     assert "tuned ingress-without-tls: plain-HTTP Ingress for a login page: silenced (disabled)" in test.out
+
+
+def test_serve_applies_the_tuning_and_logs_what_it_suppressed(
+    db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tuning = tmp_path / "tuning.yaml"
+    tuning.write_text(SITE_TUNING)
+    day = site_day()
+    settings = Settings(db_url=db_url, tuning=str(tuning))
+    with caplog.at_level(logging.INFO, logger="auditwatch.serve"), TestClient(create_serve_app(settings)) as client:
+        assert client.post("/audit/webhook", content=event_list(day)).status_code == 200
+        stored = client.get("/api/v1/alerts?limit=100").json()["items"]
+    number = {e["auditID"]: n for n, e in enumerate(day, 1)}
+    assert not {(a["rule_id"], number[a["audit_id"]]) for a in stored} & SILENCED
+    assert {("untrusted-image-registry", 4), ("daemonset-created", 7)} <= {
+        (a["rule_id"], number[a["audit_id"]]) for a in stored
+    }
+    lines = [r for r in caplog.records if r.getMessage() == "tuning suppressed"]
+    assert len(lines) == 1 and lines[0].alerts == len(SILENCED)  # type: ignore[attr-defined]
+    assert lines[0].by_rule["untrusted-image-registry (trusted registry)"] == 3  # type: ignore[attr-defined]
