@@ -14,6 +14,7 @@ from auditwatch.server import create_serve_app
 from auditwatch.settings import Settings
 from tests.support.cli import CliRun, RunCli
 from tests.support.events import event_list
+from tests.support.paths import ROOT
 from tests.support.tuning_events import SILENCED, SITE_TUNING, site_day
 
 
@@ -143,3 +144,9 @@ def test_serve_applies_the_tuning_and_logs_what_it_suppressed(
     lines = [r for r in caplog.records if r.getMessage() == "tuning suppressed"]
     assert len(lines) == 1 and lines[0].alerts == len(SILENCED)  # type: ignore[attr-defined]
     assert lines[0].by_rule["untrusted-image-registry (trusted registry)"] == 3  # type: ignore[attr-defined]
+
+
+def test_the_shipped_example_is_valid(run_cli: RunCli) -> None:
+    result = run_cli("rules", "lint", "builtin", "falco", "--tuning", str(ROOT / "examples" / "tuning.yaml"))
+    assert result.code == 0, result.out
+    assert "  pod-exec-attach: exception team-exec" in result.out.splitlines()
