@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import IO
 
+from auditwatch.startup import EXIT_USAGE
 from detectors.base import Described, Detector, SelfTested, Sourced, Stateful, Warns
 from detectors.errors import RuleErrors
 from detectors.events import AuditEvent
@@ -44,14 +45,15 @@ def _tuning(path: str | None, detectors: list[Detector], out: IO[str]) -> tuple[
 
 
 def run_tests(specs: Sequence[str], out: IO[str], *, verbose: bool = False, tuning: str | None = None) -> int:
-    """Every inline case of every rule; exit status 1 when a case fails or a file does not load (rule or tuning
-    file). With a tuning file, the positive cases it would silence are listed; they still run untuned."""
+    """Every inline case of every rule; exit status 1 when a case fails or a rule file does not load, 2 when the
+    tuning file does not. With a tuning file, the positive cases it would silence are listed; they still run
+    untuned."""
     detectors = _load(specs, out)
     if detectors is None:
         return 1
     tuned, loaded = _tuning(tuning, detectors, out)
     if not loaded:
-        return 1
+        return EXIT_USAGE
     passed = failed = untested = 0
     for detector in detectors:
         if not isinstance(detector, SelfTested) or not detector.tests:
@@ -97,13 +99,14 @@ def _describe(tuning: Tuning, out: IO[str]) -> None:
 
 def lint(specs: Sequence[str], out: IO[str], *, tuning: str | None = None) -> int:
     """Loadable, and each rule documented and tested both ways; every load warning (fields no audit event
-    has, Sigma rules that can never match, tuning entries naming no loaded rule) counts as a problem."""
+    has, Sigma rules that can never match, tuning entries naming no loaded rule) counts as a problem. A
+    malformed tuning file is a configuration error, as for every command: exit status 2."""
     detectors = _load(specs, out)
     if detectors is None:
         return 1
     tuned, loaded = _tuning(tuning, detectors, out)
     if not loaded:
-        return 1
+        return EXIT_USAGE
     problems = len(tuned.warnings) if tuned is not None else 0
     for detector in detectors:
         where = str(detector.source) if isinstance(detector, Sourced) else detector.id

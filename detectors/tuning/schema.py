@@ -6,6 +6,7 @@ it is about (pydantic validates; the strict YAML loader of rule files remembers 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -143,7 +144,7 @@ def expiry_time(text: str) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def _line_of(doc: Any, loc: tuple[int | str, ...]) -> int | None:
+def line_at(doc: Any, loc: Sequence[int | str]) -> int | None:
     """The line of the deepest key or item of `loc` that the YAML document has."""
     line = doc.line if isinstance(doc, LocatedDict | LocatedList) else None
     node = doc
@@ -190,5 +191,5 @@ def read_tuning(path: str) -> tuple[TuningFile, LocatedDict]:
             if error["type"] == "extra_forbidden":
                 message = f"unknown key {loc[-1]!r}" if loc else message
                 where = _shown(loc[:-1])
-            errors.append(RuleError(f"{where}: {message}" if where else message, path=path, line=_line_of(doc, loc)))
+            errors.append(RuleError(f"{where}: {message}" if where else message, path=path, line=line_at(doc, loc)))
         raise RuleErrors(errors) from None

@@ -25,9 +25,9 @@ from detectors.errors import RuleError, RuleErrors
 from detectors.events import AuditEvent
 from detectors.exceptions import ExceptionError, ExceptionSet, RuleException, check_match, field_text, literal_glob
 from detectors.fieldpath import compile_path
-from detectors.loading.yamlload import LocatedDict, LocatedList
+from detectors.loading.yamlload import LocatedDict
 from detectors.patterns import PatternError, glob
-from detectors.tuning.schema import ExceptionEntry, Identities, TuningFile, expiry_time, read_tuning
+from detectors.tuning.schema import ExceptionEntry, Identities, TuningFile, expiry_time, line_at, read_tuning
 from detectors.tuning.scope import DEPLOYED_RESOURCES, DEPLOYER_RULES, IMAGE_RULES, WRITE_VERBS, TrustedRegistries
 
 _IMAGES = compile_path("$containers[*].image")
@@ -113,15 +113,8 @@ class _Compiler:
         self.effects: dict[str, list[str]] = {}
         self.entries: list[str] = []
 
-    def line(self, *loc: str | int) -> int:
-        node: object = self.doc
-        line = self.doc.line
-        for step in loc:
-            if isinstance(node, LocatedDict) and isinstance(step, str) and step in node:
-                line, node = node.line_of(step), node[step]
-            elif isinstance(node, LocatedList) and isinstance(step, int) and step < len(node):
-                line, node = node.line_of(step), node[step]
-        return line
+    def line(self, *loc: str | int) -> int | None:
+        return line_at(self.doc, loc)
 
     def rules(self, patterns: Sequence[str], *loc: str | int) -> list[str]:
         """The loaded rule ids that `patterns` (ids or globs; the list at `loc`) name; a pattern naming none is a
