@@ -14,6 +14,7 @@ from api.store import AlertStore
 from api.tables import StateCheckpoints
 from auditwatch.batches import BatchResults, BatchWriter
 from auditwatch.live_exceptions import LiveExceptions
+from auditwatch.metrics import DetectionMetrics
 from detectors.events import AuditEvent, Rejected
 from detectors.pipeline import Pipeline
 from ingest.webhook import SinkResult, SinkUnavailable
@@ -52,6 +53,7 @@ class EmbeddedSink:
         receipts_retention_hours: float = 168.0,
         exceptions: LiveExceptions | None = None,
         routes: Sequence[OutboxRoute] = (),
+        metrics: DetectionMetrics | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.store = store
@@ -62,6 +64,7 @@ class EmbeddedSink:
             record_receipts=record_receipts,
             receipts_retention_hours=receipts_retention_hours,
             routes=routes,
+            metrics=metrics,
         )
         self._lock = threading.Lock()
 
@@ -92,7 +95,7 @@ class EmbeddedSink:
                 states[STATE_SCOPE] = (None, self.pipeline.snapshot())
             batch = BatchResults(alerts, [*rejected, *failed], self.writer.receipts(events), states, hits)
             written = self.writer.write(batch)
-        return SinkResult(alerts=written.alerts, rejected=(*failed, *written.refused))
+        return SinkResult(alerts=written.alerts, rejected=tuple(failed), refused=written.refused)
 
     def checkpoint(self) -> None:
         """Save the detectors' state now, on shutdown."""
