@@ -7,10 +7,11 @@ caller probes for attributes by name.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from detectors.alerts import Alert
+from detectors.alerts import Alert, Severity
 from detectors.events import AuditEvent
 
 
@@ -46,6 +47,17 @@ class StatefulDetector(Detector, Stateful, Protocol):
 
 
 @runtime_checkable
+class StateSized(Protocol):
+    """Says how many keys its state holds (time windows, sequences in progress, principals): what its memory
+    grows with. `rule_type` names the kind of rule, so that sizes can be totalled per kind."""
+
+    @property
+    def rule_type(self) -> str: ...
+
+    def state_keys(self) -> int: ...
+
+
+@runtime_checkable
 class Transactional(Protocol):
     """State changes in batches that can be undone: between `begin()` and `commit()` the detector keeps an undo
     journal of what it changes, and `rollback()` puts back exactly the state `begin()` saw (a batch whose alerts
@@ -77,6 +89,17 @@ class Sourced(Protocol):
 
     @property
     def source(self) -> RuleSource: ...
+
+
+@runtime_checkable
+class Catalogued(Protocol):
+    """Lists the rules it raises alerts for (one, or a whole ruleset's), with the severity of their alerts and
+    the file format they came from, so they can be counted before any of them fires."""
+
+    @property
+    def rule_format(self) -> str: ...
+
+    def rule_severities(self) -> Mapping[str, Severity]: ...
 
 
 @runtime_checkable

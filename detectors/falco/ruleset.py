@@ -119,6 +119,7 @@ class FalcoRuleset:
 
     stages: frozenset[str] | None = None
     resources: frozenset[str] | None = None
+    rule_format = "falco"  # `Catalogued`
 
     def __init__(
         self,
@@ -133,6 +134,10 @@ class FalcoRuleset:
         self.source = RuleSource(", ".join(files))  # `Sourced`: the files it was built from
         self.warnings = tuple(dict.fromkeys(warnings))  # `Warns`; once per line, however often a rule reads it
         self._index: dict[tuple[Value, Value, Value], tuple[CompiledRule, ...]] = {}
+
+    def rule_severities(self) -> dict[str, Severity]:
+        """`Catalogued`: every rule of the set."""
+        return {rule.rule_id: rule.severity for rule in self.rules}
 
     def candidates(self, raw: dict[str, Any]) -> tuple[CompiledRule, ...]:
         key = (_stage_of(raw), _resource_of(raw), _verb_of(raw))

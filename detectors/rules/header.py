@@ -12,7 +12,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from detectors.alerts import DEFAULT_SUPPRESS_S, Severity
 from detectors.base import RuleSource, RuleTest
@@ -277,11 +277,15 @@ def _shifted(event: Any, n: int, seconds: float) -> Any:
 
 
 class HeaderAttributes:
-    """The header fields the detector contract reads on a rule (`Detector.id`/`stages`, `Described`),
-    delegated to its `header`."""
+    """The header fields the detector contract reads on a rule (`Detector.id`/`stages`, `Described`,
+    `Catalogued`), delegated to its `header`."""
 
     __slots__ = ()
     header: RuleHeader
+    rule_format: ClassVar[str]  # the rule file format's name (`RuleFormat.name`)
+
+    def rule_severities(self) -> dict[str, Severity]:
+        return {self.header.id: self.header.severity}
 
     @property
     def id(self) -> str:
@@ -321,6 +325,7 @@ class NativeRuleAttributes(HeaderAttributes):
     (`Warns`)."""
 
     __slots__ = ()
+    rule_format: ClassVar[str] = "auditwatch"
 
     @property
     def tests(self) -> tuple[RuleTest, ...]:
