@@ -1,0 +1,130 @@
+"""The command an exec-like request runs, decoded from wherever the audit event carries it (`$exec`).
+
+- `pods/exec` (and the kubelet's exec reached through `nodes/proxy`): one `command=` query parameter of
+  the requestURI per argv element, URL-encoded as the client wrote it: kubectl (Go's url.Values) writes a
+  space as `+` and `/` as `%2F`, other clients `%20` and a raw `/`, in either hex case. Decoded as the
+  apiserver decodes them (`+` is a space, then percent escapes), so `%2Fbin%2Fsh`, `/bin/sh` and
+  `%2fbin%2fsh` are the same `/bin/sh`.
+- `requestObject.command`: the PodExecOptions body, which some apiservers log for exec and some exporters
+  write instead of the query (a list, or one string).
+- `pods/ephemeralcontainers` (`kubectl debug`): the `command` then `args` of the last ephemeral container
+  in the request (the one being added: kubectl appends it; a patch carries only it), read from the full
+  object or the partial object of a patch. Without either, the image's entrypoint runs: unknown.
+
+`kubectl cp` is an exec of `tar` streaming an archive through the session: `tar cf - PATH` copies out
+(with `--retries`, `sh -c "tar cf - PATH | tail -c+N"`), `tar -xmf - [-C DIR]` or `tar xf - -C DIR` copies
+in. `copy_of` reads the direction and the paths from the argv.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+MAX_ARGV = 1000  # argv elements kept: more is no command a human or kubectl sends
+_SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh", "ksh", "busybox"})
+_SEPARATORS = frozenset({"|", "||", "&&", ";", "&"})
+
+
+def exec_argv(raw: Mapping[str, Any], request: Any) -> tuple[tuple[str, ...], str] | None:
+    """(argv, where it was read: `requestURI`, `requestObject` or `ephemeralContainers`) of an exec-like
+    request, or None. `request` is the request body as an object (a JSON patch as the object it writes)."""
+    ref = raw.get("objectRef")
+    if type(ref) is not dict:
+        return None
+    subresource = ref.get("subresource")
+    resource = ref.get("resource")
+    if resource == "pods" and subresource == "exec":
+        argv = _query_command(raw.get("requestURI"))
+        if argv:
+            return argv, "requestURI"
+        argv = _listed(request.get("command")) if isinstance(request, dict) else None
+        return (argv, "requestObject") if argv else None
+    if resource == "pods" and subresource == "ephemeralcontainers":
+        argv = _ephemeral_command(request)
+        return (argv, "ephemeralContainers") if argv else None
+    if resource == "nodes" and subresource == "proxy":
+        uri = raw.get("requestURI")
+        if isinstance(uri, str) and "/proxy/exec/" in uri.split("?", 1)[0]:
+            argv = _query_command(uri)
+            return (argv, "requestURI") if argv else None
+    return None
+
+
+def _query_command(uri: Any) -> tuple[str, ...] | None:
+    if not isinstance(uri, str) or "?" not in uri:
+        return None
+    query = urlsplit(uri).query
+    argv = tuple(v for k, v in parse_qsl(query, keep_blank_values=True, max_num_fields=None) if k == "command")
+    return argv[:MAX_ARGV] or None
+
+
+def _listed(value: Any) -> tuple[str, ...] | None:
+    if isinstance(value, str):
+        return (value,) if value else None
+    if isinstance(value, list):
+        argv = tuple(v for v in value[:MAX_ARGV] if isinstance(v, str))
+        return argv or None
+    return None
+
+
+def _ephemeral_command(request: Any) -> tuple[str, ...] | None:
+    spec = request.get("spec") if isinstance(request, dict) else None
+    containers = spec.get("ephemeralContainers") if isinstance(spec, dict) else None
+    if not isinstance(containers, list):
+        return None
+    added = next((c for c in reversed(containers) if isinstance(c, dict) and c), None)
+    if added is None:
+        return None
+    argv = (_listed(added.get("command")) or ()) + (_listed(added.get("args")) or ())
+    return argv[:MAX_ARGV] or None
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """The argv joined by spaces, as rules match it (`sh -c cat /etc/shadow`): no quoting to see through."""
+    return " ".join(argv)
+
+
+def _words(argv: Sequence[str]) -> list[str]:
+    """The words of the command: the argv, or the split script of `sh -c SCRIPT` (kubectl's cp with retries
+    writes its tar command that way, unquoted)."""
+    if len(argv) >= 3 and posixpath.basename(argv[0]) in _SHELLS and argv[1].startswith("-") and "c" in argv[1]:
+        return argv[2].split()
+    return list(argv)
+
+
+def copy_of(argv: Sequence[str]) -> dict[str, Any] | None:
+    """`{"direction": "out"|"in", "paths": [...]}` when the command is a kubectl cp tar stream: a `tar` whose
+    option cluster creates (`c`: copy out of the pod) or extracts (`x`: copy in) with `f -` (the archive is
+    the exec stream). Out: the paths archived; in: the `-C` directory (none given: the working directory)."""
+    words = _words(argv)
+    start = next((i for i, w in enumerate(words) if posixpath.basename(w) == "tar"), None)
+    if start is None:
+        return None
+    direction: str | None = None
+    streamed = False
+    paths: list[str] = []
+    directory: str | None = None
+    i = start + 1
+    while i < len(words) and words[i] not in _SEPARATORS:
+        word = words[i]
+        if word == "-C" and i + 1 < len(words):
+            directory = words[i + 1]
+            i += 2
+            continue
+        cluster = word[1:] if word.startswith("-") and not word.startswith("--") else word if i == start + 1 else ""
+        if cluster.isalpha() and cluster.endswith("f") and i + 1 < len(words) and words[i + 1] == "-":
+            direction = "out" if "c" in cluster else "in" if "x" in cluster else None
+            streamed = True
+            i += 2
+            continue
+        if not word.startswith("-") and streamed:
+            paths.append(word)
+        i += 1
+    if direction is None:
+        return None
+    if direction == "in":
+        paths = [directory] if directory else []
+    return {"direction": direction, "paths": paths}
