@@ -98,6 +98,7 @@ def slack_message(row: Any, *, link: str | None, descriptions: Mapping[str, str]
     """An incoming-webhook message: a `text` fallback and one legacy attachment (Slack and Mattermost render
     both; Mattermost ignores Block Kit)."""
     m = row._mapping
+    details = m["details"] or {}
     severity = Severity.parse(m["severity"]).label
     obj = "/".join(p for p in (m["resource"], m["subresource"]) if p)
     where = "/".join(p for p in (m["namespace"], m["name"]) if p)
@@ -105,6 +106,8 @@ def slack_message(row: Any, *, link: str | None, descriptions: Mapping[str, str]
         ("Severity", severity), ("Principal", m["impersonated_user"] or m["user_name"]), ("Namespace", m["namespace"]),
         ("Request", f"{m['verb']} {obj} {where}".strip()), ("Source IPs", ", ".join(m["source_ips"] or ())),
         ("MITRE ATT&CK", ", ".join(m["mitre"] or ())), ("About the rule", descriptions.get(m["rule_id"], "")[:300]),
+        ("Command", " ".join(details.get("command") or ())[:300]),  # the decoded exec command, redacted
+        ("What to do", str(details.get("response") or "")[:500]),  # the rule's response advice
     ]  # fmt: skip
     attachment: dict[str, Any] = {
         "fallback": _slack_escape(f"[{severity}] {m['rule_name']}: {m['message']}"),

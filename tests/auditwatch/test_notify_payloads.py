@@ -114,3 +114,14 @@ def test_slack_message_escapes_what_the_event_says(sqlite_store: AlertStore) -> 
     assert "<!channel>" not in text and "<https://evil" not in text and "&lt;!channel&gt; &amp; " in text
     fields = {f["title"]: f["value"] for f in attachment["fields"]}
     assert fields["Severity"] == "high" and fields["About the rule"] == "D" and fields["MITRE ATT&CK"] == "T1609"
+
+
+def test_slack_message_tells_what_to_do_and_the_decoded_command(sqlite_store: AlertStore) -> None:
+    (rule,) = [r for r in load_rules(["builtin"]) if r.id == "pod-exec-attach"]
+    (alert,) = [a for a in Pipeline([rule]).process(AuditEvent(raw=exec_event())) if a.rule_id == "pod-exec-attach"]
+    sqlite_store.write([alert])
+    row, _ = stored(sqlite_store, alert.id)
+    sent = orjson.loads(slack_message(row, link=None, descriptions={}))
+    fields = {f["title"]: f["value"] for f in sent["attachments"][0]["fields"]}
+    assert fields["Command"] == " ".join(alert.details["command"]) and fields["Command"]
+    assert fields["What to do"] == alert.details["response"][:500] and fields["What to do"]
