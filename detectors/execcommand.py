@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 MAX_ARGV = 1000  # argv elements kept: more is no command a human or kubectl sends
 _SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh", "ksh", "busybox"})
 _SEPARATORS = frozenset({"|", "||", "&&", ";", "&"})
+_LONG_MODES = {"create": "c", "extract": "x", "get": "x"}  # tar's long options for its c and x modes
 
 
 def exec_argv(raw: Mapping[str, Any], request: Any) -> tuple[tuple[str, ...], str] | None:
@@ -96,35 +97,42 @@ def _words(argv: Sequence[str]) -> list[str]:
 
 
 def copy_of(argv: Sequence[str]) -> dict[str, Any] | None:
-    """`{"direction": "out"|"in", "paths": [...]}` when the command is a kubectl cp tar stream: a `tar` whose
-    option cluster creates (`c`: copy out of the pod) or extracts (`x`: copy in) with `f -` (the archive is
-    the exec stream). Out: the paths archived; in: the `-C` directory (none given: the working directory)."""
+    """`{"direction": "out"|"in", "paths": [...]}` when the command is a kubectl cp tar stream: a `tar` that
+    creates (`c`, `--create`: copy out of the pod) or extracts (`x`, `--extract`, `--get`: copy in) with the
+    archive `-` (`f -`, `--file -`, `--file=-`: the exec stream). Options may be bundled (`cf`, `-xmf`) or
+    apart (`-c -f -`). Out: the paths archived; in: the `-C` directory (none given: the working directory)."""
     words = _words(argv)
     start = next((i for i, w in enumerate(words) if posixpath.basename(w) == "tar"), None)
     if start is None:
         return None
-    direction: str | None = None
+    modes: set[str] = set()
     streamed = False
-    paths: list[str] = []
+    operands: list[str] = []
     directory: str | None = None
     i = start + 1
     while i < len(words) and words[i] not in _SEPARATORS:
-        word = words[i]
-        if word == "-C" and i + 1 < len(words):
-            directory = words[i + 1]
-            i += 2
-            continue
-        cluster = word[1:] if word.startswith("-") and not word.startswith("--") else word if i == start + 1 else ""
-        if cluster.isalpha() and cluster.endswith("f") and i + 1 < len(words) and words[i + 1] == "-":
-            direction = "out" if "c" in cluster else "in" if "x" in cluster else None
-            streamed = True
-            i += 2
-            continue
-        if not word.startswith("-") and streamed:
-            paths.append(word)
+        first = i == start + 1
+        word, following = words[i], words[i + 1] if i + 1 < len(words) else None
         i += 1
-    if direction is None:
+        if word.startswith("--"):
+            name, _, value = word[2:].partition("=")
+            modes.update(_LONG_MODES.get(name, ""))
+            if name in ("file", "directory") and not value and following is not None:
+                value, i = following, i + 1
+            streamed = streamed or (name == "file" and value == "-")
+            directory = value if name == "directory" else directory
+        elif word == "-C" and following is not None:
+            directory, i = following, i + 1
+        elif (word.startswith("-") and len(word) > 1) or (first and word.isalpha()):
+            cluster = word.lstrip("-")  # `cf`, `-xmf`: the first bare word of tar is an option cluster too
+            modes.update(c for c in cluster if c in "cx")
+            if cluster.endswith("f") and following is not None:
+                streamed, i = streamed or following == "-", i + 1
+        else:
+            operands.append(word)
+    if not streamed or len(modes) != 1:
         return None
-    if direction == "in":
-        paths = [directory] if directory else []
-    return {"direction": direction, "paths": paths}
+    if "c" in modes:
+        return {"direction": "out", "paths": operands}
+    return {"direction": "in", "paths": [directory] if directory else []}
+

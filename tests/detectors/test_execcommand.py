@@ -81,6 +81,9 @@ def test_attach_and_other_requests_carry_no_command() -> None:
         (["tar", "-xmf", "-", "-C", "/tmp"], {"direction": "in", "paths": ["/tmp"]}),
         (["tar", "xf", "-", "-C", "/usr/local/bin"], {"direction": "in", "paths": ["/usr/local/bin"]}),  # old kubectl
         (["tar", "--no-same-permissions", "--no-same-owner", "-xmf", "-"], {"direction": "in", "paths": []}),
+        (["tar", "-c", "-f", "-", "/srv/a", "/srv/b"], {"direction": "out", "paths": ["/srv/a", "/srv/b"]}),
+        (["/bin/tar", "--create", "--file=-", "/root"], {"direction": "out", "paths": ["/root"]}),
+        (["tar", "--extract", "--file", "-", "--directory", "/opt"], {"direction": "in", "paths": ["/opt"]}),
         (["tar", "czf", "/tmp/backup.tgz", "/data"], None),  # to a file in the pod: not a copy
         (["tar", "tf", "-"], None),  # listing
         (["cat", "/etc/hosts"], None),
