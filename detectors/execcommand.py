@@ -4,7 +4,8 @@
   the requestURI per argv element, URL-encoded as the client wrote it: kubectl (Go's url.Values) writes a
   space as `+` and `/` as `%2F`, other clients `%20` and a raw `/`, in either hex case. Decoded as the
   apiserver decodes them (`+` is a space, then percent escapes), so `%2Fbin%2Fsh`, `/bin/sh` and
-  `%2fbin%2fsh` are the same `/bin/sh`.
+  `%2fbin%2fsh` are the same `/bin/sh`. The kubelet's `run` endpoint (`nodes/proxy/run/...?cmd=ls+-la`)
+  takes the whole command in one `cmd` parameter, which the kubelet splits on spaces.
 - `requestObject.command`: the PodExecOptions body, which some apiservers log for exec and some exporters
   write instead of the query (a list, or one string).
 - `pods/ephemeralcontainers` (`kubectl debug`): the `command` then `args` of the last ephemeral container
@@ -48,18 +49,25 @@ def exec_argv(raw: Mapping[str, Any], request: Any) -> tuple[tuple[str, ...], st
         return (argv, "ephemeralContainers") if argv else None
     if resource == "nodes" and subresource == "proxy":
         uri = raw.get("requestURI")
-        if isinstance(uri, str) and "/proxy/exec/" in uri.split("?", 1)[0]:
+        path = uri.split("?", 1)[0] if isinstance(uri, str) else ""
+        if "/proxy/exec/" in path:
             argv = _query_command(uri)
             return (argv, "requestURI") if argv else None
+        if "/proxy/run/" in path:  # the kubelet's run: one `cmd` parameter, split on spaces by the kubelet
+            argv = tuple(word for line in _query_values(uri, "cmd") for word in line.split(" ") if word)
+            return (argv[:MAX_ARGV], "requestURI") if argv else None
     return None
 
 
-def _query_command(uri: Any) -> tuple[str, ...] | None:
+def _query_values(uri: Any, name: str) -> tuple[str, ...]:
     if not isinstance(uri, str) or "?" not in uri:
-        return None
-    query = urlsplit(uri).query
-    argv = tuple(v for k, v in parse_qsl(query, keep_blank_values=True, max_num_fields=None) if k == "command")
-    return argv[:MAX_ARGV] or None
+        return ()
+    pairs = parse_qsl(urlsplit(uri).query, keep_blank_values=True, max_num_fields=None)
+    return tuple(v for k, v in pairs if k == name)
+
+
+def _query_command(uri: Any) -> tuple[str, ...] | None:
+    return _query_values(uri, "command")[:MAX_ARGV] or None
 
 
 def _listed(value: Any) -> tuple[str, ...] | None:
