@@ -125,7 +125,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     from auditwatch.consumer import Consumer
     from auditwatch.live_exceptions import LiveExceptions
-    from auditwatch.notify.sender import Sender, rule_descriptions
+    from auditwatch.notify.sender import Sender, rule_descriptions, rule_responses
     from auditwatch.preflight import wait_for_kafka
 
     settings = build_settings(
@@ -140,7 +140,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     store = open_store(settings.db_url)
     try:
         sender = Sender(
-            store.engine, sinks, public_url=settings.public_url, descriptions=rule_descriptions(pipeline.detectors)
+            store.engine, sinks, public_url=settings.public_url, descriptions=rule_descriptions(pipeline.detectors),
+            responses=rule_responses(pipeline.detectors),
         )
         consumer = Consumer(
             bootstrap=settings.kafka_bootstrap, topic=settings.topic, group=settings.consumer_group,

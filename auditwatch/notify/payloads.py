@@ -31,7 +31,7 @@ def alert_link(public_url: str | None, alert_id: str) -> str | None:
 
 def alertmanager_alert(
     group: Any, *, now: datetime, resend_s: float, resolved_at: datetime | None, description: str | None,
-    public_url: str | None,
+    public_url: str | None, response: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """One alert group as one Alertmanager alert. Its labels are its identity and stay the same for the group's
     life (rule, severity, principal, namespace, group id: never a time or an auditID, which would make every
@@ -51,7 +51,7 @@ def alertmanager_alert(
     annotations = {
         "summary": group.last_message, "description": description or group.rule_name, "rule": group.rule_name,
         "alerts": str(group.count), "first_seen": iso(group.first_seen), "last_seen": iso(group.last_seen),
-        "alert_url": link or "",
+        "alert_url": link or "", "response": response or "",
     }  # fmt: skip
     alert: dict[str, Any] = {
         "labels": {k: v for k, v in labels.items() if v},  # Alertmanager drops empty labels anyway
