@@ -28,7 +28,7 @@ from auditwatch.live_exceptions import LiveExceptions
 from auditwatch.metrics import Metrics
 from auditwatch.metrics_http import add_metrics_route, count_webhook_responses
 from auditwatch.notify.config import SinkConfig
-from auditwatch.notify.sender import Sender, rule_descriptions
+from auditwatch.notify.sender import Sender, rule_descriptions, rule_responses
 from auditwatch.preflight import quiet_kafka_client
 from auditwatch.settings import Settings
 from auditwatch.startup import EXIT_FAILURE, package_version
@@ -101,7 +101,8 @@ def create_serve_app(
     sender = None
     if sinks:
         public_url = settings.public_url or base_url(settings)
-        sender = Sender(store.engine, sinks, public_url=public_url, descriptions=rule_descriptions(pipeline.detectors))
+        sender = Sender(store.engine, sinks, public_url=public_url, descriptions=rule_descriptions(pipeline.detectors),
+                        responses=rule_responses(pipeline.detectors))
     metrics = Metrics.for_detection(pipeline, sender)
     sink = EmbeddedSink(
         pipeline,

@@ -115,6 +115,11 @@ class Described(Sourced, Protocol):
     @property
     def false_positives(self) -> str: ...
 
+    @property
+    def response(self) -> str:
+        """What to check and how to contain, when an alert comes (empty: the rule does not say)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class RuleTest:

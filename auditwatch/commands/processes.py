@@ -127,7 +127,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from auditwatch.consumer import Consumer
     from auditwatch.live_exceptions import LiveExceptions
     from auditwatch.metrics import Metrics
-    from auditwatch.notify.sender import Sender, rule_descriptions
+    from auditwatch.notify.sender import Sender, rule_descriptions, rule_responses
     from auditwatch.preflight import wait_for_kafka
     from auditwatch.server import base_url
     from auditwatch.settings import check_listener, metrics_listener
@@ -149,7 +149,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     store = open_store(settings.db_url)
     try:
         sender = Sender(
-            store.engine, sinks, public_url=settings.public_url, descriptions=rule_descriptions(pipeline.detectors)
+            store.engine, sinks, public_url=settings.public_url, descriptions=rule_descriptions(pipeline.detectors),
+            responses=rule_responses(pipeline.detectors),
         )
         # state keys are counted over the consumer's partition pipelines, as they are when scraped
         metrics = Metrics.for_detection(pipeline, sender, pipelines=lambda: consumer.pipelines(), consumer=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from detectors.alerts import Alert, Severity, make_alert
+from detectors.alerts import Alert, Guidance, Severity, make_alert
 from detectors.base import RuleSource
 from detectors.events import AuditEvent
 from detectors.falco.condition import Cond, Getter, field_getter
@@ -93,6 +93,7 @@ class CompiledRule:
     resources: frozenset[str] | None
     verbs: frozenset[str] | None
     warnings: tuple[str, ...] = ()  # `file:line: ...`: fields no audit event has
+    description: str = ""  # the rule's `desc`
 
     def applies(self, stage: Value, resource: Value, verb: Value) -> bool:
         return (
@@ -184,4 +185,5 @@ class FalcoRuleset:
             message=message,
             event=event,
             details=details,
+            guidance=Guidance(description=rule.description),
         )

@@ -134,5 +134,5 @@ class StatefulRule(NativeRuleAttributes):
         )
         return make_alert(
             rule_id=header.id, rule_name=header.name, severity=header.severity, mitre=header.mitre,
-            message=text, event=event, details=details, suppress_s=header.suppress_s,
+            message=text, event=event, details=details, suppress_s=header.suppress_s, guidance=header.guidance,
         )  # fmt: skip

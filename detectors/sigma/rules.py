@@ -143,6 +143,7 @@ class SigmaDetector(HeaderAttributes):
                 message=f"{header.name}: {_target(event)}",
                 event=event,
                 details=self.details,
+                guidance=header.guidance,
             )
         ]
 
