@@ -7,10 +7,11 @@ caller probes for attributes by name.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from detectors.alerts import Alert
+from detectors.alerts import Alert, Severity
 from detectors.events import AuditEvent
 
 
@@ -43,6 +44,17 @@ class Stateful(Protocol):
 
 class StatefulDetector(Detector, Stateful, Protocol):
     """A detector with state: what `Pipeline.stateful` lists."""
+
+
+@runtime_checkable
+class StateSized(Protocol):
+    """Says how many keys its state holds (time windows, sequences in progress, principals): what its memory
+    grows with. `rule_type` names the kind of rule, so that sizes can be totalled per kind."""
+
+    @property
+    def rule_type(self) -> str: ...
+
+    def state_keys(self) -> int: ...
 
 
 @runtime_checkable
@@ -80,6 +92,17 @@ class Sourced(Protocol):
 
 
 @runtime_checkable
+class Catalogued(Protocol):
+    """Lists the rules it raises alerts for (one, or a whole ruleset's), with the severity of their alerts and
+    the file format they came from, so they can be counted before any of them fires."""
+
+    @property
+    def rule_format(self) -> str: ...
+
+    def rule_severities(self) -> Mapping[str, Severity]: ...
+
+
+@runtime_checkable
 class Described(Sourced, Protocol):
     """Documented for the people who read its alerts."""
 
@@ -91,6 +114,11 @@ class Described(Sourced, Protocol):
 
     @property
     def false_positives(self) -> str: ...
+
+    @property
+    def response(self) -> str:
+        """What to check and how to contain, when an alert comes (empty: the rule does not say)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +151,8 @@ class Warns(Protocol):
 
 @runtime_checkable
 class RuleSet(Protocol):
-    """One detector for several rules, each alerting under its own rule id (a Falco ruleset); other detectors
-    alert under their own `id`. Site tuning lists and disables rules through it."""
-
-    @property
-    def rule_ids(self) -> tuple[str, ...]: ...
+    """One detector for several rules, each alerting under its own rule id (a Falco ruleset): site tuning
+    disables some of its rules through it."""
 
     def without(self, rule_ids: frozenset[str]) -> Detector:
         """The same detector without these rules."""
@@ -136,4 +161,4 @@ class RuleSet(Protocol):
 
 def rule_ids_of(detector: Detector) -> tuple[str, ...]:
     """The rule ids a detector's alerts can carry."""
-    return detector.rule_ids if isinstance(detector, RuleSet) else (detector.id,)
+    return tuple(detector.rule_severities()) if isinstance(detector, Catalogued) else (detector.id,)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from detectors.alerts import Alert, Severity, make_alert
+from detectors.alerts import Alert, Guidance, Severity, make_alert
 from detectors.base import RuleSource
 from detectors.events import AuditEvent
 from detectors.falco.condition import Cond, Getter, field_getter
@@ -93,6 +93,7 @@ class CompiledRule:
     resources: frozenset[str] | None
     verbs: frozenset[str] | None
     warnings: tuple[str, ...] = ()  # `file:line: ...`: fields no audit event has
+    description: str = ""  # the rule's `desc`
 
     def applies(self, stage: Value, resource: Value, verb: Value) -> bool:
         return (
@@ -119,6 +120,7 @@ class FalcoRuleset:
 
     stages: frozenset[str] | None = None
     resources: frozenset[str] | None = None
+    rule_format = "falco"  # `Catalogued`
 
     def __init__(
         self,
@@ -135,10 +137,9 @@ class FalcoRuleset:
         self.warnings = tuple(dict.fromkeys(warnings))  # `Warns`; once per line, however often a rule reads it
         self._index: dict[tuple[Value, Value, Value], tuple[CompiledRule, ...]] = {}
 
-    @property
-    def rule_ids(self) -> tuple[str, ...]:
-        """`RuleSet`: the id of every enabled rule (`falco:` and the slug of its name)."""
-        return tuple(rule.rule_id for rule in self.rules)
+    def rule_severities(self) -> dict[str, Severity]:
+        """`Catalogued`: every rule of the set."""
+        return {rule.rule_id: rule.severity for rule in self.rules}
 
     def without(self, rule_ids: frozenset[str]) -> FalcoRuleset:
         """`RuleSet`: the ruleset without these rules, as if they were disabled in the files (a disabled rule no
@@ -191,4 +192,5 @@ class FalcoRuleset:
             message=message,
             event=event,
             details=details,
+            guidance=Guidance(description=rule.description),
         )

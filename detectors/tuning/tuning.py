@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from detectors.alerts import Alert, Severity
-from detectors.base import Detector, RuleSet, rule_ids_of
+from detectors.base import Catalogued, Detector, RuleSet, rule_ids_of
 from detectors.errors import RuleError, RuleErrors
 from detectors.events import AuditEvent
 from detectors.exceptions import ExceptionError, ExceptionSet, RuleException, check_match, field_text, literal_glob
@@ -66,7 +66,7 @@ class Tuning:
         """The detectors without the disabled rules."""
         kept: list[Detector] = []
         for detector in detectors:
-            if isinstance(detector, RuleSet) and self.disabled & set(detector.rule_ids):
+            if isinstance(detector, RuleSet) and self.disabled & set(rule_ids_of(detector)):
                 kept.append(detector.without(self.disabled))
             elif detector.id not in self.disabled:
                 kept.append(detector)
@@ -100,14 +100,21 @@ class Tuning:
 def load_tuning(path: str, detectors: Sequence[Detector]) -> Tuning:
     """The tuning file at `path` for these rules; RuleErrors with every problem (`file:line: message`)."""
     spec, doc = read_tuning(path)
-    return _Compiler(path, doc, [rid for d in detectors for rid in rule_ids_of(d)]).compile(spec)
+    catalogue: dict[str, Severity | None] = {}
+    for detector in detectors:
+        if isinstance(detector, Catalogued):
+            catalogue.update(detector.rule_severities())
+        else:
+            catalogue[detector.id] = None
+    return _Compiler(path, doc, catalogue).compile(spec)
 
 
 class _Compiler:
-    def __init__(self, path: str, doc: LocatedDict, rule_ids: Sequence[str]) -> None:
+    def __init__(self, path: str, doc: LocatedDict, catalogue: Mapping[str, Severity | None]) -> None:
         self.path = path
         self.doc = doc
-        self.rule_ids = tuple(dict.fromkeys(rule_ids))
+        self.catalogue = catalogue  # every loaded rule id, with its own severity when the detector says it
+        self.rule_ids = tuple(catalogue)
         self.errors: list[RuleError] = []
         self.warnings: list[str] = []
         self.effects: dict[str, list[str]] = {}
@@ -144,7 +151,8 @@ class _Compiler:
         for pattern, level in spec.severity.items():
             for rid in self.rules([pattern], "severity", pattern):
                 severities[rid] = Severity.parse(level)
-                self.note([rid], f"severity -> {level}")
+                before = self.catalogue.get(rid)
+                self.note([rid], f"severity {before.label + ' ' if before is not None else ''}-> {level}")
         if spec.trusted_registries:
             self.entries.append(f"trusted registries: {', '.join(spec.trusted_registries)}")
             self.note([r for r in IMAGE_RULES if r in self.rule_ids], "trusted registries")

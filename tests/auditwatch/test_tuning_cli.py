@@ -117,7 +117,7 @@ def test_lint_shows_what_the_tuning_does_per_rule(run_cli: RunCli, tmp_path: Pat
     assert "  exception team-exec: groups team-a; objectRef.namespace team-a" in lines
     for line in ("  daemonset-created: deployer argo-cd", "  falco:k8s-deployment-created: deployer argo-cd",
                  "  untrusted-image-registry: trusted registries", "  falco:create-disallowed-pod: trusted registries",
-                 "  pod-exec-attach: exception team-exec", "  exec-shell-command-payload: severity -> info",
+                 "  pod-exec-attach: exception team-exec", "  exec-shell-command-payload: severity low -> info",
                  "  ingress-without-tls: disabled"):  # fmt: skip
         assert line in lines
     assert not [line for line in lines if line.startswith("  privileged-container")]  # content rules stay on
