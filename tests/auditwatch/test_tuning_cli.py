@@ -136,6 +136,8 @@ def test_serve_applies_the_tuning_and_logs_what_it_suppressed(
     with caplog.at_level(logging.INFO, logger="auditwatch.serve"), TestClient(create_serve_app(settings)) as client:
         assert client.post("/audit/webhook", content=event_list(day)).status_code == 200
         stored = client.get("/api/v1/alerts?limit=100").json()["items"]
+        metrics = client.get("/metrics").text
+    assert 'auditwatch_alerts_tuned_out_total{reason="trusted registry",rule="untrusted-image-registry"} 3.0' in metrics
     number = {e["auditID"]: n for n, e in enumerate(day, 1)}
     assert not {(a["rule_id"], number[a["audit_id"]]) for a in stored} & SILENCED
     assert {("untrusted-image-registry", 4), ("daemonset-created", 7)} <= {
