@@ -52,6 +52,9 @@ class Suppressed:
 
 @dataclass(frozen=True)
 class Tuning:
+    """A tuning file compiled for the rules loaded: what the pipeline applies (`enabled`, `apply`) and what
+    `rules lint` shows (`entries`, `effects`, `warnings`)."""
+
     path: str
     disabled: frozenset[str]
     severities: Mapping[str, Severity]
