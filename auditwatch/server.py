@@ -21,6 +21,7 @@ from api.routes import router as api_router
 from api.store import AlertStore
 from api.triage_routes import router as triage_router
 from auditwatch.auth import ClientCertProtocol, access_policy, add_access_control
+from auditwatch.console.app import is_console_path, mount_console
 from auditwatch.docs import docs_router
 from auditwatch.embedded import EmbeddedSink
 from auditwatch.live_exceptions import LiveExceptions
@@ -29,6 +30,7 @@ from auditwatch.notify.sender import Sender, rule_descriptions
 from auditwatch.preflight import quiet_kafka_client
 from auditwatch.settings import Settings
 from auditwatch.startup import EXIT_FAILURE, package_version
+from detectors.base import Detector
 from detectors.loading.formats import LoadOptions
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
@@ -36,9 +38,10 @@ from ingest.kafka import KafkaSink, TopicSpec, ensure_topics
 from ingest.webhook import SinkUnavailable, webhook_router
 
 
-def _app(title: str, settings: Settings, lifespan: Any) -> FastAPI:
+def _app(title: str, settings: Settings, lifespan: Any, console: Sequence[Detector] | None = None) -> FastAPI:
     """An app with what every listener has: errors as problem details (api/problems.py), /docs served from the
-    package (auditwatch/docs.py), /version, and access control."""
+    package (auditwatch/docs.py), /version, and access control; and the web console at `/` when `console` is
+    given (the rules the process loaded: none for `api`)."""
     app = FastAPI(
         title=title, summary="Kubernetes audit webhook -> detectors -> alert store -> REST", lifespan=lifespan,
         version=package_version(), docs_url=None, redoc_url=None,
@@ -49,7 +52,9 @@ def _app(title: str, settings: Settings, lifespan: Any) -> FastAPI:
     app.include_router(docs_router(app))
     policy = access_policy(settings)
     if policy.enabled:
-        add_access_control(app, policy)
+        add_access_control(app, policy, is_console_path if console is not None else lambda _path: False)
+    if console is not None:
+        mount_console(app, policy, console)
     return app
 
 
@@ -94,7 +99,7 @@ def create_serve_app(
         exceptions=exceptions,
         routes=sender.routes() if sender is not None else (),
     )
-    app = _app("auditwatch", settings, _store_lifespan(store, sink, sender))
+    app = _app("auditwatch", settings, _store_lifespan(store, sink, sender), console=pipeline.detectors)
     app.include_router(
         webhook_router(sink, max_body_bytes=settings.max_body_bytes, body_read_timeout_s=settings.body_read_timeout_s)
     )
@@ -105,7 +110,7 @@ def create_serve_app(
 
 def create_api_app(settings: Settings) -> FastAPI:
     """The REST API alone, over the store that `detect` writes."""
-    app = _app("auditwatch api", settings, _store_lifespan(AlertStore(settings.db_url)))
+    app = _app("auditwatch api", settings, _store_lifespan(AlertStore(settings.db_url)), console=())
     app.include_router(api_router)
     app.include_router(triage_router)
     return app

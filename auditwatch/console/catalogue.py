@@ -1,0 +1,58 @@
+"""The rules a process has loaded, as the console lists them: one entry per rule, whatever its format."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from detectors.alerts import Severity
+from detectors.base import Described, Detector, Sourced
+from detectors.falco.ruleset import FalcoRuleset
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    id: str
+    name: str
+    severity: str  # its label; "" when the format gives none (each alert then carries its own)
+    kind: str  # match, threshold, sequence, anomaly, sigma, falco ...
+    source: str
+    description: str = ""
+    false_positives: str = ""
+    mitre: tuple[str, ...] = ()
+
+
+def _kind(detector: Detector) -> str:
+    """A rule's type from its class: MatchRule -> match, DistinctCountRule -> distinct-count, SigmaDetector -> sigma."""
+    name = re.sub(r"(Rule|Detector)$", "", type(detector).__name__)
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower() or type(detector).__name__
+
+
+def _severity(detector: Detector) -> str:
+    severity = getattr(detector, "severity", None)
+    return severity.label if isinstance(severity, Severity) else ""
+
+
+def _mitre(detector: Detector) -> tuple[str, ...]:
+    mitre = getattr(detector, "mitre", ())
+    return tuple(str(t) for t in mitre) if isinstance(mitre, tuple) else ()
+
+
+def catalogue(detectors: Sequence[Detector]) -> dict[str, RuleInfo]:
+    """Rule id -> what the console shows of it; a Falco ruleset is listed rule by rule."""
+    rules: dict[str, RuleInfo] = {}
+    for detector in detectors:
+        if isinstance(detector, FalcoRuleset):
+            for rule in detector.rules:
+                rules[rule.rule_id] = RuleInfo(rule.rule_id, rule.name, rule.severity.label, "falco",
+                                               detector.source.path, mitre=rule.mitre)  # fmt: skip
+        elif isinstance(detector, Described):
+            rules[detector.id] = RuleInfo(
+                detector.id, detector.name, _severity(detector), _kind(detector), str(detector.source),
+                " ".join(detector.description.split()), " ".join(detector.false_positives.split()), _mitre(detector),
+            )  # fmt: skip
+        else:
+            source = str(detector.source) if isinstance(detector, Sourced) else ""
+            rules[detector.id] = RuleInfo(detector.id, detector.id, _severity(detector), _kind(detector), source)
+    return rules
