@@ -38,7 +38,9 @@ def triage(client: TestClient, alert_id: str, **fields: str) -> Any:
 def test_acknowledge_assign_note_resolve_reopen(client: TestClient, alert: dict[str, Any]) -> None:
     aid = alert["id"]
     assert triage(client, aid, action="acknowledge", author="ann")["status"] == "acknowledged"
-    assert triage(client, aid, action="assign", assignee="bob@example.com", author="ann")["assignee"] == "bob@example.com"
+    assert (
+        triage(client, aid, action="assign", assignee="bob@example.com", author="ann")["assignee"] == "bob@example.com"
+    )
     noted = triage(client, aid, action="note", note="contractor, asked them", author="ann")
     assert [n["text"] for n in noted["notes"]] == ["contractor, asked them"]
     assert triage(client, aid, action="assign", assignee="")["assignee"] is None  # empty unassigns
