@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Debian's Chromium and its WebDriver, for the console's browser tests (tests/console/test_browser.py).
+# Debian's Chromium and its WebDriver, for the console's browser tests (tests/integration/test_console_browser.py).
 # Idempotent: installs only what is missing (as root, or through sudo). Selenium is told the two binaries'
 # paths and runs offline (SE_OFFLINE=true), so nothing else is ever downloaded at test time.
 #
