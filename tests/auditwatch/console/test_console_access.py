@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from auditwatch.server import create_api_app, create_serve_app
 from auditwatch.settings import Settings
-from tests.auditwatch.console.helpers import READ_TOKEN, WRITE_TOKEN, csrf_of, post_events, submit
+from tests.support.console import READ_TOKEN, WRITE_TOKEN, csrf_of, post_events, submit
 from tests.support.events import exec_event
 
 API = {"Authorization": f"Bearer {WRITE_TOKEN}"}

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from api.store import AlertStore
 from auditwatch.server import create_api_app, create_serve_app
 from auditwatch.settings import Settings
-from tests.auditwatch.console.helpers import post_events
 from tests.support.alerts import alerts
+from tests.support.console import post_events
 from tests.support.events import exec_event
 
 ROW = re.compile(r'<a href="/alerts/([^"/]+)">')

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from auditwatch.server import create_serve_app
 from auditwatch.settings import Settings
-from tests.auditwatch.console.helpers import post_events, submit
+from tests.support.console import post_events, submit
 from tests.support.events import another_like, exec_event
 
 

@@ -1,4 +1,4 @@
-"""Shared by the console's unit tests: an app over a fresh store, posting events, reading forms' CSRF tokens."""
+"""The console's unit tests share: posting events, reading a page's CSRF token, submitting its form."""
 
 from __future__ import annotations
 
