@@ -16,6 +16,7 @@ import httpx
 import pytest
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -191,3 +192,25 @@ def test_principal_and_rules_pages(browser: WebDriver, server: str, shots: Path)
     assert "user.username=mallory@example.com" in exception.text and "1 hit" in exception.text
     screenshot(browser, shots, "console-rules")
     assert {p.name for p in shots.iterdir()} >= {"console-alerts.png", "console-alert.png", "console-rules.png"}
+
+
+def test_live_refresh_keeps_the_filter_and_the_keyboard_works(browser: WebDriver, server: str) -> None:
+    open_filtered(browser, server, "pod-exec-attach")
+    before = alert_links(browser)
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.TAB)  # the first stop skips to the content
+    assert browser.switch_to.active_element.text == "Skip to content"
+    live = browser.find_element(By.ID, "live")
+    live.send_keys(Keys.SPACE)  # a checkbox, ticked from the keyboard
+    assert live.is_selected()
+
+    (exec_alert,) = api(server, "/api/v1/alerts", rule="pod-exec-attach")["items"][-1:]
+    (event,) = [e for e in batch_of_400() if e["auditID"] == exec_alert["audit_id"] and e["stage"] == exec_alert["stage"]]
+    resp = httpx.post(f"{server}/audit/webhook", content=event_list([another_like(event, 13)]), headers=API, timeout=30)
+    assert resp.status_code == 200
+    WebDriverWait(browser, 30).until(lambda d: len(alert_links(d)) == len(before) + 1)
+    assert "rule=pod-exec-attach" in browser.current_url
+    assert browser.find_element(By.ID, "f-rule").get_attribute("value") == "pod-exec-attach"
+    assert "Updated" in browser.find_element(By.ID, "live-status").text
+    rules = {row.text for row in browser.find_elements(By.CSS_SELECTOR, "table.alerts tbody td:nth-child(3)")}
+    assert rules == {"Exec or attach into a pod"}  # the refreshed results are still filtered
