@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from detectors.alerts import Severity
 from detectors.base import Described, Detector, Sourced
@@ -21,6 +22,11 @@ class RuleInfo:
     description: str = ""
     false_positives: str = ""
     mitre: tuple[str, ...] = ()
+
+    @property
+    def source_files(self) -> str:
+        """The source's file names (and line), without their directories: the full path is `source`."""
+        return ", ".join(Path(part.strip()).name for part in self.source.split(",")) if self.source else ""
 
 
 def _kind(detector: Detector) -> str:
