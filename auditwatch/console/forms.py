@@ -22,7 +22,15 @@ from api.schemas import TriagePatch
 from api.triage_routes import ANONYMOUS, triage_alert
 from auditwatch.auth import Access, AccessPolicy, access_of, client_cert_name
 from auditwatch.console.pages import Renderer
-from auditwatch.console.session import ConsoleError, checked_form, forget_token, keep_token, safe_next
+from auditwatch.console.session import (
+    ConsoleError,
+    checked_form,
+    forget_token,
+    keep_author,
+    keep_token,
+    remembered_author,
+    safe_next,
+)
 from auditwatch.console.views import exception_fields, store_errors
 
 STATUS_ACTIONS = {"acknowledge": "acknowledged", "resolve": "resolved", "reopen": "open"}
@@ -38,10 +46,15 @@ def validation_message(exc: ValidationError) -> str:
     return f"{where}: {first['msg']}" if where else str(first["msg"])
 
 
-def triage_patch(form: Mapping[str, str]) -> dict[str, Any]:
+def author_of(form: Mapping[str, str], request: Request) -> str:
+    """The form's author, else the one remembered from an earlier form, else `anonymous`."""
+    return form.get("author", "").strip() or remembered_author(request).strip() or ANONYMOUS
+
+
+def triage_patch(form: Mapping[str, str], author: str) -> dict[str, Any]:
     """The TriagePatch body of a triage form: the button pressed (`action`) says which change it is."""
     action = form.get("action", "")
-    body: dict[str, Any] = {"author": form.get("author", "").strip() or ANONYMOUS}
+    body: dict[str, Any] = {"author": author}
     if action in STATUS_ACTIONS:
         body["status"] = STATUS_ACTIONS[action]
     elif action == "assign":
@@ -53,7 +66,7 @@ def triage_patch(form: Mapping[str, str]) -> dict[str, Any]:
     return body
 
 
-def false_positive_patch(form: Mapping[str, str], fields: list[tuple[str, str]]) -> dict[str, Any]:
+def false_positive_patch(form: Mapping[str, str], fields: list[tuple[str, str]], author: str) -> dict[str, Any]:
     """The TriagePatch body of the false-positive form: the ticked fields, each with the alert's value (left
     as shown: the store takes it from the alert, matched literally) or the glob typed instead."""
     match: dict[str, list[str] | None] = {}
@@ -70,8 +83,14 @@ def false_positive_patch(form: Mapping[str, str], fields: list[tuple[str, str]])
         except ValueError:
             raise ConsoleError(422, "expires: not a date and time") from None
     comment = form.get("comment", "").strip()
-    author = form.get("author", "").strip() or ANONYMOUS
     return {"status": "false_positive", "author": author, "note": comment or None, "create_exception": spec}
+
+
+def _remembering(response: Response, request: Request, body: Mapping[str, Any]) -> Response:
+    """The response, keeping the author the form named for the next forms (not the default, `anonymous`)."""
+    if body["author"] != ANONYMOUS:
+        keep_author(response, request, body["author"])
+    return response
 
 
 def _triage(request: Request, alert_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -116,9 +135,9 @@ def console_forms(renderer: Renderer, policy: AccessPolicy) -> APIRouter:
     @router.post("/alerts/{alert_id}/triage")
     async def triage(request: Request, alert_id: str) -> Response:
         form = await checked_form(request)
-        body = triage_patch(form)
+        body = triage_patch(form, author_of(form, request))
         await run_in_threadpool(_triage, request, alert_id, body)
-        return _see_other(f"/alerts/{quote(alert_id, safe='')}#triage")
+        return _remembering(_see_other(f"/alerts/{quote(alert_id, safe='')}#triage"), request, body)
 
     @router.post("/alerts/{alert_id}/false-positive")
     async def false_positive(request: Request, alert_id: str) -> Response:
@@ -129,13 +148,13 @@ def console_forms(renderer: Renderer, policy: AccessPolicy) -> APIRouter:
             raise ConsoleError(404, f"no alert {alert_id!r}")
         fields = exception_fields(found["event"])
         try:
-            body = false_positive_patch(form, fields)
+            body = false_positive_patch(form, fields, author_of(form, request))
             await run_in_threadpool(_triage, request, alert_id, body)
         except ConsoleError as exc:
             if exc.status != 422:
                 raise
             return renderer.page(request, "false_positive.html", 422, alert=found, fields=fields,
                                  problem=exc.detail, form=form)  # fmt: skip
-        return _see_other(f"/alerts/{quote(alert_id, safe='')}#exceptions")
+        return _remembering(_see_other(f"/alerts/{quote(alert_id, safe='')}#exceptions"), request, body)
 
     return router

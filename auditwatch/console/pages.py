@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from auditwatch.auth import Access, AccessPolicy
-from auditwatch.console.session import CSRF_FIELD, access, csrf_token, keep_csrf, logged_in
+from auditwatch.console.session import CSRF_FIELD, access, csrf_token, keep_csrf, logged_in, remembered_author
 from auditwatch.startup import package_version
 from detectors.alerts import Severity
 from detectors.redact import redact_text_in
@@ -70,7 +70,7 @@ class Renderer:
         level = access(self.policy, request)
         html = _ENV.get_template(template).render(
             request=request, csrf=token, can_write=level >= Access.WRITE, logged_in=logged_in(request),
-            uses_login=self.policy.checks_tokens, **context,
+            uses_login=self.policy.checks_tokens, author=remembered_author(request), **context,
         )  # fmt: skip
         response = HTMLResponse(html, status_code=status, headers=HEADERS)
         if new:

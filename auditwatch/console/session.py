@@ -21,6 +21,7 @@ from fastapi import Request, Response
 from auditwatch.auth import Access, AccessPolicy, access_of, client_cert_name
 
 TOKEN_COOKIE = "auditwatch_token"
+AUTHOR_COOKIE = "auditwatch_author"  # the name last given in a triage form, offered in the next ones
 CSRF_COOKIE = "auditwatch_csrf"
 CSRF_FIELD = "csrf_token"
 MAX_FORM_BYTES = 64 * 1024  # a note or an exception's comment; nothing a person types is longer
@@ -75,6 +76,14 @@ def forget_token(response: Response, request: Request) -> None:
     response.delete_cookie(
         TOKEN_COOKIE, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/"
     )
+
+
+def remembered_author(request: Request) -> str:
+    return _decode(request.cookies.get(AUTHOR_COOKIE, ""))
+
+
+def keep_author(response: Response, request: Request, author: str) -> None:
+    _cookie(response, request, AUTHOR_COOKIE, _encode(author))
 
 
 def csrf_token(request: Request) -> tuple[str, bool]:

@@ -126,7 +126,10 @@ def open_filtered(driver: WebDriver, base: str, rule: str) -> None:
 
 
 def alert_links(driver: WebDriver) -> list[str]:
-    return [a.get_attribute("href") or "" for a in driver.find_elements(By.CSS_SELECTOR, "table.alerts tbody a[href^='/alerts/']")]
+    return [
+        a.get_attribute("href") or ""
+        for a in driver.find_elements(By.CSS_SELECTOR, "table.alerts tbody a[href^='/alerts/']")
+    ]
 
 
 def test_find_acknowledge_and_mark_a_false_positive(browser: WebDriver, server: str, shots: Path) -> None:
@@ -155,6 +158,10 @@ def test_find_acknowledge_and_mark_a_false_positive(browser: WebDriver, server: 
     wait(browser).until(ec.text_to_be_present_in_element((By.ID, "alert-status"), "acknowledged"))
     assert api(server, f"/api/v1/alerts/{alert_id}")["status"] == "acknowledged"
     assert "ann: status open" in browser.find_element(By.CSS_SELECTOR, "ol.history").text
+    assignee = browser.find_element(By.ID, "t-assignee")
+    assignee.send_keys("bob@example.com", Keys.ENTER)  # Enter submits the form it is in: Assign
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "alert-assignee"), "bob@example.com"))
+    assert api(server, f"/api/v1/alerts/{alert_id}")["status"] == "acknowledged"
 
     # another attack: a false positive, with an exception that keeps its kind out from now on
     (other,) = api(server, "/api/v1/alerts", rule="cluster-admin-binding")["items"][:1]
@@ -205,7 +212,9 @@ def test_live_refresh_keeps_the_filter_and_the_keyboard_works(browser: WebDriver
     assert live.is_selected()
 
     (exec_alert,) = api(server, "/api/v1/alerts", rule="pod-exec-attach")["items"][-1:]
-    (event,) = [e for e in batch_of_400() if e["auditID"] == exec_alert["audit_id"] and e["stage"] == exec_alert["stage"]]
+    (event,) = [
+        e for e in batch_of_400() if e["auditID"] == exec_alert["audit_id"] and e["stage"] == exec_alert["stage"]
+    ]
     resp = httpx.post(f"{server}/audit/webhook", content=event_list([another_like(event, 13)]), headers=API, timeout=30)
     assert resp.status_code == 200
     WebDriverWait(browser, 30).until(lambda d: len(alert_links(d)) == len(before) + 1)

@@ -1,5 +1,6 @@
-// auditwatch console: optional live refresh of the alerts list. The page's URL holds the filter, so fetching it
-// again gives the same filtered view; only the results region is replaced, never the form being edited.
+// auditwatch console: progressive enhancement only (every page and form works without it).
+// Live refresh of the alerts list: the page's URL holds the filter, so fetching it again gives the same filtered
+// view; only the results region is replaced, never the form being edited.
 "use strict";
 (function () {
   const box = document.getElementById("live");
@@ -23,4 +24,13 @@
     }
   }
   window.setInterval(refresh, every);
+})();
+
+// The triage forms of an alert page share one "Your name" field: copy it into the other forms as it is typed.
+(function () {
+  const name = document.getElementById("t-author");
+  if (!name) return;
+  name.addEventListener("input", () => {
+    for (const copy of document.querySelectorAll("input.author-copy")) copy.value = name.value;
+  });
 })();

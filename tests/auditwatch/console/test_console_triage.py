@@ -37,7 +37,9 @@ def triage(client: TestClient, alert_id: str, **fields: str) -> Any:
 
 def test_acknowledge_assign_note_resolve_reopen(client: TestClient, alert: dict[str, Any]) -> None:
     aid = alert["id"]
-    assert triage(client, aid, action="acknowledge", author="ann")["status"] == "acknowledged"
+    assert triage(client, aid, action="acknowledge")["status"] == "acknowledged"
+    assert triage(client, aid, action="reopen", author="ann")["status"] == "open"
+    assert triage(client, aid, action="acknowledge")["status"] == "acknowledged"
     assert (
         triage(client, aid, action="assign", assignee="bob@example.com", author="ann")["assignee"] == "bob@example.com"
     )
@@ -46,13 +48,27 @@ def test_acknowledge_assign_note_resolve_reopen(client: TestClient, alert: dict[
     assert triage(client, aid, action="assign", assignee="")["assignee"] is None  # empty unassigns
     assert triage(client, aid, action="resolve")["status"] == "resolved"
     assert triage(client, aid, action="reopen")["status"] == "open"
-    history = client.get(f"/api/v1/alerts/{aid}/history").json()["items"]
+    history = client.get(f"/api/v1/alerts/{aid}/history").json()["items"]  # an author given once is remembered
     assert [(h["field"], h["new"], h["author"]) for h in history] == [
-        ("status", "acknowledged", "ann"), ("assignee", "bob@example.com", "ann"), ("note", "contractor, asked them", "ann"),
-        ("assignee", None, "anonymous"), ("status", "resolved", "anonymous"), ("status", "open", "anonymous"),
+        ("status", "acknowledged", "anonymous"), ("status", "open", "ann"), ("status", "acknowledged", "ann"), ("assignee", "bob@example.com", "ann"), ("note", "contractor, asked them", "ann"),
+        ("assignee", None, "ann"), ("status", "resolved", "ann"), ("status", "open", "ann"),
     ]  # fmt: skip
     page = client.get(f"/alerts/{aid}").text
     assert "contractor, asked them" in page and "status open &rarr; acknowledged" in page
+
+
+def test_the_author_is_remembered_for_the_next_forms(client: TestClient, alert: dict[str, Any]) -> None:
+    aid = alert["id"]
+    assert (
+        'id="t-author" name="author" maxlength="200" autocomplete="name" value=""' in client.get(f"/alerts/{aid}").text
+    )
+    triage(client, aid, action="acknowledge", author="Zoë")
+    page = client.get(f"/alerts/{aid}").text
+    assert page.count('value="Zoë"') == 3  # the visible field and the assign and note forms' copies
+    assert triage(client, aid, action="note", note="seen")["notes"][0]["author"] == "Zoë"
+    assert (
+        'id="fp-author" name="author" maxlength="200" value="Zoë"' in client.get(f"/alerts/{aid}/false-positive").text
+    )
 
 
 def test_what_the_triage_form_refuses(client: TestClient, alert: dict[str, Any]) -> None:
