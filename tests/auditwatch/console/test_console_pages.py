@@ -15,6 +15,7 @@ from auditwatch.server import create_api_app, create_serve_app
 from auditwatch.settings import Settings
 from tests.support.alerts import alerts
 from tests.support.console import post_events
+from tests.support.credential_canaries import CANARIES, planted_events
 from tests.support.events import exec_event
 
 ROW = re.compile(r'<a href="/alerts/([^"/]+)">')
@@ -149,3 +150,18 @@ def test_assets_ship_in_the_package(client: TestClient) -> None:
     assert client.get("/console/assets/other.js").status_code == 404
     page = client.get("/").text
     assert "http://" not in page and "https://" not in page  # nothing loaded from elsewhere
+
+
+def test_no_planted_credential_reaches_a_page(db_url: str) -> None:
+    with TestClient(create_serve_app(Settings(db_url=db_url))) as client:
+        post_events(client, *planted_events())
+        listing = client.get("/").text
+        pages = [listing, client.get("/rules").text]
+        for alert_id in dict.fromkeys(rows(listing)):
+            pages.append(client.get(f"/alerts/{alert_id}").text)
+            pages.append(client.get(f"/alerts/{alert_id}/false-positive").text)
+        for user in dict.fromkeys(re.findall(r'href="(/principals/[^"]+)"', listing)):
+            pages.append(client.get(user).text)
+    assert len(pages) > 4
+    text = html.unescape("\n".join(pages))
+    assert [name for name, value in CANARIES.items() if value in text] == []
