@@ -52,7 +52,7 @@ def author_of(form: Mapping[str, str], request: Request) -> str:
 
 
 def triage_patch(form: Mapping[str, str], author: str) -> dict[str, Any]:
-    """The TriagePatch body of a triage form: the button pressed (`action`) says which change it is."""
+    """The TriagePatch body of a triage form: its `action` (a button's value, or the form's own) says which change."""
     action = form.get("action", "")
     body: dict[str, Any] = {"author": author}
     if action in STATUS_ACTIONS:
