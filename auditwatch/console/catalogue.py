@@ -20,6 +20,7 @@ class RuleInfo:
     kind: str  # match, threshold, sequence, anomaly, sigma, falco ...
     source: str
     description: str = ""
+    response: str = ""  # what to check and how to contain
     false_positives: str = ""
     mitre: tuple[str, ...] = ()
 
@@ -27,6 +28,10 @@ class RuleInfo:
     def source_files(self) -> str:
         """The source's file names (and line), without their directories: the full path is `source`."""
         return ", ".join(Path(part.strip()).name for part in self.source.split(",")) if self.source else ""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _kind(detector: Detector) -> str:
@@ -51,12 +56,15 @@ def catalogue(detectors: Sequence[Detector]) -> dict[str, RuleInfo]:
     for detector in detectors:
         if isinstance(detector, FalcoRuleset):
             for rule in detector.rules:
-                rules[rule.rule_id] = RuleInfo(rule.rule_id, rule.name, rule.severity.label, "falco",
-                                               detector.source.path, mitre=rule.mitre)  # fmt: skip
+                rules[rule.rule_id] = RuleInfo(
+                    rule.rule_id, rule.name, rule.severity.label, "falco", detector.source.path,
+                    _one_line(rule.description), mitre=rule.mitre,
+                )  # fmt: skip
         elif isinstance(detector, Described):
             rules[detector.id] = RuleInfo(
                 detector.id, detector.name, _severity(detector), _kind(detector), str(detector.source),
-                " ".join(detector.description.split()), " ".join(detector.false_positives.split()), _mitre(detector),
+                _one_line(detector.description), _one_line(detector.response), _one_line(detector.false_positives),
+                _mitre(detector),
             )  # fmt: skip
         else:
             source = str(detector.source) if isinstance(detector, Sourced) else ""

@@ -22,6 +22,7 @@ from auditwatch.console.summaries import principal_sightings, range_counts, rule
 from detectors.exceptions import field_values
 
 PAGE_SIZE = 50
+GUIDANCE_KEYS = ("description", "response", "false_positives")  # rule text alerts carry in their details
 FILTERS = ("severity", "rule", "user", "namespace", "status", "since", "until")
 STATUS_CHOICES = (
     ("", "any"),
@@ -58,6 +59,13 @@ def parse_filter(params: Mapping[str, str | None]) -> AlertFilter:
     return query.filter
 
 
+def guidance(alert: Mapping[str, Any], rule: RuleInfo | None) -> dict[str, str]:
+    """The rule's description, response advice and known false positives: as the alert carries them (its rule
+    as it was then, and in `api`, which loads no rules), else as the loaded rule says."""
+    details = alert["details"]
+    return {key: str(details.get(key) or getattr(rule, key, "")) for key in GUIDANCE_KEYS}
+
+
 def exception_fields(event: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The fields an exception made from this alert's event starts with, and their values, for the form."""
     fields = []
@@ -92,9 +100,11 @@ def console_pages(renderer: Renderer, rules: Mapping[str, RuleInfo]) -> APIRoute
             group = store.get_group(found["group_id"]) if found["group_id"] else None
             history = store.triage_history(ALERT, alert_id, limit=500)
             made = [e for e in store.list_exceptions(found["rule_id"]) if e["from_alert"] == alert_id]
+        rule = rules.get(found["rule_id"])
+        fired = {key: value for key, value in found["details"].items() if key not in GUIDANCE_KEYS}
         return renderer.page(
-            request, "alert.html", alert=found, group=group, history=history, exceptions=made,
-            rule=rules.get(found["rule_id"]), statuses=STATUSES,
+            request, "alert.html", alert=found, group=group, history=history, exceptions=made, rule=rule,
+            guidance=guidance(found, rule), fired=fired,
         )  # fmt: skip
 
     @router.get("/alerts/{alert_id}/false-positive")

@@ -109,7 +109,9 @@ def test_the_alert_page(db_url: str) -> None:
     assert page.status_code == 200
     text = page.text
     assert html.escape(alert["message"]) in text
-    assert "exec" in text.lower() and "Known false positives" in text  # the rule's documentation
+    assert "Known false positives" in text and 'id="rule-response"' in text  # the rule's documentation
+    assert alert["details"]["response"] in html.unescape(text)
+    assert '"false_positives"' not in html.unescape(text)  # the rule's text is not shown again as alert details
     assert 'href="https://attack.mitre.org/techniques/T1609/"' in text
     assert 'href="/principals/mallory%40example.com"' in text and "198.51.100.23" in text
     assert "&#34;auditID&#34;:" in text or '"auditID":' in text  # the event, pretty-printed
@@ -134,6 +136,15 @@ def test_the_rules_page_lists_loaded_rules_with_counts_and_exceptions(client: Te
     assert 'class="sev sev-' in row.group(1)
     other = re.search(r'<tr id="rule-other-rule">(.*?)</tr>', page.text, re.S)
     assert other and "not loaded by this process" in other.group(1)
+
+
+def test_api_shows_the_guidance_the_alert_carries(db_url: str) -> None:
+    with TestClient(create_serve_app(Settings(db_url=db_url))) as client:
+        post_events(client, exec_event())
+    with TestClient(create_api_app(Settings(db_url=db_url))) as client:  # loads no rules
+        (alert,) = client.get("/api/v1/alerts?rule=pod-exec-attach").json()["items"]
+        text = client.get(f"/alerts/{alert['id']}").text
+    assert alert["details"]["description"] in html.unescape(text) and 'id="rule-response"' in text
 
 
 def test_api_serves_the_console_without_rules(stored: str) -> None:
