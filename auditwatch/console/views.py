@@ -33,7 +33,7 @@ STATUS_CHOICES = (
 
 @contextmanager
 def store_errors() -> Iterator[None]:
-    """A store that does not answer, as a 503 page."""
+    """Store errors as pages: a cursor the store did not make is a 400, a store that does not answer a 503."""
     try:
         yield
     except CursorError as exc:
