@@ -31,7 +31,9 @@ from simulation.clock import SECOND, epoch_us
 from simulation.cluster import Cluster, ClusterProfile, build_cluster
 from simulation.emitter import Emitter, Event
 from simulation.engine import Engine
+from simulation.exporters import drop_annotations
 from simulation.humans import HumanUsers
+from simulation.noisy import Org, start_noisy_world
 from simulation.system import SystemTraffic
 from simulation.workloads import Workloads
 
@@ -45,14 +47,23 @@ class ClusterSimulation:
         self.start = epoch_us(profile.start)
         self.engine = Engine(self.emitter, self.start)
         self.cluster: Cluster = build_cluster(profile, self.emitter, self.start)
+        self.unannotated_share = profile.unannotated_share
         workloads = Workloads(self.engine, self.cluster)
-        SystemTraffic(self.engine, self.cluster).start()
+        system = SystemTraffic(self.engine, self.cluster)
+        system.start()
         CiPipelines(self.engine, self.cluster, workloads).start()
-        HumanUsers(self.engine, self.cluster, workloads).start()
+        self.org: Org | None = None
+        if profile.realism == "noisy":
+            self.org = start_noisy_world(self.engine, self.cluster, system, workloads)
+        else:
+            HumanUsers(self.engine, self.cluster, workloads).start()
 
     def run(self) -> Iterator[tuple[int, Event]]:
         """Yield (stageTimestamp µs, event) forever, in stageTimestamp order."""
-        return self.engine.run()
+        share = self.unannotated_share
+        if not share:
+            return self.engine.run()
+        return ((ts, drop_annotations(ev, share)) for ts, ev in self.engine.run())
 
 
 def benign_events(
