@@ -200,9 +200,7 @@ def run(
         for tier in served:
             alerts[tier.name] = [a for a in out if a.rule_id in tier.rule_types]
             files[tier.name] = tier.files
-    window = Window(
-        start_us, eval_start_us, end_us, benign_eval, benign_learning, tuple((a, b) for a, b in day_events)
-    )
+    window = Window(start_us, eval_start_us, end_us, benign_eval, benign_learning, tuple((a, b) for a, b in day_events))
     tiers = [
         compute_metrics(
             name,
@@ -282,9 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         "rule_dir": args.rules_dir,
         "separate_pipelines": args.separate_pipelines,
     }
-    runs = [
-        run(seed=s, unannotated_share=args.unannotated_share, progress=not args.quiet, **common) for s in seeds
-    ]
+    runs = [run(seed=s, unannotated_share=args.unannotated_share, progress=not args.quiet, **common) for s in seeds]
     fifty = None
     if args.scale_nodes > 0:
         profile = runs[0].profile

@@ -55,7 +55,7 @@ class NoisyHumans(HumanUsers):
         self.org = org
 
     def commands(self) -> list[tuple[Command, float]]:
-        return [*super().commands(), (self._exec, 0.6), (self._port_forward, 0.3), (self._copy, 0.1)]
+        return [*super().commands(), (self._exec, 2.0), (self._port_forward, 0.6), (self._copy, 0.3)]
 
     def identity(self, human: Human) -> Actor:
         return self.org.identity(human, self.engine.now)
