@@ -12,9 +12,10 @@ and RBAC at ``RequestResponse``; every other write at ``Request``.
 
 In the default ``realism="clean"`` world, benign traffic deliberately contains nothing a sensible
 security rule would flag: no exec/attach/portforward, no privileged, hostPath, hostNetwork/PID/IPC
-pods, no cluster-admin or wildcard RBAC, no cluster-wide secret reads, no human-created pods in ``kube-system``, no NodePort services, no
-admission-webhook changes, no Event deletion and no anonymous access beyond the health endpoints.
-``realism="noisy"`` adds what a real cluster does that rules do flag (:mod:`simulation.noisy`).
+pods, no cluster-admin or wildcard RBAC, no cluster-wide secret reads, no human-created pods in
+``kube-system``, no NodePort services, no admission-webhook changes, no Event deletion and no
+anonymous access beyond the health endpoints. ``realism="noisy"`` adds what a real cluster does that
+rules do flag (:mod:`simulation.noisy`).
 
 Throughput: ~150k events/s streamed on one core; materialising hundreds of thousands of events in a
 list is dominated by CPython's cyclic GC (disable or freeze it around the list, or stream /
