@@ -40,7 +40,7 @@ import json
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from simulation import (
     REALISMS,
+    Campaign,
     ClusterProfile,
     benign_events,
     epoch_us,
@@ -134,6 +135,57 @@ def _features(details: Any) -> tuple[str, ...]:
     return tuple(top) if isinstance(top, dict) else ()
 
 
+@dataclass
+class _Replayed:
+    """What one pass over the labelled stream counted, and each pipeline's alerts."""
+
+    found: list[list[AlertRec]]
+    labels: dict[str, str] = field(default_factory=dict)  # auditID -> campaign id
+    events: int = 0
+    benign_eval: int = 0
+    benign_learning: int = 0
+    attack: int = 0
+    day_events: list[list[int]] = field(default_factory=list)  # per day: [all events, benign events]
+
+
+def _replay(
+    profile: ClusterProfile,
+    days: float,
+    campaigns: list[Campaign],
+    pipelines: list[tuple[Pipeline, list[Tier]]],
+    eval_start_us: int,
+    progress: bool,
+) -> _Replayed:
+    """Feed every event of the labelled stream, in time order, to every pipeline."""
+    t_start, start_us = time.perf_counter(), epoch_us(profile.start)
+    out = _Replayed([[] for _ in pipelines])
+    out.day_events = [[0, 0] for _ in range(max(1, -(-int(days * DAY_US) // DAY_US)))]
+    procs = [(p.process, found, served[-1].rule_types) for (p, served), found in zip(pipelines, out.found, strict=True)]
+    stream = labelled_stream(profile, duration_s=days * 86400, campaigns=campaigns, seed=profile.seed)
+    for ts, ev, cid in stream:
+        out.events += 1
+        day = out.day_events[min((ts - start_us) // DAY_US, len(out.day_events) - 1)]
+        day[0] += 1
+        if cid is not None:
+            out.labels[ev["auditID"]] = cid
+            out.attack += 1
+        else:
+            day[1] += 1
+            if ts >= eval_start_us:
+                out.benign_eval += 1
+            else:
+                out.benign_learning += 1
+        event = AuditEvent(raw=ev, origin=f"simulation#{out.events}")
+        for process, found, types in procs:
+            for al in process(event):
+                rtype, features = types.get(al.rule_id, "?"), _features(al.details)
+                found.append(AlertRec(ts, int(al.severity), al.rule_id, rtype, al.audit_id, cid, al.user, features))
+        if progress and out.events % 500_000 == 0:
+            rate, day_no = out.events / (time.perf_counter() - t_start), (ts - start_us) / DAY_US
+            print(f"  {out.events / 1e6:.1f}M events, day {day_no:.2f}/{days:g}, {rate:,.0f} ev/s", file=sys.stderr)
+    return out
+
+
 def run(
     *,
     days: float = 14,
@@ -167,40 +219,15 @@ def run(
     )
     notes: list[str] = []
     pipelines = _pipelines(rule_dir, notes, separate_pipelines)
-    tiers_of = [served for _, served in pipelines]
-    found: list[list[AlertRec]] = [[] for _ in pipelines]
-    labels: dict[str, str] = {}
-    n = benign_eval = benign_learning = attack = 0
-    day_events = [[0, 0] for _ in range(max(1, -(-int(days * DAY_US) // DAY_US)))]
-    procs = [(p.process, out, served[-1].rule_types) for (p, served), out in zip(pipelines, found, strict=True)]
-    for ts, ev, cid in labelled_stream(profile, duration_s=days * 86400, campaigns=campaigns, seed=seed):
-        n += 1
-        day = day_events[min((ts - start_us) // DAY_US, len(day_events) - 1)]
-        day[0] += 1
-        if cid is not None:
-            labels[ev["auditID"]] = cid
-            attack += 1
-        else:
-            day[1] += 1
-            if ts >= eval_start_us:
-                benign_eval += 1
-            else:
-                benign_learning += 1
-        event = AuditEvent(raw=ev, origin=f"simulation#{n}")
-        for process, out, types in procs:
-            for al in process(event):
-                rtype, features = types.get(al.rule_id, "?"), _features(al.details)
-                out.append(AlertRec(ts, int(al.severity), al.rule_id, rtype, al.audit_id, cid, al.user, features))
-        if progress and n % 500_000 == 0:
-            rate, day_no = n / (time.perf_counter() - t_start), (ts - start_us) / DAY_US
-            print(f"  {n / 1e6:.1f}M events, day {day_no:.2f}/{days:g}, {rate:,.0f} ev/s", file=sys.stderr)
+    done = _replay(profile, days, campaigns, pipelines, eval_start_us, progress)
     alerts: dict[str, list[AlertRec]] = {}
     files: dict[str, int] = {}
-    for served, out in zip(tiers_of, found, strict=True):
+    for (_, served), found in zip(pipelines, done.found, strict=True):
         for tier in served:
-            alerts[tier.name] = [a for a in out if a.rule_id in tier.rule_types]
+            alerts[tier.name] = [a for a in found if a.rule_id in tier.rule_types]
             files[tier.name] = tier.files
-    window = Window(start_us, eval_start_us, end_us, benign_eval, benign_learning, tuple((a, b) for a, b in day_events))
+    day_events = tuple((a, b) for a, b in done.day_events)
+    window = Window(start_us, eval_start_us, end_us, done.benign_eval, done.benign_learning, day_events)
     tiers = [
         compute_metrics(
             name,
@@ -208,7 +235,7 @@ def run(
             campaigns,
             eval_start_us=eval_start_us,
             eval_end_us=end_us,
-            benign_eval_events=benign_eval,
+            benign_eval_events=done.benign_eval,
             rule_files=files[name],
             window=window,
         )
@@ -226,12 +253,24 @@ def run(
         "unannotated_share": unannotated_share,
         "organisation": site.company,
         "registry": site.registry,
-        "events_per_day": n / days if days else 0.0,
+        "events_per_day": done.events / days if days else 0.0,
         "pipelines": len(pipelines),
     }
     seconds = time.perf_counter() - t_start
     return RunResult(
-        campaigns, labels, tiers, alerts, n, benign_eval, attack, seconds, notes, profile, days, window, world
+        campaigns,
+        done.labels,
+        tiers,
+        alerts,
+        done.events,
+        done.benign_eval,
+        done.attack,
+        seconds,
+        notes,
+        profile,
+        days,
+        window,
+        world,
     )
 
 
