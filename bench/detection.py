@@ -18,7 +18,11 @@ Tiers load different rule files from detectors/rules/builtin/, chosen by their `
   rules     type match
   stateful  + threshold, distinct_count, new_terms, sequence
   ml        + anomaly (skipped with a note when no such rule file exists or it does not load)
-One pass over the stream feeds every event, in time order, to one Pipeline per tier.
+  +site     the largest tier's alerts through the site tuning file (docs/tuning.md), as a real site runs it
+One pass over the stream feeds every event, in time order, to one Pipeline per tier. The site tuning file
+is, unless --tuning names one or --no-tuning, the one each world's operator would write on day one,
+generated from its site model (bench.site_tuning: its own registry and add-on vendors, its CI and GitOps
+deployers and operators, the operators that read Secrets cluster-wide) and written beside the report.
 
 Figures per tier (evaluation half unless said): campaign recall; benign alerts per million benign events,
 medium-or-higher and low apart (and over the learning half); precision of each day's top 10 alerts (by
@@ -28,7 +32,7 @@ catches it, with its rules (and the online model's top features). The benign ale
 would raise per day, before and after the learning period, scale each half's rate per million by the
 event rate of a 50-node profile measured over --rate-hours of simulation. With --holdout-seed, a second
 world of another seed runs too and both are printed: thresholds tuned on one seed must hold on the other.
-Last line, for the full stack of the first seed: `campaign_recall=<r> alerts_per_million=<n>
+Last line, for the full stack (with the site tuning) of the first seed: `campaign_recall=<r> alerts_per_million=<n>
 top10_precision=<r> median_ttd_s=<n> medium_per_million=<n> low_per_million=<n>`.
 """
 
@@ -40,16 +44,20 @@ import json
 import re
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.detection_metrics import DAY_US, AlertRec, RunResult, TierResult, Window, compute_metrics
-from bench.detection_report import FiftyNodes, compare, report, to_json
+from bench.detection_report import SITE_TIER, FiftyNodes, compare, report, to_json
+from bench.site_tuning import write_site_tuning
+from detectors.alerts import Alert
 from detectors.events import AuditEvent
 from detectors.loading.loader import BUILTIN_DIR
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
+from detectors.tuning.tuning import Tuning, load_tuning
 from simulation import (
     REALISMS,
     Campaign,
@@ -146,6 +154,8 @@ class _Replayed:
     benign_learning: int = 0
     attack: int = 0
     day_events: list[list[int]] = field(default_factory=list)  # per day: [all events, benign events]
+    tuned: list[AlertRec] = field(default_factory=list)  # the largest tier's alerts that the site tuning keeps
+    tuned_out: Counter[tuple[str, str, bool]] = field(default_factory=Counter)  # (rule, reason, attack?) -> kept out
 
 
 def _replay(
@@ -155,12 +165,15 @@ def _replay(
     pipelines: list[tuple[Pipeline, list[Tier]]],
     eval_start_us: int,
     progress: bool,
+    tuning: Tuning | None = None,
 ) -> _Replayed:
-    """Feed every event of the labelled stream, in time order, to every pipeline."""
+    """Feed every event of the labelled stream, in time order, to every pipeline; the last pipeline's alerts
+    also go through ``tuning`` (as a pipeline with it would: the tuning only ever acts on alerts)."""
     t_start, start_us = time.perf_counter(), epoch_us(profile.start)
     out = _Replayed([[] for _ in pipelines])
     out.day_events = [[0, 0] for _ in range(max(1, -(-int(days * DAY_US) // DAY_US)))]
     procs = [(p.process, found, served[-1].rule_types) for (p, served), found in zip(pipelines, out.found, strict=True)]
+    top = out.found[-1] if pipelines else None
     stream = labelled_stream(profile, duration_s=days * 86400, campaigns=campaigns, seed=profile.seed)
     for ts, ev, cid in stream:
         out.events += 1
@@ -179,11 +192,27 @@ def _replay(
         for process, found, types in procs:
             for al in process(event):
                 rtype, features = types.get(al.rule_id, "?"), _features(al.details)
-                found.append(AlertRec(ts, int(al.severity), al.rule_id, rtype, al.audit_id, cid, al.user, features))
+                rec = AlertRec(ts, int(al.severity), al.rule_id, rtype, al.audit_id, cid, al.user, features)
+                found.append(rec)
+                if tuning is not None and found is top:
+                    _tune(tuning, al, rec, out)
         if progress and out.events % 500_000 == 0:
             rate, day_no = out.events / (time.perf_counter() - t_start), (ts - start_us) / DAY_US
             print(f"  {out.events / 1e6:.1f}M events, day {day_no:.2f}/{days:g}, {rate:,.0f} ev/s", file=sys.stderr)
     return out
+
+
+def _tune(tuning: Tuning, alert: Alert, rec: AlertRec, out: _Replayed) -> None:
+    """Keep ``rec`` (with the tuned severity) in ``out.tuned`` if the tuning lets ``alert`` through, else count
+    why it was kept out, attack alerts apart."""
+    before = Counter({k: n for k, n in tuning.suppressed.counts.items() if k[0] == alert.rule_id})
+    kept = tuning.apply([alert])
+    if kept:
+        out.tuned.append(dataclasses.replace(rec, severity=int(kept[0].severity)))
+        return
+    for (rule, reason), n in tuning.suppressed.counts.items():
+        if rule == alert.rule_id and n > before[(rule, reason)]:
+            out.tuned_out[(rule, reason, rec.campaign is not None)] += 1
 
 
 def run(
@@ -200,7 +229,12 @@ def run(
     rule_dir: Path = BUILTIN_DIR,
     progress: bool = False,
     separate_pipelines: bool = False,
+    tuning: Path | None = None,
+    site_tuning_dir: Path | None = None,
 ) -> RunResult:
+    """One world's figures per tier; with a site tuning file, one more tier, SITE_TIER: the largest tier's
+    alerts through it. The file is ``tuning``, or else, with ``site_tuning_dir``, the one the world's site
+    model gives (bench.site_tuning), written there as site-tuning-seed<seed>.yaml."""
     t_start = time.perf_counter()
     profile = ClusterProfile(
         nodes=nodes,
@@ -211,6 +245,8 @@ def run(
         realism=realism,
         unannotated_share=unannotated_share,
     )
+    if tuning is None and site_tuning_dir is not None:
+        tuning = write_site_tuning(profile, site_tuning_dir / f"site-tuning-seed{seed}.yaml")
     start_us = epoch_us(profile.start)
     end_us = start_us + int(days * DAY_US)
     eval_start_us = start_us + int(days / 2 * DAY_US)
@@ -219,13 +255,18 @@ def run(
     )
     notes: list[str] = []
     pipelines = _pipelines(rule_dir, notes, separate_pipelines)
-    done = _replay(profile, days, campaigns, pipelines, eval_start_us, progress)
+    tuned = load_tuning(str(tuning), pipelines[-1][0].detectors) if tuning is not None and pipelines else None
+    if tuned is not None:
+        notes.extend(f"tuning: {w}" for w in tuned.warnings)
+    done = _replay(profile, days, campaigns, pipelines, eval_start_us, progress, tuned)
     alerts: dict[str, list[AlertRec]] = {}
     files: dict[str, int] = {}
     for (_, served), found in zip(pipelines, done.found, strict=True):
         for tier in served:
             alerts[tier.name] = [a for a in found if a.rule_id in tier.rule_types]
             files[tier.name] = tier.files
+    if tuned is not None:
+        alerts[SITE_TIER], files[SITE_TIER] = done.tuned, pipelines[-1][1][-1].files
     day_events = tuple((a, b) for a, b in done.day_events)
     window = Window(start_us, eval_start_us, end_us, done.benign_eval, done.benign_learning, day_events)
     tiers = [
@@ -255,6 +296,7 @@ def run(
         "registry": site.registry,
         "events_per_day": done.events / days if days else 0.0,
         "pipelines": len(pipelines),
+        "tuning": None if tuning is None else str(tuning),
     }
     seconds = time.perf_counter() - t_start
     return RunResult(
@@ -271,6 +313,7 @@ def run(
         days,
         window,
         world,
+        done.tuned_out,
     )
 
 
@@ -278,6 +321,10 @@ def events_per_day(profile: ClusterProfile, hours: float) -> float:
     """The benign event rate of ``profile``, measured over its first ``hours`` (from its start, 08:00 UTC)."""
     count = sum(1 for _ in benign_events(profile, duration_s=hours * 3600))
     return count * 24 / hours
+
+
+def _site_tuning_dir(given: Path | None, json_out: Path | None) -> Path:
+    return given or (json_out.parent if json_out else Path("site-tuning"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,6 +349,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--separate-pipelines", action="store_true", help="one pipeline per tier (slower; the same figures today)"
     )
+    tune = ap.add_mutually_exclusive_group()
+    tune.add_argument("--tuning", type=Path, metavar="FILE", help="site tuning file for every seed (default: each "
+                      "world's own, generated from its site model: bench.site_tuning)")  # fmt: skip
+    tune.add_argument("--no-tuning", action="store_true", help=f"no site tuning (no tier {SITE_TIER})")
+    ap.add_argument("--site-tuning-dir", type=Path, metavar="DIR", help="where the generated site tuning files "
+                    "go (default: beside --json, else ./site-tuning)")  # fmt: skip
     ap.add_argument("--labels-out", type=Path, help="write labels.csv and campaigns.csv (first seed) here")
     ap.add_argument("--json", type=Path, metavar="OUT", help="write every figure as JSON")
     ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -318,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         "realism": args.world,
         "rule_dir": args.rules_dir,
         "separate_pipelines": args.separate_pipelines,
+        "tuning": None if args.no_tuning else args.tuning,
+        "site_tuning_dir": None if args.no_tuning or args.tuning else _site_tuning_dir(args.site_tuning_dir, args.json),
     }
     runs = [run(seed=s, unannotated_share=args.unannotated_share, progress=not args.quiet, **common) for s in seeds]
     fifty = None

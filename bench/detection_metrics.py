@@ -204,3 +204,5 @@ class RunResult:
     days: float = 0.0
     window: Window | None = None
     world: dict[str, Any] = field(default_factory=dict)  # what the report says about the simulated world
+    #: alerts of the largest tier that the site tuning kept out: (rule, reason, attack alert?) -> count
+    tuned_out: Counter[tuple[str, str, bool]] = field(default_factory=Counter)

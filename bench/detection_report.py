@@ -11,6 +11,8 @@ from typing import Any, TextIO
 from bench.detection_metrics import SEVERITY_CLASSES, RunResult, TierResult, first_tier
 from simulation import QUIET, SECOND, Campaign
 
+SITE_TIER = "+site"  # the largest tier's alerts through the site tuning file
+
 
 @dataclass(frozen=True)
 class FiftyNodes:
@@ -56,6 +58,7 @@ def report(res: RunResult, out: TextIO = sys.stdout, *, fifty: FiftyNodes | None
         _days(full, p)
     _campaigns(res, p)
     _contributions(res, p)
+    _tuned_out(res, p)
     if fifty is not None:
         _fifty(res, fifty, p)
     if full is not None:
@@ -133,12 +136,26 @@ def _campaigns(res: RunResult, p: Any) -> None:
 def _contributions(res: RunResult, p: Any) -> None:
     for below, top in zip(res.tiers, res.tiers[1:], strict=False):
         only = sorted(set(top.detected) - set(below.detected))
-        extra = top.benign_alerts - below.benign_alerts
+        lost = sorted(set(below.detected) - set(top.detected))
+        extra, attack = top.benign_alerts - below.benign_alerts, top.attack_alerts - below.attack_alerts
         per_m = extra / res.benign_eval_events * 1e6 if res.benign_eval_events else 0.0
         p(
-            f"{top.name} over {below.name}: campaigns {only or 'none'}; benign alerts +{extra} (+{per_m:.1f} per 1M), "
-            f"attack alerts +{top.attack_alerts - below.attack_alerts}"
+            f"{top.name} over {below.name}: campaigns {only or 'none'}"
+            + (f", lost {lost}" if lost else "")
+            + f"; benign alerts {extra:+} ({per_m:+.1f} per 1M), attack alerts {attack:+}"
         )
+
+
+def _tuned_out(res: RunResult, p: Any) -> None:
+    tuning = res.world.get("tuning") if res.world else None
+    if not tuning:
+        return
+    p(f"\nsite tuning {tuning}: alerts kept out over the whole window (benign / attack), by rule and reason:")
+    keys = sorted({(r, why) for r, why, _ in res.tuned_out}, key=lambda k: -res.tuned_out[(*k, False)])
+    for rule, why in keys:
+        p(f"  {rule + ' (' + why + ')':<72}{res.tuned_out[(rule, why, False)]:>8}{res.tuned_out[(rule, why, True)]:>8}")
+    if not keys:
+        p("  none")
 
 
 def _fifty(res: RunResult, f: FiftyNodes, p: Any) -> None:
@@ -251,5 +268,9 @@ def to_json(res: RunResult, fifty: FiftyNodes | None = None) -> dict[str, Any]:
         if fifty is None
         else {"nodes": fifty.nodes, "hours": fifty.hours, "events_per_day": fifty.events_per_day},
         "tiers": [_tier_json(t, fifty) for t in res.tiers],
+        "tuned_out": [
+            {"rule": rule, "reason": why, "attack": attack, "alerts": n}
+            for (rule, why, attack), n in sorted(res.tuned_out.items())
+        ],
         "campaigns": [_campaign_json(c, res.tiers) for c in sorted(res.campaigns, key=lambda c: c.start_us)],
     }
