@@ -69,7 +69,7 @@ from simulation import (
     write_labels,
 )
 
-__all__ = ["AlertRec", "RunResult", "TierResult", "compute_metrics", "report", "run"]
+__all__ = ["SITE_TIER", "AlertRec", "RunResult", "TierResult", "compute_metrics", "report", "run"]
 
 STATEFUL_TYPES = ("threshold", "distinct_count", "new_terms", "sequence")
 TIERS: tuple[tuple[str, tuple[str, ...]], ...] = (

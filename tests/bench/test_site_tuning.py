@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from bench import detection
 from bench.site_tuning import site_tuning, write_site_tuning
 from detectors.events import AuditEvent
 from detectors.exceptions import field_values
@@ -104,3 +105,23 @@ def test_it_excuses_no_campaign_event_but_those_of_the_identities_it_names(tmp_p
         for alert in pipeline.process(AuditEvent(raw=event)):
             if not tuning.apply([alert]):
                 assert alert.user in users, (alert.rule_id, alert.user)
+
+
+def test_the_benchmark_adds_a_site_tier_through_the_generated_file(tmp_path: Path) -> None:
+    res = detection.run(
+        days=0.1,
+        nodes=1,
+        namespaces=("web", "shop"),
+        humans=2,
+        ci_accounts=1,
+        seed=5,
+        techniques=["stratus.privileged-pod", "stratus.dump-secrets"],
+        site_tuning_dir=tmp_path,
+    )
+    assert (tmp_path / "site-tuning-seed5.yaml").is_file()
+    assert res.world["tuning"] == str(tmp_path / "site-tuning-seed5.yaml")
+    site, top = res.tiers[-1], res.tiers[-2]
+    assert site.name == detection.SITE_TIER
+    assert site.detected.keys() == top.detected.keys()  # the campaigns' alerts are not the site's routine
+    assert site.benign_alerts < top.benign_alerts
+    assert len(res.alerts[top.name]) - len(res.alerts[site.name]) == sum(res.tuned_out.values())
