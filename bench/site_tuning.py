@@ -37,7 +37,7 @@ from simulation.noisy.catalog import RELEASES
 
 # What the built-in untrusted-image-registry already trusts: no need to say it again.
 _BUILTIN_TRUSTED = ("registry.k8s.io", "k8s.gcr.io", "mcr.microsoft.com", "gke.gcr.io")
-_SECRET_READ_RULES = ["secrets-listed-cluster-wide", "secret-read-by-non-controller"]
+_SECRET_READ_RULES = ["secrets-listed-cluster-wide", "secret-read-by-non-controller", "secret-read-burst"]
 _NODE_AGENT_RULES = ["privileged-container", "host-namespaces", "sensitive-hostpath-mount"]
 # The CNI and the storage the organisation runs, through their operators: (namespace of their node agents,
 # their images' publisher). Calico's tigera-operator writes the calico-node DaemonSet; Longhorn's manager
