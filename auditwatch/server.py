@@ -78,7 +78,9 @@ def create_serve_app(
 ) -> FastAPI:
     """Embedded mode. Rules load before the server starts, so a broken file fails fast with file:line. With
     notification `sinks`, a sender task delivers what the webhook's batches queue for them."""
-    pipeline = pipeline or Pipeline(load_rules(settings.rules, LoadOptions(rule_matching=settings.rule_matching)))
+    learning_s = settings.baseline_learning_days * 86400
+    options = LoadOptions(rule_matching=settings.rule_matching, baseline_learning_s=learning_s)
+    pipeline = pipeline or Pipeline(load_rules(settings.rules, options))
     store = AlertStore(settings.db_url)
     exceptions = LiveExceptions(store, refresh_s=settings.exceptions_refresh_s)
     store.triage_hooks.exceptions_changed.append(exceptions.invalidate)  # created over our own API: apply at once

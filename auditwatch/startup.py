@@ -67,14 +67,15 @@ def build_settings(**overrides: Any) -> Any:
         refuse(f"bad setting: {msgs}")
 
 
-def load_pipeline(rules: Sequence[str], rule_matching: str = "first") -> Any:
+def load_pipeline(rules: Sequence[str], rule_matching: str = "first", baseline_learning_days: float = 7.0) -> Any:
     from detectors.base import Warns
     from detectors.loading.formats import LoadOptions
     from detectors.pipeline import Pipeline
     from detectors.registry import load_rules
 
     try:
-        detectors = load_rules(rules, LoadOptions(rule_matching=rule_matching))
+        options = LoadOptions(rule_matching=rule_matching, baseline_learning_s=baseline_learning_days * 86400)
+        detectors = load_rules(rules, options)
         for detector in detectors:  # rules that load but can never fire as written (Sigma)
             if isinstance(detector, Warns):
                 for warning in detector.warnings:

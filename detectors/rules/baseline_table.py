@@ -50,7 +50,7 @@ class Habit:
         return Habit(dict(self.terms), dict(self.networks), self.last)
 
     def to_json(self) -> dict[str, Any]:
-        return {"terms": self.terms, "networks": self.networks, "last": self.last}
+        return {"terms": dict(self.terms), "networks": dict(self.networks), "last": self.last}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Habit:
