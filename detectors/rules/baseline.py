@@ -196,9 +196,11 @@ class Baselined:
             note = f"{context['state']} ({context['kind']})"
         if reasons:
             note += f"; {', '.join(reasons)}"
+        # habits and pages fold into alert groups of their own: a page must not hide in a group of info alerts
         return dataclasses.replace(
             alert, severity=severity, message=f"{alert.message} [baseline: {note}]",
             details={**alert.details, "baseline": redact_text_in(context)},
+            group_key=f"{alert.group_key}\x1f{'page' if reasons else 'habit'}",
         )  # fmt: skip
 
     @staticmethod

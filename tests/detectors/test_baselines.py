@@ -121,16 +121,22 @@ def test_exec_new_network_and_sensitive_command_page_even_in_a_habitual_namespac
     for day in range(8):
         feed(exec_by("dana@example.com", "payments", ip="203.0.113.45"), day)
     # the same office network (/24): a habit; another network: a reason to page
-    assert one(feed(exec_by("dana@example.com", "payments", ip="203.0.113.77"), 9)).severity is Severity.INFO
+    habit = one(feed(exec_by("dana@example.com", "payments", ip="203.0.113.77"), 9))
+    assert habit.severity is Severity.INFO
     moved = one(feed(exec_by("dana@example.com", "payments", ip="198.51.100.9"), 9.1))
     assert moved.severity is Severity.MEDIUM and moved.details["baseline"]["reasons"] == ["new network"]
+    assert moved.group_key != habit.group_key  # a page does not fold into the group of the habit's info alerts
     assert moved.details["baseline"]["network"] == {"now": "198.51.100.0/24", "new": True, "seen": ["203.0.113.0/24"]}
     token = "command=cat&command=%2Fvar%2Frun%2Fsecrets%2Fkubernetes.io%2Fserviceaccount%2Ftoken"
     sensitive = one(feed(exec_by("dana@example.com", "payments", command=token), 9.2))
     assert sensitive.severity is Severity.MEDIUM and sensitive.details["baseline"]["reasons"] == ["sensitive"]
     # two reasons: one level above the rule's severity
-    both = one(feed(exec_by("dana@example.com", "web", command="command=curl&command=http%3A%2F%2F198.51.100.9%2Fx"), 9.3))
+    metadata = "command=curl&command=http%3A%2F%2F169.254.169.254%2Flatest%2Fmeta-data%2Fiam%2F"
+    both = one(feed(exec_by("dana@example.com", "web", command=metadata), 9.3))
     assert both.severity is Severity.HIGH and both.details["baseline"]["reasons"] == ["first time", "sensitive"]
+    # looking at the pod's own endpoint is routine debugging, not a reason
+    local = "command=curl&command=-s&command=localhost%3A8080%2Fmetrics"
+    assert one(feed(exec_by("dana@example.com", "payments", command=local), 9.4)).severity is Severity.INFO
     # a sensitive command pages during the learning period too
     fresh = Feed(rule("pod-exec-attach"))
     assert one(fresh(exec_by("erin@example.com", "payments", command=token), 0)).severity is Severity.MEDIUM
@@ -231,3 +237,17 @@ def test_a_malformed_baseline_fails_at_its_line(tmp_path: Path, baseline: str, m
         load_rules([str(path)])
     (error,) = caught.value.errors
     assert message in str(error) and f"{path}:8" in str(error)
+
+
+def test_the_learning_period_is_a_setting() -> None:
+    from pydantic import ValidationError
+
+    from auditwatch.settings import Settings
+    from auditwatch.startup import load_pipeline
+
+    assert Settings().baseline_learning_days == 7
+    with pytest.raises(ValidationError):
+        Settings(baseline_learning_days=-1)
+    pipeline = load_pipeline(["builtin"], "first", 0.5)
+    learning = {d.learning_s for d in pipeline.detectors if isinstance(d, Baselined)}
+    assert learning == {0.5 * DAY}
