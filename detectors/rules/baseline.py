@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detectors.alerts import Alert, Severity
-from detectors.base import Detector, Stateful, Transactional
+from detectors.base import Detector, Stateful, StateSized, Transactional
 from detectors.errors import RuleError
 from detectors.events import AuditEvent
 from detectors.fieldpath import PathError, compile_path
@@ -111,9 +111,9 @@ def contextual_severity(declared: Severity, reasons: int) -> Severity:
 
 
 class Baselined:
-    """A detector whose alerts are judged against a learned baseline (module docstring). It is `Stateful` and
-    `Transactional` (the baseline is checkpointed with the alerts); whatever else the wrapped rule is
-    (`Described`, `SelfTested`, `Warns`, `Sourced`) reads through to it."""
+    """A detector whose alerts are judged against a learned baseline (module docstring). It is `Stateful`,
+    `StateSized` and `Transactional` (the baseline is checkpointed with the alerts); whatever else the wrapped
+    rule is (`Described`, `SelfTested`, `Warns`, `Sourced`, `Catalogued`) reads through to it."""
 
     def __init__(self, rule: Detector, spec: BaselineSpec, learning_s: float = DEFAULT_LEARNING_S) -> None:
         self.rule = rule
@@ -207,7 +207,13 @@ class Baselined:
     def _who(context: dict[str, Any]) -> str:
         return ", ".join(str(v) for v in context["key"].values()) or "the cluster"
 
-    # ---- state: Stateful and Transactional ------------------------------------------------------------
+    # ---- state: Stateful, StateSized and Transactional ------------------------------------------------
+
+    rule_type = "baseline"  # sizes are totalled per kind of state: a baseline's keys are its own kind
+
+    def state_keys(self) -> int:
+        """The baseline's keys (principals, or the cluster), plus the wrapped rule's own if it has state."""
+        return len(self.table.habits) + (self.rule.state_keys() if isinstance(self.rule, StateSized) else 0)
 
     def snapshot(self) -> dict[str, Any]:
         state: dict[str, Any] = {

@@ -16,7 +16,7 @@ from simulation import ClusterProfile, benign_events
 
 # the keyed table of each stateful rule type, as its snapshot writes it
 SNAPSHOT_TABLES = {"threshold": "times", "distinct_count": "values", "new_terms": "last_seen",
-                   "sequence": "progress", "anomaly": "principals"}  # fmt: skip
+                   "sequence": "progress", "anomaly": "principals", "baseline": "habits"}  # fmt: skip
 
 
 def test_every_stateful_rule_counts_the_keys_its_snapshot_holds() -> None:
@@ -27,7 +27,7 @@ def test_every_stateful_rule_counts_the_keys_its_snapshot_holds() -> None:
     sizes: Counter[str] = Counter()
     for detector in pipeline.stateful:
         assert isinstance(detector, StateSized), detector.id
-        assert detector.rule_type in RULE_TYPES
+        assert detector.rule_type in {*RULE_TYPES, "baseline"}  # baseline: a rule with a `baseline:` header
         table: Any = detector.snapshot()[SNAPSHOT_TABLES[detector.rule_type]]
         assert detector.state_keys() == len(table), detector.id
         sizes[detector.rule_type] += detector.state_keys()
