@@ -251,3 +251,20 @@ def test_the_learning_period_is_a_setting() -> None:
     pipeline = load_pipeline(["builtin"], "first", 0.5)
     learning = {d.learning_s for d in pipeline.detectors if isinstance(d, Baselined)}
     assert learning == {0.5 * DAY}
+
+
+def test_any_detector_can_be_baselined_a_sigma_rule_too(tmp_path: Path) -> None:
+    from detectors.rules.baseline import parse_baseline
+
+    (tmp_path / "exec.yml").write_text(
+        "title: Exec into a pod\nid: 6f2b1d0e-0000-4000-8000-000000000013\nlevel: medium\n"
+        "logsource:\n  product: kubernetes\n  service: audit\n"
+        "detection:\n  selection:\n    objectRef.subresource: exec\n  condition: selection\n"
+    )
+    (sigma,) = load_rules([str(tmp_path / "exec.yml")])
+    spec = parse_baseline({"kind": "exec", "key": ["$principal"], "term": "objectRef.namespace"}, path="t", line=1)
+    feed = Feed(Baselined(sigma, spec, learning_s=DAY))
+    assert one(feed(exec_by("dana@example.com", "payments"), 0)).severity is Severity.INFO
+    assert one(feed(exec_by("dana@example.com", "payments"), 2)).severity is Severity.INFO
+    new = one(feed(exec_by("dana@example.com", "web"), 2.1))
+    assert new.severity is Severity.MEDIUM and new.details["baseline"]["new"] == ["web"]
