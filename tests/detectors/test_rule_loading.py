@@ -267,7 +267,7 @@ def test_detectors_declare_their_abilities(tmp_path: Path) -> None:
     for d in detectors:
         if isinstance(d, Baselined):  # a rule with a `baseline:` has the rule's abilities, and state
             kinds["native"].append(d)
-            assert isinstance(d.rule, MatchRule) and isinstance(d, Stateful) and isinstance(d, Transactional)
+            assert isinstance(d.rule, (MatchRule, StatefulRule)) and isinstance(d, Stateful) and isinstance(d, Transactional)
             assert isinstance(d, SelfTested) and isinstance(d, Described) and d.source.path.endswith(f"{d.id}.yaml")
             assert isinstance(d, Warns) and d.warnings == ()
         elif isinstance(d, (MatchRule, StatefulRule)):
