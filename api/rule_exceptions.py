@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from api.rows import iso, utc
 from api.tables import alerts_table, exceptions_table
 from api.triage import clean_label, clean_text
-from detectors.exceptions import ExceptionError, RuleException, check_match, field_values
+from detectors.exceptions import ExceptionError, RuleException, check_match, field_values, literal_glob
 
 # What "the same kind of event" is when an exception is made from an alert without naming its fields:
 # the same user doing the same thing to the same kind of object in the same namespace (not the same object,
@@ -69,14 +69,9 @@ def _filled(conn: Connection, new: NewException) -> tuple[str, dict[str, tuple[s
             values = field_values(alert.event, path)
             if not values:
                 raise ExceptionError(f"field {path!r} has no value in alert {new.from_alert}")
-            globs = [_literal_glob(v) for v in dict.fromkeys(values)]
+            globs = [literal_glob(v) for v in dict.fromkeys(values)]
         filled[path] = tuple(globs)
     return alert.rule_id, filled
-
-
-def _literal_glob(value: str) -> str:
-    """A glob that matches exactly `value` (`*`, `?` and `[` taken literally)."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in value)
 
 
 def create_exception(conn: Connection, new: NewException, now: datetime) -> dict[str, Any]:

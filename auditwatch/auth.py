@@ -109,10 +109,13 @@ def client_cert_name(scope: Mapping[str, Any]) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def add_access_control(app: FastAPI, policy: AccessPolicy) -> None:
+def add_access_control(app: FastAPI, policy: AccessPolicy, checked_elsewhere: Callable[[str], bool]) -> None:
+    """Check every request but the probes and the paths `checked_elsewhere` names (the console checks its own
+    with the same policy: auditwatch/console/app.py)."""
+
     @app.middleware("http")
     async def check_access(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if request.url.path not in OPEN_PATHS:
+        if request.url.path not in OPEN_PATHS and not checked_elsewhere(request.url.path):
             level = access_of(policy, request.headers.get("authorization", ""), client_cert_name(request.scope))
             needed = Access.READ if request.method in READ_METHODS else Access.WRITE
             if level < needed:

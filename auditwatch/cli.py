@@ -55,13 +55,13 @@ class _Version(argparse.Action):
 def cmd_rules_test(args: argparse.Namespace) -> int:
     from auditwatch.commands.rules import run_tests
 
-    return run_tests(args.paths, sys.stdout, verbose=args.verbose)
+    return run_tests(args.paths, sys.stdout, verbose=args.verbose, tuning=args.tuning)
 
 
 def cmd_rules_lint(args: argparse.Namespace) -> int:
     from auditwatch.commands.rules import lint
 
-    return lint(args.paths, sys.stdout)
+    return lint(args.paths, sys.stdout, tuning=args.tuning)
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
@@ -86,6 +86,10 @@ LEARNING_HELP = (
     "rules with a baseline (docs/baselines.md) learn what is routine for this many days of event time, from the "
     "first event they see, holding their alerts at info; then a habit is info and what is new pages (default 7; "
     "0: page from the start). Env: AUDITWATCH_BASELINE_LEARNING_DAYS"
+)
+TUNING_HELP = (
+    "site tuning file (YAML): trusted registries, known deployers, rule exceptions, severity overrides, disabled "
+    "rules, applied to every rule format; see docs/tuning.md. Env: AUDITWATCH_TUNING"
 )
 MATCHING_HELP = (
     "Falco rule files: stop at the first matching rule (first, Falco's default) or report every match (all). "
@@ -242,6 +246,7 @@ def _serve_parser(sub: Any) -> None:
     serve.add_argument("--rules", action="append", help=RULES_HELP)
     serve.add_argument("--rule-matching", choices=["first", "all"], help=MATCHING_HELP)
     serve.add_argument("--baseline-learning-days", type=float, metavar="DAYS", help=LEARNING_HELP)
+    serve.add_argument("--tuning", metavar="FILE", help=TUNING_HELP)
     _receipt_options(serve)
     _notify_options(serve)
     serve.set_defaults(func=cmd_serve, default_log_level="info")
@@ -283,6 +288,7 @@ def _detect_parser(sub: Any) -> None:
     detect.add_argument("--partitions", type=int, help=PARTITIONS_HELP)
     detect.add_argument("--rule-matching", choices=["first", "all"], help=MATCHING_HELP)
     detect.add_argument("--baseline-learning-days", type=float, metavar="DAYS", help=LEARNING_HELP)
+    detect.add_argument("--tuning", metavar="FILE", help=TUNING_HELP)
     detect.add_argument(
         "--kafka-wait", type=float, metavar="SECONDS", help="at start, wait this long for Kafka to answer, "
         "retrying with backoff (a line per retry), then exit with status 1 (default 60). Env: AUDITWATCH_KAFKA_WAIT_S",
@@ -324,6 +330,7 @@ def _replay_parser(sub: Any) -> None:
     rep.add_argument("--rules", action="append", help=RULES_HELP)
     rep.add_argument("--rule-matching", choices=["first", "all"], help=MATCHING_HELP)
     rep.add_argument("--baseline-learning-days", type=float, metavar="DAYS", help=LEARNING_HELP)
+    rep.add_argument("--tuning", metavar="FILE", help=TUNING_HELP)
     rep.add_argument("--output", metavar="-|FILE", help="print one JSON object per alert to stdout (-) or FILE")
     rep.add_argument(
         "--output-format", choices=["auditwatch", "falco"], default="auditwatch",
@@ -368,6 +375,10 @@ def _rules_parser(sub: Any) -> None:
     )  # fmt: skip
     rtest.add_argument("paths", nargs="*", metavar="PATH", help="rule file, directory or pack (builtin, falco, sigma)")
     rtest.add_argument("-v", "--verbose", action="store_true", help="list passing cases too")
+    rtest.add_argument(
+        "--tuning", metavar="FILE", help="also check this site tuning file, and list the positive cases it would "
+        "silence (the cases themselves run untuned)",
+    )  # fmt: skip
     rtest.set_defaults(func=cmd_rules_test)
     rlint = rules_sub.add_parser(
         "lint", help="check rule files",
@@ -376,6 +387,10 @@ def _rules_parser(sub: Any) -> None:
         "Exit status 1 on any problem.",
     )  # fmt: skip
     rlint.add_argument("paths", nargs="*", metavar="PATH", help="rule file, directory or pack (builtin, falco, sigma)")
+    rlint.add_argument(
+        "--tuning", metavar="FILE", help="also check this site tuning file and show what it does to each rule "
+        "(disabled, severity overridden, exceptions); a rule id it names that is not loaded is a problem",
+    )  # fmt: skip
     rlint.set_defaults(func=cmd_rules_lint)
 
 

@@ -36,7 +36,7 @@ from api.store import AlertStore
 from api.tables import Receipt, StateCheckpoints
 from auditwatch.batches import BatchResults, BatchWriter, Written
 from auditwatch.live_exceptions import LiveExceptions
-from auditwatch.logs import log_alerts
+from auditwatch.logs import TuningLog, log_alerts
 from auditwatch.metrics import Metrics
 from detectors.alerts import Alert
 from detectors.errors import EventError
@@ -156,6 +156,7 @@ class Consumer:
         self.metrics = metrics.consumer if metrics is not None else None
         self.exceptions = exceptions
         self.stats = ConsumerStats()
+        self._tuning_log = TuningLog(pipeline.tuning)  # every partition's pipeline shares the template's tuning
         self.lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
@@ -340,6 +341,7 @@ class Consumer:
             pipeline.commit()
         log_alerts(log, results.alerts, written.refused)
         self._log_batch(work, detected, started)
+        self._tuning_log.report(log)
         record_count = sum(len(records) for records in work.values())
         if self.metrics is not None:
             seconds = time.perf_counter() - started

@@ -13,6 +13,7 @@ from detectors.alerts import Alert
 from detectors.pipeline import Pipeline
 
 DATA = Path(__file__).parent / "data"
+TUNING = DATA / "demo-tuning.yaml"  # the sample clusters' own registry, as a site's tuning file says it
 
 
 @dataclass(frozen=True)

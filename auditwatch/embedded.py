@@ -14,7 +14,7 @@ from api.store import AlertStore
 from api.tables import StateCheckpoints
 from auditwatch.batches import BatchResults, BatchWriter
 from auditwatch.live_exceptions import LiveExceptions
-from auditwatch.logs import log_alerts
+from auditwatch.logs import TuningLog, log_alerts
 from auditwatch.metrics import DetectionMetrics
 from detectors.events import AuditEvent, Rejected
 from detectors.pipeline import Pipeline
@@ -68,6 +68,7 @@ class EmbeddedSink:
             metrics=metrics,
         )
         self._lock = threading.Lock()
+        self._tuning_log = TuningLog(pipeline.tuning)
 
     def restore(self) -> None:
         """Load the rule exceptions and the last checkpoint, if any (call once the schema is migrated)."""
@@ -97,6 +98,7 @@ class EmbeddedSink:
             batch = BatchResults(alerts, [*rejected, *failed], self.writer.receipts(events), states, hits)
             written = self.writer.write(batch)
         log_alerts(log, alerts, written.refused)  # the batch's own line is the webhook's
+        self._tuning_log.report(log)
         return SinkResult(alerts=written.alerts, rejected=tuple(failed), refused=written.refused)
 
     def checkpoint(self) -> None:

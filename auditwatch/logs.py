@@ -19,13 +19,14 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from auditwatch.startup import refuse
 
 if TYPE_CHECKING:
     from detectors.alerts import Alert
+    from detectors.tuning.tuning import Tuning
 
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -119,3 +120,27 @@ def log_alerts(log: logging.Logger, alerts: Iterable[Alert], refused: Iterable[A
     for alert in alerts:
         if alert.origin not in not_stored:
             log.warning("alert", extra=alert_fields(alert))
+
+
+class TuningLog:
+    """What the site tuning file kept out (`detectors.tuning.tuning.Suppressed`), logged: an INFO line
+    `tuning suppressed` with the count since the previous line per `rule (reason)`, at most every `every_s`
+    seconds and only when something new was suppressed."""
+
+    def __init__(self, tuning: Tuning | None, every_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.tuning = tuning
+        self.every_s = every_s
+        self.clock = clock
+        self._last = -float("inf")
+        self._reported: dict[tuple[str, str], int] = {}
+
+    def report(self, log: logging.Logger) -> None:
+        if self.tuning is None or self.clock() - self._last < self.every_s:
+            return
+        counts = dict(self.tuning.suppressed.counts)
+        new = {key: n - self._reported.get(key, 0) for key, n in counts.items() if n > self._reported.get(key, 0)}
+        if not new:
+            return
+        self._last, self._reported = self.clock(), counts
+        by_rule = {f"{rule} ({reason})": n for (rule, reason), n in sorted(new.items())}
+        log.info("tuning suppressed", extra={"alerts": sum(new.values()), "by_rule": by_rule})

@@ -30,6 +30,7 @@ from detectors.base import Catalogued, StateSized
 from detectors.events import Rejected
 from detectors.pipeline import Pipeline
 from detectors.registry import RULE_FORMATS
+from detectors.tuning.tuning import Suppressed
 from ingest.webhook import REJECT_REASONS, BatchReport
 
 if TYPE_CHECKING:
@@ -127,6 +128,30 @@ class StateKeysCollector:
         return family
 
 
+class TuningCollector:
+    """Alerts the site tuning file kept out, per rule and reason (`disabled`, `trusted registry`, `deployer NAME`,
+    `exception NAME`: bounded by the file), read from its counters when Prometheus scrapes."""
+
+    def __init__(self, suppressed: Suppressed) -> None:
+        self.suppressed = suppressed
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family({})
+
+    def collect(self) -> Iterator[Metric]:
+        yield self._family(dict(self.suppressed.counts))
+
+    @staticmethod
+    def _family(counts: Mapping[tuple[str, str], int]) -> CounterMetricFamily:
+        family = CounterMetricFamily(
+            "auditwatch_alerts_tuned_out", "Alerts the site tuning file suppressed, by rule id and reason",
+            labels=["rule", "reason"],
+        )  # fmt: skip
+        for (rule, reason), count in sorted(counts.items()):
+            family.add_metric([rule, reason], count)
+        return family
+
+
 class DetectionMetrics:
     """Rules, alerts, rule exceptions, detector state and the alert store's writes (serve, detect).
 
@@ -165,6 +190,8 @@ class DetectionMetrics:
             self.write_failures.labels(fault=fault)
         types = [d.rule_type for d in template.stateful if isinstance(d, StateSized)]
         registry.register(StateKeysCollector(types, pipelines))
+        if template.tuning is not None:  # every pipeline of the process shares the template's tuning
+            registry.register(TuningCollector(template.tuning.suppressed))
 
     def stored(self, alerts: Sequence[Alert], suppressed: int) -> None:
         """A batch was stored: its alerts, and how many more rule exceptions suppressed."""

@@ -22,6 +22,7 @@ from api.routes import router as api_router
 from api.store import AlertStore
 from api.triage_routes import router as triage_router
 from auditwatch.auth import ClientCertProtocol, access_policy, add_access_control
+from auditwatch.console.app import is_console_path, mount_console
 from auditwatch.docs import docs_router
 from auditwatch.embedded import EmbeddedSink
 from auditwatch.live_exceptions import LiveExceptions
@@ -32,16 +33,21 @@ from auditwatch.notify.sender import Sender, rule_descriptions, rule_responses
 from auditwatch.preflight import quiet_kafka_client
 from auditwatch.settings import Settings
 from auditwatch.startup import EXIT_FAILURE, package_version
+from detectors.base import Detector
 from detectors.loading.formats import LoadOptions
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
+from detectors.tuning.tuning import load_tuning
 from ingest.kafka import KafkaSink, TopicSpec, ensure_topics
 from ingest.webhook import WEBHOOK_PATHS, BatchSink, SinkUnavailable, webhook_router
 
 
-def _app(title: str, settings: Settings, lifespan: Any, metrics: Metrics) -> FastAPI:
+def _app(
+    title: str, settings: Settings, lifespan: Any, metrics: Metrics, console: Sequence[Detector] | None = None
+) -> FastAPI:
     """An app with what every listener has: errors as problem details (api/problems.py), /docs served from the
-    package (auditwatch/docs.py), /version, access control and /metrics."""
+    package (auditwatch/docs.py), /version, access control and /metrics; and the web console at `/` when
+    `console` is given (the rules the process loaded: none for `api`)."""
     app = FastAPI(
         title=title, summary="Kubernetes audit webhook -> detectors -> alert store -> REST", lifespan=lifespan,
         version=package_version(), docs_url=None, redoc_url=None,
@@ -52,9 +58,11 @@ def _app(title: str, settings: Settings, lifespan: Any, metrics: Metrics) -> Fas
     app.include_router(docs_router(app))
     policy = access_policy(settings)
     if policy.enabled:
-        add_access_control(app, policy)
+        add_access_control(app, policy, is_console_path if console is not None else lambda _path: False)
     app.state.metrics = metrics
     add_metrics_route(app, metrics.registry)
+    if console is not None:
+        mount_console(app, policy, console)
     return app
 
 
@@ -94,9 +102,11 @@ def create_serve_app(
 ) -> FastAPI:
     """Embedded mode. Rules load before the server starts, so a broken file fails fast with file:line. With
     notification `sinks`, a sender task delivers what the webhook's batches queue for them."""
-    learning_s = settings.baseline_learning_days * 86400
-    options = LoadOptions(rule_matching=settings.rule_matching, baseline_learning_s=learning_s)
-    pipeline = pipeline or Pipeline(load_rules(settings.rules, options))
+    if pipeline is None:
+        learning_s = settings.baseline_learning_days * 86400
+        options = LoadOptions(rule_matching=settings.rule_matching, baseline_learning_s=learning_s)
+        detectors = load_rules(settings.rules, options)
+        pipeline = Pipeline(detectors, load_tuning(settings.tuning, detectors) if settings.tuning else None)
     store = AlertStore(settings.db_url)
     exceptions = LiveExceptions(store, refresh_s=settings.exceptions_refresh_s)
     store.triage_hooks.exceptions_changed.append(exceptions.invalidate)  # created over our own API: apply at once
@@ -115,7 +125,7 @@ def create_serve_app(
         routes=sender.routes() if sender is not None else (),
         metrics=metrics.detection,
     )
-    app = _app("auditwatch", settings, _store_lifespan(store, sink, sender), metrics)
+    app = _app("auditwatch", settings, _store_lifespan(store, sink, sender), metrics, console=pipeline.detectors)
     _add_webhook(app, sink, settings, metrics)
     app.include_router(api_router)
     app.include_router(triage_router)
@@ -124,7 +134,7 @@ def create_serve_app(
 
 def create_api_app(settings: Settings) -> FastAPI:
     """The REST API alone, over the store that `detect` writes."""
-    app = _app("auditwatch api", settings, _store_lifespan(AlertStore(settings.db_url)), Metrics.for_api())
+    app = _app("auditwatch api", settings, _store_lifespan(AlertStore(settings.db_url)), Metrics.for_api(), console=())
     app.include_router(api_router)
     app.include_router(triage_router)
     return app

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     db_url: str = DEFAULT_DB_URL
     rules: Annotated[list[str], NoDecode] = ["builtin"]
     rule_matching: Literal["first", "all"] = "first"  # Falco rule files: first match only, or every match
+    tuning: str | None = None  # site tuning file (detectors/tuning): applied to every rule's alerts
     baseline_learning_days: float = 7.0  # rules with a `baseline:` learn this long (event time) before paging
     # opt-in: one row per received event (auditID, stage, stageTimestamp), kept for the retention, to prove that
     # every event the apiserver sent was received and went through detection (serve, detect)

@@ -17,8 +17,8 @@ EXIT_INPUT = 3
 EXIT_STATUSES = (
     "exit status: 0 done; 1 failure while running (alert store, database or Kafka error), at startup (the port "
     "in use, the database or Kafka unreachable) or a failed check (rules test, rules lint, policy check); 2 usage "
-    "or configuration error (a flag, setting, time, token, TLS file, policy, rule file or database URL); 3 input "
-    "problem (replay, convert: an input path missing or unreadable, or no event read from the inputs)"
+    "or configuration error (a flag, setting, time, token, TLS file, policy, rule or tuning file, database URL); "
+    "3 input problem (replay, convert: an input path missing or unreadable, or no event read from the inputs)"
 )
 
 
@@ -67,7 +67,12 @@ def build_settings(**overrides: Any) -> Any:
         refuse(f"bad setting: {msgs}")
 
 
-def load_pipeline(rules: Sequence[str], rule_matching: str = "first", baseline_learning_days: float = 7.0) -> Any:
+def load_pipeline(
+    rules: Sequence[str], rule_matching: str = "first", tuning: str | None = None, baseline_learning_days: float = 7.0
+) -> Any:
+    """The pipeline of these rules, tuned by the `tuning` file if given; rules with a baseline learn for
+    `baseline_learning_days`. A rule or tuning file that does not load stops the command (exit status 2) with one
+    line per error; load warnings go to stderr."""
     from detectors.base import Warns
     from detectors.loading.formats import LoadOptions
     from detectors.pipeline import Pipeline
@@ -80,11 +85,27 @@ def load_pipeline(rules: Sequence[str], rule_matching: str = "first", baseline_l
             if isinstance(detector, Warns):
                 for warning in detector.warnings:
                     print(f"auditwatch: warning: {warning}", file=sys.stderr)
-        return Pipeline(detectors)
     except RuleErrors as exc:
         if len(exc.errors) == 1:
             refuse(f"cannot load rules: {exc.errors[0]}")
         refuse(f"cannot load rules ({len(exc.errors)} errors):\n" + "\n".join(f"  {e}" for e in exc.errors))
+    return Pipeline(detectors, load_site_tuning(tuning, detectors) if tuning else None)
+
+
+def load_site_tuning(path: str, detectors: Sequence[Any]) -> Any:
+    """The tuning file compiled for these detectors; a malformed one stops the command (exit status 2), with a
+    `file:line: message` line per error."""
+    from detectors.tuning.tuning import load_tuning
+
+    try:
+        tuning = load_tuning(path, detectors)
+    except RuleErrors as exc:
+        for error in exc.errors:
+            print(f"auditwatch: {error}", file=sys.stderr)
+        refuse(f"cannot load the tuning file {path} ({len(exc.errors)} error(s))")
+    for warning in tuning.warnings:
+        print(f"auditwatch: warning: {warning}", file=sys.stderr)
+    return tuning
 
 
 def shown_url(url: str) -> str:

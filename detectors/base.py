@@ -147,3 +147,18 @@ class Warns(Protocol):
 
     @property
     def warnings(self) -> tuple[str, ...]: ...
+
+
+@runtime_checkable
+class RuleSet(Protocol):
+    """One detector for several rules, each alerting under its own rule id (a Falco ruleset): site tuning
+    disables some of its rules through it."""
+
+    def without(self, rule_ids: frozenset[str]) -> Detector:
+        """The same detector without these rules."""
+        ...
+
+
+def rule_ids_of(detector: Detector) -> tuple[str, ...]:
+    """The rule ids a detector's alerts can carry."""
+    return tuple(detector.rule_severities()) if isinstance(detector, Catalogued) else (detector.id,)

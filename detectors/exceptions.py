@@ -6,7 +6,8 @@ so what an analyst sees in an alert is what an exception matches): a field path 
 (`registry.corp/*`), that make the alert benign. An exception matches an alert of its rule when every one
 of its conditions holds; a condition holds when the path yields at least one value and every value it
 yields matches one of the condition's globs, so a benign sidecar image cannot excuse a second container.
-An expired exception matches nothing.
+Conditions of `match_any` hold when at least one value matches (a user's groups: being in one of them is
+enough). An expired exception matches nothing.
 
 Pure: which exceptions exist, when they are reloaded and where the hits are counted is the caller's.
 """
@@ -14,7 +15,7 @@ Pure: which exceptions exist, when they are reloaded and where the hits are coun
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -33,12 +34,14 @@ class ExceptionError(DetectorError):
 
 @dataclass(frozen=True, slots=True)
 class RuleException:
-    """Alerts of `rule_id` whose event matches every condition of `match` (field path -> globs) are benign."""
+    """Alerts of `rule_id` whose event matches every condition of `match` (field path -> globs: every value the
+    path yields matches) and of `match_any` (at least one value matches) are benign."""
 
     id: str
     rule_id: str
     match: Mapping[str, tuple[str, ...]]
     expires_at: datetime | None = None
+    match_any: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def active(self, now: datetime) -> bool:
         return self.expires_at is None or now < self.expires_at
@@ -74,11 +77,17 @@ def _condition(path: str, globs: Sequence[str]) -> tuple[CompiledPath, Matcher]:
         raise ExceptionError(f"field {path!r}: {exc}") from None
 
 
-def check_match(match: Mapping[str, Sequence[str]]) -> None:
-    """ExceptionError when a field path or a glob of `match` does not compile, or it has no condition."""
-    if not match:
+def literal_glob(value: str) -> str:
+    """A glob that matches exactly `value` (`*`, `?` and `[` taken literally)."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in value)
+
+
+def check_match(match: Mapping[str, Sequence[str]], match_any: Mapping[str, Sequence[str]] | None = None) -> None:
+    """ExceptionError when a field path or a glob of `match` (or `match_any`) does not compile, or there is no
+    condition at all."""
+    if not match and not match_any:
         raise ExceptionError("an exception needs at least one field condition")
-    for path, globs in match.items():
+    for path, globs in [*match.items(), *(match_any or {}).items()]:
         _condition(path, globs)
 
 
@@ -86,13 +95,14 @@ def check_match(match: Mapping[str, Sequence[str]]) -> None:
 class _Compiled:
     exception: RuleException
     conditions: tuple[tuple[CompiledPath, Matcher], ...]
+    any_conditions: tuple[tuple[CompiledPath, Matcher], ...] = ()
 
     def holds(self, event: AuditEvent) -> bool:
         for path, matches in self.conditions:
             values = path.values(event)
             if not values or not all(matches(field_text(v)) for v in values):
                 return False
-        return True
+        return all(any(matches(field_text(v)) for v in path.values(event)) for path, matches in self.any_conditions)
 
 
 class ExceptionSet:
@@ -104,12 +114,13 @@ class ExceptionSet:
         invalid: list[tuple[str, str]] = []
         for exc in exceptions:
             try:
-                check_match(exc.match)
+                check_match(exc.match, exc.match_any)
                 conditions = tuple(_condition(path, globs) for path, globs in exc.match.items())
+                any_conditions = tuple(_condition(path, globs) for path, globs in exc.match_any.items())
             except ExceptionError as error:
                 invalid.append((exc.id, str(error)))
                 continue
-            by_rule.setdefault(exc.rule_id, []).append(_Compiled(exc, conditions))
+            by_rule.setdefault(exc.rule_id, []).append(_Compiled(exc, conditions, any_conditions))
         self._by_rule = by_rule
         self.invalid = tuple(invalid)
 

@@ -20,12 +20,15 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from detectors.alerts import Alert
 from detectors.base import Detector, Stateful, StatefulDetector, Transactional
 from detectors.errors import describe_error
 from detectors.events import STAGES, AuditEvent, Rejected
+
+if TYPE_CHECKING:
+    from detectors.tuning.tuning import Tuning
 
 DEDUPE_WINDOW = 200_000  # events remembered to drop exact duplicates
 
@@ -45,11 +48,13 @@ class Pipeline:
     """Runs every detector that can apply to an event, in load order.
 
     Detectors declare which stages and resources they look at; the pipeline indexes them so that the
-    common case (a lease update, a watch) touches only the few detectors that could fire on it.
+    common case (a lease update, a watch) touches only the few detectors that could fire on it. With a site
+    `tuning`, disabled rules do not run and every alert goes through it (`detectors.tuning.tuning`).
     """
 
-    def __init__(self, detectors: Sequence[Detector]) -> None:
-        self.detectors = tuple(detectors)
+    def __init__(self, detectors: Sequence[Detector], tuning: Tuning | None = None) -> None:
+        self.tuning = tuning
+        self.detectors = tuple(detectors if tuning is None else tuning.enabled(detectors))
         self._index: dict[str, tuple[dict[str, tuple[Detector, ...]], tuple[Detector, ...]]] = {}
         for stage in STAGES:
             applicable = [d for d in self.detectors if d.stages is None or stage in d.stages]
@@ -123,6 +128,8 @@ class Pipeline:
                 alerts.extend(found)
         if errors and failures is not None:
             failures.append(Rejected(event.origin, "; ".join(errors), event.raw))
+        if alerts and self.tuning is not None:
+            return self.tuning.apply(alerts)
         return alerts
 
     def begin(self) -> None:
@@ -187,7 +194,7 @@ class Pipeline:
 
     def fresh(self) -> Pipeline:
         """A pipeline with the same detectors and state of its own (one per Kafka partition)."""
-        return Pipeline([copy.deepcopy(d) if isinstance(d, Stateful) else d for d in self.detectors])
+        return Pipeline([copy.deepcopy(d) if isinstance(d, Stateful) else d for d in self.detectors], self.tuning)
 
     def process_all(self, events: Iterable[AuditEvent], failures: list[Rejected] | None = None) -> list[Alert]:
         alerts: list[Alert] = []

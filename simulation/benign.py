@@ -10,10 +10,12 @@ The simulated audit policy (first match wins): failed authentication and non-res
 ``get``/``list``/``watch`` at ``Metadata``; writes to ``leases``, ``endpointslices``, ``pods/binding``
 and RBAC at ``RequestResponse``; every other write at ``Request``.
 
-Benign traffic deliberately contains nothing a sensible security rule would flag: no exec/attach/
-portforward, no privileged, hostPath, hostNetwork/PID/IPC pods, no cluster-admin or wildcard RBAC,
-no cluster-wide secret reads, no human-created pods in ``kube-system``, no NodePort services, no
-admission-webhook changes, no Event deletion and no anonymous access beyond the health endpoints.
+In the default ``realism="clean"`` world, benign traffic deliberately contains nothing a sensible
+security rule would flag: no exec/attach/portforward, no privileged, hostPath, hostNetwork/PID/IPC
+pods, no cluster-admin or wildcard RBAC, no cluster-wide secret reads, no human-created pods in
+``kube-system``, no NodePort services, no admission-webhook changes, no Event deletion and no
+anonymous access beyond the health endpoints. ``realism="noisy"`` adds what a real cluster does that
+rules do flag (:mod:`simulation.noisy`).
 
 Throughput: ~150k events/s streamed on one core; materialising hundreds of thousands of events in a
 list is dominated by CPython's cyclic GC (disable or freeze it around the list, or stream /
@@ -31,7 +33,9 @@ from simulation.clock import SECOND, epoch_us
 from simulation.cluster import Cluster, ClusterProfile, build_cluster
 from simulation.emitter import Emitter, Event
 from simulation.engine import Engine
+from simulation.exporters import drop_annotations
 from simulation.humans import HumanUsers
+from simulation.noisy import Org, start_noisy_world
 from simulation.system import SystemTraffic
 from simulation.workloads import Workloads
 
@@ -45,14 +49,23 @@ class ClusterSimulation:
         self.start = epoch_us(profile.start)
         self.engine = Engine(self.emitter, self.start)
         self.cluster: Cluster = build_cluster(profile, self.emitter, self.start)
+        self.unannotated_share = profile.unannotated_share
         workloads = Workloads(self.engine, self.cluster)
-        SystemTraffic(self.engine, self.cluster).start()
+        system = SystemTraffic(self.engine, self.cluster)
+        system.start()
         CiPipelines(self.engine, self.cluster, workloads).start()
-        HumanUsers(self.engine, self.cluster, workloads).start()
+        self.org: Org | None = None
+        if profile.realism == "noisy":
+            self.org = start_noisy_world(self.engine, self.cluster, system, workloads)
+        else:
+            HumanUsers(self.engine, self.cluster, workloads).start()
 
     def run(self) -> Iterator[tuple[int, Event]]:
         """Yield (stageTimestamp µs, event) forever, in stageTimestamp order."""
-        return self.engine.run()
+        share = self.unannotated_share
+        if not share:
+            return self.engine.run()
+        return ((ts, drop_annotations(ev, share)) for ts, ev in self.engine.run())
 
 
 def benign_events(

@@ -11,7 +11,7 @@ from typing import Any
 from simulation.attacks.campaigns import TECHNIQUES, VARIANTS, Campaign, plan_campaigns
 from simulation.benign import benign_events
 from simulation.clock import SECOND, epoch_us
-from simulation.cluster import ClusterProfile
+from simulation.cluster import REALISMS, ClusterProfile
 from simulation.demo import demo_events
 from simulation.files import write_jsonl, write_labels
 from simulation.labelled import labelled_stream
@@ -20,6 +20,7 @@ _EXAMPLES = """examples:
   python -m simulation --out /tmp/events.jsonl.gz --count 100000                  # benign only
   python -m simulation --out /tmp/day.jsonl.gz --days 1 --nodes 4 --campaigns all  # + labels.csv, campaigns.csv
   python -m simulation --out /tmp/two.jsonl --duration 7200 --campaigns stratus.privileged-pod,atomic.T1613
+  python -m simulation --out /tmp/real.jsonl.gz --days 2 --realism noisy --campaigns all  # a real cluster's noise
   python -m simulation --demo --out auditwatch/data/demo-events.jsonl.gz          # the bundled demo sample
 """
 
@@ -55,6 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cluster.add_argument(
         "--ci-accounts", type=int, default=ClusterProfile.ci_accounts, help="CI service accounts (default %(default)s)"
+    )
+    cluster.add_argument(
+        "--realism",
+        choices=REALISMS,
+        default=ClusterProfile.realism,
+        help="clean: nothing a rule should flag; noisy: a real cluster's benign traffic (default %(default)s)",
+    )
+    cluster.add_argument(
+        "--unannotated-share",
+        type=float,
+        default=0.0,
+        help="share of requests written without annotations, as some exporters do (default %(default)s)",
     )
     attacks = ap.add_argument_group("attack campaigns")
     attacks.add_argument("--campaigns", help="'all' or technique ids, comma-separated (needs --duration or --days)")
@@ -92,12 +105,16 @@ def main(argv: list[str] | None = None) -> int:
         n = write_jsonl(demo_events(7 if args.seed is None else args.seed), args.out, gzip_=use_gzip)
         print(f"wrote {n} events to {args.out}", file=sys.stderr)
         return 0
+    if not 0 <= args.unannotated_share <= 1:
+        ap.error("--unannotated-share must be in [0, 1]")
     profile = ClusterProfile(
         nodes=args.nodes,
         namespaces=tuple(ns for ns in args.namespaces.split(",") if ns),
         humans=args.humans,
         ci_accounts=args.ci_accounts,
         seed=1 if args.seed is None else args.seed,
+        realism=args.realism,
+        unannotated_share=args.unannotated_share,
     )
     if not args.campaigns:
         count = args.count if args.count is not None or duration is not None else 10_000

@@ -15,6 +15,7 @@ from typing import Final
 
 from simulation.clock import SECOND
 from simulation.emitter import Actor, Emitter, rbac_reason
+from simulation.site import CLEAN_SITE, Site, noisy_site
 
 K8S_VERSION: Final = "v1.31.4"
 K8S_COMMIT: Final = "a78aa47"
@@ -42,6 +43,7 @@ _KUBECTL_USER_AGENTS: Final = (
     "kubectl/v1.31.2 (windows/amd64) kubernetes/5864a46",
 )
 _HPA_APPS: Final = ("frontend", "api", "gateway", "search")
+REALISMS: Final = ("clean", "noisy")
 
 
 @dataclass(frozen=True)
@@ -59,12 +61,27 @@ class ClusterProfile:
     seed: int = 1
     #: UTC hours [start, end) during which humans are active
     working_hours: tuple[int, int] = (8, 18)
+    #: "clean": nothing a rule should flag (the demo, the historical benchmark); "noisy": the benign traffic
+    #: of a real cluster on top (GitOps, operators, on-call people, exec habits: :mod:`simulation.noisy`)
+    realism: str = "clean"
+    #: share of requests whose events are written without ``annotations`` (as some exporters and SIEM
+    #: normalisers do), chosen by auditID; 0 writes every event as the apiserver does
+    unannotated_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.nodes < 1 or self.humans < 0 or self.ci_accounts < 0:
             raise ValueError("need nodes >= 1, humans >= 0 and ci_accounts >= 0")
         if not 0 <= self.working_hours[0] <= self.working_hours[1] <= 24:
             raise ValueError(f"bad working_hours {self.working_hours}")
+        if self.realism not in REALISMS:
+            raise ValueError(f"realism {self.realism!r} is not one of {', '.join(REALISMS)}")
+        if not 0.0 <= self.unannotated_share <= 1.0:
+            raise ValueError(f"unannotated_share {self.unannotated_share} is not in [0, 1]")
+
+    @property
+    def site(self) -> Site:
+        """The organisation running the cluster (placeholder names in a clean world, seeded in a noisy one)."""
+        return CLEAN_SITE if self.realism == "clean" else noisy_site(self.seed)
 
 
 # The mutable state of the running simulation (pods come and go, rollouts move ReplicaSets).
@@ -81,6 +98,7 @@ class Node:
     kube_proxy: Actor
     lease_created: str
     next_pod_ip: int = 2
+    alive: bool = True  # False once removed (scale-down): its kubelet's processes stop
 
 
 @dataclass(slots=True)
@@ -110,10 +128,17 @@ class Deployment:
     pods: list[Pod] = field(default_factory=list)
     rolling: bool = False
     restarted_at: str = ""
+    registry: str = CLEAN_SITE.registry
+    repository: str = ""  # a third-party image repository (e.g. docker.io/library/redis) instead of our own
+    tag_prefix: str = ""  # e.g. "v" for tags like v1.16.2
+
+    @property
+    def image_repository(self) -> str:
+        return self.repository or f"{self.registry}/{self.ns}/{self.name}"
 
     @property
     def image(self) -> str:
-        return f"registry.example.com/{self.ns}/{self.name}:{self.version}"
+        return f"{self.image_repository}:{self.tag_prefix}{self.version}"
 
     @property
     def rs_name(self) -> str:
@@ -153,6 +178,8 @@ class Cluster:
     ci: list[Actor]
     deployments: list[Deployment]
     hpa_targets: list[Deployment]
+    kube_proxy_uid: str = ""  # kube-proxy's service account, shared by the nodes added later
+    nodes_built: int = 0  # nodes ever built, removed ones included (names and addresses are never reused)
 
     def new_pod(self, dep: Deployment, em: Emitter) -> Pod:
         """A pod of ``dep``'s current ReplicaSet, on a random node."""
@@ -185,49 +212,71 @@ def service_account(em: Emitter, ns: str, name: str, ip: str, ua: str, reason: s
     )
 
 
+def controller_account(em: Emitter, name: str) -> Actor:
+    """The service account of one of kube-controller-manager's controllers (``deployment-controller``, ...)."""
+    sa = f"system:serviceaccount:kube-system:{name}"
+    reason = rbac_reason(
+        "ClusterRoleBinding",
+        f"system:controller:{name}",
+        "ClusterRole",
+        f"system:controller:{name}",
+        "ServiceAccount",
+        f"{name}/kube-system",
+    )
+    return service_account(em, "kube-system", name, CONTROL_PLANE_IP, f"{KCM_USER_AGENT}/{sa}", reason)
+
+
 def build_cluster(profile: ClusterProfile, em: Emitter, start_us: int) -> Cluster:
-    nodes = _build_nodes(profile, em, created=em.clock.sec(start_us - 18 * 86400 * SECOND))
+    created = em.clock.sec(start_us - 18 * 86400 * SECOND)
+    proxy_sa_uid = em.uuid()
+    nodes = [_new_node(i, em, proxy_sa_uid, created) for i in range(profile.nodes)]
     control_plane = _build_control_plane(em)
     humans = _build_humans(profile, em)
     ci = _build_ci(profile, em)
-    cluster = Cluster(profile, nodes, control_plane, humans, ci, [], [])
+    cluster = Cluster(profile, nodes, control_plane, humans, ci, [], [], proxy_sa_uid, profile.nodes)
     _add_deployments(cluster, em)
     cluster.hpa_targets.extend([d for d in cluster.deployments if d.name in _HPA_APPS][:3])
     return cluster
 
 
-def _build_nodes(profile: ClusterProfile, em: Emitter, created: str) -> list[Node]:
+def add_node(cluster: Cluster, em: Emitter, created: str) -> Node:
+    """A node that joins now (e.g. a scale-up): the next name and address, never one used before."""
+    node = _new_node(cluster.nodes_built, em, cluster.kube_proxy_uid, created)
+    cluster.nodes_built += 1
+    cluster.nodes.append(node)
+    return node
+
+
+_PROXY_REASON: Final = rbac_reason(
+    "ClusterRoleBinding",
+    "kubeadm:node-proxier",
+    "ClusterRole",
+    "system:node-proxier",
+    "ServiceAccount",
+    "kube-proxy/kube-system",
+)
+
+
+def _new_node(i: int, em: Emitter, proxy_sa_uid: str, created: str) -> Node:
+    name = f"node-{i + 1:02d}"
+    ip = f"10.0.1.{11 + i}" if i < 240 else f"10.0.{2 + i // 240}.{11 + i % 240}"
     kubelet_ua = f"kubelet/{K8S_VERSION} (linux/amd64) kubernetes/{K8S_COMMIT}"
-    proxy_reason = rbac_reason(
-        "ClusterRoleBinding",
-        "kubeadm:node-proxier",
-        "ClusterRole",
-        "system:node-proxier",
-        "ServiceAccount",
-        "kube-proxy/kube-system",
+    kubelet = Actor(f"system:node:{name}", ("system:nodes", "system:authenticated"), ip, kubelet_ua, "")
+    proxy = Actor(
+        "system:serviceaccount:kube-system:kube-proxy",
+        ("system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"),
+        ip,
+        f"kube-proxy/{K8S_VERSION} (linux/amd64) kubernetes/{K8S_COMMIT}",
+        _PROXY_REASON,
+        uid=proxy_sa_uid,
+        extra=(
+            ("authentication.kubernetes.io/credential-id", f"JTI={em.uuid()}"),
+            ("authentication.kubernetes.io/node-name", name),
+            ("authentication.kubernetes.io/pod-name", f"kube-proxy-{em.token(5)}"),
+            ("authentication.kubernetes.io/pod-uid", em.uuid()),
+        ),
     )
-    proxy_sa_uid = em.uuid()
-    nodes = []
-    for i in range(profile.nodes):
-        name = f"node-{i + 1:02d}"
-        ip = f"10.0.1.{11 + i}" if i < 240 else f"10.0.{2 + i // 240}.{11 + i % 240}"
-        kubelet = Actor(f"system:node:{name}", ("system:nodes", "system:authenticated"), ip, kubelet_ua, "")
-        proxy = Actor(
-            "system:serviceaccount:kube-system:kube-proxy",
-            ("system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"),
-            ip,
-            f"kube-proxy/{K8S_VERSION} (linux/amd64) kubernetes/{K8S_COMMIT}",
-            proxy_reason,
-            uid=proxy_sa_uid,
-            extra=(
-                ("authentication.kubernetes.io/credential-id", f"JTI={em.uuid()}"),
-                ("authentication.kubernetes.io/node-name", name),
-                ("authentication.kubernetes.io/pod-name", f"kube-proxy-{em.token(5)}"),
-                ("authentication.kubernetes.io/pod-uid", em.uuid()),
-            ),
-        )
-        nodes.append(Node(name, ip, em.uuid(), em.uuid(), i, kubelet, proxy, created))
-    return nodes
+    return Node(name, ip, em.uuid(), em.uuid(), i, kubelet, proxy, created)
 
 
 def _build_control_plane(em: Emitter) -> ControlPlane:
@@ -250,18 +299,6 @@ def _build_control_plane(em: Emitter) -> ControlPlane:
         "system:kube-scheduler",
     )
     sched_ua = f"kube-scheduler/{K8S_VERSION} (linux/amd64) kubernetes/{K8S_COMMIT}"
-
-    def controller(name: str) -> Actor:
-        sa = f"system:serviceaccount:kube-system:{name}"
-        reason = rbac_reason(
-            "ClusterRoleBinding",
-            f"system:controller:{name}",
-            "ClusterRole",
-            f"system:controller:{name}",
-            "ServiceAccount",
-            f"{name}/kube-system",
-        )
-        return service_account(em, "kube-system", name, cp, f"{KCM_USER_AGENT}/{sa}", reason)
 
     def addon(ns: str, name: str, ip: str, ua: str, binding: str) -> Actor:
         reason = rbac_reason("ClusterRoleBinding", binding, "ClusterRole", binding, "ServiceAccount", f"{name}/{ns}")
@@ -288,10 +325,10 @@ def _build_control_plane(em: Emitter) -> ControlPlane:
             "system:kube-scheduler", ("system:authenticated",), cp, sched_ua + "/leader-election", sched_reason
         ),
         scheduler=Actor("system:kube-scheduler", ("system:authenticated",), cp, sched_ua + "/scheduler", sched_reason),
-        deployment_controller=controller("deployment-controller"),
-        replicaset_controller=controller("replicaset-controller"),
-        endpointslice_controller=controller("endpointslice-controller"),
-        hpa_controller=controller("horizontal-pod-autoscaler"),
+        deployment_controller=controller_account(em, "deployment-controller"),
+        replicaset_controller=controller_account(em, "replicaset-controller"),
+        endpointslice_controller=controller_account(em, "endpointslice-controller"),
+        hpa_controller=controller_account(em, "horizontal-pod-autoscaler"),
         coredns=tuple(
             addon(
                 "kube-system",
@@ -314,7 +351,8 @@ def _build_humans(profile: ClusterProfile, em: Emitter) -> list[Human]:
         base = _HUMAN_NAMES[i] if i < len(_HUMAN_NAMES) else f"user{i + 1}"
         groups = ("devs", "oncall", "system:authenticated") if i == 1 else ("devs", "system:authenticated")
         ip = f"10.20.{1 + i // 200}.{15 + i % 200}"
-        actor = Actor(f"{base}@example.com", groups, ip, _KUBECTL_USER_AGENTS[i % len(_KUBECTL_USER_AGENTS)], "")
+        ua = _KUBECTL_USER_AGENTS[i % len(_KUBECTL_USER_AGENTS)]
+        actor = Actor(f"{base}@{profile.site.domain}", groups, ip, ua, "")
         k = min(len(profile.namespaces), 2)
         team = tuple(sorted(em.rng.sample(profile.namespaces, k))) if profile.namespaces else ()
         humans.append(Human(actor, team))
@@ -338,6 +376,7 @@ def _build_ci(profile: ClusterProfile, em: Emitter) -> list[Actor]:
 
 def _add_deployments(cluster: Cluster, em: Emitter) -> None:
     rng = em.rng
+    registry = cluster.profile.site.registry
     for ns in cluster.profile.namespaces:
         for name in rng.sample(APP_NAMES, rng.choice((2, 2, 3))):
             dep = Deployment(
@@ -354,6 +393,7 @@ def _add_deployments(cluster: Cluster, em: Emitter) -> None:
                 em.uuid(),
                 rng.randrange(3, 40),
                 rng.randrange(3, 40),
+                registry=registry,
             )
             for _ in range(dep.replicas):
                 dep.pods.append(cluster.new_pod(dep, em))

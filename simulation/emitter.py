@@ -13,6 +13,7 @@ import heapq
 import random
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import quote
 
 from simulation.clock import TimeFormatter
 
@@ -129,6 +130,14 @@ def watch_uri(path: str, rv: str, timeout_s: int, selector: str = "") -> str:
     )
 
 
+def exec_uri(ns: str, pod: str, command: list[str], container: str = "app", *, interactive: bool = True) -> str:
+    """``pods/exec`` URL as kubectl builds it (each argument a URL-encoded ``command=``): ``kubectl exec -it``
+    attaches stdin and a tty, a one-off command reads stdout and stderr."""
+    query = "&".join(f"command={quote(c, safe='')}" for c in command)
+    streams = "stdin=true&stdout=true&tty=true" if interactive else "stderr=true&stdout=true"
+    return f"/api/v1/namespaces/{ns}/pods/{pod}/exec?{query}&container={container}&{streams}"
+
+
 def _event_head(level: str, aid: str, stage: str, uri: str, verb: str, user: dict[str, Any], ip: str, ua: str) -> Event:
     """The fields every stage of a request starts with, in the apiserver's order."""
     return {
@@ -208,12 +217,14 @@ class Emitter:
         decision: str = "allow",
         reason: str | None = None,
         obj_meta: tuple[str | None, str | None, str | None] | None = None,
+        annotations: dict[str, str] | None = None,
     ) -> str:
         """Queue the events of one request that starts at ``t`` (µs) and return its auditID.
 
         ``stream`` (µs) marks a long-running request (watch, pods/log, exec): it gets a ResponseStarted
         shortly after ``t`` and its ResponseComplete ``stream`` µs after ``t``. ``obj_meta`` is the
         (name, uid, resourceVersion) of the request object, copied into the final objectRef.
+        ``annotations`` are added to the authorizer's (e.g. a TokenRequest's issued-credential-id).
         """
         rng = self.rng
         aid = self.uuid()
@@ -225,7 +236,9 @@ class Emitter:
         rr["stageTimestamp"] = ts0
         self.push(t, rr)
 
-        annotations = {AUTHZ_DECISION: decision, AUTHZ_REASON: actor.reason if reason is None else reason}
+        written = {AUTHZ_DECISION: decision, AUTHZ_REASON: actor.reason if reason is None else reason}
+        if annotations:
+            written.update(annotations)
         final_ref = ref
         if ref is not None and obj_meta is not None:
             final_ref = _complete_ref(ref, *obj_meta)
@@ -237,7 +250,7 @@ class Emitter:
             started["responseStatus"] = {"metadata": {}, "code": code}
             started["requestReceivedTimestamp"] = ts0
             started["stageTimestamp"] = self.clock.micro(t_started)
-            started["annotations"] = dict(annotations)
+            started["annotations"] = dict(written)
             self.push(t_started, started)
             t_end = t + max(stream + rng.randrange(3000), t_started - t + 1000)
         else:
@@ -255,7 +268,7 @@ class Emitter:
             rc["responseObject"] = resp_obj
         rc["requestReceivedTimestamp"] = ts0
         rc["stageTimestamp"] = self.clock.micro(t_end)
-        rc["annotations"] = annotations
+        rc["annotations"] = written
         self.push(t_end, rc)
         return aid
 

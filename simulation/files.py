@@ -41,7 +41,7 @@ def write_jsonl(events: Iterable[dict[str, Any]], path: Path, *, gzip_: bool = F
 
 def write_labels(out_dir: Path, labels: Mapping[str, str], campaigns: Sequence[Campaign]) -> tuple[Path, Path]:
     """Write ``labels.csv`` (auditID, campaign_id, technique, label) and ``campaigns.csv`` (id, technique,
-    variant, actor, src_ip, start, end, events) into ``out_dir``; ``labels`` maps auditID -> campaign id."""
+    variant, actor, src_ip, start, end, events, mitre) into ``out_dir``; ``labels`` maps auditID -> campaign id."""
     out_dir.mkdir(parents=True, exist_ok=True)
     technique = {c.id: c.technique for c in campaigns}
     labels_path, campaigns_path = out_dir / LABELS_CSV, out_dir / CAMPAIGNS_CSV
@@ -52,7 +52,7 @@ def write_labels(out_dir: Path, labels: Mapping[str, str], campaigns: Sequence[C
             w.writerow([aid, cid, technique[cid], "attack"])
     with open(campaigns_path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["id", "technique", "variant", "actor", "src_ip", "start", "end", "events"])
+        w.writerow(["id", "technique", "variant", "actor", "src_ip", "start", "end", "events", "mitre"])
         for c in sorted(campaigns, key=lambda c: c.start_us):
             w.writerow(
                 [
@@ -64,6 +64,7 @@ def write_labels(out_dir: Path, labels: Mapping[str, str], campaigns: Sequence[C
                     c.start.isoformat(),
                     c.end.isoformat(),
                     len(c.audit_ids),
+                    " ".join(c.mitre),
                 ]
             )
     return labels_path, campaigns_path

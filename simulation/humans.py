@@ -14,7 +14,7 @@ from collections.abc import Callable
 import orjson
 
 from simulation.clock import SECOND
-from simulation.cluster import APP_NAMES, Cluster, Deployment
+from simulation.cluster import Cluster, Deployment, Human
 from simulation.emitter import Actor, forbidden_status, not_found_status, object_ref, rbac_reason
 from simulation.engine import Engine, Process
 from simulation.manifests import deployment_manifest
@@ -40,7 +40,10 @@ _LISTED_RESOURCES = (  # (resource, group, version) of `kubectl get <resource>`,
 )
 
 
-def _namespace_reason(ns: str) -> str:
+Command = Callable[[Actor, str], Process]  # a kubectl command by an actor in a namespace
+
+
+def namespace_reason(ns: str) -> str:
     return rbac_reason("RoleBinding", f"devs-edit/{ns}", "ClusterRole", "edit", "Group", "devs")
 
 
@@ -55,15 +58,11 @@ class HumanUsers:
     def start(self) -> None:
         for human in self.cluster.humans:
             if human.team:
-                self.engine.spawn(self.engine.exp_s(240), self._sessions(human.actor, human.team))
+                self.engine.spawn(self.engine.exp_s(240), self._sessions(human))
 
-    def _working(self) -> bool:
-        lo, hi = self.cluster.profile.working_hours
-        return lo <= (self.engine.now // SECOND // 3600) % 24 < hi
-
-    def _sessions(self, actor: Actor, team: tuple[str, ...]) -> Process:
-        engine, rng = self.engine, self.rng
-        commands: list[tuple[Callable[[Actor, str], Process], int]] = [
+    def commands(self) -> list[tuple[Command, float]]:
+        """What people type, with weights (a subclass may add to it)."""
+        return [
             (self._get_pods, 24),
             (self._describe, 12),
             (self._get_other, 16),
@@ -74,11 +73,24 @@ class HumanUsers:
             (self._forbidden, 3),
             (self._not_found, 3),
         ]
+
+    def identity(self, human: Human) -> Actor:
+        """Who ``human`` is today: their identity, address and kubectl (always the same here)."""
+        return human.actor
+
+    def working(self, human: Human) -> bool:
+        lo, hi = self.cluster.profile.working_hours
+        return lo <= (self.engine.now // SECOND // 3600) % 24 < hi
+
+    def _sessions(self, human: Human) -> Process:
+        engine, rng, team = self.engine, self.rng, human.team
+        commands = self.commands()
         funcs, weights = [c for c, _ in commands], [w for _, w in commands]
         while True:
-            if not self._working():
+            if not self.working(human):
                 yield engine.exp_s(1800)
                 continue
+            actor = self.identity(human)
             ns = rng.choice(team)
             if rng.random() < 0.15:  # cached OIDC id-token expired: one 401, the plugin refreshes, retry
                 uri, ref = f"/api/v1/namespaces/{ns}/pods?limit=500", object_ref("pods", ns)
@@ -95,7 +107,7 @@ class HumanUsers:
                 yield int((2 + rng.expovariate(1 / 20)) * SECOND)
             yield engine.exp_s(900)
 
-    def _deployments_in(self, ns: str) -> list[Deployment]:
+    def deployments_in(self, ns: str) -> list[Deployment]:
         return [d for d in self.cluster.deployments if d.ns == ns] or self.cluster.deployments
 
     def _get_pods(self, actor: Actor, ns: str) -> Process:
@@ -104,7 +116,7 @@ class HumanUsers:
             "list",
             f"/api/v1/namespaces/{ns}/pods?limit=500",
             object_ref("pods", ns),
-            reason=_namespace_reason(ns),
+            reason=namespace_reason(ns),
             latency=3000 + self.rng.randrange(15_000),
         )
         yield 0
@@ -113,15 +125,15 @@ class HumanUsers:
         res, group, ver = self.rng.choice(_LISTED_RESOURCES)
         prefix = f"/apis/{group}/{ver}" if group else "/api/v1"
         uri, ref = f"{prefix}/namespaces/{ns}/{res}?limit=500", object_ref(res, ns, group=group, version=ver)
-        self.engine.request(actor, "list", uri, ref, reason=_namespace_reason(ns))
+        self.engine.request(actor, "list", uri, ref, reason=namespace_reason(ns))
         yield 0
 
     def _describe(self, actor: Actor, ns: str) -> Process:
-        dep = self.rng.choice(self._deployments_in(ns))
+        dep = self.rng.choice(self.deployments_in(ns))
         if not dep.pods:
             return
         pod = self.rng.choice(dep.pods)
-        reason = _namespace_reason(dep.ns)
+        reason = namespace_reason(dep.ns)
         uri, ref = f"/api/v1/namespaces/{dep.ns}/pods/{pod.name}", object_ref("pods", dep.ns, pod.name)
         self.engine.request(actor, "get", uri, ref, reason=reason)
         yield 8000 + self.rng.randrange(20_000)
@@ -130,11 +142,11 @@ class HumanUsers:
         self.engine.request(actor, "list", uri, object_ref("events", dep.ns), reason=reason)
 
     def _logs(self, actor: Actor, ns: str) -> Process:
-        dep = self.rng.choice(self._deployments_in(ns))
+        dep = self.rng.choice(self.deployments_in(ns))
         if not dep.pods:
             return
         pod = self.rng.choice(dep.pods)
-        reason = _namespace_reason(dep.ns)
+        reason = namespace_reason(dep.ns)
         uri, ref = f"/api/v1/namespaces/{dep.ns}/pods/{pod.name}", object_ref("pods", dep.ns, pod.name)
         self.engine.request(actor, "get", uri, ref, reason=reason)
         yield 10_000 + self.rng.randrange(30_000)
@@ -153,7 +165,7 @@ class HumanUsers:
 
     def _apply(self, actor: Actor, ns: str) -> Process:
         """Server-side apply: the patch body is the whole (YAML) manifest, transcoded to JSON."""
-        dep = self.rng.choice(self._deployments_in(ns))
+        dep = self.rng.choice(self.deployments_in(ns))
         rollout = not dep.rolling and self.rng.random() < 0.5
         if rollout:
             self.workloads.bump_version(dep)
@@ -168,7 +180,7 @@ class HumanUsers:
             object_ref("deployments", dep.ns, dep.name, "apps"),
             level="Request",
             req_obj=deployment_manifest(dep),
-            reason=_namespace_reason(dep.ns),
+            reason=namespace_reason(dep.ns),
             latency=8000 + self.rng.randrange(20_000),
         )
         if rollout:
@@ -176,7 +188,7 @@ class HumanUsers:
         yield 0
 
     def _rollout_restart(self, actor: Actor, ns: str) -> Process:
-        dep = self.rng.choice(self._deployments_in(ns))
+        dep = self.rng.choice(self.deployments_in(ns))
         if dep.rolling:
             return
         dep.restarted_at = self.em.clock.sec(self.engine.now)
@@ -190,35 +202,16 @@ class HumanUsers:
             object_ref("deployments", dep.ns, dep.name, "apps"),
             level="Request",
             req_obj=body,
-            reason=_namespace_reason(dep.ns),
+            reason=namespace_reason(dep.ns),
         )
         self.engine.spawn(1000, self.workloads.rollout(dep))
         yield 0
 
     def _create(self, actor: Actor, ns: str) -> Process:
         """``kubectl apply -f`` of a new Deployment (client-side apply -> create)."""
-        rng, em = self.rng, self.em
-        taken = {d.name for d in self.cluster.deployments if d.ns == ns}
-        free = [n for n in APP_NAMES if n not in taken]
-        if not free:
+        dep = self.workloads.new_deployment(ns)
+        if dep is None:
             return
-        name = rng.choice(free)
-        dep = Deployment(
-            ns,
-            name,
-            em.uuid(),
-            f"0.{rng.randrange(1, 9)}.0",
-            1,
-            8080,
-            em.token(10),
-            em.uuid(),
-            em.uuid(),
-            "",
-            em.uuid(),
-            1,
-            1,
-        )
-        dep.slice_name = f"{dep.name}-{em.token(5)}"
         manifest = deployment_manifest(dep)
         manifest["metadata"]["annotations"] = {
             "kubectl.kubernetes.io/last-applied-configuration": orjson.dumps(manifest).decode() + "\n"
@@ -232,11 +225,10 @@ class HumanUsers:
             code=201,
             level="Request",
             req_obj=manifest,
-            reason=_namespace_reason(ns),
+            reason=namespace_reason(ns),
             obj_meta=(dep.name, None, None),
         )
         self.cluster.deployments.append(dep)
-        dep.rolling = True
         self.engine.spawn(3000, self.workloads.scale_up_new(dep))
         yield 0
 
@@ -267,7 +259,7 @@ class HumanUsers:
         else:
             others = [n for n in self.cluster.profile.namespaces if n != ns] or [ns]
             other = self.rng.choice(others)
-            dep = self.rng.choice(self._deployments_in(other))
+            dep = self.rng.choice(self.deployments_in(other))
             uri, verb = f"/apis/apps/v1/namespaces/{dep.ns}/deployments/{dep.name}", "delete"
             ref = object_ref("deployments", dep.ns, dep.name, "apps")
             st = forbidden_status(
@@ -279,7 +271,7 @@ class HumanUsers:
         yield 0
 
     def _not_found(self, actor: Actor, ns: str) -> Process:
-        dep = self.rng.choice(self._deployments_in(ns))
+        dep = self.rng.choice(self.deployments_in(ns))
         if self.rng.random() < 0.5:
             name = dep.name[:-1] if len(dep.name) > 3 else dep.name + "s"  # a typo
             uri = f"/apis/apps/v1/namespaces/{dep.ns}/deployments/{name}"
@@ -291,5 +283,5 @@ class HumanUsers:
             name = f"{dep.name}-{self.em.token(10)}-{self.em.token(5)}"  # a pod that is already gone
             uri, ref = f"/api/v1/namespaces/{dep.ns}/pods/{name}", object_ref("pods", dep.ns, name)
             st = not_found_status(f'pods "{name}" not found', {"name": name, "kind": "pods"})
-        self.engine.request(actor, "get", uri, ref, code=404, status=st, reason=_namespace_reason(dep.ns))
+        self.engine.request(actor, "get", uri, ref, code=404, status=st, reason=namespace_reason(dep.ns))
         yield 0

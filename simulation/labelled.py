@@ -16,6 +16,7 @@ from simulation.benign import ClusterSimulation
 from simulation.clock import SECOND
 from simulation.cluster import ClusterProfile
 from simulation.emitter import Event
+from simulation.exporters import drop_annotations
 
 _LOOKAHEAD_US: Final = 120 * SECOND
 
@@ -27,6 +28,7 @@ def labelled_stream(
 
     Campaign events past the end of the window are dropped (and removed from the campaign's labels)."""
     sim = ClusterSimulation(profile)
+    share = profile.unannotated_share  # campaigns' events go through the same exporter as the rest
     end = sim.start + int(duration_s * SECOND)
     pending = sorted(campaigns, key=lambda c: c.start_us)
     pi = 0
@@ -39,7 +41,7 @@ def labelled_stream(
             camp = pending[pi]
             for ats, aev in build_campaign(sim, camp, seed, pi):
                 seq += 1
-                heapq.heappush(heap, (ats, seq, aev, camp.id))
+                heapq.heappush(heap, (ats, seq, drop_annotations(aev, share), camp.id))
             pi += 1
         while heap and heap[0][0] <= ts:
             ats, _, aev, cid = heapq.heappop(heap)

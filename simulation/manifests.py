@@ -207,7 +207,7 @@ def pod_status_patch(pod: Pod, dep: Deployment, phase: str, now: str) -> dict[st
     }
     if phase != "Pending":
         cstatus["containerID"] = f"containerd://{pod.container_id}"
-        cstatus["imageID"] = f"registry.example.com/{dep.ns}/{dep.name}@sha256:{pod.container_id[::-1]}"
+        cstatus["imageID"] = f"{dep.image_repository}@sha256:{pod.container_id[::-1]}"
     return {
         "metadata": {"uid": pod.uid},
         "status": {

@@ -52,51 +52,62 @@ class SystemTraffic:
         """Spawn every component's processes (the spawn order breaks ties between them)."""
         engine, cp, r = self.engine, self.cluster.control_plane, self.rng.randrange
         for node in self.cluster.nodes:
-            engine.spawn(r(10 * SECOND), self._kubelet_lease(node))
-            engine.spawn(r(300 * SECOND), self._kubelet_node_status(node))
-            engine.spawn(r(120 * SECOND), self._kubelet_authn(node))
-            self._node_watches(node)
+            self.start_node(node)
         for dns in cp.coredns:
-            self._watch(
+            self.watch(
                 dns, "/apis/discovery.k8s.io/v1/endpointslices", object_ref("endpointslices", group="discovery.k8s.io")
             )
-            self._watch(dns, "/api/v1/services", object_ref("services"))
-            self._watch(dns, "/api/v1/namespaces", object_ref("namespaces"))
+            self.watch(dns, "/api/v1/services", object_ref("services"))
+            self.watch(dns, "/api/v1/namespaces", object_ref("namespaces"))
         for path, res, group in _KCM_INFORMERS:
-            self._watch(cp.kcm_informers, path, object_ref(res, group=group))
+            self.watch(cp.kcm_informers, path, object_ref(res, group=group))
         for path, res, group in _SCHEDULER_INFORMERS:
-            self._watch(cp.scheduler, path, object_ref(res, group=group))
+            self.watch(cp.scheduler, path, object_ref(res, group=group))
         for res in ("pods", "services", "endpoints"):
-            self._watch(cp.prometheus, f"/api/v1/{res}", object_ref(res))
-        engine.spawn(r(2 * SECOND), self._leader_lease(cp.kcm_leader_election, "kube-controller-manager"))
-        engine.spawn(r(2 * SECOND), self._leader_lease(cp.scheduler_leader_election, "kube-scheduler"))
-        engine.spawn(r(10 * SECOND), self._health(cp.kube_probe, "/livez", 10))
-        engine.spawn(r(10 * SECOND), self._health(cp.kube_probe, "/readyz", 10))
-        engine.spawn(r(15 * SECOND), self._health(cp.lb_health_check, "/healthz", 15))
+            self.watch(cp.prometheus, f"/api/v1/{res}", object_ref(res))
+        engine.spawn(r(2 * SECOND), self.leader_lease(cp.kcm_leader_election, "kube-controller-manager"))
+        engine.spawn(r(2 * SECOND), self.leader_lease(cp.scheduler_leader_election, "kube-scheduler"))
+        engine.spawn(r(10 * SECOND), self.health(cp.kube_probe, "/livez", 10))
+        engine.spawn(r(10 * SECOND), self.health(cp.kube_probe, "/readyz", 10))
+        engine.spawn(r(15 * SECOND), self.health(cp.lb_health_check, "/healthz", 15))
         engine.spawn(r(30 * SECOND), self._metrics_scrape())
         engine.spawn(r(600 * SECOND), self._stale_cron())
         for dep in self.cluster.hpa_targets:
             engine.spawn(r(15 * SECOND), self._hpa(dep))
 
+    def start_node(self, node: Node) -> None:
+        """Spawn a node's kubelet and kube-proxy processes; they stop once the node is no longer ``alive``."""
+        engine, r = self.engine, self.rng.randrange
+        engine.spawn(r(10 * SECOND), self._kubelet_lease(node))
+        engine.spawn(r(300 * SECOND), self._kubelet_node_status(node))
+        engine.spawn(r(120 * SECOND), self._kubelet_authn(node))
+        self._node_watches(node)
+
     def _node_watches(self, node: Node) -> None:
         kubelet, proxy = node.kubelet, node.kube_proxy
         this_node = f"&fieldSelector=metadata.name%3D{node.name}"
-        self._watch(kubelet, "/api/v1/pods", object_ref("pods"), f"&fieldSelector=spec.nodeName%3D{node.name}")
-        self._watch(kubelet, "/api/v1/nodes", object_ref("nodes"), this_node)
-        self._watch(kubelet, "/api/v1/services", object_ref("services"))
-        self._watch(kubelet, "/apis/storage.k8s.io/v1/csidrivers", object_ref("csidrivers", group="storage.k8s.io"))
-        self._watch(kubelet, "/apis/node.k8s.io/v1/runtimeclasses", object_ref("runtimeclasses", group="node.k8s.io"))
-        self._watch(proxy, "/api/v1/services", object_ref("services"), _NOT_HEADLESS)
         slices = object_ref("endpointslices", group="discovery.k8s.io")
-        self._watch(proxy, "/apis/discovery.k8s.io/v1/endpointslices", slices, _NOT_HEADLESS)
-        self._watch(proxy, "/api/v1/nodes", object_ref("nodes"), this_node)
+        for actor, path, ref, selector in (
+            (kubelet, "/api/v1/pods", object_ref("pods"), f"&fieldSelector=spec.nodeName%3D{node.name}"),
+            (kubelet, "/api/v1/nodes", object_ref("nodes"), this_node),
+            (kubelet, "/api/v1/services", object_ref("services"), ""),
+            (kubelet, "/apis/storage.k8s.io/v1/csidrivers", object_ref("csidrivers", group="storage.k8s.io"), ""),
+            (kubelet, "/apis/node.k8s.io/v1/runtimeclasses", object_ref("runtimeclasses", group="node.k8s.io"), ""),
+            (proxy, "/api/v1/services", object_ref("services"), _NOT_HEADLESS),
+            (proxy, "/apis/discovery.k8s.io/v1/endpointslices", slices, _NOT_HEADLESS),
+            (proxy, "/api/v1/nodes", object_ref("nodes"), this_node),
+        ):
+            self.watch(actor, path, ref, selector, alive=node)
 
-    def _watch(self, actor: Actor, path: str, ref: dict[str, str], selector: str = "") -> None:
-        """An informer: a watch that times out after 5-10 min and is re-established at once, forever."""
+    def watch(
+        self, actor: Actor, path: str, ref: dict[str, str], selector: str = "", alive: Node | None = None
+    ) -> None:
+        """An informer: a watch that times out after 5-10 min and is re-established at once, until ``alive``
+        (a node whose agent makes it) is removed."""
         engine = self.engine
 
         def proc() -> Process:
-            while True:
+            while alive is None or alive.alive:
                 timeout = 300 + self.rng.randrange(300)
                 uri = watch_uri(path, self.em.rv(), timeout, selector)
                 engine.request(actor, "watch", uri, ref, stream=timeout * SECOND)
@@ -111,7 +122,7 @@ class SystemTraffic:
         uri = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{node.name}?timeout=10s"
         ref = object_ref("leases", ns, node.name, group="coordination.k8s.io")
         touched = clock.sec(engine.now - 10 * SECOND)
-        while True:
+        while node.alive:
             renew = clock.micro(engine.now)
             spec = {"holderIdentity": node.name, "leaseDurationSeconds": 40, "renewTime": renew}
             new_rv, now_s = em.rv(), clock.sec(engine.now)
@@ -132,19 +143,29 @@ class SystemTraffic:
             rv, touched = new_rv, now_s
             yield engine.jitter(10, 0.04)
 
-    def _leader_lease(self, actor: Actor, name: str) -> Process:
-        engine, em, clock, ns = self.engine, self.em, self.em.clock, "kube-system"
-        uid, rv, holder = em.uuid(), em.rv(), f"cp-1_{em.uuid()}"
+    def leader_lease(
+        self,
+        actor: Actor,
+        name: str,
+        ns: str = "kube-system",
+        *,
+        retry_s: int = 2,
+        duration_s: int = 15,
+        host: str = "cp-1",
+    ) -> Process:
+        """Leader election: the leader renews its Lease every ``retry_s`` (client-go's RetryPeriod)."""
+        engine, em, clock = self.engine, self.em, self.em.clock
+        uid, rv, holder = em.uuid(), em.rv(), f"{host}_{em.uuid()}"
         created = clock.sec(engine.start - 18 * 86400 * SECOND)
         acquired = clock.micro(engine.start - 3 * 86400 * SECOND - self.rng.randrange(86400 * SECOND))
         uri = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}?timeout=5s"
         ref = object_ref("leases", ns, name, group="coordination.k8s.io")
         manager = actor.ua.split("/", 1)[0]
-        touched = clock.sec(engine.now - 2 * SECOND)
+        touched = clock.sec(engine.now - retry_s * SECOND)
         while True:
             spec = {
                 "holderIdentity": holder,
-                "leaseDurationSeconds": 15,
+                "leaseDurationSeconds": duration_s,
                 "acquireTime": acquired,
                 "renewTime": clock.micro(engine.now),
                 "leaseTransitions": 2,
@@ -164,13 +185,13 @@ class SystemTraffic:
                 latency=1200 + self.rng.randrange(5000),
             )
             rv, touched = new_rv, now_s
-            yield 2 * SECOND + self.rng.randrange(8000)
+            yield retry_s * SECOND + self.rng.randrange(8000)
 
     def _kubelet_node_status(self, node: Node) -> Process:
         types = ("MemoryPressure", "DiskPressure", "PIDPressure", "Ready")
         uri = f"/api/v1/nodes/{node.name}/status?timeout=10s"
         ref = object_ref("nodes", name=node.name, subresource="status")
-        while True:
+        while node.alive:
             beat = self.em.clock.sec(self.engine.now)
             body = {
                 "status": {
@@ -190,7 +211,7 @@ class SystemTraffic:
         sar_uri = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
         sar_ref = object_ref("subjectaccessreviews", group="authorization.k8s.io")
         sar_due = engine.now
-        while True:
+        while node.alive:
             engine.request(node.kubelet, "create", tr_uri, tr_ref, code=201)
             if engine.now >= sar_due:
                 yield 1500 + self.rng.randrange(3000)
@@ -198,7 +219,7 @@ class SystemTraffic:
                 sar_due = engine.now + 300 * SECOND
             yield engine.jitter(120, 0.05)
 
-    def _health(self, actor: Actor, path: str, period_s: int) -> Process:
+    def health(self, actor: Actor, path: str, period_s: int) -> Process:
         while True:
             self.engine.request(actor, "get", path, None, latency=200 + self.rng.randrange(1500))
             yield period_s * SECOND + self.rng.randrange(3000)

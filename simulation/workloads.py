@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from simulation.clock import SECOND
-from simulation.cluster import Cluster, Deployment, Pod
+from simulation.cluster import APP_NAMES, Cluster, Deployment, Pod
 from simulation.emitter import Actor, object_ref, success_status
 from simulation.engine import Engine, Process
 from simulation.manifests import (
@@ -98,6 +98,35 @@ class Workloads:
         self._deployment_status(dep, dep.replicas)
         dep.rolling = False
 
+    def new_deployment(self, ns: str) -> Deployment | None:
+        """A Deployment about to be created in ``ns`` (rolling until its first pod runs), or None if every
+        application name is taken there."""
+        rng, em = self.rng, self.em
+        taken = {d.name for d in self.cluster.deployments if d.ns == ns}
+        free = [n for n in APP_NAMES if n not in taken]
+        if not free:
+            return None
+        name = rng.choice(free)
+        dep = Deployment(
+            ns,
+            name,
+            em.uuid(),
+            f"0.{rng.randrange(1, 9)}.0",
+            1,
+            8080,
+            em.token(10),
+            em.uuid(),
+            em.uuid(),
+            "",
+            em.uuid(),
+            1,
+            1,
+            registry=self.cluster.profile.site.registry,
+        )
+        dep.slice_name = f"{dep.name}-{em.token(5)}"
+        dep.rolling = True
+        return dep
+
     def scale_up_new(self, dep: Deployment) -> Process:
         """The controllers' work after a new Deployment was created: its ReplicaSet and first pod."""
         self._create_replica_set(dep, dep.replicas)
@@ -108,6 +137,40 @@ class Workloads:
         yield 5000
         self._deployment_status(dep, 1)
         dep.rolling = False
+
+    def evict(self, dep: Deployment, pod: Pod, evictor: Actor) -> Process:
+        """A drain's eviction of ``pod``: its ReplicaSet starts a replacement elsewhere, its kubelet stops it."""
+        engine, rng, ns = self.engine, self.rng, dep.ns
+        body = {
+            "kind": "Eviction",
+            "apiVersion": "policy/v1",
+            "metadata": {"name": pod.name, "namespace": ns, "creationTimestamp": None},
+            "deleteOptions": {},
+        }
+        engine.request(
+            evictor,
+            "create",
+            f"/api/v1/namespaces/{ns}/pods/{pod.name}/eviction",
+            object_ref("pods", ns, pod.name, subresource="eviction"),
+            code=201,
+            level="Request",
+            req_obj=body,
+        )
+        if pod in dep.pods:
+            dep.pods.remove(pod)
+        yield 2000 + rng.randrange(5000)
+        engine.spawn(0, self._replace(dep))
+        yield 1 * SECOND + rng.randrange(8 * SECOND)
+        self._core_event(pod.node.kubelet, ns, pod.name)  # Killing
+        yield 500_000 + rng.randrange(2 * SECOND)
+        self._pod_status(pod, dep, "Terminated")
+
+    def _replace(self, dep: Deployment) -> Process:
+        pod = self.cluster.new_pod(dep, self.em)
+        yield from self._start_pod(dep, pod)
+        dep.pods.append(pod)
+        yield 3000 + self.rng.randrange(15_000)
+        self._update_slice(dep)
 
     def _replica_set(self, dep: Deployment, replicas: int, rs_hash: str, rs_uid: str | None) -> dict[str, Any]:
         """The ReplicaSet object; an existing one (``rs_uid`` given) gets a fresh resourceVersion."""

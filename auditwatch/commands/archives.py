@@ -84,10 +84,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.to_kafka:
         return _replay_to_kafka(args, progress)
     settings = build_settings(
-        db_url=args.db, rules=args.rules, rule_matching=args.rule_matching,
+        db_url=args.db, rules=args.rules, rule_matching=args.rule_matching, tuning=args.tuning,
         baseline_learning_days=args.baseline_learning_days,
     )  # fmt: skip
-    pipeline = load_pipeline(settings.rules, settings.rule_matching, settings.baseline_learning_days)
+    pipeline = load_pipeline(settings.rules, settings.rule_matching, settings.tuning, settings.baseline_learning_days)
     _check_inputs(args.paths)
     # Store when asked to (--db), or when nothing else would keep the alerts (no --output).
     store = open_store(settings.db_url) if args.db is not None or args.output is None else None
@@ -107,9 +107,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
             store.close()
     if not args.quiet:
         print(format_summary(stats, stored=store is not None), file=sys.stderr)
+        _print_tuned(pipeline.tuning)
         if store is not None:
             print(f"alerts stored in {shown_url(settings.db_url)}", file=sys.stderr)
     return _check_events_read(stats)
+
+
+def _print_tuned(tuning: Any) -> None:
+    """What the tuning file suppressed, per rule and reason (nothing suppressed: one line saying so)."""
+    if tuning is None:
+        return
+    suppressed = tuning.suppressed
+    print(f"suppressed by the tuning file {tuning.path}: {suppressed.total():,}", file=sys.stderr)
+    for line in suppressed.lines():
+        print(f"  {line}", file=sys.stderr)
 
 
 def _replay_to_kafka(args: argparse.Namespace, progress: Any) -> int:
@@ -134,9 +145,9 @@ def _replay_to_kafka(args: argparse.Namespace, progress: Any) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from auditwatch.demo import run_demo
+    from auditwatch.demo import TUNING, run_demo
 
     settings = build_settings(db_url=args.db)
-    pipeline = load_pipeline(["builtin"])
+    pipeline = load_pipeline(["builtin"], tuning=str(TUNING))
     open_store(settings.db_url).close()  # one line naming the store when it cannot be used
     return run_demo(settings.db_url, pipeline, args.sample)

@@ -132,6 +132,7 @@ class FalcoRuleset:
         self.id = "falco"
         self.rules = tuple(rules)
         self.first = rule_matching == "first"
+        self.files = tuple(files)
         self.source = RuleSource(", ".join(files))  # `Sourced`: the files it was built from
         self.warnings = tuple(dict.fromkeys(warnings))  # `Warns`; once per line, however often a rule reads it
         self._index: dict[tuple[Value, Value, Value], tuple[CompiledRule, ...]] = {}
@@ -139,6 +140,12 @@ class FalcoRuleset:
     def rule_severities(self) -> dict[str, Severity]:
         """`Catalogued`: every rule of the set."""
         return {rule.rule_id: rule.severity for rule in self.rules}
+
+    def without(self, rule_ids: frozenset[str]) -> FalcoRuleset:
+        """`RuleSet`: the ruleset without these rules, as if they were disabled in the files (a disabled rule no
+        longer stops the search with `rule_matching: first`)."""
+        kept = [rule for rule in self.rules if rule.rule_id not in rule_ids]
+        return FalcoRuleset(kept, "first" if self.first else "all", self.files, self.warnings)
 
     def candidates(self, raw: dict[str, Any]) -> tuple[CompiledRule, ...]:
         key = (_stage_of(raw), _resource_of(raw), _verb_of(raw))

@@ -1,11 +1,13 @@
 """Labelled attack campaigns: which technique, by whom, when; planned over a window and built on demand.
 
-Each campaign is one technique from a public catalogue (Stratus Red Team's Kubernetes techniques, Atomic
-Red Team T1609/T1610/T1613/T1552.007/T1053.007, peirates' secret harvest and pod pivot, and the
+Each loud campaign is one technique from a public catalogue (Stratus Red Team's Kubernetes techniques,
+Atomic Red Team T1609/T1610/T1613/T1552.007/T1053.007, peirates' secret harvest and pod pivot, and the
 simulator's own attack story), run either by a dedicated attacker identity or with the stolen credentials
 of an identity that already exists in the benign traffic (CI's service account, or a human's kubeconfig)
-from an outside address. Every event a campaign emits is malicious or a direct consequence of a malicious
-request (e.g. the ReplicaSet a controller creates from the attacker's Deployment).
+from an outside address. Each quiet campaign (:mod:`simulation.attacks.quiet`, ids ``quiet.*``) borrows
+an identity of the benign world, mostly from its usual address and client, and picks its own variant.
+Every event a campaign emits is malicious or a direct consequence of a malicious request (e.g. the
+ReplicaSet a controller creates from the attacker's Deployment).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
-from simulation.attacks import atomic, peirates, stratus
+from simulation.attacks import atomic, peirates, quiet, stratus
 from simulation.attacks.cursor import CampaignRun
 from simulation.attacks.story import attack_story, stolen_ci_identity
 from simulation.benign import ClusterSimulation
@@ -44,6 +46,43 @@ TECHNIQUES: Final[dict[str, str]] = {
     "peirates.pod-pivot": "peirates: exec to steal a pod's SA token, then use it from outside",
     # the id names the simulator's former module; campaign ids, and so their seeds and labels, contain it
     "synth.story": "the simulator's attack story (can-i, exec, privileged hostPath Deployment, RBAC, anonymous)",
+    "quiet.stolen-pod-token": "an application pod's token replayed from another pod with the application's client",
+    "quiet.slow-recon": "a developer's workstation reads outside their team, one request every 10-40 min for hours",
+    "quiet.ci-new-image": "CI's own credential and runner deploy one workload with an image never run in the cluster",
+    "quiet.off-hours-credential": "a developer's credential at night from a new address lists and reads Secrets",
+    "quiet.minted-token": "an SRE's credential mints a token for a cluster-wide service account, used minutes later",
+}
+#: technique id -> MITRE ATT&CK technique ids (Containers matrix)
+MITRE: Final[dict[str, tuple[str, ...]]] = {
+    "stratus.dump-secrets": ("T1552.007",),
+    "stratus.steal-sa-token": ("T1528",),
+    "stratus.create-admin-clusterrole": ("T1098.006",),
+    "stratus.client-certificate": ("T1098", "T1649"),
+    "stratus.create-token": ("T1528",),
+    "stratus.hostpath-volume": ("T1611",),
+    "stratus.nodes-proxy": ("T1611",),
+    "stratus.privileged-pod": ("T1610", "T1611"),
+    "atomic.T1609": ("T1609",),
+    "atomic.T1610": ("T1610",),
+    "atomic.T1613": ("T1613",),
+    "atomic.T1552.007": ("T1552.007",),
+    "atomic.T1053.007": ("T1053.007",),
+    "peirates.secret-harvest": ("T1552.007", "T1613"),
+    "peirates.pod-pivot": ("T1609", "T1528", "T1550.001"),
+    "synth.story": ("T1069", "T1609", "T1611", "T1098.006", "T1552.007", "T1078.001"),
+    "quiet.stolen-pod-token": ("T1528", "T1550.001"),
+    "quiet.slow-recon": ("T1613", "T1069.003"),
+    "quiet.ci-new-image": ("T1610", "T1195.002"),
+    "quiet.off-hours-credential": ("T1078.004", "T1552.007"),
+    "quiet.minted-token": ("T1528", "T1550.001"),
+}
+#: quiet technique -> (whose credential it uses: its variant, how long it may run in seconds)
+QUIET: Final[dict[str, tuple[str, int]]] = {
+    "quiet.stolen-pod-token": ("stolen-sa", 3600),
+    "quiet.slow-recon": ("stolen-user", 10 * 3600),
+    "quiet.ci-new-image": ("stolen-sa", 600),
+    "quiet.off-hours-credential": ("stolen-user", 18 * 3600),
+    "quiet.minted-token": ("stolen-user", 1800),
 }
 _STORY: Final = "synth.story"
 _BUILDERS: Final[dict[str, Callable[[CampaignRun], None]]] = {
@@ -62,6 +101,11 @@ _BUILDERS: Final[dict[str, Callable[[CampaignRun], None]]] = {
     "atomic.T1053.007": atomic.orchestration_cronjob,
     "peirates.secret-harvest": peirates.secret_harvest,
     "peirates.pod-pivot": peirates.pod_pivot,
+    "quiet.stolen-pod-token": quiet.stolen_pod_token,
+    "quiet.slow-recon": quiet.slow_recon,
+    "quiet.ci-new-image": quiet.ci_new_image,
+    "quiet.off-hours-credential": quiet.off_hours_credential,
+    "quiet.minted-token": quiet.minted_token,
 }
 
 VARIANTS: Final = ("dedicated", "stolen-sa", "stolen-user")
@@ -79,6 +123,10 @@ class Campaign:
     src_ip: str = ""
     end_us: int = 0  # last stageTimestamp, set once built
     audit_ids: list[str] = field(default_factory=list)
+
+    @property
+    def mitre(self) -> tuple[str, ...]:
+        return MITRE.get(self.technique, ())
 
     @property
     def start(self) -> datetime:
@@ -99,18 +147,22 @@ def plan_campaigns(
     variants: tuple[str, ...] = VARIANTS[:2],
     stolen_user_every: int = 2,
 ) -> list[Campaign]:
-    """One campaign per (technique, variant), at seeded random times spread over the evaluation window.
+    """One campaign per (technique, variant) of the loud techniques, one per quiet technique (with its own
+    variant), at seeded random times spread over the evaluation window.
 
     Variant ``stolen-sa`` alternates with a human's kubeconfig (every ``stolen_user_every``-th technique
-    uses the human) unless ``stolen-user`` is a variant of its own."""
+    uses the human) unless ``stolen-user`` is a variant of its own. A campaign that runs for hours starts
+    early enough to end in the window."""
     techs = techniques or list(TECHNIQUES)
     rng = random.Random(f"auditwatch-campaign-plan:{seed}")
     jobs: list[tuple[str, str]] = []
-    for i, tech in enumerate(techs):
+    loud = [t for t in techs if t not in QUIET]
+    for i, tech in enumerate(loud):
         for v in variants:
             if v == "stolen-sa" and stolen_user_every and i % stolen_user_every == 1 and "stolen-user" not in variants:
                 v = "stolen-user"
             jobs.append((tech, v))
+    jobs += [(tech, QUIET[tech][0]) for tech in techs if tech in QUIET]
     rng.shuffle(jobs)
     n = len(jobs)
     slot = (eval_end_us - eval_start_us) // max(n, 1)
@@ -118,6 +170,8 @@ def plan_campaigns(
     for i, (tech, v) in enumerate(jobs):
         # a random point in the slot, leaving 30 min at its end for the campaign to run
         start = eval_start_us + i * slot + rng.randrange(max(slot - 1800 * SECOND, 1))
+        if tech in QUIET:
+            start = max(eval_start_us, min(start, eval_end_us - (QUIET[tech][1] + 1800) * SECOND))
         out.append(Campaign(f"c{i:02d}-{tech}-{v}", tech, v, start))
     return out
 
@@ -148,10 +202,14 @@ def build_campaign(sim: ClusterSimulation, camp: Campaign, seed: int, idx: int) 
         for _, ev in attack_story(em, camp.start_us, actor, (ns, pod)):
             out.append((stage_timestamp_us(ev["stageTimestamp"]), ev))
     else:
-        _BUILDERS[camp.technique](CampaignRun(sim.cluster, em, camp.start_us, actor))
+        run = CampaignRun(sim.cluster, em, camp.start_us, actor, org=sim.org)
+        _BUILDERS[camp.technique](run)
+        camp.actor, camp.src_ip = run.actor.username, run.actor.ip
         out = em.drain()
+        if camp.technique in QUIET and out:  # a quiet campaign may wait for its moment (e.g. the night)
+            camp.start_us = min(stage_timestamp_us(ev["requestReceivedTimestamp"]) for _, ev in out)
     camp.audit_ids = sorted({ev["auditID"] for _, ev in out})
-    camp.end_us = max(ts for ts, _ in out)
+    camp.end_us = max((ts for ts, _ in out), default=camp.start_us)  # no events: nothing to borrow here
     return out
 
 

@@ -8,11 +8,11 @@ of its own seeded random generator, so adding an attack never changes the benign
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from simulation.clock import SECOND
 from simulation.cluster import Cluster
 from simulation.emitter import Actor, Emitter, forbidden_status, object_ref
+from simulation.noisy.org import Org
 
 _PAUSE_JITTER_US = SECOND // 2
 
@@ -50,11 +50,22 @@ class RequestCursor:
 
 
 class CampaignRun(RequestCursor):
-    """A cursor that also sees the live cluster, for techniques that pick targets in it."""
+    """A cursor that also sees the live cluster (and the noisy world's cast, if any), for techniques that
+    pick targets or borrow identities in it. Techniques read them, never change them."""
 
-    def __init__(self, cluster: Cluster, em: Emitter, t0: int, actor: Actor, *, first_at_start: bool = True) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        em: Emitter,
+        t0: int,
+        actor: Actor,
+        *,
+        first_at_start: bool = True,
+        org: Org | None = None,
+    ) -> None:
         super().__init__(em, t0, actor, first_at_start=first_at_start)
         self.cluster = cluster
+        self.org = org
 
     def live_pod(self) -> tuple[str, str, str]:
         """(namespace, pod, deployment name) of a pod alive now."""
@@ -71,12 +82,6 @@ class CampaignRun(RequestCursor):
 
     def namespaces(self) -> list[str]:
         return list(self.cluster.profile.namespaces) or ["default"]
-
-
-def exec_uri(ns: str, pod: str, command: list[str], container: str = "app") -> str:
-    """``pods/exec`` URL of an interactive ``kubectl exec -it``."""
-    query = "&".join(f"command={quote(c, safe='')}" for c in command)
-    return f"/api/v1/namespaces/{ns}/pods/{pod}/exec?{query}&container={container}&stdin=true&stdout=true&tty=true"
 
 
 def rules_review(cursor: RequestCursor, dt_s: float, ns: str, actor: Actor | None = None) -> str:

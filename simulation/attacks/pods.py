@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from simulation.attacks.cursor import CampaignRun, exec_uri
+from simulation.attacks.cursor import CampaignRun
 from simulation.clock import SECOND
-from simulation.emitter import object_ref
+from simulation.emitter import exec_uri, object_ref
 
 
 def attacker_pod_spec(

@@ -10,11 +10,11 @@ import random
 from datetime import datetime
 from typing import Any, Final
 
-from simulation.attacks.cursor import RequestCursor, exec_uri, list_all_secrets, rules_review
+from simulation.attacks.cursor import RequestCursor, list_all_secrets, rules_review
 from simulation.benign import ClusterSimulation
 from simulation.clock import SECOND, epoch_us
 from simulation.cluster import CONTROL_PLANE_IP, KCM_USER_AGENT, Cluster, ClusterProfile
-from simulation.emitter import Actor, Emitter, Event, object_ref, rbac_reason
+from simulation.emitter import Actor, Emitter, Event, exec_uri, object_ref, rbac_reason
 
 #: Technique labels used by :func:`attack_events` (technique -> what the event is).
 ATTACK_TECHNIQUES: Final[dict[str, str]] = {

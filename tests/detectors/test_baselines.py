@@ -248,7 +248,7 @@ def test_the_learning_period_is_a_setting() -> None:
     assert Settings().baseline_learning_days == 7
     with pytest.raises(ValidationError):
         Settings(baseline_learning_days=-1)
-    pipeline = load_pipeline(["builtin"], "first", 0.5)
+    pipeline = load_pipeline(["builtin"], baseline_learning_days=0.5)
     learning = {d.learning_s for d in pipeline.detectors if isinstance(d, Baselined)}
     assert learning == {0.5 * DAY}
 

@@ -13,7 +13,8 @@ from detectors.alerts import Severity
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from detectors.rules.baseline import contextual_severity
-from tests.support.kube_scenario import CORPUS, attack_steps, corpus_events, live_alerts
+from detectors.tuning.tuning import load_tuning
+from tests.support.kube_scenario import CORPUS, TUNING, attack_steps, corpus_events, live_alerts
 
 
 def test_corpus_is_a_real_apiserver_log() -> None:
@@ -42,7 +43,8 @@ def _judged(declared: str, reasons: int | None) -> str:
 
 def test_corpus_replays_to_the_alerts_of_the_live_run() -> None:
     found: list[Any] = []
-    replay([str(CORPUS)], Pipeline(load_rules(["builtin"])), emit=found.append)
+    detectors = load_rules(["builtin"])
+    replay([str(CORPUS)], Pipeline(detectors, load_tuning(str(TUNING), detectors)), emit=found.append)
     replayed = sorted((a.rule_id, a.audit_id, a.stage, a.severity.label) for a in found)
     # the live run predates learned baselines: a baselined rule's alert is the live one, judged in context
     # (detectors/rules/baseline.py: held at info while the baseline learns, unless sensitive)

@@ -36,8 +36,9 @@ from auditwatch.replay import replay
 from detectors.alerts import Severity
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
+from detectors.tuning.tuning import load_tuning
 from tests.support.kube_cluster import USERS, AuditKey, KubeCluster, require_kube_binaries
-from tests.support.kube_scenario import Step, attack_steps, benign_phase
+from tests.support.kube_scenario import TUNING, Step, attack_steps, benign_phase
 from tests.support.processes import Proc, free_port
 from tests.support.services import kafka_bootstrap
 
@@ -84,7 +85,7 @@ class EmbeddedAuditwatch:
 
     def start(self) -> None:
         args = ["serve", "--host", "127.0.0.1", "--port", str(self.cluster.auditwatch_port),
-                *self.cluster.tls_flags(), "--db", self.db, "--record-receipts"]  # fmt: skip
+                *self.cluster.tls_flags(), "--db", self.db, "--record-receipts", "--tuning", str(TUNING)]  # fmt: skip
         self.procs = [Proc(args, self.tmp / "serve.log")]
         with self.rest() as client:
             _wait_ready(client, "/readyz", self.procs)
@@ -114,7 +115,8 @@ class DistributedAuditwatch:
         kafka = ["--kafka", self.bootstrap, "--topic", self.topic, "--partitions", "3"]
         ingest = Proc(["ingest", *kafka, "--host", "127.0.0.1", "--port", str(self.cluster.auditwatch_port),
                        *self.cluster.tls_flags()], self.tmp / "ingest.log", self.env)  # fmt: skip
-        detect = Proc(["detect", *kafka, "--group", self.group, "--db", self.pg_url, "--record-receipts"],
+        detect = Proc(["detect", *kafka, "--group", self.group, "--db", self.pg_url, "--record-receipts",
+                       "--tuning", str(TUNING)],
                       self.tmp / "detect.log", self.env)  # fmt: skip
         if self.api is None:
             self.api = Proc(["api", "--port", str(self.api_port), "--db", self.pg_url], self.tmp / "api.log")
@@ -288,7 +290,9 @@ def check_outcome(k: KubeCluster, aw: Auditwatch, outcome: Outcome) -> None:
 
 def replayed_alerts(path: Path) -> set[tuple[str, str, str]]:
     found: set[tuple[str, str, str]] = set()
-    replay([str(path)], Pipeline(load_rules(["builtin"])), emit=lambda a: found.add((a.rule_id, a.audit_id, a.stage)))
+    detectors = load_rules(["builtin"])
+    replay([str(path)], Pipeline(detectors, load_tuning(str(TUNING), detectors)),
+           emit=lambda a: found.add((a.rule_id, a.audit_id, a.stage)))  # fmt: skip
     return found
 
 

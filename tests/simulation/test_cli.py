@@ -51,3 +51,15 @@ def test_cli_help_and_technique_list(capsys: pytest.CaptureFixture[str]) -> None
     assert run.returncode == 0 and "--campaigns" in run.stdout and "--demo" in run.stdout  # `python -m simulation`
     assert main(["--list-techniques"]) == 0
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == list(TECHNIQUES)
+
+
+def test_cli_noisy_world_with_a_quiet_campaign(tmp_path: Path) -> None:
+    out, labels_dir = tmp_path / "noisy.jsonl", tmp_path / "labels"
+    argv = ["--duration", "5400", "--nodes", "1", "--realism", "noisy", "--campaigns", "quiet.ci-new-image"]
+    assert main([*argv, "--unannotated-share", "0.5", "--out", str(out), "--labels-out", str(labels_dir)]) == 0
+    events = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    with open(labels_dir / "campaigns.csv", newline="") as f:
+        (campaign,) = list(csv.DictReader(f))  # a quiet technique runs once, with its own variant
+    assert campaign["technique"] == "quiet.ci-new-image" and campaign["mitre"] and int(campaign["events"]) > 0
+    assert any(ev["user"]["username"].endswith(":argocd-application-controller") for ev in events)
+    assert any("annotations" not in ev and ev["stage"] == "ResponseComplete" for ev in events)

@@ -17,6 +17,7 @@ from tests.support.paths import DATA
 
 CORPUS = DATA / "kube-e2e" / "audit.jsonl.gz"
 LIVE_ALERTS = DATA / "kube-e2e" / "alerts.json"
+TUNING = DATA / "kube-e2e" / "tuning.yaml"  # the cluster's own registry: auditwatch runs with --tuning TUNING
 
 
 def corpus_events() -> list[dict[str, Any]]:

@@ -1,0 +1,144 @@
+"""The console's pages: alerts (filtered, counted, paged), one alert, one principal, the rules."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse
+
+from api.errors import CursorError, StoreError
+from api.queries import AlertFilter
+from api.routes import PageQuery, StoreDep
+from api.rule_exceptions import DEFAULT_FIELDS
+from api.triage import ALERT, STATUSES
+from auditwatch.console.catalogue import RuleInfo
+from auditwatch.console.pages import Renderer
+from auditwatch.console.session import ConsoleError
+from auditwatch.console.summaries import principal_sightings, range_counts, rule_activity
+from detectors.exceptions import field_values
+
+PAGE_SIZE = 50
+GUIDANCE_KEYS = ("description", "response", "false_positives")  # rule text alerts carry in their details
+FILTERS = ("severity", "rule", "user", "namespace", "status", "since", "until")
+STATUS_CHOICES = (
+    ("", "any"),
+    ("open,acknowledged", "open or acknowledged"),
+    *((s, s.replace("_", " ")) for s in STATUSES),
+)
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """Store errors as pages: a cursor the store did not make is a 400, a store that does not answer a 503."""
+    try:
+        yield
+    except CursorError as exc:
+        raise ConsoleError(400, str(exc)) from None
+    except StoreError as exc:
+        raise ConsoleError(503, f"the alert store does not answer: {exc}") from None
+
+
+def filter_params(query: Mapping[str, str]) -> dict[str, str | None]:
+    return {name: query.get(name) or None for name in FILTERS}
+
+
+def parse_filter(params: Mapping[str, str | None]) -> AlertFilter:
+    """The filter the URL names, checked as the REST API checks it (400 naming the parameter)."""
+    try:
+        query = PageQuery(
+            min_severity=params["severity"], rule=params["rule"], user=params["user"], namespace=params["namespace"],
+            since=params["since"], until=params["until"], status=params["status"], assignee=None, limit=PAGE_SIZE,
+            cursor=None,
+        )  # fmt: skip
+    except HTTPException as exc:
+        raise ConsoleError(400, str(exc.detail)) from None
+    return query.filter
+
+
+def guidance(alert: Mapping[str, Any], rule: RuleInfo | None) -> dict[str, str]:
+    """The rule's description, response advice and known false positives: as the alert carries them (its rule
+    as it was then, and in `api`, which loads no rules), else as the loaded rule says."""
+    details = alert["details"]
+    return {key: str(details.get(key) or getattr(rule, key, "")) for key in GUIDANCE_KEYS}
+
+
+def exception_fields(event: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The fields an exception made from this alert's event starts with, and their values, for the form."""
+    fields = []
+    for path in DEFAULT_FIELDS:
+        values = field_values(event, path)
+        if values not in ([], [""]):
+            fields.append((path, ", ".join(dict.fromkeys(values))))
+    return fields
+
+
+def console_pages(renderer: Renderer, rules: Mapping[str, RuleInfo]) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/")
+    def alerts(request: Request, store: StoreDep, cursor: str | None = None) -> HTMLResponse:
+        params = filter_params(request.query_params)
+        flt = parse_filter(params)
+        with store_errors():
+            items, next_cursor = store.list_alerts(flt, limit=PAGE_SIZE, cursor=cursor)
+            counts = range_counts(store, flt)
+        return renderer.page(
+            request, "alerts.html", params=params, items=items, counts=counts, cursor=cursor,
+            next_cursor=next_cursor, status_choices=STATUS_CHOICES,
+        )  # fmt: skip
+
+    @router.get("/alerts/{alert_id}")
+    def alert(request: Request, store: StoreDep, alert_id: str) -> HTMLResponse:
+        with store_errors():
+            found = store.get_alert(alert_id)
+            if found is None:
+                raise ConsoleError(404, f"no alert {alert_id!r}")
+            group = store.get_group(found["group_id"]) if found["group_id"] else None
+            history = store.triage_history(ALERT, alert_id, limit=500)
+            made = [e for e in store.list_exceptions(found["rule_id"]) if e["from_alert"] == alert_id]
+        rule = rules.get(found["rule_id"])
+        fired = {key: value for key, value in found["details"].items() if key not in GUIDANCE_KEYS}
+        return renderer.page(
+            request, "alert.html", alert=found, group=group, history=history, exceptions=made, rule=rule,
+            guidance=guidance(found, rule), fired=fired,
+        )  # fmt: skip
+
+    @router.get("/alerts/{alert_id}/false-positive")
+    def false_positive_form(request: Request, store: StoreDep, alert_id: str) -> HTMLResponse:
+        with store_errors():
+            found = store.get_alert(alert_id)
+        if found is None:
+            raise ConsoleError(404, f"no alert {alert_id!r}")
+        return renderer.page(
+            request, "false_positive.html", alert=found, fields=exception_fields(found["event"]), problem=None,
+            form={},
+        )  # fmt: skip
+
+    @router.get("/principals/{name:path}")
+    def principal(request: Request, store: StoreDep, name: str, cursor: str | None = None) -> HTMLResponse:
+        with store_errors():
+            items, next_cursor = store.list_alerts(AlertFilter(user=name), limit=PAGE_SIZE, cursor=cursor)
+            seen = principal_sightings(store, name)
+        return renderer.page(
+            request, "principal.html", name=name, items=items, seen=seen, cursor=cursor, next_cursor=next_cursor
+        )
+
+    @router.get("/rules")
+    def rule_list(request: Request, store: StoreDep) -> HTMLResponse:
+        with store_errors():
+            activity = rule_activity(store)
+            exceptions = store.list_exceptions()
+        by_rule: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for exception in exceptions:
+            by_rule[exception["rule_id"]].append(exception)
+        unloaded = sorted(set(activity) - set(rules))  # alerts of rules this process did not load (`api`, old rules)
+        return renderer.page(
+            request, "rules.html", rules=sorted(rules.values(), key=lambda r: r.id), activity=activity,
+            exceptions=by_rule, unloaded=unloaded,
+        )  # fmt: skip
+
+    return router

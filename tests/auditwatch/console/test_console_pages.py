@@ -1,0 +1,178 @@
+"""The console's pages over a store with alerts: filters in the URL, counts for the filtered range, cursor paging,
+an alert's page, a principal's page, the rules page."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.store import AlertStore
+from auditwatch.server import create_api_app, create_serve_app
+from auditwatch.settings import Settings
+from tests.support.alerts import alerts
+from tests.support.console import post_events
+from tests.support.credential_canaries import CANARIES, planted_events
+from tests.support.events import exec_event
+
+ROW = re.compile(r'<a href="/alerts/([^"/]+)">')
+OLDER = re.compile(r'<a href="(/\?[^"]*cursor=[^"]+)" rel="next">')
+
+
+@pytest.fixture
+def stored(db_url: str) -> str:
+    store = AlertStore(db_url)
+    store.migrate()
+    store.write(alerts(120))  # medium/high, pod-exec-attach/other-rule, shop/payments, 2026-11-20 10:00-10:01
+    store.close()
+    return db_url
+
+
+@pytest.fixture
+def client(stored: str) -> Iterator[TestClient]:
+    with TestClient(create_serve_app(Settings(db_url=stored))) as c:
+        yield c
+
+
+def rows(html: str) -> list[str]:
+    return ROW.findall(html)
+
+
+def count_of(html: str, severity: str) -> int:
+    found = re.search(rf'class="sev sev-{severity}" href="[^"]*">{severity} <strong>(\d+)</strong>', html)
+    assert found, html[:3000]
+    return int(found.group(1))
+
+
+def test_the_list_is_newest_first_with_counts_per_severity_and_rule(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "120 alerts in this range" in page.text
+    assert count_of(page.text, "high") == 30 and count_of(page.text, "medium") == 90
+    assert re.search(r'rule=pod-exec-attach">Exec</a> <strong>80</strong>', page.text)
+    assert re.search(r'rule=other-rule">Exec</a> <strong>40</strong>', page.text)
+    times = re.findall(r'<time datetime="([^"]+)"', page.text)
+    assert len(rows(page.text)) == 50 and times == sorted(times, reverse=True)
+
+
+def test_filters_come_from_the_url_and_narrow_list_and_counts(client: TestClient) -> None:
+    page = client.get("/", params={"severity": "high", "namespace": "payments", "rule": "other-rule"})
+    assert page.status_code == 200
+    ids = rows(page.text)
+    api = client.get("/api/v1/alerts", params={"min_severity": "high", "namespace": "payments", "rule": "other-rule"})
+    assert ids == [a["id"] for a in api.json()["items"]] and ids
+    assert f"{len(ids)} alerts in this range" in page.text and count_of(page.text, "medium") == 0
+    assert 'option value="high" selected' in page.text and 'value="payments"' in page.text  # the form shows them
+    window = client.get("/", params={"since": "2026-11-20T10:00:10", "until": "2026-11-20T10:00:20"})
+    assert "20 alerts in this range" in window.text  # two alerts a second, `until` excluded
+    assert 'value="2026-11-20T10:00:10"' in window.text
+
+
+def test_status_and_user_filters(client: TestClient) -> None:
+    first = rows(client.get("/").text)[0]
+    client.patch(f"/api/v1/alerts/{first}", json={"status": "resolved"})
+    assert rows(client.get("/", params={"status": "resolved"}).text) == [first]
+    assert first not in rows(client.get("/", params={"status": "open,acknowledged"}).text)
+    assert "120 alerts" in client.get("/", params={"user": "mallory@example.com"}).text
+    assert "No alerts." in client.get("/", params={"user": "nobody"}).text
+
+
+def test_a_bad_filter_is_a_400_page_naming_it(client: TestClient) -> None:
+    for params, words in (({"severity": "urgent"}, "urgent"), ({"since": "yesterday"}, "since"),
+                          ({"status": "closed"}, "closed"), ({"cursor": "garbage"}, "cursor")):  # fmt: skip
+        page = client.get("/", params=params)
+        assert page.status_code == 400 and words in page.text and "<html" in page.text
+
+
+def test_cursor_paging_keeps_the_filter(client: TestClient) -> None:
+    seen: list[str] = []
+    url = "/?namespace=shop"
+    while url:
+        page = client.get(url.replace("&amp;", "&"))
+        assert page.status_code == 200 and "60 alerts in this range" in page.text
+        seen += rows(page.text)
+        older = OLDER.search(page.text)
+        url = older.group(1) if older else ""
+        if url:
+            assert "namespace=shop" in url
+    assert len(seen) == len(set(seen)) == 60
+
+
+def test_the_alert_page(db_url: str) -> None:
+    with TestClient(create_serve_app(Settings(db_url=db_url))) as client:
+        post_events(client, exec_event())
+        (alert,) = client.get("/api/v1/alerts?rule=pod-exec-attach").json()["items"]
+        page = client.get(f"/alerts/{alert['id']}")
+    assert page.status_code == 200
+    text = page.text
+    assert html.escape(alert["message"]) in text
+    assert "Known false positives" in text and 'id="rule-response"' in text  # the rule's documentation
+    assert alert["details"]["response"] in html.unescape(text)
+    assert '"false_positives"' not in html.unescape(text)  # the rule's text is not shown again as alert details
+    assert 'href="https://attack.mitre.org/techniques/T1609/"' in text
+    assert 'href="/principals/mallory%40example.com"' in text and "198.51.100.23" in text
+    assert "&#34;auditID&#34;:" in text or '"auditID":' in text  # the event, pretty-printed
+    assert "1 alert of this rule for" in text  # its group
+    assert 'name="csrf_token"' in text and 'value="acknowledge"' in text and "/false-positive" in text
+
+
+def test_the_principal_page(client: TestClient) -> None:
+    page = client.get("/principals/mallory@example.com")
+    assert page.status_code == 200
+    assert "120 alerts" in page.text and "198.51.100.23" in page.text and "kubectl/v1.31.2" in page.text
+    assert len(rows(page.text)) == 50 and "Older alerts" in page.text
+    assert "No alerts." in client.get("/principals/nobody").text
+
+
+def test_the_rules_page_lists_loaded_rules_with_counts_and_exceptions(client: TestClient) -> None:
+    client.post("/api/v1/exceptions", json={"rule_id": "pod-exec-attach", "match": {"verb": "create"}})
+    page = client.get("/rules")
+    assert page.status_code == 200
+    row = re.search(r'<tr id="rule-pod-exec-attach">(.*?)</tr>', page.text, re.S)
+    assert row and ">80</a>" in row.group(1) and "<code>verb</code>=<code>create</code>" in row.group(1)
+    assert 'class="sev sev-' in row.group(1)
+    other = re.search(r'<tr id="rule-other-rule">(.*?)</tr>', page.text, re.S)
+    assert other and "not loaded by this process" in other.group(1)
+
+
+def test_api_shows_the_guidance_the_alert_carries(db_url: str) -> None:
+    with TestClient(create_serve_app(Settings(db_url=db_url))) as client:
+        post_events(client, exec_event())
+    with TestClient(create_api_app(Settings(db_url=db_url))) as client:  # loads no rules
+        (alert,) = client.get("/api/v1/alerts?rule=pod-exec-attach").json()["items"]
+        text = client.get(f"/alerts/{alert['id']}").text
+    assert alert["details"]["description"] in html.unescape(text) and 'id="rule-response"' in text
+
+
+def test_api_serves_the_console_without_rules(stored: str) -> None:
+    with TestClient(create_api_app(Settings(db_url=stored))) as client:
+        assert "120 alerts in this range" in client.get("/").text
+        rules = client.get("/rules").text
+        assert "loads no rules" in rules and 'id="rule-other-rule"' in rules
+
+
+def test_assets_ship_in_the_package(client: TestClient) -> None:
+    css = client.get("/console/assets/console.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert client.get("/console/assets/console.js").status_code == 200
+    assert client.get("/console/assets/other.js").status_code == 404
+    page = client.get("/").text
+    assert "http://" not in page and "https://" not in page  # nothing loaded from elsewhere
+
+
+def test_no_planted_credential_reaches_a_page(db_url: str) -> None:
+    with TestClient(create_serve_app(Settings(db_url=db_url))) as client:
+        post_events(client, *planted_events())
+        listing = client.get("/").text
+        pages = [listing, client.get("/rules").text]
+        for alert_id in dict.fromkeys(rows(listing)):
+            pages.append(client.get(f"/alerts/{alert_id}").text)
+            pages.append(client.get(f"/alerts/{alert_id}/false-positive").text)
+        for user in dict.fromkeys(re.findall(r'href="(/principals/[^"]+)"', listing)):
+            pages.append(client.get(user).text)
+    assert len(pages) > 4
+    text = html.unescape("\n".join(pages))
+    assert [name for name, value in CANARIES.items() if value in text] == []
