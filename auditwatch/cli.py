@@ -82,6 +82,11 @@ DB_HELP = (
 KAFKA_HELP = "Kafka bootstrap server HOST:PORT. Env: AUDITWATCH_KAFKA_BOOTSTRAP"
 TOPIC_HELP = "audit topic (default k8s-audit; dead letters go to k8s-audit-dlq). Env: AUDITWATCH_TOPIC"
 PARTITIONS_HELP = "partitions of the audit topic when it is created (default 6). Env: AUDITWATCH_PARTITIONS"
+LEARNING_HELP = (
+    "rules with a baseline (docs/baselines.md) learn what is routine for this many days of event time, from the "
+    "first event they see, holding their alerts at info; then a habit is info and what is new pages (default 7; "
+    "0: page from the start). Env: AUDITWATCH_BASELINE_LEARNING_DAYS"
+)
 TUNING_HELP = (
     "site tuning file (YAML): trusted registries, known deployers, rule exceptions, severity overrides, disabled "
     "rules, applied to every rule format; see docs/tuning.md. Env: AUDITWATCH_TUNING"
@@ -240,6 +245,7 @@ def _serve_parser(sub: Any) -> None:
     serve.add_argument("--db", help=DB_HELP)
     serve.add_argument("--rules", action="append", help=RULES_HELP)
     serve.add_argument("--rule-matching", choices=["first", "all"], help=MATCHING_HELP)
+    serve.add_argument("--baseline-learning-days", type=float, metavar="DAYS", help=LEARNING_HELP)
     serve.add_argument("--tuning", metavar="FILE", help=TUNING_HELP)
     _receipt_options(serve)
     _notify_options(serve)
@@ -281,6 +287,7 @@ def _detect_parser(sub: Any) -> None:
     detect.add_argument("--group", help="consumer group id (default auditwatch-detect). Env: AUDITWATCH_CONSUMER_GROUP")
     detect.add_argument("--partitions", type=int, help=PARTITIONS_HELP)
     detect.add_argument("--rule-matching", choices=["first", "all"], help=MATCHING_HELP)
+    detect.add_argument("--baseline-learning-days", type=float, metavar="DAYS", help=LEARNING_HELP)
     detect.add_argument("--tuning", metavar="FILE", help=TUNING_HELP)
     detect.add_argument(
         "--kafka-wait", type=float, metavar="SECONDS", help="at start, wait this long for Kafka to answer, "
@@ -322,6 +329,7 @@ def _replay_parser(sub: Any) -> None:
     rep.add_argument("paths", nargs="+", metavar="PATH", help="file, directory or - (stdin)")
     rep.add_argument("--rules", action="append", help=RULES_HELP)
     rep.add_argument("--rule-matching", choices=["first", "all"], help=MATCHING_HELP)
+    rep.add_argument("--baseline-learning-days", type=float, metavar="DAYS", help=LEARNING_HELP)
     rep.add_argument("--tuning", metavar="FILE", help=TUNING_HELP)
     rep.add_argument("--output", metavar="-|FILE", help="print one JSON object per alert to stdout (-) or FILE")
     rep.add_argument(

@@ -103,7 +103,9 @@ def create_serve_app(
     """Embedded mode. Rules load before the server starts, so a broken file fails fast with file:line. With
     notification `sinks`, a sender task delivers what the webhook's batches queue for them."""
     if pipeline is None:
-        detectors = load_rules(settings.rules, LoadOptions(rule_matching=settings.rule_matching))
+        learning_s = settings.baseline_learning_days * 86400
+        options = LoadOptions(rule_matching=settings.rule_matching, baseline_learning_s=learning_s)
+        detectors = load_rules(settings.rules, options)
         pipeline = Pipeline(detectors, load_tuning(settings.tuning, detectors) if settings.tuning else None)
     store = AlertStore(settings.db_url)
     exceptions = LiveExceptions(store, refresh_s=settings.exceptions_refresh_s)

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     rules: Annotated[list[str], NoDecode] = ["builtin"]
     rule_matching: Literal["first", "all"] = "first"  # Falco rule files: first match only, or every match
     tuning: str | None = None  # site tuning file (detectors/tuning): applied to every rule's alerts
+    baseline_learning_days: float = 7.0  # rules with a `baseline:` learn this long (event time) before paging
     # opt-in: one row per received event (auditID, stage, stageTimestamp), kept for the retention, to prove that
     # every event the apiserver sent was received and went through detection (serve, detect)
     record_receipts: bool = False
@@ -109,6 +110,13 @@ class Settings(BaseSettings):
     def _positive_hours(cls, value: float) -> float:
         if not 0 < value <= 876_000:  # also refuses nan and inf
             raise ValueError("must be more than 0 and at most 876000 (100 years)")
+        return value
+
+    @field_validator("baseline_learning_days")
+    @classmethod
+    def _learning_days(cls, value: float) -> float:
+        if not 0 <= value <= 365:  # also refuses nan and inf
+            raise ValueError("must be between 0 and 365 days")
         return value
 
     @field_validator("kafka_wait_s")

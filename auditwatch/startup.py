@@ -67,16 +67,20 @@ def build_settings(**overrides: Any) -> Any:
         refuse(f"bad setting: {msgs}")
 
 
-def load_pipeline(rules: Sequence[str], rule_matching: str = "first", tuning: str | None = None) -> Any:
-    """The pipeline of these rules, tuned by the `tuning` file if given. A rule or tuning file that does not load
-    stops the command (exit status 2) with one line per error; load warnings go to stderr."""
+def load_pipeline(
+    rules: Sequence[str], rule_matching: str = "first", tuning: str | None = None, baseline_learning_days: float = 7.0
+) -> Any:
+    """The pipeline of these rules, tuned by the `tuning` file if given; rules with a baseline learn for
+    `baseline_learning_days`. A rule or tuning file that does not load stops the command (exit status 2) with one
+    line per error; load warnings go to stderr."""
     from detectors.base import Warns
     from detectors.loading.formats import LoadOptions
     from detectors.pipeline import Pipeline
     from detectors.registry import load_rules
 
     try:
-        detectors = load_rules(rules, LoadOptions(rule_matching=rule_matching))
+        options = LoadOptions(rule_matching=rule_matching, baseline_learning_s=baseline_learning_days * 86400)
+        detectors = load_rules(rules, options)
         for detector in detectors:  # rules that load but can never fire as written (Sigma)
             if isinstance(detector, Warns):
                 for warning in detector.warnings:

@@ -134,6 +134,7 @@ VIRTUAL_ROOTS: Mapping[str, Node] = {
     "podSpecs": ListOf(POD_SPEC),
     "containers": ListOf(CONTAINER),
     "volumes": ListOf(VOLUME),
+    "registries": STRINGS,
 }
 
 

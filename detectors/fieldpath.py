@@ -160,6 +160,19 @@ def _containers(event: EventView) -> list[Any]:
     return out
 
 
+def image_registry(image: str) -> str:
+    """The registry of an image reference, as the container runtime resolves it (docker.io by default)."""
+    first, sep, _ = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+def _registries(event: EventView) -> list[Any]:
+    images = (c.get("image") for c in _containers(event))
+    return list(dict.fromkeys(image_registry(i) for i in images if isinstance(i, str) and i))
+
+
 def _volumes(event: EventView) -> list[Any]:
     out: list[Any] = []
     for spec in _pod_specs(event):
@@ -210,6 +223,7 @@ VIRTUAL_ROOTS: dict[str, tuple[Callable[[EventView], list[Any]], bool]] = {
     "podSpecs": (lambda e: [_pod_specs(e)], True),
     "containers": (lambda e: [_containers(e)], True),
     "volumes": (lambda e: [_volumes(e)], True),
+    "registries": (lambda e: [_registries(e)], True),  # of every container's image, each once
 }
 
 

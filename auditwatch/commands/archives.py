@@ -83,8 +83,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     transform, pacer = _event_filters(args)
     if args.to_kafka:
         return _replay_to_kafka(args, progress)
-    settings = build_settings(db_url=args.db, rules=args.rules, rule_matching=args.rule_matching, tuning=args.tuning)
-    pipeline = load_pipeline(settings.rules, settings.rule_matching, settings.tuning)
+    settings = build_settings(
+        db_url=args.db, rules=args.rules, rule_matching=args.rule_matching, tuning=args.tuning,
+        baseline_learning_days=args.baseline_learning_days,
+    )  # fmt: skip
+    pipeline = load_pipeline(settings.rules, settings.rule_matching, settings.tuning, settings.baseline_learning_days)
     _check_inputs(args.paths)
     # Store when asked to (--db), or when nothing else would keep the alerts (no --output).
     store = open_store(settings.db_url) if args.db is not None or args.output is None else None

@@ -51,11 +51,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _checked_listener(
         args, db_url=args.db, rules=args.rules, max_body_bytes=args.max_body_bytes, rule_matching=args.rule_matching,
-        tuning=args.tuning, body_read_timeout_s=args.body_read_timeout, **receipt_settings(args),
-        **notify_settings(args),
+        tuning=args.tuning, body_read_timeout_s=args.body_read_timeout,
+        baseline_learning_days=args.baseline_learning_days, **receipt_settings(args), **notify_settings(args),
     )  # fmt: skip
     sinks = notify_sinks(settings)
-    pipeline = load_pipeline(settings.rules, settings.rule_matching, settings.tuning)
+    pipeline = load_pipeline(settings.rules, settings.rule_matching, settings.tuning, settings.baseline_learning_days)
     open_store(settings.db_url).close()  # fail here, in one line, rather than in the server's startup
     app = create_serve_app(settings, pipeline=pipeline, sinks=sinks)
     tune_gc()
@@ -137,7 +137,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
         kafka_bootstrap=args.kafka, db_url=args.db, rules=args.rules, topic=args.topic,
         consumer_group=args.group, partitions=args.partitions, rule_matching=args.rule_matching,
         kafka_wait_s=args.kafka_wait, metrics_host=args.metrics_host, metrics_port=args.metrics_port,
-        tuning=args.tuning, **access_settings(args), **receipt_settings(args), **notify_settings(args),
+        tuning=args.tuning, baseline_learning_days=args.baseline_learning_days,
+        **access_settings(args), **receipt_settings(args), **notify_settings(args),
     )  # fmt: skip
     if not settings.kafka_bootstrap:
         refuse("detect needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)")
@@ -146,7 +147,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if refusal:
         refuse(f"metrics listener: {refusal}")
     sinks = notify_sinks(settings)
-    pipeline = load_pipeline(settings.rules, settings.rule_matching, settings.tuning)
+    pipeline = load_pipeline(settings.rules, settings.rule_matching, settings.tuning, settings.baseline_learning_days)
     store = open_store(settings.db_url)
     try:
         sender = Sender(

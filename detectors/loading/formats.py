@@ -20,10 +20,14 @@ RULE_MATCHING = ("first", "all")
 class LoadOptions:
     # Falco's rule_matching: "first" stops at the first matching rule of a Falco ruleset (Falco's default).
     rule_matching: str = "first"
+    # rules with a `baseline:` learn for this long (event time) before a first-seen term pages
+    baseline_learning_s: float = 7 * 86400.0
 
     def __post_init__(self) -> None:
         if self.rule_matching not in RULE_MATCHING:
             raise ValueError(f"rule matching must be one of {', '.join(RULE_MATCHING)}")
+        if not 0 <= self.baseline_learning_s <= 365 * 86400:  # also refuses nan
+            raise ValueError("the baseline learning period must be between 0 and 365 days")
 
 
 class RuleFormat(Protocol):

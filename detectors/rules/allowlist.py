@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from detectors import patterns
 from detectors.errors import RuleError
 from detectors.events import AuditEvent
+from detectors.fieldpath import image_registry as image_registry  # re-exported: defined with $registries
 from detectors.loading.yamlload import LocatedDict
 
 ALLOWLIST_KEYS = ("users", "groups", "namespaces", "images", "registries")
@@ -19,14 +20,6 @@ def _glob_matcher(globs: list[str]) -> Callable[[str], bool]:
         return lambda _v: False
     matches = patterns.glob(globs)
     return lambda v: bool(v) and matches(v)
-
-
-def image_registry(image: str) -> str:
-    """The registry of an image reference, as the container runtime resolves it (docker.io by default)."""
-    first, sep, _ = image.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return "docker.io"
 
 
 @dataclass(frozen=True, slots=True)

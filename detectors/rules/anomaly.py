@@ -45,7 +45,7 @@ from detectors.rules.header import format_duration, key_error, parse_duration
 from detectors.rules.journal import KeyJournal
 from detectors.rules.stateful import StatefulRule
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: the off_hours feature (a model trained without it is rebuilt)
 EVENTS_PER_EPISODE = 100  # the budget counts episodes; an episode spans about this many scored events
 SCORE_FLOOR_Q = 0.99  # only the part of a score above this running quantile of scores adds to the risk
 
@@ -86,12 +86,16 @@ class AnomalyRule(StatefulRule):
     ttl_s: float = 21 * 86_400.0
     min_risk: float = 1.0
     count_half_life_s: float = 7 * 86_400.0
+    max_alerts_per_day: int = 20  # per UTC day of event time; past it, episodes are still kept from learning
     _principals: dict[str, Principal] = field(default_factory=dict, repr=False)
     _baseline: Baseline = field(default_factory=Baseline, repr=False)
     _models: dict[str, Any] = field(default_factory=dict, repr=False)
     _scored: int = 0
     _start: float | None = None
     _warm: bool = False
+    _day: int = -1  # the UTC day (days since the epoch) of `_day_alerts`
+    _day_alerts: int = 0  # alerts raised that day
+    over_budget: int = 0  # episodes that raised no alert because the day's budget was spent
     learned: int = 0  # events the model learned (tests check that alerting events are not among them)
     identity_scope: bool = False  # `match` and `allowlist` read only user.username / the principal
     _scope_cache: dict[tuple[Any, Any], bool] = field(default_factory=dict, repr=False)
@@ -155,8 +159,9 @@ class AnomalyRule(StatefulRule):
             self._warm = self._scored >= self.warmup_events or now - self._start >= self.warmup_s
         alerts: list[Alert] = []
         if self._warm and not state.alerting and state.risk >= threshold:
-            state.alerting = True
-            alerts.append(self._explain(event, who, state, x, score, threshold))
+            state.alerting = True  # an episode, alerted or not: the model must not learn it
+            if self._spend_budget(now):
+                alerts.append(self._explain(event, who, state, x, score, threshold))
         if not state.alerting:  # the quantiles describe what happens outside episodes (else they chase attacks)
             if self._undo is not None and self._models_before is None:
                 self._models_before = pickle.dumps(models)
@@ -171,6 +176,17 @@ class AnomalyRule(StatefulRule):
         observe(event, state, self._baseline, count_half_life=self.count_half_life_s, now=now, learn=learn)
         self._sweep(now)
         return alerts
+
+    def _spend_budget(self, now: float) -> bool:
+        """Whether the day's alert budget allows one more alert (and count it)."""
+        day = int(now // 86_400)
+        if day != self._day:
+            self._day, self._day_alerts = day, 0
+        if self._day_alerts >= self.max_alerts_per_day:
+            self.over_budget += 1
+            return False
+        self._day_alerts += 1
+        return True
 
     def _explain(
         self, event: AuditEvent, who: str, state: Principal, x: dict[str, float], score: float, threshold: float
@@ -196,6 +212,7 @@ class AnomalyRule(StatefulRule):
                 "user_agents": sorted(state.agents, key=state.agents.__getitem__, reverse=True)[:3],
             },
             "half_life_s": self.half_life_s,
+            "budget": {"alerts_today": self._day_alerts, "max_per_day": self.max_alerts_per_day},
         }
         reasons = ", ".join(f"{k}={v:.2f}" for k, v in top if v > 0)
         message = (f"risk {state.risk:.2f} over {threshold:.2f} for {who} ({reasons}; "
@@ -233,11 +250,13 @@ class AnomalyRule(StatefulRule):
         return len(self._principals)
 
     def counters(self) -> tuple[Any, ...]:
-        return (*super().counters(), self._scored, self._start, self._warm, self.learned, self._baseline.total)
+        return (*super().counters(), self._scored, self._start, self._warm, self.learned, self._baseline.total,
+                self._day, self._day_alerts, self.over_budget)  # fmt: skip
 
     def set_counters(self, saved: tuple[Any, ...]) -> None:
-        super().set_counters(saved[:-5])
-        self._scored, self._start, self._warm, self.learned, self._baseline.total = saved[-5:]
+        super().set_counters(saved[:-8])
+        (self._scored, self._start, self._warm, self.learned, self._baseline.total,
+         self._day, self._day_alerts, self.over_budget) = saved[-8:]  # fmt: skip
 
     def begin(self) -> None:
         super().begin()
@@ -265,6 +284,7 @@ class AnomalyRule(StatefulRule):
             "start": self._start,
             "warm": self._warm,
             "learned": self.learned,
+            "day": [self._day, self._day_alerts, self.over_budget],
             # version-bound (river, Python): rebuilt empty when it does not load
             "models_pickle_b64": base64.b64encode(pickle.dumps(self._models)).decode(),
         }
@@ -277,8 +297,9 @@ class AnomalyRule(StatefulRule):
         self._start = state.get("start")
         self._warm = bool(state.get("warm", False))
         self.learned = int(state.get("learned", 0))
+        self._day, self._day_alerts, self.over_budget = (int(n) for n in state.get("day", [-1, 0, 0]))
         self._models = _new_models(self.budget_per_million)
-        blob = state.get("models_pickle_b64")
+        blob = state.get("models_pickle_b64") if state.get("version") == SNAPSHOT_VERSION else None
         if blob:
             try:
                 models = pickle.loads(base64.b64decode(blob))  # noqa: S301 - our own checkpoint
@@ -287,11 +308,14 @@ class AnomalyRule(StatefulRule):
                     return
             except Exception:  # noqa: BLE001 - another river version: rebuild
                 pass
+        if state:
             self._scored, self._warm, self._start = 0, False, None  # the new model warms up again
 
     @classmethod
     def from_node(cls, node: LocatedDict, *, path: str) -> AnomalyRule:
-        keys = frozenset({"budget_per_million", "warmup_events", "warmup", "half_life", "ttl", "min_risk"})
+        keys = frozenset(
+            {"budget_per_million", "max_alerts_per_day", "warmup_events", "warmup", "half_life", "ttl", "min_risk"}
+        )
         common = cls.parse(node, path=path, extra_keys=keys)
 
         def duration(key: str, default: float) -> float:
@@ -324,4 +348,5 @@ class AnomalyRule(StatefulRule):
             half_life_s=duration("half_life", 3_600.0),
             ttl_s=duration("ttl", 21 * 86_400.0),
             min_risk=number("min_risk", 1.0),
+            max_alerts_per_day=int(number("max_alerts_per_day", 20, integer=True)),
         )

@@ -1,7 +1,7 @@
 """What the anomaly rule knows of each principal, and the feature vector it scores (see docs/anomaly.md).
 
 Plain dicts and arithmetic, no model: `extract_features` turns an event and its principal's recent
-behaviour into eight numbers in [0, 1]; `observe` records the event afterwards.
+behaviour into nine numbers in [0, 1]; `observe` records the event afterwards.
 """
 
 from __future__ import annotations
@@ -12,12 +12,16 @@ from typing import Any
 
 from detectors.events import AuditEvent
 
-FEATURES = ("rarity", "sensitivity", "burst", "resources", "namespaces", "failures", "new_ip", "new_agent")
+FEATURES = (
+    "rarity", "sensitivity", "burst", "resources", "namespaces", "failures", "new_ip", "new_agent", "off_hours",
+)  # fmt: skip
 SHORT_WINDOW_S = 300.0  # distinct resources / namespaces / failures
 BURST_WINDOW_S = 60.0
 ALPHA = 1.0  # smoothing of the rarity estimate towards the cluster-wide frequency of the action
 MAX_RECENT = 512  # entries of the short window kept per principal
 MAX_TERMS = 64  # addresses / user agents remembered per principal
+HOURS_KNOWN = 50.0  # events a principal needs before its usual hours say anything
+HOURS_CAP = 10_000.0  # the hour histogram is halved past this many events, so that habits can change
 
 _RBAC = frozenset({"roles", "clusterroles", "rolebindings", "clusterrolebindings"})
 _WORKLOADS = frozenset({"deployments", "daemonsets", "statefulsets", "replicasets", "cronjobs", "jobs", "pods"})
@@ -87,10 +91,11 @@ class Principal:
     risk: float = 0.0
     risk_at: float = 0.0
     alerting: bool = False
+    hours: list[float] = field(default_factory=lambda: [0.0] * 24)  # learned events per UTC hour of day
 
     def to_json(self) -> list[Any]:
         return [self.first, self.last, self.total, self.events, self.actions, self.ips, self.agents,
-                self.recent, self.rate_mean, self.risk, self.risk_at, self.alerting]  # fmt: skip
+                self.recent, self.rate_mean, self.risk, self.risk_at, self.alerting, self.hours]  # fmt: skip
 
     def copy(self) -> Principal:
         """A copy that later changes to this one leave alone (what an undo journal keeps of a principal before
@@ -98,13 +103,32 @@ class Principal:
         or delete entries, and never change one in place."""
         return Principal(self.first, self.last, self.total, self.events, dict(self.actions), dict(self.ips),
                          dict(self.agents), list(self.recent), self.rate_mean, self.risk, self.risk_at,
-                         self.alerting)  # fmt: skip
+                         self.alerting, list(self.hours))  # fmt: skip
 
     @classmethod
     def from_json(cls, raw: list[Any]) -> Principal:
-        first, last, total, events, actions, ips, agents, recent, rate_mean, risk, risk_at, alerting = raw
+        first, last, total, events, actions, ips, agents, recent, rate_mean, risk, risk_at, alerting = raw[:12]
+        hours = [float(h) for h in raw[12]] if len(raw) > 12 else [0.0] * 24  # before off_hours: none learned
         return cls(float(first), float(last), float(total), int(events), dict(actions), dict(ips), dict(agents),
-                   list(recent), float(rate_mean), float(risk), float(risk_at), bool(alerting))  # fmt: skip
+                   list(recent), float(rate_mean), float(risk), float(risk_at), bool(alerting), hours)  # fmt: skip
+
+
+def hour_of(now: float) -> int:
+    """The UTC hour of day of an event time."""
+    return int(now // 3600) % 24
+
+
+def off_hours(state: Principal, now: float) -> float:
+    """How far outside the principal's usual hours `now` is: 0 within them (or without enough history), towards 1
+    for an hour (with its neighbours) that holds a small share of the principal's learned events. Learned per
+    principal from its own events: a night-shift operator's nights are its usual hours."""
+    known = sum(state.hours)
+    if known < HOURS_KNOWN:
+        return 0.0
+    h = hour_of(now)
+    near = state.hours[h - 1] + state.hours[h] + state.hours[(h + 1) % 24]
+    expected = known * 3 / 24  # the share of three hours if activity were spread evenly
+    return _squash(-math.log(min(1.0, (near + 1.0) / expected)), 1.5)
 
 
 @dataclass
@@ -133,7 +157,7 @@ def extract_features(
     ...                      count_half_life=7 * 86400)
     >>> {k: round(v, 2) for k, v in f.items()}  # doctest: +NORMALIZE_WHITESPACE
     {'rarity': 0.75, 'sensitivity': 0.9, 'burst': 0.11, 'resources': 0.0, 'namespaces': 0.0,
-     'failures': 0.0, 'new_ip': 1.0, 'new_agent': 1.0}
+     'failures': 0.0, 'new_ip': 1.0, 'new_agent': 1.0, 'off_hours': 0.0}
     """
     if now is None:
         now = event.timestamp
@@ -163,6 +187,7 @@ def extract_features(
         "failures": failures,
         "new_ip": 1.0 if ip and ip not in state.ips else 0.0,
         "new_agent": 1.0 if event.user_agent and event.user_agent not in state.agents else 0.0,
+        "off_hours": off_hours(state, now),
     }
 
 
@@ -192,3 +217,6 @@ def observe(
                 del terms[min(terms, key=terms.__getitem__)]
     baseline.actions[action] = baseline.actions.get(action, 0.0) + 1.0
     baseline.total += 1.0
+    if sum(state.hours) >= HOURS_CAP:
+        state.hours = [h / 2 for h in state.hours]
+    state.hours[hour_of(now)] += 1.0

@@ -32,6 +32,7 @@ HEADER_KEYS = frozenset(
     {
         "id", "name", "type", "severity", "description", "mitre", "false_positives", "tags", "stages",
         "match", "allowlist", "message", "tests", "enabled", "suppress", "response",
+        "baseline",  # read by the rule format (detectors/rules/baseline.py), which wraps the rule
     }
 )  # fmt: skip
 REQUIRED_KEYS = ("id", "name", "severity", "description", "mitre", "match")

@@ -13,6 +13,7 @@ from detectors.errors import RuleError
 from detectors.loading.formats import LoadOptions
 from detectors.loading.yamlload import LocatedDict, LocatedList
 from detectors.rules.anomaly import AnomalyRule
+from detectors.rules.baseline import Baselined, BaselineSpec, parse_baseline
 from detectors.rules.match import MatchRule
 from detectors.rules.sequence import SequenceRule
 from detectors.rules.windowed import DistinctCountRule, NewTermsRule, ThresholdRule
@@ -43,7 +44,7 @@ class NativeRules:
     name: ClassVar[str] = "auditwatch"
 
     def __init__(self) -> None:
-        self._detectors: list[Detector] = []
+        self._detectors: list[tuple[Detector, BaselineSpec | None]] = []
 
     @staticmethod
     def accepts(docs: list[Any]) -> bool:
@@ -64,10 +65,16 @@ class NativeRules:
                 raise RuleError(
                     f"file name must be the rule id: {detector.id}.yaml", path=str(path), line=node.line_of("id")
                 )
-            self._detectors.append(detector)
+            baseline = None
+            if "baseline" in node:
+                baseline = parse_baseline(node["baseline"], path=str(path), line=node.line_of("baseline"))
+            self._detectors.append((detector, baseline))
 
     def finish(self, options: LoadOptions) -> list[Detector]:
-        return list(self._detectors)
+        return [
+            detector if baseline is None else Baselined(detector, baseline, options.baseline_learning_s)
+            for detector, baseline in self._detectors
+        ]
 
 
 def _rule_nodes(doc: Any, path: str) -> list[LocatedDict]:

@@ -27,6 +27,7 @@ from detectors.exceptions import ExceptionError, ExceptionSet, RuleException, ch
 from detectors.fieldpath import compile_path
 from detectors.loading.yamlload import LocatedDict
 from detectors.patterns import PatternError, glob
+from detectors.rules.baseline import contextual_severity
 from detectors.tuning.schema import ExceptionEntry, Identities, TuningFile, expiry_time, line_at, read_tuning
 from detectors.tuning.scope import DEPLOYED_RESOURCES, DEPLOYER_RULES, IMAGE_RULES, WRITE_VERBS, TrustedRegistries
 
@@ -84,6 +85,9 @@ class Tuning:
                 self.suppressed.counts[(alert.rule_id, reason)] += 1
                 continue
             severity = self.severities.get(alert.rule_id)
+            baseline = alert.details.get("baseline")
+            if severity is not None and isinstance(baseline, dict):  # the rule's severity, judged in context
+                severity = contextual_severity(severity, len(baseline.get("reasons", ())))
             if severity is not None and severity != alert.severity:
                 details = {**alert.details, "severity_before_tuning": alert.severity.label}
                 alert = dataclasses.replace(alert, severity=severity, details=details)

@@ -50,11 +50,14 @@ def test_severity_overrides_and_disabled_rules(run_cli: RunCli, tmp_path: Path) 
     tuning.write_text("severity:\n  untrusted-image-registry: high\ndisabled: ['rbac-*-by-serviceaccount']\n")
     events = tmp_path / "audit.jsonl"
     events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in site_day()))
-    result = run_cli("replay", str(events), "--output", "-", "--tuning", str(tuning), "--quiet")
+    result = run_cli("replay", str(events), "--output", "-", "--tuning", str(tuning), "--quiet",
+                     "--baseline-learning-days", "0")  # fmt: skip
     alerts = [orjson.loads(line) for line in result.out.splitlines()]
-    assert {a["severity"] for a in alerts if a["rule_id"] == "untrusted-image-registry"} == {"high"}
-    assert all(a["details"]["severity_before_tuning"] == "medium" for a in alerts
-               if a["rule_id"] == "untrusted-image-registry")  # fmt: skip
+    # the rule has a baseline (docs/baselines.md): the override is its severity when it pages; a habit stays info
+    paging = [a for a in alerts if a["rule_id"] == "untrusted-image-registry" and a["details"]["baseline"]["reasons"]]
+    assert paging and {a["severity"] for a in paging} == {"high"}
+    assert all(a["details"]["severity_before_tuning"] == "medium" for a in paging)
+    assert {a["severity"] for a in alerts if a["rule_id"] == "untrusted-image-registry" and a not in paging} <= {"info"}
     assert not [a for a in alerts if a["rule_id"] == "rbac-modified-by-serviceaccount"]
     assert [a for a in alerts if a["rule_id"] == "rbac-binding-to-serviceaccount"]
 

@@ -200,3 +200,37 @@ def test_state_is_bounded_by_ttl(tmp_path: Path) -> None:
         rule.detect(_shift(late, i, n=i))
     assert set(rule._principals) == {"alice@example.com"}
     assert len(json.dumps(rule.snapshot())) < 400_000
+
+
+def test_daily_budget_caps_alerts_and_episodes_over_it_are_not_learned() -> None:
+    rule = make_rule(max_alerts_per_day=1)
+    events = case_events("a day of alice")
+    routine, burst = events[:500], events[500:]
+    run(rule, routine)
+    assert len(run(rule, burst)) == 1
+    assert rule._principals["alice@example.com"].alerting
+    # the same burst by another person the same day: an episode (kept from the model), but no alert
+    def as_bob(event: AuditEvent) -> AuditEvent:
+        raw = copy.deepcopy(event.raw)
+        raw["user"] = {**raw["user"], "username": "bob@example.com"}
+        raw["auditID"] = raw["auditID"] + "-bob"
+        return AuditEvent(raw)
+
+    run(rule, [as_bob(e) for e in routine])
+    learned = rule.learned
+    assert run(rule, [as_bob(_shift(e, 60)) for e in burst]) == []
+    assert rule.over_budget == 1 and rule._principals["bob@example.com"].alerting and rule.learned < learned + len(burst)
+    state = json.loads(json.dumps(rule.snapshot()))
+    assert state["day"][1:] == [1, 1]
+
+
+def test_off_hours_is_learned_per_principal() -> None:
+    day_worker = Principal(first=0.0, last=0.0)
+    day_worker.hours[9:18] = [20.0] * 9  # 180 events, 09:00-17:59 UTC
+    at = 1_795_000_000 - 1_795_000_000 % 86400  # a midnight
+    assert anomaly_features.off_hours(day_worker, at + 10 * 3600) == 0.0
+    assert anomaly_features.off_hours(day_worker, at + 3 * 3600) > 0.5
+    newcomer = Principal(first=0.0, last=0.0)  # too little history to say
+    assert anomaly_features.off_hours(newcomer, at + 3 * 3600) == 0.0
+    night_shift = Principal(first=0.0, last=0.0, hours=[20.0] * 6 + [0.0] * 18)
+    assert anomaly_features.off_hours(night_shift, at + 3 * 3600) == 0.0

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from detectors.base import Described, SelfTested, Sourced, Stateful, Warns
+from detectors.base import Described, SelfTested, Sourced, Stateful, Transactional, Warns
 from detectors.errors import RuleError, RuleErrors
 from detectors.events import AuditEvent
 from detectors.falco import FalcoRuleset
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
+from detectors.rules.baseline import Baselined
 from detectors.rules.match import MatchRule
 from detectors.rules.stateful import StatefulRule
 from detectors.sigma import SigmaDetector
@@ -264,7 +265,12 @@ def test_detectors_declare_their_abilities(tmp_path: Path) -> None:
     detectors = load_rules(["builtin", str(tmp_path)])
     kinds: dict[str, list[Any]] = {"native": [], "sigma": [], "falco": []}
     for d in detectors:
-        if isinstance(d, (MatchRule, StatefulRule)):
+        if isinstance(d, Baselined):  # a rule with a `baseline:` has the rule's abilities, and state
+            kinds["native"].append(d)
+            assert isinstance(d.rule, (MatchRule, StatefulRule)) and isinstance(d, Stateful) and isinstance(d, Transactional)
+            assert isinstance(d, SelfTested) and isinstance(d, Described) and d.source.path.endswith(f"{d.id}.yaml")
+            assert isinstance(d, Warns) and d.warnings == ()
+        elif isinstance(d, (MatchRule, StatefulRule)):
             kinds["native"].append(d)
             assert isinstance(d, SelfTested) and isinstance(d, Described) and d.source.path.endswith(f"{d.id}.yaml")
             assert isinstance(d, Stateful) == isinstance(d, StatefulRule)

@@ -16,7 +16,7 @@ from simulation import ClusterProfile, benign_events
 
 # the keyed table of each stateful rule type, as its snapshot writes it
 SNAPSHOT_TABLES = {"threshold": "times", "distinct_count": "values", "new_terms": "last_seen",
-                   "sequence": "progress", "anomaly": "principals"}  # fmt: skip
+                   "sequence": "progress", "anomaly": "principals", "baseline": "habits"}  # fmt: skip
 
 
 def test_every_stateful_rule_counts_the_keys_its_snapshot_holds() -> None:
@@ -27,9 +27,11 @@ def test_every_stateful_rule_counts_the_keys_its_snapshot_holds() -> None:
     sizes: Counter[str] = Counter()
     for detector in pipeline.stateful:
         assert isinstance(detector, StateSized), detector.id
-        assert detector.rule_type in RULE_TYPES
+        assert detector.rule_type in {*RULE_TYPES, "baseline"}  # baseline: a rule with a `baseline:` header
         table: Any = detector.snapshot()[SNAPSHOT_TABLES[detector.rule_type]]
-        assert detector.state_keys() == len(table), detector.id
+        inner = getattr(detector, "rule", None)  # a baselined rule with state of its own counts both
+        own = inner.state_keys() if detector.rule_type == "baseline" and isinstance(inner, StateSized) else 0
+        assert detector.state_keys() == len(table) + own, detector.id
         sizes[detector.rule_type] += detector.state_keys()
     assert set(SNAPSHOT_TABLES) == {d.rule_type for d in pipeline.stateful if isinstance(d, StateSized)}
     assert sizes["new_terms"] > 0 and sizes["anomaly"] > 0  # realistic traffic leaves state behind
