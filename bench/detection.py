@@ -1,6 +1,6 @@
 """Labelled detection benchmark: a simulated cluster's benign traffic + injected attack campaigns, per tier.
 
-    .venv/bin/python -m bench.detection                          # 14 days x 2 nodes, seeds 1 and 2 (~30 min)
+    .venv/bin/python -m bench.detection                          # 14 days x 2 nodes, seeds 1 and 2 (~8-30 min)
     .venv/bin/python -m bench.detection --days 2 --no-holdout --rate-hours 2   # quick run (~1-2 min)
     .venv/bin/python -m bench.detection --world clean            # the historical, clean benign world
     .venv/bin/python -m bench.detection --json /tmp/detection.json --labels-out /tmp/labels
