@@ -144,8 +144,10 @@ def compute_metrics(
 
 
 def _campaigns(res: TierResult, alerts: Sequence[AlertRec], campaigns: Sequence[Campaign]) -> None:
-    """First alert, rules and (online model) features per campaign, wherever its alerts fall."""
-    for a in sorted((a for a in alerts if a.campaign is not None), key=lambda a: a.time_us):
+    """First alert, rules and (online model) features per campaign, wherever its alerts fall. Only alerts of
+    severity low or higher count: an info alert (a habit, or context) pages nobody, so it catches nothing."""
+    caught = (a for a in alerts if a.campaign is not None and severity_class(a.severity) != "info")
+    for a in sorted(caught, key=lambda a: a.time_us):
         cid = a.campaign
         assert cid is not None
         res.detected.setdefault(cid, a.time_us)

@@ -126,3 +126,17 @@ def test_shared_pipeline_gives_each_tier_the_alerts_of_its_own_pipeline() -> Non
     for name, alerts in shared.alerts.items():
         assert alerts == separate.alerts[name], name
     assert shared.labels == separate.labels and shared.labels
+
+
+def test_a_campaign_seen_only_by_info_alerts_is_not_caught() -> None:
+    camps = [_camp("c1", "quiet.stolen-pod-token", 100)]
+    habit = AlertRec(EVAL + 110 * SECOND, 0, "secret-read", "match", "i1", "c1", "web")
+    paged = AlertRec(EVAL + 130 * SECOND, 1, "secret-read", "match", "i2", "c1", "web")
+    only_info = detection.compute_metrics(
+        "rules", [habit], camps, eval_start_us=EVAL, eval_end_us=EVAL + DAY, benign_eval_events=1_000_000
+    )
+    assert only_info.detected == {} and only_info.recall == 0.0
+    with_low = detection.compute_metrics(
+        "rules", [habit, paged], camps, eval_start_us=EVAL, eval_end_us=EVAL + DAY, benign_eval_events=1_000_000
+    )
+    assert with_low.detected == {"c1": EVAL + 130 * SECOND} and with_low.recall == 1.0
