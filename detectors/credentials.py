@@ -97,6 +97,13 @@ _PREFIXED = re.compile(
 _FLAG = re.compile(r"(?<![\w-])(--?)([A-Za-z][\w-]{0,63}+)([ \t]+|\+|%20|&command=)([^\s&\"',;]+)")
 # `key: value`, `key=value`, `"key": "value"`, `X-Api-Key%3A+value`, `?token=value`: the key, up to the value
 _ASSIGN = re.compile(r"(?<![\w.\\])\\*+[\"']?([A-Za-z][\w.-]{0,63}+)\\*+[\"']?[ \t]*(:|=|%3[AaDd])(?:[ \t]|\+|%20)*")
+# `{"name": "DB_PASSWORD", "value": "..."}` as text (an env var or header list rendered into a message, YAML's
+# `- name: DB_PASSWORD` / `value: ...`, quotes lost to a CSV reader): the name, up to the value
+_Q = r"(?:\\{0,16}[\"'])?"  # an optional quote, escaped inside escaped JSON
+_PAIR = re.compile(
+    rf"(?<![\w-]){_Q}name{_Q}[ \t]*:[ \t]*{_Q}([A-Za-z][\w.-]{{0,63}}+){_Q}"  # name: DB_PASSWORD
+    rf"[ \t]*(?:,|\r?\n)[ \t]*{_Q}value{_Q}[ \t]*:[ \t]*"  # , value:
+)
 _BARE = re.compile(r"[^\s,;&\"'{}\[\]]+")
 # the same in a URL or a URL-encoded command: `+` and `%20` are spaces, `%3B` is `;`...
 _URL_BARE = re.compile(r"(?:[^\s,;&\"'{}\[\]%+]|%(?!20|22|27|2[Cc]|3[Bb]|0[AaDd]))++")
@@ -230,6 +237,23 @@ def _redact_assignments(text: str, also: frozenset[str]) -> str:
     return "".join(parts)
 
 
+def _redact_pairs(text: str) -> str:
+    """The values of name/value pairs named like a credential, in JSON text."""
+    parts: list[str] = []
+    done = 0
+    for m in _PAIR.finditer(text):
+        if m.start() < done or not is_credential_name(m.group(1)):
+            continue
+        span = _value_span(text, m.end(), m.group(1), _BARE)
+        if span is not None:
+            parts += (text[done : m.end()], span[1])
+            done = span[0]
+    if not parts:
+        return text
+    parts.append(text[done:])
+    return "".join(parts)
+
+
 def redact_text(text: str, *, also: frozenset[str] = frozenset()) -> str:
     """`text` with every credential-shaped part replaced by `<redacted>` (docs/redaction.md lists them); `also`:
     more names (lower case, without `-_. `) whose values go, e.g. `data` in the text of a request to secrets."""
@@ -237,7 +261,7 @@ def redact_text(text: str, *, also: frozenset[str] = frozenset()) -> str:
         return text
     for pattern, replacement in _SUBSTITUTIONS:
         text = pattern.sub(replacement, text)
-    return _redact_assignments(text, also)
+    return _redact_assignments(_redact_pairs(text), also)
 
 
 @lru_cache(maxsize=8192)

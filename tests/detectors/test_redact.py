@@ -135,6 +135,15 @@ TEXT_CASES = [
     ("postgres://admin:CANARY-21@db:5432/x", "postgres://admin:<redacted>@db:5432/x"),
     ("clone https://ghp_CANARY22abcdefghijklmnopqrstuv@github.com/o/r", "clone https://<redacted>@github.com/o/r"),
     (f"id={JWT}", "id=<redacted>"),
+    # name/value pairs as text: a Falco output renders a list of objects (fuzzing found the env pair in clear)
+    ('subjects=({"kind":"User","name":"bob"},{"name":"DB_PASSWORD","value":"CANARY-23"}) role=edit',
+     'subjects=({"kind":"User","name":"bob"},{"name":"DB_PASSWORD","value":"<redacted>"}) role=edit'),
+    ('{\\"name\\": \\"X-Api-Key\\", \\"value\\": \\"CANARY-24\\"}',
+     '{\\"name\\": \\"X-Api-Key\\", \\"value\\": \\"<redacted>\\"}'),
+    ("env:\n- name: GITHUB_TOKEN\n  value: CANARY-25\n- name: LOG_LEVEL\n  value: debug\n",
+     "env:\n- name: GITHUB_TOKEN\n  value: <redacted>\n- name: LOG_LEVEL\n  value: debug\n"),
+    ('{\\"name\\":\\"DB_PASSWORD\\",value:\\"CANARY-26\\"}',  # a JSON line read as CSV lost some quotes
+     '{\\"name\\":\\"DB_PASSWORD\\",value:\\"<redacted>\\"}'),
 ]  # fmt: skip
 KEPT_TEXT = [
     "Basic authentication failed",
@@ -149,6 +158,7 @@ KEPT_TEXT = [
     "https://registry.example.com/v2/",
     "docker.io/library/alpine:3.20",
     "/exec?command=cat&command=%2Fvar%2Frun%2Fsecrets%2Fkubernetes.io%2Fserviceaccount%2Ftoken",
+    '[{"name": "LOG_LEVEL", "value": "debug"}, {"name": "TOKEN_TTL", "value": "3600"}]',
 ]
 
 
@@ -295,6 +305,7 @@ ADVERSARIAL = [
     "password: " * 30_000, 'password: "' * 30_000, "password: [" * 30_000, "Bearer " * 40_000, "Basic " * 40_000,
     "eyJ" * 100_000, ("\\" * 30_000 + "'") * 3 + " password: x", "://a:" * 60_000, "a-" * 150_000 + "token: x",
     "X-Api-Key: " * 30_000, "--password " * 30_000, "LS0tLS1CRUdJTi" * 20_000, '\\"password\\":' * 20_000,
+    '"name":"password","value":' * 20_000, "\\" * 60_000 + '"name', '{"name":"token","value":"' * 20_000,
 ]  # fmt: skip
 
 
