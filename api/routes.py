@@ -7,11 +7,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
 
 from api.errors import CursorError, StoreError
 from api.outbox import Outbox
+from api.problems import problem_response
 from api.queries import AlertFilter, bounded_utc, has_nul
 from api.schemas import AlertDetail, AlertGroupPage, AlertPage, DeliveryPage, Health, ReceiptPage
 from api.store import AlertStore
@@ -177,9 +177,9 @@ def healthz() -> dict[str, Any]:
 
 @router.get("/readyz", response_model=Health, tags=["health"])
 def readyz(store: StoreDep) -> Any:
-    """The alert store answers."""
+    """The alert store answers (else 503, as problem details)."""
     try:
         store.ping()
     except StoreError as exc:
-        return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
+        return problem_response(503, f"alert store unavailable: {exc}")
     return {"status": "ok"}

@@ -26,9 +26,9 @@ from enum import IntEnum
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from api.problems import problem_response
 from auditwatch.settings import Settings
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # probes stay unauthenticated
@@ -93,15 +93,12 @@ def access_of(policy: AccessPolicy, authorization: str, client_cert_name: str | 
 
 def _refusal(policy: AccessPolicy, level: Access) -> Response:
     if level is Access.NONE and policy.checks_tokens:
-        return JSONResponse(
-            {"error": "missing or wrong bearer token"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
-        )
+        return problem_response(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
     if level is Access.NONE:
-        return JSONResponse({"error": "no verified client certificate"}, status_code=401)
-    return JSONResponse(
-        {"error": "read-only access: this call needs the read-write token (or a client certificate whose "
-                  "common name --write-client-cn lists)"},
-        status_code=403,
+        return problem_response(401, "no verified client certificate")
+    return problem_response(
+        403, "read-only access: this call needs the read-write token (or a client certificate whose common name "
+        "--write-client-cn lists)",
     )  # fmt: skip
 
 

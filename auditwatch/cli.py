@@ -17,15 +17,39 @@ AUDITWATCH_* variables (`startup.build_settings`).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from auditwatch.commands.archives import cmd_convert, cmd_demo, cmd_replay
 from auditwatch.commands.processes import cmd_api, cmd_detect, cmd_ingest, cmd_serve
-from auditwatch.startup import EXIT_FAILURE, EXIT_STATUSES, EXIT_USAGE
+from auditwatch.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
+from auditwatch.startup import EXIT_FAILURE, EXIT_STATUSES, EXIT_USAGE, package_version
 from detectors.errors import DetectorError
+
+
+class Parser(argparse.ArgumentParser):
+    """A parser whose commands report an unknown argument themselves, under their own usage (argparse would
+    hand it up to `auditwatch`, which shows its own usage: not the one of the command that was mistyped)."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras and self._subparsers is None:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
+class _Version(argparse.Action):
+    """--version, read from the package metadata only when asked (it costs an import)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(f"auditwatch {package_version()}")
+        parser.exit()
 
 
 def cmd_rules_test(args: argparse.Namespace) -> int:
@@ -151,13 +175,36 @@ def _archive_options(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _log_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log-format", choices=LOG_FORMATS, help="log lines on stderr as text (default) or one JSON object each "
+        "(ts, level, logger, msg and the line's fields), for log shippers. Env: AUDITWATCH_LOG_FORMAT",
+    )  # fmt: skip
+    p.add_argument(
+        "--log-level", choices=LOG_LEVELS, help="auditwatch's log lines from this level (default: info for "
+        "serve, ingest, detect and api: a line per batch, a warning per alert; warning for the others). "
+        "Env: AUDITWATCH_LOG_LEVEL",
+    )  # fmt: skip
+
+
+def _leaves(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers of the commands that run something (`serve`, `rules test`...)."""
+    found: list[argparse.ArgumentParser] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                found.extend(_leaves(sub))
+    return found if parser._subparsers is not None else [parser]
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="auditwatch",
         description="Streaming detector for Kubernetes audit logs: webhook -> detectors -> alert store -> REST. "
         "Every option can also be set with an AUDITWATCH_* environment variable (e.g. AUDITWATCH_DB_URL).",
         epilog=EXIT_STATUSES,
     )
+    parser.add_argument("--version", action=_Version, help="print auditwatch's version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _serve_parser(sub)
     _ingest_parser(sub)
@@ -168,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     _rules_parser(sub)
     _policy_parser(sub)
     _demo_parser(sub)
+    for leaf in _leaves(parser):
+        _log_options(leaf)
     return parser
 
 
@@ -185,7 +234,7 @@ def _serve_parser(sub: Any) -> None:
     serve.add_argument("--rule-matching", choices=["first", "all"], help=MATCHING_HELP)
     _receipt_options(serve)
     _notify_options(serve)
-    serve.set_defaults(func=cmd_serve)
+    serve.set_defaults(func=cmd_serve, default_log_level="info")
 
 
 def _ingest_parser(sub: Any) -> None:
@@ -206,7 +255,7 @@ def _ingest_parser(sub: Any) -> None:
     )  # fmt: skip
     _listener_options(ingest, 8080)
     _webhook_options(ingest)
-    ingest.set_defaults(func=cmd_ingest)
+    ingest.set_defaults(func=cmd_ingest, default_log_level="info")
 
 
 def _detect_parser(sub: Any) -> None:
@@ -223,9 +272,13 @@ def _detect_parser(sub: Any) -> None:
     detect.add_argument("--group", help="consumer group id (default auditwatch-detect). Env: AUDITWATCH_CONSUMER_GROUP")
     detect.add_argument("--partitions", type=int, help=PARTITIONS_HELP)
     detect.add_argument("--rule-matching", choices=["first", "all"], help=MATCHING_HELP)
+    detect.add_argument(
+        "--kafka-wait", type=float, metavar="SECONDS", help="at start, wait this long for Kafka to answer, "
+        "retrying with backoff (a line per retry), then exit with status 1 (default 60). Env: AUDITWATCH_KAFKA_WAIT_S",
+    )  # fmt: skip
     _receipt_options(detect)
     _notify_options(detect)
-    detect.set_defaults(func=cmd_detect)
+    detect.set_defaults(func=cmd_detect, default_log_level="info")
 
 
 def _api_parser(sub: Any) -> None:
@@ -234,7 +287,7 @@ def _api_parser(sub: Any) -> None:
     )
     _listener_options(api, 8080)
     api.add_argument("--db", help=DB_HELP)
-    api.set_defaults(func=cmd_api)
+    api.set_defaults(func=cmd_api, default_log_level="info")
 
 
 def _replay_parser(sub: Any) -> None:
@@ -340,8 +393,8 @@ def _demo_parser(sub: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     from api.errors import StoreError, StoreURLError
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    configure_logging(args.log_format, args.log_level, default_level=getattr(args, "default_log_level", "warning"))
     try:
         result: int = args.func(args)
         return result

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -33,8 +34,9 @@ from api.errors import StoreError
 from api.outbox import OutboxRoute
 from api.store import AlertStore
 from api.tables import Receipt, StateCheckpoints
-from auditwatch.batches import BatchResults, BatchWriter
+from auditwatch.batches import BatchResults, BatchWriter, Written
 from auditwatch.live_exceptions import LiveExceptions
+from auditwatch.logs import log_alerts
 from detectors.alerts import Alert
 from detectors.errors import EventError
 from detectors.events import AuditEvent, Rejected, Rejections, parse_body
@@ -235,21 +237,21 @@ class Consumer:
         except (StoreError, KafkaError) as exc:
             log.warning("could not checkpoint detector state (the next owner replays from the last one): %r", exc)
 
-    async def _store(self, batch: BatchResults) -> bool:
-        """Write until it works (or we are stopped); True when stored."""
+    async def _store(self, batch: BatchResults) -> Written | None:
+        """Write until it works (or we are stopped); what was stored, None when stopped first."""
         delay = 0.5
         while True:
             try:
                 written = await asyncio.to_thread(self.writer.write, batch)
                 self.stats.new_alerts += written.new_alerts
                 self.stats.rejected += len(written.refused)  # events quarantined for an alert the store refused
-                return True
+                return written
             except StoreError as exc:
                 self.stats.store_retries += 1
                 log.warning("alert store unavailable, retrying in %.1fs (offsets not committed): %s", delay, exc)
                 try:
                     await asyncio.wait_for(self._stop.wait(), delay)
-                    return False
+                    return None
                 except TimeoutError:
                     delay = min(self.backoff_cap_s, delay * 2) * (0.8 + 0.4 * random.random())
 
@@ -299,6 +301,7 @@ class Consumer:
     async def _process(
         self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
+        started = time.perf_counter()
         work = self._fresh_records(consumer, batch)
         if self.exceptions is not None:
             await asyncio.to_thread(self.exceptions.refresh_if_due)
@@ -318,11 +321,13 @@ class Consumer:
         except BaseException:
             self._roll_back(pipelines, positions)
             raise
-        if not stored:
+        if stored is None:
             self._roll_back(pipelines, positions)
             return  # stopped while the store was down: nothing acknowledged, Kafka redelivers
         for pipeline in pipelines.values():
             pipeline.commit()
+        log_alerts(log, results.alerts, stored.refused)
+        self._log_batch(work, detected, started)
         self.stats.records += sum(len(records) for records in work.values())
         self.stats.events += detected.events
         self.stats.alerts += len(results.alerts)
@@ -342,6 +347,17 @@ class Consumer:
             self.stats.commit_failures += 1
             log.warning("offset commit failed, batch will be redelivered: %r", exc)
         self.stats.batches += 1
+
+    def _log_batch(
+        self, work: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], detected: _Detected, started: float
+    ) -> None:
+        if work:
+            ms = round((time.perf_counter() - started) * 1000, 1)
+            log.info("batch", extra={
+                "records": sum(len(records) for records in work.values()), "events": detected.events,
+                "rejected": detected.rejected, "alerts": len(detected.results.alerts),
+                "partitions": sorted(tp.partition for tp in work), "ms": ms,
+            })  # fmt: skip
 
     def _roll_back(
         self, pipelines: dict[TopicPartition, Pipeline], positions: dict[TopicPartition, int | None]

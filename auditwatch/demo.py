@@ -8,6 +8,7 @@ from pathlib import Path
 
 from api.store import AlertStore
 from auditwatch.replay import format_summary, replay
+from auditwatch.startup import shown_url
 from detectors.alerts import Alert
 from detectors.pipeline import Pipeline
 
@@ -65,8 +66,8 @@ def run_demo(db_url: str, pipeline: Pipeline, sample: str = "kube") -> int:
     print()
     print(format_summary(stats, stored=True), file=sys.stderr)
     print(
-        "\nThe alerts are in " + db_url + ". Query them over REST:\n"
-        f"  auditwatch serve --db {db_url} &\n"
+        "\nThe alerts are in " + shown_url(db_url) + ". Query them over REST:\n"
+        f"  auditwatch serve --db {shown_url(db_url)} &\n"
         "  curl -s 'http://127.0.0.1:8080/api/v1/alerts?min_severity=high'\n"
         "  curl -s 'http://127.0.0.1:8080/api/v1/alerts/<id>'   # one alert with its (redacted) event\n"
         "  open http://127.0.0.1:8080/docs for the OpenAPI documentation"

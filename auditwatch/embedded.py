@@ -14,6 +14,7 @@ from api.store import AlertStore
 from api.tables import StateCheckpoints
 from auditwatch.batches import BatchResults, BatchWriter
 from auditwatch.live_exceptions import LiveExceptions
+from auditwatch.logs import log_alerts
 from detectors.events import AuditEvent, Rejected
 from detectors.pipeline import Pipeline
 from ingest.webhook import SinkResult, SinkUnavailable
@@ -92,6 +93,7 @@ class EmbeddedSink:
                 states[STATE_SCOPE] = (None, self.pipeline.snapshot())
             batch = BatchResults(alerts, [*rejected, *failed], self.writer.receipts(events), states, hits)
             written = self.writer.write(batch)
+        log_alerts(log, alerts, written.refused)  # the batch's own line is the webhook's
         return SinkResult(alerts=written.alerts, rejected=(*failed, *written.refused))
 
     def checkpoint(self) -> None:

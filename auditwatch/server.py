@@ -7,6 +7,7 @@ same way for every app: read-only and read-write bearer tokens and/or TLS client
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
@@ -15,15 +16,19 @@ from typing import Any
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 
+from api.problems import problem_response, use_problem_details
 from api.routes import router as api_router
 from api.store import AlertStore
 from api.triage_routes import router as triage_router
 from auditwatch.auth import ClientCertProtocol, access_policy, add_access_control
+from auditwatch.docs import docs_router
 from auditwatch.embedded import EmbeddedSink
 from auditwatch.live_exceptions import LiveExceptions
 from auditwatch.notify.config import SinkConfig
 from auditwatch.notify.sender import Sender, rule_descriptions
+from auditwatch.preflight import quiet_kafka_client
 from auditwatch.settings import Settings
+from auditwatch.startup import EXIT_FAILURE, package_version
 from detectors.loading.formats import LoadOptions
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
@@ -32,9 +37,16 @@ from ingest.webhook import SinkUnavailable, webhook_router
 
 
 def _app(title: str, settings: Settings, lifespan: Any) -> FastAPI:
+    """An app with what every listener has: errors as problem details (api/problems.py), /docs served from the
+    package (auditwatch/docs.py), /version, and access control."""
     app = FastAPI(
-        title=title, summary="Kubernetes audit webhook -> detectors -> alert store -> REST", lifespan=lifespan
-    )
+        title=title, summary="Kubernetes audit webhook -> detectors -> alert store -> REST", lifespan=lifespan,
+        version=package_version(), docs_url=None, redoc_url=None,
+        description="Errors are RFC 9457 problem details (`application/problem+json`): `type` (about:blank), "
+        "`title`, `status`, `detail`; a 422 adds `errors`.",
+    )  # fmt: skip
+    use_problem_details(app)
+    app.include_router(docs_router(app))
     policy = access_policy(settings)
     if policy.enabled:
         add_access_control(app, policy)
@@ -126,9 +138,10 @@ def create_ingest_app(settings: Settings, sink: KafkaSink | None = None) -> Fast
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        with suppress(Exception):  # Kafka may come later; batches get 503 until then
-            await ensure_topics(bootstrap, topic_specs(settings), timeout_s=min(settings.send_timeout_s, 10))
-        await sink.start()
+        with quiet_kafka_client():  # one line says it when Kafka is not there yet (KafkaSink.start)
+            with suppress(Exception):  # Kafka may come later; batches get 503 until then
+                await ensure_topics(bootstrap, topic_specs(settings), timeout_s=min(settings.send_timeout_s, 10))
+            await sink.start()
         yield
         await sink.close()
 
@@ -146,7 +159,7 @@ def create_ingest_app(settings: Settings, sink: KafkaSink | None = None) -> Fast
         try:
             await sink.ready()
         except SinkUnavailable as exc:
-            return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
+            return problem_response(503, f"Kafka unavailable: {exc}")
         return JSONResponse({"status": "ok"})
 
     return app
@@ -167,16 +180,29 @@ def base_url(settings: Settings) -> str:
     return f"{scheme}://{settings.host}:{settings.port}"
 
 
-def run_http(app: FastAPI, settings: Settings) -> None:
+def run_http(app: FastAPI, settings: Settings, sock: socket.socket) -> int:
+    """Serve `app` on the socket the command bound (auditwatch/preflight.py) until SIGINT or SIGTERM; the exit
+    status. uvicorn logs through auditwatch's handler (auditwatch/logs.py), from WARNING, no access log."""
     import uvicorn
 
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
+        log_config=None,
         log_level="warning",
         access_log=False,
         # uvicorn's own protocol, handing the app the client certificate's subject when access depends on it
         http=ClientCertProtocol if settings.write_client_cns else "auto",
         **ssl_options(settings),
     )
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except SystemExit:  # uvicorn's own exit when the app's startup failed: its log says why
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    return 0 if server.started else EXIT_FAILURE

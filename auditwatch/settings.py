@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     consumer_group: str = "auditwatch-detect"
     detect_max_records: int = 5000  # records per detector batch (one store transaction, one commit)
     send_timeout_s: float = 20.0
+    kafka_wait_s: float = 60.0  # detect: how long to wait for Kafka at start before giving up
     kafka_producers: int = 3  # producer connections used in turn by webhook batches
     drop_request_received: bool = False
     # notifications (serve, detect): KIND=URL[,option=value...] per sink (auditwatch/notify/config.py);
@@ -104,6 +105,13 @@ class Settings(BaseSettings):
     def _positive_hours(cls, value: float) -> float:
         if not 0 < value <= 876_000:  # also refuses nan and inf
             raise ValueError("must be more than 0 and at most 876000 (100 years)")
+        return value
+
+    @field_validator("kafka_wait_s")
+    @classmethod
+    def _kafka_wait(cls, value: float) -> float:
+        if not 0 <= value <= 86_400:  # also refuses nan and inf
+            raise ValueError("must be between 0 and 86400 seconds")
         return value
 
     @field_validator("exceptions_refresh_s")

@@ -15,10 +15,10 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INPUT = 3
 EXIT_STATUSES = (
-    "exit status: 0 done; 1 failure while running (alert store, database or Kafka error) or a failed check "
-    "(rules test, rules lint, policy check); 2 usage or "
-    "configuration error (a flag, setting, time, token, policy, rule file or database URL); 3 input problem "
-    "(replay, convert: an input path missing or unreadable, or no event read from the inputs)"
+    "exit status: 0 done; 1 failure while running (alert store, database or Kafka error), at startup (the port "
+    "in use, the database or Kafka unreachable) or a failed check (rules test, rules lint, policy check); 2 usage "
+    "or configuration error (a flag, setting, time, token, TLS file, policy, rule file or database URL); 3 input "
+    "problem (replay, convert: an input path missing or unreadable, or no event read from the inputs)"
 )
 
 
@@ -26,6 +26,16 @@ def refuse(message: str, status: int = EXIT_USAGE) -> NoReturn:
     """Stop the command: `message` on one line of stderr, and `status`."""
     print(f"auditwatch: {message}", file=sys.stderr)
     raise SystemExit(status)
+
+
+def package_version() -> str:
+    """auditwatch's version, from the installed package's metadata."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("auditwatch")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def tune_gc() -> None:

@@ -70,6 +70,16 @@ def dead_letter(item: Rejected) -> bytes:
                          "payload_truncated": truncated})  # fmt: skip
 
 
+def kafka_problem(exc: BaseException, timeout_s: float) -> str:
+    """Why a Kafka call failed, in a few words (aiokafka's own messages list resolver tuples)."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout_s:g} s"
+    name = type(exc).__name__
+    if name == "KafkaConnectionError":
+        return "no broker answered (connection refused or unreachable)"
+    return f"{name}: {exc}".splitlines()[0][:200]
+
+
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
     name: str
@@ -152,7 +162,8 @@ class KafkaSink:
                     await asyncio.wait_for(current.start(), self.send_timeout_s)
                 except (KafkaError, TimeoutError, OSError) as exc:
                     await _quietly_stop(current)
-                    raise SinkUnavailable(f"Kafka at {self.bootstrap} is unreachable: {exc!r}") from exc
+                    why = kafka_problem(exc, self.send_timeout_s)
+                    raise SinkUnavailable(f"Kafka at {self.bootstrap} is unreachable: {why}") from exc
                 self._producers[slot] = current
             return current
 
@@ -161,7 +172,7 @@ class KafkaSink:
         try:
             await self._ensure_producer()
         except SinkUnavailable as exc:
-            log.warning("%s; answering 503 until it is reachable", exc)
+            log.warning("%s: webhook batches get 503 (the apiserver retries them) until it is reachable", exc)
 
     async def ready(self) -> None:
         """Raise SinkUnavailable unless a producer is connected (readiness probe)."""

@@ -12,6 +12,7 @@ the sink (quarantine); the rest of the batch goes on. The reply:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,7 +20,7 @@ from typing import Any, Protocol
 import anyio
 import anyio.to_thread
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
@@ -104,8 +105,9 @@ def _json(payload: dict[str, Any], status: int = 200, headers: dict[str, str] | 
     return Response(orjson.dumps(payload), status_code=status, headers=headers, media_type="application/json")
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return _json({"error": message}, status, headers)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> HTTPException:
+    """An error to raise: the app answers it in its one error shape (problem details, api/problems.py)."""
+    return HTTPException(status, message, headers)
 
 
 def webhook_router(
@@ -117,13 +119,14 @@ def webhook_router(
     router = APIRouter(tags=["webhook"])
 
     async def receive(request: Request) -> Response:
+        started = time.perf_counter()
         try:
             body = await read_body(request, max_body_bytes, body_read_timeout_s)
         except BodyTooLarge:
-            return _error(413, f"request body is larger than the limit of {max_body_bytes} bytes")
+            raise _error(413, f"request body is larger than the limit of {max_body_bytes} bytes") from None
         except TimeoutError:
             message = f"request body not received within {body_read_timeout_s:g} s"
-            return _error(408, message, {"Connection": "close"})
+            raise _error(408, message, {"Connection": "close"}) from None
         except ClientGone as gone:
             # nothing to answer and nothing went wrong here: the sender retries what it did not get a 200 for
             log.info("%s %s from %s: %s", request.method, request.url.path, _client_of(request), gone)
@@ -136,11 +139,12 @@ def webhook_router(
             else:
                 events, rejected = parse_body(body, origin=origin)
         except EventError as exc:
-            return _error(400, str(exc))
+            raise _error(400, str(exc)) from None
         try:
             result = await sink.accept(events, rejected.kept)
         except SinkUnavailable as exc:
-            return _error(503, f"events not stored, retry later: {exc}", {"Retry-After": "5"})
+            log.warning("batch of %d events not stored (answered 503, the sender retries): %s", len(events), exc)
+            raise _error(503, f"events not stored, retry later: {exc}", {"Retry-After": "5"}) from None
         failed = list(result.rejected)  # events a detector failed on, quarantined by the sink
         accepted = len(events) - len({r.origin for r in failed})  # an event may have several
         total = rejected.total + len(failed)
@@ -149,6 +153,8 @@ def webhook_router(
             kept = [*rejected.kept, *failed]
             payload["quarantined"] = len(kept)
             payload["rejections"] = [{"item": r.origin, "reason": r.reason} for r in kept[:_REPORTED_REJECTIONS]]
+        ms = round((time.perf_counter() - started) * 1000, 1)
+        log.info("batch", extra={"events": len(events), "rejected": total, "alerts": result.alerts, "ms": ms})
         return _json(payload)
 
     for path in WEBHOOK_PATHS:

@@ -18,6 +18,7 @@
 #   KUBE_E2E_RUN     run directory for certs, logs, etcd data (default $AUDITWATCH_CACHE/kube-e2e-run)
 #   AUDITWATCH_BIN   auditwatch command (default .venv/bin/auditwatch of this repo)
 #   KUBE_E2E_NO_AUDITWATCH=1  start etcd + apiserver only (the webhook will retry against nothing)
+#   KUBE_E2E_WEBHOOK_KUBECONFIG  the apiserver's webhook kubeconfig, used as is (default: the mTLS template's)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -228,12 +229,16 @@ e2e-monitoring-token,monitoring,uid-monitoring,"monitoring"
 EOT
   chmod 600 "$RUN/tokens.csv"
   # The webhook kubeconfig is the repo's mTLS template with only the URL and file paths changed,
-  # so the e2e run uses exactly what the README tells users to use.
-  sed -e "s#https://auditwatch.example.internal:8443/audit/webhook#https://127.0.0.1:$AUDITWATCH_PORT/audit/webhook#" \
-      -e "s#/etc/kubernetes/pki/auditwatch-server-ca.crt#$PKI/aw-server-ca.crt#" \
-      -e "s#/etc/kubernetes/pki/auditwatch-client.crt#$PKI/auditwatch-client.crt#" \
-      -e "s#/etc/kubernetes/pki/auditwatch-client.key#$PKI/auditwatch-client.key#" \
-      "$ROOT/audit-policies/webhook-kubeconfig-mtls.yaml" > "$RUN/webhook-kubeconfig.yaml"
+  # so the e2e run uses exactly what the README tells users to use (or a test's own, if it gives one).
+  if [ -n "${KUBE_E2E_WEBHOOK_KUBECONFIG:-}" ]; then
+    cp "$KUBE_E2E_WEBHOOK_KUBECONFIG" "$RUN/webhook-kubeconfig.yaml"
+  else
+    sed -e "s#https://auditwatch.example.internal:8443/audit/webhook#https://127.0.0.1:$AUDITWATCH_PORT/audit/webhook#" \
+        -e "s#/etc/kubernetes/pki/auditwatch-server-ca.crt#$PKI/aw-server-ca.crt#" \
+        -e "s#/etc/kubernetes/pki/auditwatch-client.crt#$PKI/auditwatch-client.crt#" \
+        -e "s#/etc/kubernetes/pki/auditwatch-client.key#$PKI/auditwatch-client.key#" \
+        "$ROOT/audit-policies/webhook-kubeconfig-mtls.yaml" > "$RUN/webhook-kubeconfig.yaml"
+  fi
   local u t
   for u in admin:e2e-admin-token lowpriv:e2e-lowpriv-token ci:e2e-ci-token; do
     t=${u#*:}; u=${u%%:*}

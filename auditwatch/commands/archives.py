@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Callable
 from typing import IO, Any
@@ -111,6 +110,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _replay_to_kafka(args: argparse.Namespace, progress: Any) -> int:
+    import asyncio
+
     from aiokafka.errors import KafkaError
 
     from auditwatch.replay import format_summary, publish
@@ -133,4 +134,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from auditwatch.demo import run_demo
 
     settings = build_settings(db_url=args.db)
-    return run_demo(settings.db_url, load_pipeline(["builtin"]), args.sample)
+    pipeline = load_pipeline(["builtin"])
+    open_store(settings.db_url).close()  # one line naming the store when it cannot be used
+    return run_demo(settings.db_url, pipeline, args.sample)

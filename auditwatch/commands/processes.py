@@ -3,35 +3,52 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
-import os
-import signal
 import sys
+from typing import TYPE_CHECKING, Any
 
 from auditwatch.startup import (
+    EXIT_FAILURE,
     build_settings,
     listener_settings,
     load_pipeline,
     notify_settings,
     notify_sinks,
     open_store,
+    package_version,
     receipt_settings,
     refuse,
     shown_url,
     tune_gc,
 )
 
+if TYPE_CHECKING:
+    import socket
 
-def _process_logging() -> None:
-    """auditwatch's INFO lines (partition hand-overs, clients gone mid-request); AUDITWATCH_DEBUG=1 shows more."""
-    logging.getLogger("auditwatch").setLevel(logging.DEBUG if os.environ.get("AUDITWATCH_DEBUG") else logging.INFO)
+
+def _checked_listener(args: argparse.Namespace, **more: Any) -> Any:
+    """The listener's settings, its TLS files checked: configuration errors come before anything slower."""
+    from auditwatch.preflight import check_tls
+
+    settings = listener_settings(args, **more)
+    check_tls(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
+    return settings
+
+
+def _listen(settings: Any) -> socket.socket:
+    """The listening socket, bound before the banner says so (the port in use is a one-line refusal)."""
+    from auditwatch.preflight import bind_listener
+
+    return bind_listener(settings.host, settings.port)
+
+
+def _banner(command: str, lines: str) -> None:
+    print(f"auditwatch {package_version()} {command}: {lines}", flush=True)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from auditwatch.server import base_url, create_serve_app, run_http
 
-    settings = listener_settings(
+    settings = _checked_listener(
         args, db_url=args.db, rules=args.rules, max_body_bytes=args.max_body_bytes, rule_matching=args.rule_matching,
         body_read_timeout_s=args.body_read_timeout, **receipt_settings(args), **notify_settings(args),
     )  # fmt: skip
@@ -40,103 +57,125 @@ def cmd_serve(args: argparse.Namespace) -> int:
     open_store(settings.db_url).close()  # fail here, in one line, rather than in the server's startup
     app = create_serve_app(settings, pipeline=pipeline, sinks=sinks)
     tune_gc()
-    _process_logging()
+    sock = _listen(settings)
     base = base_url(settings)
-    print(
-        f"auditwatch serve: listening on {base}\n"
+    _banner(
+        "serve",
+        f"listening on {base}\n"
         f"  webhook  POST {base}/audit/webhook  (also /k8s-audit)\n"
         f"  alerts   GET  {base}/api/v1/alerts   (docs: {base}/docs)\n"
         f"  store    {shown_url(settings.db_url)}"
         + (f"\n  receipts GET  {base}/api/v1/receipts" if settings.record_receipts else "")
         + "".join(f"\n  notify   {sink.name}" for sink in sinks),
-        flush=True,
     )
-    run_http(app, settings)
-    return 0
+    return run_http(app, settings, sock)
+
+
+def _topics_probe(settings: Any) -> Any:
+    """One attempt at Kafka: create the topics that are missing (a metadata round trip when none is)."""
+    from auditwatch.server import topic_specs
+    from ingest.kafka import ensure_topics
+
+    return lambda timeout_s: ensure_topics(settings.kafka_bootstrap, topic_specs(settings), timeout_s=timeout_s)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    """The webhook in front of Kafka. It starts without Kafka (batches get 503 until it is there; the apiserver
+    retries them), and its startup says so in one line."""
     from auditwatch.server import base_url, create_ingest_app, run_http
 
-    settings = listener_settings(
+    settings = _checked_listener(
         args, kafka_bootstrap=args.kafka, topic=args.topic, max_body_bytes=args.max_body_bytes,
         body_read_timeout_s=args.body_read_timeout,
         drop_request_received=True if args.drop_request_received else None, partitions=args.partitions,
     )  # fmt: skip
     if not settings.kafka_bootstrap:
         refuse("ingest needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)")
-    base = base_url(settings)
-    print(
-        f"auditwatch ingest: listening on {base}\n"
-        f"  webhook  POST {base}/audit/webhook  (also /k8s-audit)\n"
-        f"  kafka    {settings.kafka_bootstrap} topic {settings.topic} (dead letters: {settings.dead_letter_topic})",
-        flush=True,
-    )
     app = create_ingest_app(settings)
     tune_gc()
-    _process_logging()
-    run_http(app, settings)
-    return 0
+    sock = _listen(settings)
+    base = base_url(settings)
+    _banner(
+        "ingest",
+        f"listening on {base}\n"
+        f"  webhook  POST {base}/audit/webhook  (also /k8s-audit)\n"
+        f"  kafka    {settings.kafka_bootstrap} topic {settings.topic} (dead letters: {settings.dead_letter_topic})",
+    )
+    return run_http(app, settings, sock)
 
 
 def cmd_api(args: argparse.Namespace) -> int:
     from auditwatch.server import base_url, create_api_app, run_http
 
-    settings = listener_settings(args, db_url=args.db)
+    settings = _checked_listener(args, db_url=args.db)
     open_store(settings.db_url).close()  # fail here, in one line, rather than in the server's startup
+    app = create_api_app(settings)
+    sock = _listen(settings)
     base = base_url(settings)
-    print(
-        f"auditwatch api: listening on {base}\n  alerts   GET  {base}/api/v1/alerts\n"
+    _banner(
+        "api",
+        f"listening on {base}\n  alerts   GET  {base}/api/v1/alerts   (docs: {base}/docs)\n"
         f"  store    {shown_url(settings.db_url)}",
-        flush=True,
     )
-    _process_logging()
-    run_http(create_api_app(settings), settings)
-    return 0
+    return run_http(app, settings, sock)
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    import asyncio
+
     from auditwatch.consumer import Consumer
     from auditwatch.live_exceptions import LiveExceptions
     from auditwatch.notify.sender import Sender, rule_descriptions
-    from auditwatch.server import topic_specs
-    from ingest.kafka import ensure_topics
+    from auditwatch.preflight import wait_for_kafka
 
     settings = build_settings(
         kafka_bootstrap=args.kafka, db_url=args.db, rules=args.rules, topic=args.topic,
         consumer_group=args.group, partitions=args.partitions, rule_matching=args.rule_matching,
-        **receipt_settings(args), **notify_settings(args),
+        kafka_wait_s=args.kafka_wait, **receipt_settings(args), **notify_settings(args),
     )  # fmt: skip
     if not settings.kafka_bootstrap:
         refuse("detect needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)")
     sinks = notify_sinks(settings)
     pipeline = load_pipeline(settings.rules, settings.rule_matching)
     store = open_store(settings.db_url)
-    sender = Sender(
-        store.engine, sinks, public_url=settings.public_url, descriptions=rule_descriptions(pipeline.detectors)
-    )
-    consumer = Consumer(
-        bootstrap=settings.kafka_bootstrap, topic=settings.topic, group=settings.consumer_group,
-        pipeline=pipeline, store=store, max_records=settings.detect_max_records,
-        record_receipts=settings.record_receipts, receipts_retention_hours=settings.receipts_retention_hours,
-        exceptions=LiveExceptions(store, refresh_s=settings.exceptions_refresh_s),
-        routes=sender.routes(),
-    )  # fmt: skip
-    print(
-        f"auditwatch detect: group {settings.consumer_group} on {settings.kafka_bootstrap} topic {settings.topic}, "
-        f"{len(pipeline.detectors)} detectors, store {shown_url(settings.db_url)}"
-        + "".join(f"\n  notify   {sink.name}" for sink in sinks),
-        flush=True,
-    )
+    try:
+        sender = Sender(
+            store.engine, sinks, public_url=settings.public_url, descriptions=rule_descriptions(pipeline.detectors)
+        )
+        consumer = Consumer(
+            bootstrap=settings.kafka_bootstrap, topic=settings.topic, group=settings.consumer_group,
+            pipeline=pipeline, store=store, max_records=settings.detect_max_records,
+            record_receipts=settings.record_receipts, receipts_retention_hours=settings.receipts_retention_hours,
+            exceptions=LiveExceptions(store, refresh_s=settings.exceptions_refresh_s),
+            routes=sender.routes(),
+        )  # fmt: skip
+        asyncio.run(wait_for_kafka(_topics_probe(settings), settings.kafka_bootstrap, settings.kafka_wait_s))
+        _banner(
+            "detect",
+            f"group {settings.consumer_group} on {settings.kafka_bootstrap} topic {settings.topic}, "
+            f"{len(pipeline.detectors)} detectors, store {shown_url(settings.db_url)}"
+            + "".join(f"\n  notify   {sink.name}" for sink in sinks),
+        )
+        tune_gc()
+        _consume(consumer, sender, settings.kafka_bootstrap)
+    finally:
+        store.close()
+    return 0
 
-    tune_gc()
-    _process_logging()  # partition hand-overs and checkpoints are worth seeing; AUDITWATCH_DEBUG=1: every batch
+
+def _consume(consumer: Any, sender: Any, bootstrap: str) -> None:
+    """Run the consumer and the notification sender until SIGINT or SIGTERM; Kafka lost on the way is one line."""
+    import asyncio
+    import signal
+
+    from aiokafka.errors import KafkaError
+
+    from ingest.kafka import kafka_problem
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, consumer.stop)
-        await ensure_topics(settings.kafka_bootstrap, topic_specs(settings))
         sender.start()  # beside the consumer: it delivers what the consumer's batches queue
         try:
             stats = await consumer.run()
@@ -150,6 +189,6 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(main())
-    finally:
-        store.close()
-    return 0
+    except KafkaError as exc:
+        refuse(f"lost Kafka at {bootstrap} ({kafka_problem(exc, 0)}): check that it runs; "
+               "detect resumes from the last committed offsets when restarted", EXIT_FAILURE)  # fmt: skip

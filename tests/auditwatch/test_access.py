@@ -19,6 +19,7 @@ from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from tests.support.cli import RunCli
 from tests.support.events import event_list, exec_event
+from tests.support.problems import problem_detail
 
 WRITE_TOKEN = "rw-t0ken-8f3a1c2e9d"
 READ_TOKEN = "ro-t0ken-5b7e0d4a1f"
@@ -161,10 +162,10 @@ def test_refusals_say_why_without_echoing_the_token(
     with gated(db_url, open_client, pipeline, None, **TOKENS) as gate:
         client = gate.client
         denied = client.get("/api/v1/alerts", headers={"Authorization": f"Bearer {WRITE_TOKEN}x"})
-        assert denied.status_code == 401 and denied.headers["WWW-Authenticate"] == "Bearer"
-        assert denied.json() == {"error": "missing or wrong bearer token"}
+        assert problem_detail(denied, 401) == "missing or wrong bearer token"
+        assert denied.headers["WWW-Authenticate"] == "Bearer"
         read_only = client.patch("/api/v1/alerts/x", json={"status": "resolved"}, headers=READ)
-        assert read_only.status_code == 403 and "read-only access" in read_only.json()["error"]
+        assert "read-only access" in problem_detail(read_only, 403)
         for resp in (denied, read_only):
             assert WRITE_TOKEN not in resp.text and READ_TOKEN not in resp.text
     assert WRITE_TOKEN not in caplog.text and READ_TOKEN not in caplog.text

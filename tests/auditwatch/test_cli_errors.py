@@ -167,6 +167,8 @@ def test_unreachable_postgresql(run_cli: RunCli) -> None:
         ["replay", str(SCENARIO), "--quiet", "--db", UNREACHABLE_PG],
         ["serve", "--port", "1", "--db", UNREACHABLE_PG],  # refused before listening, not in the server's startup
         ["api", "--port", "1", "--db", UNREACHABLE_PG],
+        ["detect", "--kafka", "127.0.0.1:1", "--db", UNREACHABLE_PG],  # before it waits for Kafka
+        ["demo", "--db", UNREACHABLE_PG],
     ):
         line = one_line(run_cli(*args), FAILURE)
         assert line.startswith("cannot open the alert store postgresql+psycopg://auditwatch:***@127.0.0.1:1/auditwatch")

@@ -14,6 +14,7 @@ from api.store import AlertStore
 from auditwatch.server import create_serve_app
 from auditwatch.settings import Settings
 from tests.support.events import batch_of_400, event_list, exec_event, scenario_events
+from tests.support.problems import problem_detail
 
 
 @pytest.fixture
@@ -50,9 +51,9 @@ def test_falco_path_and_a_bare_event_array_work(client: TestClient) -> None:
 
 def test_malformed_json_gets_400_naming_the_problem_and_server_stays_up(client: TestClient) -> None:
     resp = client.post("/audit/webhook", content=b'{"kind":"EventList","items":[{"auditID": }')
-    assert resp.status_code == 400
-    assert resp.json()["error"].startswith("malformed JSON: ")
-    assert "line 1 column" in resp.json()["error"]
+    detail = problem_detail(resp, 400)
+    assert detail.startswith("malformed JSON: ")
+    assert "line 1 column" in detail
     assert client.get("/healthz").status_code == 200
     assert client.post("/audit/webhook", content=event_list([exec_event()])).status_code == 200
 
@@ -69,16 +70,14 @@ def test_malformed_json_gets_400_naming_the_problem_and_server_stays_up(client: 
 )
 def test_wrong_kind_or_shape_gets_400(client: TestClient, body: Any, needle: str) -> None:
     resp = client.post("/audit/webhook", content=orjson.dumps(body))
-    assert resp.status_code == 400
-    assert needle in resp.json()["error"]
+    assert needle in problem_detail(resp, 400)
 
 
 def test_body_over_the_limit_gets_413(client: TestClient) -> None:
     big = event_list([exec_event()] * 2000)
     assert len(big) > 2 * 1024 * 1024
     resp = client.post("/audit/webhook", content=big)
-    assert resp.status_code == 413
-    assert "larger than the limit" in resp.json()["error"]
+    assert "larger than the limit" in problem_detail(resp, 413)
 
 
 def test_other_methods_get_405(client: TestClient) -> None:
@@ -166,8 +165,8 @@ def test_alert_groups_are_served_with_the_same_filters(client: TestClient) -> No
 def test_bad_query_parameters_are_refused_clearly(client: TestClient) -> None:
     for path in ("/api/v1/alerts", "/api/v1/alert-groups"):
         resp = client.get(f"{path}?min_severity=urgent")
-        assert resp.status_code == 422 and "severity 'urgent'" in resp.json()["detail"]
+        assert "severity 'urgent'" in problem_detail(resp, 422)
         assert client.get(f"{path}?limit=501").status_code == 422
         resp = client.get(f"{path}?since=yesterday")
-        assert resp.status_code == 400 and resp.json()["detail"].startswith("since: 'yesterday' is not a time")
+        assert problem_detail(resp, 400).startswith("since: 'yesterday' is not a time")
     assert client.get("/api/v1/alerts/does-not-exist").status_code == 404

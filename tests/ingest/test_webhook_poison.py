@@ -16,6 +16,7 @@ from auditwatch.settings import Settings
 from detectors.events import MAX_KEPT_REJECTED
 from detectors.limits import MAX_EVENT_DEPTH
 from tests.support.events import event_list, exec_event
+from tests.support.problems import problem_detail
 
 
 def with_field(path: str, value: Any) -> dict[str, Any]:
@@ -120,14 +121,13 @@ def test_invalid_utf8_is_refused_naming_the_byte(client: TestClient) -> None:
     body = event_list([exec_event()]).replace(b"mallory", b"mall\xffry", 1)
     where = body.index(b"\xff")
     resp = client.post("/audit/webhook", content=body)
-    assert resp.status_code == 400
-    assert resp.json() == {"error": f"invalid UTF-8 at byte {where}"}
+    assert problem_detail(resp, 400) == f"invalid UTF-8 at byte {where}"
 
 
 def test_odd_whole_documents_are_not_a_500(client: TestClient) -> None:
     for doc in ({"kind": ["EventList"], "items": []}, {"kind": "EventList", "apiVersion": [1], "items": []}):
         resp = client.post("/audit/webhook", content=orjson.dumps(doc))
-        assert resp.status_code == 400 and "must be a string" in resp.json()["error"]
+        assert "must be a string" in problem_detail(resp, 400)
     nested_lists = b"[" * 1000 + b"]" * 1000  # an array of one item, a list 999 deep
     resp = client.post("/audit/webhook", content=nested_lists)
     assert resp.status_code == 200 and resp.json()["rejected"] == 1

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.support.events import event_list, exec_event
+from tests.support.problems import problem_detail
 from tests.support.processes import Proc, free_port
 from tests.support.tls import Pki, another_client, make_pki
 
@@ -66,6 +67,6 @@ def test_common_names_and_tokens_decide_the_level(server: str, pki: Pki) -> None
     with httpx.Client(verify=analyst, timeout=10) as client:
         assert client.get(f"{server}/api/v1/alerts/{alert_id}", headers=rw).json()["status"] == "acknowledged"
         denied = client.patch(f"{server}/api/v1/alerts/{alert_id}", json={"status": "resolved"}, headers=rw)
-        assert denied.status_code == 403 and "read-only" in denied.json()["error"]
+        assert "read-only" in problem_detail(denied, 403)
         assert client.post(f"{server}/audit/webhook", content=body, headers=rw).status_code == 403
         assert client.get(f"{server}/api/v1/alerts", headers={"Authorization": "Bearer nope"}).status_code == 401

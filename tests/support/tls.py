@@ -53,3 +53,10 @@ def another_client(pki: Pki, name: str) -> tuple[Path, Path]:
     d = pki.ca.parent
     _leaf(d, name, "audit-ca", "extendedKeyUsage=clientAuth\n")
     return d / f"{name}.crt", d / f"{name}.key"
+
+
+def server_certificate(d: Path, name: str, san: str) -> tuple[Path, Path, Path]:
+    """A CA of its own and a server certificate it signs for `san` (e.g. DNS:svc.ns.svc): CA, cert, key."""
+    _ca(d, f"{name}-ca")
+    _leaf(d, name, f"{name}-ca", f"subjectAltName={san}\nextendedKeyUsage=serverAuth\n")
+    return d / f"{name}-ca.crt", d / f"{name}.crt", d / f"{name}.key"

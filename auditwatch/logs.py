@@ -1,0 +1,121 @@
+"""Process logs on stderr: one line per record, as text for people or as JSON for log shippers.
+
+`--log-format text|json` and `--log-level` (or AUDITWATCH_LOG_FORMAT / AUDITWATCH_LOG_LEVEL) choose them.
+A record's structured fields are the `extra=` of the logging call (`log.info("batch", extra={"events": 400})`):
+text shows them as `key=value` after the message, JSON as members of the object beside `ts`, `level`,
+`logger` and `msg`. The long-running commands log auditwatch's own records from INFO (a line per batch, one
+per alert at WARNING: `log_alerts`), the others from WARNING; libraries log from WARNING whatever the level.
+Values are quoted and escaped, so a field taken from an event (a user name) cannot forge a line. Only
+redacted values are logged: alerts come redacted from the detectors, and no token or password is ever a field.
+
+Stdlib only: the command line imports this before it knows which command runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from auditwatch.startup import refuse
+
+if TYPE_CHECKING:
+    from detectors.alerts import Alert
+
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+# attributes every LogRecord has: anything else on a record came from `extra=` and is a structured field
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
+_NOT_FIELDS = _STANDARD | {"color_message"}  # uvicorn's coloured copy of its message
+_PLAIN = re.compile(r"[\w.:/@+,\[\]-]+")
+
+
+def record_fields(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in record.__dict__.items() if k not in _NOT_FIELDS and not k.startswith("_")}
+
+
+def _text_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if _PLAIN.fullmatch(text) else json.dumps(text, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """`2026-11-20 09:00:00,123 INFO auditwatch.webhook: batch events=400 rejected=0 alerts=6 ms=41.2`"""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        line = super().formatMessage(record).replace("\n", "\\n")
+        fields = record_fields(record)
+        return line + "".join(f" {k}={_text_value(v)}" for k, v in fields.items())
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts (RFC 3339 UTC), level, logger, msg, the fields, and exc for a traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        doc: dict[str, Any] = {"ts": ts, "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
+        for key, value in record_fields(record).items():
+            doc.setdefault(key, value)
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str, ensure_ascii=False)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to the sys.stderr of the moment (tests replace it), one line per record."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def configure_logging(log_format: str | None, log_level: str | None, *, default_level: str = "warning") -> None:
+    """Log to stderr in `log_format` (else AUDITWATCH_LOG_FORMAT, else text), auditwatch's records from
+    `log_level` (else AUDITWATCH_LOG_LEVEL; AUDITWATCH_DEBUG=1 means debug; else `default_level`)."""
+    fmt = (log_format or os.environ.get("AUDITWATCH_LOG_FORMAT") or "text").strip().lower()
+    if fmt not in LOG_FORMATS:
+        refuse(f"bad setting: AUDITWATCH_LOG_FORMAT: {fmt!r} is not one of {', '.join(LOG_FORMATS)}")
+    debug = "debug" if os.environ.get("AUDITWATCH_DEBUG") else None
+    level = (log_level or os.environ.get("AUDITWATCH_LOG_LEVEL") or debug or default_level).strip().lower()
+    if level not in LOG_LEVELS:
+        refuse(f"bad setting: AUDITWATCH_LOG_LEVEL: {level!r} is not one of {', '.join(LOG_LEVELS)}")
+    handler = _StderrHandler()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _StderrHandler)]:  # main() may run more than once
+        root.removeHandler(old)
+    root.addHandler(handler)
+    numeric = logging.getLevelName(level.upper())
+    root.setLevel(max(logging.WARNING, numeric))
+    logging.getLogger("auditwatch").setLevel(numeric)
+
+
+def alert_fields(alert: Alert) -> dict[str, Any]:
+    """What a log line says about an alert: all of it redacted by the detectors (no event, no message)."""
+    return {
+        "rule_id": alert.rule_id,
+        "severity": alert.severity.label,
+        "principal": alert.impersonated_user or alert.user,
+        "namespace": alert.namespace,
+        "verb": alert.verb,
+        "resource": alert.resource,
+        "alert_id": alert.id,
+    }
+
+
+def log_alerts(log: logging.Logger, alerts: Iterable[Alert], refused: Iterable[Any] = ()) -> None:
+    """One WARNING line per stored alert; `refused`: items quarantined in place of alerts (by their origin)."""
+    if not log.isEnabledFor(logging.WARNING):
+        return
+    not_stored = {item.origin for item in refused}
+    for alert in alerts:
+        if alert.origin not in not_stored:
+            log.warning("alert", extra=alert_fields(alert))
