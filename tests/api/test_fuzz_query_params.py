@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from auditwatch.server import create_serve_app
 from auditwatch.settings import Settings
 from tests.support.events import event_list, scenario_events
-from tests.support.fuzz import case, examples
+from tests.support.fuzz import budget, case, ran_budget
 from tests.support.fuzz_events import timestamps
 
 LISTS = {
@@ -119,7 +119,7 @@ def check(client: TestClient, url: str) -> None:
         assert isinstance(detail, (str, list)) and (not isinstance(detail, str) or "\n" not in detail), body
 
 
-REQUESTS = {"sqlite": examples(1500), "postgresql": examples(400)}
+REQUESTS = {name: budget(f"REST parameters ({name})", n) for name, n in (("sqlite", 1500), ("postgresql", 400))}
 
 
 def test_list_parameters(client: TestClient) -> None:
@@ -132,4 +132,5 @@ def test_list_parameters(client: TestClient) -> None:
             for url in [*urls, item]:
                 check(client, url)
 
-    requests()
+    with ran_budget(f"REST parameters ({backend})"):
+        requests()

@@ -27,7 +27,7 @@ from detectors.events import AuditEvent, Rejected
 from detectors.packs import PACKS
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
-from tests.support.fuzz import case, examples
+from tests.support.fuzz import budget, case, ran_budget
 from tests.support.fuzz_events import JSON_TYPES, json_type_of, offset, real_event, value_of_type
 
 TRICKY_STRINGS = [
@@ -179,19 +179,27 @@ def check_load(folder: RuleFolder, name: str, text: str) -> None:
         assert not failures, f"a rule that loaded failed on a real event: {failures[0].reason}\n{text[:3000]}"
 
 
-RULE_TEXTS = examples(600)
-RANDOM_TEXTS = examples(300)
+RULE_TEXTS = budget("rule files", 600)
+RANDOM_TEXTS = budget("random YAML rule files", 300)
 
 
-@settings(max_examples=RULE_TEXTS)
-@given(rule=mutated_rule_text())
-def test_shipped_rules_with_a_change(folder: RuleFolder, rule: tuple[str, str]) -> None:
-    with case("rule files"):
-        check_load(folder, *rule)
+def test_shipped_rules_with_a_change(folder: RuleFolder) -> None:
+    @settings(max_examples=RULE_TEXTS)
+    @given(rule=mutated_rule_text())
+    def rule_files(rule: tuple[str, str]) -> None:
+        with case("rule files"):
+            check_load(folder, *rule)
+
+    with ran_budget("rule files"):
+        rule_files()
 
 
-@settings(max_examples=RANDOM_TEXTS)
-@given(rule=random_yaml_text())
-def test_random_yaml(folder: RuleFolder, rule: tuple[str, str]) -> None:
-    with case("rule files"):
-        check_load(folder, *rule)
+def test_random_yaml(folder: RuleFolder) -> None:
+    @settings(max_examples=RANDOM_TEXTS)
+    @given(rule=random_yaml_text())
+    def random_files(rule: tuple[str, str]) -> None:
+        with case("random YAML rule files"):
+            check_load(folder, *rule)
+
+    with ran_budget("random YAML rule files"):
+        random_files()

@@ -144,6 +144,13 @@ TEXT_CASES = [
      "env:\n- name: GITHUB_TOKEN\n  value: <redacted>\n- name: LOG_LEVEL\n  value: debug\n"),
     ('{\\"name\\":\\"DB_PASSWORD\\",value:\\"CANARY-26\\"}',  # a JSON line read as CSV lost some quotes
      '{\\"name\\":\\"DB_PASSWORD\\",value:\\"<redacted>\\"}'),
+    # after a newline or tab escaped in JSON text (fuzzing found `\nCookie: ...` kept: the key read as `nCookie`)
+    ("GET / HTTP/1.1\\r\\nCookie: session=CANARY-27", "GET / HTTP/1.1\\r\\nCookie: <redacted>"),
+    ("user=bob\\tpassword=CANARY-28\\tshell=sh", "user=bob\\tpassword=<redacted>\\tshell=sh"),
+    ("--password CANARY-31\\nCookie: session=CANARY-32", "--password <redacted>\\nCookie: <redacted>"),
+    ("run\\n--password CANARY-29", "run\\n--password <redacted>"),
+    ("GET\\nAuthorization: Bearer CANARY-30", "GET\\nAuthorization: Bearer <redacted>"),
+    (f"a\\t{JWT}", "a\\t<redacted>"),
 ]  # fmt: skip
 KEPT_TEXT = [
     "Basic authentication failed",

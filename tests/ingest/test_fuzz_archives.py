@@ -31,7 +31,7 @@ from detectors.events import AuditEvent, parse_body
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from ingest.archives import FORMATS, ArchiveStats, read_archives
-from tests.support.fuzz import case, examples
+from tests.support.fuzz import budget, case, ran_budget
 from tests.support.fuzz_events import Item, batch_item, offset
 from tests.support.fuzz_store import StoreWatch, reference_alerts
 
@@ -157,37 +157,43 @@ def line_by_line(items: list[Item]) -> list[dict[str, Any]]:
     return events
 
 
-FILES = examples(900)
+FILES = budget("archives", 900)
 
 
-@settings(max_examples=FILES)
-@given(items=st.lists(batch_item(), min_size=1, max_size=6), shape=st.sampled_from(SHAPES),
-       how=st.sampled_from(DAMAGE), forced=st.sampled_from([None, None, None, "right", *FORMATS]),
-       data=st.data())  # fmt: skip
-def test_archives_of_valid_and_poison_records(
-    replayed: Replayed, items: list[Item], shape: str, how: str, forced: str | None, data: st.DataObject
-) -> None:
-    path = replayed.folder / "archive"
-    path.write_bytes(data.draw(damaged(shaped(shape, items), how)))
-    fmt = FORMAT_OF.get(shape, shape) if forced == "right" else forced
-    with case("archives", inputs=len(items)):
-        events, stats = read_all(path, fmt)
-        assert stats.events == len(events) and stats.files == 1
-        keys = [(e.raw["auditID"], e.raw["stage"], e.raw.get("stageTimestamp")) for e in events]
-        assert len(keys) == len(set(keys)), "an event was read twice"
-        right_format = fmt is None or fmt == FORMAT_OF.get(shape, shape)
-        if shape == "apiserver" and how in ("none", "gzip", "crlf") and right_format:
-            assert [e.raw for e in events] == line_by_line(items)
-        valid = [orjson.loads(i.text)["auditID"] for i in items if i.valid]
-        if how in ("none", "gzip") and right_format:
-            assert set(valid) <= {e.raw["auditID"] for e in events}, "a valid event of a well-formed file was lost"
-        before = replayed.watch.totals()
-        replay_stats = replay([str(path)], replayed.pipeline, store=replayed.watch.store, fmt=fmt)
-        assert replay_stats.events == len(events)
-        alerts, _failed = reference_alerts(replayed.reference, events)
-        assert replay_stats.alerts == len(alerts)
-        replayed.watch.check_stored({a.id for a in alerts}, before)
-        replayed.watch.scan_new({a.id for a in alerts})
+def test_archives_of_valid_and_poison_records(replayed: Replayed) -> None:
+    @settings(max_examples=FILES)
+    @given(items=st.lists(batch_item(), min_size=1, max_size=6), shape=st.sampled_from(SHAPES),
+           how=st.sampled_from(DAMAGE), forced=st.sampled_from([None, None, None, "right", *FORMATS]),
+           data=st.data())  # fmt: skip
+    def archives(items: list[Item], shape: str, how: str, forced: str | None, data: st.DataObject) -> None:
+        path = replayed.folder / "archive"
+        path.write_bytes(data.draw(damaged(shaped(shape, items), how)))
+        fmt = FORMAT_OF.get(shape, shape) if forced == "right" else forced
+        with case("archives", inputs=len(items)):
+            check_archive(replayed, path, items, shape, how, fmt)
+
+    with ran_budget("archives"):
+        archives()
+
+
+def check_archive(replayed: Replayed, path: Path, items: list[Item], shape: str, how: str, fmt: str | None) -> None:
+    events, stats = read_all(path, fmt)
+    assert stats.events == len(events) and stats.files == 1
+    keys = [(e.raw["auditID"], e.raw["stage"], e.raw.get("stageTimestamp")) for e in events]
+    assert len(keys) == len(set(keys)), "an event was read twice"
+    right_format = fmt is None or fmt == FORMAT_OF.get(shape, shape)
+    if shape == "apiserver" and how in ("none", "gzip", "crlf") and right_format:
+        assert [e.raw for e in events] == line_by_line(items)
+    valid = [orjson.loads(i.text)["auditID"] for i in items if i.valid]
+    if how in ("none", "gzip") and right_format:
+        assert set(valid) <= {e.raw["auditID"] for e in events}, "a valid event of a well-formed file was lost"
+    before = replayed.watch.totals()
+    replay_stats = replay([str(path)], replayed.pipeline, store=replayed.watch.store, fmt=fmt)
+    assert replay_stats.events == len(events)
+    alerts, _failed = reference_alerts(replayed.reference, events)
+    assert replay_stats.alerts == len(alerts)
+    replayed.watch.check_stored({a.id for a in alerts}, before)
+    replayed.watch.scan_new({a.id for a in alerts})
 
 
 def test_nothing_credential_shaped_is_stored_by_replay(replayed: Replayed) -> None:

@@ -1,6 +1,10 @@
 """The fuzz suite's frame: Hypothesis profiles, the tally of cases run (printed at the end of the session by
 tests/conftest.py) and a hard per-case deadline. The inputs are made in tests/support/fuzz_events.py.
 
+Each fuzz test declares its class and number of cases (`budget`) and checks that at least that many ran
+(`ran_budget`); tests/auditwatch/test_fuzz_budget.py checks that the classes add up to `MIN_CASES`. So the total is
+both real and checked, also when the tests are run one at a time or on several workers.
+
 Profiles (`HYPOTHESIS_PROFILE`): `ci`, the default, is derandomized (the same cases on every run, no example
 database) with the example counts the tests name; `dev` draws new cases each run and keeps failing ones in
 `.hypothesis/`, with a fifth of the counts. `AUDITWATCH_FUZZ_SCALE` multiplies the counts of either.
@@ -35,9 +39,29 @@ settings.load_profile(PROFILE)
 _SCALE = float(os.environ.get("AUDITWATCH_FUZZ_SCALE", "1")) * (0.2 if PROFILE == "dev" else 1.0)
 
 
+MIN_CASES = 10_000  # in the `ci` profile, by the classes that need no PostgreSQL (it may be absent)
+BUDGETS: dict[str, int] = {}  # fuzz class -> cases in the `ci` profile
+
+
 def examples(n: int) -> int:
     """The number of examples a fuzz test runs under the loaded profile."""
     return max(1, round(n * _SCALE))
+
+
+def budget(name: str, n: int) -> int:
+    """Declare the fuzz class `name` as `n` cases (in the `ci` profile); the examples it runs under this one."""
+    BUDGETS[name] = n
+    return examples(n)
+
+
+@contextmanager
+def ran_budget(name: str) -> Iterator[None]:
+    """Check that the block ran at least the declared number of cases of class `name`: Hypothesis may stop early
+    (e.g. when every example is filtered out), and then the count would be a claim, not a fact."""
+    before = TALLY.cases[name]
+    yield
+    ran = TALLY.cases[name] - before
+    assert ran >= examples(BUDGETS[name]), f"{name}: {ran} cases ran, {examples(BUDGETS[name])} declared"
 
 
 @dataclass
