@@ -106,11 +106,11 @@ _FLAG = re.compile(
 # also after a newline or tab escaped in JSON text, once or more (`\nCookie: ...`, `\\\\nCookie: ...`)
 _ASSIGN = re.compile(
     r"(?:(?<!\\)\\++[nrt](?=[A-Za-z\"'])|(?<![\w.\\]))"
-    r"\\*+[\"']?([A-Za-z][\w.-]{0,63}+)\\*+[\"']?[ \t]*(:|=|%3[AaDd])(?:[ \t]|\+|%20)*"
+    r"\\*+(?:\"\"|[\"'])?([A-Za-z][\w.-]{0,63}+)\\*+(?:\"\"|[\"'])?[ \t]*(:|=|%3[AaDd])(?:[ \t]|\+|%20)*"
 )
 # `{"name": "DB_PASSWORD", "value": "..."}` as text (an env var or header list rendered into a message, YAML's
 # `- name: DB_PASSWORD` / `value: ...`, quotes lost to a CSV reader): the name, up to the value
-_Q = r"(?:\\{0,16}[\"'])?"  # an optional quote, escaped inside escaped JSON
+_Q = r"(?:\"\"|\\{0,16}[\"'])?"  # an optional quote, escaped inside escaped JSON, doubled in CSV
 _PAIR = re.compile(
     rf"(?<![\w-]){_Q}name{_Q}[ \t]*:[ \t]*{_Q}([A-Za-z][\w.-]{{0,63}}+){_Q}"  # name: DB_PASSWORD
     rf"[ \t]*(?:,|\r?\n)[ \t]*{_Q}value{_Q}[ \t]*:[ \t]*"  # , value:
@@ -174,7 +174,7 @@ def _bracketed_end(text: str, start: int) -> int:
     return len(text)
 
 
-_OPENING = re.compile(r"\\{0,16}[\"']")
+_OPENING = re.compile(r"\"\"(?=[^\",}\]\s])|\\{0,16}[\"']")  # `""`: a quote in a CSV field
 
 
 @lru_cache(maxsize=16)
@@ -186,7 +186,7 @@ def _inside(opening: str) -> re.Pattern[str]:
 
 
 def _quoted_span(text: str, start: int) -> tuple[int, str] | None:
-    """A quoted value: `"v"`, `'v'`, or `\\"v\\"` inside an escaped JSON string."""
+    """A quoted value: `"v"`, `'v'`, `\\"v\\"` inside an escaped JSON string, or `""v""` in a CSV field."""
     m = _OPENING.match(text, start)
     if m is None:
         return None

@@ -161,7 +161,7 @@ def check(served: Served, body: bytes, expected: Expected) -> None:
         assert detail.status_code == 200 and not leaks(detail.content), leaks(detail.content)
 
 
-BATCHES = {name: budget(f"webhook batches ({name})", n) for name, n in (("sqlite", 700), ("postgresql", 200))}
+BATCHES = {name: budget(f"webhook batches ({name})", n) for name, n in (("sqlite", 300), ("postgresql", 100))}
 BODIES = {name: budget(f"webhook bodies ({name})", n) for name, n in (("sqlite", 1500), ("postgresql", 200))}
 
 

@@ -19,8 +19,8 @@ from detectors.redact import redact_event, redact_payload, redact_string
 from tests.support.fuzz import budget, case, ran_budget
 from tests.support.fuzz_events import CANARY_TEXTS, leaks, planted, real_event, real_event_count
 
-EVENTS = budget("redaction (events)", 2500)
-TEXTS = budget("redaction (texts)", 2500)
+EVENTS = budget("redaction (events)", 3500)
+TEXTS = budget("redaction (texts)", 3500)
 
 
 def _dump(value: Any) -> bytes:

@@ -179,7 +179,7 @@ def check_load(folder: RuleFolder, name: str, text: str) -> None:
         assert not failures, f"a rule that loaded failed on a real event: {failures[0].reason}\n{text[:3000]}"
 
 
-RULE_TEXTS = budget("rule files", 600)
+RULE_TEXTS = budget("rule files", 400)
 RANDOM_TEXTS = budget("random YAML rule files", 300)
 
 

@@ -151,6 +151,10 @@ TEXT_CASES = [
     ("run\\n--password CANARY-29", "run\\n--password <redacted>"),
     ("GET\\nAuthorization: Bearer CANARY-30", "GET\\nAuthorization: Bearer <redacted>"),
     (f"a\\t{JWT}", "a\\t<redacted>"),
+    # quotes doubled in a CSV field: a CloudWatch Insights export read as lines (fuzzing found these kept)
+    ('2026-11-20 09:12:03.151,"{""X-Api-Key"":""CANARY-33"",""verb"":""get""}"',
+     '2026-11-20 09:12:03.151,"{""X-Api-Key"":""<redacted>"",""verb"":""get""}"'),
+    ('"{""name"":""DB_PASSWORD"",""value"":""CANARY-34""}"', '"{""name"":""DB_PASSWORD"",""value"":""<redacted>""}"'),
 ]  # fmt: skip
 KEPT_TEXT = [
     "Basic authentication failed",
@@ -166,6 +170,7 @@ KEPT_TEXT = [
     "docker.io/library/alpine:3.20",
     "/exec?command=cat&command=%2Fvar%2Frun%2Fsecrets%2Fkubernetes.io%2Fserviceaccount%2Ftoken",
     '[{"name": "LOG_LEVEL", "value": "debug"}, {"name": "TOKEN_TTL", "value": "3600"}]',
+    '{"token": "", "user": "bob"}',
 ]
 
 
