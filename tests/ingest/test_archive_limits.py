@@ -198,6 +198,14 @@ def test_a_subscription_record_that_is_not_ascii_is_rejected_and_the_file_read_o
     assert [e.origin for e in events] == [f"{path}:3#0"]
 
 
+def test_a_cloudwatch_s3_export_whose_first_message_is_junk_is_still_one(tmp_path: Path) -> None:
+    """Found by fuzzing: the file was sniffed as an apiserver log, and its valid events were lost."""
+    path = tmp_path / "000000.txt"
+    path.write_bytes(b"2026-11-20T09:12:03.151Z 0\n2026-11-20T09:12:03.152Z " + orjson.dumps(exec_event()) + b"\n")
+    events, rejected, _ = read(path)
+    assert [e.origin for e in events] == [f"{path}:2"] and [r.origin for r in rejected] == [f"{path}:1"]
+
+
 def test_shapes_that_recursed_or_overflowed_now_read(tmp_path: Path) -> None:
     assert micro_time("0001-01-01T00:00:00+14:00") is None and micro_time("9999-12-31T23:59:59-14:00") is None
     deep: Any = 1

@@ -45,6 +45,7 @@ class StoreWatch:
     known: set[str] = field(default_factory=set)
     quarantine_id: int = 0
     state_time: datetime = datetime(1970, 1, 1, tzinfo=UTC)
+    excused: set[str] = field(default_factory=set)  # canaries a case excused (`scan_new`), for `scan_all`
 
     def totals(self) -> tuple[int, int, int]:
         """Alerts, the sum of the alert groups' counts, receipts."""
@@ -68,9 +69,10 @@ class StoreWatch:
         assert stored == ids, f"reference alerts not stored: {sorted(ids - stored)[:5]}"
         return after
 
-    def scan_new(self, ids: set[str]) -> None:
+    def scan_new(self, ids: set[str], excused: frozenset[str] = frozenset()) -> None:
         """No canary in the alerts `ids`, their groups, the quarantine rows since the last scan, or the detector
-        state if it was written since."""
+        state if it was written since; but those `excused` (the damage of the case hit the shape they were
+        planted in: `"n\x00ame": "DB_PASSWORD"` names no credential)."""
         q, state = quarantine_table, state_table
         with self.store.engine.connect() as conn:
             rows = [*conn.execute(sa.select(alerts_table).where(alerts_table.c.id.in_(ids))),
@@ -81,16 +83,18 @@ class StoreWatch:
             self.state_time = conn.execute(sa.select(sa.func.max(state.c.updated_at))).scalar() or self.state_time
         for row in rows:
             text = orjson.dumps(dict(row._mapping), default=str, option=orjson.OPT_NON_STR_KEYS)
-            assert not leaks(text), f"canaries {leaks(text)} stored: {text[:3000]!r}"
+            assert not set(leaks(text)) - excused, f"canaries {leaks(text)} stored: {text[:3000]!r}"
+            self.excused |= set(leaks(text))
 
     def scan_all(self) -> None:
         """No canary in any row, nor (SQLite) in the database files themselves."""
         if self.store.url.startswith("sqlite:///"):
             path = Path(self.store.url.removeprefix("sqlite:///"))
             for file in [path, *path.parent.glob(path.name + "-*")]:
-                assert not leaks(file.read_bytes()), f"canaries {leaks(file.read_bytes())} in {file}"
+                found = set(leaks(file.read_bytes())) - self.excused
+                assert not found, f"canaries {found} in {file}"
         with self.store.engine.connect() as conn:
             for table in (alerts_table, groups_table, quarantine_table, receipts_table, state_table):
                 for row in conn.execute(sa.select(table)):
                     text = orjson.dumps(dict(row._mapping), default=str, option=orjson.OPT_NON_STR_KEYS)
-                    assert not leaks(text), (table.name, leaks(text), text[:2000])
+                    assert not set(leaks(text)) - self.excused, (table.name, leaks(text), text[:2000])
