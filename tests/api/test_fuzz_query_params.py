@@ -119,7 +119,7 @@ def check(client: TestClient, url: str) -> None:
         assert isinstance(detail, (str, list)) and (not isinstance(detail, str) or "\n" not in detail), body
 
 
-REQUESTS = {name: budget(f"REST parameters ({name})", n) for name, n in (("sqlite", 800), ("postgresql", 200))}
+REQUESTS = {name: budget(f"REST parameters ({name})", n) for name, n in (("sqlite", 600), ("postgresql", 200))}
 
 
 def test_list_parameters(client: TestClient) -> None:

@@ -161,8 +161,8 @@ def check(served: Served, body: bytes, expected: Expected) -> None:
         assert detail.status_code == 200 and not leaks(detail.content), leaks(detail.content)
 
 
-BATCHES = {name: budget(f"webhook batches ({name})", n) for name, n in (("sqlite", 300), ("postgresql", 100))}
-BODIES = {name: budget(f"webhook bodies ({name})", n) for name, n in (("sqlite", 1500), ("postgresql", 200))}
+BATCHES = {name: budget(f"webhook batches ({name})", n) for name, n in (("sqlite", 200), ("postgresql", 60))}
+BODIES = {name: budget(f"webhook bodies ({name})", n) for name, n in (("sqlite", 1500), ("postgresql", 150))}
 
 
 def test_batches_of_valid_and_poison_items(served: Served) -> None:

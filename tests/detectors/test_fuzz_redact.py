@@ -20,7 +20,7 @@ from tests.support.fuzz import budget, case, ran_budget
 from tests.support.fuzz_events import CANARY_TEXTS, leaks, planted, real_event, real_event_count
 
 EVENTS = budget("redaction (events)", 3500)
-TEXTS = budget("redaction (texts)", 3500)
+TEXTS = budget("redaction (texts)", 3800)
 
 
 def _dump(value: Any) -> bytes:

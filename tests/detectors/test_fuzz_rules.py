@@ -179,8 +179,8 @@ def check_load(folder: RuleFolder, name: str, text: str) -> None:
         assert not failures, f"a rule that loaded failed on a real event: {failures[0].reason}\n{text[:3000]}"
 
 
-RULE_TEXTS = budget("rule files", 400)
-RANDOM_TEXTS = budget("random YAML rule files", 300)
+RULE_TEXTS = budget("rule files", 300)
+RANDOM_TEXTS = budget("random YAML rule files", 200)
 
 
 def test_shipped_rules_with_a_change(folder: RuleFolder) -> None:

@@ -157,7 +157,7 @@ def line_by_line(items: list[Item]) -> list[dict[str, Any]]:
     return events
 
 
-FILES = budget("archives", 300)
+FILES = budget("archives", 200)
 
 
 def test_archives_of_valid_and_poison_records(replayed: Replayed) -> None:
