@@ -41,7 +41,10 @@ class AlertSummary(BaseModel):
     name: str
     origin: str = Field(description="Where the event came from: file:line for replays, webhook path and item")
     details: dict[str, Any] = Field(
-        default_factory=dict, description="Format-specific extras, e.g. a Falco rule's priority and output"
+        default_factory=dict,
+        description="The rule's `description`, `response` (what to check, how to contain) and `false_positives`; "
+        "`command`: the decoded, redacted argv of an exec-like request; format-specific extras, e.g. a Falco "
+        "rule's priority and output",
     )
     group_id: str | None = Field(default=None, description="The alert group this alert was folded into")
     status: str = Field(default="open", description="Triage status: open, acknowledged, resolved, false_positive")

@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from api.batchwrite import WriteResult
 from api.errors import StoreError
@@ -26,6 +27,9 @@ from api.store import AlertStore
 from api.tables import Receipt, StateCheckpoints, receipt_of
 from detectors.alerts import Alert
 from detectors.events import AuditEvent, Rejected
+
+if TYPE_CHECKING:
+    from auditwatch.metrics import DetectionMetrics
 
 log = logging.getLogger("auditwatch.batches")
 
@@ -58,7 +62,7 @@ class BatchWriter:
     Detector state is checkpointed per scope ("serve", or one per Kafka partition): a scope whose state
     changed is due `checkpoint_every_s` after its last checkpoint was tried (or its state restored). Calls
     are serialised by the caller (one batch at a time). New alerts are queued for the notification sinks of
-    `routes` in the same transaction.
+    `routes` in the same transaction. With `metrics`, stored alerts, write times and failures are counted.
     """
 
     def __init__(
@@ -69,9 +73,11 @@ class BatchWriter:
         record_receipts: bool = False,
         receipts_retention_hours: float = 168.0,
         routes: Sequence[OutboxRoute] = (),
+        metrics: DetectionMetrics | None = None,
     ) -> None:
         self.store = store
         self.routes = tuple(routes)
+        self.metrics = metrics
         self.checkpoint_every_s = checkpoint_every_s
         self.retention = ReceiptRetention(store, receipts_retention_hours) if record_receipts else None
         self._tried: dict[str, float] = {}  # scope -> when its state was last checkpointed (tried) or restored
@@ -111,9 +117,18 @@ class BatchWriter:
             self._tried[scope] = now
         stored = WriteResult(new_alerts=0)
         if batch.alerts or batch.rejected or batch.states or batch.receipts:
-            stored = self.store.write(
-                batch.alerts, batch.rejected, batch.states, receipts=batch.receipts, routes=self.routes
-            )
+            try:
+                stored = self.store.write(
+                    batch.alerts, batch.rejected, batch.states, receipts=batch.receipts, routes=self.routes
+                )
+            except StoreError as exc:
+                if self.metrics is not None:
+                    self.metrics.write_failed(exc)
+                raise
+            if self.metrics is not None:
+                self.metrics.write_seconds.observe(time.monotonic() - now)
+        if self.metrics is not None:
+            self.metrics.stored(batch.alerts, sum(batch.hits.values()))
         self._changed.difference_update(batch.states)
         if batch.hits:
             self._count_hits(batch.hits)

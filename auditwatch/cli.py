@@ -91,6 +91,10 @@ MATCHING_HELP = (
 def _listener_options(p: argparse.ArgumentParser, port: int) -> None:
     p.add_argument("--host", help="address to listen on (default 127.0.0.1). Env: AUDITWATCH_HOST")
     p.add_argument("--port", type=int, help=f"port to listen on (default {port}). Env: AUDITWATCH_PORT")
+    _access_options(p)
+
+
+def _access_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--token-file", help="file holding a bearer token every request must carry (the webhook kubeconfig's "
         "`token`); it gives read-write access; or set AUDITWATCH_API_TOKEN. /healthz and /readyz stay open",
@@ -278,6 +282,15 @@ def _detect_parser(sub: Any) -> None:
     )  # fmt: skip
     _receipt_options(detect)
     _notify_options(detect)
+    detect.add_argument(
+        "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics at GET /metrics on this port "
+        "(default: off). The access flags below apply to it. Env: AUDITWATCH_METRICS_PORT",
+    )  # fmt: skip
+    detect.add_argument(
+        "--metrics-host", metavar="HOST", help="address of the metrics listener (default 127.0.0.1; any other "
+        "needs a token or client certificates, or --insecure). Env: AUDITWATCH_METRICS_HOST",
+    )  # fmt: skip
+    _access_options(detect)
     detect.set_defaults(func=cmd_detect, default_log_level="info")
 
 

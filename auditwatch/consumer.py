@@ -37,6 +37,7 @@ from api.tables import Receipt, StateCheckpoints
 from auditwatch.batches import BatchResults, BatchWriter, Written
 from auditwatch.live_exceptions import LiveExceptions
 from auditwatch.logs import log_alerts
+from auditwatch.metrics import Metrics
 from detectors.alerts import Alert
 from detectors.errors import EventError
 from detectors.events import AuditEvent, Rejected, Rejections, parse_body
@@ -69,7 +70,8 @@ class _Detected:
     offsets: dict[TopicPartition, int]
     checkpointed: dict[TopicPartition, int]
     events: int
-    rejected: int  # items rejected, quarantined or only counted (past MAX_KEPT_REJECTED per batch)
+    invalid: int  # items that are not valid events, quarantined or only counted (past MAX_KEPT_REJECTED)
+    failed: frozenset[str]  # origins of the events a detector failed on
 
 
 def decode_record(record: ConsumerRecord[bytes, bytes]) -> tuple[list[AuditEvent], Rejections]:
@@ -133,6 +135,7 @@ class Consumer:
         receipts_retention_hours: float = 168.0,
         exceptions: LiveExceptions | None = None,
         routes: Sequence[OutboxRoute] = (),
+        metrics: Metrics | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
@@ -148,7 +151,9 @@ class Consumer:
             record_receipts=record_receipts,
             receipts_retention_hours=receipts_retention_hours,
             routes=routes,  # new alerts are queued for these notification sinks with the batch
+            metrics=metrics.detection if metrics is not None else None,
         )
+        self.metrics = metrics.consumer if metrics is not None else None
         self.exceptions = exceptions
         self.stats = ConsumerStats()
         self.lock = asyncio.Lock()
@@ -200,7 +205,13 @@ class Consumer:
                 self.writer.restored(self._scope(tp))
             self._ready.add(tp)
 
+    def pipelines(self) -> list[Pipeline]:
+        """The pipelines of the partitions held now (one each)."""
+        return list(self._pipelines.values())
+
     def forget(self, revoked: set[TopicPartition]) -> None:
+        if self.metrics is not None:
+            self.metrics.forget(tp.partition for tp in revoked)
         for tp in revoked:
             self._ready.discard(tp)
             self._pipelines.pop(tp, None)
@@ -296,7 +307,8 @@ class Consumer:
             alerts, hits = self.exceptions.split(alerts)
         states, checkpointed = self._due_states(set(offsets))
         results = BatchResults(alerts, [*rejected.kept, *failed], receipts, states, hits)
-        return _Detected(results, offsets, checkpointed, events_seen, rejected.total + len(failed))
+        failed_origins = frozenset(r.origin for r in failed)
+        return _Detected(results, offsets, checkpointed, events_seen, rejected.total, failed_origins)
 
     async def _process(
         self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
@@ -317,22 +329,27 @@ class Consumer:
                 {tp.partition: (r[0].offset, r[-1].offset) for tp, r in batch.items()}, len(results.alerts),
                 {tp.partition: off for tp, off in detected.checkpointed.items()},
             )  # fmt: skip
-            stored = await self._store(results)
+            written = await self._store(results)
         except BaseException:
             self._roll_back(pipelines, positions)
             raise
-        if stored is None:
+        if written is None:
             self._roll_back(pipelines, positions)
             return  # stopped while the store was down: nothing acknowledged, Kafka redelivers
         for pipeline in pipelines.values():
             pipeline.commit()
-        log_alerts(log, results.alerts, stored.refused)
+        log_alerts(log, results.alerts, written.refused)
         self._log_batch(work, detected, started)
-        self.stats.records += sum(len(records) for records in work.values())
+        record_count = sum(len(records) for records in work.values())
+        if self.metrics is not None:
+            seconds = time.perf_counter() - started
+            self.metrics.batch_stored(detected.events, detected.invalid, detected.failed, written.refused, seconds)
+            self.metrics.records.inc(record_count)
+        self.stats.records += record_count
         self.stats.events += detected.events
         self.stats.alerts += len(results.alerts)
         self.stats.suppressed += sum(results.hits.values())
-        self.stats.rejected += detected.rejected
+        self.stats.rejected += detected.invalid + len(detected.failed)
         self.stats.receipts += len(results.receipts)
         # With stateful detectors, Kafka's committed offset follows the state checkpoint, never passes it: a
         # restart resumes where the saved state left off (redelivered alerts are absorbed by the upserts).
@@ -345,6 +362,8 @@ class Consumer:
         except (CommitFailedError, KafkaError) as exc:
             # The group moved on (rebalance, session lost): the new owner reprocesses; upserts absorb it.
             self.stats.commit_failures += 1
+            if self.metrics is not None:
+                self.metrics.commit_failures.inc()
             log.warning("offset commit failed, batch will be redelivered: %r", exc)
         self.stats.batches += 1
 
@@ -355,7 +374,7 @@ class Consumer:
             ms = round((time.perf_counter() - started) * 1000, 1)
             log.info("batch", extra={
                 "records": sum(len(records) for records in work.values()), "events": detected.events,
-                "rejected": detected.rejected, "alerts": len(detected.results.alerts),
+                "rejected": detected.invalid + len(detected.failed), "alerts": len(detected.results.alerts),
                 "partitions": sorted(tp.partition for tp in work), "ms": ms,
             })  # fmt: skip
 
@@ -391,6 +410,8 @@ class Consumer:
         try:
             while not self._stop.is_set():
                 batch = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
+                if self.metrics is not None:
+                    self.metrics.observe_lag(consumer, self._positions)
                 if not batch:
                     changed = self._changed()
                     if changed:  # idle: checkpoint what the last batches changed

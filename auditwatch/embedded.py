@@ -15,6 +15,7 @@ from api.tables import StateCheckpoints
 from auditwatch.batches import BatchResults, BatchWriter
 from auditwatch.live_exceptions import LiveExceptions
 from auditwatch.logs import log_alerts
+from auditwatch.metrics import DetectionMetrics
 from detectors.events import AuditEvent, Rejected
 from detectors.pipeline import Pipeline
 from ingest.webhook import SinkResult, SinkUnavailable
@@ -53,6 +54,7 @@ class EmbeddedSink:
         receipts_retention_hours: float = 168.0,
         exceptions: LiveExceptions | None = None,
         routes: Sequence[OutboxRoute] = (),
+        metrics: DetectionMetrics | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.store = store
@@ -63,6 +65,7 @@ class EmbeddedSink:
             record_receipts=record_receipts,
             receipts_retention_hours=receipts_retention_hours,
             routes=routes,
+            metrics=metrics,
         )
         self._lock = threading.Lock()
 
@@ -94,7 +97,7 @@ class EmbeddedSink:
             batch = BatchResults(alerts, [*rejected, *failed], self.writer.receipts(events), states, hits)
             written = self.writer.write(batch)
         log_alerts(log, alerts, written.refused)  # the batch's own line is the webhook's
-        return SinkResult(alerts=written.alerts, rejected=(*failed, *written.refused))
+        return SinkResult(alerts=written.alerts, rejected=tuple(failed), refused=written.refused)
 
     def checkpoint(self) -> None:
         """Save the detectors' state now, on shutdown."""

@@ -2,7 +2,8 @@
 
 Clients (store, Kafka producer) are owned by each app's lifespan. Access control is applied here, the
 same way for every app: read-only and read-write bearer tokens and/or TLS client certificates
-(auditwatch/auth.py, `run_http`).
+(auditwatch/auth.py, `run_http`). Every app serves `GET /metrics` from a registry of its own
+(auditwatch/metrics.py), kept at `app.state.metrics`.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from auditwatch.auth import ClientCertProtocol, access_policy, add_access_contro
 from auditwatch.docs import docs_router
 from auditwatch.embedded import EmbeddedSink
 from auditwatch.live_exceptions import LiveExceptions
+from auditwatch.metrics import Metrics
+from auditwatch.metrics_http import add_metrics_route, count_webhook_responses
 from auditwatch.notify.config import SinkConfig
-from auditwatch.notify.sender import Sender, rule_descriptions
+from auditwatch.notify.sender import Sender, rule_descriptions, rule_responses
 from auditwatch.preflight import quiet_kafka_client
 from auditwatch.settings import Settings
 from auditwatch.startup import EXIT_FAILURE, package_version
@@ -33,12 +36,12 @@ from detectors.loading.formats import LoadOptions
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from ingest.kafka import KafkaSink, TopicSpec, ensure_topics
-from ingest.webhook import SinkUnavailable, webhook_router
+from ingest.webhook import WEBHOOK_PATHS, BatchSink, SinkUnavailable, webhook_router
 
 
-def _app(title: str, settings: Settings, lifespan: Any) -> FastAPI:
+def _app(title: str, settings: Settings, lifespan: Any, metrics: Metrics) -> FastAPI:
     """An app with what every listener has: errors as problem details (api/problems.py), /docs served from the
-    package (auditwatch/docs.py), /version, and access control."""
+    package (auditwatch/docs.py), /version, access control and /metrics."""
     app = FastAPI(
         title=title, summary="Kubernetes audit webhook -> detectors -> alert store -> REST", lifespan=lifespan,
         version=package_version(), docs_url=None, redoc_url=None,
@@ -50,7 +53,20 @@ def _app(title: str, settings: Settings, lifespan: Any) -> FastAPI:
     policy = access_policy(settings)
     if policy.enabled:
         add_access_control(app, policy)
+    app.state.metrics = metrics
+    add_metrics_route(app, metrics.registry)
     return app
+
+
+def _add_webhook(app: FastAPI, sink: BatchSink, settings: Settings, metrics: Metrics) -> None:
+    """The webhook's routes, its batches observed and its responses counted (outside the access check)."""
+    app.include_router(
+        webhook_router(
+            sink, max_body_bytes=settings.max_body_bytes, body_read_timeout_s=settings.body_read_timeout_s,
+            observer=metrics.events,
+        )  # fmt: skip
+    )
+    count_webhook_responses(app, metrics.registry, WEBHOOK_PATHS)
 
 
 def _store_lifespan(store: AlertStore, sink: EmbeddedSink | None = None, sender: Sender | None = None) -> Any:
@@ -85,7 +101,9 @@ def create_serve_app(
     sender = None
     if sinks:
         public_url = settings.public_url or base_url(settings)
-        sender = Sender(store.engine, sinks, public_url=public_url, descriptions=rule_descriptions(pipeline.detectors))
+        sender = Sender(store.engine, sinks, public_url=public_url, descriptions=rule_descriptions(pipeline.detectors),
+                        responses=rule_responses(pipeline.detectors))
+    metrics = Metrics.for_detection(pipeline, sender)
     sink = EmbeddedSink(
         pipeline,
         store,
@@ -93,11 +111,10 @@ def create_serve_app(
         receipts_retention_hours=settings.receipts_retention_hours,
         exceptions=exceptions,
         routes=sender.routes() if sender is not None else (),
+        metrics=metrics.detection,
     )
-    app = _app("auditwatch", settings, _store_lifespan(store, sink, sender))
-    app.include_router(
-        webhook_router(sink, max_body_bytes=settings.max_body_bytes, body_read_timeout_s=settings.body_read_timeout_s)
-    )
+    app = _app("auditwatch", settings, _store_lifespan(store, sink, sender), metrics)
+    _add_webhook(app, sink, settings, metrics)
     app.include_router(api_router)
     app.include_router(triage_router)
     return app
@@ -105,7 +122,7 @@ def create_serve_app(
 
 def create_api_app(settings: Settings) -> FastAPI:
     """The REST API alone, over the store that `detect` writes."""
-    app = _app("auditwatch api", settings, _store_lifespan(AlertStore(settings.db_url)))
+    app = _app("auditwatch api", settings, _store_lifespan(AlertStore(settings.db_url)), Metrics.for_api())
     app.include_router(api_router)
     app.include_router(triage_router)
     return app
@@ -145,10 +162,9 @@ def create_ingest_app(settings: Settings, sink: KafkaSink | None = None) -> Fast
         yield
         await sink.close()
 
-    app = _app("auditwatch ingest", settings, lifespan)
-    app.include_router(
-        webhook_router(sink, max_body_bytes=settings.max_body_bytes, body_read_timeout_s=settings.body_read_timeout_s)
-    )
+    metrics = Metrics.for_ingest()
+    app = _app("auditwatch ingest", settings, lifespan, metrics)
+    _add_webhook(app, sink, settings, metrics)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -163,6 +179,11 @@ def create_ingest_app(settings: Settings, sink: KafkaSink | None = None) -> Fast
         return JSONResponse({"status": "ok"})
 
     return app
+
+
+def create_metrics_app(settings: Settings, metrics: Metrics) -> FastAPI:
+    """detect's metrics listener: `/metrics` alone, with the access rules of every listener."""
+    return _app("auditwatch detect", settings, None, metrics)
 
 
 def ssl_options(settings: Settings) -> dict[str, Any]:

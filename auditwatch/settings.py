@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     kafka_wait_s: float = 60.0  # detect: how long to wait for Kafka at start before giving up
     kafka_producers: int = 3  # producer connections used in turn by webhook batches
     drop_request_received: bool = False
+    # detect's metrics listener (`GET /metrics`; off unless a port is given), with the access rules above
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
     # notifications (serve, detect): KIND=URL[,option=value...] per sink (auditwatch/notify/config.py);
     # AUDITWATCH_NOTIFY separates several with newlines or semicolons
     notify: Annotated[list[str], NoDecode] = []
@@ -121,6 +124,13 @@ class Settings(BaseSettings):
             raise ValueError("must be between 0.1 and 86400 seconds")
         return value
 
+    @field_validator("metrics_port")
+    @classmethod
+    def _tcp_port(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 65535:
+            raise ValueError("must be a TCP port, 1 to 65535")
+        return value
+
     @field_validator("partitions", "replication_factor", "detect_max_records", "kafka_producers")
     @classmethod
     def _positive(cls, value: int) -> int:
@@ -136,6 +146,13 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def metrics_listener(settings: Settings) -> Settings | None:
+    """detect's metrics listener as a listener's settings (its address as host and port), or None when off."""
+    if settings.metrics_port is None:
+        return None
+    return settings.model_copy(update={"host": settings.metrics_host, "port": settings.metrics_port})
 
 
 def check_listener(settings: Settings) -> str | None:

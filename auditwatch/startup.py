@@ -125,15 +125,19 @@ def _read_token(path: str | None) -> str | None:
     return token
 
 
+def access_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The access flags of a listener: tokens, TLS, client certificates."""
+    return {
+        "api_token": _read_token(args.token_file), "api_read_token": _read_token(args.read_token_file),
+        "write_client_cns": args.write_client_cn, "tls_cert_file": args.tls_cert, "tls_key_file": args.tls_key,
+        "tls_client_ca_file": args.tls_client_ca, "insecure": True if args.insecure else None,
+    }  # fmt: skip
+
+
 def listener_settings(args: argparse.Namespace, **more: Any) -> Any:
     from auditwatch.settings import check_listener
 
-    settings = build_settings(
-        host=args.host, port=args.port, api_token=_read_token(args.token_file),
-        api_read_token=_read_token(args.read_token_file), write_client_cns=args.write_client_cn,
-        tls_cert_file=args.tls_cert, tls_key_file=args.tls_key, tls_client_ca_file=args.tls_client_ca,
-        insecure=True if args.insecure else None, **more,
-    )  # fmt: skip
+    settings = build_settings(host=args.host, port=args.port, **access_settings(args), **more)
     refusal = check_listener(settings)
     if refusal:
         refuse(refusal)

@@ -15,9 +15,9 @@ import argparse
 import resource
 import time
 from pathlib import Path
-from typing import Any
 
 from auditwatch.startup import tune_gc
+from detectors.base import StateSized
 from detectors.events import AuditEvent
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
@@ -32,14 +32,8 @@ def rss_mb() -> float:
 
 
 def state_keys(pipeline: Pipeline) -> int:
-    """Entries held by stateful detectors (the sizes of their per-key maps)."""
-    total = 0
-    for detector in pipeline.stateful:
-        for name in ("_times", "_values", "_last_seen", "_progress", "principals", "_principals"):
-            value: Any = getattr(detector, name, None)
-            if isinstance(value, dict):
-                total += len(value)
-    return total
+    """Entries held by stateful detectors (the sizes of their per-key maps, as each one reports it)."""
+    return sum(detector.state_keys() for detector in pipeline.stateful if isinstance(detector, StateSized))
 
 
 def main() -> None:

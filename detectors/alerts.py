@@ -11,7 +11,7 @@ from enum import IntEnum
 from typing import Any
 
 from detectors.events import AuditEvent
-from detectors.redact import redact_event, redact_string, redact_text_in
+from detectors.redact import redact_argv, redact_event, redact_string, redact_text_in
 
 DEFAULT_SUPPRESS_S = 3600.0
 
@@ -117,6 +117,22 @@ class Alert:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Guidance:
+    """What a rule tells whoever reads its alerts: what it detects (`description`), what to check and how to
+    contain (`response`), and when it fires on benign activity (`false_positives`). Rule text, not event data."""
+
+    description: str = ""
+    response: str = ""
+    false_positives: str = ""
+
+    def details(self) -> dict[str, str]:
+        """The non-empty texts, each on one line, as alert details."""
+        texts = (("description", self.description), ("response", self.response),
+                 ("false_positives", self.false_positives))  # fmt: skip
+        return {key: " ".join(text.split()) for key, text in texts if text}
+
+
 def make_alert(
     *,
     rule_id: str,
@@ -127,13 +143,20 @@ def make_alert(
     event: AuditEvent,
     details: Mapping[str, Any] | None = None,
     suppress_s: float = DEFAULT_SUPPRESS_S,
+    guidance: Guidance | None = None,
 ) -> Alert:
     """An alert on `event`. Everything taken from the event is redacted here, once for every rule format: the
-    columns, the message (rendered from the event by the rule), the details (Falco's output and output_fields)
-    and the event itself; the id comes from the raw event, so it stays the same."""
+    columns, the message (rendered from the event by the rule), the details (Falco's output and output_fields,
+    the decoded exec `command`) and the event itself; the id comes from the raw event, so it stays the same.
+    The rule's `guidance` joins the details as written."""
     clean = redact_string
     impersonated = event.impersonated_username
     safe_details = redact_text_in(dict(details or {}))
+    executed = event.get("$exec")
+    if executed:
+        safe_details["command"] = redact_argv(executed["command"])
+    if guidance is not None:
+        safe_details.update(guidance.details())
     return Alert(
         id=alert_id(rule_id, event),
         rule_id=rule_id,

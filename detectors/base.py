@@ -7,10 +7,11 @@ caller probes for attributes by name.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from detectors.alerts import Alert
+from detectors.alerts import Alert, Severity
 from detectors.events import AuditEvent
 
 
@@ -43,6 +44,17 @@ class Stateful(Protocol):
 
 class StatefulDetector(Detector, Stateful, Protocol):
     """A detector with state: what `Pipeline.stateful` lists."""
+
+
+@runtime_checkable
+class StateSized(Protocol):
+    """Says how many keys its state holds (time windows, sequences in progress, principals): what its memory
+    grows with. `rule_type` names the kind of rule, so that sizes can be totalled per kind."""
+
+    @property
+    def rule_type(self) -> str: ...
+
+    def state_keys(self) -> int: ...
 
 
 @runtime_checkable
@@ -80,6 +92,17 @@ class Sourced(Protocol):
 
 
 @runtime_checkable
+class Catalogued(Protocol):
+    """Lists the rules it raises alerts for (one, or a whole ruleset's), with the severity of their alerts and
+    the file format they came from, so they can be counted before any of them fires."""
+
+    @property
+    def rule_format(self) -> str: ...
+
+    def rule_severities(self) -> Mapping[str, Severity]: ...
+
+
+@runtime_checkable
 class Described(Sourced, Protocol):
     """Documented for the people who read its alerts."""
 
@@ -91,6 +114,11 @@ class Described(Sourced, Protocol):
 
     @property
     def false_positives(self) -> str: ...
+
+    @property
+    def response(self) -> str:
+        """What to check and how to contain, when an alert comes (empty: the rule does not say)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

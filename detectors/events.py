@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from detectors.annotations import DECISION_ANNOTATION
 from detectors.credentials import redact_message
+from detectors.decision import decision_of
 from detectors.errors import EventError
 from detectors.fieldpath import compile_path
 from detectors.limits import MAX_EVENT_BYTES, cut_deep, limit_problem, loads_bounded
@@ -136,11 +136,9 @@ class AuditEvent:
 
     @property
     def decision(self) -> str | None:
-        annotations = self.raw.get("annotations")
-        if isinstance(annotations, dict):
-            value = annotations.get(DECISION_ANNOTATION)
-            return str(value) if value is not None else None
-        return None
+        """`allow`/`forbid` from the authorizer's annotation, else from the response code
+        (`detectors.decision`); None when neither tells."""
+        return decision_of(self.raw)
 
     @property
     def stage_timestamp(self) -> str:

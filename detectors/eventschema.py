@@ -128,6 +128,7 @@ POD_SPEC = _fields(
 # What each virtual root of detectors.fieldpath yields.
 VIRTUAL_ROOTS: Mapping[str, Node] = {
     "decision": STRING,
+    "exec": _fields(strings="commandLine source", command=STRINGS, copy=_fields(strings="direction", paths=STRINGS)),
     "principal": STRING,
     "request": FREE,
     "podSpecs": ListOf(POD_SPEC),

@@ -15,8 +15,9 @@ from enum import Enum
 from functools import lru_cache
 from typing import Any, Protocol
 
-from detectors.annotations import DECISION_ANNOTATION
+from detectors.decision import decision_of
 from detectors.errors import DetectorError
+from detectors.execcommand import command_line, copy_of, exec_argv
 
 
 class EventView(Protocol):
@@ -169,10 +170,24 @@ def _volumes(event: EventView) -> list[Any]:
 
 
 def _decision(event: EventView) -> list[Any]:
-    annotations = event.raw.get("annotations")
-    if isinstance(annotations, dict) and DECISION_ANNOTATION in annotations:
-        return [annotations[DECISION_ANNOTATION]]
-    return []
+    decision = decision_of(event.raw)
+    return [] if decision is None else [decision]
+
+
+def _exec(event: EventView) -> list[Any]:
+    """`{command, commandLine, source, copy?}` of an exec-like request (detectors/execcommand.py), once per event."""
+    cached = event.cache.get("$exec")
+    if cached is None:
+        found = exec_argv(event.raw, _request_object(event))
+        cached = {}
+        if found is not None:
+            argv, source = found
+            cached = {"command": list(argv), "commandLine": command_line(argv), "source": source}
+            copy = copy_of(argv)
+            if copy is not None:
+                cached["copy"] = copy
+        event.cache["$exec"] = cached
+    return [cached] if cached else []
 
 
 def _principal(event: EventView) -> list[Any]:
@@ -188,6 +203,7 @@ def _request(event: EventView) -> list[Any]:
 # name -> (function, yields a list of several values)
 VIRTUAL_ROOTS: dict[str, tuple[Callable[[EventView], list[Any]], bool]] = {
     "decision": (_decision, False),
+    "exec": (_exec, False),
     "principal": (_principal, False),
     "request": (_request, False),
     # list-valued roots are one list value, so `$containers[*]` expands it like any JSON list

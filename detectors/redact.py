@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -39,6 +39,24 @@ _PLAIN, _SECRET, _CREDENTIAL, _SECRETS_EVENT = range(4)
 def redact_string(text: str) -> str:
     """A string as it may be stored: JSON inside it redacted as JSON, credential-shaped text replaced."""
     return _Walk(embedded=True).string(text)
+
+
+_OPTION = re.compile(r"--?([A-Za-z][\w-]{0,63})")
+
+
+def redact_argv(argv: Sequence[str]) -> list[str]:
+    """A command's argv as it may be stored: each element as text (`--password=x`), and the element after a
+    flag named like a credential (`mysql --password SECRET`, where the value is an element of its own)."""
+    out: list[str] = []
+    secret_next = False
+    for arg in argv:
+        if secret_next and not arg.startswith("-") and arg.lower() not in ("true", "false", "yes", "no"):
+            out.append(REDACTED)
+        else:
+            out.append(redact_string(arg))
+        flag = _OPTION.fullmatch(arg)
+        secret_next = flag is not None and is_credential_name(flag.group(1))
+    return out
 
 
 def redact_text_in(value: Any) -> Any:

@@ -6,7 +6,8 @@ read timeout; 413 over the size limit; 503 with Retry-After when the sink is una
 retries). Items that fail validation are counted and reported, the first MAX_KEPT_REJECTED of them kept by
 the sink (quarantine); the rest of the batch goes on. The reply:
 `{"accepted": n, "rejected": total, "alerts": n}`, plus `"quarantined": kept` and the first 20 reasons
-(`"rejections": [{"item": origin, "reason": ...}]`) when items were rejected.
+(`"rejections": [{"item": origin, "reason": ...}]`) when items were rejected. A `BatchObserver` (metrics)
+hears what became of each batch's items, by reason class.
 """
 
 from __future__ import annotations
@@ -48,7 +49,37 @@ class SinkUnavailable(IngestError):
 @dataclass(frozen=True, slots=True)
 class SinkResult:
     alerts: int = 0
-    rejected: tuple[Rejected, ...] = ()  # events the sink quarantined (a detector failed on them)
+    rejected: tuple[Rejected, ...] = ()  # events the sink quarantined because a detector failed on them
+    refused: tuple[Rejected, ...] = ()  # events the sink quarantined because the store refused their alert
+
+
+# Why an item of a batch was not accepted: a bounded set, for metrics (the reasons' texts are free).
+REJECT_REASONS = ("invalid", "detector_error", "store_refused")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReport:
+    """What became of one batch's items: each one received is accepted or rejected for one reason."""
+
+    accepted: int
+    invalid: int = 0  # not a valid audit event (its fields, the per-item limits)
+    detector_error: int = 0  # a detector failed on the event
+    store_refused: int = 0  # the store refused an alert of the event
+    seconds: float = 0.0  # from the batch's arrival until it was handled
+
+    def rejections(self) -> dict[str, int]:
+        """Reason class (REJECT_REASONS) -> items."""
+        return {"invalid": self.invalid, "detector_error": self.detector_error, "store_refused": self.store_refused}
+
+    @property
+    def received(self) -> int:
+        return self.accepted + self.invalid + self.detector_error + self.store_refused
+
+
+class BatchObserver(Protocol):
+    def batch_done(self, report: BatchReport) -> None:
+        """A batch was handled (answered 200). Cheap, and never raises."""
+        ...
 
 
 class BatchSink(Protocol):
@@ -115,6 +146,7 @@ def webhook_router(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     body_read_timeout_s: float = DEFAULT_BODY_READ_TIMEOUT_S,
+    observer: BatchObserver | None = None,
 ) -> APIRouter:
     router = APIRouter(tags=["webhook"])
 
@@ -145,9 +177,15 @@ def webhook_router(
         except SinkUnavailable as exc:
             log.warning("batch of %d events not stored (answered 503, the sender retries): %s", len(events), exc)
             raise _error(503, f"events not stored, retry later: {exc}", {"Retry-After": "5"}) from None
-        failed = list(result.rejected)  # events a detector failed on, quarantined by the sink
-        accepted = len(events) - len({r.origin for r in failed})  # an event may have several
+        failed = [*result.rejected, *result.refused]  # events the sink quarantined
+        detector_failed = {r.origin for r in result.rejected}  # an event may have several entries
+        refused = {r.origin for r in result.refused} - detector_failed
+        accepted = len(events) - len(detector_failed) - len(refused)
         total = rejected.total + len(failed)
+        if observer is not None:
+            observer.batch_done(BatchReport(
+                accepted, rejected.total, len(detector_failed), len(refused), time.perf_counter() - started
+            ))  # fmt: skip
         payload: dict[str, Any] = {"accepted": accepted, "rejected": total, "alerts": result.alerts}
         if total:
             kept = [*rejected.kept, *failed]

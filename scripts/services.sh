@@ -2,13 +2,15 @@
 # Real Apache Kafka (KRaft, one node) and PostgreSQL on 127.0.0.1 for the distributed mode's integration
 # tests and CI. No Docker needed: Kafka's jars come from Maven Central through Maven, PostgreSQL from
 # Debian's packages; both run as plain background processes with their state in a cache outside git.
-# `up` also installs Debian's prometheus-alertmanager, which the notification tests start privately (each
-# on a free port of its own, tests/support/alertmanager.py): this script never runs one.
+# `up` also installs Debian's prometheus-alertmanager and prometheus (with promtool), which the notification
+# and metrics tests start privately (each on a free port of its own, tests/support/alertmanager.py and
+# tests/support/prometheus.py): this script never runs one. `install-prometheus` installs only those two.
 #
 #   scripts/services.sh up                       install what is missing, start both, wait until they serve
 #   scripts/services.sh down                     stop both (Kafka: SIGTERM; PostgreSQL: pg_ctl stop -m fast)
 #   scripts/services.sh status                   say whether each runs (exit 0 only if both do)
 #   scripts/services.sh env                      print the export lines for the tests: eval "$(... env)"
+#   scripts/services.sh install-prometheus       install Alertmanager, Prometheus and promtool (no server started)
 #   scripts/services.sh kafka-class CLASS ARGS   run a Java class on the broker's classpath, e.g.
 #       scripts/services.sh kafka-class org.apache.kafka.tools.ProducerPerformance --topic t \
 #           --num-records 100000 --record-size 1000 --throughput -1 --producer-props bootstrap.servers=127.0.0.1:9092
@@ -444,6 +446,20 @@ alertmanager_install() { # the binary for the tests; the package's own service m
     log "Alertmanager: $(prometheus-alertmanager --version 2>&1 | head -n 1)"
 }
 
+prometheus_install() { # prometheus and promtool for the metrics tests; the package's service must not hold 9090
+    if command -v prometheus >/dev/null && command -v promtool >/dev/null; then return 0; fi
+    apt_install prometheus
+    if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
+        as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+    elif [[ -x /etc/init.d/prometheus ]] && command -v update-rc.d >/dev/null; then
+        as_root /etc/init.d/prometheus stop >/dev/null 2>&1 || true  # in case the package's postinst started it
+        as_root update-rc.d prometheus disable >/dev/null 2>&1 || true
+    fi
+    command -v prometheus >/dev/null || die "installed prometheus, but found no binary"
+    command -v promtool >/dev/null || die "installed prometheus, but found no promtool"
+    log "Prometheus: $(prometheus --version 2>&1 | head -n 1)"
+}
+
 # ---------------------------------------------------------------------------------------------- commands
 
 cmd_status() {
@@ -492,6 +508,7 @@ main() {
             local t0=$SECONDS
             pg_up
             alertmanager_install
+            prometheus_install
             kafka_up
             log "up in $((SECONDS - t0)) s"
             ;;
@@ -499,6 +516,11 @@ main() {
             lock
             kafka_down
             pg_down
+            ;;
+        install-prometheus)
+            lock
+            alertmanager_install
+            prometheus_install
             ;;
         status) cmd_status ;;
         env) cmd_env ;;

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from auditwatch.startup import (
     EXIT_FAILURE,
+    access_settings,
     build_settings,
     listener_settings,
     load_pipeline,
@@ -125,39 +126,58 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     from auditwatch.consumer import Consumer
     from auditwatch.live_exceptions import LiveExceptions
-    from auditwatch.notify.sender import Sender, rule_descriptions
+    from auditwatch.metrics import Metrics
+    from auditwatch.notify.sender import Sender, rule_descriptions, rule_responses
     from auditwatch.preflight import wait_for_kafka
+    from auditwatch.server import base_url
+    from auditwatch.settings import check_listener, metrics_listener
 
     settings = build_settings(
         kafka_bootstrap=args.kafka, db_url=args.db, rules=args.rules, topic=args.topic,
         consumer_group=args.group, partitions=args.partitions, rule_matching=args.rule_matching,
-        kafka_wait_s=args.kafka_wait, **receipt_settings(args), **notify_settings(args),
+        kafka_wait_s=args.kafka_wait, metrics_host=args.metrics_host, metrics_port=args.metrics_port,
+        **access_settings(args), **receipt_settings(args), **notify_settings(args),
     )  # fmt: skip
     if not settings.kafka_bootstrap:
         refuse("detect needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)")
+    listener = metrics_listener(settings)
+    refusal = check_listener(listener) if listener is not None else None
+    if refusal:
+        refuse(f"metrics listener: {refusal}")
     sinks = notify_sinks(settings)
     pipeline = load_pipeline(settings.rules, settings.rule_matching)
     store = open_store(settings.db_url)
     try:
         sender = Sender(
-            store.engine, sinks, public_url=settings.public_url, descriptions=rule_descriptions(pipeline.detectors)
+            store.engine, sinks, public_url=settings.public_url, descriptions=rule_descriptions(pipeline.detectors),
+            responses=rule_responses(pipeline.detectors),
         )
+        # state keys are counted over the consumer's partition pipelines, as they are when scraped
+        metrics = Metrics.for_detection(pipeline, sender, pipelines=lambda: consumer.pipelines(), consumer=True)
         consumer = Consumer(
             bootstrap=settings.kafka_bootstrap, topic=settings.topic, group=settings.consumer_group,
             pipeline=pipeline, store=store, max_records=settings.detect_max_records,
             record_receipts=settings.record_receipts, receipts_retention_hours=settings.receipts_retention_hours,
             exceptions=LiveExceptions(store, refresh_s=settings.exceptions_refresh_s),
-            routes=sender.routes(),
+            routes=sender.routes(), metrics=metrics,
         )  # fmt: skip
+        exporter = _metrics_listener(listener, metrics)  # its port bound before the banner says so
         asyncio.run(wait_for_kafka(_topics_probe(settings), settings.kafka_bootstrap, settings.kafka_wait_s))
         _banner(
             "detect",
             f"group {settings.consumer_group} on {settings.kafka_bootstrap} topic {settings.topic}, "
             f"{len(pipeline.detectors)} detectors, store {shown_url(settings.db_url)}"
-            + "".join(f"\n  notify   {sink.name}" for sink in sinks),
+            + "".join(f"\n  notify   {sink.name}" for sink in sinks)
+            + (f"\n  metrics  GET  {base_url(listener)}/metrics" if listener is not None else ""),
         )
         tune_gc()
-        _consume(consumer, sender, settings.kafka_bootstrap)
+        if exporter is not None:
+            exporter.start()
+        try:
+            _consume(consumer, sender, settings.kafka_bootstrap)
+        finally:
+            if exporter is not None:
+                exporter.stop()
     finally:
         store.close()
     return 0
@@ -192,3 +212,15 @@ def _consume(consumer: Any, sender: Any, bootstrap: str) -> None:
     except KafkaError as exc:
         refuse(f"lost Kafka at {bootstrap} ({kafka_problem(exc, 0)}): check that it runs; "
                "detect resumes from the last committed offsets when restarted", EXIT_FAILURE)  # fmt: skip
+
+
+def _metrics_listener(listener: Any, metrics: Any) -> Any:
+    """detect's metrics listener, its port bound (None when off); a port it cannot bind is a one-line refusal."""
+    from auditwatch.metrics_listener import MetricsListener
+
+    if listener is None:
+        return None
+    try:
+        return MetricsListener(listener, metrics)
+    except OSError as exc:
+        refuse(f"metrics listener: cannot listen on {listener.host}:{listener.port}: {exc.strerror or exc}")

@@ -31,7 +31,7 @@ def alert_link(public_url: str | None, alert_id: str) -> str | None:
 
 def alertmanager_alert(
     group: Any, *, now: datetime, resend_s: float, resolved_at: datetime | None, description: str | None,
-    public_url: str | None,
+    public_url: str | None, response: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """One alert group as one Alertmanager alert. Its labels are its identity and stay the same for the group's
     life (rule, severity, principal, namespace, group id: never a time or an auditID, which would make every
@@ -51,7 +51,7 @@ def alertmanager_alert(
     annotations = {
         "summary": group.last_message, "description": description or group.rule_name, "rule": group.rule_name,
         "alerts": str(group.count), "first_seen": iso(group.first_seen), "last_seen": iso(group.last_seen),
-        "alert_url": link or "",
+        "alert_url": link or "", "response": response or "",
     }  # fmt: skip
     alert: dict[str, Any] = {
         "labels": {k: v for k, v in labels.items() if v},  # Alertmanager drops empty labels anyway
@@ -98,6 +98,7 @@ def slack_message(row: Any, *, link: str | None, descriptions: Mapping[str, str]
     """An incoming-webhook message: a `text` fallback and one legacy attachment (Slack and Mattermost render
     both; Mattermost ignores Block Kit)."""
     m = row._mapping
+    details = m["details"] or {}
     severity = Severity.parse(m["severity"]).label
     obj = "/".join(p for p in (m["resource"], m["subresource"]) if p)
     where = "/".join(p for p in (m["namespace"], m["name"]) if p)
@@ -105,6 +106,8 @@ def slack_message(row: Any, *, link: str | None, descriptions: Mapping[str, str]
         ("Severity", severity), ("Principal", m["impersonated_user"] or m["user_name"]), ("Namespace", m["namespace"]),
         ("Request", f"{m['verb']} {obj} {where}".strip()), ("Source IPs", ", ".join(m["source_ips"] or ())),
         ("MITRE ATT&CK", ", ".join(m["mitre"] or ())), ("About the rule", descriptions.get(m["rule_id"], "")[:300]),
+        ("Command", " ".join(details.get("command") or ())[:300]),  # the decoded exec command, redacted
+        ("What to do", str(details.get("response") or "")[:500]),  # the rule's response advice
     ]  # fmt: skip
     attachment: dict[str, Any] = {
         "fallback": _slack_escape(f"[{severity}] {m['rule_name']}: {m['message']}"),

@@ -58,6 +58,11 @@ def rule_descriptions(detectors: Sequence[Detector]) -> dict[str, str]:
     return {d.id: " ".join(d.description.split()) for d in detectors if isinstance(d, Described) and d.description}
 
 
+def rule_responses(detectors: Sequence[Detector]) -> dict[str, str]:
+    """Rule id -> response advice (what to check, how to contain), for the rules that give one."""
+    return {d.id: " ".join(d.response.split()) for d in detectors if isinstance(d, Described) and d.response}
+
+
 @dataclass
 class SinkStats:
     """What a sink's task did since the process started (for metrics)."""
@@ -77,6 +82,7 @@ class SinkWorker:
     def __init__(
         self, config: SinkConfig, outbox: Outbox, resends: Resends, stopping: asyncio.Event, *,
         public_url: str | None, descriptions: Mapping[str, str], poll_s: float, housekeeping_s: float,
+        responses: Mapping[str, str] | None = None,
     ) -> None:  # fmt: skip
         self.config = config
         self.name = config.name
@@ -85,6 +91,7 @@ class SinkWorker:
         self.stopping = stopping
         self.public_url = public_url
         self.descriptions = descriptions
+        self.responses = responses or {}
         self.poll_s = poll_s
         self.housekeeping_s = housekeeping_s
         self.stats = SinkStats()
@@ -217,6 +224,7 @@ class SinkWorker:
         return alertmanager_alert(
             group, now=now, resend_s=self.config.resend_s, resolved_at=resolved_at,
             description=self.descriptions.get(group.rule_id), public_url=self.public_url,
+            response=self.responses.get(group.rule_id),
         )  # fmt: skip
 
     async def _deliver_groups(self, client: httpx.AsyncClient, claimed: list[Claimed]) -> None:
@@ -311,11 +319,13 @@ class Sender:
     def __init__(
         self, engine: Engine, sinks: Sequence[SinkConfig], *, public_url: str | None = None,
         descriptions: Mapping[str, str] | None = None, poll_s: float = 1.0, housekeeping_s: float = 30.0,
+        responses: Mapping[str, str] | None = None,
     ) -> None:  # fmt: skip
         self.sinks = tuple(sinks)
         self.outbox = Outbox(engine)
         self.public_url = public_url
         self.descriptions = dict(descriptions or {})
+        self.responses = dict(responses or {})
         self.poll_s = poll_s
         self.housekeeping_s = housekeeping_s
         self.workers: dict[str, SinkWorker] = {}
@@ -343,6 +353,7 @@ class Sender:
             worker = SinkWorker(
                 sink, self.outbox, self._resends, self._stopping, public_url=self.public_url,
                 descriptions=self.descriptions, poll_s=self.poll_s, housekeeping_s=self.housekeeping_s,
+                responses=self.responses,
             )  # fmt: skip
             self.workers[sink.name] = worker
             self._tasks.append(asyncio.create_task(worker.run(), name=f"notify {sink.name}"))

@@ -4,13 +4,17 @@ Every field is a function of the event's raw dict that returns `None` (cannot be
 (scalar field) or a list of strings (list field). Numbers, booleans, objects and arrays are rendered as
 JSON text (`"201"`, `"true"`), as the plugin does. An empty list counts as missing.
 
-Two extractors deliberately differ from the plugin (v0.18.0), which is known to be wrong there:
+Three extractors deliberately differ from the plugin (v0.18.0): two where it is known to be wrong, one for
+events without annotations:
 
 * `ka.sourceips` reads the event's top-level `sourceIPs` (the plugin reads `requestObject.rules[].sourceIPs`,
   so it is always empty; falcosecurity/plugins#236).
 * `*.image.repository` strips the tag after the last `/`, so a registry with a port keeps it
   (`reg:5000/x:1` -> `reg:5000/x`; the plugin cuts at the first `:` and yields `reg`). A digest
   (`@sha256:...`) is stripped first.
+* `ka.auth.decision` is the authorization annotation when the event has it, else the decision the response
+  code proves (`detectors.decision`: 2xx/101 allow, 403 forbid), so rules that test it still work on events
+  whose exporter dropped the annotations.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from detectors.annotations import DECISION_ANNOTATION, REASON_ANNOTATION
+from detectors.annotations import REASON_ANNOTATION
+from detectors.decision import decision_of
 
 Value = str | list[str] | None
 Extractor = Callable[[dict[str, Any]], Value]
@@ -437,7 +442,7 @@ def _register() -> None:
     s = _simple
     _add("ka.auditid", s(scalar_field("auditID")))
     _add("ka.stage", s(scalar_field("stage")))
-    _add("ka.auth.decision", s(_annotation(DECISION_ANNOTATION)))
+    _add("ka.auth.decision", s(decision_of))  # deliberate: also without the annotation
     _add("ka.auth.reason", s(_annotation(REASON_ANNOTATION)))
     _add("ka.auth.openshift.decision", s(_annotation("authorization.openshift.io/decision")))
     _add("ka.auth.openshift.username", s(_annotation("authentication.openshift.io/username")))

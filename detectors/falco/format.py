@@ -150,6 +150,7 @@ class FalcoRules:
             stages=required_values(tree, _STAGE_KEYS),
             resources=required_values(tree, _RESOURCE_KEYS),
             verbs=required_values(tree, _VERB_KEYS),
+            description=rule.desc,
             warnings=tuple(
                 f"{at.path}:{at.line}: Falco rule {rule.name!r}: {problem}"
                 for ref, at in refs

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from detectors.alerts import Alert, Severity, make_alert
+from detectors.alerts import Alert, Guidance, Severity, make_alert
 from detectors.base import RuleSource
 from detectors.events import AuditEvent
 from detectors.falco.condition import Cond, Getter, field_getter
@@ -93,6 +93,7 @@ class CompiledRule:
     resources: frozenset[str] | None
     verbs: frozenset[str] | None
     warnings: tuple[str, ...] = ()  # `file:line: ...`: fields no audit event has
+    description: str = ""  # the rule's `desc`
 
     def applies(self, stage: Value, resource: Value, verb: Value) -> bool:
         return (
@@ -119,6 +120,7 @@ class FalcoRuleset:
 
     stages: frozenset[str] | None = None
     resources: frozenset[str] | None = None
+    rule_format = "falco"  # `Catalogued`
 
     def __init__(
         self,
@@ -133,6 +135,10 @@ class FalcoRuleset:
         self.source = RuleSource(", ".join(files))  # `Sourced`: the files it was built from
         self.warnings = tuple(dict.fromkeys(warnings))  # `Warns`; once per line, however often a rule reads it
         self._index: dict[tuple[Value, Value, Value], tuple[CompiledRule, ...]] = {}
+
+    def rule_severities(self) -> dict[str, Severity]:
+        """`Catalogued`: every rule of the set."""
+        return {rule.rule_id: rule.severity for rule in self.rules}
 
     def candidates(self, raw: dict[str, Any]) -> tuple[CompiledRule, ...]:
         key = (_stage_of(raw), _resource_of(raw), _verb_of(raw))
@@ -179,4 +185,5 @@ class FalcoRuleset:
             message=message,
             event=event,
             details=details,
+            guidance=Guidance(description=rule.description),
         )

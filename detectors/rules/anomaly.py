@@ -33,7 +33,7 @@ from __future__ import annotations
 import base64
 import pickle
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from river import anomaly, stats
 
@@ -76,6 +76,8 @@ def _new_models(budget_per_million: float) -> dict[str, Any]:
 @dataclass
 class AnomalyRule(StatefulRule):
     """Per-principal anomaly score (HalfSpaceTrees over window features) fused into a decaying risk."""
+
+    rule_type: ClassVar[str] = "anomaly"
 
     budget_per_million: float = 10.0
     warmup_events: int = 50_000
@@ -226,6 +228,9 @@ class AnomalyRule(StatefulRule):
 
     def journal(self) -> KeyJournal[str, Principal]:
         return KeyJournal(self._principals, Principal.copy)
+
+    def state_keys(self) -> int:
+        return len(self._principals)
 
     def counters(self) -> tuple[Any, ...]:
         return (*super().counters(), self._scored, self._start, self._warm, self.learned, self._baseline.total)

@@ -107,10 +107,17 @@ def _value_test(op: str, arg: Any, where: tuple[str, int]) -> ValueTest:
         return _path_under(roots)
     raise RuleError(
         f"unknown operator {op!r} (known: equals, in, not_in, prefix, suffix, contains, regex, not_regex, "
-        "exists, gt, gte, lt, lte, path_under)",
+        "exists, gt, gte, lt, lte, path_under, some)",
         path=where[0],
         line=where[1],
     )
+
+
+def _some(condition: Any, where: tuple[str, int]) -> ValueTest:
+    """`{some: cond}`: the value is an object that satisfies `cond`, whose paths are read from the object. On
+    a list field, some element does: the tests of one rule of a Role hold together, not across its rules."""
+    inner = compile_condition(condition, path=where[0], line=where[1])
+    return lambda v: isinstance(v, dict) and inner(AuditEvent(v))
 
 
 def _hashable_choices(spec: Any) -> frozenset[Any] | None:
@@ -181,6 +188,8 @@ def _field_predicate(path_text: str, spec: Any, where: tuple[str, int]) -> Predi
                 if not isinstance(arg, bool):
                     raise RuleError("operator 'exists' takes true or false", path=op_where[0], line=op_where[1])
                 exists = arg
+            elif op == "some":
+                tests.append(_some(arg, op_where))
             elif op == "not_in":
                 if not isinstance(arg, list) or not arg:
                     raise RuleError("operator 'not_in' takes a non-empty list", path=op_where[0], line=op_where[1])

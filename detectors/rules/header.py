@@ -12,9 +12,9 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
-from detectors.alerts import DEFAULT_SUPPRESS_S, Severity
+from detectors.alerts import DEFAULT_SUPPRESS_S, Guidance, Severity
 from detectors.base import RuleSource, RuleTest
 from detectors.errors import RuleError
 from detectors.events import STAGES, AuditEvent, parse_time
@@ -31,7 +31,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 HEADER_KEYS = frozenset(
     {
         "id", "name", "type", "severity", "description", "mitre", "false_positives", "tags", "stages",
-        "match", "allowlist", "message", "tests", "enabled", "suppress",
+        "match", "allowlist", "message", "tests", "enabled", "suppress", "response",
     }
 )  # fmt: skip
 REQUIRED_KEYS = ("id", "name", "severity", "description", "mitre", "match")
@@ -94,11 +94,17 @@ class RuleHeader:
     source: RuleSource
     message: str = ""  # a template (`{field.path}` placeholders); empty: the rule writes its own
     false_positives: str = ""
+    response: str = ""  # what to check and how to contain, for whoever reads the alert
     tags: tuple[str, ...] = ()
     suppress_s: float = DEFAULT_SUPPRESS_S
     allowlist: Allowlist = field(default_factory=Allowlist)
     tests: tuple[RuleTest, ...] = ()
     warnings: tuple[str, ...] = ()  # `file:line: ...`: what loads but looks wrong (a field no event has)
+
+    @property
+    def guidance(self) -> Guidance:
+        """The texts the rule's alerts carry in their details."""
+        return Guidance(self.description, self.response, self.false_positives)
 
 
 def key_error(node: LocatedDict, path: str, message: str, key: str | None = None) -> RuleError:
@@ -142,6 +148,9 @@ def parse_header(
     fps = node.get("false_positives", "")
     if not isinstance(fps, str):
         raise key_error(node, path, "false_positives must be a string", "false_positives")
+    response = node.get("response", "")
+    if not isinstance(response, str) or ("response" in node and not response.strip()):
+        raise key_error(node, path, "response must be a non-empty string (what to check, how to contain)", "response")
     suppress_s = DEFAULT_SUPPRESS_S
     if "suppress" in node:
         suppress_s = parse_duration(node["suppress"], path=path, line=node.line_of("suppress"), what="suppress")
@@ -155,6 +164,7 @@ def parse_header(
         source=RuleSource(path, node.line),
         message=message,
         false_positives=fps.strip(),
+        response=response.strip(),
         tags=tuple(tags),
         suppress_s=suppress_s,
         allowlist=parse_allowlist(node, path=path),
@@ -277,11 +287,15 @@ def _shifted(event: Any, n: int, seconds: float) -> Any:
 
 
 class HeaderAttributes:
-    """The header fields the detector contract reads on a rule (`Detector.id`/`stages`, `Described`),
-    delegated to its `header`."""
+    """The header fields the detector contract reads on a rule (`Detector.id`/`stages`, `Described`,
+    `Catalogued`), delegated to its `header`."""
 
     __slots__ = ()
     header: RuleHeader
+    rule_format: ClassVar[str]  # the rule file format's name (`RuleFormat.name`)
+
+    def rule_severities(self) -> dict[str, Severity]:
+        return {self.header.id: self.header.severity}
 
     @property
     def id(self) -> str:
@@ -315,12 +329,17 @@ class HeaderAttributes:
     def false_positives(self) -> str:
         return self.header.false_positives
 
+    @property
+    def response(self) -> str:
+        return self.header.response
+
 
 class NativeRuleAttributes(HeaderAttributes):
     """A native rule's attributes: the header's, plus its test cases (`SelfTested`) and load warnings
     (`Warns`)."""
 
     __slots__ = ()
+    rule_format: ClassVar[str] = "auditwatch"
 
     @property
     def tests(self) -> tuple[RuleTest, ...]:

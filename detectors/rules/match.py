@@ -32,6 +32,7 @@ class MatchRule(NativeRuleAttributes):
                 message=render_message(header.message, event) if header.message else header.name,
                 event=event,
                 suppress_s=header.suppress_s,
+                guidance=header.guidance,
             )
         ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from detectors.alerts import Alert
 from detectors.errors import RuleError
@@ -32,6 +32,8 @@ class SequenceRule(StatefulRule):
     """Ordered `steps` by the same key within `within`: alert on the event that completes the sequence.
 
     The rule's stages are those of its steps; `match` is per step, so the rule-level predicate is "any"."""
+
+    rule_type: ClassVar[str] = "sequence"
 
     steps: tuple[Step, ...] = ()
     within_s: float = 0.0
@@ -84,6 +86,9 @@ class SequenceRule(StatefulRule):
 
     def journal(self) -> KeyJournal[Key, tuple[int, float, list[str]]]:
         return KeyJournal(self._progress)  # entries are replaced, never changed in place
+
+    def state_keys(self) -> int:
+        return len(self._progress)
 
     def snapshot(self) -> dict[str, Any]:
         return {"progress": [[list(k), i, t, ids] for k, (i, t, ids) in self._progress.items()]}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from detectors.alerts import Alert, make_alert
 from detectors.errors import RuleError
@@ -62,6 +62,7 @@ class StatefulRule(NativeRuleAttributes):
     """What every stateful rule shares with single-event rules: the header, a `match:` filter and the
     resources it requires; subclasses add their keys, windows and state."""
 
+    rule_type: ClassVar[str]  # its `type:` (`StateSized`)
     header: RuleHeader
     resources: frozenset[str] | None
     predicate: Predicate = field(repr=False)
@@ -87,6 +88,10 @@ class StatefulRule(NativeRuleAttributes):
 
     def journal(self) -> KeyJournal[Any, Any]:
         """A new undo journal of the rule's keyed table (each subclass has one)."""
+        raise NotImplementedError
+
+    def state_keys(self) -> int:
+        """`StateSized`: the entries of the rule's keyed table (each subclass has one)."""
         raise NotImplementedError
 
     def counters(self) -> tuple[Any, ...]:
@@ -129,5 +134,5 @@ class StatefulRule(NativeRuleAttributes):
         )
         return make_alert(
             rule_id=header.id, rule_name=header.name, severity=header.severity, mitre=header.mitre,
-            message=text, event=event, details=details, suppress_s=header.suppress_s,
+            message=text, event=event, details=details, suppress_s=header.suppress_s, guidance=header.guidance,
         )  # fmt: skip

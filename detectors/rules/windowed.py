@@ -5,7 +5,7 @@ from __future__ import annotations
 from bisect import bisect_right, insort
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from detectors.alerts import Alert
 from detectors.events import AuditEvent
@@ -25,6 +25,8 @@ def _require(node: LocatedDict, path: str, keys: tuple[str, ...], rule_type: str
 @dataclass
 class ThresholdRule(StatefulRule):
     """At least `threshold` matching events per key within a sliding `window`; one alert per burst."""
+
+    rule_type: ClassVar[str] = "threshold"
 
     key: Callable[[AuditEvent], Key | None] = field(default=lambda e: None, repr=False)
     key_fields: tuple[str, ...] = ()
@@ -68,6 +70,9 @@ class ThresholdRule(StatefulRule):
     def journal(self) -> KeyJournal[Key, list[float]]:
         return KeyJournal(self._times, list)
 
+    def state_keys(self) -> int:
+        return len(self._times)
+
     def snapshot(self) -> dict[str, Any]:
         return {"times": [[list(k), list(t)] for k, t in self._times.items() if t]}
 
@@ -94,6 +99,8 @@ class ThresholdRule(StatefulRule):
 @dataclass
 class DistinctCountRule(StatefulRule):
     """Per key within `window`: at least `min` distinct values of each listed field; one alert per burst."""
+
+    rule_type: ClassVar[str] = "distinct_count"
 
     key: Callable[[AuditEvent], Key | None] = field(default=lambda e: None, repr=False)
     key_fields: tuple[str, ...] = ()
@@ -137,6 +144,9 @@ class DistinctCountRule(StatefulRule):
     def journal(self) -> KeyJournal[Key, list[dict[str, float]]]:
         return KeyJournal(self._values, lambda per_field: [dict(seen) for seen in per_field])
 
+    def state_keys(self) -> int:
+        return len(self._values)
+
     def snapshot(self) -> dict[str, Any]:
         return {"values": [[list(k), v] for k, v in self._values.items()]}
 
@@ -172,6 +182,8 @@ class DistinctCountRule(StatefulRule):
 @dataclass
 class NewTermsRule(StatefulRule):
     """A tuple of `terms` never seen for the key within `history`; silent during the `learning` period."""
+
+    rule_type: ClassVar[str] = "new_terms"
 
     key: Callable[[AuditEvent], Key | None] = field(default=lambda e: None, repr=False)
     key_fields: tuple[str, ...] = ()
@@ -220,6 +232,9 @@ class NewTermsRule(StatefulRule):
 
     def journal(self) -> KeyJournal[Key, float]:
         return KeyJournal(self._last_seen)
+
+    def state_keys(self) -> int:
+        return len(self._last_seen)
 
     def counters(self) -> tuple[Any, ...]:
         return (*super().counters(), self._first_event)

@@ -16,6 +16,11 @@ FIELD_MAPPING: Final[dict[str, str]] = {
     # pseudo-fields: "somewhere in the pod spec(s) the request carries"
     "hostPath": "$volumes[*].hostPath.path",
     "capabilities": "$containers[*].securityContext.capabilities.add",
+    # the authorization decision: the annotation, else what the response code proves (events whose exporter
+    # dropped annotations), as native rules' `$decision`
+    "annotations.authorization.k8s.io/decision": "$decision",
+    "annotations['authorization.k8s.io/decision']": "$decision",
+    "authorization.k8s.io/decision": "$decision",
 }
 
 # Fields that the apiserver always writes as JSON integers.

@@ -120,6 +120,7 @@ class SigmaDetector(HeaderAttributes):
     falsepositives); it has no allowlist, message template or test cases. `warnings` holds `file:line: ...`
     notes, e.g. that it can never match as written."""
 
+    rule_format: ClassVar[str] = "sigma"
     header: RuleHeader
     resources: frozenset[str] | None
     predicate: Predicate = field(repr=False, compare=False)
@@ -142,6 +143,7 @@ class SigmaDetector(HeaderAttributes):
                 message=f"{header.name}: {_target(event)}",
                 event=event,
                 details=self.details,
+                guidance=header.guidance,
             )
         ]
 

@@ -22,6 +22,7 @@ from auditwatch.notify.payloads import (
     webhook_alert,
     webhook_headers,
 )
+from auditwatch.notify.sender import rule_responses
 from detectors.alerts import Severity, make_alert
 from detectors.events import AuditEvent
 from detectors.loading.formats import LoadOptions
@@ -114,3 +115,28 @@ def test_slack_message_escapes_what_the_event_says(sqlite_store: AlertStore) -> 
     assert "<!channel>" not in text and "<https://evil" not in text and "&lt;!channel&gt; &amp; " in text
     fields = {f["title"]: f["value"] for f in attachment["fields"]}
     assert fields["Severity"] == "high" and fields["About the rule"] == "D" and fields["MITRE ATT&CK"] == "T1609"
+
+
+def test_slack_message_tells_what_to_do_and_the_decoded_command(sqlite_store: AlertStore) -> None:
+    (rule,) = [r for r in load_rules(["builtin"]) if r.id == "pod-exec-attach"]
+    (alert,) = [a for a in Pipeline([rule]).process(AuditEvent(raw=exec_event())) if a.rule_id == "pod-exec-attach"]
+    sqlite_store.write([alert])
+    row, _ = stored(sqlite_store, alert.id)
+    sent = orjson.loads(slack_message(row, link=None, descriptions={}))
+    fields = {f["title"]: f["value"] for f in sent["attachments"][0]["fields"]}
+    assert fields["Command"] == " ".join(alert.details["command"]) and fields["Command"]
+    assert fields["What to do"] == alert.details["response"][:500] and fields["What to do"]
+
+
+def test_alertmanager_alert_carries_the_rules_response_advice(sqlite_store: AlertStore) -> None:
+    responses = rule_responses(load_rules(["builtin", "falco"]))
+    assert responses["pod-exec-attach"].startswith("Check who opened the session") and "falco" not in responses
+    alert = alerts(6)[1]
+    sqlite_store.write([alert])
+    _, group = stored(sqlite_store, alert.id)
+    sent = alertmanager_alert(group, now=datetime.now(UTC), resend_s=60, resolved_at=None, description="D",
+                              public_url=None, response=responses["pod-exec-attach"])  # fmt: skip
+    assert sent["annotations"]["response"] == responses["pod-exec-attach"]
+    silent = alertmanager_alert(group, now=datetime.now(UTC), resend_s=60, resolved_at=None, description="D",
+                                public_url=None)  # fmt: skip
+    assert "response" not in silent["annotations"]

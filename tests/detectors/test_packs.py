@@ -127,7 +127,7 @@ def test_replay_runs_all_three_packs_together(run_cli: Callable[..., CliRun], tm
 
 def test_rules_test_lint_and_policy_check_take_the_packs(run_cli: Callable[..., CliRun]) -> None:
     run = run_cli("rules", "test", "builtin", "falco", "sigma")
-    assert run.code == 0 and ", 0 failed (76 rules, 17 without inline tests)" in run.out  # 59 + 1 Falco + 16 Sigma
+    assert run.code == 0 and ", 0 failed (80 rules, 17 without inline tests)" in run.out  # 63 + 1 Falco + 16 Sigma
     run = run_cli("rules", "lint", "falco")
     assert run.code == 0 and run.out == "1 rules, 0 problem(s)\n"
     policy = str(ROOT / "audit-policies" / "recommended.yaml")
@@ -157,7 +157,7 @@ def test_serve_and_detect_load_the_packs(
         run_cli(*argv, *(["--kafka", "127.0.0.1:1"] if command == "detect" else []))
     (pipeline,) = seen
     ids = [d.id for d in pipeline.detectors]
-    assert len(ids) == 76 and "falco" in ids and "pod-exec-attach" in ids
+    assert len(ids) == 80 and "falco" in ids and "pod-exec-attach" in ids
     assert sum(i.startswith("sigma:") for i in ids) == 16
 
 

@@ -55,6 +55,9 @@ def errors_of(path: Path) -> list[str]:
         ("match:\n  any: []\n", 7, "'any' takes a non-empty list"),
         ("match:\n  verb: get\nmessage: '{user..name}'\n", 8, "message placeholder"),
         ("match:\n  verb: get\ntests:\n  - name: t\n    expect: maybe\n    event: {}\n", 9, "expect must be"),
+        ("response: ' '\nmatch:\n  verb: get\n", 6, "response must be a non-empty string"),
+        ("response: [a]\nmatch:\n  verb: get\n", 6, "response must be a non-empty string"),
+        ("match:\n  requestObject.rules: {some: {verb: {nope: 1}}}\n", 7, "unknown operator 'nope'"),
     ],
 )
 def test_errors_carry_file_and_line(tmp_path: Path, body: str, line: int, message: str) -> None:
@@ -137,6 +140,10 @@ def deployment() -> dict[str, Any]:
         ("any: [{verb: get}, {objectRef.resource: deployments}]", True),
         ("all: [{verb: create}, {objectRef.resource: pods}]", False),
         ("$principal: mallory@example.com", True),
+        ("$decision: allow", True),
+        ("$request.spec.template.spec.containers: {some: {name: agent, image: {prefix: docker.io/}}}", True),
+        ("$request.spec.template.spec.containers: {some: {name: agent, image: {prefix: quay.io/}}}", False),
+        ("$exec: {exists: false}", True),  # not an exec
     ],
 )
 def test_condition_semantics(tmp_path: Path, match: str, expected: bool) -> None:

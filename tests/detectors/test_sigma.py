@@ -612,6 +612,18 @@ def test_modifiers_and_conditions(detection: str, expected: tuple[bool, bool]) -
     assert (matches(detector, SHELL), matches(detector, LIST)) == expected
 
 
+@pytest.mark.parametrize(
+    "field",
+    ["annotations.authorization.k8s.io/decision", "annotations['authorization.k8s.io/decision']",
+     "authorization.k8s.io/decision"],
+)  # fmt: skip
+def test_decision_field_reads_the_response_code_when_an_exporter_dropped_the_annotations(field: str) -> None:
+    allowed = {k: v for k, v in SHELL.items() if k != "annotations"}  # 101: the session was opened
+    refused = dict(allowed, responseStatus={"metadata": {}, "status": "Failure", "reason": "Forbidden", "code": 403})
+    detector = rule(f"    sel:\n        {field}: allow\n    condition: sel")
+    assert (matches(detector, SHELL), matches(detector, allowed), matches(detector, refused)) == (True, True, False)
+
+
 def test_base64_modifier() -> None:
     raw = event(verb="patch", uri="/api/v1/namespaces/shop/secrets/db", resource="secrets", namespace="shop",
                 request_object={"data": {"password": "c2VjcmV0"}})  # fmt: skip
