@@ -26,7 +26,7 @@ from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from tests.support.cli import RunCli
 from tests.support.events import another_like, batch_of_400, event_list, exec_event, scenario_events
-from tests.support.metrics import Samples, label_values, parse_samples, total, value
+from tests.support.metrics import Samples, label_values, parse_samples, rules_in_pack, total, value
 
 WRITE_TOKEN = "rw-metrics-2f9c1d7a"
 READ_TOKEN = "ro-metrics-8b3e5a0c"
@@ -55,7 +55,7 @@ def test_a_batch_of_n_events_with_k_alerts_counts_n_and_k(client: TestClient) ->
     before = scrape(client)
     assert value(before, "auditwatch_events_received_total") == 0
     assert total(before, "auditwatch_alerts_total") == 0
-    assert len(label_values(before, "auditwatch_alerts_total", "rule")) == 59  # every rule's series, at 0
+    assert len(label_values(before, "auditwatch_alerts_total", "rule")) == rules_in_pack("builtin")  # every rule's series, at 0
     resp = client.post("/audit/webhook", content=event_list(batch_of_400()))
     assert resp.status_code == 200, resp.text
     n, k = 400, resp.json()["alerts"]
@@ -71,7 +71,7 @@ def test_a_batch_of_n_events_with_k_alerts_counts_n_and_k(client: TestClient) ->
     assert value(after, "auditwatch_store_write_duration_seconds_count") == 1
     assert value(after, "auditwatch_webhook_responses_total", code="2xx") == 1
     assert total(after, "auditwatch_detector_state_keys") > 0
-    assert value(after, "auditwatch_rules_loaded", format="auditwatch") == 59
+    assert value(after, "auditwatch_rules_loaded", format="auditwatch") == rules_in_pack("builtin")
     assert value(after, "auditwatch_build_info", version=label_values(after, "auditwatch_build_info", "version").pop())
     assert value(after, "process_resident_memory_bytes") > 0
     assert ("python_info" in {name for name, _ in after}) and ("python_gc_collections_total" in {n for n, _ in after})
@@ -235,9 +235,9 @@ def test_rules_loaded_are_counted_by_format() -> None:
     falco: Any = next(d for d in pipeline.detectors if d.id == "falco")  # one detector for the whole ruleset
     assert value(samples, "auditwatch_rules_loaded", format="falco") == len(falco.rules) > 40
     assert value(samples, "auditwatch_rules_loaded", format="sigma") == 16
-    assert value(samples, "auditwatch_rules_loaded", format="auditwatch") == 59
+    assert value(samples, "auditwatch_rules_loaded", format="auditwatch") == rules_in_pack("builtin")
     rules = label_values(samples, "auditwatch_alerts_total", "rule")
-    assert len(rules) == 59 + 16 + len(falco.rules)  # each rule's series exists before it fires
+    assert len(rules) == rules_in_pack("builtin") + rules_in_pack("sigma") + len(falco.rules)  # each rule's series exists before it fires
     severities = label_values(samples, "auditwatch_alerts_total", "severity")
     assert severities <= {"info", "low", "medium", "high", "critical"}
 

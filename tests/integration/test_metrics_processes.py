@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.support.events import another_like, event_list, exec_event, scenario_events
-from tests.support.metrics import Samples, label_values, parse_samples, total, value
+from tests.support.metrics import Samples, label_values, parse_samples, rules_in_pack, total, value
 from tests.support.paths import ROOT
 from tests.support.processes import Proc, free_port
 from tests.support.prometheus import PrivatePrometheus, prometheus_tool, scrape_job
@@ -151,7 +151,7 @@ def test_ingest_and_detect_count_what_went_through_kafka(tmp_path: Path, procs: 
     ingest.wait_http(f"http://127.0.0.1:{ingest_port}/readyz")
     detect_url = f"http://127.0.0.1:{metrics_port}/metrics"
     before = scrape(detect_url, detect)
-    assert value(before, "auditwatch_rules_loaded", format="auditwatch") == 59
+    assert value(before, "auditwatch_rules_loaded", format="auditwatch") == rules_in_pack("builtin")
     assert value(before, "auditwatch_kafka_records_consumed_total") == 0
     assert httpx.get(detect_url, timeout=5).status_code == 401
 

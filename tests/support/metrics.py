@@ -29,3 +29,10 @@ def total(samples: Samples, name: str, **labels: str) -> float:
 
 def label_values(samples: Samples, name: str, label: str) -> set[str]:
     return {dict(series)[label] for (n, series) in samples if n == name and label in dict(series)}
+
+
+def rules_in_pack(pack: str) -> int:
+    """How many rules a shipped pack loads (what `auditwatch_rules_loaded` should count for it)."""
+    from detectors.registry import load_rules
+
+    return len(load_rules([pack]))
