@@ -6,8 +6,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from pydantic import TypeAdapter, ValidationError
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from pydantic import AfterValidator, TypeAdapter, ValidationError
 
 from api.errors import CursorError, StoreError
 from api.outbox import Outbox
@@ -53,6 +53,16 @@ def text_param(name: str, value: str | None) -> str | None:
     if value is not None and has_nul(value):
         raise bad_request(name, "must not contain NUL characters")
     return value
+
+
+def _no_nul(value: str) -> str:
+    if has_nul(value):
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+# The id in an item's path: PostgreSQL refuses a NUL in a lookup, which would answer 503 (retry later) for ever
+ItemId = Annotated[str, Path(), AfterValidator(_no_nul)]
 
 
 class PageQuery:
@@ -117,7 +127,7 @@ def list_alert_groups(store: StoreDep, query: PageDep) -> dict[str, Any]:
 
 
 @router.get("/api/v1/alerts/{alert_id}", response_model=AlertDetail, tags=["alerts"])
-def get_alert(alert_id: str, store: StoreDep) -> dict[str, Any]:
+def get_alert(alert_id: ItemId, store: StoreDep) -> dict[str, Any]:
     try:
         found = store.get_alert(alert_id)
         if found is not None:
@@ -139,6 +149,7 @@ def list_deliveries(
 ) -> dict[str, Any]:
     """Notifications (`--notify`), one per alert and sink, most recently queued first: e.g. `status=failed` for
     those given up, `status=pending` for the backlog of a sink that is down."""
+    sink = text_param("sink", sink)
     try:
         items, next_cursor = Outbox(store.engine).list_deliveries(status=status, sink=sink, limit=limit, cursor=cursor)
     except CursorError as exc:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Response
 from pydantic import TypeAdapter, ValidationError
 
 from api.errors import StoreError
-from api.routes import StoreDep
+from api.routes import ItemId, StoreDep, text_param
 from api.rule_exceptions import AlertNotFound, NewException
 from api.schemas import (
     AlertGroupDetail,
@@ -80,7 +80,7 @@ def _new_exception(spec: ExceptionSpec, author: str, **more: Any) -> NewExceptio
 
 
 @router.patch("/api/v1/alerts/{alert_id}", response_model=TriagedAlert, tags=["triage"])
-def triage_alert(alert_id: str, body: TriagePatch, store: StoreDep, user: AuthorHeader = None) -> dict[str, Any]:
+def triage_alert(alert_id: ItemId, body: TriagePatch, store: StoreDep, user: AuthorHeader = None) -> dict[str, Any]:
     """Set an alert's status or assignee, or append a note; every change goes into its history. With
     `status: false_positive`, `create_exception` also creates an exception from this alert (same transaction)."""
     change = _change(body, user)
@@ -96,7 +96,7 @@ def triage_alert(alert_id: str, body: TriagePatch, store: StoreDep, user: Author
 
 @router.get("/api/v1/alerts/{alert_id}/history", response_model=History, tags=["triage"])
 def alert_history(
-    alert_id: str, store: StoreDep, limit: Annotated[int, Query(ge=1, le=MAX_HISTORY)] = 1000
+    alert_id: ItemId, store: StoreDep, limit: Annotated[int, Query(ge=1, le=MAX_HISTORY)] = 1000
 ) -> dict[str, Any]:
     """Every triage change of the alert (status, assignee, notes): who, when, from what to what."""
     with _answers():
@@ -107,7 +107,7 @@ def alert_history(
 
 
 @router.get("/api/v1/alert-groups/{group_id}", response_model=AlertGroupDetail, tags=["triage"])
-def get_group(group_id: str, store: StoreDep) -> dict[str, Any]:
+def get_group(group_id: ItemId, store: StoreDep) -> dict[str, Any]:
     with _answers():
         group = store.get_group(group_id)
     if group is None:
@@ -116,7 +116,9 @@ def get_group(group_id: str, store: StoreDep) -> dict[str, Any]:
 
 
 @router.patch("/api/v1/alert-groups/{group_id}", response_model=TriagedGroup, tags=["triage"])
-def triage_group(group_id: str, body: GroupTriagePatch, store: StoreDep, user: AuthorHeader = None) -> dict[str, Any]:
+def triage_group(
+    group_id: ItemId, body: GroupTriagePatch, store: StoreDep, user: AuthorHeader = None
+) -> dict[str, Any]:
     """Set the status or assignee of a group and of every alert in it, or append a note to the group."""
     with _answers():
         group, changed = store.triage_group(group_id, _change(body, user))
@@ -127,7 +129,7 @@ def triage_group(group_id: str, body: GroupTriagePatch, store: StoreDep, user: A
 
 @router.get("/api/v1/alert-groups/{group_id}/history", response_model=History, tags=["triage"])
 def group_history(
-    group_id: str, store: StoreDep, limit: Annotated[int, Query(ge=1, le=MAX_HISTORY)] = 1000
+    group_id: ItemId, store: StoreDep, limit: Annotated[int, Query(ge=1, le=MAX_HISTORY)] = 1000
 ) -> dict[str, Any]:
     with _answers():
         items = store.triage_history(GROUP, group_id, limit=limit)
@@ -151,11 +153,11 @@ def list_exceptions(
 ) -> dict[str, Any]:
     """Every exception, newest first; expired ones have `active: false`."""
     with _answers():
-        return {"items": store.list_exceptions(rule)}
+        return {"items": store.list_exceptions(text_param("rule", rule))}
 
 
 @router.get("/api/v1/exceptions/{exception_id}", response_model=RuleException, tags=["exceptions"])
-def get_exception(exception_id: str, store: StoreDep) -> dict[str, Any]:
+def get_exception(exception_id: ItemId, store: StoreDep) -> dict[str, Any]:
     with _answers():
         found = store.get_exception(exception_id)
     if found is None:
@@ -164,7 +166,7 @@ def get_exception(exception_id: str, store: StoreDep) -> dict[str, Any]:
 
 
 @router.delete("/api/v1/exceptions/{exception_id}", status_code=204, tags=["exceptions"])
-def delete_exception(exception_id: str, store: StoreDep) -> Response:
+def delete_exception(exception_id: ItemId, store: StoreDep) -> Response:
     with _answers():
         deleted = store.delete_exception(exception_id)
     if not deleted:

@@ -84,20 +84,38 @@ _MAYBE = re.compile(  # searched in the lower-cased text: much faster than (?i)
     r"bearer|basic|eyj|://|-----begin|ls0tls1|pass|secret|token|key|auth|cookie|credential|sig|code"
     r"|gh[pousr]_|github_pat_|glpat-|xox[abprs]-|akia"
 )
+# Where a word may also start: after a newline or tab escaped in JSON text (`\nBearer ...`)
+_ESCAPED = r"|(?<=\\[nrt]))"
 _PEM = re.compile(r"(-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY-----)[\s\S]*?(-----END[A-Z0-9 ]{0,40}PRIVATE KEY-----|\Z)")
 _PEM_BASE64 = re.compile(r"LS0tLS1CRUdJTi[A-Za-z0-9+/=]*")  # "-----BEGIN" in base64 (kubeconfig *-data fields)
-_JWT = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,}+\.eyJ[A-Za-z0-9_-]*+(?:\.[A-Za-z0-9_-]*+)?")
-_BEARER = re.compile(r"(?i)\b(bearer)([ \t]+|%20|\+)[^\s&\"',;()<>{}\[\]\\]+")
-_BASIC = re.compile(r"(?i)\b(basic)([ \t]+|%20|\+)([A-Za-z0-9+/=._~%:-]{6,})")
+_JWT = re.compile(
+    r"(?:(?<![A-Za-z0-9_-])" + _ESCAPED + r"eyJ[A-Za-z0-9_-]{5,}+\.eyJ[A-Za-z0-9_-]*+(?:\.[A-Za-z0-9_-]*+)?"
+)
+_BEARER = re.compile(r"(?i)(?:\b" + _ESCAPED + r"(bearer)([ \t]+|%20|\+)[^\s&\"',;()<>{}\[\]\\]+")
+_BASIC = re.compile(r"(?i)(?:\b" + _ESCAPED + r"(basic)([ \t]+|%20|\+)([A-Za-z0-9+/=._~%:-]{6,})")
 _USERINFO = re.compile(r"(://[^/\s:@]+:)[^/\s@]+@")
 _PREFIXED = re.compile(
-    r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{20,}"
+    r"(?:\b" + _ESCAPED + r"(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{20,}"
     r"|xox[abprs]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16})"
 )
-_FLAG = re.compile(r"(?<![\w-])(--?)([A-Za-z][\w-]{0,63}+)([ \t]+|\+|%20|&command=)([^\s&\"',;]+)")
-# `key: value`, `key=value`, `"key": "value"`, `X-Api-Key%3A+value`, `?token=value`: the key, up to the value
-_ASSIGN = re.compile(r"(?<![\w.\\])\\*+[\"']?([A-Za-z][\w.-]{0,63}+)\\*+[\"']?[ \t]*(:|=|%3[AaDd])(?:[ \t]|\+|%20)*")
-_BARE = re.compile(r"[^\s,;&\"'{}\[\]]+")
+_FLAG = re.compile(
+    r"(?:(?<![\w-])" + _ESCAPED + r"(--?)([A-Za-z][\w-]{0,63}+)([ \t]+|\+|%20|&command=)"
+    r"((?:[^\s&\"',;\\]|\\(?![nrt]))++)"  # the value: to a newline or tab, escaped in JSON text too
+)
+# `key: value`, `key=value`, `"key": "value"`, `X-Api-Key%3A+value`, `?token=value`: the key, up to the value;
+# also after a newline or tab escaped in JSON text, once or more (`\nCookie: ...`, `\\\\nCookie: ...`)
+_ASSIGN = re.compile(
+    r"(?:(?<!\\)\\++[nrt](?=[A-Za-z\"'])|(?<![\w.\\]))"
+    r"\\*+(?:\"\"|[\"'])?([A-Za-z][\w.-]{0,63}+)\\*+(?:\"\"|[\"'])?[ \t]*(:|=|%3[AaDd])(?:[ \t]|\+|%20)*"
+)
+# `{"name": "DB_PASSWORD", "value": "..."}` as text (an env var or header list rendered into a message, YAML's
+# `- name: DB_PASSWORD` / `value: ...`, quotes lost to a CSV reader): the name, up to the value
+_Q = r"(?:\"\"|\\{0,16}[\"'])?"  # an optional quote, escaped inside escaped JSON, doubled in CSV
+_PAIR = re.compile(
+    rf"(?<![\w-]){_Q}name{_Q}[ \t]*:[ \t]*{_Q}([A-Za-z][\w.-]{{0,63}}+){_Q}"  # name: DB_PASSWORD
+    rf"[ \t]*(?:,|\r?\n)[ \t]*{_Q}value{_Q}[ \t]*:[ \t]*"  # , value:
+)
+_BARE = re.compile(r"(?:[^\s,;&\"'{}\[\]\\]|\\(?![nrt]))++")  # to a newline or tab, escaped in JSON text too
 # the same in a URL or a URL-encoded command: `+` and `%20` are spaces, `%3B` is `;`...
 _URL_BARE = re.compile(r"(?:[^\s,;&\"'{}\[\]%+]|%(?!20|22|27|2[Cc]|3[Bb]|0[AaDd]))++")
 _QUERY_VALUE = re.compile(r"[^&#\s\"'<>]+")  # a query parameter's value: to the next parameter
@@ -156,7 +174,7 @@ def _bracketed_end(text: str, start: int) -> int:
     return len(text)
 
 
-_OPENING = re.compile(r"\\{0,16}[\"']")
+_OPENING = re.compile(r"\"\"(?=[^\",}\]\s])|\\{0,16}[\"']")  # `""`: a quote in a CSV field
 
 
 @lru_cache(maxsize=16)
@@ -168,7 +186,7 @@ def _inside(opening: str) -> re.Pattern[str]:
 
 
 def _quoted_span(text: str, start: int) -> tuple[int, str] | None:
-    """A quoted value: `"v"`, `'v'`, or `\\"v\\"` inside an escaped JSON string."""
+    """A quoted value: `"v"`, `'v'`, `\\"v\\"` inside an escaped JSON string, or `""v""` in a CSV field."""
     m = _OPENING.match(text, start)
     if m is None:
         return None
@@ -230,6 +248,23 @@ def _redact_assignments(text: str, also: frozenset[str]) -> str:
     return "".join(parts)
 
 
+def _redact_pairs(text: str) -> str:
+    """The values of name/value pairs named like a credential, in JSON text."""
+    parts: list[str] = []
+    done = 0
+    for m in _PAIR.finditer(text):
+        if m.start() < done or not is_credential_name(m.group(1)):
+            continue
+        span = _value_span(text, m.end(), m.group(1), _BARE)
+        if span is not None:
+            parts += (text[done : m.end()], span[1])
+            done = span[0]
+    if not parts:
+        return text
+    parts.append(text[done:])
+    return "".join(parts)
+
+
 def redact_text(text: str, *, also: frozenset[str] = frozenset()) -> str:
     """`text` with every credential-shaped part replaced by `<redacted>` (docs/redaction.md lists them); `also`:
     more names (lower case, without `-_. `) whose values go, e.g. `data` in the text of a request to secrets."""
@@ -237,7 +272,7 @@ def redact_text(text: str, *, also: frozenset[str] = frozenset()) -> str:
         return text
     for pattern, replacement in _SUBSTITUTIONS:
         text = pattern.sub(replacement, text)
-    return _redact_assignments(text, also)
+    return _redact_assignments(_redact_pairs(text), also)
 
 
 @lru_cache(maxsize=8192)

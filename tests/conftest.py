@@ -72,3 +72,13 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str])
     yield run
     gc.unfreeze()
     gc.set_threshold(*threshold)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How many fuzz cases ran (tests/support/fuzz.py), so that CI's output shows the figure."""
+    fuzz = sys.modules.get("tests.support.fuzz")
+    if fuzz is None or not fuzz.TALLY.cases:
+        return
+    terminalreporter.section("fuzz cases")
+    for line in fuzz.TALLY.lines():
+        terminalreporter.write_line(line)

@@ -35,7 +35,7 @@ from sigma.rule import SigmaLevel, SigmaRule
 
 from detectors.alerts import Alert, Severity, make_alert
 from detectors.base import Detector, RuleSource
-from detectors.errors import RuleError, RuleErrors
+from detectors.errors import RuleError, RuleErrors, describe_error
 from detectors.events import AuditEvent
 from detectors.eventschema import path_problem
 from detectors.loading.formats import LoadOptions
@@ -230,6 +230,8 @@ def build_detector(doc: Any, *, path: str) -> SigmaDetector:
         if isinstance(exc.__cause__, PatternError):  # a `|re` value that RE2 cannot run: say why, once
             message = str(exc.__cause__)
         raise RuleError(f"Sigma: {message}", path=path, line=_error_line(exc, doc)) from None
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:  # pySigma trips on a value of another type
+        raise RuleError(f"Sigma: not a valid Sigma rule ({describe_error(exc)})", path=path, line=line) from None
     problem = _logsource_problem(rule)
     if problem is not None:
         raise RuleError(problem, path=path, line=_line_of(doc, "logsource"))
@@ -242,6 +244,8 @@ def build_detector(doc: Any, *, path: str) -> SigmaDetector:
     except SigmaError as exc:
         message = str(exc.args[0]) if exc.args else type(exc).__name__
         raise RuleError(f"Sigma: {message}", path=path, line=_error_line(exc, doc)) from None
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise RuleError(f"Sigma: not a valid detection ({describe_error(exc)})", path=path, line=line) from None
     except SigmaCompileError as exc:
         where = _key_line(detection, exc.field) if exc.field else None
         raise RuleError(exc.message, path=path, line=where or _line_of(doc, "detection")) from None

@@ -134,7 +134,7 @@ def _subscription(doc: Any, origin: str, out: RecordCollector) -> None:
                 out.reject(origin, f"a subscription message larger than {MAX_DOCUMENT_BYTES} bytes inflated", None)
                 return
             doc = orjson.loads(data)
-        except (binascii.Error, OSError, EOFError, zlib.error, orjson.JSONDecodeError) as exc:
+        except (ValueError, OSError, EOFError, zlib.error) as exc:  # ValueError: binascii's, non-ASCII, JSON's
             out.reject(origin, f"not base64 gzip JSON of a CloudWatch subscription message: {exc}", doc)
             return
     if not isinstance(doc, dict):

@@ -12,7 +12,8 @@ FORMATS = (
     "elastic",
 )  # fmt: skip
 
-_S3_LINE = re.compile(rb"^\d{4}-\d{2}-\d{2}T[0-9:.]+(Z|[+-]\d{2}:?\d{2})? [\[{]")
+# A JSON log never starts with a time: whatever the first message is (it may be junk), the file is an export
+_S3_LINE = re.compile(rb"^\d{4}-\d{2}-\d{2}T[0-9:.]+(Z|[+-]\d{2}:?\d{2})? ")
 _BASE64_GZIP = b"H4sI"  # base64 of the gzip magic bytes 1f 8b 08
 GZIP_MAGIC = b"\x1f\x8b"
 

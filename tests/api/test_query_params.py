@@ -114,6 +114,24 @@ def test_nul_in_a_text_filter_gets_400_not_a_database_error(client: TestClient) 
         for name in ("rule", "user", "namespace"):
             assert refused(client, path, **{name: "a\x00b"}) == f"{name}: must not contain NUL characters"
     assert refused(client, "/api/v1/receipts", audit_id="x\x00") == "audit_id: must not contain NUL characters"
+    assert refused(client, "/api/v1/deliveries", sink="s\x00") == "sink: must not contain NUL characters"
+    assert refused(client, "/api/v1/exceptions", rule="r\x00") == "rule: must not contain NUL characters"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/alerts/{}", "/api/v1/alerts/{}/history", "/api/v1/alert-groups/{}",
+                                  "/api/v1/alert-groups/{}/history", "/api/v1/exceptions/{}"])  # fmt: skip
+def test_nul_in_a_path_id_gets_422_not_a_database_error(client: TestClient, path: str) -> None:
+    """Found by fuzzing: PostgreSQL refused the lookup, and the API answered 503 (retry later) for ever."""
+    resp = client.get(path.format("a%00b"))
+    assert resp.status_code == 422 and "must not contain NUL characters" in resp.text, resp.text
+    for method in ("PATCH", "DELETE"):
+        if method == "PATCH" and "exceptions" not in path and "history" not in path:
+            answer = client.request(method, path.format("a%00b"), json={"status": "acknowledged"})
+        elif method == "DELETE" and path.endswith("exceptions/{}"):
+            answer = client.request(method, path.format("a%00b"))
+        else:
+            continue
+        assert answer.status_code == 422, answer.text
 
 
 def test_limit_out_of_range_gets_422_on_every_list(client: TestClient) -> None:

@@ -135,6 +135,26 @@ TEXT_CASES = [
     ("postgres://admin:CANARY-21@db:5432/x", "postgres://admin:<redacted>@db:5432/x"),
     ("clone https://ghp_CANARY22abcdefghijklmnopqrstuv@github.com/o/r", "clone https://<redacted>@github.com/o/r"),
     (f"id={JWT}", "id=<redacted>"),
+    # name/value pairs as text: a Falco output renders a list of objects (fuzzing found the env pair in clear)
+    ('subjects=({"kind":"User","name":"bob"},{"name":"DB_PASSWORD","value":"CANARY-23"}) role=edit',
+     'subjects=({"kind":"User","name":"bob"},{"name":"DB_PASSWORD","value":"<redacted>"}) role=edit'),
+    ('{\\"name\\": \\"X-Api-Key\\", \\"value\\": \\"CANARY-24\\"}',
+     '{\\"name\\": \\"X-Api-Key\\", \\"value\\": \\"<redacted>\\"}'),
+    ("env:\n- name: GITHUB_TOKEN\n  value: CANARY-25\n- name: LOG_LEVEL\n  value: debug\n",
+     "env:\n- name: GITHUB_TOKEN\n  value: <redacted>\n- name: LOG_LEVEL\n  value: debug\n"),
+    ('{\\"name\\":\\"DB_PASSWORD\\",value:\\"CANARY-26\\"}',  # a JSON line read as CSV lost some quotes
+     '{\\"name\\":\\"DB_PASSWORD\\",value:\\"<redacted>\\"}'),
+    # after a newline or tab escaped in JSON text (fuzzing found `\nCookie: ...` kept: the key read as `nCookie`)
+    ("GET / HTTP/1.1\\r\\nCookie: session=CANARY-27", "GET / HTTP/1.1\\r\\nCookie: <redacted>"),
+    ("user=bob\\tpassword=CANARY-28\\tshell=sh", "user=bob\\tpassword=<redacted>\\tshell=sh"),
+    ("--password CANARY-31\\nCookie: session=CANARY-32", "--password <redacted>\\nCookie: <redacted>"),
+    ("run\\n--password CANARY-29", "run\\n--password <redacted>"),
+    ("GET\\nAuthorization: Bearer CANARY-30", "GET\\nAuthorization: Bearer <redacted>"),
+    (f"a\\t{JWT}", "a\\t<redacted>"),
+    # quotes doubled in a CSV field: a CloudWatch Insights export read as lines (fuzzing found these kept)
+    ('2026-11-20 09:12:03.151,"{""X-Api-Key"":""CANARY-33"",""verb"":""get""}"',
+     '2026-11-20 09:12:03.151,"{""X-Api-Key"":""<redacted>"",""verb"":""get""}"'),
+    ('"{""name"":""DB_PASSWORD"",""value"":""CANARY-34""}"', '"{""name"":""DB_PASSWORD"",""value"":""<redacted>""}"'),
 ]  # fmt: skip
 KEPT_TEXT = [
     "Basic authentication failed",
@@ -149,6 +169,8 @@ KEPT_TEXT = [
     "https://registry.example.com/v2/",
     "docker.io/library/alpine:3.20",
     "/exec?command=cat&command=%2Fvar%2Frun%2Fsecrets%2Fkubernetes.io%2Fserviceaccount%2Ftoken",
+    '[{"name": "LOG_LEVEL", "value": "debug"}, {"name": "TOKEN_TTL", "value": "3600"}]',
+    '{"token": "", "user": "bob"}',
 ]
 
 
@@ -295,6 +317,7 @@ ADVERSARIAL = [
     "password: " * 30_000, 'password: "' * 30_000, "password: [" * 30_000, "Bearer " * 40_000, "Basic " * 40_000,
     "eyJ" * 100_000, ("\\" * 30_000 + "'") * 3 + " password: x", "://a:" * 60_000, "a-" * 150_000 + "token: x",
     "X-Api-Key: " * 30_000, "--password " * 30_000, "LS0tLS1CRUdJTi" * 20_000, '\\"password\\":' * 20_000,
+    '"name":"password","value":' * 20_000, "\\" * 60_000 + '"name', '{"name":"token","value":"' * 20_000,
 ]  # fmt: skip
 
 

@@ -720,6 +720,24 @@ def test_other_logsources_and_missing_id_are_errors(tmp_path: Path) -> None:
     assert errors["level.yml"].line == 10
 
 
+@pytest.mark.parametrize("header", ["id: true", "id: [a, b]", "id: {a: 1}", "title: [x]", "tags: 7", "level: [high]",
+                                    "date: 12", "references: {a: 1}"])  # fmt: skip
+def test_values_of_another_type_are_rule_errors(tmp_path: Path, header: str) -> None:
+    """Found by fuzzing: pySigma raised AttributeError or TypeError on these (a traceback instead of file:line)."""
+    bad = tmp_path / "bad.yml"
+    fields = {"title": "T", "id": "6f2b1d0e-0000-4000-8000-000000000004", "logsource": None}
+    key = header.split(":")[0]
+    lines = [header if k == key else f"{k}: {v}" for k, v in fields.items() if k != "logsource"]
+    if key not in fields:
+        lines.append(header)
+    bad.write_text("\n".join(lines) + "\nlogsource:\n    product: kubernetes\n    service: audit\n"
+                   "detection:\n    sel:\n        verb: get\n    condition: sel\n")  # fmt: skip
+    with pytest.raises(RuleErrors) as info:
+        load_rules([str(bad)])
+    (error,) = info.value.errors
+    assert error.path == str(bad) and error.message.startswith("Sigma")
+
+
 def test_multi_document_file_and_mixed_pack(tmp_path: Path) -> None:
     two = tmp_path / "two.yml"
     two.write_text(

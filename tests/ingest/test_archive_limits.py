@@ -22,6 +22,7 @@ from ingest.archives.files import MAX_DOCUMENT_BYTES, MAX_LINE_BYTES, MAX_SKIPPE
 from ingest.archives.gke import gke_event
 from ingest.archives.normalise import elastic_event, micro_time
 from ingest.kafka import DEAD_LETTER_PAYLOAD_BYTES, MAX_RECORD_BYTES, dead_letter
+from tests.ingest.test_archives import subscription_message
 from tests.support.cli import clean_env
 from tests.support.events import exec_event, lease_event
 from tests.support.paths import PYTHON, ROOT
@@ -183,6 +184,26 @@ def test_poisoned_valid_json_lines_are_rejected_and_good_lines_kept(tmp_path: Pa
     assert [e.origin for e in events] == [f"{path}:1", f"{path}:6"]
     assert [r.origin for r in rejected] == [f"{path}:2", f"{path}:3", f"{path}:4", f"{path}:5#[0]"]
     assert "is outside the years" in rejected[0].reason and "got list" in rejected[1].reason
+
+
+def test_a_subscription_record_that_is_not_ascii_is_rejected_and_the_file_read_on(tmp_path: Path) -> None:
+    """Found by fuzzing: base64 with other characters raised ValueError out of the reader (a traceback)."""
+    path = tmp_path / "records.txt"
+    lambda_event = orjson.dumps({"awslogs": {"data": "H4sIéé"}})
+    good = base64.b64encode(subscription_message([orjson.dumps(exec_event()).decode()]))
+    path.write_bytes("H4sIété\n".encode() + lambda_event + b"\n" + good + b"\n")
+    events, rejected, _ = read(path, fmt="cloudwatch-subscription")
+    assert [r.origin for r in rejected] == [f"{path}:1", f"{path}:2"]
+    assert all("not base64 gzip JSON" in r.reason for r in rejected)
+    assert [e.origin for e in events] == [f"{path}:3#0"]
+
+
+def test_a_cloudwatch_s3_export_whose_first_message_is_junk_is_still_one(tmp_path: Path) -> None:
+    """Found by fuzzing: the file was sniffed as an apiserver log, and its valid events were lost."""
+    path = tmp_path / "000000.txt"
+    path.write_bytes(b"2026-11-20T09:12:03.151Z 0\n2026-11-20T09:12:03.152Z " + orjson.dumps(exec_event()) + b"\n")
+    events, rejected, _ = read(path)
+    assert [e.origin for e in events] == [f"{path}:2"] and [r.origin for r in rejected] == [f"{path}:1"]
 
 
 def test_shapes_that_recursed_or_overflowed_now_read(tmp_path: Path) -> None:
