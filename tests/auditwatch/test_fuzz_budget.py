@@ -3,11 +3,6 @@ PostgreSQL (with it, more), and each fuzz test checks that it ran its share (tes
 
 from __future__ import annotations
 
-import tests.api.test_fuzz_query_params
-import tests.auditwatch.test_fuzz_webhook
-import tests.detectors.test_fuzz_redact
-import tests.detectors.test_fuzz_rules
-import tests.ingest.test_fuzz_archives  # noqa: F401 (each registers its classes' budgets)
 from tests.support.fuzz import BUDGETS, MIN_CASES
 
 

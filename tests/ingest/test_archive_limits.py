@@ -22,7 +22,7 @@ from ingest.archives.files import MAX_DOCUMENT_BYTES, MAX_LINE_BYTES, MAX_SKIPPE
 from ingest.archives.gke import gke_event
 from ingest.archives.normalise import elastic_event, micro_time
 from ingest.kafka import DEAD_LETTER_PAYLOAD_BYTES, MAX_RECORD_BYTES, dead_letter
-from tests.ingest.test_archives import subscription_message
+from tests.support.archives import subscription_message
 from tests.support.cli import clean_env
 from tests.support.events import exec_event, lease_event
 from tests.support.paths import PYTHON, ROOT

@@ -16,6 +16,7 @@ import pytest
 from detectors.events import AuditEvent, Rejected
 from ingest.archives import ArchiveStats, detect_format, input_files, order_files, read_archives
 from ingest.archives.normalise import micro_time
+from tests.support.archives import subscription_message
 from tests.support.cli import RunCli
 
 REQUEST_RECEIVED = "2026-11-20T09:12:03.104211Z"
@@ -67,18 +68,6 @@ def read(*paths: Path, fmt: str | None = None) -> tuple[list[AuditEvent], list[R
 def cw_event(message: str, stream: str = "kube-apiserver-audit-6f1a2b3c4d5e", n: int = 0) -> dict[str, Any]:
     return {"timestamp": 1795165923151, "ingestionTime": 1795165924000, "eventId": f"3891{n:04d}",
             "logStreamName": stream, "message": message}  # fmt: skip
-
-
-def subscription_message(messages: list[str], kind: str = "DATA_MESSAGE") -> bytes:
-    body = {
-        "messageType": kind,
-        "owner": "111122223333",
-        "logGroup": "/aws/eks/prod/cluster",
-        "logStream": "kube-apiserver-audit-6f1a2b3c4d5e" if kind == "DATA_MESSAGE" else "",
-        "subscriptionFilters": ["to-firehose"],
-        "logEvents": [{"id": f"3891{i}", "timestamp": 1795165923151, "message": m} for i, m in enumerate(messages)],
-    }
-    return gzip.compress(orjson.dumps(body))  # fmt: skip
 
 
 def gke_entry(event: dict[str, Any]) -> dict[str, Any]:
