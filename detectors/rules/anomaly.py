@@ -121,29 +121,39 @@ class AnomalyRule(StatefulRule):
             p = self._principals[who] = Profile(first=now, last=now, explore_at=now)
         window = p.window
         if window and now - window[0][0] > self.window_s:
-            window = p.window = [f for f in window if now - f[0] <= self.window_s]
+            window = p.window = self._leave_window(p, now)
         seen = Observed.of(event)
         facts = novel_facts(seen, p, now)
         alerts: list[Alert] = []
-        added = 0.0
         if facts:
             held = {(f[1], f[2]) for f in window} | {(f[1], "") for f in window if f[1] in ONCE}
             for kind, value, weight in facts:
                 fresh = (kind, value) not in held and (kind not in ONCE or (kind, "") not in held)
                 if fresh and len(window) < MAX_WINDOW_FACTS:
                     window.append([now, kind, value, weight])
-                    added += weight
         if facts or p.alerting:
             alerts = self._judge(event, who, p, now)
         if not p.alerting:
-            if added and now - p.first >= BOOTSTRAP_S:
-                p.explore = decay(p.explore, p.explore_at, now, EXPLORE_HALF_LIFE_S) + added
-                p.explore_at = now
             learn(seen, p, now)
             self.learned += 1
         p.last = max(p.last, now)
         self._sweep(now)
         return alerts
+
+    def _leave_window(self, p: Profile, now: float) -> list[list[Any]]:
+        """The window without its facts older than `window_s`. Those join the principal's habit of novelty
+        (`explore`) unless they were an episode's or its first day's: the habit is measured on what has left
+        the window, so that the window is never judged against itself."""
+        keep, gone = [], 0.0
+        for f in p.window:
+            if now - f[0] <= self.window_s:
+                keep.append(f)
+            elif not p.alerting and f[0] - p.first >= BOOTSTRAP_S:
+                gone += f[3]
+        if gone:
+            p.explore = decay(p.explore, p.explore_at, now, EXPLORE_HALF_LIFE_S) + gone
+            p.explore_at = now
+        return keep
 
     def _judge(self, event: AuditEvent, who: str, p: Profile, now: float) -> list[Alert]:
         """Start or end the principal's episode on its window's score; the alert, if the budgets allow it."""

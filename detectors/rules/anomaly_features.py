@@ -1,8 +1,8 @@
 """What the anomaly rule remembers of each principal, and the novel facts an event brings against it.
 
 Plain dicts, no model (docs/anomaly.md): a `Profile` holds what a principal has done (its actions
-`verb:resource[/subresource]`, namespaces, source addresses, user agents, hours of day, share of denied
-requests) and how often it usually does something new (`explore`); `novel_facts` lists what in an event is
+`verb:resource[/subresource]`, namespaces, source addresses, user agents, the requests it was denied,
+hours of day, share of denied requests) and how often it usually does something new (`explore`); `novel_facts` lists what in an event is
 new for it, and `learn` records the event afterwards.
 """
 
@@ -73,6 +73,7 @@ class Profile:
     spaces: dict[str, float] = field(default_factory=dict)  # namespace (CLUSTER for cluster scope) -> last seen
     ips: dict[str, float] = field(default_factory=dict)  # source network (network_of) -> last seen
     agents: dict[str, float] = field(default_factory=dict)  # user agent -> last seen
+    refusals: dict[str, float] = field(default_factory=dict)  # "action namespace" it was denied -> last seen
     hours: list[float] = field(default_factory=lambda: [0.0] * 24)  # learned events per UTC hour of day
     denied: float = 0.0  # exponentially weighted share of its requests answered 403
     explore: float = 0.0  # decayed weight of the novel facts it brought after its first day
@@ -82,21 +83,22 @@ class Profile:
     alert_day: int = -1  # the UTC day of its last alert
 
     def to_json(self) -> list[Any]:
-        return [self.first, self.last, self.events, self.actions, self.spaces, self.ips, self.agents, self.hours,
-                self.denied, self.explore, self.explore_at, self.window, self.alerting, self.alert_day]  # fmt: skip
+        return [self.first, self.last, self.events, self.actions, self.spaces, self.ips, self.agents,
+                self.refusals, self.hours, self.denied, self.explore, self.explore_at, self.window, self.alerting,
+                self.alert_day]  # fmt: skip
 
     @classmethod
     def from_json(cls, raw: list[Any]) -> Profile:
-        first, last, events, actions, spaces, ips, agents, hours, denied, explore, explore_at, window = raw[:12]
+        first, last, events, actions, spaces, ips, agents, refusals, hours, denied, explore, at = raw[:12]
         return cls(float(first), float(last), int(events), dict(actions), dict(spaces), dict(ips), dict(agents),
-                   [float(h) for h in hours], float(denied), float(explore), float(explore_at),
-                   [list(f) for f in window], bool(raw[12]), int(raw[13]))  # fmt: skip
+                   dict(refusals), [float(h) for h in hours], float(denied), float(explore), float(at),
+                   [list(f) for f in raw[12]], bool(raw[13]), int(raw[14]))  # fmt: skip
 
     def copy(self) -> Profile:
         """A copy that later changes to this one leave alone (what an undo journal keeps before a batch changes
         it). Containers are copied, not their entries: entries are replaced, never changed in place."""
         return Profile(self.first, self.last, self.events, dict(self.actions), dict(self.spaces), dict(self.ips),
-                       dict(self.agents), list(self.hours), self.denied, self.explore, self.explore_at,
+                       dict(self.agents), dict(self.refusals), list(self.hours), self.denied, self.explore, self.explore_at,
                        list(self.window), self.alerting, self.alert_day)  # fmt: skip
 
 
@@ -136,15 +138,16 @@ class Observed(NamedTuple):
     network: str  # network_of the last source address
     agent: str
     denied: bool  # answered 403
-    target: str  # the request URI, for a denied non-resource request
+    refusal: str  # "action namespace" (or the request URI) of a denied request, else ""
 
     @classmethod
     def of(cls, event: AuditEvent) -> Observed:
         ips = event.source_ips
         space = (event.namespace or CLUSTER) if event.resource else ""
         denied = event.response_code == 403
-        return cls(action_of(event), space, network_of(ips[-1]) if ips else "", event.user_agent, denied,
-                   event.request_uri if denied and not space else "")  # fmt: skip
+        action = action_of(event)
+        refusal = f"{action} {space or event.request_uri}" if denied else ""
+        return cls(action, space, network_of(ips[-1]) if ips else "", event.user_agent, denied, refusal)
 
 
 def novel_facts(seen: Observed, p: Profile, now: float) -> list[tuple[str, str, float]]:
@@ -165,8 +168,8 @@ def novel_facts(seen: Observed, p: Profile, now: float) -> list[tuple[str, str, 
     facts: list[tuple[str, str, float]] = []
     if seen.action not in p.actions:
         facts.append(("action", seen.action, 1.0))
-    if seen.denied:
-        facts.append(("denied", f"{seen.action} {seen.space or seen.target}", 1.0 - p.denied))
+    if seen.denied and seen.refusal not in p.refusals:
+        facts.append(("denied", seen.refusal, 1.0 - p.denied))
     if not p.events:
         return facts
     if seen.space and seen.space not in p.spaces:
@@ -196,6 +199,8 @@ def learn(seen: Observed, p: Profile, now: float) -> None:
         _remember(p.ips, seen.network, now, MAX_TERMS)
     if seen.agent:
         _remember(p.agents, seen.agent, now, MAX_TERMS)
+    if seen.refusal:
+        _remember(p.refusals, seen.refusal, now, MAX_SPACES)
     p.denied += DENIED_WEIGHT * (seen.denied - p.denied)
     if p.events % 1024 == 0 and sum(p.hours) >= HOURS_CAP:
         p.hours = [h / 2 for h in p.hours]

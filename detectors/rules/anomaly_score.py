@@ -26,7 +26,7 @@ def log10_tail(k: float, lam: float) -> float:
     """-log10 P(N >= k) for N ~ Poisson(lam), k rounded down (a half fact does not count on its own).
 
     >>> round(log10_tail(5, 0.05), 1), log10_tail(0, 1.0), round(log10_tail(3, 2.0), 2)
-    (8.6, 0.0, 0.47)
+    (8.6, 0.0, 0.49)
     """
     n = int(k + 1e-9)
     if n <= 0:
