@@ -1,9 +1,9 @@
 """What the anomaly rule remembers of each principal, and the novel facts an event brings against it.
 
 Plain dicts, no model (docs/anomaly.md): a `Profile` holds what a principal has done (its actions
-`verb:resource[/subresource]`, namespaces, source addresses, user agents, the requests it was denied,
-hours of day, share of denied requests) and how often it usually does something new (`explore`); `novel_facts` lists what in an event is
-new for it, and `learn` records the event afterwards.
+`verb:resource[/subresource]`, namespaces, source networks, user agents, the requests it was denied, hours
+of day, share of denied requests) and how often it usually does something new (`explore`); `novel_facts`
+lists what in an event is new for it, and `learn` records the event afterwards.
 """
 
 from __future__ import annotations
@@ -98,8 +98,8 @@ class Profile:
         """A copy that later changes to this one leave alone (what an undo journal keeps before a batch changes
         it). Containers are copied, not their entries: entries are replaced, never changed in place."""
         return Profile(self.first, self.last, self.events, dict(self.actions), dict(self.spaces), dict(self.ips),
-                       dict(self.agents), dict(self.refusals), list(self.hours), self.denied, self.explore, self.explore_at,
-                       list(self.window), self.alerting, self.alert_day)  # fmt: skip
+                       dict(self.agents), dict(self.refusals), list(self.hours), self.denied, self.explore,
+                       self.explore_at, list(self.window), self.alerting, self.alert_day)  # fmt: skip
 
 
 def off_hours(p: Profile, now: float) -> float:

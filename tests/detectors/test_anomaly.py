@@ -187,7 +187,7 @@ def test_state_is_bounded() -> None:
     assert len(p.actions) == anomaly_features.MAX_ACTIONS and len(p.window) <= 64
     assert f"kind{anomaly_features.MAX_ACTIONS + 49}" in {a.split(":")[1] for a in p.actions}
     late = request(APP, "get", "secrets", at + timedelta(seconds=r.ttl_s + 10), ns="shop")
-    for i in range(SWEEP_EVERY):
+    for _ in range(SWEEP_EVERY):
         r.detect(late)
     assert set(r._principals) == {APP}  # the others were not seen for `ttl`
 
