@@ -212,7 +212,7 @@ class AnomalyRule(StatefulRule):
         }
         top = ", ".join(f"{n:g} {name}" for name, n in kinds.items())
         message = (f"{k:g} novel for {who} in {format_duration(self.window_s)} where its history expects "
-                   f"{lam:.2g} (p=1e-{score:.1f}): {top}; first: {'; '.join(facts[:4])}; "
+                   f"{lam:.2g} (p={10 ** -score:.1e}): {top}; first: {'; '.join(facts[:4])}; "
                    f"baseline: {p.events} events in {format_duration(max(1.0, now - p.first))}")  # fmt: skip
         header = self.header
         text = render_message(header.message, event) + f" ({message})" if header.message else message
