@@ -1,0 +1,417 @@
+"""Scale-out through the Kafka consumer group: 1 vs 2 `detect` consumers and 1 vs 2 `ingest` processes, one run.
+
+    .venv/bin/python -m bench.scale [--events 300000] [--seconds 15] [--clients 8] [--skip-ingest]
+
+Uses the running Kafka and PostgreSQL (`eval "$(scripts/services.sh env)"`; it never starts or stops them):
+  detect:  a fresh 6-partition topic filled with --events realistic events (the simulation package's noisy
+           cluster, published by `auditwatch replay --to-kafka`, keyed by principal as ingest keys them); then
+           1, then 2 `auditwatch detect` processes, each run with a consumer group and a PostgreSQL database of
+           its own, until the group's committed offsets reach the end of the topic. Events/s are counted from
+           the moment the group is stable with all its members (so start-up and the first rebalance are not in
+           the figure; the wall time from launch is reported beside it). The alert ids of both runs must match.
+  ingest:  1, then 2 `auditwatch ingest` processes (a port each) in front of a fresh 6-partition topic, driven
+           for --seconds by bench.ingest's load generator in a process of its own, its clients split evenly.
+For each run: events/s, CPU of each auditwatch process, of the generator, of the Kafka broker and of the PostgreSQL
+server (as cores busy over the measured interval, from /proc), the whole machine's busy share and load average.
+The topics and databases it creates are deleted at the end. The last line is
+`detect_1=<n> detect_2=<n> detect_scaling=<r> ingest_1=<n> ingest_2=<n> ingest_scaling=<r>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import multiprocessing
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from api.store import AlertStore
+from api.tables import alerts_table
+from bench.ingest import free_port, load, make_bodies, pct
+from bench.proc_cpu import CpuMeter, just, load_average, shared_servers
+from ingest.kafka import TopicSpec, ensure_topics
+from simulation import ClusterProfile, benign_events, write_jsonl
+
+ROOT = Path(__file__).resolve().parent.parent
+PARTITIONS = 6
+POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class Run:
+    """One measured run of `processes` detect or ingest processes."""
+
+    role: str
+    processes: int
+    events: int  # counted in the measured interval
+    seconds: float  # the measured interval
+    wall_s: float  # from launching the processes to the end (start-up, joins and rebalances included)
+    cpu: dict[str, float]  # cores busy over the interval: "detect-1", "broker", "postgres", "generator", ...
+    machine_busy: float  # share of all cores busy over the interval (every process on the machine)
+    load_average: float  # 1-minute, at the end
+    alert_ids: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def rate(self) -> float:
+        return self.events / max(self.seconds, 1e-9)
+
+    def line(self) -> str:
+        cores = ", ".join(f"{name} {used:.2f}" for name, used in self.cpu.items())
+        return (
+            f"{self.role} x{self.processes}: {self.events:,} events in {self.seconds:.1f}s = {self.rate:,.0f} events/s "
+            f"(wall {self.wall_s:.1f}s); cores busy: {cores}; machine {self.machine_busy:.0%} busy of "
+            f"{os.cpu_count()} cores, load average {self.load_average:.1f}"
+            + "".join(f"; {note}" for note in self.notes)
+        )
+
+
+# ---------------------------------------------------------------------------------------------- Kafka, PostgreSQL
+
+
+def services_env() -> dict[str, str]:
+    """The shared servers' addresses (`scripts/services.sh env`; the servers are not started here)."""
+    out = subprocess.run(["bash", str(ROOT / "scripts/services.sh"), "env"], check=True, capture_output=True,
+                         text=True, timeout=60).stdout  # fmt: skip
+    found = dict(re.findall(r"export (\w+)=['\"]?([^'\"\n]*)", out))
+    return {name: os.environ.get(name) or value for name, value in found.items()}
+
+
+async def _create_topic(bootstrap: str, topic: str) -> None:
+    await ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS, 1)])
+
+
+async def _delete_topics(bootstrap: str, topics: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        if gone := [t for t in topics if t in existing]:
+            await admin.delete_topics(gone)
+    finally:
+        await admin.close()
+
+
+async def end_offsets(bootstrap: str, topic: str) -> int:
+    """Records in the topic (the sum of its partitions' end offsets)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(PARTITIONS)])
+        return int(sum(ends.values()))
+    finally:
+        await consumer.stop()
+
+
+@contextmanager
+def topic(bootstrap: str, prefix: str) -> Iterator[str]:
+    """A fresh 6-partition topic, deleted afterwards with its dead-letter topic."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    asyncio.run(_create_topic(bootstrap, name))
+    try:
+        yield name
+    finally:
+        asyncio.run(_delete_topics(bootstrap, [name, f"{name}-dlq"]))
+
+
+@contextmanager
+def database(admin_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database with the alert store's schema, dropped afterwards."""
+    name = f"aw_scale_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        url = sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        store = AlertStore(url)  # migrated once here, so two detect processes never race to create the schema
+        store.migrate()
+        store.close()
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def alert_ids(db_url: str) -> tuple[str, ...]:
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return tuple(sorted(conn.execute(sa.select(alerts_table.c.id)).scalars()))
+    finally:
+        engine.dispose()
+
+
+def topic_env(env: dict[str, str], name: str) -> dict[str, str]:
+    """The servers' environment, with the topic's own dead-letter topic (deleted with it) instead of the shared one."""
+    return {**env, "AUDITWATCH_DEAD_LETTER_TOPIC": f"{name}-dlq"}
+
+
+def auditwatch(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "auditwatch.cli", *args], cwd=ROOT, stdout=out,
+                                stderr=subprocess.STDOUT, env={**os.environ, **env})  # fmt: skip
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def fill(env: dict[str, str], name: str, events: int, workdir: Path) -> int:
+    """Publish `events` realistic events (noisy cluster: some alerts) to the topic as ingest would key them."""
+    path = workdir / "events.jsonl"
+    write_jsonl(benign_events(ClusterProfile(nodes=50, seed=9, realism="noisy"), count=events), path)
+    subprocess.run([sys.executable, "-m", "auditwatch.cli", "replay", "--quiet", "--to-kafka",
+                    env["AUDITWATCH_KAFKA_BOOTSTRAP"], "--topic", name, str(path)],
+                   cwd=ROOT, env={**os.environ, **topic_env(env, name)},
+                   check=True, capture_output=True, timeout=900)  # fmt: skip
+    path.unlink()
+    return asyncio.run(end_offsets(env["AUDITWATCH_KAFKA_BOOTSTRAP"], name))
+
+
+# ---------------------------------------------------------------------------------------------- detect
+
+
+@dataclass
+class _Progress:
+    """What the drain watcher saw: when the group became stable with every member, and when it was done."""
+
+    stable_at: float | None = None
+    committed_at_stable: int = 0
+    first_commit_at: float | None = None
+    committed_at_first: int = 0
+    done_at: float | None = None
+    committed: int = 0
+
+
+async def _group_state(admin: AIOKafkaAdminClient, group: str) -> tuple[str, int]:
+    response = (await admin.describe_consumer_groups([group]))[0].to_object()
+    described = response["groups"][0]
+    return str(described["state"]), len(described["members"])
+
+
+async def _watch_drain(bootstrap: str, group: str, total: int, members: int, meter: CpuMeter,
+                       procs: list[subprocess.Popen[bytes]], timeout_s: float) -> _Progress:  # fmt: skip
+    """Poll the group until its committed offsets reach `total`; start the meter when it is stable with all members."""
+    progress = _Progress()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        deadline = time.perf_counter() + timeout_s
+        while progress.committed < total:
+            if time.perf_counter() > deadline or any(p.poll() is not None for p in procs):
+                raise RuntimeError(f"group {group}: {progress.committed:,} of {total:,} records committed, then "
+                                   "a detect process exited or the time ran out (see its log)")  # fmt: skip
+            offsets = await admin.list_consumer_group_offsets(group)
+            progress.committed = sum(max(meta.offset, 0) for meta in offsets.values())
+            now = time.perf_counter()
+            if progress.committed and progress.first_commit_at is None:
+                meter.start()  # again once the group is stable
+                progress.first_commit_at, progress.committed_at_first = now, progress.committed
+            if progress.stable_at is None and await _group_state(admin, group) == ("Stable", members):
+                meter.start()
+                progress.stable_at, progress.committed_at_stable = now, progress.committed
+            await asyncio.sleep(POLL_S)
+        progress.done_at = time.perf_counter()
+    finally:
+        await admin.close()
+    return progress
+
+
+def run_detect(env: dict[str, str], name: str, total: int, consumers: int, workdir: Path) -> Run:
+    """`consumers` detect processes, a consumer group and a database of their own, until the topic is drained."""
+    bootstrap, admin_url = env["AUDITWATCH_KAFKA_BOOTSTRAP"], env["AUDITWATCH_DB_URL"]
+    group = f"bench-scale-{uuid.uuid4().hex[:8]}"
+    with database(admin_url) as db_url:
+        launched = time.perf_counter()
+        procs = [
+            auditwatch(["detect", "--kafka", bootstrap, "--db", db_url, "--topic", name, "--group", group],
+                       topic_env(env, name), workdir / f"detect-{consumers}-{i}.log")
+            for i in range(consumers)
+        ]  # fmt: skip
+        meter = CpuMeter({f"detect-{i + 1}": just(p.pid) for i, p in enumerate(procs)} | shared_servers(admin_url))
+        try:
+            timeout_s = 120 + total / 1000  # bounded: far above any rate seen here
+            progress = asyncio.run(_watch_drain(bootstrap, group, total, consumers, meter, procs, timeout_s))
+            notes: tuple[str, ...] = ()
+            if progress.stable_at is None or progress.committed_at_stable > total // 2:  # a small topic
+                progress.stable_at, progress.committed_at_stable = progress.first_commit_at, progress.committed_at_first
+                notes = ("counted from the first commit: most of the topic was drained before the group was stable",)
+            cpu, busy = meter.stop()
+        finally:
+            stop_all(procs)
+        assert progress.stable_at is not None and progress.done_at is not None
+        return Run(
+            role="detect", processes=consumers, events=progress.committed - progress.committed_at_stable,
+            seconds=progress.done_at - progress.stable_at, wall_s=progress.done_at - launched, cpu=cpu,
+            machine_busy=busy, load_average=load_average(), alert_ids=alert_ids(db_url), notes=notes,
+        )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- ingest
+
+
+def drive(urls: list[str], bodies: list[bytes], clients: int, seconds: float) -> tuple[int, list[float], float]:
+    """bench.ingest's load generator against each URL at once, `clients` split evenly: (events, latencies, s)."""
+
+    async def together() -> list[tuple[int, list[float], float]]:
+        share = max(1, clients // len(urls))
+        return list(await asyncio.gather(*(load(url, bodies, share, seconds) for url in urls)))
+
+    results = asyncio.run(together())
+    return sum(r[0] for r in results), [x for r in results for x in r[1]], max(r[2] for r in results)
+
+
+def generator(urls: list[str], clients: int, seconds: float, conn: Connection) -> None:
+    """The load generator's process: build the bodies, warm up, say ready, then load on "go"; send the result."""
+    bodies, _ = make_bodies(40_000)
+    drive(urls, bodies[:4], len(urls), 1.0)  # warm-up: connections, producers, topic metadata
+    conn.send("ready")
+    conn.recv()
+    conn.send(drive(urls, bodies, clients, seconds))
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+def run_ingest(env: dict[str, str], processes: int, clients: int, seconds: float, workdir: Path) -> Run:
+    """`processes` ingest processes, a port each, in front of a fresh topic; the generator in a process of its own."""
+    bootstrap = env["AUDITWATCH_KAFKA_BOOTSTRAP"]
+    with topic(bootstrap, "bench-scale-ingest") as name:
+        ports = [free_port() for _ in range(processes)]
+        launched = time.perf_counter()
+        procs = [
+            auditwatch(["ingest", "--kafka", bootstrap, "--topic", name, "--port", str(port)],
+                       topic_env(env, name), workdir / f"ingest-{processes}-{port}.log")
+            for port in ports
+        ]  # fmt: skip
+        spawn = multiprocessing.get_context("spawn")
+        ours, theirs = spawn.Pipe()
+        urls = [f"http://127.0.0.1:{port}/audit/webhook?timeout=30s" for port in ports]
+        load_proc = spawn.Process(target=generator, args=(urls, clients, seconds, theirs), daemon=True)
+        try:
+            for port, proc in zip(ports, procs, strict=True):
+                wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
+            load_proc.start()
+            if not ours.poll(300):
+                raise RuntimeError("the load generator did not get ready")
+            ours.recv()
+            groups = {f"ingest-{i + 1}": just(p.pid) for i, p in enumerate(procs)} | {"generator": just(load_proc.pid)}
+            meter = CpuMeter(groups | shared_servers(env["AUDITWATCH_DB_URL"]))
+            meter.start()
+            ours.send("go")
+            if not ours.poll(seconds + 120):
+                raise RuntimeError("the load generator did not finish")
+            sent, latencies, elapsed = ours.recv()
+            cpu, busy = meter.stop()
+        finally:
+            stop_all(procs)
+            load_proc.join(timeout=30)
+            if load_proc.is_alive():
+                load_proc.kill()
+        in_topic = asyncio.run(end_offsets(bootstrap, name))
+        notes = (f"POST p50 {pct(latencies, 0.5):.0f} ms, p99 {pct(latencies, 0.99):.0f} ms",
+                 f"{in_topic:,} records in the topic")  # fmt: skip
+        return Run(role="ingest", processes=processes, events=sent, seconds=elapsed,
+                   wall_s=time.perf_counter() - launched, cpu=cpu, machine_busy=busy,
+                   load_average=load_average(), notes=notes)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- the report
+
+
+@dataclass(frozen=True)
+class Report:
+    detect: tuple[Run, Run]
+    ingest: tuple[Run, Run] | None
+    events: int  # records in the detect topic
+
+    def lines(self) -> list[str]:
+        one, two = self.detect
+        digest = hashlib.sha256("\n".join(one.alert_ids).encode()).hexdigest()[:12]
+        same = "identical" if one.alert_ids == two.alert_ids else "DIFFERENT"
+        out = [f"topic: {self.events:,} records in {PARTITIONS} partitions", one.line(), two.line(),
+               f"alerts: {len(one.alert_ids)} with 1 consumer, {len(two.alert_ids)} with 2, ids {same} "
+               f"(sha256 {digest})", f"detect scaling 2 vs 1: {two.rate / one.rate:.2f}"]  # fmt: skip
+        if self.ingest:
+            out += [*(run.line() for run in self.ingest), f"ingest scaling 2 vs 1: {self.ingest_scaling:.2f}"]
+        return out
+
+    @property
+    def ingest_scaling(self) -> float:
+        return self.ingest[1].rate / self.ingest[0].rate if self.ingest else 0.0
+
+    def summary(self) -> str:
+        one, two = self.detect
+        figures = f"detect_1={one.rate:.0f} detect_2={two.rate:.0f} detect_scaling={two.rate / one.rate:.3f}"
+        if self.ingest:
+            figures += (f" ingest_1={self.ingest[0].rate:.0f} ingest_2={self.ingest[1].rate:.0f} "
+                        f"ingest_scaling={self.ingest_scaling:.3f}")  # fmt: skip
+        return figures
+
+
+def measure(events: int, *, ingest_seconds: float = 0.0, clients: int = 8) -> Report:
+    """The whole benchmark; ingest_seconds 0 skips the ingest runs."""
+    env = services_env()
+    bootstrap = env["AUDITWATCH_KAFKA_BOOTSTRAP"]
+    with tempfile.TemporaryDirectory(prefix="auditwatch-scale-") as tmp, topic(bootstrap, "bench-scale") as name:
+        workdir = Path(tmp)
+        total = fill(env, name, events, workdir)
+        detect = (run_detect(env, name, total, 1, workdir), run_detect(env, name, total, 2, workdir))
+        ingest = None
+        if ingest_seconds > 0:
+            ingest = (run_ingest(env, 1, clients, ingest_seconds, workdir),
+                      run_ingest(env, 2, clients, ingest_seconds, workdir))  # fmt: skip
+    return Report(detect=detect, ingest=ingest, events=total)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.scale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=300_000, help="events in the detect topic (default 300000)")
+    parser.add_argument("--seconds", type=float, default=15.0, help="length of each ingest load (default 15)")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent webhook clients in all (default 8)")
+    parser.add_argument("--skip-ingest", action="store_true", help="only the detect runs")
+    args = parser.parse_args()
+    report = measure(args.events, ingest_seconds=0.0 if args.skip_ingest else args.seconds, clients=args.clients)
+    for line in report.lines():
+        print(line)
+    print(report.summary())
+
+
+if __name__ == "__main__":
+    main()
