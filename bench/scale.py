@@ -65,6 +65,7 @@ class Run:
     cpu: dict[str, float]  # cores busy over the interval: "detect-1", "broker", "postgres", "generator", ...
     machine_busy: float  # share of all cores busy over the interval (every process on the machine)
     load_average: float  # 1-minute, at the end
+    consumed: int  # detect: records committed by the group at the end; ingest: records in the topic (warm-up too)
     alert_ids: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -268,7 +269,8 @@ def run_detect(env: dict[str, str], name: str, total: int, consumers: int, workd
         return Run(
             role="detect", processes=consumers, events=progress.committed - progress.committed_at_stable,
             seconds=progress.done_at - progress.stable_at, wall_s=progress.done_at - launched, cpu=cpu,
-            machine_busy=busy, load_average=load_average(), alert_ids=alert_ids(db_url), notes=notes,
+            machine_busy=busy, load_average=load_average(), consumed=progress.committed, alert_ids=alert_ids(db_url),
+            notes=notes,
         )  # fmt: skip
 
 
@@ -286,9 +288,9 @@ def drive(urls: list[str], bodies: list[bytes], clients: int, seconds: float) ->
     return sum(r[0] for r in results), [x for r in results for x in r[1]], max(r[2] for r in results)
 
 
-def generator(urls: list[str], clients: int, seconds: float, conn: Connection) -> None:
+def generator(urls: list[str], clients: int, seconds: float, body_events: int, conn: Connection) -> None:
     """The load generator's process: build the bodies, warm up, say ready, then load on "go"; send the result."""
-    bodies, _ = make_bodies(40_000)
+    bodies, _ = make_bodies(body_events)
     drive(urls, bodies[:4], len(urls), 1.0)  # warm-up: connections, producers, topic metadata
     conn.send("ready")
     conn.recv()
@@ -307,8 +309,9 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -
     raise RuntimeError(f"{url} did not become ready")
 
 
-def run_ingest(env: dict[str, str], processes: int, clients: int, seconds: float, workdir: Path) -> Run:
-    """`processes` ingest processes, a port each, in front of a fresh topic; the generator in a process of its own."""
+def run_ingest(env: dict[str, str], processes: int, traffic: tuple[int, float, int], workdir: Path) -> Run:
+    """`processes` ingest processes, a port each, in front of a fresh topic; the generator in a process of its own,
+    with `traffic` = (clients, seconds, events in its pre-built bodies)."""
     bootstrap = env["AUDITWATCH_KAFKA_BOOTSTRAP"]
     with topic(bootstrap, "bench-scale-ingest") as name:
         ports = [free_port() for _ in range(processes)]
@@ -321,7 +324,7 @@ def run_ingest(env: dict[str, str], processes: int, clients: int, seconds: float
         spawn = multiprocessing.get_context("spawn")
         ours, theirs = spawn.Pipe()
         urls = [f"http://127.0.0.1:{port}/audit/webhook?timeout=30s" for port in ports]
-        load_proc = spawn.Process(target=generator, args=(urls, clients, seconds, theirs), daemon=True)
+        load_proc = spawn.Process(target=generator, args=(urls, *traffic, theirs), daemon=True)
         try:
             for port, proc in zip(ports, procs, strict=True):
                 wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
@@ -333,7 +336,7 @@ def run_ingest(env: dict[str, str], processes: int, clients: int, seconds: float
             meter = CpuMeter(groups | shared_servers(env["AUDITWATCH_DB_URL"]))
             meter.start()
             ours.send("go")
-            if not ours.poll(seconds + 120):
+            if not ours.poll(traffic[1] + 120):
                 raise RuntimeError("the load generator did not finish")
             sent, latencies, elapsed = ours.recv()
             cpu, busy = meter.stop()
@@ -344,10 +347,10 @@ def run_ingest(env: dict[str, str], processes: int, clients: int, seconds: float
                 load_proc.kill()
         in_topic = asyncio.run(end_offsets(bootstrap, name))
         notes = (f"POST p50 {pct(latencies, 0.5):.0f} ms, p99 {pct(latencies, 0.99):.0f} ms",
-                 f"{in_topic:,} records in the topic")  # fmt: skip
+                 f"{in_topic:,} records in the topic (warm-up included)")  # fmt: skip
         return Run(role="ingest", processes=processes, events=sent, seconds=elapsed,
                    wall_s=time.perf_counter() - launched, cpu=cpu, machine_busy=busy,
-                   load_average=load_average(), notes=notes)  # fmt: skip
+                   load_average=load_average(), consumed=in_topic, notes=notes)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- the report
@@ -383,8 +386,9 @@ class Report:
         return figures
 
 
-def measure(events: int, *, ingest_seconds: float = 0.0, clients: int = 8) -> Report:
-    """The whole benchmark; ingest_seconds 0 skips the ingest runs."""
+def measure(events: int, *, ingest_seconds: float = 0.0, clients: int = 8, body_events: int = 40_000) -> Report:
+    """The whole benchmark; ingest_seconds 0 skips the ingest runs. The generator cycles through `body_events`
+    events in pre-built bodies."""
     env = services_env()
     bootstrap = env["AUDITWATCH_KAFKA_BOOTSTRAP"]
     with tempfile.TemporaryDirectory(prefix="auditwatch-scale-") as tmp, topic(bootstrap, "bench-scale") as name:
@@ -393,8 +397,8 @@ def measure(events: int, *, ingest_seconds: float = 0.0, clients: int = 8) -> Re
         detect = (run_detect(env, name, total, 1, workdir), run_detect(env, name, total, 2, workdir))
         ingest = None
         if ingest_seconds > 0:
-            ingest = (run_ingest(env, 1, clients, ingest_seconds, workdir),
-                      run_ingest(env, 2, clients, ingest_seconds, workdir))  # fmt: skip
+            traffic = (clients, ingest_seconds, body_events)
+            ingest = (run_ingest(env, 1, traffic, workdir), run_ingest(env, 2, traffic, workdir))
     return Report(detect=detect, ingest=ingest, events=total)
 
 
