@@ -24,32 +24,23 @@ import asyncio
 import hashlib
 import multiprocessing
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 import httpx
-import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from api.store import AlertStore
-from api.tables import alerts_table
 from bench.ingest import free_port, load, make_bodies, pct
 from bench.proc_cpu import CpuMeter, just, load_average, shared_servers
-from ingest.kafka import TopicSpec, ensure_topics
+from bench.servers import PARTITIONS, ROOT, alert_ids, database, end_offsets, services_env, topic
 from simulation import ClusterProfile, benign_events, write_jsonl
 
-ROOT = Path(__file__).resolve().parent.parent
-PARTITIONS = 6
 POLL_S = 0.2
 
 
@@ -73,90 +64,25 @@ class Run:
     def rate(self) -> float:
         return self.events / max(self.seconds, 1e-9)
 
+    @property
+    def per_cpu_second(self) -> float:
+        """Events per CPU-second of the measured auditwatch processes: their cost per event, whatever their share."""
+        own = sum(cores for name, cores in self.cpu.items() if name.startswith(self.role))
+        return self.rate / own if own > 0 else 0.0
+
+    @property
+    def others(self) -> float:
+        """Cores busy with everything else on the machine (other users of a shared machine, the kernel)."""
+        return max(0.0, self.machine_busy * (os.cpu_count() or 1) - sum(self.cpu.values()))
+
     def line(self) -> str:
         cores = ", ".join(f"{name} {used:.2f}" for name, used in self.cpu.items())
         return (
             f"{self.role} x{self.processes}: {self.events:,} events in {self.seconds:.1f}s = {self.rate:,.0f} events/s "
-            f"(wall {self.wall_s:.1f}s); cores busy: {cores}; machine {self.machine_busy:.0%} busy of "
-            f"{os.cpu_count()} cores, load average {self.load_average:.1f}"
-            + "".join(f"; {note}" for note in self.notes)
+            f"(wall {self.wall_s:.1f}s), {self.per_cpu_second:,.0f} per {self.role} CPU-second; cores busy: {cores}, "
+            f"other processes {self.others:.2f}; machine {self.machine_busy:.0%} busy of {os.cpu_count()} cores, "
+            f"load average {self.load_average:.1f}" + "".join(f"; {note}" for note in self.notes)
         )
-
-
-# ---------------------------------------------------------------------------------------------- Kafka, PostgreSQL
-
-
-def services_env() -> dict[str, str]:
-    """The shared servers' addresses (`scripts/services.sh env`; the servers are not started here)."""
-    out = subprocess.run(["bash", str(ROOT / "scripts/services.sh"), "env"], check=True, capture_output=True,
-                         text=True, timeout=60).stdout  # fmt: skip
-    found = dict(re.findall(r"export (\w+)=['\"]?([^'\"\n]*)", out))
-    return {name: os.environ.get(name) or value for name, value in found.items()}
-
-
-async def _create_topic(bootstrap: str, topic: str) -> None:
-    await ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS, 1)])
-
-
-async def _delete_topics(bootstrap: str, topics: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        if gone := [t for t in topics if t in existing]:
-            await admin.delete_topics(gone)
-    finally:
-        await admin.close()
-
-
-async def end_offsets(bootstrap: str, topic: str) -> int:
-    """Records in the topic (the sum of its partitions' end offsets)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(PARTITIONS)])
-        return int(sum(ends.values()))
-    finally:
-        await consumer.stop()
-
-
-@contextmanager
-def topic(bootstrap: str, prefix: str) -> Iterator[str]:
-    """A fresh 6-partition topic, deleted afterwards with its dead-letter topic."""
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    asyncio.run(_create_topic(bootstrap, name))
-    try:
-        yield name
-    finally:
-        asyncio.run(_delete_topics(bootstrap, [name, f"{name}-dlq"]))
-
-
-@contextmanager
-def database(admin_url: str) -> Iterator[str]:
-    """A fresh PostgreSQL database with the alert store's schema, dropped afterwards."""
-    name = f"aw_scale_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        url = sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        store = AlertStore(url)  # migrated once here, so two detect processes never race to create the schema
-        store.migrate()
-        store.close()
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def alert_ids(db_url: str) -> tuple[str, ...]:
-    engine = sa.create_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            return tuple(sorted(conn.execute(sa.select(alerts_table.c.id)).scalars()))
-    finally:
-        engine.dispose()
 
 
 def topic_env(env: dict[str, str], name: str) -> dict[str, str]:
@@ -182,7 +108,7 @@ def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.wait(timeout=10)
 
 
-def fill(env: dict[str, str], name: str, events: int, workdir: Path) -> int:
+def fill(env: dict[str, str], name: str, events: int, workdir: Path) -> list[int]:
     """Publish `events` realistic events (noisy cluster: some alerts) to the topic as ingest would key them."""
     path = workdir / "events.jsonl"
     write_jsonl(benign_events(ClusterProfile(nodes=50, seed=9, realism="noisy"), count=events), path)
@@ -345,7 +271,7 @@ def run_ingest(env: dict[str, str], processes: int, traffic: tuple[int, float, i
             load_proc.join(timeout=30)
             if load_proc.is_alive():
                 load_proc.kill()
-        in_topic = asyncio.run(end_offsets(bootstrap, name))
+        in_topic = sum(asyncio.run(end_offsets(bootstrap, name)))
         notes = (f"POST p50 {pct(latencies, 0.5):.0f} ms, p99 {pct(latencies, 0.99):.0f} ms",
                  f"{in_topic:,} records in the topic (warm-up included)")  # fmt: skip
         return Run(role="ingest", processes=processes, events=sent, seconds=elapsed,
@@ -360,13 +286,19 @@ def run_ingest(env: dict[str, str], processes: int, traffic: tuple[int, float, i
 class Report:
     detect: tuple[Run, Run]
     ingest: tuple[Run, Run] | None
-    events: int  # records in the detect topic
+    partitions: tuple[int, ...]  # records in each partition of the detect topic
+
+    @property
+    def events(self) -> int:
+        return sum(self.partitions)
 
     def lines(self) -> list[str]:
         one, two = self.detect
         digest = hashlib.sha256("\n".join(one.alert_ids).encode()).hexdigest()[:12]
         same = "identical" if one.alert_ids == two.alert_ids else "DIFFERENT"
-        out = [f"topic: {self.events:,} records in {PARTITIONS} partitions", one.line(), two.line(),
+        sizes = ", ".join(f"{n:,}" for n in self.partitions)
+        out = [f"topic: {self.events:,} records in {PARTITIONS} partitions ({sizes}; keyed by principal)",
+               one.line(), two.line(),
                f"alerts: {len(one.alert_ids)} with 1 consumer, {len(two.alert_ids)} with 2, ids {same} "
                f"(sha256 {digest})", f"detect scaling 2 vs 1: {two.rate / one.rate:.2f}"]  # fmt: skip
         if self.ingest:
@@ -393,13 +325,14 @@ def measure(events: int, *, ingest_seconds: float = 0.0, clients: int = 8, body_
     bootstrap = env["AUDITWATCH_KAFKA_BOOTSTRAP"]
     with tempfile.TemporaryDirectory(prefix="auditwatch-scale-") as tmp, topic(bootstrap, "bench-scale") as name:
         workdir = Path(tmp)
-        total = fill(env, name, events, workdir)
+        partitions = fill(env, name, events, workdir)
+        total = sum(partitions)
         detect = (run_detect(env, name, total, 1, workdir), run_detect(env, name, total, 2, workdir))
         ingest = None
         if ingest_seconds > 0:
             traffic = (clients, ingest_seconds, body_events)
             ingest = (run_ingest(env, 1, traffic, workdir), run_ingest(env, 2, traffic, workdir))
-    return Report(detect=detect, ingest=ingest, events=total)
+    return Report(detect=detect, ingest=ingest, partitions=tuple(partitions))
 
 
 def main() -> None:
