@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import multiprocessing
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -129,8 +130,6 @@ class _Progress:
 
     stable_at: float | None = None
     committed_at_stable: int = 0
-    first_commit_at: float | None = None
-    committed_at_first: int = 0
     done_at: float | None = None
     committed: int = 0
 
@@ -155,13 +154,9 @@ async def _watch_drain(bootstrap: str, group: str, total: int, members: int, met
                                    "a detect process exited or the time ran out (see its log)")  # fmt: skip
             offsets = await admin.list_consumer_group_offsets(group)
             progress.committed = sum(max(meta.offset, 0) for meta in offsets.values())
-            now = time.perf_counter()
-            if progress.committed and progress.first_commit_at is None:
-                meter.start()  # again once the group is stable
-                progress.first_commit_at, progress.committed_at_first = now, progress.committed
             if progress.stable_at is None and await _group_state(admin, group) == ("Stable", members):
                 meter.start()
-                progress.stable_at, progress.committed_at_stable = now, progress.committed
+                progress.stable_at, progress.committed_at_stable = time.perf_counter(), progress.committed
             await asyncio.sleep(POLL_S)
         progress.done_at = time.perf_counter()
     finally:
@@ -180,14 +175,17 @@ def run_detect(env: dict[str, str], name: str, total: int, consumers: int, workd
                        topic_env(env, name), workdir / f"detect-{consumers}-{i}.log")
             for i in range(consumers)
         ]  # fmt: skip
-        meter = CpuMeter({f"detect-{i + 1}": just(p.pid) for i, p in enumerate(procs)} | shared_servers(admin_url))
+        groups = {f"detect-{i + 1}": just(p.pid) for i, p in enumerate(procs)} | shared_servers(admin_url)
+        meter, launch_meter = CpuMeter(groups), CpuMeter(groups)  # from the group's being stable, and from launch
+        launch_meter.start()
         try:
             timeout_s = 120 + total / 1000  # bounded: far above any rate seen here
             progress = asyncio.run(_watch_drain(bootstrap, group, total, consumers, meter, procs, timeout_s))
             notes: tuple[str, ...] = ()
             if progress.stable_at is None or progress.committed_at_stable > total // 2:  # a small topic
-                progress.stable_at, progress.committed_at_stable = progress.first_commit_at, progress.committed_at_first
-                notes = ("counted from the first commit: most of the topic was drained before the group was stable",)
+                progress.stable_at, progress.committed_at_stable = launched, 0
+                meter = launch_meter
+                notes = ("counted from launch: most of the topic was drained before the group was seen stable",)
             cpu, busy = meter.stop()
         finally:
             stop_all(procs)
@@ -284,55 +282,67 @@ def run_ingest(env: dict[str, str], processes: int, traffic: tuple[int, float, i
 
 @dataclass(frozen=True)
 class Report:
-    detect: tuple[Run, Run]
-    ingest: tuple[Run, Run] | None
+    runs: tuple[Run, ...]  # in the order they ran: 1 then 2 processes, detect then ingest, repeated
     partitions: tuple[int, ...]  # records in each partition of the detect topic
 
     @property
     def events(self) -> int:
         return sum(self.partitions)
 
+    def of(self, role: str, processes: int) -> list[Run]:
+        return [run for run in self.runs if (run.role, run.processes) == (role, processes)]
+
+    def rate(self, role: str, processes: int) -> float:
+        """The median events/s of the runs of `processes` `role` processes."""
+        return statistics.median(run.rate for run in self.of(role, processes))
+
+    def scaling(self, role: str) -> float:
+        one = self.rate(role, 1)
+        return self.rate(role, 2) / one if one else 0.0
+
+    def roles(self) -> list[str]:
+        return list(dict.fromkeys(run.role for run in self.runs))
+
     def lines(self) -> list[str]:
-        one, two = self.detect
-        digest = hashlib.sha256("\n".join(one.alert_ids).encode()).hexdigest()[:12]
-        same = "identical" if one.alert_ids == two.alert_ids else "DIFFERENT"
         sizes = ", ".join(f"{n:,}" for n in self.partitions)
-        out = [f"topic: {self.events:,} records in {PARTITIONS} partitions ({sizes}; keyed by principal)",
-               one.line(), two.line(),
-               f"alerts: {len(one.alert_ids)} with 1 consumer, {len(two.alert_ids)} with 2, ids {same} "
-               f"(sha256 {digest})", f"detect scaling 2 vs 1: {two.rate / one.rate:.2f}"]  # fmt: skip
-        if self.ingest:
-            out += [*(run.line() for run in self.ingest), f"ingest scaling 2 vs 1: {self.ingest_scaling:.2f}"]
+        out = [f"topic: {self.events:,} records in {PARTITIONS} partitions ({sizes}; keyed by principal)"]
+        out += [run.line() for run in self.runs]
+        detect = self.of("detect", 1) + self.of("detect", 2)
+        ids = {run.alert_ids for run in detect}
+        digest = hashlib.sha256("\n".join(detect[0].alert_ids).encode()).hexdigest()[:12]
+        out.append(f"alerts: {len(detect[0].alert_ids)} in each of the {len(detect)} detect runs, ids "
+                   f"{'identical' if len(ids) == 1 else 'DIFFERENT'} (sha256 {digest})")  # fmt: skip
+        for role in self.roles():
+            out.append(f"{role}: median {self.rate(role, 1):,.0f} events/s with 1 process, {self.rate(role, 2):,.0f} "
+                       f"with 2, scaling 2 vs 1: {self.scaling(role):.2f}")  # fmt: skip
         return out
 
-    @property
-    def ingest_scaling(self) -> float:
-        return self.ingest[1].rate / self.ingest[0].rate if self.ingest else 0.0
-
     def summary(self) -> str:
-        one, two = self.detect
-        figures = f"detect_1={one.rate:.0f} detect_2={two.rate:.0f} detect_scaling={two.rate / one.rate:.3f}"
-        if self.ingest:
-            figures += (f" ingest_1={self.ingest[0].rate:.0f} ingest_2={self.ingest[1].rate:.0f} "
-                        f"ingest_scaling={self.ingest_scaling:.3f}")  # fmt: skip
-        return figures
+        return " ".join(
+            f"{role}_1={self.rate(role, 1):.0f} {role}_2={self.rate(role, 2):.0f} "
+            f"{role}_scaling={self.scaling(role):.3f}"
+            for role in self.roles()
+        )
 
 
-def measure(events: int, *, ingest_seconds: float = 0.0, clients: int = 8, body_events: int = 40_000) -> Report:
-    """The whole benchmark; ingest_seconds 0 skips the ingest runs. The generator cycles through `body_events`
-    events in pre-built bodies."""
+def measure(
+    events: int, *, ingest_seconds: float = 0.0, clients: int = 8, body_events: int = 40_000, repeat: int = 1
+) -> Report:
+    """The whole benchmark, `repeat` times over the same detect topic; ingest_seconds 0 skips the ingest runs.
+    The load generator cycles through `body_events` events in pre-built bodies."""
     env = services_env()
     bootstrap = env["AUDITWATCH_KAFKA_BOOTSTRAP"]
+    runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="auditwatch-scale-") as tmp, topic(bootstrap, "bench-scale") as name:
         workdir = Path(tmp)
         partitions = fill(env, name, events, workdir)
-        total = sum(partitions)
-        detect = (run_detect(env, name, total, 1, workdir), run_detect(env, name, total, 2, workdir))
-        ingest = None
-        if ingest_seconds > 0:
-            traffic = (clients, ingest_seconds, body_events)
-            ingest = (run_ingest(env, 1, traffic, workdir), run_ingest(env, 2, traffic, workdir))
-    return Report(detect=detect, ingest=ingest, partitions=tuple(partitions))
+        for _ in range(repeat):  # 1 and 2 in turn, so that the machine's load swings hit both alike
+            done = len(runs)
+            runs += [run_detect(env, name, sum(partitions), n, workdir) for n in (1, 2)]
+            if ingest_seconds > 0:
+                runs += [run_ingest(env, n, (clients, ingest_seconds, body_events), workdir) for n in (1, 2)]
+            print(*(run.line() for run in runs[done:]), sep="\n", file=sys.stderr)  # progress, as each round ends
+    return Report(runs=tuple(runs), partitions=tuple(partitions))
 
 
 def main() -> None:
@@ -343,8 +353,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each ingest load (default 15)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent webhook clients in all (default 8)")
     parser.add_argument("--skip-ingest", action="store_true", help="only the detect runs")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of every run; medians are reported (default 1)")
     args = parser.parse_args()
-    report = measure(args.events, ingest_seconds=0.0 if args.skip_ingest else args.seconds, clients=args.clients)
+    report = measure(args.events, ingest_seconds=0.0 if args.skip_ingest else args.seconds, clients=args.clients,
+                     repeat=args.repeat)  # fmt: skip
     for line in report.lines():
         print(line)
     print(report.summary())

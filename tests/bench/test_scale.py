@@ -33,19 +33,20 @@ def test_two_consumers_find_the_same_alerts_and_the_report_has_every_figure() ->
 
     report = measure(3000, ingest_seconds=2.0, clients=2, body_events=2000)
 
-    one, two = report.detect
+    (one,), (two,) = report.of("detect", 1), report.of("detect", 2)
     assert report.events == 3000
     assert one.consumed == two.consumed == 3000  # the group's committed offsets reached the end of the topic
     assert one.alert_ids, "the noisy stream should raise some alerts"
     assert one.alert_ids == two.alert_ids  # deterministic ids: the same alerts whichever consumer had a partition
-    assert (one.processes, two.processes) == (1, 2)
     assert set(two.cpu) == {"detect-1", "detect-2", "broker", "postgres"}
-    assert report.ingest is not None
-    for run in report.ingest:
+    ingest = report.of("ingest", 1) + report.of("ingest", 2)
+    assert [run.processes for run in ingest] == [1, 2]
+    for run in ingest:
         assert run.events > 0 and run.consumed >= run.events  # every acknowledged event is in the topic
         assert {f"ingest-{i + 1}" for i in range(run.processes)} | {"generator", "broker", "postgres"} == set(run.cpu)
-    for run in (*report.detect, *report.ingest):
-        assert run.seconds > 0 and 0 <= run.machine_busy <= 1 and run.load_average >= 0
+    for run in report.runs:
+        assert run.seconds > 0 and 0 <= run.machine_busy <= 1 and run.load_average >= 0 and run.per_cpu_second >= 0
+    assert report.scaling("detect") >= 0 and report.scaling("ingest") >= 0
     assert "detect_scaling=" in report.summary() and "ingest_scaling=" in report.summary()
     assert any("ids identical" in line for line in report.lines())
     assert bench_topics(bootstrap) <= before  # its topics are deleted
