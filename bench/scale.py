@@ -313,8 +313,10 @@ class Report:
         out.append(f"alerts: {len(detect[0].alert_ids)} in each of the {len(detect)} detect runs, ids "
                    f"{'identical' if len(ids) == 1 else 'DIFFERENT'} (sha256 {digest})")  # fmt: skip
         for role in self.roles():
+            cost = [statistics.median(run.per_cpu_second for run in self.of(role, n)) for n in (1, 2)]
             out.append(f"{role}: median {self.rate(role, 1):,.0f} events/s with 1 process, {self.rate(role, 2):,.0f} "
-                       f"with 2, scaling 2 vs 1: {self.scaling(role):.2f}")  # fmt: skip
+                       f"with 2, scaling 2 vs 1: {self.scaling(role):.2f}; per {role} CPU-second {cost[0]:,.0f} "
+                       f"and {cost[1]:,.0f}")  # fmt: skip
         return out
 
     def summary(self) -> str:
