@@ -1,6 +1,6 @@
 """Scale-out through the Kafka consumer group: 1 vs 2 `detect` consumers and 1 vs 2 `ingest` processes, one run.
 
-    .venv/bin/python -m bench.scale [--events 300000] [--seconds 15] [--clients 8] [--skip-ingest]
+    .venv/bin/python -m bench.scale [--events 300000] [--seconds 15] [--clients 8] [--skip-ingest] [--repeat 1]
 
 Uses the running Kafka and PostgreSQL (`eval "$(scripts/services.sh env)"`; it never starts or stops them):
   detect:  a fresh 6-partition topic filled with --events realistic events (the simulation package's noisy
@@ -8,12 +8,14 @@ Uses the running Kafka and PostgreSQL (`eval "$(scripts/services.sh env)"`; it n
            1, then 2 `auditwatch detect` processes, each run with a consumer group and a PostgreSQL database of
            its own, until the group's committed offsets reach the end of the topic. Events/s are counted from
            the moment the group is stable with all its members (so start-up and the first rebalance are not in
-           the figure; the wall time from launch is reported beside it). The alert ids of both runs must match.
+           the figure; the wall time from launch is reported beside it). It says whether every detect run
+           stored the same alert ids (deterministic ids: they must be).
   ingest:  1, then 2 `auditwatch ingest` processes (a port each) in front of a fresh 6-partition topic, driven
            for --seconds by bench.ingest's load generator in a process of its own, its clients split evenly.
 For each run: events/s, CPU of each auditwatch process, of the generator, of the Kafka broker and of the PostgreSQL
 server (as cores busy over the measured interval, from /proc), the whole machine's busy share and load average.
-The topics and databases it creates are deleted at the end. The last line is
+--repeat runs everything again, 1 and 2 in turn, and reports medians. The topics and databases it creates are
+deleted at the end (the consumer groups' offsets expire with the broker's offsets retention). The last line is
 `detect_1=<n> detect_2=<n> detect_scaling=<r> ingest_1=<n> ingest_2=<n> ingest_scaling=<r>`.
 """
 
@@ -97,6 +99,12 @@ def auditwatch(args: list[str], env: dict[str, str], log: Path) -> subprocess.Po
                                 stderr=subprocess.STDOUT, env={**os.environ, **env})  # fmt: skip
 
 
+def log_tails(procs: list[subprocess.Popen[bytes]], logs: list[Path]) -> str:
+    """The last lines of the processes' logs, for an error message (the logs go with the temporary directory)."""
+    return "".join(f"\n--- {log.name} (exit {proc.poll()}):\n" + "\n".join(log.read_text(errors="replace")
+                   .splitlines()[-15:]) for proc, log in zip(procs, logs, strict=True))  # fmt: skip
+
+
 def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
     for proc in procs:
         if proc.poll() is None:
@@ -151,7 +159,7 @@ async def _watch_drain(bootstrap: str, group: str, total: int, members: int, met
         while progress.committed < total:
             if time.perf_counter() > deadline or any(p.poll() is not None for p in procs):
                 raise RuntimeError(f"group {group}: {progress.committed:,} of {total:,} records committed, then "
-                                   "a detect process exited or the time ran out (see its log)")  # fmt: skip
+                                   "a detect process exited or the time ran out")  # fmt: skip
             offsets = await admin.list_consumer_group_offsets(group)
             progress.committed = sum(max(meta.offset, 0) for meta in offsets.values())
             if progress.stable_at is None and await _group_state(admin, group) == ("Stable", members):
@@ -170,17 +178,21 @@ def run_detect(env: dict[str, str], name: str, total: int, consumers: int, workd
     group = f"bench-scale-{uuid.uuid4().hex[:8]}"
     with database(admin_url) as db_url:
         launched = time.perf_counter()
+        logs = [workdir / f"detect-{consumers}-{i}.log" for i in range(consumers)]
         procs = [
             auditwatch(["detect", "--kafka", bootstrap, "--db", db_url, "--topic", name, "--group", group],
-                       topic_env(env, name), workdir / f"detect-{consumers}-{i}.log")
-            for i in range(consumers)
+                       topic_env(env, name), log)
+            for log in logs
         ]  # fmt: skip
         groups = {f"detect-{i + 1}": just(p.pid) for i, p in enumerate(procs)} | shared_servers(admin_url)
         meter, launch_meter = CpuMeter(groups), CpuMeter(groups)  # from the group's being stable, and from launch
         launch_meter.start()
         try:
             timeout_s = 120 + total / 1000  # bounded: far above any rate seen here
-            progress = asyncio.run(_watch_drain(bootstrap, group, total, consumers, meter, procs, timeout_s))
+            try:
+                progress = asyncio.run(_watch_drain(bootstrap, group, total, consumers, meter, procs, timeout_s))
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}{log_tails(procs, logs)}") from None
             notes: tuple[str, ...] = ()
             if progress.stable_at is None or progress.committed_at_stable > total // 2:  # a small topic
                 progress.stable_at, progress.committed_at_stable = launched, 0
@@ -253,6 +265,7 @@ def run_ingest(env: dict[str, str], processes: int, traffic: tuple[int, float, i
             for port, proc in zip(ports, procs, strict=True):
                 wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
             load_proc.start()
+            theirs.close()  # the generator's end is its own now: if it dies, recv() raises EOFError at once
             if not ours.poll(300):
                 raise RuntimeError("the load generator did not get ready")
             ours.recv()
