@@ -55,6 +55,11 @@ def corroboration(facts: Sequence[Facts]) -> dict[str, int]:
     return {p: len(r) for p, r in rules.items()}
 
 
+def ranked_severity(severity: int, rules: int) -> int:
+    """The severity an alert ranks at: one level up (at most critical) when ``rules`` corroborate its principal."""
+    return min(severity + 1, Severity.CRITICAL) if rules >= CORROBORATING_RULES else severity
+
+
 def by_priority(items: Sequence[T], facts_of: Callable[[T], Facts]) -> list[T]:
     """``items`` (a period's alerts, in any shape that ``facts_of`` reads) most likely attack first."""
     facts = [facts_of(i) for i in items]
@@ -63,8 +68,7 @@ def by_priority(items: Sequence[T], facts_of: Callable[[T], Facts]) -> list[T]:
     def key(pair: tuple[T, Facts]) -> tuple[int, int, bool, int, float]:
         f = pair[1]
         n = rules.get(f.principal, 0)
-        raised = min(f.severity + 1, Severity.CRITICAL) if n >= CORROBORATING_RULES else f.severity
-        return (-raised, -f.severity, f.context_only, -n, f.time)
+        return (-ranked_severity(f.severity, n), -f.severity, f.context_only, -n, f.time)
 
     return [item for item, _ in sorted(zip(items, facts, strict=True), key=key)]
 

@@ -121,20 +121,26 @@ def list_alerts(store: StoreDep, query: PageDep) -> dict[str, Any]:
     return _page(store.list_alerts, query)
 
 
+def ranked_period(store: AlertStore, flt: AlertFilter) -> list[dict[str, Any]]:
+    """The alerts priority ranks for a filter: its at most MAX_RANKED newest (StoreError if the store fails)."""
+    found: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while len(found) < MAX_RANKED:
+        items, cursor = store.list_alerts(flt, limit=min(MAX_PAGE, MAX_RANKED - len(found)), cursor=cursor)
+        found.extend(items)
+        if cursor is None:
+            break
+    return found
+
+
 @router.get("/api/v1/alerts/priority", response_model=AlertPage, tags=["alerts"])
 def list_alerts_by_priority(store: StoreDep, query: PageDep) -> dict[str, Any]:
     """A period's alerts, most likely attack first (api/ranking.py: severity, raised for a principal that
     several rules flag; what an event does before first-seen context; then the earliest). The filters choose
     the period (`since`/`until`, event time); at most MAX_RANKED of its newest alerts are ranked; one page of
     `limit`, no cursor."""
-    found: list[dict[str, Any]] = []
-    cursor: str | None = None
     try:
-        while len(found) < MAX_RANKED:
-            items, cursor = store.list_alerts(query.filter, limit=min(MAX_PAGE, MAX_RANKED - len(found)), cursor=cursor)
-            found.extend(items)
-            if cursor is None:
-                break
+        found = ranked_period(store, query.filter)
     except StoreError as exc:
         raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "5"}) from None
     return {"items": by_priority(found, stored_facts)[: query.limit], "next_cursor": None}
