@@ -39,12 +39,16 @@ def route_key(raw: dict[str, Any]) -> RouteKey | None:
         code = None
     else:
         return None
-    key = (raw.get("stage"), raw.get("verb"), resource, subresource, code)
-    for part in key:
-        kind = type(part)
-        if not (kind is str or kind is int or part is None):
-            return None
-    return key
+    stage, verb = raw.get("stage"), raw.get("verb")
+    if (
+        type(stage) is str
+        and type(verb) is str
+        and (type(resource) is str or resource is None)
+        and (type(subresource) is str or subresource is None)
+        and (type(code) is int or code is None)
+    ):
+        return stage, verb, resource, subresource, code
+    return None  # also a missing stage or verb: rare enough to take the declared route
 
 
 def key_event(key: RouteKey) -> AuditEvent:

@@ -25,7 +25,7 @@ class MatchRule(NativeRuleAttributes):
 
     def detect(self, event: AuditEvent) -> list[Alert]:
         header = self.header
-        if event.stage not in header.stages:
+        if event.raw.get("stage") not in header.stages:
             return []
         if not self.predicate(event) or header.allowlist.allows(event):
             return []
