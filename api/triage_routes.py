@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response
 from pydantic import TypeAdapter, ValidationError
@@ -29,6 +29,7 @@ from api.schemas import (
     TriagedGroup,
     TriagePatch,
 )
+from api.store import AlertStore
 from api.triage import ALERT, GROUP, UNSET, TriageChange
 from detectors.exceptions import ExceptionError
 
@@ -36,6 +37,7 @@ AUTHOR_HEADER = "X-Auditwatch-User"
 ANONYMOUS = "anonymous"
 MAX_HISTORY = 5000
 router = APIRouter()
+T = TypeVar("T")
 _LABEL = TypeAdapter(Label)
 
 AuthorHeader = Annotated[
@@ -75,6 +77,23 @@ def _change(body: GroupTriagePatch, header: str | None) -> TriageChange:
     )
 
 
+def _found(item: T | None, what: str) -> T:
+    """The item, or a 404 that names what was asked for."""
+    if item is None:
+        raise HTTPException(status_code=404, detail=f"no {what}")
+    return item
+
+
+def _history(store: AlertStore, kind: str, item_id: str, limit: int, what: str) -> dict[str, Any]:
+    """Triage history of an alert or a group; 404 when the item itself does not exist."""
+    with _answers():
+        items = store.triage_history(kind, item_id, limit=limit)
+        if not items:
+            lookup = store.get_alert if kind == ALERT else store.get_group
+            _found(lookup(item_id), what)
+    return {"items": items}
+
+
 def _new_exception(spec: ExceptionSpec, author: str, **more: Any) -> NewException:
     return NewException(author=author, comment=spec.comment, match=spec.match, expires_at=spec.expires_at, **more)
 
@@ -89,9 +108,7 @@ def triage_alert(alert_id: ItemId, body: TriagePatch, store: StoreDep, user: Aut
         new = _new_exception(body.create_exception, change.author, from_alert=alert_id)
     with _answers():
         alert, created = store.triage_alert(alert_id, change, new)
-    if alert is None:
-        raise HTTPException(status_code=404, detail=f"no alert {alert_id!r}")
-    return {**alert, "exception": created}
+    return {**_found(alert, f"alert {alert_id!r}"), "exception": created}
 
 
 @router.get("/api/v1/alerts/{alert_id}/history", response_model=History, tags=["triage"])
@@ -99,20 +116,14 @@ def alert_history(
     alert_id: ItemId, store: StoreDep, limit: Annotated[int, Query(ge=1, le=MAX_HISTORY)] = 1000
 ) -> dict[str, Any]:
     """Every triage change of the alert (status, assignee, notes): who, when, from what to what."""
-    with _answers():
-        items = store.triage_history(ALERT, alert_id, limit=limit)
-        if not items and store.get_alert(alert_id) is None:
-            raise HTTPException(status_code=404, detail=f"no alert {alert_id!r}")
-    return {"items": items}
+    return _history(store, ALERT, alert_id, limit, f"alert {alert_id!r}")
 
 
 @router.get("/api/v1/alert-groups/{group_id}", response_model=AlertGroupDetail, tags=["triage"])
 def get_group(group_id: ItemId, store: StoreDep) -> dict[str, Any]:
     with _answers():
         group = store.get_group(group_id)
-    if group is None:
-        raise HTTPException(status_code=404, detail=f"no alert group {group_id!r}")
-    return group
+    return _found(group, f"alert group {group_id!r}")
 
 
 @router.patch("/api/v1/alert-groups/{group_id}", response_model=TriagedGroup, tags=["triage"])
@@ -122,20 +133,15 @@ def triage_group(
     """Set the status or assignee of a group and of every alert in it, or append a note to the group."""
     with _answers():
         group, changed = store.triage_group(group_id, _change(body, user))
-    if group is None:
-        raise HTTPException(status_code=404, detail=f"no alert group {group_id!r}")
-    return {**group, "alerts_changed": changed}
+    return {**_found(group, f"alert group {group_id!r}"), "alerts_changed": changed}
 
 
 @router.get("/api/v1/alert-groups/{group_id}/history", response_model=History, tags=["triage"])
 def group_history(
     group_id: ItemId, store: StoreDep, limit: Annotated[int, Query(ge=1, le=MAX_HISTORY)] = 1000
 ) -> dict[str, Any]:
-    with _answers():
-        items = store.triage_history(GROUP, group_id, limit=limit)
-        if not items and store.get_group(group_id) is None:
-            raise HTTPException(status_code=404, detail=f"no alert group {group_id!r}")
-    return {"items": items}
+    """Every triage change of the group: who, when, from what to what."""
+    return _history(store, GROUP, group_id, limit, f"alert group {group_id!r}")
 
 
 @router.post("/api/v1/exceptions", response_model=RuleException, status_code=201, tags=["exceptions"])
@@ -160,9 +166,7 @@ def list_exceptions(
 def get_exception(exception_id: ItemId, store: StoreDep) -> dict[str, Any]:
     with _answers():
         found = store.get_exception(exception_id)
-    if found is None:
-        raise HTTPException(status_code=404, detail=f"no exception {exception_id!r}")
-    return found
+    return _found(found, f"exception {exception_id!r}")
 
 
 @router.delete("/api/v1/exceptions/{exception_id}", status_code=204, tags=["exceptions"])

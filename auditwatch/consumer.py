@@ -24,7 +24,6 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -35,53 +34,15 @@ from api.outbox import OutboxRoute
 from api.store import AlertStore
 from api.tables import Receipt, StateCheckpoints
 from auditwatch.batches import BatchResults, BatchWriter, Written
+from auditwatch.consumer_batch import ConsumerStats, Detected, account_batch, decode_record
 from auditwatch.live_exceptions import LiveExceptions
 from auditwatch.logs import TuningLog, log_alerts
 from auditwatch.metrics import Metrics
 from detectors.alerts import Alert
-from detectors.errors import EventError
-from detectors.events import AuditEvent, Rejected, Rejections, parse_body
+from detectors.events import Rejected, Rejections
 from detectors.pipeline import Pipeline
 
 log = logging.getLogger("auditwatch.detect")
-
-
-@dataclass
-class ConsumerStats:
-    records: int = 0
-    events: int = 0
-    alerts: int = 0
-    new_alerts: int = 0
-    suppressed: int = 0  # alerts that rule exceptions kept out of the store
-    rejected: int = 0
-    receipts: int = 0
-    batches: int = 0
-    store_retries: int = 0
-    commit_failures: int = 0
-    partitions: set[int] = field(default_factory=set)
-
-
-@dataclass(frozen=True)
-class _Detected:
-    """What a batch of records gave: what to store, the partitions' new positions, the offsets that the state
-    checkpoints in `results` reflect, and how many events the records held."""
-
-    results: BatchResults
-    offsets: dict[TopicPartition, int]
-    checkpointed: dict[TopicPartition, int]
-    events: int
-    invalid: int  # items that are not valid events, quarantined or only counted (past MAX_KEPT_REJECTED)
-    failed: frozenset[str]  # origins of the events a detector failed on
-
-
-def decode_record(record: ConsumerRecord[bytes, bytes]) -> tuple[list[AuditEvent], Rejections]:
-    origin = f"kafka:{record.topic}/{record.partition}@{record.offset}"
-    if record.value is None:
-        return [], Rejections.of(Rejected(origin, "empty record", None))
-    try:
-        return parse_body(record.value, origin=origin)
-    except EventError as exc:
-        return [], Rejections.of(Rejected(origin, str(exc), record.value[:4096].decode("utf-8", "replace")))
 
 
 class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -283,7 +244,7 @@ class Consumer:
                 fresh[tp] = records
         return fresh
 
-    def _detect(self, work: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> _Detected:
+    def _detect(self, work: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> Detected:
         """Run each partition's records through its pipeline (a batch must be open on it)."""
         alerts: list[Alert] = []
         rejected = Rejections()  # at most MAX_KEPT_REJECTED per batch are kept (quarantined), all counted
@@ -309,7 +270,7 @@ class Consumer:
         states, checkpointed = self._due_states(set(offsets))
         results = BatchResults(alerts, [*rejected.kept, *failed], receipts, states, hits)
         failed_origins = frozenset(r.origin for r in failed)
-        return _Detected(results, offsets, checkpointed, events_seen, rejected.total, failed_origins)
+        return Detected(results, offsets, checkpointed, events_seen, rejected.total, failed_origins)
 
     async def _process(
         self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
@@ -340,19 +301,8 @@ class Consumer:
         for pipeline in pipelines.values():
             pipeline.commit()
         log_alerts(log, results.alerts, written.refused)
-        self._log_batch(work, detected, started)
+        account_batch(log, work, detected, written, started, self.stats, self.metrics)
         self._tuning_log.report(log)
-        record_count = sum(len(records) for records in work.values())
-        if self.metrics is not None:
-            seconds = time.perf_counter() - started
-            self.metrics.batch_stored(detected.events, detected.invalid, detected.failed, written.refused, seconds)
-            self.metrics.records.inc(record_count)
-        self.stats.records += record_count
-        self.stats.events += detected.events
-        self.stats.alerts += len(results.alerts)
-        self.stats.suppressed += sum(results.hits.values())
-        self.stats.rejected += detected.invalid + len(detected.failed)
-        self.stats.receipts += len(results.receipts)
         # With stateful detectors, Kafka's committed offset follows the state checkpoint, never passes it: a
         # restart resumes where the saved state left off (redelivered alerts are absorbed by the upserts).
         to_commit = detected.checkpointed if self.template.stateful else detected.offsets
@@ -368,17 +318,6 @@ class Consumer:
                 self.metrics.commit_failures.inc()
             log.warning("offset commit failed, batch will be redelivered: %r", exc)
         self.stats.batches += 1
-
-    def _log_batch(
-        self, work: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], detected: _Detected, started: float
-    ) -> None:
-        if work:
-            ms = round((time.perf_counter() - started) * 1000, 1)
-            log.info("batch", extra={
-                "records": sum(len(records) for records in work.values()), "events": detected.events,
-                "rejected": detected.invalid + len(detected.failed), "alerts": len(detected.results.alerts),
-                "partitions": sorted(tp.partition for tp in work), "ms": ms,
-            })  # fmt: skip
 
     def _roll_back(
         self, pipelines: dict[TopicPartition, Pipeline], positions: dict[TopicPartition, int | None]

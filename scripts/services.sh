@@ -196,7 +196,7 @@ kafka_pid() { # the broker's pid if our broker runs, else nothing (guards agains
     [[ -f "$KAFKA_PIDFILE" ]] || return 0
     pid="$(cat "$KAFKA_PIDFILE")"
     [[ "$pid" =~ ^[0-9]+$ ]] || return 0
-    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "kafka.Kafka $KAFKA_CONF"; then echo "$pid"; fi
+    if tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "kafka.Kafka $KAFKA_CONF"; then echo "$pid"; fi
 }
 
 kafka_conf_port() { # the client port in the broker's current server.properties

@@ -1,0 +1,83 @@
+"""One consumed batch: records decoded into events, what the batch gave, and its accounting (stats, metrics, log)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from auditwatch.batches import BatchResults, Written
+from auditwatch.metrics import ConsumerMetrics
+from detectors.errors import EventError
+from detectors.events import AuditEvent, Rejected, Rejections, parse_body
+
+
+@dataclass
+class ConsumerStats:
+    records: int = 0
+    events: int = 0
+    alerts: int = 0
+    new_alerts: int = 0
+    suppressed: int = 0  # alerts that rule exceptions kept out of the store
+    rejected: int = 0
+    receipts: int = 0
+    batches: int = 0
+    store_retries: int = 0
+    commit_failures: int = 0
+    partitions: set[int] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Detected:
+    """What a batch of records gave: what to store, the partitions' new positions, the offsets that the state
+    checkpoints in `results` reflect, and how many events the records held."""
+
+    results: BatchResults
+    offsets: dict[TopicPartition, int]
+    checkpointed: dict[TopicPartition, int]
+    events: int
+    invalid: int  # items that are not valid events, quarantined or only counted (past MAX_KEPT_REJECTED)
+    failed: frozenset[str]  # origins of the events a detector failed on
+
+
+def decode_record(record: ConsumerRecord[bytes, bytes]) -> tuple[list[AuditEvent], Rejections]:
+    origin = f"kafka:{record.topic}/{record.partition}@{record.offset}"
+    if record.value is None:
+        return [], Rejections.of(Rejected(origin, "empty record", None))
+    try:
+        return parse_body(record.value, origin=origin)
+    except EventError as exc:
+        return [], Rejections.of(Rejected(origin, str(exc), record.value[:4096].decode("utf-8", "replace")))
+
+
+def account_batch(
+    log: logging.Logger,
+    work: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+    detected: Detected,
+    written: Written,
+    started: float,
+    stats: ConsumerStats,
+    metrics: ConsumerMetrics | None,
+) -> None:
+    """Count a stored batch in the stats and metrics, and log it."""
+    record_count = sum(len(records) for records in work.values())
+    results = detected.results
+    rejected = detected.invalid + len(detected.failed)
+    seconds = time.perf_counter() - started
+    if work:
+        log.info("batch", extra={
+            "records": record_count, "events": detected.events, "rejected": rejected,
+            "alerts": len(results.alerts), "partitions": sorted(tp.partition for tp in work),
+            "ms": round(seconds * 1000, 1),
+        })  # fmt: skip
+    if metrics is not None:
+        metrics.batch_stored(detected.events, detected.invalid, detected.failed, written.refused, seconds)
+        metrics.records.inc(record_count)
+    stats.records += record_count
+    stats.events += detected.events
+    stats.alerts += len(results.alerts)
+    stats.suppressed += sum(results.hits.values())
+    stats.rejected += rejected
+    stats.receipts += len(results.receipts)
