@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 from detectors.events import AuditEvent
 
 KEY_PATHS = ("stage", "verb", "objectRef.resource", "objectRef.subresource", "responseStatus.code")
-STAGE, VERB, RESOURCE, SUBRESOURCE, CODE = range(len(KEY_PATHS))
+STAGE, RESOURCE = KEY_PATHS.index("stage"), KEY_PATHS.index("objectRef.resource")
 RouteKey = tuple[Any, ...]  # the KEY_PATHS values of an event: str, int or None
 
 
