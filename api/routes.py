@@ -13,6 +13,7 @@ from api.errors import CursorError, StoreError
 from api.outbox import Outbox
 from api.problems import problem_response
 from api.queries import AlertFilter, bounded_utc, has_nul
+from api.ranking import by_priority, stored_facts
 from api.schemas import AlertDetail, AlertGroupPage, AlertPage, DeliveryPage, Health, ReceiptPage
 from api.store import AlertStore
 from api.triage import STATUSES
@@ -20,6 +21,7 @@ from detectors.alerts import Severity
 
 MAX_PAGE = 500
 MAX_RECEIPT_PAGE = 5000
+MAX_RANKED = 10_000  # alerts a priority page ranks (a busy day of a large cluster)
 
 
 def get_store(request: Request) -> AlertStore:
@@ -117,6 +119,31 @@ def _page(fetch: Callable[..., tuple[list[dict[str, Any]], str | None]], query: 
 def list_alerts(store: StoreDep, query: PageDep) -> dict[str, Any]:
     """Alerts, newest first (by event time); `since`/`until` apply to the event time."""
     return _page(store.list_alerts, query)
+
+
+def ranked_period(store: AlertStore, flt: AlertFilter) -> list[dict[str, Any]]:
+    """The alerts priority ranks for a filter: its at most MAX_RANKED newest (StoreError if the store fails)."""
+    found: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while len(found) < MAX_RANKED:
+        items, cursor = store.list_alerts(flt, limit=min(MAX_PAGE, MAX_RANKED - len(found)), cursor=cursor)
+        found.extend(items)
+        if cursor is None:
+            break
+    return found
+
+
+@router.get("/api/v1/alerts/priority", response_model=AlertPage, tags=["alerts"])
+def list_alerts_by_priority(store: StoreDep, query: PageDep) -> dict[str, Any]:
+    """A period's alerts, most likely attack first (api/ranking.py: severity, raised for a principal that
+    several rules flag; what an event does before first-seen context; then the earliest). The filters choose
+    the period (`since`/`until`, event time); at most MAX_RANKED of its newest alerts are ranked; one page of
+    `limit`, no cursor."""
+    try:
+        found = ranked_period(store, query.filter)
+    except StoreError as exc:
+        raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "5"}) from None
+    return {"items": by_priority(found, stored_facts)[: query.limit], "next_cursor": None}
 
 
 @router.get("/api/v1/alert-groups", response_model=AlertGroupPage, tags=["alerts"])

@@ -21,9 +21,26 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from auditwatch.cli_options import (
+    DB_HELP,
+    KAFKA_HELP,
+    LEARNING_HELP,
+    MATCHING_HELP,
+    PARTITIONS_HELP,
+    RULES_HELP,
+    TOPIC_HELP,
+    TUNING_HELP,
+    access_options,
+    archive_options,
+    listener_options,
+    log_options,
+    notify_options,
+    receipt_options,
+    webhook_options,
+)
 from auditwatch.commands.archives import cmd_convert, cmd_demo, cmd_replay
 from auditwatch.commands.processes import cmd_api, cmd_detect, cmd_ingest, cmd_serve
-from auditwatch.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
+from auditwatch.logs import configure_logging
 from auditwatch.startup import EXIT_FAILURE, EXIT_STATUSES, EXIT_USAGE, package_version
 from detectors.errors import DetectorError
 
@@ -70,136 +87,6 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
     return run_check(args.policy, args.rules, as_json=args.json, out=sys.stdout)
 
 
-RULES_HELP = (
-    "rule file, directory or pack (repeatable); the packs are 'builtin' (auditwatch's own), 'falco' (Falco's "
-    "k8s_audit rules) and 'sigma' (SigmaHQ's Kubernetes rules); a pack name wins over a same-named path "
-    "(write ./falco); default: builtin only. Env: AUDITWATCH_RULES=builtin,falco,/path"
-)
-DB_HELP = (
-    "SQLAlchemy URL of the alert store (default sqlite:///auditwatch.db; PostgreSQL: "
-    "postgresql+psycopg://user@host/db). Env: AUDITWATCH_DB_URL"
-)
-KAFKA_HELP = "Kafka bootstrap server HOST:PORT. Env: AUDITWATCH_KAFKA_BOOTSTRAP"
-TOPIC_HELP = "audit topic (default k8s-audit; dead letters go to k8s-audit-dlq). Env: AUDITWATCH_TOPIC"
-PARTITIONS_HELP = "partitions of the audit topic when it is created (default 6). Env: AUDITWATCH_PARTITIONS"
-LEARNING_HELP = (
-    "rules with a baseline (docs/baselines.md) learn what is routine for this many days of event time, from the "
-    "first event they see, holding their alerts at info; then a habit is info and what is new pages (default 7; "
-    "0: page from the start). Env: AUDITWATCH_BASELINE_LEARNING_DAYS"
-)
-TUNING_HELP = (
-    "site tuning file (YAML): trusted registries, known deployers, rule exceptions, severity overrides, disabled "
-    "rules, applied to every rule format; see docs/tuning.md. Env: AUDITWATCH_TUNING"
-)
-MATCHING_HELP = (
-    "Falco rule files: stop at the first matching rule (first, Falco's default) or report every match (all). "
-    "Env: AUDITWATCH_RULE_MATCHING"
-)
-
-
-def _listener_options(p: argparse.ArgumentParser, port: int) -> None:
-    p.add_argument("--host", help="address to listen on (default 127.0.0.1). Env: AUDITWATCH_HOST")
-    p.add_argument("--port", type=int, help=f"port to listen on (default {port}). Env: AUDITWATCH_PORT")
-    _access_options(p)
-
-
-def _access_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--token-file", help="file holding a bearer token every request must carry (the webhook kubeconfig's "
-        "`token`); it gives read-write access; or set AUDITWATCH_API_TOKEN. /healthz and /readyz stay open",
-    )  # fmt: skip
-    p.add_argument(
-        "--read-token-file", help="file holding a second bearer token, for read-only access (GET: alerts, groups, "
-        "exceptions); needs --token-file. Env: AUDITWATCH_API_READ_TOKEN",
-    )  # fmt: skip
-    p.add_argument("--tls-cert", help="server certificate (PEM) to serve HTTPS. Env: AUDITWATCH_TLS_CERT_FILE")
-    p.add_argument("--tls-key", help="private key (PEM) of --tls-cert. Env: AUDITWATCH_TLS_KEY_FILE")
-    p.add_argument(
-        "--tls-client-ca", help="CA (PEM) that client certificates must chain to; clients without one are refused "
-        "(the kubeconfig's client-certificate). Env: AUDITWATCH_TLS_CLIENT_CA_FILE",
-    )  # fmt: skip
-    p.add_argument(
-        "--write-client-cn", action="append", metavar="CN",
-        help="(repeatable) common name of a client certificate that gets read-write access; other verified "
-        "certificates get read-only access. Default: every verified certificate is read-write. "
-        "Env: AUDITWATCH_WRITE_CLIENT_CNS=kube-apiserver,triage-bot",
-    )  # fmt: skip
-    p.add_argument(
-        "--insecure", action="store_true",
-        help="allow a non-loopback address without a token or client certificates (only behind an "
-        "authenticating proxy). Without it, such a listener refuses to start",
-    )  # fmt: skip
-
-
-def _webhook_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--max-body-bytes", type=int, help="largest webhook body accepted, else 413 (default 128 MiB). "
-        "Env: AUDITWATCH_MAX_BODY_BYTES",
-    )  # fmt: skip
-    p.add_argument(
-        "--body-read-timeout", type=float, metavar="SECONDS", help="time a client has to send a whole webhook "
-        "body, else 408 (default 60; the apiserver's own client gives up after 30). Env: "
-        "AUDITWATCH_BODY_READ_TIMEOUT_S",
-    )  # fmt: skip
-
-
-def _receipt_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--record-receipts", action="store_true",
-        help="store a receipt (auditID, stage, stageTimestamp, received_at) for every event received, in the same "
-        "transaction as its batch's alerts, and serve them at GET /api/v1/receipts: proof that every event the "
-        "apiserver sent was received and went through detection (compare with its --audit-log-path file). "
-        "Costs one database row per event, kept for --receipts-retention-hours. Off by default. "
-        "Env: AUDITWATCH_RECORD_RECEIPTS",
-    )  # fmt: skip
-    p.add_argument(
-        "--receipts-retention-hours", type=float, metavar="HOURS",
-        help="delete receipts older than this (default 168, one week; pruned every few minutes). "
-        "Env: AUDITWATCH_RECEIPTS_RETENTION_HOURS",
-    )  # fmt: skip
-
-
-def _notify_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--notify", action="append", metavar="KIND=URL[,option=value...]",
-        help="push each new alert to a sink (repeatable). KIND: alertmanager, webhook (signed with secret_file=), "
-        "falcosidekick or slack (also Mattermost). Options: name, min_severity, rules, exclude_rules (rule ids or "
-        "names, globs; repeatable), rate (e.g. 20/min; excess dropped and counted), timeout, backoff, backoff_max, "
-        "max_age, max_pending, resend (alertmanager), secret / secret_file (webhook). Delivered from an outbox in "
-        "the database, at least once, with retries: see README 'Notifications'. Env: AUDITWATCH_NOTIFY (several "
-        "separated by newlines or ';')",
-    )  # fmt: skip
-    p.add_argument(
-        "--public-url", metavar="URL",
-        help="the REST API's address as people reach it, for the links in notifications (serve: default its own "
-        "listener). Env: AUDITWATCH_PUBLIC_URL",
-    )  # fmt: skip
-
-
-def _archive_options(p: argparse.ArgumentParser) -> None:
-    from ingest.archives import FORMATS
-
-    p.add_argument("--format", choices=FORMATS, help="archive format of every input (default: detected per file)")
-    p.add_argument("--since", metavar="TIME", help="only events whose stageTimestamp is at or after TIME (RFC 3339)")
-    p.add_argument("--until", metavar="TIME", help="only events whose stageTimestamp is before TIME (RFC 3339)")
-    p.add_argument(
-        "--policy", metavar="FILE", help="keep only what this audit policy would have recorded, at its level "
-        "(level None and omitted stages dropped, bodies stripped below Request/RequestResponse)",
-    )  # fmt: skip
-
-
-def _log_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--log-format", choices=LOG_FORMATS, help="log lines on stderr as text (default) or one JSON object each "
-        "(ts, level, logger, msg and the line's fields), for log shippers. Env: AUDITWATCH_LOG_FORMAT",
-    )  # fmt: skip
-    p.add_argument(
-        "--log-level", choices=LOG_LEVELS, help="auditwatch's log lines from this level (default: info for "
-        "serve, ingest, detect and api: a line per batch, a warning per alert; warning for the others). "
-        "Env: AUDITWATCH_LOG_LEVEL",
-    )  # fmt: skip
-
-
 def _leaves(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
     """The parsers of the commands that run something (`serve`, `rules test`...)."""
     found: list[argparse.ArgumentParser] = []
@@ -229,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     _policy_parser(sub)
     _demo_parser(sub)
     for leaf in _leaves(parser):
-        _log_options(leaf)
+        log_options(leaf)
     return parser
 
 
@@ -240,15 +127,15 @@ def _serve_parser(sub: Any) -> None:
         description="Receive kube-apiserver audit webhooks, detect, store alerts and serve them over REST. "
         "A webhook batch is answered 200 only after its alerts are committed.",
     )
-    _listener_options(serve, 8080)
-    _webhook_options(serve)
+    listener_options(serve, 8080)
+    webhook_options(serve)
     serve.add_argument("--db", help=DB_HELP)
     serve.add_argument("--rules", action="append", help=RULES_HELP)
     serve.add_argument("--rule-matching", choices=["first", "all"], help=MATCHING_HELP)
     serve.add_argument("--baseline-learning-days", type=float, metavar="DAYS", help=LEARNING_HELP)
     serve.add_argument("--tuning", metavar="FILE", help=TUNING_HELP)
-    _receipt_options(serve)
-    _notify_options(serve)
+    receipt_options(serve)
+    notify_options(serve)
     serve.set_defaults(func=cmd_serve, default_log_level="info")
 
 
@@ -268,8 +155,10 @@ def _ingest_parser(sub: Any) -> None:
         help="drop RequestReceived events whose request has a later stage in the same batch (they add nothing); "
         "default: keep every event. Env: AUDITWATCH_DROP_REQUEST_RECEIVED",
     )  # fmt: skip
-    _listener_options(ingest, 8080)
-    _webhook_options(ingest)
+    ingest.add_argument("--workers", type=int, default=1, help="worker processes sharing the port, each with its "
+                        "own Kafka producers and /metrics (default 1: one process is CPU-bound near one core)")
+    listener_options(ingest, 8080)
+    webhook_options(ingest)
     ingest.set_defaults(func=cmd_ingest, default_log_level="info")
 
 
@@ -293,8 +182,8 @@ def _detect_parser(sub: Any) -> None:
         "--kafka-wait", type=float, metavar="SECONDS", help="at start, wait this long for Kafka to answer, "
         "retrying with backoff (a line per retry), then exit with status 1 (default 60). Env: AUDITWATCH_KAFKA_WAIT_S",
     )  # fmt: skip
-    _receipt_options(detect)
-    _notify_options(detect)
+    receipt_options(detect)
+    notify_options(detect)
     detect.add_argument(
         "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics at GET /metrics on this port "
         "(default: off). The access flags below apply to it. Env: AUDITWATCH_METRICS_PORT",
@@ -303,7 +192,7 @@ def _detect_parser(sub: Any) -> None:
         "--metrics-host", metavar="HOST", help="address of the metrics listener (default 127.0.0.1; any other "
         "needs a token or client certificates, or --insecure). Env: AUDITWATCH_METRICS_HOST",
     )  # fmt: skip
-    _access_options(detect)
+    access_options(detect)
     detect.set_defaults(func=cmd_detect, default_log_level="info")
 
 
@@ -311,7 +200,7 @@ def _api_parser(sub: Any) -> None:
     api = sub.add_parser(
         "api", help="alert store -> REST API (distributed mode)", description="Serve the alert store over REST."
     )
-    _listener_options(api, 8080)
+    listener_options(api, 8080)
     api.add_argument("--db", help=DB_HELP)
     api.set_defaults(func=cmd_api, default_log_level="info")
 
@@ -342,7 +231,7 @@ def _replay_parser(sub: Any) -> None:
     rep.add_argument("--topic", help=TOPIC_HELP)
     rep.add_argument("--partitions", type=int, help=PARTITIONS_HELP)
     rep.add_argument("--quiet", action="store_true", help="no progress bar and no summary on stderr")
-    _archive_options(rep)
+    archive_options(rep)
     rep.add_argument(
         "--speed", type=float, metavar="N", help="time-faithful replay at N times real time, paced on stageTimestamp "
         "(one pause never exceeds 2 s; default: as fast as possible)",
@@ -361,7 +250,7 @@ def _convert_parser(sub: Any) -> None:
     )
     conv.add_argument("paths", nargs="+", metavar="PATH", help="file, directory or - (stdin)")
     conv.add_argument("--quiet", action="store_true", help="no summary on stderr")
-    _archive_options(conv)
+    archive_options(conv)
     conv.set_defaults(func=cmd_convert)
 
 

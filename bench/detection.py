@@ -25,14 +25,14 @@ generated from its site model (bench.site_tuning: its own registry and add-on ve
 deployers and operators, the operators that read Secrets cluster-wide) and written beside the report.
 
 Figures per tier (evaluation half unless said): campaign recall; benign alerts per million benign events,
-medium-or-higher and low apart (and over the learning half); precision of each day's top 10 alerts (by
-severity, then time); median time to detect (first alert's event time - campaign start); per day of the
-whole window, benign and attack alerts and the rules that make them; per campaign, the first tier that
-catches it, with its rules (and the online model's top features). The benign alerts a 50-node cluster
-would raise per day, before and after the learning period, scale each half's rate per million by the
-event rate of a 50-node profile measured over --rate-hours of simulation. With --holdout-seed, a second
-world of another seed runs too and both are printed: thresholds tuned on one seed must hold on the other.
-Last line, for the full stack (with the site tuning) of the first seed: `campaign_recall=<r> alerts_per_million=<n>
+medium-or-higher and low apart (and over the learning half); precision of each day's top 10 alerts (in the
+order the product shows a day first: api.ranking); median time to detect (first alert's event time - campaign
+start); per day of the whole window, benign and attack alerts and the rules that make them; per campaign, the
+first tier that catches it, with its rules (and the online model's top features). The benign alerts a 50-node
+cluster would raise per day, before and after the learning period, scale each half's rate per million by the
+event rate of a 50-node profile measured over --rate-hours of simulation. With --holdout-seed, a second world
+of another seed runs too and both are printed: thresholds tuned on one seed must hold on the other. Last line,
+for the full stack (with the site tuning) of the first seed: `campaign_recall=<r> alerts_per_million=<n>
 top10_precision=<r> median_ttd_s=<n> medium_per_million=<n> low_per_million=<n>`.
 """
 
@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from api.ranking import context_only
 from bench.detection_metrics import DAY_US, AlertRec, RunResult, TierResult, Window, compute_metrics
 from bench.detection_report import SITE_TIER, FiftyNodes, compare, report, to_json
 from bench.site_tuning import write_site_tuning
@@ -192,7 +193,11 @@ def _replay(
         for process, found, types in procs:
             for al in process(event):
                 rtype, features = types.get(al.rule_id, "?"), _features(al.details)
-                rec = AlertRec(ts, int(al.severity), al.rule_id, rtype, al.audit_id, cid, al.user, features)
+                principal = al.user or (al.source_ips[-1] if al.source_ips else "")
+                rec = AlertRec(
+                    ts, int(al.severity), al.rule_id, rtype, al.audit_id, cid, al.user, features, principal,
+                    context_only(al.details),
+                )
                 found.append(rec)
                 if tuning is not None and found is top:
                     _tune(tuning, al, rec, out)

@@ -1,21 +1,25 @@
 """Distributed-mode throughput: webhook -> Kafka, against Kafka's own ProducerPerformance, in one run.
 
-    .venv/bin/python -m bench.ingest [--seconds 20] [--clients 8]
+    .venv/bin/python -m bench.ingest [--seconds 20] [--clients 8] [--workers 1] [--runs 3]
 
-Starts what it needs (`scripts/services.sh up`: Kafka and PostgreSQL on 127.0.0.1), then:
-  ingest:   `auditwatch ingest` as its own process; concurrent clients POST 400-event EventLists of
-            realistic events (the simulation package, ~1.4 KB each) like apiservers do; events/s and POST
-            latency p50/p99 (a POST returns once every record is acknowledged, acks=all);
+Starts what it needs (`scripts/services.sh up`: Kafka and PostgreSQL on 127.0.0.1), then, `--runs` times:
+  ingest:   `auditwatch ingest [--workers N]` as its own process; `bench.loadgen`, a lean raw-HTTP sender in a
+            process of its own, POSTs pre-built 400-event EventLists of realistic events (the simulation package,
+            ~1.4 KB each) over `--clients` keep-alive connections like apiservers do; events/s, POST latency
+            p50/p99 (a POST returns once every record is acknowledged, acks=all), and the CPU the generator and
+            the ingest processes used (share of one core; the machine's load average beside it);
   baseline: org.apache.kafka.tools.ProducerPerformance on the same broker, same record size and
-            payloads (the same events), acks=all, lz4, the same record count;
-  consume:  `detect`'s consumer loop (built-in rules, alerts into PostgreSQL) over the ingested topic.
-The last line is `ingest_events_per_s=<n> producer_perf_events_per_s=<n> ratio=<r> p99_ms=<n>`.
+            payloads (the same events), acks=all, lz4, the same record count, right after;
+then once consume: `detect`'s consumer loop (built-in rules, alerts into PostgreSQL) over the ingested topic.
+The last line gives the medians over the runs: `ingest_events_per_s=<n> producer_perf_events_per_s=<n>
+ratio=<r> p99_ms=<n> generator_cpu=<share of a core>`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import subprocess
@@ -24,12 +28,14 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
 
 from api.store import AlertStore
 from auditwatch.consumer import Consumer
+from bench.loadgen import write_bodies
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from simulation import ClusterProfile, benign_events
@@ -70,39 +76,33 @@ def make_bodies(count: int) -> tuple[list[bytes], list[bytes]]:
     return bodies, events
 
 
-async def load(url: str, bodies: list[bytes], clients: int, seconds: float) -> tuple[int, list[float], float]:
-    latencies: list[float] = []
-    sent = 0
-    failures = 0
-    deadline = time.perf_counter() + seconds
-
-    async def client(i: int) -> None:
-        nonlocal sent, failures
-        async with httpx.AsyncClient(timeout=60) as http:
-            j = i
-            while time.perf_counter() < deadline:
-                started = time.perf_counter()
-                resp = await http.post(
-                    url, content=bodies[j % len(bodies)], headers={"Content-Type": "application/json"}
-                )
-                latencies.append(time.perf_counter() - started)
-                if resp.status_code == 200:
-                    sent += BATCH
-                else:
-                    failures += 1
-                j += clients
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client(i) for i in range(clients)))
-    elapsed = time.perf_counter() - started
-    if failures:
-        print(f"warning: {failures} POSTs were not answered 200", file=sys.stderr)
-    return sent, latencies, elapsed
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its children, from /proc (the ingest workers included)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(stat.parent.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def load(url: str, bodies_file: Path, clients: int, seconds: float) -> dict[str, Any]:
+    """Run `bench.loadgen` in its own process; its JSON result."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.loadgen", url, str(bodies_file), "--clients", str(clients),
+         "--seconds", str(seconds)],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=seconds + 300,
+    ).stdout  # fmt: skip
+    result: dict[str, Any] = json.loads(out.splitlines()[-1])
+    return result
 
 
 def producer_perf(env: dict[str, str], topic: str, records: int, payloads: list[bytes], workdir: Path) -> float:
@@ -153,12 +153,52 @@ async def consume(
     return stats.records, elapsed, stats.alerts
 
 
+def start_ingest(env: dict[str, str], topic: str, port: int, workers: int, log: Any) -> subprocess.Popen[bytes]:
+    ingest = subprocess.Popen(
+        [sys.executable, "-m", "auditwatch.cli", "ingest", "--kafka", env["AUDITWATCH_KAFKA_BOOTSTRAP"],
+         "--topic", topic, "--port", str(port), *(["--workers", str(workers)] if workers > 1 else [])],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env},
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return ingest
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or ingest.poll() is not None:
+            ingest.kill()
+            raise SystemExit("ingest did not become ready")
+        time.sleep(0.2)
+
+
+def measured_load(url: str, bodies_file: Path, args: argparse.Namespace, ingest_pid: int) -> dict[str, Any]:
+    """One load: events/s, latencies, and the CPU shares (of one core) of the generator and the ingest processes."""
+    cpu_before = tree_cpu_s(ingest_pid)
+    result = load(url, bodies_file, args.clients, args.seconds)
+    ingest_cpu = tree_cpu_s(ingest_pid) - cpu_before
+    acknowledged = int(result["statuses"].get("200", 0)) * BATCH
+    failed = sum(n for status, n in result["statuses"].items() if status != "200")
+    if failed:
+        print(f"warning: {failed} POSTs were not answered 200: {result['statuses']}", file=sys.stderr)
+    return result | {"events": acknowledged, "rate": acknowledged / result["seconds"],
+                     "generator_share": result["cpu_s"] / result["seconds"],
+                     "ingest_share": ingest_cpu / result["seconds"], "load": load_average()}  # fmt: skip
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.ingest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of the webhook load (default 20)")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent webhook clients (default 8)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each webhook load (default 20)")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent webhook connections (default 8)")
+    parser.add_argument("--workers", type=int, default=1, help="`auditwatch ingest --workers` (default 1)")
+    parser.add_argument("--runs", type=int, default=3, help="load + ProducerPerformance pairs; medians (default 3)")
     args = parser.parse_args()
 
     env = services_env()
@@ -166,50 +206,52 @@ def main() -> None:
     mean = sum(len(p) for p in payloads) / len(payloads)
     topic = f"bench-ingest-{uuid.uuid4().hex[:6]}"
     port = free_port()
+    print(f"events: mean {mean:,.0f} B, {BATCH} per POST, {args.clients} connections, {args.workers} ingest "
+          f"worker(s), {os.cpu_count()} cores; load average before: {load_average()}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="auditwatch-bench-") as tmp:
         workdir = Path(tmp)
-        log = (workdir / "ingest.log").open("wb")
-        ingest = subprocess.Popen(
-            [sys.executable, "-m", "auditwatch.cli", "ingest", "--kafka", env["AUDITWATCH_KAFKA_BOOTSTRAP"],
-             "--topic", topic, "--port", str(port)],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env},
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("ingest did not become ready")
-                time.sleep(0.2)
-            url = f"http://127.0.0.1:{port}/audit/webhook?timeout=30s"
-            asyncio.run(load(url, bodies[:4], 2, 2.0))  # warm-up: connections, producer, topic metadata
-            sent, latencies, elapsed = asyncio.run(load(url, bodies, args.clients, args.seconds))
-        finally:
-            ingest.terminate()
-            ingest.wait(timeout=30)
-            log.close()
-        ingest_rate = sent / elapsed
-        print(f"events: mean {mean:,.0f} B, {BATCH} per POST, {args.clients} concurrent clients, {elapsed:.1f}s")
-        print(f"ingest: {sent:,} events acknowledged, {ingest_rate:,.0f} events/s, "
-              f"POST p50 {pct(latencies, 0.5):.0f} ms, p99 {pct(latencies, 0.99):.0f} ms")  # fmt: skip
-        baseline = producer_perf(env, f"bench-pp-{uuid.uuid4().hex[:6]}", sent, payloads, workdir)
-        total = sent + 4 * BATCH  # the warm-up batches are in the topic too
-        records, secs, alerts = asyncio.run(consume(env, topic, total, env["AUDITWATCH_DB_URL"]))
-        detect_rate = records / max(secs, 1e-9)
-        print(f"detect: {records:,} records -> {alerts} alerts in PostgreSQL, {detect_rate:,.0f} events/s")
-        # The same topic again, from the start in a new group, with a receipt per event in the same transactions.
-        records, secs, _ = asyncio.run(consume(env, topic, total, env["AUDITWATCH_DB_URL"], record_receipts=True))
-        receipts_rate = records / max(secs, 1e-9)
-        print(f"detect --record-receipts: {records:,} records, {receipts_rate:,.0f} events/s, "
-              f"ratio to detect without receipts {receipts_rate / detect_rate:.2f}")  # fmt: skip
+        bodies_file = workdir / "bodies.bin"
+        write_bodies(bodies_file, bodies)
+        url = f"http://127.0.0.1:{port}/audit/webhook?timeout=30s"
+        runs: list[dict[str, Any]] = []
+        with (workdir / "ingest.log").open("wb") as log:
+            ingest = start_ingest(env, topic, port, args.workers, log)
+            try:
+                warm_up = load(url, bodies_file, 2, 2.0)  # connections, producers, topic metadata
+                total = int(warm_up["statuses"].get("200", 0)) * BATCH
+                for i in range(args.runs):
+                    run = measured_load(url, bodies_file, args, ingest.pid)
+                    total += run["events"]
+                    run["baseline"] = producer_perf(env, f"bench-pp-{uuid.uuid4().hex[:6]}", run["events"],
+                                                    payloads, workdir)  # fmt: skip
+                    print(f"run {i + 1}: ingest {run['events']:,} events acknowledged in {run['seconds']:.1f} s, "
+                          f"{run['rate']:,.0f} events/s, POST p50 {run['p50_ms']:.0f} ms, p99 {run['p99_ms']:.0f} ms; "
+                          f"CPU (share of one core): generator {run['generator_share']:.2f}, ingest "
+                          f"{run['ingest_share']:.2f}; load average {run['load']}; ratio to ProducerPerformance "
+                          f"{run['rate'] / run['baseline']:.3f}")  # fmt: skip
+                    runs.append(run)
+            finally:
+                ingest.terminate()
+                ingest.wait(timeout=30)
+        consume_report(env, topic, total)
         print(
-            f"ingest_events_per_s={ingest_rate:.0f} producer_perf_events_per_s={baseline:.0f} "
-            f"ratio={ingest_rate / baseline:.3f} p99_ms={pct(latencies, 0.99):.0f}"
+            f"ingest_events_per_s={median([r['rate'] for r in runs]):.0f} "
+            f"producer_perf_events_per_s={median([r['baseline'] for r in runs]):.0f} "
+            f"ratio={median([r['rate'] / r['baseline'] for r in runs]):.3f} "
+            f"p99_ms={median([r['p99_ms'] for r in runs]):.0f} "
+            f"generator_cpu={median([r['generator_share'] for r in runs]):.2f}"
         )
+
+
+def consume_report(env: dict[str, str], topic: str, total: int) -> None:
+    records, secs, alerts = asyncio.run(consume(env, topic, total, env["AUDITWATCH_DB_URL"]))
+    detect_rate = records / max(secs, 1e-9)
+    print(f"detect: {records:,} records -> {alerts} alerts in PostgreSQL, {detect_rate:,.0f} events/s")
+    # The same topic again, from the start in a new group, with a receipt per event in the same transactions.
+    records, secs, _ = asyncio.run(consume(env, topic, total, env["AUDITWATCH_DB_URL"], record_receipts=True))
+    receipts_rate = records / max(secs, 1e-9)
+    print(f"detect --record-receipts: {records:,} records, {receipts_rate:,.0f} events/s, "
+          f"ratio to detect without receipts {receipts_rate / detect_rate:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

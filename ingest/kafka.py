@@ -1,7 +1,8 @@
 """Publish audit events to Kafka: the webhook's sink in distributed mode, and `replay --to-kafka`.
 
 Every event becomes one record on the audit topic, keyed by its principal so that one principal's events
-stay on one partition (its detector state lives there). `accept` returns only when every record of the
+stay on one partition (its detector state lives there); from the webhook, the record is the event's JSON text as
+received (`ingest.body`), not re-encoded. `accept` returns only when every record of the
 batch is acknowledged by all in-sync replicas (acks=all, idempotent producer); otherwise it raises
 SinkUnavailable and the webhook answers 503, which the apiserver retries. Items that failed validation go
 to a dead-letter topic with their reason and origin (the webhook hands over at most MAX_KEPT_REJECTED per
@@ -16,7 +17,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -26,6 +27,8 @@ from aiokafka.partitioner import murmur2
 
 from detectors.events import AuditEvent, Rejected
 from detectors.redact import redacted_json
+from ingest.body import ReceivedEvent, received
+from ingest.body import record_key as record_key
 from ingest.webhook import SinkResult, SinkUnavailable
 
 log = logging.getLogger("auditwatch.ingest")
@@ -36,26 +39,23 @@ DEAD_LETTER_PAYLOAD_BYTES = 16 * 1024  # as the quarantine table keeps
 _RECORD_OVERHEAD = 4096
 
 
-def record_key(event: AuditEvent) -> bytes:
-    """The principal: the impersonated user if any, else the authenticated user.
-
-    Requests that failed authentication carry no user; they are keyed by their last source IP (the only
-    trustworthy one), so per-IP detectors (401 bursts) see them together.
-    """
-    principal = event.principal
-    if principal:
-        return principal.encode()
-    ips = event.source_ips
-    return f"unauthenticated:{ips[-1] if ips else '-'}".encode()
-
-
 @lru_cache(maxsize=65536)
 def partition_index(key: bytes, partitions: int) -> int:
     """The Java client's (and aiokafka's) default partitioner for keyed records."""
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-def drop_superseded_request_received(events: list[AuditEvent]) -> list[AuditEvent]:
+class _Staged(Protocol):
+    @property
+    def stage(self) -> str: ...
+    @property
+    def audit_id(self) -> str: ...
+
+
+_S = TypeVar("_S", bound=_Staged)
+
+
+def drop_superseded_request_received(events: list[_S]) -> list[_S]:
     """Drop RequestReceived events whose request has a later stage in the same batch (it adds nothing)."""
     later = {e.audit_id for e in events if e.stage != "RequestReceived"}
     return [e for e in events if e.stage != "RequestReceived" or e.audit_id not in later]
@@ -179,6 +179,11 @@ class KafkaSink:
         await self._ensure_producer()
 
     async def accept(self, events: list[AuditEvent], rejected: list[Rejected]) -> SinkResult:
+        """Events decoded whole (replay): encoded for their records."""
+        return await self.accept_received([received(event) for event in events], rejected)
+
+    async def accept_received(self, events: list[ReceivedEvent], rejected: list[Rejected]) -> SinkResult:
+        """Every event's text as it came becomes its record's value."""
         slot = self._next
         self._next = (slot + 1) % len(self._producers)
         producer = await self._ensure_producer(slot)
@@ -201,7 +206,7 @@ class KafkaSink:
         return SinkResult(alerts=0)
 
     async def _send_events(
-        self, producer: AIOKafkaProducer, events: list[AuditEvent], oversized: list[Rejected]
+        self, producer: AIOKafkaProducer, events: list[ReceivedEvent], oversized: list[Rejected]
     ) -> list[Any]:
         """Group records by partition (the Java client's murmur2 of the key) and send whole batches; events too
         large for a record go to `oversized` instead.
@@ -212,11 +217,10 @@ class KafkaSink:
         partitions = sorted(await producer.partitions_for(self.topic))
         by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
         for event in events:
-            key = record_key(event)
-            value = orjson.dumps(event.raw)
+            key, value = event.key, event.text
             if len(key) + len(value) > MAX_RECORD_BYTES - _RECORD_OVERHEAD:
                 reason = f"event is {len(key) + len(value)} bytes as a record, over the limit of {MAX_RECORD_BYTES}"
-                oversized.append(Rejected(event.origin, reason, event.raw))
+                oversized.append(Rejected(event.origin, reason, orjson.loads(value)))
                 continue
             partition = partitions[partition_index(key, len(partitions))]
             by_partition.setdefault(partition, []).append((key, value))

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import anyio
 import anyio.to_thread
@@ -26,7 +26,8 @@ from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
 from detectors.errors import EventError
-from detectors.events import AuditEvent, Rejected, parse_body
+from detectors.events import AuditEvent, Rejected, Rejections, parse_body
+from ingest.body import ReceivedEvent, parse_received
 
 WEBHOOK_PATHS = ("/audit/webhook", "/k8s-audit")  # the second is Falco's, so existing kubeconfigs work
 DEFAULT_MAX_BODY_BYTES = 128 * 1024 * 1024  # one POST can carry 400 events of 100 KiB, or more untruncated
@@ -86,6 +87,27 @@ class BatchSink(Protocol):
     async def accept(self, events: list[AuditEvent], rejected: list[Rejected]) -> SinkResult:
         """Return only when the batch is durable; raise SinkUnavailable otherwise."""
         ...
+
+
+@runtime_checkable
+class ReceivedSink(Protocol):
+    """A sink that takes events as received, their JSON text kept (Kafka): the webhook then decodes of each
+    event only what validation and the record key need (`ingest.body`)."""
+
+    async def accept_received(self, events: list[ReceivedEvent], rejected: list[Rejected]) -> SinkResult:
+        """As BatchSink.accept."""
+        ...
+
+
+_Parse = Callable[[bytes, str], tuple[Sequence[Any], Rejections]]
+_Accept = Callable[[Any, list[Rejected]], Awaitable[SinkResult]]
+
+
+def _reading(sink: BatchSink) -> tuple[_Parse, _Accept]:
+    """How the webhook reads bodies for `sink`, and hands it their events."""
+    if isinstance(sink, ReceivedSink):
+        return (lambda body, origin: parse_received(body, origin=origin)), sink.accept_received
+    return (lambda body, origin: parse_body(body, origin=origin)), sink.accept
 
 
 class BodyTooLarge(IngestError):
@@ -149,6 +171,7 @@ def webhook_router(
     observer: BatchObserver | None = None,
 ) -> APIRouter:
     router = APIRouter(tags=["webhook"])
+    parse, accept = _reading(sink)
 
     async def receive(request: Request) -> Response:
         started = time.perf_counter()
@@ -167,13 +190,13 @@ def webhook_router(
         origin = f"webhook:{request.url.path}@{client}"
         try:
             if len(body) > _INLINE_PARSE_BYTES:
-                events, rejected = await anyio.to_thread.run_sync(lambda: parse_body(body, origin=origin))
+                events, rejected = await anyio.to_thread.run_sync(parse, body, origin)
             else:
-                events, rejected = parse_body(body, origin=origin)
+                events, rejected = parse(body, origin)
         except EventError as exc:
             raise _error(400, str(exc)) from None
         try:
-            result = await sink.accept(events, rejected.kept)
+            result = await accept(events, rejected.kept)
         except SinkUnavailable as exc:
             log.warning("batch of %d events not stored (answered 503, the sender retries): %s", len(events), exc)
             raise _error(503, f"events not stored, retry later: {exc}", {"Retry-After": "5"}) from None

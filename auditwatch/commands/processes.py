@@ -93,16 +93,26 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     )  # fmt: skip
     if not settings.kafka_bootstrap:
         refuse("ingest needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)")
+    if args.workers < 1:
+        refuse("--workers must be at least 1")
     app = create_ingest_app(settings)
     tune_gc()
     sock = _listen(settings)
     base = base_url(settings)
+    workers = args.workers
     _banner(
         "ingest",
-        f"listening on {base}\n"
+        f"listening on {base}" + (f" ({workers} worker processes)" if workers > 1 else "") + "\n"
         f"  webhook  POST {base}/audit/webhook  (also /k8s-audit)\n"
         f"  kafka    {settings.kafka_bootstrap} topic {settings.topic} (dead letters: {settings.dead_letter_topic})",
     )
+    if workers > 1:
+        from auditwatch.workers import run_workers
+
+        try:
+            return run_workers(workers, lambda: run_http(app, settings, sock))
+        finally:
+            sock.close()
     return run_http(app, settings, sock)
 
 

@@ -1,4 +1,5 @@
-"""The console's pages: alerts (filtered, counted, paged), one alert, one principal, the rules."""
+"""The console's pages: alerts (filtered, counted; newest first and paged, or by priority), one alert, one
+principal, the rules."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from fastapi.responses import HTMLResponse
 
 from api.errors import CursorError, StoreError
 from api.queries import AlertFilter
-from api.routes import PageQuery, StoreDep
+from api.routes import MAX_RANKED, PageQuery, StoreDep
 from api.rule_exceptions import DEFAULT_FIELDS
 from api.triage import ALERT, STATUSES
 from auditwatch.console.catalogue import RuleInfo
 from auditwatch.console.pages import Renderer
+from auditwatch.console.priority import ranked_alerts
 from auditwatch.console.session import ConsoleError
 from auditwatch.console.summaries import principal_sightings, range_counts, rule_activity
 from detectors.exceptions import field_values
@@ -24,6 +26,7 @@ from detectors.exceptions import field_values
 PAGE_SIZE = 50
 GUIDANCE_KEYS = ("description", "response", "false_positives")  # rule text alerts carry in their details
 FILTERS = ("severity", "rule", "user", "namespace", "status", "since", "until")
+PRIORITY = "priority"  # `order=priority`: the alerts by priority; without it, newest first
 STATUS_CHOICES = (
     ("", "any"),
     ("open,acknowledged", "open or acknowledged"),
@@ -43,7 +46,9 @@ def store_errors() -> Iterator[None]:
 
 
 def filter_params(query: Mapping[str, str]) -> dict[str, str | None]:
-    return {name: query.get(name) or None for name in FILTERS}
+    """The page's filters and its order, as the URL names them (links and the form keep them)."""
+    order = PRIORITY if query.get("order") == PRIORITY else None
+    return {**{name: query.get(name) or None for name in FILTERS}, "order": order}
 
 
 def parse_filter(params: Mapping[str, str | None]) -> AlertFilter:
@@ -83,12 +88,19 @@ def console_pages(renderer: Renderer, rules: Mapping[str, RuleInfo]) -> APIRoute
     def alerts(request: Request, store: StoreDep, cursor: str | None = None) -> HTMLResponse:
         params = filter_params(request.query_params)
         flt = parse_filter(params)
+        by_priority = params["order"] == PRIORITY
         with store_errors():
-            items, next_cursor = store.list_alerts(flt, limit=PAGE_SIZE, cursor=cursor)
+            if by_priority:
+                ranked = ranked_alerts(store, flt, PAGE_SIZE)
+                items, next_cursor, reasons, cursor = ranked.items, None, ranked.reasons, None
+            else:
+                items, next_cursor = store.list_alerts(flt, limit=PAGE_SIZE, cursor=cursor)
+                reasons = None
             counts = range_counts(store, flt)
         return renderer.page(
             request, "alerts.html", params=params, items=items, counts=counts, cursor=cursor,
-            next_cursor=next_cursor, status_choices=STATUS_CHOICES,
+            next_cursor=next_cursor, status_choices=STATUS_CHOICES, by_priority=by_priority, reasons=reasons,
+            max_ranked=MAX_RANKED,
         )  # fmt: skip
 
     @router.get("/alerts/{alert_id}")

@@ -56,6 +56,21 @@ def test_top10_orders_by_severity_then_time() -> None:
     assert res.ttd_s["c1"] == pytest.approx(1.0)
 
 
+def test_top10_is_the_products_priority_corroboration_and_context_count() -> None:
+    a = detection.AlertRec
+    camps = [_camp("c1", 3000)]
+    # 9 early benign medium alerts raised on first-seen context, one benign medium for what its event does;
+    # then one intruder flagged by three rules (one of them high) late in the day
+    alerts = [a(T0 + i * SECOND, 2, "new-ip", "new_terms", f"b{i}", None, f"u{i}", (), f"u{i}", True)
+              for i in range(9)]  # fmt: skip
+    alerts.append(a(T0 + 20 * SECOND, 2, "burst", "threshold", "b9", None, "", (), "10.0.0.9"))
+    alerts += [a(T0 + (3001 + i) * SECOND, 2 + (i == 2), r, "match", f"x{i}", "c1", "mallory", (), "mallory")
+               for i, r in enumerate(("new-ip", "secret-list", "privileged"))]  # fmt: skip
+    res = detection.compute_metrics("t", alerts, camps, eval_start_us=T0, eval_end_us=T0 + DAY, benign_eval_events=1000)
+    # severity then time alone would keep the intruder's two medium alerts out of the top 10 (0.1)
+    assert res.top10_precision == pytest.approx(0.3)
+
+
 def test_tiny_run_end_to_end() -> None:
     res = detection.run(
         days=0.1,

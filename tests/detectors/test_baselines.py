@@ -268,3 +268,41 @@ def test_any_detector_can_be_baselined_a_sigma_rule_too(tmp_path: Path) -> None:
     assert one(feed(exec_by("dana@example.com", "payments"), 2)).severity is Severity.INFO
     new = one(feed(exec_by("dana@example.com", "web"), 2.1))
     assert new.severity is Severity.MEDIUM and new.details["baseline"]["new"] == ["web"]
+
+
+def failed_auth(ip: str, user_agent: str) -> dict[str, Any]:
+    """A request whose bearer token the apiserver refused (401: one ResponseStarted event, no user)."""
+    return {
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+        "auditID": "0b9e2f7c-1d5a-4c3e-8f6b-2a7d9c1e4b50", "stage": "ResponseStarted",
+        "requestURI": "/apis/apps/v1/namespaces/web/deployments/cart", "verb": "get", "user": {},
+        "sourceIPs": [ip], "userAgent": user_agent,
+        "objectRef": {"resource": "deployments", "namespace": "web", "name": "cart", "apiGroup": "apps",
+                      "apiVersion": "v1"},
+        "responseStatus": {"metadata": {}, "message": "Authentication failed, attempted: bearer", "code": 401},
+        "requestReceivedTimestamp": "2026-11-20T12:00:00.498369Z", "stageTimestamp": "2026-11-20T12:00:00.498669Z",
+    }  # fmt: skip
+
+
+def burst(feed: Feed, ip: str, user_agent: str, day: float) -> Alert:
+    """12 refused requests 20 s apart from one address (a retrying client): the rule's one alert."""
+    alerts = [a for i in range(12) for a in feed(failed_auth(ip, user_agent), day + i * 20 / DAY)]
+    return one(alerts)
+
+
+def test_a_client_that_routinely_fails_is_a_habit_a_new_network_or_client_pages() -> None:
+    feed = Feed(rule("auth-failure-burst-by-ip"))
+    kubectl, helm = "kubectl/v1.31.2 (linux/amd64) kubernetes/5864a46", "Helm/3.16.3"
+    for day, (ip, ua) in enumerate([("10.30.1.12", kubectl), ("10.30.1.27", helm)] * 3):
+        assert burst(feed, ip, ua, day).severity is Severity.INFO  # a CI runner pool with an expired token
+    # after learning: another runner of the same pool, with a client it uses, is the known misconfiguration
+    habit = burst(feed, "10.30.1.40", kubectl, 8)
+    assert habit.severity is Severity.INFO and habit.details["baseline"]["state"] == "habit"
+    # a new network with a known client, or a known network with a new client: the rule's medium
+    assert burst(feed, "198.51.100.14", helm, 9).severity is Severity.MEDIUM
+    assert burst(feed, "10.30.1.13", "python-requests/2.31.0", 10).severity is Severity.MEDIUM
+    # both new (a scanner from outside): high, with what it broke
+    scanner = burst(feed, "203.0.113.9", "Go-http-client/1.1", 11)
+    assert scanner.severity is Severity.HIGH
+    assert scanner.details["baseline"]["reasons"] == ["first time", "new network"]
+    assert scanner.details["baseline"]["network"]["now"] == "203.0.113.0/24"

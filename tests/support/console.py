@@ -1,4 +1,5 @@
-"""The console's unit tests share: posting events, reading a page's CSRF token, submitting its form."""
+"""The console's unit tests share: storing alerts, posting events, reading a page's CSRF token, submitting its
+form."""
 
 from __future__ import annotations
 
@@ -8,11 +9,22 @@ from typing import Any
 from fastapi.testclient import TestClient
 from httpx import Response
 
+from api.store import AlertStore
+from detectors.alerts import Alert
 from tests.support.events import event_list
 
 WRITE_TOKEN = "console-write-token-0123456789"
 READ_TOKEN = "console-read-token-0123456789"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def store_alerts(db_url: str, alerts: list[Alert]) -> str:
+    """`db_url`, its store created and holding `alerts`."""
+    store = AlertStore(db_url)
+    store.migrate()
+    store.write(alerts)
+    store.close()
+    return db_url
 
 
 def post_events(client: TestClient, *events: dict[str, Any], token: str | None = None) -> None:

@@ -10,11 +10,10 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from api.store import AlertStore
 from auditwatch.server import create_api_app, create_serve_app
 from auditwatch.settings import Settings
 from tests.support.alerts import alerts
-from tests.support.console import post_events
+from tests.support.console import post_events, store_alerts
 from tests.support.credential_canaries import CANARIES, planted_events
 from tests.support.events import exec_event
 
@@ -24,11 +23,7 @@ OLDER = re.compile(r'<a href="(/\?[^"]*cursor=[^"]+)" rel="next">')
 
 @pytest.fixture
 def stored(db_url: str) -> str:
-    store = AlertStore(db_url)
-    store.migrate()
-    store.write(alerts(120))  # medium/high, pod-exec-attach/other-rule, shop/payments, 2026-11-20 10:00-10:01
-    store.close()
-    return db_url
+    return store_alerts(db_url, alerts(120))  # medium/high, pod-exec-attach/other-rule, shop/payments, 10:00-10:01
 
 
 @pytest.fixture

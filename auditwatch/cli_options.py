@@ -1,0 +1,136 @@
+"""The `auditwatch` command line's shared flags: option groups several commands take, and their help texts."""
+
+from __future__ import annotations
+
+import argparse
+
+from auditwatch.logs import LOG_FORMATS, LOG_LEVELS
+
+RULES_HELP = (
+    "rule file, directory or pack (repeatable); the packs are 'builtin' (auditwatch's own), 'falco' (Falco's "
+    "k8s_audit rules) and 'sigma' (SigmaHQ's Kubernetes rules); a pack name wins over a same-named path "
+    "(write ./falco); default: builtin only. Env: AUDITWATCH_RULES=builtin,falco,/path"
+)
+DB_HELP = (
+    "SQLAlchemy URL of the alert store (default sqlite:///auditwatch.db; PostgreSQL: "
+    "postgresql+psycopg://user@host/db). Env: AUDITWATCH_DB_URL"
+)
+KAFKA_HELP = "Kafka bootstrap server HOST:PORT. Env: AUDITWATCH_KAFKA_BOOTSTRAP"
+TOPIC_HELP = "audit topic (default k8s-audit; dead letters go to k8s-audit-dlq). Env: AUDITWATCH_TOPIC"
+PARTITIONS_HELP = "partitions of the audit topic when it is created (default 6). Env: AUDITWATCH_PARTITIONS"
+LEARNING_HELP = (
+    "rules with a baseline (docs/baselines.md) learn what is routine for this many days of event time, from the "
+    "first event they see, holding their alerts at info; then a habit is info and what is new pages (default 7; "
+    "0: page from the start). Env: AUDITWATCH_BASELINE_LEARNING_DAYS"
+)
+TUNING_HELP = (
+    "site tuning file (YAML): trusted registries, known deployers, rule exceptions, severity overrides, disabled "
+    "rules, applied to every rule format; see docs/tuning.md. Env: AUDITWATCH_TUNING"
+)
+MATCHING_HELP = (
+    "Falco rule files: stop at the first matching rule (first, Falco's default) or report every match (all). "
+    "Env: AUDITWATCH_RULE_MATCHING"
+)
+
+
+def listener_options(p: argparse.ArgumentParser, port: int) -> None:
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1). Env: AUDITWATCH_HOST")
+    p.add_argument("--port", type=int, help=f"port to listen on (default {port}). Env: AUDITWATCH_PORT")
+    access_options(p)
+
+
+def access_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--token-file", help="file holding a bearer token every request must carry (the webhook kubeconfig's "
+        "`token`); it gives read-write access; or set AUDITWATCH_API_TOKEN. /healthz and /readyz stay open",
+    )  # fmt: skip
+    p.add_argument(
+        "--read-token-file", help="file holding a second bearer token, for read-only access (GET: alerts, groups, "
+        "exceptions); needs --token-file. Env: AUDITWATCH_API_READ_TOKEN",
+    )  # fmt: skip
+    p.add_argument("--tls-cert", help="server certificate (PEM) to serve HTTPS. Env: AUDITWATCH_TLS_CERT_FILE")
+    p.add_argument("--tls-key", help="private key (PEM) of --tls-cert. Env: AUDITWATCH_TLS_KEY_FILE")
+    p.add_argument(
+        "--tls-client-ca", help="CA (PEM) that client certificates must chain to; clients without one are refused "
+        "(the kubeconfig's client-certificate). Env: AUDITWATCH_TLS_CLIENT_CA_FILE",
+    )  # fmt: skip
+    p.add_argument(
+        "--write-client-cn", action="append", metavar="CN",
+        help="(repeatable) common name of a client certificate that gets read-write access; other verified "
+        "certificates get read-only access. Default: every verified certificate is read-write. "
+        "Env: AUDITWATCH_WRITE_CLIENT_CNS=kube-apiserver,triage-bot",
+    )  # fmt: skip
+    p.add_argument(
+        "--insecure", action="store_true",
+        help="allow a non-loopback address without a token or client certificates (only behind an "
+        "authenticating proxy). Without it, such a listener refuses to start",
+    )  # fmt: skip
+
+
+def webhook_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-body-bytes", type=int, help="largest webhook body accepted, else 413 (default 128 MiB). "
+        "Env: AUDITWATCH_MAX_BODY_BYTES",
+    )  # fmt: skip
+    p.add_argument(
+        "--body-read-timeout", type=float, metavar="SECONDS", help="time a client has to send a whole webhook "
+        "body, else 408 (default 60; the apiserver's own client gives up after 30). Env: "
+        "AUDITWATCH_BODY_READ_TIMEOUT_S",
+    )  # fmt: skip
+
+
+def receipt_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--record-receipts", action="store_true",
+        help="store a receipt (auditID, stage, stageTimestamp, received_at) for every event received, in the same "
+        "transaction as its batch's alerts, and serve them at GET /api/v1/receipts: proof that every event the "
+        "apiserver sent was received and went through detection (compare with its --audit-log-path file). "
+        "Costs one database row per event, kept for --receipts-retention-hours. Off by default. "
+        "Env: AUDITWATCH_RECORD_RECEIPTS",
+    )  # fmt: skip
+    p.add_argument(
+        "--receipts-retention-hours", type=float, metavar="HOURS",
+        help="delete receipts older than this (default 168, one week; pruned every few minutes). "
+        "Env: AUDITWATCH_RECEIPTS_RETENTION_HOURS",
+    )  # fmt: skip
+
+
+def notify_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--notify", action="append", metavar="KIND=URL[,option=value...]",
+        help="push each new alert to a sink (repeatable). KIND: alertmanager, webhook (signed with secret_file=), "
+        "falcosidekick or slack (also Mattermost). Options: name, min_severity, rules, exclude_rules (rule ids or "
+        "names, globs; repeatable), rate (e.g. 20/min; excess dropped and counted), timeout, backoff, backoff_max, "
+        "max_age, max_pending, resend (alertmanager), secret / secret_file (webhook). Delivered from an outbox in "
+        "the database, at least once, with retries: see README 'Notifications'. Env: AUDITWATCH_NOTIFY (several "
+        "separated by newlines or ';')",
+    )  # fmt: skip
+    p.add_argument(
+        "--public-url", metavar="URL",
+        help="the REST API's address as people reach it, for the links in notifications (serve: default its own "
+        "listener). Env: AUDITWATCH_PUBLIC_URL",
+    )  # fmt: skip
+
+
+def archive_options(p: argparse.ArgumentParser) -> None:
+    from ingest.archives import FORMATS
+
+    p.add_argument("--format", choices=FORMATS, help="archive format of every input (default: detected per file)")
+    p.add_argument("--since", metavar="TIME", help="only events whose stageTimestamp is at or after TIME (RFC 3339)")
+    p.add_argument("--until", metavar="TIME", help="only events whose stageTimestamp is before TIME (RFC 3339)")
+    p.add_argument(
+        "--policy", metavar="FILE", help="keep only what this audit policy would have recorded, at its level "
+        "(level None and omitted stages dropped, bodies stripped below Request/RequestResponse)",
+    )  # fmt: skip
+
+
+def log_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log-format", choices=LOG_FORMATS, help="log lines on stderr as text (default) or one JSON object each "
+        "(ts, level, logger, msg and the line's fields), for log shippers. Env: AUDITWATCH_LOG_FORMAT",
+    )  # fmt: skip
+    p.add_argument(
+        "--log-level", choices=LOG_LEVELS, help="auditwatch's log lines from this level (default: info for "
+        "serve, ingest, detect and api: a line per batch, a warning per alert; warning for the others). "
+        "Env: AUDITWATCH_LOG_LEVEL",
+    )  # fmt: skip

@@ -1,0 +1,92 @@
+"""Webhook bodies for Kafka: `parse_received` judges every body as `parse_body` does (the same events, rejections
+and reasons, the same 400s), over the fuzz suite's poison batches and damaged bodies, and keeps each accepted
+event's text byte for byte."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detectors.errors import EventError
+from detectors.events import MAX_KEPT_REJECTED, AuditEvent, parse_body
+from ingest.body import parse_received, record_key
+from tests.support.events import exec_event
+from tests.support.fuzz import examples
+from tests.support.fuzz_events import (
+    TEXT_DAMAGE,
+    Item,
+    batch_item,
+    damaged_text,
+    event_list_of,
+    real_event,
+    real_event_count,
+)
+
+
+def outcome(parse: Any, body: bytes) -> Any:
+    """What a parser makes of a body: its error, or the events (origin, decoded text, key) and the rejections."""
+    try:
+        events, rejected = parse(body, origin="webhook")
+    except EventError as exc:
+        return ("400", str(exc))
+    if parse is parse_body:
+        accepted = [(e.origin, e.raw, record_key(e)) for e in events]
+    else:
+        accepted = [(e.origin, orjson.loads(e.text), e.key) for e in events]
+    return accepted, rejected.total, [(r.origin, r.reason, r.payload) for r in rejected.kept]
+
+
+def same_as_parse_body(body: bytes) -> None:
+    assert outcome(parse_received, body) == outcome(parse_body, body)
+
+
+@settings(max_examples=examples(400), deadline=None)
+@given(st.lists(batch_item(), min_size=1, max_size=6))
+def test_batches_of_valid_and_poison_items_are_judged_as_parse_body_judges_them(items: list[Item]) -> None:
+    same_as_parse_body(event_list_of([i.text for i in items]))
+
+
+@st.composite
+def damaged_body(draw: st.DrawFn) -> bytes:
+    events = [real_event(draw(st.integers(0, real_event_count() - 1))) for _ in range(draw(st.integers(1, 3)))]
+    body = orjson.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": events})
+    return draw(damaged_text(body, draw(st.sampled_from(TEXT_DAMAGE))))
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(damaged_body())
+def test_damaged_bodies_are_judged_as_parse_body_judges_them(body: bytes) -> None:
+    same_as_parse_body(body)
+
+
+def test_other_shapes_and_envelopes_are_judged_as_parse_body_judges_them() -> None:
+    event = orjson.dumps(exec_event())
+    for body in [
+        b"[" + event + b"]",
+        event,
+        b'{"kind":"EventList","apiVersion":"v1","items":[' + event + b"]}",
+        b'{"kind":"EventList","items":7}',
+        b'{"kind":"EventList","items":null}',
+        b'{"items":[' + event + b"]}",
+        event_list_of([event, b"1e400"]),
+        event_list_of([event, b"1" * 120]),
+        event_list_of([event, b"[" * 150 + b"]" * 150]),
+        event_list_of([event, b"[" * 1030 + b"]" * 1030]),
+        event_list_of([event, b'{"requestObject":"x"}', b"0"] * (MAX_KEPT_REJECTED // 2 + 1)),
+        event_list_of([event[:-1] + b',"requestObject":' + b"[" * 120 + b"]" * 120 + b"}"]),
+    ]:
+        same_as_parse_body(body)
+
+
+def test_an_accepted_event_keeps_its_text_as_received() -> None:
+    event = exec_event()
+    text = orjson.dumps(event).replace(b'"verb":', b'"verb" :  ').replace(b"exec", b"\\u0065xec", 1)
+    assert orjson.loads(text) == event and orjson.dumps(orjson.loads(text)) != text
+    events, rejected = parse_received(event_list_of([text, b"0"]), origin="webhook")
+    assert [(e.text, e.origin, e.key, e.stage) for e in events] == [
+        (text, "webhook#items[0]", record_key(AuditEvent(event)), event["stage"])
+    ]
+    assert rejected.total == 1
