@@ -92,8 +92,12 @@ class AuditEvent:
 
     @property
     def principal(self) -> str:
-        """Who the request acted as: the impersonated user if any, else the authenticated one."""
-        return self.impersonated_username or self.username
+        """Who the request acted as: the impersonated user if any, else the authenticated one (once per event)."""
+        cache = self.cache
+        principal = cache.get("principal")
+        if principal is None:
+            principal = cache["principal"] = self.impersonated_username or self.username
+        return str(principal)
 
     @property
     def source_ips(self) -> tuple[str, ...]:

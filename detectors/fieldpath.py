@@ -183,7 +183,10 @@ def _volumes(event: EventView) -> list[Any]:
 
 
 def _decision(event: EventView) -> list[Any]:
-    decision = decision_of(event.raw)
+    cache = event.cache
+    decision = cache.get("$decision", cache)  # the cache itself stands for "not computed yet"
+    if decision is cache:
+        decision = cache["$decision"] = decision_of(event.raw)
     return [] if decision is None else [decision]
 
 
@@ -299,6 +302,15 @@ def compile_path(text: str) -> CompiledPath:
         return _compile_keys(text, keys, many)
 
     start = root_fn
+    if start is not None and not tokens and not many:
+        # a single-value root alone ($decision, $principal, $exec): its list is the values (none is a list)
+        only = start
+
+        def first_of(event: EventView) -> Any:
+            found = only(event)
+            return found[0] if len(found) == 1 else found or None
+
+        return CompiledPath(text, only, many, first_of)
 
     def walk(event: EventView) -> list[Any]:
         roots = start(event) if start is not None else [event.raw]

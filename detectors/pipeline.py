@@ -26,11 +26,13 @@ from detectors.alerts import Alert
 from detectors.base import Detector, Stateful, StatefulDetector, Transactional
 from detectors.errors import describe_error
 from detectors.events import STAGES, AuditEvent, Rejected
+from detectors.scope import RouteKey, Scope, route_key, scope_of
 
 if TYPE_CHECKING:
     from detectors.tuning.tuning import Tuning
 
 DEDUPE_WINDOW = 200_000  # events remembered to drop exact duplicates
+MAX_ROUTES = 4096  # routing keys remembered (a few hundred in a real cluster; unknown resources can add more)
 
 SeenKey = tuple[Any, Any, Any]
 
@@ -47,14 +49,25 @@ class _Batch:
 class Pipeline:
     """Runs every detector that can apply to an event, in load order.
 
-    Detectors declare which stages and resources they look at; the pipeline indexes them so that the
-    common case (a lease update, a watch) touches only the few detectors that could fire on it. With a site
-    `tuning`, disabled rules do not run and every alert goes through it (`detectors.tuning.tuning`).
+    Detectors declare their scope (`detectors.scope`): the stages and resources they look at, and native
+    rules a condition over the event's routing key (stage, verb, resource, subresource, response code). The
+    pipeline routes each event to the detectors whose scope admits it, the route of each key computed once,
+    so that the common case (a lease update, a watch) touches only the few detectors that could fire on it.
+    With `routing="declared"` it routes by stages and resources alone (the reference the tests compare the
+    routes with). With a site `tuning`, disabled rules do not run and every alert goes through it
+    (`detectors.tuning.tuning`).
     """
 
-    def __init__(self, detectors: Sequence[Detector], tuning: Tuning | None = None) -> None:
+    def __init__(
+        self, detectors: Sequence[Detector], tuning: Tuning | None = None, *, routing: str = "scoped"
+    ) -> None:
+        if routing not in ("scoped", "declared"):
+            raise ValueError(f"routing must be 'scoped' or 'declared', not {routing!r}")
         self.tuning = tuning
+        self.routing = routing
         self.detectors = tuple(detectors if tuning is None else tuning.enabled(detectors))
+        self._scopes: tuple[tuple[Detector, Scope], ...] = tuple((d, scope_of(d)) for d in self.detectors)
+        self._routes: dict[RouteKey, tuple[Detector, ...]] | None = {} if routing == "scoped" else None
         self._index: dict[str, tuple[dict[str, tuple[Detector, ...]], tuple[Detector, ...]]] = {}
         for stage in STAGES:
             applicable = [d for d in self.detectors if d.stages is None or stage in d.stages]
@@ -92,6 +105,25 @@ class Pipeline:
         return False
 
     def candidates(self, event: AuditEvent) -> tuple[Detector, ...]:
+        """The detectors whose scope admits the event, in load order."""
+        routes = self._routes
+        if routes is not None:
+            key = route_key(event.raw)
+            if key is not None:
+                route = routes.get(key)
+                if route is None:
+                    route = self._route(key, routes)
+                return route
+        return self._declared_candidates(event)
+
+    def _route(self, key: RouteKey, routes: dict[RouteKey, tuple[Detector, ...]]) -> tuple[Detector, ...]:
+        if len(routes) >= MAX_ROUTES:
+            routes.clear()
+        route = () if key[0] not in STAGES else tuple(d for d, scope in self._scopes if scope.admits(key))
+        routes[key] = route
+        return route
+
+    def _declared_candidates(self, event: AuditEvent) -> tuple[Detector, ...]:
         entry = self._index.get(event.stage)
         if entry is None:
             return ()
@@ -194,7 +226,8 @@ class Pipeline:
 
     def fresh(self) -> Pipeline:
         """A pipeline with the same detectors and state of its own (one per Kafka partition)."""
-        return Pipeline([copy.deepcopy(d) if isinstance(d, Stateful) else d for d in self.detectors], self.tuning)
+        detectors = [copy.deepcopy(d) if isinstance(d, Stateful) else d for d in self.detectors]
+        return Pipeline(detectors, self.tuning, routing=self.routing)
 
     def process_all(self, events: Iterable[AuditEvent], failures: list[Rejected] | None = None) -> list[Alert]:
         alerts: list[Alert] = []

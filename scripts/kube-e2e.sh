@@ -168,8 +168,8 @@ build_etcd() {
 
 versions() {
   [ -x "$BIN/kube-apiserver" ] && "$BIN/kube-apiserver" --version
-  [ -x "$BIN/kubectl" ] && "$BIN/kubectl" version --client 2>/dev/null | head -2
-  [ -x "$BIN/etcd" ] && "$BIN/etcd" --version | head -3
+  [ -x "$BIN/kubectl" ] && "$BIN/kubectl" version --client 2>/dev/null | sed -n 1,2p
+  [ -x "$BIN/etcd" ] && "$BIN/etcd" --version | sed -n 1,3p
   [ -x "$BIN/sample-apiserver" ] && echo "sample-apiserver: built"
   true
 }

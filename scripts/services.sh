@@ -443,7 +443,7 @@ alertmanager_install() { # the binary for the tests; the package's own service m
         as_root systemctl disable --now prometheus-alertmanager >/dev/null 2>&1 || true
     fi
     command -v prometheus-alertmanager >/dev/null || die "installed prometheus-alertmanager, but found no binary"
-    log "Alertmanager: $(prometheus-alertmanager --version 2>&1 | head -n 1)"
+    log "Alertmanager: $(prometheus-alertmanager --version 2>&1 | sed -n 1p)"
 }
 
 prometheus_install() { # prometheus and promtool for the metrics tests; the package's service must not hold 9090
@@ -457,7 +457,7 @@ prometheus_install() { # prometheus and promtool for the metrics tests; the pack
     fi
     command -v prometheus >/dev/null || die "installed prometheus, but found no binary"
     command -v promtool >/dev/null || die "installed prometheus, but found no promtool"
-    log "Prometheus: $(prometheus --version 2>&1 | head -n 1)"
+    log "Prometheus: $(prometheus --version 2>&1 | sed -n 1p)"
 }
 
 # ---------------------------------------------------------------------------------------------- commands

@@ -15,11 +15,24 @@ from detectors.loading.yamlload import LocatedDict
 ALLOWLIST_KEYS = ("users", "groups", "namespaces", "images", "registries")
 
 
+_MEMO_SIZE = 10_000  # values whose answer a matcher remembers (user names, groups, namespaces recur)
+
+
 def _glob_matcher(globs: list[str]) -> Callable[[str], bool]:
     if not globs:
         return lambda _v: False
     matches = patterns.glob(globs)
-    return lambda v: bool(v) and matches(v)
+    memo: dict[str, bool] = {}
+
+    def test(value: str) -> bool:
+        found = memo.get(value)
+        if found is None:
+            if len(memo) >= _MEMO_SIZE:
+                memo.clear()
+            found = memo[value] = bool(value) and matches(value)
+        return found
+
+    return test
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +63,11 @@ class Allowlist:
         )  # fmt: skip
 
     def allows(self, event: AuditEvent) -> bool:
-        if self._user(event.username) or any(self._group(g) for g in event.groups) or self._namespace(event.namespace):
+        if self._user(event.username):
+            return True
+        if self.groups and any(self._group(g) for g in event.groups):
+            return True
+        if self.namespaces and self._namespace(event.namespace):
             return True
         if not (self.images or self.registries):
             return False

@@ -30,6 +30,7 @@ from detectors.rules.baseline_table import HabitTable, Key, Observation, network
 from detectors.rules.conditions import Predicate, compile_condition
 from detectors.rules.header import parse_duration
 from detectors.rules.stateful import key_fields, key_getter
+from detectors.scope import Scope
 
 DEFAULT_LEARNING_S = 7 * 86400.0
 BASELINE_KEYS = frozenset(
@@ -141,6 +142,12 @@ class Baselined:
     @property
     def resources(self) -> frozenset[str] | None:
         return self.rule.resources
+
+    @property
+    def scope(self) -> Scope:
+        """Stages and resources only, not the rule's condition: the learning period starts at the first event
+        the rule is shown, which a finer route would move."""
+        return Scope(self.rule.stages, self.rule.resources)
 
     def detect(self, event: AuditEvent) -> list[Alert]:
         now = event.timestamp

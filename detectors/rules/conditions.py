@@ -12,6 +12,7 @@ from detectors.errors import RuleError
 from detectors.events import AuditEvent
 from detectors.fieldpath import PathError, compile_path
 from detectors.loading.yamlload import LocatedDict, LocatedList
+from detectors.scope import KEY_PATHS, UNKNOWN, AllOf, AnyOf, KeyCondition, KeyTest, NotOf
 
 Predicate = Callable[[AuditEvent], bool]
 ValueTest = Callable[[Any], bool]
@@ -250,6 +251,23 @@ def compile_condition(node: Any, *, path: str, line: int) -> Predicate:
         else:
             preds.append(_field_predicate(key, value, (path, key_line)))
     return _all(preds)
+
+
+def key_condition(node: Any, *, path: str = "", line: int = 0) -> KeyCondition:
+    """The condition (already compiled once, so valid) abstracted to the routing key (`detectors.scope`): its
+    tests of key fields as they are, every other test unknown."""
+    parts: list[KeyCondition] = []
+    for key, value in node.items():
+        if key in ("all", "any"):
+            subs = tuple(key_condition(item, path=path, line=line) for item in value)
+            parts.append(AllOf(subs) if key == "all" else AnyOf(subs))
+        elif key == "not":
+            parts.append(NotOf(key_condition(value, path=path, line=line)))
+        elif key in KEY_PATHS:
+            parts.append(KeyTest(_field_predicate(key, value, (path, line))))
+        else:
+            parts.append(UNKNOWN)
+    return parts[0] if len(parts) == 1 else AllOf(tuple(parts))
 
 
 def _all(preds: list[Predicate]) -> Predicate:

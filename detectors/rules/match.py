@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from detectors.alerts import Alert, make_alert
 from detectors.events import AuditEvent
 from detectors.loading.yamlload import LocatedDict
-from detectors.rules.conditions import Predicate, compile_match
+from detectors.rules.conditions import Predicate, compile_match, key_condition
 from detectors.rules.header import NativeRuleAttributes, RuleHeader, parse_header, render_message
+from detectors.scope import UNKNOWN, KeyCondition, Scope
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,10 +17,15 @@ class MatchRule(NativeRuleAttributes):
     header: RuleHeader
     resources: frozenset[str] | None
     predicate: Predicate = field(repr=False, compare=False)
+    condition: KeyCondition = field(default=UNKNOWN, repr=False, compare=False)  # `match:` on the routing key
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(self.header.stages, self.resources, self.condition)
 
     def detect(self, event: AuditEvent) -> list[Alert]:
         header = self.header
-        if event.stage not in header.stages:
+        if event.raw.get("stage") not in header.stages:
             return []
         if not self.predicate(event) or header.allowlist.allows(event):
             return []
@@ -40,4 +46,4 @@ class MatchRule(NativeRuleAttributes):
     def from_node(cls, node: LocatedDict, *, path: str) -> MatchRule:
         header = parse_header(node, path=path)
         predicate, resources = compile_match(node, path=path)
-        return cls(header, resources, predicate)
+        return cls(header, resources, predicate, key_condition(node["match"]))

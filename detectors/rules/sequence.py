@@ -11,10 +11,11 @@ from detectors.alerts import Alert
 from detectors.errors import RuleError
 from detectors.events import STAGES, AuditEvent
 from detectors.loading.yamlload import LocatedDict, LocatedList
-from detectors.rules.conditions import Predicate, compile_condition, index_values
+from detectors.rules.conditions import Predicate, compile_condition, index_values, key_condition
 from detectors.rules.header import format_duration, key_error, parse_duration, parse_header
 from detectors.rules.journal import KeyJournal
 from detectors.rules.stateful import Key, StatefulRule, key_getter
+from detectors.scope import AllOf, AnyOf, KeyTest
 
 STEP_KEYS = frozenset({"name", "match", "by", "stages"})
 
@@ -116,9 +117,16 @@ class SequenceRule(StatefulRule):
             dataclasses.replace(header, stages=frozenset().union(*(step.stages for step in steps))),
             resources,
             lambda e: True,
+            AnyOf(tuple(_step_condition(step, raw) for step, raw in zip(steps, raw_steps, strict=True))),
             steps=steps,
             within_s=parse_duration(node["within"], path=path, line=node.line_of("within"), what="within"),
         )
+
+
+def _step_condition(step: Step, raw: LocatedDict) -> AllOf:
+    """A step's stages and `match:` on the routing key (detectors.scope)."""
+    stages = step.stages
+    return AllOf((KeyTest(lambda event: event.raw.get("stage") in stages), key_condition(raw["match"])))
 
 
 def _parse_step(node: LocatedDict, raw_steps: LocatedList, i: int, default_stages: frozenset[str], path: str) -> Step:

@@ -21,9 +21,10 @@ from detectors.errors import RuleError
 from detectors.events import AuditEvent
 from detectors.fieldpath import PathError, compile_path
 from detectors.loading.yamlload import LocatedDict
-from detectors.rules.conditions import Predicate, compile_match
+from detectors.rules.conditions import Predicate, compile_match, key_condition
 from detectors.rules.header import NativeRuleAttributes, RuleHeader, parse_header, render_message
 from detectors.rules.journal import KeyJournal
+from detectors.scope import UNKNOWN, KeyCondition, Scope
 
 SWEEP_EVERY = 4096  # events between sweeps of expired keys
 Key = tuple[str, ...]
@@ -66,6 +67,7 @@ class StatefulRule(NativeRuleAttributes):
     header: RuleHeader
     resources: frozenset[str] | None
     predicate: Predicate = field(repr=False)
+    condition: KeyCondition = field(default=UNKNOWN, repr=False)  # `match:` on the routing key (detectors.scope)
     _seen: int = 0  # events counted since the rule started, to sweep every SWEEP_EVERY of them
     _undo: KeyJournal[Any, Any] | None = field(default=None, repr=False)  # of the open batch's keyed table
     _saved: tuple[Any, ...] = field(default=(), repr=False)  # the counters when the open batch began
@@ -73,11 +75,16 @@ class StatefulRule(NativeRuleAttributes):
     @staticmethod
     def parse(
         node: LocatedDict, *, path: str, extra_keys: frozenset[str]
-    ) -> tuple[RuleHeader, frozenset[str] | None, Predicate]:
-        """(header, resources, predicate) of a stateful rule with a `match:`, in constructor order."""
+    ) -> tuple[RuleHeader, frozenset[str] | None, Predicate, KeyCondition]:
+        """(header, resources, predicate, condition) of a stateful rule with a `match:`, in constructor order."""
         header = parse_header(node, path=path, extra_keys=extra_keys, sequence_tests=True)
         predicate, resources = compile_match(node, path=path)
-        return header, resources, predicate
+        return header, resources, predicate, key_condition(node["match"])
+
+    @property
+    def scope(self) -> Scope:
+        """Only events that `counts` could count: the others change nothing (detectors.scope)."""
+        return Scope(self.header.stages, self.resources, self.condition)
 
     def counts(self, event: AuditEvent) -> bool:
         """Whether the event is one the rule counts: its stage, its `match:`, not allowed."""
