@@ -93,14 +93,18 @@ _JWT = re.compile(
 )
 _BEARER = re.compile(r"(?i)(?:\b" + _ESCAPED + r"(bearer)([ \t]+|%20|\+)[^\s&\"',;()<>{}\[\]\\]+")
 _BASIC = re.compile(r"(?i)(?:\b" + _ESCAPED + r"(basic)([ \t]+|%20|\+)([A-Za-z0-9+/=._~%:-]{6,})")
-_USERINFO = re.compile(r"(://[^/\s:@]+:)[^/\s@]+@")
+# `scheme://user:password@host`; also a text cut short right after the password (a truncated log line or
+# message), where no `@` follows: then anything but a port number is taken for a password
+_USERINFO = re.compile(r"(://[^/\s:@]++:)(?:[^/\s@]++(@)|(?![0-9]*+\Z)[^/\s@\"']++\Z)")
 _PREFIXED = re.compile(
     r"(?:\b" + _ESCAPED + r"(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{20,}"
     r"|xox[abprs]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16})"
 )
 _FLAG = re.compile(
     r"(?:(?<![\w-])" + _ESCAPED + r"(--?)([A-Za-z][\w-]{0,63}+)([ \t]+|\+|%20|&command=)"
-    r"((?:[^\s&\"',;\\]|\\(?![nrt]))++)"  # the value: to a newline or tab, escaped in JSON text too
+    # the value: to a newline or tab, escaped in JSON text too; never another flag, so that in `-A --password x`
+    # the match of `-A` does not swallow `--password`
+    r"((?!-)(?:[^\s&\"',;\\]|\\(?![nrt]))++)"
 )
 # `key: value`, `key=value`, `"key": "value"`, `X-Api-Key%3A+value`, `?token=value`: the key, up to the value;
 # also after a newline or tab escaped in JSON text, once or more (`\nCookie: ...`, `\\\\nCookie: ...`)
@@ -143,7 +147,7 @@ def _basic(m: re.Match[str]) -> str:
 
 def _flag(m: re.Match[str]) -> str:
     value = m.group(4)
-    if value.startswith("-") or value.lower() in _NOT_SECRET_VALUES or not is_credential_name(m.group(2)):
+    if value.lower() in _NOT_SECRET_VALUES or not is_credential_name(m.group(2)):
         return m.group(0)
     return m.group(1) + m.group(2) + m.group(3) + REDACTED
 
@@ -154,7 +158,7 @@ _SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str
     (_JWT, REDACTED),
     (_BEARER, r"\1\2" + REDACTED),
     (_BASIC, _basic),
-    (_USERINFO, r"\1" + REDACTED + "@"),
+    (_USERINFO, lambda m: m.group(1) + REDACTED + (m.group(2) or "")),
     (_PREFIXED, REDACTED),
     (_FLAG, _flag),
 )

@@ -149,6 +149,13 @@ TEXT_CASES = [
     ("user=bob\\tpassword=CANARY-28\\tshell=sh", "user=bob\\tpassword=<redacted>\\tshell=sh"),
     ("--password CANARY-31\\nCookie: session=CANARY-32", "--password <redacted>\\nCookie: <redacted>"),
     ("run\\n--password CANARY-29", "run\\n--password <redacted>"),
+    # a flag before the secret's flag (`mysql -A --password x`): the first must not take the second for its value
+    ("mysql -A --password CANARY-33 -h db", "mysql -A --password <redacted> -h db"),
+    # a URL's password in a text cut short before the `@` (a truncated log line); a port number stays
+    ("dsn=postgres://app:CANARY-35", "dsn=postgres://app:<redacted>"),
+    ("see http://example.com:8443", "see http://example.com:8443"),
+    ("exec?command=mysql&command=-A&command=--password&command=CANARY-34",
+     "exec?command=mysql&command=-A&command=--password&command=<redacted>"),
     ("GET\\nAuthorization: Bearer CANARY-30", "GET\\nAuthorization: Bearer <redacted>"),
     (f"a\\t{JWT}", "a\\t<redacted>"),
     # quotes doubled in a CSV field: a CloudWatch Insights export read as lines (fuzzing found these kept)
