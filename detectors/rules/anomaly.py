@@ -1,53 +1,49 @@
-"""`type: anomaly` — the online-learning tier: per-principal window features, HalfSpaceTrees, decaying risk.
+"""`type: anomaly` — the online-learning tier: each principal scored against its own history (docs/anomaly.md).
 
-Design (docs/rules.md "Anomaly rules", docs/anomaly.md):
+1. For every event the rule's `match:` selects, what is new for its principal (`anomaly_features.novel_facts`:
+   a new action `verb:resource[/subresource]`, a new namespace, a denied request, a new source address or
+   user agent, an unusual hour for it) joins the principal's window of distinct novel facts (`window`).
+2. The window's weight `k` is scored against `lam`, what the principal's own history says it brings in such a
+   window (`anomaly_score.expected`): the score is -log10 P(N >= k), N ~ Poisson(lam). A principal that
+   often does new things (an SRE) needs much more than one whose history is narrow (an application's token).
+3. An episode starts when the score reaches `threshold` with at least `min_facts` of weight: one alert, with
+   the facts and the principal's baseline; it ends when the score falls below half the threshold. The events
+   of an episode are not learned: the attacker's address must not become usual because the attack went on.
+4. Budgets: one alert per principal per UTC day, `max_alerts_per_day` alerts in all; past them an episode still
+   starts (so it is not learned) but raises no alert (`over_budget`).
+5. No alert during the learning period (`warmup`, by default the pipeline's baseline learning period), which
+   starts with the first scored event; the rule learns meanwhile.
 
-1. For every event the rule's `match:` selects, eight features of the principal's recent behaviour are
-   computed with plain dicts and scaled to [0, 1] (`anomaly_features.extract_features`): rarity of the
-   action for the principal, sensitivity of the action, burst rate, distinct resources and namespaces in a
-   short window, failure ratio, new source address, new user agent.
-2. `river.anomaly.HalfSpaceTrees` (defaults: 10 trees, height 8, window 250; fixed seed, so replay and live
-   agree) scores the feature vector *before* learning it. Events that alert, or that belong to a principal
-   whose risk is above the threshold, are never learned (the model must not learn the attack as normal).
-3. The part of the score above the running 99th percentile of scores (SCORE_FLOOR_Q), weighted by the
-   action's sensitivity, is added to a per-principal risk that halves every `half_life`.
-4. One alert per principal episode: the risk crosses the threshold; the principal alerts again only after
-   its risk has decayed below half the threshold.
-5. The threshold comes from an alert budget (`budget_per_million`): the streaming quantile
-   1 - budget * EVENTS_PER_EPISODE / 1e6 of the risk values (river `stats.Quantile`, P²), never below
-   `min_risk`. During the warm-up (`warmup_events` scored events or `warmup` of event time, whichever comes
-   first) the rule scores and learns but never alerts.
-
-State is JSON (`snapshot()`/`restore()`): per-principal dicts, plus the river objects as base64 of a pickle.
-That pickle is bound to the river (and Python) version: if it does not load, the model and the quantiles are
-rebuilt empty (and the warm-up starts again) while the per-principal baselines are kept. Principals not seen
-for `ttl` are forgotten, and so are their addresses, user agents and actions.
-
-In a batch (`Transactional`), a principal's record is copied the first time the batch changes it, and so is
-each cluster-wide action count; the river objects are pickled at the batch's first change to them (about
-8 ms for the default model; a copy.deepcopy takes ten times as long), and unpickled only by a rollback.
+State is JSON (`snapshot()`/`restore()`), bounded: at most `max_principals` principals (the least recently
+seen are dropped first) and, per principal, a few hundred remembered actions, namespaces, addresses and user
+agents; principals not seen for `ttl` are forgotten. In a batch (`Transactional`), a principal's profile is
+copied the first time the batch changes it, and the counters are saved at `begin()`.
 """
 
 from __future__ import annotations
 
-import base64
-import pickle
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from river import anomaly, stats
-
-from detectors.alerts import Alert
+from detectors.alerts import Alert, Severity, make_alert
 from detectors.events import AuditEvent
 from detectors.loading.yamlload import LocatedDict
-from detectors.rules.anomaly_features import Baseline, Principal, action_of, decay, extract_features, observe
-from detectors.rules.header import format_duration, key_error, parse_duration
+from detectors.rules.anomaly_features import ONCE, Observed, Profile, decay, learn, novel_facts, sensitive
+from detectors.rules.anomaly_score import (
+    BOOTSTRAP_S,
+    EXPLORE_HALF_LIFE_S,
+    by_kind,
+    expected,
+    explain,
+    log10_tail,
+    window_weight,
+)
+from detectors.rules.header import format_duration, key_error, parse_duration, render_message
 from detectors.rules.journal import KeyJournal
 from detectors.rules.stateful import StatefulRule
 
-SNAPSHOT_VERSION = 2  # 2: the off_hours feature (a model trained without it is rebuilt)
-EVENTS_PER_EPISODE = 100  # the budget counts episodes; an episode spans about this many scored events
-SCORE_FLOOR_Q = 0.99  # only the part of a score above this running quantile of scores adds to the risk
+SNAPSHOT_VERSION = 3  # 3: novelty profiles (earlier snapshots held HalfSpaceTrees features; not restored)
+MAX_WINDOW_FACTS = 64
 
 _IDENTITY_PATHS = frozenset({"$principal", "user.username", "impersonatedUser.username"})
 
@@ -64,52 +60,33 @@ def _paths(condition: Any) -> set[str]:
     return found
 
 
-def _new_models(budget_per_million: float) -> dict[str, Any]:
-    q = max(0.5, 1.0 - budget_per_million * EVENTS_PER_EPISODE / 1e6)
-    return {
-        "hst": anomaly.HalfSpaceTrees(n_trees=10, height=8, window_size=250, seed=42),
-        "score_q": stats.Quantile(SCORE_FLOOR_Q),
-        "risk_q": stats.Quantile(q),
-    }
-
-
 @dataclass
 class AnomalyRule(StatefulRule):
-    """Per-principal anomaly score (HalfSpaceTrees over window features) fused into a decaying risk."""
+    """Per-principal novelty, scored against the principal's own habit of doing new things."""
 
     rule_type: ClassVar[str] = "anomaly"
 
-    budget_per_million: float = 10.0
-    warmup_events: int = 50_000
-    warmup_s: float = 86_400.0
-    half_life_s: float = 3_600.0
+    threshold: float = 6.0  # -log10 of the probability of the window's novelty for the principal
+    min_facts: float = 4.0  # the least weight of novel facts in a window that can alert
+    window_s: float = 6 * 3600.0
+    warmup_s: float | None = None  # None: the pipeline's baseline learning period (`use_learning_period`)
     ttl_s: float = 21 * 86_400.0
-    min_risk: float = 1.0
-    count_half_life_s: float = 7 * 86_400.0
-    max_alerts_per_day: int = 20  # per UTC day of event time; past it, episodes are still kept from learning
-    _principals: dict[str, Principal] = field(default_factory=dict, repr=False)
-    _baseline: Baseline = field(default_factory=Baseline, repr=False)
-    _models: dict[str, Any] = field(default_factory=dict, repr=False)
-    _scored: int = 0
+    max_alerts_per_day: int = 5
+    max_principals: int = 20_000
+    _principals: dict[str, Profile] = field(default_factory=dict, repr=False)
     _start: float | None = None
     _warm: bool = False
     _day: int = -1  # the UTC day (days since the epoch) of `_day_alerts`
-    _day_alerts: int = 0  # alerts raised that day
-    over_budget: int = 0  # episodes that raised no alert because the day's budget was spent
-    learned: int = 0  # events the model learned (tests check that alerting events are not among them)
+    _day_alerts: int = 0
+    over_budget: int = 0  # episodes that raised no alert because a budget was spent
+    learned: int = 0  # events learned (tests check that an episode's events are not among them)
     identity_scope: bool = False  # `match` and `allowlist` read only user.username / the principal
     _scope_cache: dict[tuple[Any, Any], bool] = field(default_factory=dict, repr=False)
-    _baseline_undo: KeyJournal[str, float] | None = field(default=None, repr=False)  # of the open batch
-    _models_before: bytes | None = field(default=None, repr=False)  # pickled at the open batch's first change
 
-    def __post_init__(self) -> None:
-        if not self._models:
-            self._models = _new_models(self.budget_per_million)
-
-    @property
-    def threshold(self) -> float:
-        q = self._models["risk_q"].get()
-        return max(self.min_risk, float(q) if q is not None else 0.0)
+    def use_learning_period(self, seconds: float) -> None:
+        """The pipeline's baseline learning period, as the warm-up unless the rule sets its own."""
+        if self.warmup_s is None:
+            self.warmup_s = seconds
 
     def _in_scope(self, event: AuditEvent) -> bool:
         """`counts`, memoised per identity when the condition reads nothing but the identity (the common
@@ -139,186 +116,164 @@ class AnomalyRule(StatefulRule):
             self._start = now
         if self._undo is not None:
             self._undo.touch(who)
-        state = self._principals.get(who)
-        if state is None:
-            state = self._principals[who] = Principal(first=now, last=now, risk_at=now)
-        x = extract_features(event, state, self._baseline, count_half_life=self.count_half_life_s, now=now)
-        models = self._models
-        score = float(models["hst"].score_one(x))  # score first ...
-        floor = models["score_q"].get() or 0.0
-        surprise = max(0.0, score - floor) / max(1e-9, 1.0 - floor)
-        weight = 0.25 + 0.75 * x["sensitivity"]
-        threshold = self.threshold
-        decayed = decay(state.risk, state.risk_at, now, self.half_life_s)
-        if state.alerting and decayed < threshold / 2:
-            state.alerting = False  # the episode is over (judged before this event adds to the risk)
-        state.risk = decayed + weight * surprise
-        state.risk_at = max(state.risk_at, now)
-        self._scored += 1
-        if not self._warm:
-            self._warm = self._scored >= self.warmup_events or now - self._start >= self.warmup_s
+        p = self._principals.get(who)
+        if p is None:
+            p = self._principals[who] = Profile(first=now, last=now, explore_at=now)
+        window = p.window
+        if window and now - window[0][0] > self.window_s:
+            window = p.window = self._leave_window(p, now)
+        seen = Observed.of(event)
+        facts = novel_facts(seen, p, now)
         alerts: list[Alert] = []
-        if self._warm and not state.alerting and state.risk >= threshold:
-            state.alerting = True  # an episode, alerted or not: the model must not learn it
-            if self._spend_budget(now):
-                alerts.append(self._explain(event, who, state, x, score, threshold))
-        if not state.alerting:  # the quantiles describe what happens outside episodes (else they chase attacks)
-            if self._undo is not None and self._models_before is None:
-                self._models_before = pickle.dumps(models)
-            models["score_q"].update(score)
-            models["risk_q"].update(state.risk)
-        learn = not state.alerting and state.risk < threshold
-        if learn:
-            models["hst"].learn_one(x)  # ... then learn, but never an anomaly
+        if facts:
+            held = {(f[1], f[2]) for f in window} | {(f[1], "") for f in window if f[1] in ONCE}
+            for kind, value, weight in facts:
+                fresh = (kind, value) not in held and (kind not in ONCE or (kind, "") not in held)
+                if fresh and len(window) < MAX_WINDOW_FACTS:
+                    window.append([now, kind, value, weight])
+        if facts or p.alerting:
+            alerts = self._judge(event, who, p, now)
+        if not p.alerting:
+            learn(seen, p, now)
             self.learned += 1
-            if self._baseline_undo is not None:
-                self._baseline_undo.touch(action_of(event))
-        observe(event, state, self._baseline, count_half_life=self.count_half_life_s, now=now, learn=learn)
+        p.last = max(p.last, now)
         self._sweep(now)
         return alerts
 
-    def _spend_budget(self, now: float) -> bool:
-        """Whether the day's alert budget allows one more alert (and count it)."""
+    def _leave_window(self, p: Profile, now: float) -> list[list[Any]]:
+        """The window without its facts older than `window_s`. Those join the principal's habit of novelty
+        (`explore`) unless they were an episode's or its first day's: the habit is measured on what has left
+        the window, so that the window is never judged against itself."""
+        keep, gone = [], 0.0
+        for f in p.window:
+            if now - f[0] <= self.window_s:
+                keep.append(f)
+            elif not p.alerting and f[0] - p.first >= BOOTSTRAP_S:
+                gone += f[3]
+        if gone:
+            p.explore = decay(p.explore, p.explore_at, now, EXPLORE_HALF_LIFE_S) + gone
+            p.explore_at = now
+        return keep
+
+    def _judge(self, event: AuditEvent, who: str, p: Profile, now: float) -> list[Alert]:
+        """Start or end the principal's episode on its window's score; the alert, if the budgets allow it."""
+        k = window_weight(p)
+        lam = expected(p, now, self.window_s)
+        score = log10_tail(k, lam)
+        if p.alerting:
+            if score < self.threshold / 2:
+                p.alerting = False  # the episode is over (judged with this event's facts)
+            return []
+        if not self._warm:
+            self._warm = self._start is not None and now - self._start >= (self.warmup_s or 0.0)
+        if not self._warm or score < self.threshold or k < self.min_facts:
+            return []
+        p.alerting = True  # an episode, alerted or not: its events are not learned
+        if not self._spend_budget(p, now):
+            return []
+        return [self._explain(event, who, p, score, k, lam)]
+
+    def _spend_budget(self, p: Profile, now: float) -> bool:
+        """Whether today's budgets (the principal's one alert, the rule's `max_alerts_per_day`) allow an alert."""
         day = int(now // 86_400)
         if day != self._day:
             self._day, self._day_alerts = day, 0
-        if self._day_alerts >= self.max_alerts_per_day:
+        if self._day_alerts >= self.max_alerts_per_day or p.alert_day == day:
             self.over_budget += 1
             return False
         self._day_alerts += 1
+        p.alert_day = day
         return True
 
-    def _explain(
-        self, event: AuditEvent, who: str, state: Principal, x: dict[str, float], score: float, threshold: float
-    ) -> Alert:
-        top = sorted(x.items(), key=lambda kv: -kv[1])[:4]
+    def _explain(self, event: AuditEvent, who: str, p: Profile, score: float, k: float, lam: float) -> Alert:
         now = event.timestamp
-        usual = sorted(
-            ((a, decay(c, t, now, self.count_half_life_s)) for a, (c, t) in state.actions.items()),
-            key=lambda kv: -kv[1],
-        )[:5]
+        kinds = by_kind(p)
+        facts = explain(p)
+        heavy = any(kind == "denied" or (kind == "action" and sensitive(value)) for _, kind, value, _ in p.window)
+        usual = sorted(p.actions, key=p.actions.__getitem__, reverse=True)[:8]
         details = {
             "principal": who,
-            "risk": round(state.risk, 3),
-            "threshold": round(threshold, 3),
-            "score": round(score, 3),
-            "top_features": {k: round(v, 3) for k, v in top},
-            "features": {k: round(v, 3) for k, v in x.items()},
+            "score": round(score, 2),
+            "threshold": self.threshold,
+            "novel_weight": round(k, 2),
+            "expected_weight": round(lam, 3),
+            "window_s": self.window_s,
+            "top_features": {name: round(w, 2) for name, w in kinds.items()},
+            "novel_facts": facts,
             "baseline": {
-                "events": state.events,
-                "since": state.first,
-                "usual_actions": {a: round(c, 1) for a, c in usual},
-                "source_ips": sorted(state.ips, key=state.ips.__getitem__, reverse=True)[:5],
-                "user_agents": sorted(state.agents, key=state.agents.__getitem__, reverse=True)[:3],
+                "events": p.events,
+                "since": p.first,
+                "usual_actions": usual,
+                "namespaces": sorted(p.spaces, key=p.spaces.__getitem__, reverse=True)[:8],
+                "source_ips": sorted(p.ips, key=p.ips.__getitem__, reverse=True)[:5],
+                "user_agents": sorted(p.agents, key=p.agents.__getitem__, reverse=True)[:3],
             },
-            "half_life_s": self.half_life_s,
             "budget": {"alerts_today": self._day_alerts, "max_per_day": self.max_alerts_per_day},
         }
-        reasons = ", ".join(f"{k}={v:.2f}" for k, v in top if v > 0)
-        message = (f"risk {state.risk:.2f} over {threshold:.2f} for {who} ({reasons}; "
-                   f"baseline: {state.events} events in {format_duration(max(1.0, now - state.first))})")  # fmt: skip
-        return self.alert(event, message, details)
+        top = ", ".join(f"{n:g} {name}" for name, n in kinds.items())
+        message = (f"{k:g} novel for {who} in {format_duration(self.window_s)} where its history expects "
+                   f"{lam:.2g} (p={10 ** -score:.1e}): {top}; first: {'; '.join(facts[:4])}; "
+                   f"baseline: {p.events} events in {format_duration(max(1.0, now - p.first))}")  # fmt: skip
+        header = self.header
+        text = render_message(header.message, event) + f" ({message})" if header.message else message
+        severity = max(header.severity, Severity.MEDIUM) if heavy else header.severity
+        return make_alert(
+            rule_id=header.id, rule_name=header.name, severity=severity, mitre=header.mitre, message=text,
+            event=event, details=details, suppress_s=header.suppress_s, guidance=header.guidance,
+        )  # fmt: skip
 
     def _sweep(self, now: float) -> None:
         if not self.tick():
             return
+        table = self._principals
         horizon = now - self.ttl_s
-        for who in [w for w, p in self._principals.items() if p.last <= horizon]:
-            self.forget(self._principals, who)
-        for who, p in self._principals.items():
-            stale_terms = [(terms, k) for terms in (p.ips, p.agents) for k, ts in terms.items() if ts <= horizon]
-            stale_actions = [a for a, (_, ts) in p.actions.items() if ts <= horizon]
-            if (stale_terms or stale_actions) and self._undo is not None:
-                self._undo.touch(who)
-            for terms, k in stale_terms:
-                del terms[k]
-            for a in stale_actions:
-                del p.actions[a]
-        actions = self._baseline.actions
-        if len(actions) > 10_000:  # a flood of made-up resources must not grow it forever
-            keep = sorted(actions.items(), key=lambda kv: -kv[1])[:5_000]
-            if self._baseline_undo is not None:
-                self._baseline_undo.replace(keep)
-            else:
-                actions.clear()
-                actions.update(keep)
+        gone = [w for w, p in table.items() if p.last <= horizon]
+        if len(table) - len(gone) > self.max_principals:  # the least recently seen go first
+            by_age = sorted((p.last, w) for w, p in table.items() if p.last > horizon)
+            gone += [w for _, w in by_age[: len(table) - len(gone) - self.max_principals]]
+        for who in gone:
+            self.forget(table, who)
 
-    def journal(self) -> KeyJournal[str, Principal]:
-        return KeyJournal(self._principals, Principal.copy)
+    def journal(self) -> KeyJournal[str, Profile]:
+        return KeyJournal(self._principals, Profile.copy)
 
     def state_keys(self) -> int:
         return len(self._principals)
 
     def counters(self) -> tuple[Any, ...]:
-        return (*super().counters(), self._scored, self._start, self._warm, self.learned, self._baseline.total,
-                self._day, self._day_alerts, self.over_budget)  # fmt: skip
+        return (*super().counters(), self._start, self._warm, self._day, self._day_alerts, self.over_budget,
+                self.learned)  # fmt: skip
 
     def set_counters(self, saved: tuple[Any, ...]) -> None:
-        super().set_counters(saved[:-8])
-        (self._scored, self._start, self._warm, self.learned, self._baseline.total,
-         self._day, self._day_alerts, self.over_budget) = saved[-8:]  # fmt: skip
-
-    def begin(self) -> None:
-        super().begin()
-        self._baseline_undo = KeyJournal(self._baseline.actions)
-        self._models_before = None
-
-    def commit(self) -> None:
-        super().commit()
-        self._baseline_undo, self._models_before = None, None
-
-    def rollback(self) -> None:
-        if self._baseline_undo is not None:
-            self._baseline_undo.undo()
-        if self._models_before is not None:
-            self._models = pickle.loads(self._models_before)  # noqa: S301 - our own bytes, from this batch
-        self._baseline_undo, self._models_before = None, None
-        super().rollback()
+        super().set_counters(saved[:-6])
+        self._start, self._warm, self._day, self._day_alerts, self.over_budget, self.learned = saved[-6:]
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "version": SNAPSHOT_VERSION,
             "principals": {w: p.to_json() for w, p in self._principals.items()},
-            "baseline": [self._baseline.actions, self._baseline.total],
-            "scored": self._scored,
             "start": self._start,
             "warm": self._warm,
             "learned": self.learned,
             "day": [self._day, self._day_alerts, self.over_budget],
-            # version-bound (river, Python): rebuilt empty when it does not load
-            "models_pickle_b64": base64.b64encode(pickle.dumps(self._models)).decode(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        self._principals = {w: Principal.from_json(p) for w, p in state.get("principals", {}).items()}
-        actions, total = state.get("baseline", [{}, 0.0])
-        self._baseline = Baseline(dict(actions), float(total))
-        self._scored = int(state.get("scored", 0))
+        """Back to a snapshot; one of another version (or none) starts empty, and the learning period again."""
+        if state.get("version") != SNAPSHOT_VERSION:
+            state = {}
+        self._principals = {w: Profile.from_json(p) for w, p in state.get("principals", {}).items()}
         self._start = state.get("start")
         self._warm = bool(state.get("warm", False))
         self.learned = int(state.get("learned", 0))
         self._day, self._day_alerts, self.over_budget = (int(n) for n in state.get("day", [-1, 0, 0]))
-        self._models = _new_models(self.budget_per_million)
-        blob = state.get("models_pickle_b64") if state.get("version") == SNAPSHOT_VERSION else None
-        if blob:
-            try:
-                models = pickle.loads(base64.b64decode(blob))  # noqa: S301 - our own checkpoint
-                if isinstance(models, dict) and set(models) == set(self._models):
-                    self._models = models
-                    return
-            except Exception:  # noqa: BLE001 - another river version: rebuild
-                pass
-        if state:
-            self._scored, self._warm, self._start = 0, False, None  # the new model warms up again
 
     @classmethod
     def from_node(cls, node: LocatedDict, *, path: str) -> AnomalyRule:
-        keys = frozenset(
-            {"budget_per_million", "max_alerts_per_day", "warmup_events", "warmup", "half_life", "ttl", "min_risk"}
-        )
+        keys = frozenset({"threshold", "min_facts", "window", "warmup", "ttl", "max_alerts_per_day", "max_principals"})
         common = cls.parse(node, path=path, extra_keys=keys)
 
-        def duration(key: str, default: float) -> float:
+        def duration(key: str, default: float | None) -> float | None:
             if key not in node:
                 return default
             return parse_duration(node[key], path=path, line=node.line_of(key), what=key)
@@ -331,22 +286,17 @@ class AnomalyRule(StatefulRule):
                 raise key_error(node, path, f"{key} must be an integer", key)
             return float(value)
 
-        budget = number("budget_per_million", 10.0)
-        if budget * EVENTS_PER_EPISODE >= 5e5:
-            raise key_error(
-                node, path, f"budget_per_million must be below {5e5 / EVENTS_PER_EPISODE:g}", "budget_per_million"
-            )
         allowlist = node.get("allowlist") or {}
         return cls(
             *common,
             identity_scope=_paths(node["match"]) <= _IDENTITY_PATHS
             and isinstance(allowlist, dict)
             and set(allowlist) <= {"users"},
-            budget_per_million=budget,
-            warmup_events=int(number("warmup_events", 50_000, integer=True)),
-            warmup_s=duration("warmup", 86_400.0),
-            half_life_s=duration("half_life", 3_600.0),
-            ttl_s=duration("ttl", 21 * 86_400.0),
-            min_risk=number("min_risk", 1.0),
-            max_alerts_per_day=int(number("max_alerts_per_day", 20, integer=True)),
+            threshold=number("threshold", 6.0),
+            min_facts=number("min_facts", 4.0),
+            window_s=duration("window", 6 * 3600.0) or 6 * 3600.0,
+            warmup_s=duration("warmup", None),
+            ttl_s=duration("ttl", 21 * 86_400.0) or 21 * 86_400.0,
+            max_alerts_per_day=int(number("max_alerts_per_day", 5, integer=True)),
+            max_principals=int(number("max_principals", 20_000, integer=True)),
         )

@@ -1,30 +1,35 @@
-"""What the anomaly rule knows of each principal, and the feature vector it scores (see docs/anomaly.md).
+"""What the anomaly rule remembers of each principal, and the novel facts an event brings against it.
 
-Plain dicts and arithmetic, no model: `extract_features` turns an event and its principal's recent
-behaviour into nine numbers in [0, 1]; `observe` records the event afterwards.
+Plain dicts, no model (docs/anomaly.md): a `Profile` holds what a principal has done (its actions
+`verb:resource[/subresource]`, namespaces, source networks, user agents, the requests it was denied, hours
+of day, share of denied requests) and how often it usually does something new (`explore`); `novel_facts`
+lists what in an event is new for it, and `learn` records the event afterwards.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from detectors.events import AuditEvent
 
-FEATURES = (
-    "rarity", "sensitivity", "burst", "resources", "namespaces", "failures", "new_ip", "new_agent", "off_hours",
-)  # fmt: skip
-SHORT_WINDOW_S = 300.0  # distinct resources / namespaces / failures
-BURST_WINDOW_S = 60.0
-ALPHA = 1.0  # smoothing of the rarity estimate towards the cluster-wide frequency of the action
-MAX_RECENT = 512  # entries of the short window kept per principal
-MAX_TERMS = 64  # addresses / user agents remembered per principal
-HOURS_KNOWN = 50.0  # events a principal needs before its usual hours say anything
+# What each kind of novel fact weighs: a new address or client alone is half a fact (pods move, kubectl
+# upgrades); the new-address and new-client rules of the stateful tier judge those on their own.
+WEIGHTS = {"action": 1.0, "namespace": 1.0, "denied": 1.0, "hour": 1.0, "address": 0.5, "client": 0.5}
+ONCE = frozenset({"address", "client", "hour"})  # kinds that count once in a window, however many values
+KIND_NAMES = {"action": "new actions", "namespace": "new namespaces", "denied": "denied requests",
+              "hour": "unusual hours", "address": "new source addresses", "client": "new user agents"}  # fmt: skip
+MAX_ACTIONS = 256  # actions remembered per principal (least recently seen dropped first)
+MAX_SPACES = 128  # namespaces remembered per principal
+MAX_TERMS = 32  # source addresses / user agents remembered per principal
+MAX_WINDOW = 64  # novel facts kept per principal in the scoring window
+HOURS_KNOWN = 50.0  # learned events a principal needs before its usual hours say anything
 HOURS_CAP = 10_000.0  # the hour histogram is halved past this many events, so that habits can change
+DENIED_WEIGHT = 0.01  # of the exponentially weighted share of denied requests
+CLUSTER = "(cluster)"  # the namespace of cluster-scoped requests
 
 _RBAC = frozenset({"roles", "clusterroles", "rolebindings", "clusterrolebindings"})
-_WORKLOADS = frozenset({"deployments", "daemonsets", "statefulsets", "replicasets", "cronjobs", "jobs", "pods"})
 _WRITES = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 
@@ -34,40 +39,22 @@ def action_of(event: AuditEvent) -> str:
     return f"{event.verb}:{event.resource}/{sub}" if sub else f"{event.verb}:{event.resource}"
 
 
-def sensitivity(verb: str, resource: str, subresource: str) -> float:
-    """Weight in [0, 1] of the action families attackers need (GuardDuty's and Elastic's sensitive sets).
+def sensitive(action: str) -> bool:
+    """Whether an action is one attackers need (secrets, RBAC writes, exec/attach, node proxy, TokenRequest).
 
-    >>> sensitivity("create", "pods", "exec"), sensitivity("get", "secrets", ""), sensitivity("get", "pods", "")
-    (1.0, 0.9, 0.0)
+    >>> sensitive("get:secrets"), sensitive("create:pods/exec"), sensitive("list:configmaps")
+    (True, True, False)
     """
-    if resource == "pods" and subresource in ("exec", "attach", "ephemeralcontainers"):
-        return 1.0
-    if resource == "nodes" and subresource == "proxy":
-        return 1.0
-    if resource == "serviceaccounts" and subresource == "token":
-        return 1.0
-    if resource in _RBAC and (verb in _WRITES or verb in ("bind", "escalate")):
-        return 1.0
-    if resource == "secrets":
-        return 0.9 if verb in ("get", "list", "watch") else 1.0
-    if resource == "pods" and subresource == "portforward":
-        return 0.8
-    if resource == "certificatesigningrequests" and verb in _WRITES:
-        return 0.8
-    if resource in _WORKLOADS and not subresource and verb in _WRITES:
-        return 0.6
-    if resource in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations") and verb in _WRITES:
-        return 0.8
-    if verb in _WRITES:
-        return 0.3
-    if resource in _RBAC or resource == "serviceaccounts" or resource == "configmaps":
-        return 0.2
-    return 0.0
+    verb, _, target = action.partition(":")
+    resource, _, sub = target.partition("/")
+    if resource == "secrets" or sub in ("exec", "attach", "ephemeralcontainers", "proxy", "token"):
+        return True
+    return resource in _RBAC and (verb in _WRITES or verb in ("bind", "escalate"))
 
 
-def _squash(x: float, half: float) -> float:
-    """x / (x + half): 0 -> 0, half -> 0.5, large -> 1."""
-    return x / (x + half) if x > 0 else 0.0
+def hour_of(now: float) -> int:
+    """The UTC hour of day of an event time."""
+    return int(now // 3600) % 24
 
 
 def decay(value: float, since: float, now: float, half_life: float) -> float:
@@ -76,147 +63,146 @@ def decay(value: float, since: float, now: float, half_life: float) -> float:
 
 
 @dataclass
-class Principal:
+class Profile:
     """What the rule remembers about one principal. Times are event times (seconds since the epoch)."""
 
     first: float
     last: float
-    total: float = 0.0  # decayed count of the principal's scored events (updated at `last`)
-    events: int = 0
-    actions: dict[str, list[float]] = field(default_factory=dict)  # action -> [decayed count, updated at]
-    ips: dict[str, float] = field(default_factory=dict)  # address -> last seen
+    events: int = 0  # learned events
+    actions: dict[str, float] = field(default_factory=dict)  # action -> last seen
+    spaces: dict[str, float] = field(default_factory=dict)  # namespace (CLUSTER for cluster scope) -> last seen
+    ips: dict[str, float] = field(default_factory=dict)  # source network (network_of) -> last seen
     agents: dict[str, float] = field(default_factory=dict)  # user agent -> last seen
-    recent: list[list[Any]] = field(default_factory=list)  # [time, resource, namespace, failed] in SHORT_WINDOW_S
-    rate_mean: float = 0.0  # EW mean of "events in the last minute", sampled at the principal's events
-    risk: float = 0.0
-    risk_at: float = 0.0
-    alerting: bool = False
+    refusals: dict[str, float] = field(default_factory=dict)  # "action namespace" it was denied -> last seen
     hours: list[float] = field(default_factory=lambda: [0.0] * 24)  # learned events per UTC hour of day
+    denied: float = 0.0  # exponentially weighted share of its requests answered 403
+    explore: float = 0.0  # decayed weight of the novel facts it brought after its first day
+    explore_at: float = 0.0
+    window: list[list[Any]] = field(default_factory=list)  # [time, kind, value, weight]: distinct novel facts
+    alerting: bool = False  # in an episode: alerted (or over budget), its events are not learned
+    alert_day: int = -1  # the UTC day of its last alert
 
     def to_json(self) -> list[Any]:
-        return [self.first, self.last, self.total, self.events, self.actions, self.ips, self.agents,
-                self.recent, self.rate_mean, self.risk, self.risk_at, self.alerting, self.hours]  # fmt: skip
-
-    def copy(self) -> Principal:
-        """A copy that later changes to this one leave alone (what an undo journal keeps of a principal before
-        a batch changes it). The containers are copied, not their entries: `observe` and the sweep replace
-        or delete entries, and never change one in place."""
-        return Principal(self.first, self.last, self.total, self.events, dict(self.actions), dict(self.ips),
-                         dict(self.agents), list(self.recent), self.rate_mean, self.risk, self.risk_at,
-                         self.alerting, list(self.hours))  # fmt: skip
+        return [self.first, self.last, self.events, self.actions, self.spaces, self.ips, self.agents,
+                self.refusals, self.hours, self.denied, self.explore, self.explore_at, self.window, self.alerting,
+                self.alert_day]  # fmt: skip
 
     @classmethod
-    def from_json(cls, raw: list[Any]) -> Principal:
-        first, last, total, events, actions, ips, agents, recent, rate_mean, risk, risk_at, alerting = raw[:12]
-        hours = [float(h) for h in raw[12]] if len(raw) > 12 else [0.0] * 24  # before off_hours: none learned
-        return cls(float(first), float(last), float(total), int(events), dict(actions), dict(ips), dict(agents),
-                   list(recent), float(rate_mean), float(risk), float(risk_at), bool(alerting), hours)  # fmt: skip
+    def from_json(cls, raw: list[Any]) -> Profile:
+        first, last, events, actions, spaces, ips, agents, refusals, hours, denied, explore, at = raw[:12]
+        return cls(float(first), float(last), int(events), dict(actions), dict(spaces), dict(ips), dict(agents),
+                   dict(refusals), [float(h) for h in hours], float(denied), float(explore), float(at),
+                   [list(f) for f in raw[12]], bool(raw[13]), int(raw[14]))  # fmt: skip
+
+    def copy(self) -> Profile:
+        """A copy that later changes to this one leave alone (what an undo journal keeps before a batch changes
+        it). Containers are copied, not their entries: entries are replaced, never changed in place."""
+        return Profile(self.first, self.last, self.events, dict(self.actions), dict(self.spaces), dict(self.ips),
+                       dict(self.agents), dict(self.refusals), list(self.hours), self.denied, self.explore,
+                       self.explore_at, list(self.window), self.alerting, self.alert_day)  # fmt: skip
 
 
-def hour_of(now: float) -> int:
-    """The UTC hour of day of an event time."""
-    return int(now // 3600) % 24
-
-
-def off_hours(state: Principal, now: float) -> float:
+def off_hours(p: Profile, now: float) -> float:
     """How far outside the principal's usual hours `now` is: 0 within them (or without enough history), towards 1
-    for an hour (with its neighbours) that holds a small share of the principal's learned events. Learned per
-    principal from its own events: a night-shift operator's nights are its usual hours."""
-    known = sum(state.hours)
+    for an hour (with its neighbours) that holds a small share of its learned events. Learned per principal:
+    a night-shift operator's nights are its usual hours."""
+    known = sum(p.hours)
     if known < HOURS_KNOWN:
         return 0.0
     h = hour_of(now)
-    near = state.hours[h - 1] + state.hours[h] + state.hours[(h + 1) % 24]
+    near = p.hours[h - 1] + p.hours[h] + p.hours[(h + 1) % 24]
     expected = known * 3 / 24  # the share of three hours if activity were spread evenly
-    return _squash(-math.log(min(1.0, (near + 1.0) / expected)), 1.5)
+    surprise = -math.log(min(1.0, (near + 1.0) / expected))
+    return surprise / (surprise + 1.5)
 
 
-@dataclass
-class Baseline:
-    """Cluster-wide action frequencies, for the rarity prior p_global(action)."""
+def network_of(ip: str) -> str:
+    """The /24 of an IPv4 address, the /64 of an IPv6 one: a pod moving within its node's range, or a laptop
+    within its office or VPN pool, is not a new place.
 
-    actions: dict[str, float] = field(default_factory=dict)
-    total: float = 0.0
-
-
-def extract_features(
-    event: AuditEvent, state: Principal, baseline: Baseline, *, count_half_life: float, now: float | None = None
-) -> dict[str, float]:
-    """The feature vector of `event` given what is known of its principal *before* it; all in [0, 1].
-
-    Pure: reads `state` and `baseline`, changes nothing (`observe` records the event afterwards).
-
-    >>> raw = {"verb": "get", "objectRef": {"resource": "secrets", "namespace": "payments"},
-    ...        "sourceIPs": ["198.51.100.23"], "userAgent": "curl/8.5.0", "responseStatus": {"code": 200},
-    ...        "stageTimestamp": "2026-11-20T10:00:00Z"}
-    >>> ev = AuditEvent(raw)
-    >>> alice = Principal(first=ev.timestamp - 86400, last=ev.timestamp - 60, total=50.0, events=50,
-    ...     actions={"get:pods": [50.0, ev.timestamp - 60]}, ips={"10.20.1.15": ev.timestamp - 60},
-    ...     agents={"kubectl/v1.31.2": ev.timestamp - 60}, rate_mean=1.0)
-    >>> f = extract_features(ev, alice, Baseline({"get:secrets": 10.0, "get:pods": 90.0}, 100.0),
-    ...                      count_half_life=7 * 86400)
-    >>> {k: round(v, 2) for k, v in f.items()}  # doctest: +NORMALIZE_WHITESPACE
-    {'rarity': 0.75, 'sensitivity': 0.9, 'burst': 0.11, 'resources': 0.0, 'namespaces': 0.0,
-     'failures': 0.0, 'new_ip': 1.0, 'new_agent': 1.0, 'off_hours': 0.0}
+    >>> network_of("10.244.1.213"), network_of("2001:db8:1:2:3::4")
+    ('10.244.1.0/24', '2001:db8:1:2::/64')
     """
-    if now is None:
-        now = event.timestamp
-    action = action_of(event)
-    # rarity: -log((c_pair + a * p_global) / (c_principal + a)), on decayed counts
-    p_global = (baseline.actions.get(action, 0.0) + 1.0) / (baseline.total + 1.0)
-    pair = state.actions.get(action)
-    c_pair = decay(pair[0], pair[1], now, count_half_life) if pair else 0.0
-    c_principal = decay(state.total, state.last, now, count_half_life)
-    surprise = -math.log(min(1.0, (c_pair + ALPHA * p_global) / (c_principal + ALPHA)))
-    # short window: what the principal did in the last five minutes, this event included
-    recent = [r for r in state.recent if now - r[0] <= SHORT_WINDOW_S]
-    resources = {r[1] for r in recent} | {event.resource}
-    namespaces = {r[2] for r in recent} | {event.namespace}
-    code = event.response_code
-    failed = code in (401, 403)
-    failures = (sum(1 for r in recent if r[3]) + failed) / (len(recent) + 1)
-    last_minute = sum(1 for r in recent if now - r[0] <= BURST_WINDOW_S) + 1
-    ips = event.source_ips
-    ip = ips[-1] if ips else ""
-    return {
-        "rarity": _squash(surprise, 2.0),
-        "sensitivity": sensitivity(event.verb, event.resource, event.subresource),
-        "burst": _squash(last_minute / (state.rate_mean + 1.0), 4.0),
-        "resources": _squash(len(resources) - 1, 5.0),
-        "namespaces": _squash(len(namespaces) - 1, 3.0),
-        "failures": failures,
-        "new_ip": 1.0 if ip and ip not in state.ips else 0.0,
-        "new_agent": 1.0 if event.user_agent and event.user_agent not in state.agents else 0.0,
-        "off_hours": off_hours(state, now),
-    }
+    if ":" in ip:
+        groups = ip.split("::")[0].split(":")[:4]
+        return ":".join(groups) + "::/64"
+    head, _, _ = ip.rpartition(".")
+    return f"{head}.0/24" if head else ip
 
 
-def observe(
-    event: AuditEvent, state: Principal, baseline: Baseline, *, count_half_life: float, now: float, learn: bool = True
-) -> None:
-    """Record `event` in the principal's short window and, if `learn`, in its baseline (actions, addresses,
-    user agents) and the cluster-wide action counts. Events of an alerting episode are not learned: the
-    attacker's address must not become "usual" because the attack went on."""
-    state.events += 1
-    state.recent = [r for r in state.recent if now - r[0] <= SHORT_WINDOW_S][-MAX_RECENT + 1 :]
-    last_minute = sum(1 for r in state.recent if now - r[0] <= BURST_WINDOW_S) + 1
-    state.rate_mean += 0.05 * (last_minute - state.rate_mean)
-    state.recent.append([now, event.resource, event.namespace, event.response_code in (401, 403)])
-    state.total = decay(state.total, state.last, now, count_half_life) + (1.0 if learn else 0.0)
-    state.last = max(state.last, now)
-    if not learn:
-        return
-    action = action_of(event)
-    pair = state.actions.get(action)
-    state.actions[action] = [(decay(pair[0], pair[1], now, count_half_life) if pair else 0.0) + 1.0, now]
-    ips = event.source_ips
-    for terms, value in ((state.ips, ips[-1] if ips else ""), (state.agents, event.user_agent)):
-        if value:
-            terms[value] = now
-            if len(terms) > MAX_TERMS:  # keep the most recently used
-                del terms[min(terms, key=terms.__getitem__)]
-    baseline.actions[action] = baseline.actions.get(action, 0.0) + 1.0
-    baseline.total += 1.0
-    if sum(state.hours) >= HOURS_CAP:
-        state.hours = [h / 2 for h in state.hours]
-    state.hours[hour_of(now)] += 1.0
+class Observed(NamedTuple):
+    """What the rule reads of an event, read once."""
+
+    action: str  # verb:resource[/subresource]
+    space: str  # the namespace, CLUSTER for a cluster-scoped resource, "" for a non-resource request
+    network: str  # network_of the last source address
+    agent: str
+    denied: bool  # answered 403
+    refusal: str  # "action namespace" (or the request URI) of a denied request, else ""
+
+    @classmethod
+    def of(cls, event: AuditEvent) -> Observed:
+        ips = event.source_ips
+        space = (event.namespace or CLUSTER) if event.resource else ""
+        denied = event.response_code == 403
+        action = action_of(event)
+        refusal = f"{action} {space or event.request_uri}" if denied else ""
+        return cls(action, space, network_of(ips[-1]) if ips else "", event.user_agent, denied, refusal)
+
+
+def novel_facts(seen: Observed, p: Profile, now: float) -> list[tuple[str, str, float]]:
+    """(kind, value, weight) of what in an event is new for the principal, judged on `p` *before* the event.
+
+    A principal seen for the first time has no namespaces, addresses or clients to compare with: only its actions
+    and denied requests count then. An unusual hour counts only beside another novel fact: a person working late
+    on their usual things is not news, new things at an hour that is not theirs are more so.
+
+    >>> ev = AuditEvent({"verb": "list", "objectRef": {"resource": "networkpolicies", "namespace": "payments"},
+    ...                  "sourceIPs": ["10.20.1.15"], "userAgent": "kubectl/v1.31.2",
+    ...                  "responseStatus": {"code": 200}, "stageTimestamp": "2026-11-20T10:00:00Z"})
+    >>> dev = Profile(first=0.0, last=0.0, events=300, actions={"list:pods": 1.0}, spaces={"web": 1.0},
+    ...               ips={"10.20.1.0/24": 1.0}, agents={"kubectl/v1.31.2": 1.0})
+    >>> novel_facts(Observed.of(ev), dev, ev.timestamp)
+    [('action', 'list:networkpolicies', 1.0), ('namespace', 'payments', 1.0)]
+    """
+    facts: list[tuple[str, str, float]] = []
+    if seen.action not in p.actions:
+        facts.append(("action", seen.action, 1.0))
+    if seen.denied and seen.refusal not in p.refusals:
+        facts.append(("denied", seen.refusal, 1.0 - p.denied))
+    if not p.events:
+        return facts
+    if seen.space and seen.space not in p.spaces:
+        facts.append(("namespace", seen.space, 1.0))
+    if seen.network and seen.network not in p.ips:
+        facts.append(("address", seen.network, WEIGHTS["address"]))
+    if seen.agent and seen.agent not in p.agents:
+        facts.append(("client", seen.agent, WEIGHTS["client"]))
+    if facts and off_hours(p, now) >= 0.5:
+        facts.append(("hour", f"{hour_of(now):02d}:00 UTC", 1.0))
+    return facts
+
+
+def _remember(terms: dict[str, float], value: str, now: float, cap: int) -> None:
+    if value not in terms and len(terms) >= cap:  # keep the most recently seen
+        del terms[min(terms, key=terms.__getitem__)]
+    terms[value] = now
+
+
+def learn(seen: Observed, p: Profile, now: float) -> None:
+    """Record an event as the principal's behaviour (not called for the events of an episode: the attacker's
+    address must not become usual because the attack went on)."""
+    _remember(p.actions, seen.action, now, MAX_ACTIONS)
+    if seen.space:
+        _remember(p.spaces, seen.space, now, MAX_SPACES)
+    if seen.network:
+        _remember(p.ips, seen.network, now, MAX_TERMS)
+    if seen.agent:
+        _remember(p.agents, seen.agent, now, MAX_TERMS)
+    if seen.refusal:
+        _remember(p.refusals, seen.refusal, now, MAX_SPACES)
+    p.denied += DENIED_WEIGHT * (seen.denied - p.denied)
+    if p.events % 1024 == 0 and sum(p.hours) >= HOURS_CAP:
+        p.hours = [h / 2 for h in p.hours]
+    p.hours[hour_of(now)] += 1.0
+    p.events += 1

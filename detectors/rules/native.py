@@ -71,6 +71,9 @@ class NativeRules:
             self._detectors.append((detector, baseline))
 
     def finish(self, options: LoadOptions) -> list[Detector]:
+        for detector, _ in self._detectors:
+            if isinstance(detector, AnomalyRule):  # it learns as long as the baselines do, unless it says
+                detector.use_learning_period(options.baseline_learning_s)
         return [
             detector if baseline is None else Baselined(detector, baseline, options.baseline_learning_s)
             for detector, baseline in self._detectors

@@ -21,7 +21,7 @@ from detectors.events import AuditEvent
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from detectors.rules.journal import KeyJournal
-from tests.support.anomaly import case_events, make_rule
+from tests.support.anomaly import case_events, make_rule, shifted
 from tests.support.events import exec_event
 from tests.support.stateful import HEADER, SEQUENCE, at, denied_secret_get, grant, workload
 
@@ -144,8 +144,10 @@ def test_rolled_back_batches_leave_no_trace(tmp_path: Path, rule_type: str, seed
 @pytest.mark.usefixtures("small_limits")
 def test_rolled_back_batches_leave_no_trace_in_the_anomaly_rule(seed: int) -> None:
     rng = random.Random(seed)
-    events = case_events("a day of alice")
-    subject, reference = Pipeline([make_rule(warmup_events=100)]), Pipeline([make_rule(warmup_events=100)])
+    week = case_events("a week of alice")
+    burst = week[-6:]  # three episodes, hours apart: a batch given up cannot take them all
+    events = week + [shifted(e, hours * 3600) for hours in (7, 14) for e in burst]
+    subject, reference = Pipeline([make_rule(warmup_s=3600.0)]), Pipeline([make_rule(warmup_s=3600.0)])
     got, expected = replay_with_rollbacks(rng, subject, reference, batches_of(rng, events))
     assert expected, "the burst at the end should alert"
     assert_same(subject, reference, got, expected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 from typing import Any
 
 from detectors.events import AuditEvent
@@ -25,3 +26,13 @@ def case_events(name: str) -> list[AuditEvent]:
     rule = make_rule()
     [case] = [c for c in rule.tests if c.name.startswith(name)]
     return [AuditEvent(copy.deepcopy(raw), origin=f"case#{i}") for i, raw in enumerate(case.events)]
+
+
+def shifted(event: AuditEvent, seconds: float) -> AuditEvent:
+    """A copy of `event`, `seconds` later, with its own auditID."""
+    raw = copy.deepcopy(event.raw)
+    raw["auditID"] = f"{raw['auditID']}+{seconds:g}"
+    for key in ("requestReceivedTimestamp", "stageTimestamp"):
+        when = AuditEvent({"stageTimestamp": raw[key]}).time + timedelta(seconds=seconds)
+        raw[key] = when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return AuditEvent(raw)
