@@ -54,13 +54,18 @@ class Deduper:
     def unique(self, events: list[AuditEvent], counters: Counters) -> list[AuditEvent]:
         kept: list[AuditEvent] = []
         current, previous = self.current, self.previous
+        size = len(current)
         for event in events:
             raw = event.raw
             key = (raw["auditID"], raw["stage"], raw.get("stageTimestamp"))
-            if key in current or key in previous:
+            if previous and key in previous:
                 counters.duplicates += 1
                 continue
-            current.add(key)
+            current.add(key)  # one hash lookup: a key already there leaves the size as it was
+            if len(current) == size:
+                counters.duplicates += 1
+                continue
+            size += 1
             kept.append(event)
         if len(current) >= self.generation:
             self.previous, self.current = current, set()

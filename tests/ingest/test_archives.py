@@ -16,6 +16,8 @@ import pytest
 from detectors.events import AuditEvent, Rejected
 from ingest.archives import ArchiveStats, detect_format, input_files, order_files, read_archives
 from ingest.archives.normalise import micro_time
+from ingest.archives.reader import Deduper
+from ingest.archives.records import Counters
 from tests.support.archives import subscription_message
 from tests.support.cli import RunCli
 
@@ -312,6 +314,21 @@ def test_duplicates_need_the_same_id_stage_and_time(tmp_path: Path) -> None:
     (tmp_path / "b.log").write_bytes(orjson.dumps(a) + b"\n")
     events, _, stats = read(tmp_path)
     assert len(events) == 2 and stats.duplicates == 1
+
+
+def test_deduper_remembers_two_generations_of_keys() -> None:
+    """Copies within one batch, across batches and in the previous generation are dropped; older ones are kept
+    (the memory bound)."""
+    deduper, counters = Deduper(generation=3), Counters()
+
+    def unique(*ids: str) -> list[str]:
+        return [e.audit_id for e in deduper.unique([AuditEvent(pod_create(i)) for i in ids], counters)]
+
+    assert unique("a", "b", "a") == ["a", "b"] and counters.duplicates == 1
+    assert unique("b", "c") == ["c"] and counters.duplicates == 2  # now a generation: a, b, c
+    assert unique("a", "d", "d") == ["d"] and counters.duplicates == 4  # `a` from the previous one
+    assert unique("e", "f", "a") == ["e", "f"] and counters.duplicates == 5  # then d, e, f replace a, b, c
+    assert unique("a", "d") == ["a"] and counters.duplicates == 6
 
 
 def test_cli_convert_prints_normalised_events(tmp_path: Path, run_cli: RunCli) -> None:
