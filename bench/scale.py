@@ -354,7 +354,8 @@ def measure(
     bootstrap = env["AUDITWATCH_KAFKA_BOOTSTRAP"]
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="auditwatch-scale-") as tmp, topic(bootstrap, "bench-scale") as name:
-        workdir = Path(tmp)
+        workdir = Path(os.environ.get("SCALE_LOGS") or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         partitions = fill(env, name, events, workdir)
         for _ in range(repeat):  # 1 and 2 in turn, so that the machine's load swings hit both alike
             done = len(runs)
