@@ -1,7 +1,7 @@
 """The console in a real browser (headless Chromium) against a real `serve` process with a token: log in, find
 an attack by filtering, open it, acknowledge it, mark another a false positive and see its exception silence a
 replay. A screenshot of each page goes to the test's temporary directory (and, with
-AUDITWATCH_DOCS_SCREENSHOTS=1, the README's two to docs/img/)."""
+AUDITWATCH_DOCS_SCREENSHOTS=1, the README's three to docs/img/)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ pytestmark = pytest.mark.integration
 TOKEN = "browser-test-token-0123456789abcdef"
 API = {"Authorization": f"Bearer {TOKEN}"}
 DOCS_IMAGES = ROOT / "docs" / "img"
+DOCS_SHOTS = ("console-alerts", "console-alert", "console-priority")  # the README's
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory, server: str) -> Iterator[W
 
 def screenshot(driver: WebDriver, shots: Path, name: str) -> None:
     driver.save_screenshot(str(shots / f"{name}.png"))
-    if os.environ.get("AUDITWATCH_DOCS_SCREENSHOTS") and name in ("console-alerts", "console-alert"):
+    if os.environ.get("AUDITWATCH_DOCS_SCREENSHOTS") and name in DOCS_SHOTS:
         DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(DOCS_IMAGES / f"{name}.png"))
 
@@ -199,6 +200,22 @@ def test_principal_and_rules_pages(browser: WebDriver, server: str, shots: Path)
     assert "user.username=mallory@example.com" in exception.text and "1 hit" in exception.text
     screenshot(browser, shots, "console-rules")
     assert {p.name for p in shots.iterdir()} >= {"console-alerts.png", "console-alert.png", "console-rules.png"}
+
+
+def test_by_priority_shows_the_rest_apis_order(browser: WebDriver, server: str, shots: Path) -> None:
+    browser.get(f"{server}/?status=open,acknowledged")
+    if "/login" in browser.current_url:
+        log_in(browser, server, TOKEN)
+        browser.get(f"{server}/?status=open,acknowledged")
+    wait(browser).until(ec.presence_of_element_located((By.CSS_SELECTOR, "table.alerts")))
+    browser.find_element(By.LINK_TEXT, "By priority").click()
+    wait(browser).until(ec.url_contains("order=priority"))
+    ranked = api(server, "/api/v1/alerts/priority", status="open,acknowledged", limit="50")["items"]
+    assert len(ranked) >= 2
+    assert [link.rsplit("/", 1)[1] for link in alert_links(browser)] == [a["id"] for a in ranked]
+    current = browser.find_element(By.CSS_SELECTOR, "[aria-current=true]")
+    assert current.text == "By priority"
+    screenshot(browser, shots, "console-priority")
 
 
 def test_live_refresh_keeps_the_filter_and_the_keyboard_works(browser: WebDriver, server: str) -> None:
