@@ -320,6 +320,18 @@ def compile_path(text: str) -> CompiledPath:
         found = walk(event)
         return found if many else (found[0] if len(found) == 1 else found or None)
 
+    if start is None and len(tokens) == 2 and isinstance(tokens[0], str) and type(tokens[1]) is int:
+        key, index = tokens  # `sourceIPs[-1]`, a stateful rule's usual key: without the walk's lists
+
+        def item(event: EventView) -> Any:
+            items = event.raw.get(key)
+            if not isinstance(items, list) or not -len(items) <= index < len(items):
+                return None
+            found = items[index]
+            return first(event) if isinstance(found, list) else found
+
+        return CompiledPath(text, walk, many, item)
+
     return CompiledPath(text, walk, many, first)
 
 
