@@ -320,8 +320,8 @@ def compile_path(text: str) -> CompiledPath:
         found = walk(event)
         return found if many else (found[0] if len(found) == 1 else found or None)
 
-    if start is None and len(tokens) == 2 and isinstance(tokens[0], str) and type(tokens[1]) is int:
-        key, index = tokens  # `sourceIPs[-1]`, a stateful rule's usual key: without the walk's lists
+    key, index = (tokens[0], tokens[1]) if len(tokens) == 2 else (None, None)
+    if start is None and isinstance(key, str) and type(index) is int:  # `sourceIPs[-1]`, without the walk's lists
 
         def item(event: EventView) -> Any:
             items = event.raw.get(key)
