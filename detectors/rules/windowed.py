@@ -241,10 +241,10 @@ class NewTermsRule(StatefulRule):
         if self._first_event is None:
             self._first_event = now
         entry = key + ("\x1f",) + terms
-        if self._undo is not None:
-            self._undo.touch(entry)
         previous = self._last_seen.get(entry)
-        if not previous or now > previous:
+        if not previous or now > previous:  # journaled only when it changes
+            if self._undo is not None:
+                self._undo.touch(entry)
             self._last_seen[entry] = now
         self._sweep(now)
         if previous is not None and previous > now - self.history_s:
