@@ -109,9 +109,10 @@ class StatefulRule(NativeRuleAttributes):
     def counts(self, event: AuditEvent) -> bool:
         """Whether the event is one the rule counts: its stage, its `match:`, not allowed."""
         header = self.header
-        if event.raw.get("stage") not in header.stages:
+        if event.raw.get("stage") not in header.stages or not self.predicate(event):
             return False
-        return self.predicate(event) and not header.allowlist.allows(event)
+        allowlist = header.allowlist
+        return not (allowlist.active and allowlist.allows(event))
 
     def journal(self) -> KeyJournal[Any, Any]:
         """A new undo journal of the rule's keyed table (each subclass has one)."""
