@@ -71,6 +71,23 @@ class Transactional(Protocol):
     def rollback(self) -> None: ...
 
 
+class EventClock(Protocol):
+    """What a pipeline's stream clock tells its `Clocked` detectors (they only read it; the pipeline moves it)."""
+
+    def earliest(self, stages: frozenset[str] | None, resources: frozenset[str] | None) -> float | None:
+        """The earliest event time among the events the pipeline processed in these stages and resources (None:
+        any), or None before the first."""
+        ...
+
+
+@runtime_checkable
+class Clocked(Protocol):
+    """Measures time from the start of the stream (a learning period) without being shown every event: the
+    pipeline gives it its clock when it is built."""
+
+    def clocked_by(self, clock: EventClock) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RuleSource:
     """Where a detector was defined: its file (a ruleset built from several: their names, comma-separated)

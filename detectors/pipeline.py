@@ -27,6 +27,7 @@ from detectors.base import Detector, Stateful, StatefulDetector, Transactional
 from detectors.errors import describe_error
 from detectors.events import STAGES, AuditEvent, Rejected
 from detectors.scope import RouteKey, Scope, route_key, scope_of
+from detectors.streamclock import StreamClock
 
 if TYPE_CHECKING:
     from detectors.tuning.tuning import Tuning
@@ -84,6 +85,7 @@ class Pipeline:
         self._seen: set[SeenKey] | None = set() if self._stateful else None
         self._seen_order: deque[SeenKey] = deque()
         self._batch: _Batch | None = None
+        self._clock = StreamClock(self.detectors)
 
     def _duplicate(self, event: AuditEvent) -> bool:
         """An event seen recently (a retried webhook batch, a record produced twice) must not count twice
@@ -141,6 +143,7 @@ class Pipeline:
             if self._seen is not None and self._duplicate(event):
                 return []
             candidates = self.candidates(event)
+            self._clock.see(event)
         except Exception as exc:
             if failures is None:
                 raise
@@ -172,11 +175,13 @@ class Pipeline:
         self._batch = _Batch(len(self._seen_order), snapshots=[(d, d.snapshot()) for d in self._journal_less])
         for detector in self._transactional:
             detector.begin()
+        self._clock.begin()
 
     def commit(self) -> None:
         """Keep what the open batch changed."""
         for detector in self._transactional:
             detector.commit()
+        self._clock.commit()
         self._batch = None
 
     def rollback(self) -> None:
@@ -186,6 +191,7 @@ class Pipeline:
             return
         for detector in self._transactional:
             detector.rollback()
+        self._clock.rollback()
         for journal_less, state in batch.snapshots:
             journal_less.restore(state)
         if self._seen is not None:
@@ -223,6 +229,7 @@ class Pipeline:
             raise RuntimeError("restore() with a batch open")
         for detector in self.stateful:
             detector.restore(states.get(detector.id, {}))
+        self._clock = StreamClock(self.detectors)  # what came before the snapshot no longer counts
 
     def fresh(self) -> Pipeline:
         """A pipeline with the same detectors and state of its own (one per Kafka partition)."""

@@ -4,12 +4,13 @@ keeps its match logic, and the severity of each alert it raises depends on what 
 `Baselined` wraps any detector (a native rule, a Falco or Sigma rule): every alert it raises is an
 observation of the baseline's key (whose habit: a principal, a principal x namespace, the cluster) and terms
 (what is habitual: a namespace, a registry, a resource). During the learning period, measured in event time
-from the first event the rule is shown, observations only build the baseline and alerts are held at `info`
-(unless sensitive). Afterwards each alert is judged against the baseline before it is learned; its reasons
-to page are: a term the key never used (first time), a network the key never came from (`addresses: true`,
-people only: a pod's address changes at every restart), a `sensitive:` condition. No reason: `info` (a
-habit). One: the rule's severity. Two or more: one level above. The alert's `details.baseline` tells which
-baseline it was judged against, what was seen and what was new.
+from the first event of the stream in the rule's stages and resources (the pipeline's stream clock tells it,
+so the rule is routed only the events its own scope admits), observations only build the baseline and
+alerts are held at `info` (unless sensitive). Afterwards each alert is judged against the baseline before it
+is learned; its reasons to page are: a term the key never used (first time), a network the key never came
+from (`addresses: true`, people only: a pod's address changes at every restart), a `sensitive:` condition.
+No reason: `info` (a habit). One: the rule's severity. Two or more: one level above. The alert's
+`details.baseline` tells which baseline it was judged against, what was seen and what was new.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detectors.alerts import Alert, Severity
-from detectors.base import Detector, Stateful, StateSized, Transactional
+from detectors.base import Detector, EventClock, Stateful, StateSized, Transactional
 from detectors.errors import RuleError
 from detectors.events import AuditEvent
 from detectors.fieldpath import PathError, compile_path
@@ -30,7 +31,7 @@ from detectors.rules.baseline_table import HabitTable, Key, Observation, network
 from detectors.rules.conditions import Predicate, compile_condition
 from detectors.rules.header import parse_duration
 from detectors.rules.stateful import key_fields, key_getter
-from detectors.scope import Scope
+from detectors.scope import Scope, scope_of
 
 DEFAULT_LEARNING_S = 7 * 86400.0
 BASELINE_KEYS = frozenset(
@@ -113,16 +114,17 @@ def contextual_severity(declared: Severity, reasons: int) -> Severity:
 
 class Baselined:
     """A detector whose alerts are judged against a learned baseline (module docstring). It is `Stateful`,
-    `StateSized` and `Transactional` (the baseline is checkpointed with the alerts); whatever else the wrapped
-    rule is (`Described`, `SelfTested`, `Warns`, `Sourced`, `Catalogued`) reads through to it."""
+    `StateSized`, `Transactional` (the baseline is checkpointed with the alerts) and `Clocked`; whatever else
+    the wrapped rule is (`Described`, `SelfTested`, `Warns`, `Sourced`, `Catalogued`) reads through to it."""
 
     def __init__(self, rule: Detector, spec: BaselineSpec, learning_s: float = DEFAULT_LEARNING_S) -> None:
         self.rule = rule
         self.spec = spec
         self.learning_s = learning_s
         self.table = HabitTable(spec.max_keys, spec.max_terms, spec.max_networks, spec.history_s)
-        self.first_event: float | None = None  # event time of the first event the rule was shown
-        self._saved: tuple[float | None, int] = (None, 0)
+        self._clock: EventClock | None = None
+        self._restored_first: float | None = None  # the snapshot's first_event
+        self._saved_observed = 0
         self._saved_rule: dict[str, Any] | None = None  # a stateful rule without a journal: its state at begin()
 
     def __getattr__(self, name: str) -> Any:
@@ -145,17 +147,27 @@ class Baselined:
 
     @property
     def scope(self) -> Scope:
-        """Stages and resources only, not the rule's condition: the learning period starts at the first event
-        the rule is shown, which a finer route would move."""
-        return Scope(self.rule.stages, self.rule.resources)
+        """The wrapped rule's: the learning period's start comes from the stream clock, not from the events shown."""
+        return scope_of(self.rule)
+
+    def clocked_by(self, clock: EventClock) -> None:
+        self._clock = clock
+
+    @property
+    def first_event(self) -> float | None:
+        """Event time of the first event in the rule's stages and resources: the snapshot's, or the pipeline's
+        since, whichever is earlier (None before any)."""
+        seen = None if self._clock is None else self._clock.earliest(self.rule.stages, self.rule.resources)
+        restored = self._restored_first
+        if seen is None or (restored is not None and restored <= seen):
+            return restored
+        return seen
 
     def detect(self, event: AuditEvent) -> list[Alert]:
-        now = event.timestamp
-        if self.first_event is None or now < self.first_event:
-            self.first_event = now
         alerts = self.rule.detect(event)
         if not alerts:
             return alerts
+        now = event.timestamp
         spec = self.spec
         key = spec.key(event)
         terms = tuple(dict.fromkeys(str(v) for v in spec.terms(event) if v is not None and v != ""))
@@ -165,9 +177,14 @@ class Baselined:
         if spec.addresses and event.source_ips and not event.principal.startswith(_ASSIGNED_ADDRESSES):
             network = network_of(event.source_ips[-1])
         seen = self.table.observe(key, terms, network, now)
-        learning = now - self.first_event < self.learning_s
+        first = self.first_event
+        if first is None:  # a pipeline times each event before its detectors see it: no pipeline, no clock
+            raise RuntimeError(f"baselined rule {self.id} runs without a pipeline's stream clock")
+        learning = now - first < self.learning_s
         reasons = self._reasons(event, seen, learning)
         context = self._context(key, seen, learning, reasons)
+        if learning:
+            context["learning_until"] = first + self.learning_s
         return [self._judged(alert, reasons, context) for alert in alerts]
 
     def _reasons(self, event: AuditEvent, seen: Observation, learning: bool) -> list[str]:
@@ -191,8 +208,6 @@ class Baselined:
         }
         if seen.network is not None:
             context["network"] = {"now": seen.network, "new": seen.new_network, "seen": list(seen.known_networks)}
-        if learning and self.first_event is not None:
-            context["learning_until"] = self.first_event + self.learning_s
         return context
 
     def _judged(self, alert: Alert, reasons: list[str], context: dict[str, Any]) -> Alert:
@@ -231,14 +246,14 @@ class Baselined:
         return state
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.first_event = state.get("first_event")
+        self._restored_first = state.get("first_event")
         self.table.observed = int(state.get("observed", 0))
         self.table.restore(state.get("habits", []))
         if isinstance(self.rule, Stateful):
             self.rule.restore(state.get("rule", {}))
 
     def begin(self) -> None:
-        self._saved = (self.first_event, self.table.observed)
+        self._saved_observed = self.table.observed
         self.table.begin()
         if isinstance(self.rule, Transactional):
             self.rule.begin()
@@ -252,7 +267,7 @@ class Baselined:
             self.rule.commit()
 
     def rollback(self) -> None:
-        self.first_event, self.table.observed = self._saved
+        self.table.observed = self._saved_observed
         self.table.end(keep=False)
         if isinstance(self.rule, Transactional):
             self.rule.rollback()

@@ -195,6 +195,47 @@ def test_the_baseline_round_trips_through_json_and_a_rolled_back_batch_leaves_no
         assert one(feed(exec_by("dana@example.com", "web"), 9.1)).severity is Severity.MEDIUM
 
 
+def follow_logs(seconds: float, n: int) -> AuditEvent:
+    """`kubectl logs -f`: a pod event at ResponseStarted that pod-exec-attach cannot match."""
+    raw = at(exec_by("dana@example.com", "payments"), seconds, n=n, objectRef__subresource="log",
+             requestURI="/api/v1/namespaces/payments/pods/api-7d9f8c6b5d-x2k4q/log?follow=true")  # fmt: skip
+    raw["responseStatus"]["code"] = 200
+    return AuditEvent(raw)
+
+
+def test_the_learning_period_starts_at_the_streams_first_event_not_at_the_rules_first_match() -> None:
+    detector = rule("pod-exec-attach", learning_days=1)
+    pipeline = Pipeline([detector])
+    logs = follow_logs(0, n=1)
+    assert detector not in pipeline.candidates(logs)  # routed by the wrapped rule's condition
+    assert pipeline.process(logs) == []
+    first = one(pipeline.process(AuditEvent(at(exec_by("dana@example.com", "payments"), 0.9 * DAY, n=2))))
+    assert first.details["baseline"]["learning_until"] == logs.timestamp + DAY
+    # a batch undone leaves the stream's start where it was, even if it held an earlier event
+    with pytest.raises(RuntimeError), pipeline.batch():
+        pipeline.process(follow_logs(-DAY, n=3))
+        raise RuntimeError("the store is down")
+    assert detector.first_event == logs.timestamp
+    # a day after the stream began the learning period is over, though the rule first matched hours ago
+    later = one(pipeline.process(AuditEvent(at(exec_by("dana@example.com", "checkout"), 1.1 * DAY, n=4))))
+    assert later.details["baseline"]["state"] == "new" and later.severity is Severity.MEDIUM
+
+
+def test_a_restored_snapshot_keeps_its_first_event() -> None:
+    pipeline = Pipeline([rule("pod-exec-attach", learning_days=1)])
+    logs = follow_logs(0, n=1)
+    pipeline.process(logs)
+    state = json.loads(json.dumps(pipeline.snapshot()))
+    assert state["pod-exec-attach"]["first_event"] == logs.timestamp
+    detector = rule("pod-exec-attach", learning_days=1)
+    restored = Pipeline([detector])
+    restored.process(follow_logs(-DAY, n=2))  # before the restore: it no longer counts
+    restored.restore(state)
+    assert detector.first_event == logs.timestamp
+    alert = one(restored.process(AuditEvent(at(exec_by("dana@example.com", "checkout"), 1.1 * DAY, n=3))))
+    assert alert.details["baseline"]["state"] == "new"
+
+
 def test_memory_is_bounded(tmp_path: Path) -> None:
     path = tmp_path / "exec-bounded.yaml"
     path.write_text(
