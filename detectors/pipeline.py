@@ -229,7 +229,7 @@ class Pipeline:
             raise RuntimeError("restore() with a batch open")
         for detector in self.stateful:
             detector.restore(states.get(detector.id, {}))
-        self._clock = StreamClock(self.detectors)  # what came before the snapshot no longer counts
+        self._clock.clear()  # what came before the snapshot no longer counts
 
     def fresh(self) -> Pipeline:
         """A pipeline with the same detectors and state of its own (one per Kafka partition)."""

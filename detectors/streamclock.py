@@ -52,6 +52,10 @@ class StreamClock:
             times = [t for (s, r), t in self._by_resource.items() if r in resources and (stages is None or s in stages)]
         return min(times, default=None)
 
+    def clear(self) -> None:
+        """Forget the events seen: the pipeline's state was replaced by a snapshot."""
+        self._by_stage, self._by_resource = {}, {}
+
     def begin(self) -> None:
         self._saved = (dict(self._by_stage), dict(self._by_resource))
 

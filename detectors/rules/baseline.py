@@ -122,7 +122,7 @@ class Baselined:
         self.spec = spec
         self.learning_s = learning_s
         self.table = HabitTable(spec.max_keys, spec.max_terms, spec.max_networks, spec.history_s)
-        self._clock: EventClock | None = None
+        self._clocks: list[EventClock] = []  # of the pipelines it runs in (a copy keeps the original's, as its state)
         self._restored_first: float | None = None  # the snapshot's first_event
         self._saved_observed = 0
         self._saved_rule: dict[str, Any] | None = None  # a stateful rule without a journal: its state at begin()
@@ -151,17 +151,14 @@ class Baselined:
         return scope_of(self.rule)
 
     def clocked_by(self, clock: EventClock) -> None:
-        self._clock = clock
+        self._clocks.append(clock)
 
     @property
     def first_event(self) -> float | None:
-        """Event time of the first event in the rule's stages and resources: the snapshot's, or the pipeline's
-        since, whichever is earlier (None before any)."""
-        seen = None if self._clock is None else self._clock.earliest(self.rule.stages, self.rule.resources)
-        restored = self._restored_first
-        if seen is None or (restored is not None and restored <= seen):
-            return restored
-        return seen
+        """Event time of the first event in the rule's stages and resources: the snapshot's, or a pipeline's
+        since, whichever is earliest (None before any)."""
+        times = [clock.earliest(self.rule.stages, self.rule.resources) for clock in self._clocks]
+        return min((t for t in (self._restored_first, *times) if t is not None), default=None)
 
     def detect(self, event: AuditEvent) -> list[Alert]:
         alerts = self.rule.detect(event)
