@@ -27,6 +27,7 @@ Record = tuple[str, bytes | None, bytes]  # topic, key, value
 _POLL_S = 0.1  # the poll thread's wait for reports; it only bounds how soon `close` stops it
 _QUEUE_FULL_WAIT_S = 0.005  # librdkafka's queue is full: hand the rest over once it drained a little
 _PROBE_STEP_S = 0.05
+_ANY_PARTITION = -1  # the partitioner picks (murmur2 of the key)
 
 
 class Delivery:
@@ -143,7 +144,7 @@ class RecordProducer:
             while at < len(records):
                 topic, key, value = records[at]
                 try:
-                    produce(topic, value, key, on_delivery=report)
+                    produce(topic, value, key, _ANY_PARTITION, report)  # positional: keywords cost more per call
                 except BufferError:
                     await asyncio.sleep(_QUEUE_FULL_WAIT_S)
                     continue
