@@ -5,9 +5,10 @@ validation and its record key need.
 rejected with the same reasons, the same 400 for a body that is bad as a whole - but each event as a
 `ReceivedEvent`: its text as received (what Kafka gets; nothing re-encoded), its record key, its stage and audit ID.
 For an EventList, the common body, msgspec splits the items into raw JSON spans, and an item is decoded only into
-the fields `validate_event` reads (the request and response objects are skipped, only their JSON type noted). Any
-item this cannot settle (one that fails validation, nests deeper than the bracket bound, or a body over the
-per-item size) is decoded whole and checked as `parse_body` checks it; any body msgspec reads differently from
+the fields `validate_event` reads, typed as a valid event has them so that msgspec checks the types (the request
+and response objects are skipped, only their JSON type noted). Any item this cannot settle (one whose fields are
+not all as a valid event has them, or that nests deeper than the bracket bound, or a body over the per-item size)
+is decoded whole and checked as `parse_body` checks it; any body msgspec reads differently from
 orjson (not UTF-8, a number beyond a double, a JSON syntax msgspec refuses) goes through `parse_body` itself.
 Nothing is redacted on the way, as before: valid events reach Kafka as the apiserver wrote them, rejected items
 are redacted when dead-lettered (`ingest.kafka.dead_letter`).
