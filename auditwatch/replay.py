@@ -183,7 +183,10 @@ def replay(
                 stats.count_rejected(Rejections.of(*written.refused), _KEEP_EXAMPLES)
         pending_alerts, pending_rejects, pending_hits, since_flush = [], Rejections(), {}, 0
 
-    process = pipeline.process
+    # The reader drops every copy of an event within a larger window than the pipeline's (`Deduper`): when the
+    # pipeline gets exactly what it reads and has seen nothing before, its own look-up could never find one.
+    unique = transform is None and not pipeline.remembers_events
+    process = pipeline.process_unique if unique else pipeline.process
     failed: list[Rejected] = []  # events a detector failed on
     try:
         for events, rejected in read_archives(paths, stats, progress=_progress_of(progress, stats), fmt=fmt):
