@@ -12,7 +12,8 @@ from detectors.errors import RuleError
 from detectors.events import AuditEvent
 from detectors.fieldpath import PathError, compile_path
 from detectors.loading.yamlload import LocatedDict, LocatedList
-from detectors.rules.condition_code import All, AnyOf, Cond, Member, Not, Predicate, Test, compiled
+from detectors.rules.condition_code import All, AnyOf, Cond, Member, Not, Test, compiled
+from detectors.rules.condition_code import Predicate as Predicate
 from detectors.scope import KEY_PATHS, UNKNOWN, AllOf, KeyCondition, KeyTest, NotOf
 from detectors.scope import AnyOf as KeyAnyOf
 
