@@ -1,7 +1,7 @@
 """A rule's `match:` as a tree, compiled into one Python function: the hot path of every native rule.
 
 `conditions` builds the tree: `All`, `Any`, `Not`, `Member` (a field one or two plain keys deep whose value, or a
-list element of it, is one of a set of strings and ints: `verb: [get, list]`), and `Test` for every other test (a
+list element of it, is one of a set of strings and ints: `verb: [get, list]`), and `Check` for every other test (a
 compiled predicate). `compiled` turns it into the source of a single function, `and`/`or`/`not` in the tree's
 order and every `Member` written out inline, so that a rule costs one call per event instead of one per node.
 The source holds only generated names and `repr()`s of field keys; every other value is bound by name.
@@ -44,11 +44,11 @@ class Member:
 
 
 @dataclass(frozen=True, slots=True)
-class Test:
+class Check:
     predicate: Predicate
 
 
-Cond = All | AnyOf | Not | Member | Test
+Cond = All | AnyOf | Not | Member | Check
 
 
 def list_hit(values: list[Any], choices: frozenset[Any]) -> bool:
@@ -97,7 +97,7 @@ class _Source:
             return "(" + " or ".join(self.expression(part) for part in cond.parts) + ")"
         if isinstance(cond, Not):
             return f"(not {self.expression(cond.part)})"
-        if isinstance(cond, Test):
+        if isinstance(cond, Check):
             return f"{self.bind(cond.predicate)}(event)"
         return self._member(cond)
 
@@ -124,7 +124,7 @@ class _Source:
 
 def compiled(cond: Cond, label: str = "match") -> Predicate:
     """The condition as one function of an event (`label` names it in tracebacks)."""
-    if isinstance(cond, Test):
+    if isinstance(cond, Check):
         return cond.predicate
     source = _Source()
     body = source.expression(cond)
