@@ -22,7 +22,7 @@ from tests.support.paths import SCENARIO
 def alerts_by(path: Path, pipeline: Pipeline, *, general: bool) -> tuple[list[tuple[str, str, str, str]], ReplayStats]:
     found: list[Alert] = []
     keep = (lambda event: event) if general else None  # a transform takes the pipeline's own look-up of copies
-    stats = replay([str(path)], pipeline, emit=found.append, transform=keep)
+    stats = replay([str(path)], pipeline, emit=found.append, transform=keep, last_use=True)
     return [(a.rule_id, a.audit_id, a.stage, a.message) for a in found], stats
 
 
@@ -39,6 +39,15 @@ def test_a_fresh_pipeline_without_its_look_up_of_copies_finds_the_same_alerts(tm
     general, general_stats = alerts_by(path, pipeline.fresh(), general=True)
     assert fast == general and fast
     assert fast_stats.duplicates == general_stats.duplicates > 0
+
+
+def test_a_pipeline_used_again_remembers_what_it_replayed(tmp_path: Path) -> None:
+    path = tmp_path / "twice.jsonl"
+    path.write_bytes(SCENARIO.read_bytes())
+    pipeline = Pipeline(load_rules(["builtin"]))
+    first = replay([str(path)], pipeline)
+    assert first.alerts and pipeline.remembers_events
+    assert replay([str(path)], pipeline).alerts == 0  # every event a copy of one it saw
 
 
 def test_a_pipeline_that_saw_events_before_keeps_its_look_up(tmp_path: Path) -> None:
