@@ -164,10 +164,24 @@ class AuditEvent:
     @property
     def timestamp(self) -> float:
         """Event time in seconds since the epoch (computed once per event)."""
-        cached = self.cache.get("timestamp")
+        cache = self.cache
+        cached: float | None = cache.get("timestamp")
         if cached is None:
-            cached = self.cache["timestamp"] = self.time.timestamp()
-        return float(cached)
+            cached = cache["timestamp"] = _seconds(event_timestamp(self.raw)) or self.time.timestamp()
+        return cached
+
+
+def _seconds(value: Any) -> float | None:
+    """`AuditEvent.time`'s seconds for the usual time (a zone, a year far from datetime's limits), without its
+    conversion to UTC: an aware time's timestamp is the same instant. None for any other value."""
+    if type(value) is str:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if parsed.tzinfo is not None and 1 < parsed.year < 9999:
+            return parsed.timestamp()
+    return None
 
 
 _set_raw = AuditEvent.__dict__["raw"].__set__
