@@ -1,10 +1,11 @@
 """A rule's `match:` as a tree, compiled into one Python function: the hot path of every native rule.
 
-`conditions` builds the tree: `All`, `Any`, `Not`, `Member` (a field one or two plain keys deep whose value, or a
-list element of it, is one of a set of strings and ints: `verb: [get, list]`), and `Check` for every other test (a
-compiled predicate). `compiled` turns it into the source of a single function, `and`/`or`/`not` in the tree's
-order and every `Member` written out inline, so that a rule costs one call per event instead of one per node.
-The source holds only generated names and `repr()`s of field keys; every other value is bound by name.
+`conditions` builds the tree: `All`, `AnyOf`, `Not`, `Member` (a field one or two plain keys deep whose value, or
+a list element of it, is one of a set of strings and ints: `verb: [get, list]`), `Among` (any other field path
+with strings to choose from: `$decision: allow`), and `Check` for every other test (a compiled predicate).
+`compiled` turns it into the source of a single function, `and`/`or`/`not` in the tree's order and every `Member`
+written out inline, so that a rule costs one call per event instead of one per node. The source holds only
+generated names and `repr()`s of field keys; every other value is bound by name.
 """
 
 from __future__ import annotations
@@ -44,17 +45,33 @@ class Member:
 
 
 @dataclass(frozen=True, slots=True)
+class Among:
+    """Some value that `values` reads (a field path's, flattened) is a string in `strings`."""
+
+    values: Callable[[AuditEvent], list[Any]]
+    strings: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
 class Check:
     predicate: Predicate
 
 
-Cond = All | AnyOf | Not | Member | Check
+Cond = All | AnyOf | Not | Member | Among | Check
 
 
 def list_hit(values: list[Any], choices: frozenset[Any]) -> bool:
     """Whether an element of a list is a string or int in `choices`."""
     for v in values:
         if (type(v) is str or type(v) is int) and v in choices:
+            return True
+    return False
+
+
+def string_among(values: list[Any], strings: frozenset[str]) -> bool:
+    """Whether a value is a string in `strings`."""
+    for v in values:
+        if isinstance(v, str) and v in strings:
             return True
     return False
 
@@ -76,7 +93,7 @@ class _Source:
     """The expression of a condition tree, and the names its values are bound to."""
 
     def __init__(self) -> None:
-        self.names: dict[str, Any] = {"list_hit": list_hit, "dicts_hit": dicts_hit}
+        self.names: dict[str, Any] = {"list_hit": list_hit, "dicts_hit": dicts_hit, "string_among": string_among}
         self.temps = 0
         self.reads_raw = False
 
@@ -99,6 +116,8 @@ class _Source:
             return f"(not {self.expression(cond.part)})"
         if isinstance(cond, Check):
             return f"{self.bind(cond.predicate)}(event)"
+        if isinstance(cond, Among):
+            return f"string_among({self.bind(cond.values)}(event), {self.bind(cond.strings)})"
         return self._member(cond)
 
     def _member(self, cond: Member) -> str:

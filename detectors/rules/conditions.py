@@ -12,7 +12,7 @@ from detectors.errors import RuleError
 from detectors.events import AuditEvent
 from detectors.fieldpath import PathError, compile_path
 from detectors.loading.yamlload import LocatedDict, LocatedList
-from detectors.rules.condition_code import All, AnyOf, Check, Cond, Member, Not, compiled
+from detectors.rules.condition_code import All, Among, AnyOf, Check, Cond, Member, Not, compiled
 from detectors.rules.condition_code import Predicate as Predicate
 from detectors.scope import KEY_PATHS, UNKNOWN, AllOf, KeyCondition, KeyTest, NotOf
 from detectors.scope import AnyOf as KeyAnyOf
@@ -136,7 +136,8 @@ def _hashable_choices(spec: Any) -> frozenset[Any] | None:
 
 def _field_condition(path_text: str, spec: Any, where: tuple[str, int]) -> Cond:
     """One field's test: a `Member` for a value or list of values on a field one or two keys deep (the hot path,
-    written out inline by `condition_code`), else a `Check` of the general path."""
+    written out inline by `condition_code`), an `Among` for strings on any other, else a `Check` of the general
+    path."""
     try:
         path = compile_path(path_text)
     except PathError as exc:
@@ -144,6 +145,8 @@ def _field_condition(path_text: str, spec: Any, where: tuple[str, int]) -> Cond:
     choices = _hashable_choices(spec)
     if path.keys is not None and 1 <= len(path.keys) <= 2 and choices is not None:
         return Member(path.keys, choices)
+    if choices is not None and all(type(c) is str for c in choices):
+        return Among(path.values, choices)  # as `_membership` and `equals` test strings
     return Check(_field_predicate(path.values, path_text, spec, where))
 
 

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from detectors.events import AuditEvent
-from detectors.rules.condition_code import All, AnyOf, Check, Cond, Member, Not, compiled
+from detectors.fieldpath import compile_path
+from detectors.rules.condition_code import All, Among, AnyOf, Check, Cond, Member, Not, compiled
 from detectors.rules.conditions import condition_tree
 from tests.support.fuzz_events import get_at, real_event, real_event_count, set_at
 
@@ -27,6 +28,8 @@ def reference(cond: Cond, event: AuditEvent) -> bool:
         return not reference(cond.part, event)
     if isinstance(cond, Check):
         return cond.predicate(event)
+    if isinstance(cond, Among):
+        return any(isinstance(v, str) and v in cond.strings for v in cond.values(event))
     choices = cond.choices
 
     def hit(value: Any) -> bool:
@@ -49,10 +52,11 @@ VALUES: list[Any] = [None, "x", "y", 1, 2, True, 1.0, [], ["x"], [1, "z"], [True
 MEMBERS = [Member(("a",), frozenset({"x"})), Member(("a", "b"), frozenset({"x", 1})), Member(("a", "b"), frozenset({2})),
            Member(("c",), frozenset({1, "y"}))]  # fmt: skip
 TEST = Check(lambda event: event.raw.get("c") == "x")
+AMONG = Among(compile_path("a.b[0]").values, frozenset({"x", "z"}))
 
 
 def trees() -> list[Cond]:
-    leaves: list[Cond] = [*MEMBERS, TEST]
+    leaves: list[Cond] = [*MEMBERS, TEST, AMONG]
     shapes: list[Cond] = list(leaves)
     for a, b in itertools.permutations(leaves, 2):
         shapes += [All((a, b)), AnyOf((a, b)), Not(a), All((Not(a), AnyOf((b, a))))]
