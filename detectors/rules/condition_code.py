@@ -2,10 +2,10 @@
 
 `conditions` builds the tree: `All`, `AnyOf`, `Not`, `Member` (a field one or two plain keys deep whose value, or
 a list element of it, is one of a set of strings and ints: `verb: [get, list]`), `Among` (any other field path
-with strings to choose from: `$decision: allow`), and `Check` for every other test (a compiled predicate).
-`compiled` turns it into the source of a single function, `and`/`or`/`not` in the tree's order and every `Member`
-written out inline, so that a rule costs one call per event instead of one per node. The source holds only
-generated names and `repr()`s of field keys; every other value is bound by name.
+with strings to choose from: `$decision: allow`), `Prefixed` (`{prefix: ...}` alone), and `Check` for every other
+test (a compiled predicate). `compiled` turns it into the source of a single function, `and`/`or`/`not` in the
+tree's order and every `Member` written out inline, so that a rule costs one call per event instead of one per
+node. The source holds only generated names and `repr()`s of field keys; every other value is bound by name.
 """
 
 from __future__ import annotations
@@ -53,11 +53,19 @@ class Among:
 
 
 @dataclass(frozen=True, slots=True)
+class Prefixed:
+    """Some value that `values` reads is a string that starts with one of `prefixes`."""
+
+    values: Callable[[AuditEvent], list[Any]]
+    prefixes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Check:
     predicate: Predicate
 
 
-Cond = All | AnyOf | Not | Member | Among | Check
+Cond = All | AnyOf | Not | Member | Among | Prefixed | Check
 
 
 def list_hit(values: list[Any], choices: frozenset[Any]) -> bool:
@@ -72,6 +80,14 @@ def string_among(values: list[Any], strings: frozenset[str]) -> bool:
     """Whether a value is a string in `strings`."""
     for v in values:
         if isinstance(v, str) and v in strings:
+            return True
+    return False
+
+
+def string_prefixed(values: list[Any], prefixes: tuple[str, ...]) -> bool:
+    """Whether a value is a string that starts with one of `prefixes`."""
+    for v in values:
+        if isinstance(v, str) and v.startswith(prefixes):
             return True
     return False
 
@@ -93,7 +109,8 @@ class _Source:
     """The expression of a condition tree, and the names its values are bound to."""
 
     def __init__(self) -> None:
-        self.names: dict[str, Any] = {"list_hit": list_hit, "dicts_hit": dicts_hit, "string_among": string_among}
+        self.names: dict[str, Any] = {"list_hit": list_hit, "dicts_hit": dicts_hit, "string_among": string_among,
+                                        "string_prefixed": string_prefixed}
         self.temps = 0
         self.reads_raw = False
 
@@ -118,6 +135,8 @@ class _Source:
             return f"{self.bind(cond.predicate)}(event)"
         if isinstance(cond, Among):
             return f"string_among({self.bind(cond.values)}(event), {self.bind(cond.strings)})"
+        if isinstance(cond, Prefixed):
+            return f"string_prefixed({self.bind(cond.values)}(event), {self.bind(cond.prefixes)})"
         return self._member(cond)
 
     def _member(self, cond: Member) -> str:

@@ -12,7 +12,7 @@ from detectors.errors import RuleError
 from detectors.events import AuditEvent
 from detectors.fieldpath import PathError, compile_path
 from detectors.loading.yamlload import LocatedDict, LocatedList
-from detectors.rules.condition_code import All, Among, AnyOf, Check, Cond, Member, Not, compiled
+from detectors.rules.condition_code import All, Among, AnyOf, Check, Cond, Member, Not, Prefixed, compiled
 from detectors.rules.condition_code import Predicate as Predicate
 from detectors.scope import KEY_PATHS, UNKNOWN, AllOf, KeyCondition, KeyTest, NotOf
 from detectors.scope import AnyOf as KeyAnyOf
@@ -136,8 +136,8 @@ def _hashable_choices(spec: Any) -> frozenset[Any] | None:
 
 def _field_condition(path_text: str, spec: Any, where: tuple[str, int]) -> Cond:
     """One field's test: a `Member` for a value or list of values on a field one or two keys deep (the hot path,
-    written out inline by `condition_code`), an `Among` for strings on any other, else a `Check` of the general
-    path."""
+    written out inline by `condition_code`), an `Among` for strings on any other, a `Prefixed` for a prefix test
+    alone, else a `Check` of the general path."""
     try:
         path = compile_path(path_text)
     except PathError as exc:
@@ -147,6 +147,9 @@ def _field_condition(path_text: str, spec: Any, where: tuple[str, int]) -> Cond:
         return Member(path.keys, choices)
     if choices is not None and all(type(c) is str for c in choices):
         return Among(path.values, choices)  # as `_membership` and `equals` test strings
+    if isinstance(spec, dict) and list(spec) == ["prefix"]:
+        op_where = (where[0], spec.line_of("prefix") if isinstance(spec, LocatedDict) else where[1])
+        return Prefixed(path.values, _strings(spec["prefix"], "prefix", op_where))  # as `_value_test` tests it
     return Check(_field_predicate(path.values, path_text, spec, where))
 
 

@@ -11,7 +11,7 @@ import yaml
 
 from detectors.events import AuditEvent
 from detectors.fieldpath import compile_path
-from detectors.rules.condition_code import All, Among, AnyOf, Check, Cond, Member, Not, compiled
+from detectors.rules.condition_code import All, Among, AnyOf, Check, Cond, Member, Not, Prefixed, compiled
 from detectors.rules.conditions import condition_tree
 from tests.support.fuzz_events import get_at, real_event, real_event_count, set_at
 
@@ -30,6 +30,8 @@ def reference(cond: Cond, event: AuditEvent) -> bool:
         return cond.predicate(event)
     if isinstance(cond, Among):
         return any(isinstance(v, str) and v in cond.strings for v in cond.values(event))
+    if isinstance(cond, Prefixed):
+        return any(isinstance(v, str) and v.startswith(cond.prefixes) for v in cond.values(event))
     choices = cond.choices
 
     def hit(value: Any) -> bool:
@@ -53,10 +55,11 @@ MEMBERS = [Member(("a",), frozenset({"x"})), Member(("a", "b"), frozenset({"x", 
            Member(("c",), frozenset({1, "y"}))]  # fmt: skip
 TEST = Check(lambda event: event.raw.get("c") == "x")
 AMONG = Among(compile_path("a.b[0]").values, frozenset({"x", "z"}))
+PREFIXED = Prefixed(compile_path("a[*].b").values, ("x", "y"))
 
 
 def trees() -> list[Cond]:
-    leaves: list[Cond] = [*MEMBERS, TEST, AMONG]
+    leaves: list[Cond] = [*MEMBERS, TEST, AMONG, PREFIXED]
     shapes: list[Cond] = list(leaves)
     for a, b in itertools.permutations(leaves, 2):
         shapes += [All((a, b)), AnyOf((a, b)), Not(a), All((Not(a), AnyOf((b, a))))]
