@@ -103,12 +103,13 @@ class BatchWriter:
         self._tried.pop(scope, None)
         self._changed.discard(scope)
 
-    def checkpoint_due(self, scope: str, *, force: bool = False) -> bool:
-        """Whether to checkpoint the scope's state with this batch (`force`: on hand-over or shutdown)."""
+    def checkpoint_due(self, scope: str, *, force: bool = False, every_s: float | None = None) -> bool:
+        """Whether to checkpoint the scope's state with this batch (`force`: on hand-over or shutdown; `every_s`:
+        an interval other than `checkpoint_every_s`, such as a consumer's shorter one once it has caught up)."""
         if force:
             return True
         since = time.monotonic() - self._tried.get(scope, -math.inf)
-        return scope in self._changed and since >= self.checkpoint_every_s
+        return scope in self._changed and since >= (self.checkpoint_every_s if every_s is None else every_s)
 
     def write(self, batch: BatchResults) -> Written:
         """Store the batch in one transaction, then prune old receipts when due. StoreError when not stored."""

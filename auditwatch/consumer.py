@@ -34,7 +34,7 @@ from api.outbox import OutboxRoute
 from api.store import AlertStore
 from api.tables import Receipt, StateCheckpoints
 from auditwatch.batches import BatchResults, BatchWriter, Written
-from auditwatch.consumer_batch import ConsumerStats, Detected, account_batch, decode_record
+from auditwatch.consumer_batch import ConsumerStats, Detected, Phases, account_batch, decode_record
 from auditwatch.live_exceptions import LiveExceptions
 from auditwatch.logs import TuningLog, log_alerts
 from auditwatch.metrics import Metrics
@@ -43,6 +43,18 @@ from detectors.events import Rejected, Rejections
 from detectors.pipeline import Pipeline
 
 log = logging.getLogger("auditwatch.detect")
+
+# How long the broker may hold a fetch for partitions that have nothing new (Kafka's default is 500 ms). aiokafka
+# sends one fetch at a time to a broker, and only for the partitions whose records were all handed out: once a
+# partition is drained (a small one, in a skewed topic) while another still has records buffered, the next fetch
+# asks for the drained partition alone and is held this long, and the busy partition waits behind it.
+FETCH_MAX_WAIT_MS = 100
+# Records fetched per partition at a time (Kafka's default is 1 MB, a few thousand compressed records: one batch of
+# work). Larger fetches make fewer fetch cycles, so fewer of the waits above, when a consumer has one busy partition.
+MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
+# A member learns that the group is rebalancing at its next heartbeat: a consumer joining waits for every member's
+# (Kafka's default is 3 s, with a session of 10 s here).
+HEARTBEAT_INTERVAL_MS = 1000
 
 
 class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -92,6 +104,7 @@ class Consumer:
         max_records: int = 5000,
         backoff_cap_s: float = 30.0,
         checkpoint_every_s: float = 5.0,
+        idle_checkpoint_s: float = 1.0,
         record_receipts: bool = False,
         receipts_retention_hours: float = 168.0,
         exceptions: LiveExceptions | None = None,
@@ -105,6 +118,11 @@ class Consumer:
         self.store = store
         self.max_records = max_records
         self.backoff_cap_s = backoff_cap_s
+        # Once caught up (a poll came back empty), changed state is checkpointed after this interval instead of
+        # checkpoint_every_s: the committed offsets, which follow the checkpoints, then reach the end of the topic
+        # soon after the consumer does, and the group's lag reads 0. Not at every idle poll: a sparse stream would
+        # write the whole state for nearly every event.
+        self.idle_checkpoint_s = min(idle_checkpoint_s, checkpoint_every_s)
         # receipts of every decoded event are stored with the batch's alerts before its offsets are committed
         self.writer = BatchWriter(
             store,
@@ -181,7 +199,7 @@ class Consumer:
             self.writer.forget(self._scope(tp))
 
     def _due_states(
-        self, tps: set[TopicPartition], *, force: bool = False
+        self, tps: set[TopicPartition], *, force: bool = False, every_s: float | None = None
     ) -> tuple[StateCheckpoints, dict[TopicPartition, int]]:
         """States to checkpoint now (as the writer schedules them), and the offsets they reflect."""
         if not self.template.stateful:
@@ -190,7 +208,7 @@ class Consumer:
         offsets: dict[TopicPartition, int] = {}
         for tp in tps:
             scope = self._scope(tp)
-            if tp in self._positions and self.writer.checkpoint_due(scope, force=force):
+            if tp in self._positions and self.writer.checkpoint_due(scope, force=force, every_s=every_s):
                 offsets[tp] = self._positions[tp]
                 states[scope] = (offsets[tp], self._pipeline(tp).snapshot())
         return states, offsets
@@ -199,8 +217,8 @@ class Consumer:
         """Partitions processed since their last checkpoint."""
         return {tp for tp in self._pipelines if self.writer.changed(self._scope(tp))}
 
-    async def checkpoint(self, tps: set[TopicPartition], *, force: bool = True) -> None:
-        states, offsets = self._due_states(tps, force=force)
+    async def checkpoint(self, tps: set[TopicPartition], *, force: bool = True, every_s: float | None = None) -> None:
+        states, offsets = self._due_states(tps, force=force, every_s=every_s)
         if not states:
             return
         try:
@@ -273,7 +291,8 @@ class Consumer:
         return Detected(results, offsets, checkpointed, events_seen, rejected.total, failed_origins)
 
     async def _process(
-        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        phases: Phases,
     ) -> None:
         started = time.perf_counter()
         work = self._fresh_records(consumer, batch)
@@ -285,6 +304,7 @@ class Consumer:
             pipeline.begin()
         try:
             detected = self._detect(work)
+            phases.detect = time.perf_counter() - started
             results = detected.results
             log.debug(
                 "batch %s: %d alerts, checkpoint %s",
@@ -292,6 +312,7 @@ class Consumer:
                 {tp.partition: off for tp, off in detected.checkpointed.items()},
             )  # fmt: skip
             written = await self._store(results)
+            phases.write = time.perf_counter() - started - phases.detect
         except BaseException:
             self._roll_back(pipelines, positions)
             raise
@@ -301,23 +322,26 @@ class Consumer:
         for pipeline in pipelines.values():
             pipeline.commit()
         log_alerts(log, results.alerts, written.refused)
-        account_batch(log, work, detected, written, started, self.stats, self.metrics)
-        self._tuning_log.report(log)
         # With stateful detectors, Kafka's committed offset follows the state checkpoint, never passes it: a
         # restart resumes where the saved state left off (redelivered alerts are absorbed by the upserts).
         to_commit = detected.checkpointed if self.template.stateful else detected.offsets
-        if not to_commit:
-            self.stats.batches += 1
-            return
+        if to_commit:
+            committing = time.perf_counter()
+            await self._commit(consumer, to_commit)
+            phases.commit = time.perf_counter() - committing
+        account_batch(log, work, detected, written, phases, self.stats, self.metrics)
+        self._tuning_log.report(log)
+        self.stats.batches += 1
+
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         try:
-            await consumer.commit(to_commit)
+            await consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
             # The group moved on (rebalance, session lost): the new owner reprocesses; upserts absorb it.
             self.stats.commit_failures += 1
             if self.metrics is not None:
                 self.metrics.commit_failures.inc()
             log.warning("offset commit failed, batch will be redelivered: %r", exc)
-        self.stats.batches += 1
 
     def _roll_back(
         self, pipelines: dict[TopicPartition, Pipeline], positions: dict[TopicPartition, int | None]
@@ -343,24 +367,28 @@ class Consumer:
             auto_offset_reset="earliest",
             max_poll_interval_ms=600_000,
             session_timeout_ms=10_000,
-            heartbeat_interval_ms=3_000,
+            heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
         )
         self._consumer = consumer
         consumer.subscribe([self.topic], listener=_HandOver(self))
         await consumer.start()
         try:
             while not self._stop.is_set():
+                polling = time.perf_counter()
                 batch = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
+                phases = Phases(poll=time.perf_counter() - polling)
                 if self.metrics is not None:
                     self.metrics.observe_lag(consumer, self._positions)
                 if not batch:
                     changed = self._changed()
-                    if changed:  # idle: checkpoint what the last batches changed
+                    if changed:  # caught up: checkpoint what the last batches changed
                         async with self.lock:
-                            await self.checkpoint(changed, force=False)
+                            await self.checkpoint(changed, force=False, every_s=self.idle_checkpoint_s)
                     continue
                 async with self.lock:
-                    await self._process(consumer, batch)
+                    await self._process(consumer, batch, phases)
             async with self.lock:
                 await self.checkpoint(set(self._pipelines))
         finally:

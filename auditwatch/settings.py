@@ -53,7 +53,6 @@ class Settings(BaseSettings):
     detect_max_records: int = 5000  # records per detector batch (one store transaction, one commit)
     send_timeout_s: float = 20.0
     kafka_wait_s: float = 60.0  # detect: how long to wait for Kafka at start before giving up
-    kafka_producers: int = 3  # producer connections used in turn by webhook batches
     drop_request_received: bool = False
     # detect's metrics listener (`GET /metrics`; off unless a port is given), with the access rules above
     metrics_host: str = "127.0.0.1"
@@ -140,7 +139,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a TCP port, 1 to 65535")
         return value
 
-    @field_validator("partitions", "replication_factor", "detect_max_records", "kafka_producers")
+    @field_validator("partitions", "replication_factor", "detect_max_records")
     @classmethod
     def _positive(cls, value: int) -> int:
         if value < 1:

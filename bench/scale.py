@@ -1,6 +1,7 @@
 """Scale-out through the Kafka consumer group: 1 vs 2 `detect` consumers and 1 vs 2 `ingest` processes, one run.
 
     .venv/bin/python -m bench.scale [--events 300000] [--seconds 15] [--clients 8] [--skip-ingest] [--repeat 1]
+                                    [--logs DIR]
 
 Uses the running Kafka and PostgreSQL (`eval "$(scripts/services.sh env)"`; it never starts or stops them):
   detect:  a fresh 6-partition topic filled with --events realistic events (the simulation package's noisy
@@ -9,7 +10,8 @@ Uses the running Kafka and PostgreSQL (`eval "$(scripts/services.sh env)"`; it n
            its own, until the group's committed offsets reach the end of the topic. Events/s are counted from
            the moment the group is stable with all its members (so start-up and the first rebalance are not in
            the figure; the wall time from launch is reported beside it). It says whether every detect run
-           stored the same alert ids (deterministic ids: they must be).
+           stored the same alert ids (deterministic ids: they must be), and where each process's time went
+           (bench/consumer_time.py: waiting for records, detecting, writing, committing, waiting for a core).
   ingest:  1, then 2 `auditwatch ingest` processes (a port each) in front of a fresh 6-partition topic, driven
            for --seconds by bench.ingest's load generator in a process of its own, its clients split evenly.
 For each run: events/s, CPU of each auditwatch process, of the generator, of the Kafka broker and of the PostgreSQL
@@ -40,6 +42,7 @@ from typing import Any
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
+from bench.consumer_time import ConsumerClock, ConsumerTime
 from bench.ingest import BATCH, free_port, make_bodies
 from bench.loadgen import load, requests_for
 from bench.proc_cpu import CpuMeter, just, load_average, shared_servers
@@ -64,6 +67,7 @@ class Run:
     consumed: int  # detect: records committed by the group at the end; ingest: records in the topic (warm-up too)
     alert_ids: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    consumers: dict[str, ConsumerTime] = field(default_factory=dict)  # detect: where each process's time went
 
     @property
     def rate(self) -> float:
@@ -87,12 +91,15 @@ class Run:
             f"(wall {self.wall_s:.1f}s), {self.per_cpu_second:,.0f} per {self.role} CPU-second; cores busy: {cores}, "
             f"other processes {self.others:.2f}; machine {self.machine_busy:.0%} busy of {os.cpu_count()} cores, "
             f"load average {self.load_average:.1f}" + "".join(f"; {note}" for note in self.notes)
+            + "".join(f"\n    {times.line(name)}" for name, times in self.consumers.items())
         )
 
 
 def topic_env(env: dict[str, str], name: str) -> dict[str, str]:
-    """The servers' environment, with the topic's own dead-letter topic (deleted with it) instead of the shared one."""
-    return {**env, "AUDITWATCH_DEAD_LETTER_TOPIC": f"{name}-dlq"}
+    """The servers' environment, with the topic's own dead-letter topic (deleted with it) instead of the shared one,
+    and text logs at INFO (bench.consumer_time reads detect's line per batch)."""
+    return {**env, "AUDITWATCH_DEAD_LETTER_TOPIC": f"{name}-dlq", "AUDITWATCH_LOG_FORMAT": "text",
+            "AUDITWATCH_LOG_LEVEL": "info"}  # fmt: skip
 
 
 def auditwatch(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -150,9 +157,9 @@ async def _group_state(admin: AIOKafkaAdminClient, group: str) -> tuple[str, int
     return str(described["state"]), len(described["members"])
 
 
-async def _watch_drain(bootstrap: str, group: str, total: int, members: int, meter: CpuMeter,
+async def _watch_drain(bootstrap: str, group: str, total: int, members: int, meters: tuple[CpuMeter, ConsumerClock],
                        procs: list[subprocess.Popen[bytes]], timeout_s: float) -> _Progress:  # fmt: skip
-    """Poll the group until its committed offsets reach `total`; start the meter when it is stable with all members."""
+    """Poll the group until its committed offsets reach `total`; start the meters when it is stable with all members."""
     progress = _Progress()
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -165,7 +172,8 @@ async def _watch_drain(bootstrap: str, group: str, total: int, members: int, met
             offsets = await admin.list_consumer_group_offsets(group)
             progress.committed = sum(max(meta.offset, 0) for meta in offsets.values())
             if progress.stable_at is None and await _group_state(admin, group) == ("Stable", members):
-                meter.start()
+                for meter in meters:
+                    meter.start()
                 progress.stable_at, progress.committed_at_stable = time.perf_counter(), progress.committed
             await asyncio.sleep(POLL_S)
         progress.done_at = time.perf_counter()
@@ -186,21 +194,26 @@ def run_detect(env: dict[str, str], name: str, total: int, consumers: int, workd
                        topic_env(env, name), log)
             for log in logs
         ]  # fmt: skip
-        groups = {f"detect-{i + 1}": just(p.pid) for i, p in enumerate(procs)} | shared_servers(admin_url)
+        pids = {f"detect-{i + 1}": p.pid for i, p in enumerate(procs)}
+        groups = {proc: just(pid) for proc, pid in pids.items()} | shared_servers(admin_url)
         meter, launch_meter = CpuMeter(groups), CpuMeter(groups)  # from the group's being stable, and from launch
+        clock, launch_clock = ConsumerClock(pids), ConsumerClock(pids)  # where each consumer's time went, likewise
         launch_meter.start()
+        launch_clock.start()
         try:
             timeout_s = 120 + total / 1000  # bounded: far above any rate seen here
             try:
-                progress = asyncio.run(_watch_drain(bootstrap, group, total, consumers, meter, procs, timeout_s))
+                progress = asyncio.run(_watch_drain(bootstrap, group, total, consumers, (meter, clock), procs,
+                                                    timeout_s))  # fmt: skip
             except RuntimeError as exc:
                 raise RuntimeError(f"{exc}{log_tails(procs, logs)}") from None
             notes: tuple[str, ...] = ()
             if progress.stable_at is None or progress.committed_at_stable > total // 2:  # a small topic
                 progress.stable_at, progress.committed_at_stable = launched, 0
-                meter = launch_meter
+                meter, clock = launch_meter, launch_clock
                 notes = ("counted from launch: most of the topic was drained before the group was seen stable",)
             cpu, busy = meter.stop()
+            clock.stop()
         finally:
             stop_all(procs)
         assert progress.stable_at is not None and progress.done_at is not None
@@ -208,7 +221,7 @@ def run_detect(env: dict[str, str], name: str, total: int, consumers: int, workd
             role="detect", processes=consumers, events=progress.committed - progress.committed_at_stable,
             seconds=progress.done_at - progress.stable_at, wall_s=progress.done_at - launched, cpu=cpu,
             machine_busy=busy, load_average=load_average(), consumed=progress.committed, alert_ids=alert_ids(db_url),
-            notes=notes,
+            notes=notes, consumers=clock.read(dict(zip(pids, logs, strict=True))),
         )  # fmt: skip
 
 
@@ -346,15 +359,18 @@ class Report:
 
 
 def measure(
-    events: int, *, ingest_seconds: float = 0.0, clients: int = 8, body_events: int = 40_000, repeat: int = 1
+    events: int, *, ingest_seconds: float = 0.0, clients: int = 8, body_events: int = 40_000, repeat: int = 1,
+    logs: Path | None = None,
 ) -> Report:
     """The whole benchmark, `repeat` times over the same detect topic; ingest_seconds 0 skips the ingest runs.
-    The load generator cycles through `body_events` events in pre-built bodies."""
+    The load generator cycles through `body_events` events in pre-built bodies. The processes' logs go to `logs`
+    (kept) when given, else to a temporary directory."""
     env = services_env()
     bootstrap = env["AUDITWATCH_KAFKA_BOOTSTRAP"]
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="auditwatch-scale-") as tmp, topic(bootstrap, "bench-scale") as name:
-        workdir = Path(tmp)
+        workdir = logs or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         partitions = fill(env, name, events, workdir)
         for _ in range(repeat):  # 1 and 2 in turn, so that the machine's load swings hit both alike
             done = len(runs)
@@ -374,9 +390,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="concurrent webhook clients in all (default 8)")
     parser.add_argument("--skip-ingest", action="store_true", help="only the detect runs")
     parser.add_argument("--repeat", type=int, default=1, help="rounds of every run; medians are reported (default 1)")
+    parser.add_argument("--logs", type=Path, help="keep the auditwatch processes' logs in this directory")
     args = parser.parse_args()
     report = measure(args.events, ingest_seconds=0.0 if args.skip_ingest else args.seconds, clients=args.clients,
-                     repeat=args.repeat)  # fmt: skip
+                     repeat=args.repeat, logs=args.logs)  # fmt: skip
     for line in report.lines():
         print(line)
     print(report.summary())

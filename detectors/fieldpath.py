@@ -320,6 +320,18 @@ def compile_path(text: str) -> CompiledPath:
         found = walk(event)
         return found if many else (found[0] if len(found) == 1 else found or None)
 
+    key, index = (tokens[0], tokens[1]) if len(tokens) == 2 else (None, None)
+    if start is None and isinstance(key, str) and type(index) is int:  # `sourceIPs[-1]`, without the walk's lists
+
+        def item(event: EventView) -> Any:
+            items = event.raw.get(key)
+            if not isinstance(items, list) or not -len(items) <= index < len(items):
+                return None
+            found = items[index]
+            return first(event) if isinstance(found, list) else found
+
+        return CompiledPath(text, walk, many, item)
+
     return CompiledPath(text, walk, many, first)
 
 

@@ -3,8 +3,8 @@
 Every event becomes one record on the audit topic, keyed by its principal so that one principal's events
 stay on one partition (its detector state lives there); from the webhook, the record is the event's JSON text as
 received (`ingest.body`), not re-encoded. `accept` returns only when every record of the
-batch is acknowledged by all in-sync replicas (acks=all, idempotent producer); otherwise it raises
-SinkUnavailable and the webhook answers 503, which the apiserver retries. Items that failed validation go
+batch is acknowledged by all in-sync replicas (acks=all, idempotent producer: `ingest.producer`); otherwise it
+raises SinkUnavailable and the webhook answers 503, which the apiserver retries. Items that failed validation go
 to a dead-letter topic with their reason and origin (the webhook hands over at most MAX_KEPT_REJECTED per
 batch and counts the rest), and so does an event too large for a record, rather than failing its batch on
 every retry.
@@ -17,18 +17,19 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import orjson
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
+from confluent_kafka import KafkaError, KafkaException
 
 from detectors.events import AuditEvent, Rejected
 from detectors.redact import redacted_json
 from ingest.body import ReceivedEvent, received
 from ingest.body import record_key as record_key
+from ingest.producer import Record, RecordProducer
 from ingest.webhook import SinkResult, SinkUnavailable
 
 log = logging.getLogger("auditwatch.ingest")
@@ -37,11 +38,16 @@ MAX_RECORD_BYTES = 8 * 1024 * 1024  # one audit event; the broker's message.max.
 DEAD_LETTER_PAYLOAD_BYTES = 16 * 1024  # as the quarantine table keeps
 # An event's key and value must leave this much of a record for the record and batch headers.
 _RECORD_OVERHEAD = 4096
+_PROBE_TIMEOUT_S = 5.0  # a metadata round trip, when no broker is known to answer (it fails sooner when refused)
+# librdkafka's errors that mean no broker could be reached at all
+_UNREACHABLE = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE})
+_NO_ANSWER = frozenset({KafkaError._TIMED_OUT, KafkaError._MSG_TIMED_OUT})
 
 
 @lru_cache(maxsize=65536)
 def partition_index(key: bytes, partitions: int) -> int:
-    """The Java client's (and aiokafka's) default partitioner for keyed records."""
+    """The partition of a keyed record: the Java client's (and aiokafka's) default partitioner, which librdkafka's
+    `murmur2_random` (the ingest producer's) matches."""
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
@@ -72,6 +78,13 @@ def dead_letter(item: Rejected) -> bytes:
 
 def kafka_problem(exc: BaseException, timeout_s: float) -> str:
     """Why a Kafka call failed, in a few words (aiokafka's own messages list resolver tuples)."""
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    if isinstance(error, KafkaError):  # librdkafka's (the producer)
+        if error.code() in _UNREACHABLE:
+            return "no broker answered (connection refused or unreachable)"
+        if error.code() in _NO_ANSWER:
+            return f"no answer within {timeout_s:g} s"
+        return f"{error.name()}: {error.str()}"[:200]
     if isinstance(exc, TimeoutError):
         return f"no answer within {timeout_s:g} s"
     name = type(exc).__name__
@@ -123,49 +136,42 @@ class KafkaSink:
         dead_letter_topic: str,
         send_timeout_s: float = 20.0,
         drop_request_received: bool = False,
-        producers: int = 3,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.dead_letter_topic = dead_letter_topic
         self.send_timeout_s = send_timeout_s
         self.drop_request_received = drop_request_received
-        # aiokafka keeps one produce request in flight per broker connection, so one producer is bound by
-        # round trips, not CPU; a few producers (one per webhook batch in turn) keep the broker busy. Order
-        # within a batch is kept (one producer per batch); apiserver batches are unordered anyway.
-        self._producers: list[AIOKafkaProducer | None] = [None] * max(1, producers)
-        self._next = 0
-        self._starting = asyncio.Lock()
+        self._producer: RecordProducer | None = None  # made on first use: in the worker process, after any fork
+        self._probing: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
-    def _new_producer(self) -> AIOKafkaProducer:
-        return AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
-            client_id="auditwatch-ingest",
-            acks="all",
-            enable_idempotence=True,
-            compression_type="lz4",
-            linger_ms=0,  # batches are built whole per webhook POST; waiting adds only latency
-            max_batch_size=1024 * 1024,
-            max_request_size=MAX_RECORD_BYTES,
-            request_timeout_ms=int(self.send_timeout_s * 1000),
-        )
+    async def _ensure_producer(self, *, probe: bool = False) -> RecordProducer:
+        """The producer, replaced when it failed for good; while no broker is known to answer (or when asked),
+        a metadata round trip first, so a batch gets its 503 at once rather than at its deadline."""
+        producer = self._producer
+        if producer is None or producer.failed is not None:
+            if producer is not None:
+                self._close_later(producer)
+            producer = self._producer = RecordProducer(
+                self.bootstrap, timeout_s=self.send_timeout_s, max_record_bytes=MAX_RECORD_BYTES
+            )
+        if producer.down or probe:
+            probing = self._probing
+            if probing is None or probing.done():  # one probe at a time, whatever the number of waiting batches
+                timeout_s = min(self.send_timeout_s, _PROBE_TIMEOUT_S)
+                probing = self._probing = asyncio.ensure_future(producer.probe(self.topic, timeout_s))
+            try:
+                await asyncio.shield(probing)
+            except KafkaException as exc:
+                why = kafka_problem(exc, min(self.send_timeout_s, _PROBE_TIMEOUT_S))
+                raise SinkUnavailable(f"Kafka at {self.bootstrap} is unreachable: {why}") from exc
+        return producer
 
-    async def _ensure_producer(self, slot: int = 0) -> AIOKafkaProducer:
-        existing = self._producers[slot]
-        if existing is not None:
-            return existing
-        async with self._starting:
-            current = self._producers[slot]
-            if current is None:
-                current = self._new_producer()
-                try:
-                    await asyncio.wait_for(current.start(), self.send_timeout_s)
-                except (KafkaError, TimeoutError, OSError) as exc:
-                    await _quietly_stop(current)
-                    why = kafka_problem(exc, self.send_timeout_s)
-                    raise SinkUnavailable(f"Kafka at {self.bootstrap} is unreachable: {why}") from exc
-                self._producers[slot] = current
-            return current
+    def _close_later(self, producer: RecordProducer) -> None:
+        task = asyncio.get_running_loop().create_task(producer.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def start(self) -> None:
         """Connect now if Kafka is up; if not, the first batch retries (and gets 503 meanwhile)."""
@@ -175,79 +181,43 @@ class KafkaSink:
             log.warning("%s: webhook batches get 503 (the apiserver retries them) until it is reachable", exc)
 
     async def ready(self) -> None:
-        """Raise SinkUnavailable unless a producer is connected (readiness probe)."""
-        await self._ensure_producer()
+        """Raise SinkUnavailable unless a broker answers (readiness probe)."""
+        await self._ensure_producer(probe=True)
 
     async def accept(self, events: list[AuditEvent], rejected: list[Rejected]) -> SinkResult:
         """Events decoded whole (replay): encoded for their records."""
         return await self.accept_received([received(event) for event in events], rejected)
 
     async def accept_received(self, events: list[ReceivedEvent], rejected: list[Rejected]) -> SinkResult:
-        """Every event's text as it came becomes its record's value."""
-        slot = self._next
-        self._next = (slot + 1) % len(self._producers)
-        producer = await self._ensure_producer(slot)
+        """Every event's text as it came becomes its record's value, keyed by its principal; the batch's dead
+        letters go with it. Returns once every record is acknowledged."""
+        producer = await self._ensure_producer()
         if self.drop_request_received:
             events = drop_superseded_request_received(events)
-        try:
-            # one deadline for the whole batch: sending itself blocks while the broker is away
-            async with asyncio.timeout(self.send_timeout_s):
-                oversized: list[Rejected] = []
-                futures = await self._send_events(producer, events, oversized)
-                for item in [*rejected, *oversized]:
-                    futures.append(await producer.send(self.dead_letter_topic, value=dead_letter(item)))
-                await asyncio.gather(*futures)
-        except (KafkaError, TimeoutError) as exc:
-            # The producer may be wedged (broker gone): rebuild it on its next batch.
-            stale, self._producers[slot] = self._producers[slot], None
-            if stale is not None:
-                asyncio.get_running_loop().create_task(_quietly_stop(stale))
-            raise SinkUnavailable(f"Kafka did not acknowledge the batch: {exc!r}") from exc
-        return SinkResult(alerts=0)
-
-    async def _send_events(
-        self, producer: AIOKafkaProducer, events: list[ReceivedEvent], oversized: list[Rejected]
-    ) -> list[Any]:
-        """Group records by partition (the Java client's murmur2 of the key) and send whole batches; events too
-        large for a record go to `oversized` instead.
-
-        Per-record `send()` costs tens of microseconds in aiokafka; appending to a batch per partition
-        is several times cheaper, and keeps the same partitioning as `send()` and the Java clients.
-        """
-        partitions = sorted(await producer.partitions_for(self.topic))
-        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        topic, limit = self.topic, MAX_RECORD_BYTES - _RECORD_OVERHEAD
+        records: list[Record] = []
+        oversized: list[Rejected] = []
         for event in events:
             key, value = event.key, event.text
-            if len(key) + len(value) > MAX_RECORD_BYTES - _RECORD_OVERHEAD:
+            if len(key) + len(value) > limit:
                 reason = f"event is {len(key) + len(value)} bytes as a record, over the limit of {MAX_RECORD_BYTES}"
                 oversized.append(Rejected(event.origin, reason, orjson.loads(value)))
-                continue
-            partition = partitions[partition_index(key, len(partitions))]
-            by_partition.setdefault(partition, []).append((key, value))
-        futures: list[Any] = []
-        for partition, records in by_partition.items():
-            batch = producer.create_batch()
-            for key, value in records:
-                if batch.append(key=key, value=value, timestamp=None) is not None:
-                    continue
-                if batch.record_count():
-                    futures.append(await producer.send_batch(batch, self.topic, partition=partition))
-                batch = producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None) is None:  # larger than a whole batch
-                    futures.append(await producer.send(self.topic, key=key, value=value, partition=partition))
-            if batch.record_count():
-                futures.append(await producer.send_batch(batch, self.topic, partition=partition))
-        return futures
+            else:
+                records.append((topic, key, value))
+        records += [(self.dead_letter_topic, None, dead_letter(item)) for item in [*rejected, *oversized]]
+        try:
+            # one deadline for the whole batch, waiting for room in the producer's queue included
+            async with asyncio.timeout(self.send_timeout_s):
+                await producer.send(records)
+        except (KafkaException, TimeoutError) as exc:
+            raise SinkUnavailable(
+                f"Kafka did not acknowledge the batch: {kafka_problem(exc, self.send_timeout_s)}"
+            ) from exc
+        return SinkResult(alerts=0)
 
     async def close(self) -> None:
-        for slot, producer in enumerate(self._producers):
-            if producer is not None:
-                await _quietly_stop(producer)
-                self._producers[slot] = None
-
-
-async def _quietly_stop(producer: AIOKafkaProducer) -> None:
-    try:
-        await asyncio.wait_for(producer.stop(), 10)
-    except Exception as exc:  # noqa: BLE001 - shutting down a broken client must not raise
-        log.debug("producer stop failed: %r", exc)
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.close()
+        if self._closing:
+            await asyncio.gather(*self._closing)

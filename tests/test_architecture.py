@@ -16,6 +16,7 @@ IO_MODULES = {
     "starlette",
     "sqlalchemy",
     "aiokafka",
+    "confluent_kafka",
     "uvicorn",
     "anyio",
     "httpx",

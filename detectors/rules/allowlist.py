@@ -51,6 +51,7 @@ class Allowlist:
     _namespace: Callable[[str], bool] = field(default=lambda _v: False, repr=False, compare=False)
     _image: Callable[[str], bool] = field(default=lambda _v: False, repr=False, compare=False)
     _registry: Callable[[str], bool] = field(default=lambda _v: False, repr=False, compare=False)
+    active: bool = False  # any entry at all: an empty allowlist (most rules) answers without reading the event
 
     @classmethod
     def build(cls, lists: dict[str, list[str]]) -> Allowlist:
@@ -59,11 +60,13 @@ class Allowlist:
             images=tuple(lists["images"]), registries=tuple(lists["registries"]),
             _user=_glob_matcher(lists["users"]), _group=_glob_matcher(lists["groups"]),
             _namespace=_glob_matcher(lists["namespaces"]), _image=_glob_matcher(lists["images"]),
-            _registry=_glob_matcher(lists["registries"]),
+            _registry=_glob_matcher(lists["registries"]), active=any(lists.values()),
         )  # fmt: skip
 
     def allows(self, event: AuditEvent) -> bool:
-        if self._user(event.username):
+        if not self.active:
+            return False
+        if self.users and self._user(event.username):
             return True
         if self.groups and any(self._group(g) for g in event.groups):
             return True

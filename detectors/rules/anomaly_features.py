@@ -33,12 +33,6 @@ _RBAC = frozenset({"roles", "clusterroles", "rolebindings", "clusterrolebindings
 _WRITES = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 
-def action_of(event: AuditEvent) -> str:
-    """`verb:resource[/subresource]`, e.g. `get:secrets` or `create:pods/exec`."""
-    sub = event.subresource
-    return f"{event.verb}:{event.resource}/{sub}" if sub else f"{event.verb}:{event.resource}"
-
-
 def sensitive(action: str) -> bool:
     """Whether an action is one attackers need (secrets, RBAC writes, exec/attach, node proxy, TokenRequest).
 
@@ -142,12 +136,28 @@ class Observed(NamedTuple):
 
     @classmethod
     def of(cls, event: AuditEvent) -> Observed:
-        ips = event.source_ips
-        space = (event.namespace or CLUSTER) if event.resource else ""
-        denied = event.response_code == 403
-        action = action_of(event)
-        refusal = f"{action} {space or event.request_uri}" if denied else ""
-        return cls(action, space, network_of(ips[-1]) if ips else "", event.user_agent, denied, refusal)
+        """Read from the raw event in one pass (the AuditEvent properties, without their per-call lookups)."""
+        raw = event.raw
+        ref = raw.get("objectRef")
+        if isinstance(ref, dict):
+            resource, sub, namespace = _text(ref, "resource"), _text(ref, "subresource"), _text(ref, "namespace")
+        else:
+            resource = sub = namespace = ""
+        verb = str(raw.get("verb") or "")
+        action = f"{verb}:{resource}/{sub}" if sub else f"{verb}:{resource}"
+        space = (namespace or CLUSTER) if resource else ""
+        status = raw.get("responseStatus")
+        code = status.get("code") if isinstance(status, dict) else None
+        denied = isinstance(code, int) and code == 403
+        refusal = f"{action} {space or str(raw.get('requestURI') or '')}" if denied else ""
+        ips = raw.get("sourceIPs")
+        network = network_of(str(ips[-1])) if isinstance(ips, list) and ips else ""
+        return cls(action, space, network, str(raw.get("userAgent") or ""), denied, refusal)
+
+
+def _text(ref: dict[str, Any], key: str) -> str:
+    value = ref.get(key)
+    return str(value) if value else ""
 
 
 def novel_facts(seen: Observed, p: Profile, now: float) -> list[tuple[str, str, float]]:

@@ -41,16 +41,36 @@ def key_getter(fields: Any, *, path: str, line: int, what: str) -> Callable[[Aud
     except PathError as exc:
         raise RuleError(f"{what}: {exc}", path=path, line=line) from None
 
+    if len(getters) == 1:  # the common keys ($principal, a source address) without the loop
+        (only,) = getters
+
+        def key_of_one(event: AuditEvent) -> Key | None:
+            value = only(event)
+            if type(value) is str:
+                return (value,) if value else None
+            part = _key_part(value)
+            return None if part is None else (part,)
+
+        return key_of_one
+
     def key(event: AuditEvent) -> Key | None:
         parts: list[str] = []
         for get in getters:
             value = get(event)
-            if value is None or value == "" or value == []:
+            part = value if type(value) is str and value else _key_part(value)
+            if part is None:
                 return None
-            parts.append(",".join(map(str, value)) if isinstance(value, list) else str(value))
+            parts.append(part)
         return tuple(parts)
 
     return key
+
+
+def _key_part(value: Any) -> str | None:
+    """One field of a key as text; None for a missing or empty value."""
+    if value is None or value == "" or value == []:
+        return None
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def key_fields(fields: str | list[str]) -> tuple[str, ...]:
@@ -89,9 +109,10 @@ class StatefulRule(NativeRuleAttributes):
     def counts(self, event: AuditEvent) -> bool:
         """Whether the event is one the rule counts: its stage, its `match:`, not allowed."""
         header = self.header
-        if event.raw.get("stage") not in header.stages:
+        if event.raw.get("stage") not in header.stages or not self.predicate(event):
             return False
-        return self.predicate(event) and not header.allowlist.allows(event)
+        allowlist = header.allowlist
+        return not (allowlist.active and allowlist.allows(event))
 
     def journal(self) -> KeyJournal[Any, Any]:
         """A new undo journal of the rule's keyed table (each subclass has one)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bisect import bisect_right, insort
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, ClassVar
 
 from detectors.alerts import Alert
@@ -20,6 +21,37 @@ def _require(node: LocatedDict, path: str, keys: tuple[str, ...], rule_type: str
     for key in keys:
         if key not in node:
             raise key_error(node, path, f"missing required key {key!r} for a {rule_type} rule")
+
+
+def _note(seen: dict[str, float], value: str, now: float) -> None:
+    """`seen[value] = now`, the entries kept in order of time (oldest first) so that `_expire` need not scan."""
+    if value in seen:
+        del seen[value]
+    later = []
+    while seen and _latest(seen) > now:  # a late event: the few entries after it step aside
+        later.append(seen.popitem())
+    seen[value] = now
+    for entry, ts in reversed(later):
+        seen[entry] = ts
+
+
+def _expire(seen: dict[str, float], horizon: float) -> None:
+    """Drop the entries seen at or before `horizon`: the oldest ones, at the front."""
+    stale = []
+    for value, ts in seen.items():
+        if ts > horizon:
+            break
+        stale.append(value)
+    for value in stale:
+        del seen[value]
+
+
+def _latest(seen: dict[str, float]) -> float:
+    return next(reversed(seen.values()))
+
+
+def _by_time(seen: dict[str, float]) -> dict[str, float]:
+    return dict(sorted(seen.items(), key=itemgetter(1)))
 
 
 @dataclass
@@ -117,15 +149,19 @@ class DistinctCountRule(StatefulRule):
         now = event.timestamp
         if self._undo is not None:
             self._undo.touch(key)
-        per_field = self._values.setdefault(key, [{} for _ in self.distinct])
-        for (_, get, _), seen in zip(self.distinct, per_field, strict=True):
+        per_field = self._values.get(key)
+        if per_field is None:
+            per_field = self._values[key] = [{} for _ in self.distinct]
+        horizon = now - self.window_s
+        complete = True
+        for (_, get, minimum), seen in zip(self.distinct, per_field, strict=True):
             value = get(event)
             if value is not None and value != "":
-                seen[str(value)] = now
-            for stale in [v for v, ts in seen.items() if ts <= now - self.window_s]:
-                del seen[stale]
+                _note(seen, value if type(value) is str else str(value), now)
+            _expire(seen, horizon)
+            complete = complete and len(seen) >= minimum
         self._sweep(now)
-        if any(len(seen) < minimum for (_, _, minimum), seen in zip(self.distinct, per_field, strict=True)):
+        if not complete:
             return []
         counts = {name: sorted(seen)[:20] for (name, _, _), seen in zip(self.distinct, per_field, strict=True)}
         self.forget(self._values, key)
@@ -136,9 +172,8 @@ class DistinctCountRule(StatefulRule):
     def _sweep(self, now: float) -> None:
         if not self.tick():
             return
-        for k in [
-            k for k, per in self._values.items() if all(not s or max(s.values()) <= now - self.window_s for s in per)
-        ]:
+        horizon = now - self.window_s
+        for k in [k for k, per in self._values.items() if all(not s or _latest(s) <= horizon for s in per)]:
             self.forget(self._values, k)
 
     def journal(self) -> KeyJournal[Key, list[dict[str, float]]]:
@@ -151,7 +186,8 @@ class DistinctCountRule(StatefulRule):
         return {"values": [[list(k), v] for k, v in self._values.items()]}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self._values = {tuple(k): v for k, v in state.get("values", [])}
+        # ordered by time, as `_note` keeps them (snapshots of earlier versions kept the order of first sight)
+        self._values = {tuple(k): [_by_time(seen) for seen in v] for k, v in state.get("values", [])}
 
     @classmethod
     def from_node(cls, node: LocatedDict, *, path: str) -> DistinctCountRule:
@@ -205,10 +241,11 @@ class NewTermsRule(StatefulRule):
         if self._first_event is None:
             self._first_event = now
         entry = key + ("\x1f",) + terms
-        if self._undo is not None:
-            self._undo.touch(entry)
         previous = self._last_seen.get(entry)
-        self._last_seen[entry] = max(now, previous or now)
+        if not previous or now > previous:  # journaled only when it changes
+            if self._undo is not None:
+                self._undo.touch(entry)
+            self._last_seen[entry] = now
         self._sweep(now)
         if previous is not None and previous > now - self.history_s:
             return []

@@ -11,7 +11,7 @@ from tests.support.paths import PYTHON, ROOT
 
 # the scientific stack (river, numpy, scipy), the store, the web stack, Kafka, Sigma, settings
 HEAVY = ("river", "numpy", "scipy", "pandas", "sqlalchemy", "alembic", "psycopg", "fastapi", "starlette", "uvicorn",
-         "pydantic", "pydantic_settings", "aiokafka", "sigma", "yaml", "httpx", "re2", "asyncio")  # fmt: skip
+         "pydantic", "pydantic_settings", "aiokafka", "confluent_kafka", "sigma", "yaml", "httpx", "re2", "asyncio")  # fmt: skip
 
 
 def imported_roots(code: str) -> set[str]:

@@ -39,6 +39,11 @@ def test_two_consumers_find_the_same_alerts_and_the_report_has_every_figure() ->
     assert one.alert_ids, "the noisy stream should raise some alerts"
     assert one.alert_ids == two.alert_ids  # deterministic ids: the same alerts whichever consumer had a partition
     assert set(two.cpu) == {"detect-1", "detect-2", "broker", "postgres"}
+    for run in (one, two):  # where each consumer's time went, from its log's batch lines and /proc
+        assert set(run.consumers) == {f"detect-{i + 1}" for i in range(run.processes)}
+        # (at this size the batches may all end before the group is seen stable: the phases may be 0)
+        assert all(t.waiting_for_core >= 0 and set(t.phases) == {"poll", "detect", "write", "commit"}
+                   and min(t.phases.values()) >= 0 for t in run.consumers.values())  # fmt: skip
     ingest = report.of("ingest", 1) + report.of("ingest", 2)
     assert [run.processes for run in ingest] == [1, 2]
     for run in ingest:

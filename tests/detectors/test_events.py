@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import orjson
 import pytest
@@ -150,6 +151,18 @@ def test_json_patch_bodies_are_arrays_and_become_a_partial_object() -> None:
 def test_bad_paths_are_rejected(bad: str) -> None:
     with pytest.raises(PathError):
         compile_path(bad)
+
+
+@pytest.mark.parametrize(
+    "ips", [None, [], ["10.0.0.1"], ["10.0.0.1", "10.0.0.2"], ["a", None], ["a", ["x", "y"]], ["a", ["x"]], ["a", []],
+            {"a": 1}, "10.0.0.1", [7]],
+)  # fmt: skip
+def test_an_indexed_path_reads_as_its_walk(ips: Any) -> None:
+    """`sourceIPs[-1]` (a stateful rule's usual key) has a path of its own; it reads what the walk reads."""
+    path = compile_path("sourceIPs[-1]")
+    event = AuditEvent(raw={} if ips is None else {"sourceIPs": ips})
+    walked = path.values(event)
+    assert path.value(event) == (walked[0] if len(walked) == 1 else walked or None)
 
 
 @pytest.mark.parametrize(

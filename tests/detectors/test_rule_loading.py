@@ -15,6 +15,7 @@ from detectors.events import AuditEvent
 from detectors.falco import FalcoRuleset
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
+from detectors.rules.allowlist import ALLOWLIST_KEYS, Allowlist
 from detectors.rules.baseline import Baselined
 from detectors.rules.match import MatchRule
 from detectors.rules.stateful import StatefulRule
@@ -435,3 +436,21 @@ def test_not_regex_holds_when_some_value_does_not_match(tmp_path: Path) -> None:
     assert rule.predicate(pod("registry.example.com/a", "busybox"))
     assert not rule.predicate(pod("registry.example.com/a", "registry.example.com/b"))
     assert not rule.predicate(pod())
+
+
+class _Watched(dict[str, Any]):
+    """An event's raw dict that notes the fields read from it."""
+
+    read: list[str]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.append(key)
+        return super().get(key, default)
+
+
+def test_an_empty_allowlist_answers_without_reading_the_event() -> None:
+    raw = _Watched(exec_event())
+    raw.read = []
+    assert not Allowlist.build({key: [] for key in ALLOWLIST_KEYS}).allows(AuditEvent(raw=raw))
+    assert raw.read == []
+    assert Allowlist.build({**{key: [] for key in ALLOWLIST_KEYS}, "users": ["mallory@*"]}).allows(AuditEvent(raw=raw))

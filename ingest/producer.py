@@ -1,0 +1,172 @@
+"""An asyncio face on librdkafka's producer (confluent-kafka): the webhook's records, made durable off the event loop.
+
+librdkafka batches, compresses (lz4) and sends records in its own threads, outside the GIL, so the event loop only
+hands each record over (`produce`, about a microsecond); with aiokafka, building and compressing the record batches on
+the event loop cost more than everything else of a webhook batch together. A poll thread serves librdkafka's
+reports: the records handed over together are one `Delivery`, which the event loop awaits and which settles when
+every record is acknowledged by all in-sync replicas (acks=all, idempotent producer) or at the first failure.
+Keyed records are partitioned by librdkafka's `murmur2_random`, the Java client's murmur2 (`partition_index` in
+ingest/kafka.py), so one principal's records land on one partition whichever process produced them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+log = logging.getLogger("auditwatch.ingest.kafka")
+
+Record = tuple[str, bytes | None, bytes]  # topic, key, value
+_POLL_S = 0.1  # the poll thread's wait for reports; it only bounds how soon `close` stops it
+_QUEUE_FULL_WAIT_S = 0.005  # librdkafka's queue is full: hand the rest over once it drained a little
+_PROBE_STEP_S = 0.05
+_ANY_PARTITION = -1  # the partitioner picks (murmur2 of the key)
+
+
+class Delivery:
+    """The acknowledgements of records handed over together: awaited on the event loop, settled from the poll
+    thread when the last record is acknowledged or the first one fails."""
+
+    __slots__ = ("_loop", "future", "_expected", "_acks", "_error")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, expected: int) -> None:
+        self._loop = loop
+        self.future: asyncio.Future[None] = loop.create_future()
+        self._expected = expected
+        self._acks = itertools.count(1)  # next() on it is atomic under the GIL: no lock on the hot path
+        self._error: KafkaError | None = None
+        if expected == 0:
+            self.future.set_result(None)
+
+    def report(self, error: KafkaError | None, _message: Message) -> None:
+        """librdkafka's delivery report of one record (in the poll thread)."""
+        if error is not None:
+            if self._error is None:
+                self._error = error
+                self._call(self._settle)
+        elif next(self._acks) == self._expected:
+            self._call(self._settle)
+
+    def abandon(self) -> None:
+        """Nobody awaits this delivery any more (the batch failed or timed out): its late reports are dropped."""
+        self.future.cancel()
+
+    def _call(self, settle: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody waits for the answer
+            self._loop.call_soon_threadsafe(settle)
+
+    def _settle(self) -> None:
+        if self.future.done():
+            return
+        if self._error is not None:
+            self.future.set_exception(KafkaException(self._error))
+        else:
+            self.future.set_result(None)
+
+
+class _ClientLog:
+    """librdkafka's own log lines (one per reconnection attempt while a broker is away) at DEBUG: what matters
+    reaches the log as the webhook's 503s and the sink's warnings."""
+
+    def log(self, _level: int, message: str, *args: Any) -> None:
+        log.debug(message, *args)
+
+
+class RecordProducer:
+    """One librdkafka producer and its poll thread. Create it in the process that uses it (after any fork)."""
+
+    def __init__(self, bootstrap: str, *, timeout_s: float, max_record_bytes: int) -> None:
+        self.bootstrap = bootstrap
+        self.down = True  # no broker known to answer yet; cleared by a probe or an acknowledged batch
+        self.failed: KafkaError | None = None  # a fatal error: this producer can do nothing more
+        self._brokers_down = 0  # times librdkafka said every broker connection is down
+        self._producer = Producer({
+            "bootstrap.servers": bootstrap,
+            "client.id": "auditwatch-ingest",
+            "acks": "all",
+            "enable.idempotence": True,
+            "compression.type": "lz4",
+            "linger.ms": 2,  # concurrent webhook batches share produce requests; each batch waits at most this
+            "partitioner": "murmur2_random",  # the Java client's, for keyed records
+            "message.max.bytes": max_record_bytes,
+            "message.timeout.ms": max(1, int(timeout_s * 1000)),  # librdkafka gives up when the webhook does
+            "reconnect.backoff.max.ms": 1000,  # a broker that is back is found within a second
+            "queue.buffering.max.kbytes": 256 * 1024,  # bounded: a full queue makes batches wait (`send`)
+            "logger": _ClientLog(),
+            "error_cb": self._on_error,
+        })  # fmt: skip
+        self._closing = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="kafka-producer-reports", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._closing.is_set():
+            self._producer.poll(_POLL_S)
+
+    def _on_error(self, error: KafkaError) -> None:
+        """librdkafka's client-wide errors (in the poll thread)."""
+        if error.fatal():
+            self.failed = error
+            log.warning("Kafka producer failed for good, replaced on the next batch: %s", error.str())
+        elif error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.down = True
+            self._brokers_down += 1
+        else:
+            log.debug("Kafka client: %s", error.str())
+
+    async def probe(self, topic: str, timeout_s: float) -> None:
+        """A metadata round trip with the brokers; KafkaException when none answers within `timeout_s`, or as soon
+        as librdkafka says that every broker connection is down."""
+        seen = self._brokers_down
+        metadata = asyncio.ensure_future(asyncio.to_thread(self._producer.list_topics, topic, timeout_s))
+        metadata.add_done_callback(_retrieved)
+        while not metadata.done():
+            await asyncio.wait({metadata}, timeout=_PROBE_STEP_S)
+            if self._brokers_down != seen and not metadata.done():
+                raise KafkaException(KafkaError(KafkaError._ALL_BROKERS_DOWN))
+        metadata.result()
+        self.down = False
+
+    async def send(self, records: Sequence[Record]) -> None:
+        """Hand the records over and return when every one is acknowledged; KafkaException on the first failure.
+        While librdkafka's queue is full this waits (the caller's deadline bounds it)."""
+        delivery = Delivery(asyncio.get_running_loop(), len(records))
+        produce, report = self._producer.produce, delivery.report
+        try:
+            at = 0
+            while at < len(records):
+                topic, key, value = records[at]
+                try:
+                    produce(topic, value, key, _ANY_PARTITION, report)  # positional: keywords cost more per call
+                except BufferError:
+                    await asyncio.sleep(_QUEUE_FULL_WAIT_S)
+                    continue
+                at += 1
+            await delivery.future
+        except BaseException:
+            delivery.abandon()
+            raise
+        self.down = False
+
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Deliver what is queued (within `timeout_s`), drop the rest, stop the poll thread."""
+        self._closing.set()
+        await asyncio.to_thread(self._poller.join)
+        left = await asyncio.to_thread(self._producer.flush, timeout_s)
+        if left:
+            self._producer.purge()
+            await asyncio.to_thread(self._producer.flush, 1.0)  # serves the purged records' reports
+            log.debug("Kafka producer closed with %d records undelivered", left)
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """A probe's metadata call that ended after the probe gave up: its outcome no longer matters."""
+    if not task.cancelled():
+        task.exception()

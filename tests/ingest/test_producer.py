@@ -1,0 +1,130 @@
+"""The ingest producer (librdkafka) against real Kafka, never mocked: keyed records land on the partition the Java
+client picks, a batch returns only once every record is in the log, and a Kafka that is away is said at once.
+How a `Delivery` settles from librdkafka's reports is checked on its own, without a broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+from confluent_kafka import KafkaError, KafkaException
+
+from ingest.body import ReceivedEvent
+from ingest.kafka import KafkaSink, TopicSpec, ensure_topics, partition_index
+from ingest.producer import Delivery
+from ingest.webhook import SinkUnavailable
+from tests.support.processes import free_port
+from tests.support.services import kafka_bootstrap, topic_records
+
+PARTITIONS = 6
+
+
+def received(key: bytes, i: int) -> ReceivedEvent:
+    return ReceivedEvent(b'{"n":%d}' % i, key, "ResponseComplete", f"id-{i}", f"test#items[{i}]")
+
+
+def sink_for(bootstrap: str, topic: str, **options: Any) -> KafkaSink:
+    return KafkaSink(bootstrap, topic=topic, dead_letter_topic=f"{topic}-dlq", **options)
+
+
+@pytest.mark.integration
+def test_keyed_records_land_on_the_partition_the_java_client_picks() -> None:
+    bootstrap = kafka_bootstrap()
+    topic = f"partitions-{uuid.uuid4().hex[:8]}"
+    keys = [f"user-{i}@example.com".encode() for i in range(60)] + [b"system:node:ip-10-0-1-23", b"x"]
+    keys += [f"unauthenticated:198.51.100.{i}".encode() for i in range(20)]
+
+    async def send() -> None:
+        await ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS, 1), TopicSpec(f"{topic}-dlq", 1, 1)])
+        sink = sink_for(bootstrap, topic)
+        try:
+            await sink.accept_received([received(key, i) for i, key in enumerate(keys)], [])
+        finally:
+            await sink.close()
+
+    asyncio.run(send())
+    records = topic_records(bootstrap, topic, expect_at_least=len(keys))
+    assert sorted(r.key for r in records) == sorted(keys)
+    everywhere = list(range(PARTITIONS))
+    for record in records:
+        assert record.partition == partition_index(record.key, PARTITIONS)
+        assert record.partition == DefaultPartitioner()(record.key, everywhere, everywhere)
+    assert len({r.partition for r in records}) == PARTITIONS  # the keys spread: the check above means something
+
+
+@pytest.mark.integration
+def test_a_batch_returns_only_once_every_record_is_in_the_log() -> None:
+    bootstrap = kafka_bootstrap()
+    topic = f"acked-{uuid.uuid4().hex[:8]}"
+    count = 2000
+
+    async def send_then_count() -> int:
+        await ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS, 1), TopicSpec(f"{topic}-dlq", 1, 1)])
+        sink = sink_for(bootstrap, topic)
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+        await consumer.start()
+        try:
+            await sink.accept_received([received(b"k%d" % (i % 50), i) for i in range(count)], [])
+            # at once, before any wait: what the broker holds now
+            ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(PARTITIONS)])
+            return sum(ends.values())
+        finally:
+            await consumer.stop()
+            await sink.close()
+
+    assert asyncio.run(send_then_count()) == count
+
+
+@pytest.mark.integration
+def test_kafka_away_is_said_at_once_not_at_the_batch_deadline() -> None:
+    closed = f"127.0.0.1:{free_port()}"
+
+    async def attempt() -> tuple[str, float]:
+        sink = sink_for(closed, "audit", send_timeout_s=30)
+        started = time.monotonic()
+        try:
+            with pytest.raises(SinkUnavailable) as raised:
+                await sink.accept_received([received(b"k", 0)], [])
+            return str(raised.value), time.monotonic() - started
+        finally:
+            await sink.close()
+
+    message, seconds = asyncio.run(attempt())
+    assert message.startswith(f"Kafka at {closed} is unreachable: no broker answered")
+    assert seconds < 30  # the probe's answer (librdkafka: every broker down), not the batch's deadline
+
+
+def test_a_delivery_settles_on_its_last_acknowledgement() -> None:
+    async def run() -> None:
+        delivery = Delivery(asyncio.get_running_loop(), 3)
+        for _ in range(2):
+            delivery.report(None, None)  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        assert not delivery.future.done()
+        delivery.report(None, None)  # type: ignore[arg-type]
+        await asyncio.wait_for(delivery.future, 1)
+
+    asyncio.run(run())
+
+
+def test_a_delivery_fails_on_its_first_failed_record_and_ignores_reports_once_abandoned() -> None:
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        failed = Delivery(loop, 3)
+        failed.report(None, None)  # type: ignore[arg-type]
+        failed.report(KafkaError(KafkaError._MSG_TIMED_OUT), None)  # type: ignore[arg-type]
+        with pytest.raises(KafkaException):
+            await asyncio.wait_for(failed.future, 1)
+        abandoned = Delivery(loop, 1)
+        abandoned.abandon()
+        abandoned.report(KafkaError(KafkaError._MSG_TIMED_OUT), None)  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        assert abandoned.future.cancelled()
+        assert Delivery(loop, 0).future.done()  # nothing to wait for
+
+    asyncio.run(run())
