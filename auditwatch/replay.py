@@ -155,10 +155,13 @@ def replay(
     fmt: str | None = None,
     transform: Transform | None = None,
     pacer: Pacer | None = None,
+    last_use: bool = False,
 ) -> ReplayStats:
     """Archives -> the detection pipeline -> alerts (emitted, and stored in batches when a store is given).
 
     `transform` may drop (None) or rewrite each event first (time window, audit policy); `pacer` paces it.
+    `last_use` says the pipeline is not used after this replay (the command's), so its memory of seen events
+    need not be kept up to date for later ones.
     With a store, its rule exceptions apply (loaded at start, reloaded every 30 s): the alerts they match
     are counted (`suppressed`, and each exception's hits), neither stored nor emitted.
     """
@@ -183,7 +186,11 @@ def replay(
                 stats.count_rejected(Rejections.of(*written.refused), _KEEP_EXAMPLES)
         pending_alerts, pending_rejects, pending_hits, since_flush = [], Rejections(), {}, 0
 
-    process = pipeline.process
+    # The reader drops every copy of an event within a larger window than the pipeline's (`Deduper`): when the
+    # pipeline gets exactly what it reads and has seen nothing before, its own look-up could never find one (and
+    # what it would remember is needed only by a later use).
+    unique = last_use and transform is None and not pipeline.remembers_events
+    process = pipeline.process_unique if unique else pipeline.process
     failed: list[Rejected] = []  # events a detector failed on
     try:
         for events, rejected in read_archives(paths, stats, progress=_progress_of(progress, stats), fmt=fmt):

@@ -96,7 +96,7 @@ def full_replay(path: Path, pipeline: Pipeline, workdir: Path, run: int) -> tupl
     store = AlertStore(f"sqlite:///{workdir / f'bench-{run}.db'}")
     store.migrate()
     try:
-        stats = replay([str(path)], pipeline, store=store)
+        stats = replay([str(path)], pipeline, store=store, last_use=True)  # as `auditwatch replay` calls it
     finally:
         store.close()
     return stats.events, stats.seconds, stats.alerts

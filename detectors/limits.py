@@ -28,7 +28,7 @@ TRUNCATED_ANNOTATION = "auditwatch.io/truncated"  # "true" on a stored copy that
 ORJSON_MAX_DEPTH = 1024  # orjson.loads refuses deeper nesting ("depth limit exceeded"); tests pin it
 _WRAP = ORJSON_MAX_DEPTH - MAX_EVENT_DEPTH
 _OPEN, _CLOSE = b"[" * _WRAP, b"]" * _WRAP
-_COUNT_BELOW_BYTES = 64 * 1024  # from this size counting costs about as much as the wrapper, and rarely passes
+SHALLOW_COUNT_BYTES = 64 * 1024  # from this size counting costs about as much as the wrapper, and rarely passes
 
 
 def depth_exceeds(value: Any, limit: int = MAX_EVENT_DEPTH) -> bool:
@@ -80,7 +80,7 @@ def loads_bounded(data: bytes) -> tuple[Any, bool]:
     if it is deeper; one that fails so is parsed again as it is: the error, or the document (then not shallow:
     its items are checked one by one), is exactly orjson's.
     """
-    if len(data) < _COUNT_BELOW_BYTES and data.count(b"{") + data.count(b"[") <= MAX_EVENT_DEPTH:
+    if len(data) < SHALLOW_COUNT_BYTES and data.count(b"{") + data.count(b"[") <= MAX_EVENT_DEPTH:
         return orjson.loads(data), True
     try:
         node = orjson.loads(b"".join((_OPEN, data, _CLOSE)))

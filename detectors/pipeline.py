@@ -136,18 +136,35 @@ class Pipeline:
             return wildcard
         return by_resource.get(resource, wildcard)
 
+    @property
+    def remembers_events(self) -> bool:
+        """Whether the memory of seen events holds any (a pipeline that processed none does not)."""
+        return bool(self._seen_order)
+
     def process(self, event: AuditEvent, failures: list[Rejected] | None = None) -> list[Alert]:
         """The alerts of one event. With `failures`, an exception quarantines the event there (see the module
         docstring) and the other detectors still run; without, it propagates (rule tests want to see it)."""
-        try:
-            if self._seen is not None and self._duplicate(event):
+        if self._seen is not None:
+            try:
+                if self._duplicate(event):
+                    return []
+            except Exception as exc:
+                if failures is None:
+                    raise
+                failures.append(_unprocessable(event, exc))
                 return []
+        return self.process_unique(event, failures)
+
+    def process_unique(self, event: AuditEvent, failures: list[Rejected] | None = None) -> list[Alert]:
+        """`process` for an event that the caller knows is no copy of one the pipeline saw in its dedupe window:
+        the memory of seen events is neither read nor written (replay, whose reader drops copies already)."""
+        try:
             candidates = self.candidates(event)
             self._clock.see(event)
         except Exception as exc:
             if failures is None:
                 raise
-            failures.append(Rejected(event.origin, f"event could not be processed: {describe_error(exc)}", event.raw))
+            failures.append(_unprocessable(event, exc))
             return []
         alerts: list[Alert] = []
         errors: list[str] | None = None
@@ -241,3 +258,7 @@ class Pipeline:
         for event in events:
             alerts.extend(self.process(event, failures))
         return alerts
+
+
+def _unprocessable(event: AuditEvent, exc: Exception) -> Rejected:
+    return Rejected(event.origin, f"event could not be processed: {describe_error(exc)}", event.raw)

@@ -96,7 +96,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         stats = replay(
             args.paths, pipeline, store=store, emit=emit, progress=progress, fmt=args.format, transform=transform,
-            pacer=pacer,
+            pacer=pacer, last_use=True,
         )  # fmt: skip
     finally:
         if stream is not None and stream is not sys.stdout.buffer:

@@ -12,9 +12,11 @@ from detectors.errors import RuleError
 from detectors.events import AuditEvent
 from detectors.fieldpath import PathError, compile_path
 from detectors.loading.yamlload import LocatedDict, LocatedList
-from detectors.scope import KEY_PATHS, UNKNOWN, AllOf, AnyOf, KeyCondition, KeyTest, NotOf
+from detectors.rules.condition_code import All, Among, AnyOf, Check, Cond, Member, Not, Prefixed, compiled
+from detectors.rules.condition_code import Predicate as Predicate
+from detectors.scope import KEY_PATHS, UNKNOWN, AllOf, KeyCondition, KeyTest, NotOf
+from detectors.scope import AnyOf as KeyAnyOf
 
-Predicate = Callable[[AuditEvent], bool]
 ValueTest = Callable[[Any], bool]
 
 
@@ -132,51 +134,29 @@ def _hashable_choices(spec: Any) -> frozenset[Any] | None:
     return frozenset(choices)
 
 
-def _fused_membership(keys: tuple[str, ...], choices: frozenset[Any]) -> Predicate | None:
-    """`field: value` / `field: [values]` on a field one or two keys deep, in one closure (the hot path).
-
-    Same semantics as the general path: a list value matches if any element does; types must agree
-    (a str never equals an int, and bools are excluded from `choices`).
-    """
-
-    def hit(value: Any) -> bool:
-        kind = type(value)
-        if kind is str or kind is int:
-            return value in choices
-        if kind is list:
-            return any((type(v) is str or type(v) is int) and v in choices for v in value)
-        return False
-
-    if len(keys) == 1:
-        (k1,) = keys
-        return lambda e: hit(e.raw.get(k1))
-    if len(keys) == 2:
-        k1, k2 = keys
-
-        def two(event: AuditEvent) -> bool:
-            outer = event.raw.get(k1)
-            if type(outer) is dict:
-                return hit(outer.get(k2))
-            if type(outer) is list:
-                return any(type(o) is dict and hit(o.get(k2)) for o in outer)
-            return False
-
-        return two
-    return None
-
-
-def _field_predicate(path_text: str, spec: Any, where: tuple[str, int]) -> Predicate:
+def _field_condition(path_text: str, spec: Any, where: tuple[str, int]) -> Cond:
+    """One field's test: a `Member` for a value or list of values on a field one or two keys deep (the hot path,
+    written out inline by `condition_code`), an `Among` for strings on any other, a `Prefixed` for a prefix test
+    alone, else a `Check` of the general path."""
     try:
-        compiled = compile_path(path_text)
+        path = compile_path(path_text)
     except PathError as exc:
         raise RuleError(str(exc), path=where[0], line=where[1]) from None
-    getter = compiled.values
     choices = _hashable_choices(spec)
-    if compiled.keys is not None and choices is not None:
-        fused = _fused_membership(compiled.keys, choices)
-        if fused is not None:
-            return fused
+    if path.keys is not None and 1 <= len(path.keys) <= 2 and choices is not None:
+        return Member(path.keys, choices)
+    if choices is not None and all(type(c) is str for c in choices):
+        return Among(path.values, choices)  # as `_membership` and `equals` test strings
+    if isinstance(spec, dict) and list(spec) == ["prefix"]:
+        op_where = (where[0], spec.line_of("prefix") if isinstance(spec, LocatedDict) else where[1])
+        return Prefixed(path.values, _strings(spec["prefix"], "prefix", op_where))  # as `_value_test` tests it
+    return Check(_field_predicate(path.values, path_text, spec, where))
 
+
+def _field_predicate(
+    getter: Callable[[AuditEvent], list[Any]], path_text: str, spec: Any, where: tuple[str, int]
+) -> Predicate:
+    """The general path: the operators of `spec` over the values `getter` reads."""
     tests: list[ValueTest] = []
     exists: bool | None = None
     not_in: ValueTest | None = None
@@ -229,28 +209,34 @@ def _field_predicate(path_text: str, spec: Any, where: tuple[str, int]) -> Predi
 
 def compile_condition(node: Any, *, path: str, line: int) -> Predicate:
     """Compile a condition mapping; every entry must hold."""
+    return compiled(condition_tree(node, path=path, line=line), path)
+
+
+def condition_tree(node: Any, *, path: str, line: int) -> Cond:
+    """A condition mapping as a tree (`condition_code`); RuleError for a malformed one."""
     if not isinstance(node, dict) or not node:
         where = node.line if isinstance(node, (LocatedDict, LocatedList)) else line
         raise RuleError("a condition must be a non-empty mapping", path=path, line=where)
-    preds: list[Predicate] = []
+    parts: list[Cond] = []
     for key, value in node.items():
         key_line = node.line_of(key) if isinstance(node, LocatedDict) else line
         if key in ("all", "any"):
             if not isinstance(value, list) or not value:
                 raise RuleError(f"{key!r} takes a non-empty list of conditions", path=path, line=key_line)
-            subs = [
-                compile_condition(
-                    item, path=path, line=value.line_of(i) if isinstance(value, LocatedList) else key_line
-                )
+            subs = tuple(
+                condition_tree(item, path=path, line=value.line_of(i) if isinstance(value, LocatedList) else key_line)
                 for i, item in enumerate(value)
-            ]
-            preds.append(_all(subs) if key == "all" else _any(subs))
+            )
+            parts.append(_all(subs) if key == "all" else AnyOf(subs))
         elif key == "not":
-            inner = compile_condition(value, path=path, line=key_line)
-            preds.append(lambda e, inner=inner: not inner(e))  # type: ignore[misc]
+            parts.append(Not(condition_tree(value, path=path, line=key_line)))
         else:
-            preds.append(_field_predicate(key, value, (path, key_line)))
-    return _all(preds)
+            parts.append(_field_condition(key, value, (path, key_line)))
+    return _all(tuple(parts))
+
+
+def _all(parts: tuple[Cond, ...]) -> Cond:
+    return parts[0] if len(parts) == 1 else All(parts)
 
 
 def key_condition(node: Any, *, path: str = "", line: int = 0) -> KeyCondition:
@@ -260,40 +246,14 @@ def key_condition(node: Any, *, path: str = "", line: int = 0) -> KeyCondition:
     for key, value in node.items():
         if key in ("all", "any"):
             subs = tuple(key_condition(item, path=path, line=line) for item in value)
-            parts.append(AllOf(subs) if key == "all" else AnyOf(subs))
+            parts.append(AllOf(subs) if key == "all" else KeyAnyOf(subs))
         elif key == "not":
             parts.append(NotOf(key_condition(value, path=path, line=line)))
         elif key in KEY_PATHS:
-            parts.append(KeyTest(_field_predicate(key, value, (path, line))))
+            parts.append(KeyTest(compiled(_field_condition(key, value, (path, line)), path)))
         else:
             parts.append(UNKNOWN)
     return parts[0] if len(parts) == 1 else AllOf(tuple(parts))
-
-
-def _all(preds: list[Predicate]) -> Predicate:
-    if len(preds) == 1:
-        return preds[0]
-    items = tuple(preds)
-
-    def conjunction(event: AuditEvent) -> bool:
-        for pred in items:
-            if not pred(event):
-                return False
-        return True
-
-    return conjunction
-
-
-def _any(preds: list[Predicate]) -> Predicate:
-    items = tuple(preds)
-
-    def disjunction(event: AuditEvent) -> bool:
-        for pred in items:
-            if pred(event):
-                return True
-        return False
-
-    return disjunction
 
 
 def index_values(node: Any, field: str) -> frozenset[str] | None:

@@ -163,3 +163,15 @@ def test_an_indexed_path_reads_as_its_walk(ips: Any) -> None:
     event = AuditEvent(raw={} if ips is None else {"sourceIPs": ips})
     walked = path.values(event)
     assert path.value(event) == (walked[0] if len(walked) == 1 else walked or None)
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["2026-11-20T10:00:00Z", "2026-11-20T10:00:00.123456789Z", "2026-11-20T10:00:00.5+05:30", "1970-01-01T00:00:00Z",
+     "1969-12-31T23:59:59.999999-00:01", "0001-01-01T00:00:00+14:00", "0001-01-01T00:30:00-01:00",
+     "9999-12-31T23:59:59-14:00", "9999-12-31T12:00:00+01:00", "2026-11-20T10:00:00", "2026-11-20", "not a time", "",
+     7, None, ["2026-11-20T10:00:00Z"]],
+)  # fmt: skip
+def test_the_event_seconds_are_those_of_its_time(stamp: object) -> None:
+    event = AuditEvent({"stageTimestamp": stamp})
+    assert event.timestamp == AuditEvent({"stageTimestamp": stamp}).time.timestamp()

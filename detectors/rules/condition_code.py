@@ -1,0 +1,176 @@
+"""A rule's `match:` as a tree, compiled into one Python function: the hot path of every native rule.
+
+`conditions` builds the tree: `All`, `AnyOf`, `Not`, `Member` (a field one or two plain keys deep whose value, or
+a list element of it, is one of a set of strings and ints: `verb: [get, list]`), `Among` (any other field path
+with strings to choose from: `$decision: allow`), `Prefixed` (`{prefix: ...}` alone), and `Check` for every other
+test (a compiled predicate). `compiled` turns it into the source of a single function, `and`/`or`/`not` in the
+tree's order and every `Member` written out inline, so that a rule costs one call per event instead of one per
+node. The source holds only generated names and `repr()`s of field keys; every other value is bound by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from detectors.events import AuditEvent
+
+Predicate = Callable[[AuditEvent], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class All:
+    parts: tuple[Cond, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    parts: tuple[Cond, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    part: Cond
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """`keys` (one or two) from the event root lead to a value in `choices` (strings and ints, not bools), or a
+    list holding one; a list of objects on the way (`key1: [{key2: ...}]`) holds if one of them does. Types
+    must agree: a str never equals an int."""
+
+    keys: tuple[str, ...]
+    choices: frozenset[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Among:
+    """Some value that `values` reads (a field path's, flattened) is a string in `strings`."""
+
+    values: Callable[[AuditEvent], list[Any]]
+    strings: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Prefixed:
+    """Some value that `values` reads is a string that starts with one of `prefixes`."""
+
+    values: Callable[[AuditEvent], list[Any]]
+    prefixes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    predicate: Predicate
+
+
+Cond = All | AnyOf | Not | Member | Among | Prefixed | Check
+
+
+def list_hit(values: list[Any], choices: frozenset[Any]) -> bool:
+    """Whether an element of a list is a string or int in `choices`."""
+    for v in values:
+        if (type(v) is str or type(v) is int) and v in choices:
+            return True
+    return False
+
+
+def string_among(values: list[Any], strings: frozenset[str]) -> bool:
+    """Whether a value is a string in `strings`."""
+    for v in values:
+        if isinstance(v, str) and v in strings:
+            return True
+    return False
+
+
+def string_prefixed(values: list[Any], prefixes: tuple[str, ...]) -> bool:
+    """Whether a value is a string that starts with one of `prefixes`."""
+    for v in values:
+        if isinstance(v, str) and v.startswith(prefixes):
+            return True
+    return False
+
+
+def dicts_hit(outer: list[Any], key: str, choices: frozenset[Any]) -> bool:
+    """Whether an object of a list has `key` with a value (or a list element) in `choices`."""
+    for o in outer:
+        if type(o) is dict:
+            v: Any = o.get(key)
+            kind = type(v)
+            if (kind is str or kind is int) and v in choices:
+                return True
+            if kind is list and list_hit(v, choices):
+                return True
+    return False
+
+
+class _Source:
+    """The expression of a condition tree, and the names its values are bound to."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, Any] = {"list_hit": list_hit, "dicts_hit": dicts_hit, "string_among": string_among,
+                                        "string_prefixed": string_prefixed}
+        self.temps = 0
+        self.reads_raw = False
+
+    def bind(self, value: Any) -> str:
+        name = f"_v{len(self.names)}"
+        self.names[name] = value
+        return name
+
+    def temp(self) -> str:
+        """A fresh local name (assigned with `:=` where first used)."""
+        self.temps += 1
+        return f"_t{self.temps}"
+
+    def expression(self, cond: Cond) -> str:
+        if isinstance(cond, All):
+            return "(" + " and ".join(self.expression(part) for part in cond.parts) + ")"
+        if isinstance(cond, AnyOf):
+            return "(" + " or ".join(self.expression(part) for part in cond.parts) + ")"
+        if isinstance(cond, Not):
+            return f"(not {self.expression(cond.part)})"
+        if isinstance(cond, Check):
+            return f"{self.bind(cond.predicate)}(event)"
+        if isinstance(cond, Among):
+            return f"string_among({self.bind(cond.values)}(event), {self.bind(cond.strings)})"
+        if isinstance(cond, Prefixed):
+            return f"string_prefixed({self.bind(cond.values)}(event), {self.bind(cond.prefixes)})"
+        return self._member(cond)
+
+    def _member(self, cond: Member) -> str:
+        self.reads_raw = True
+        choices = self.bind(cond.choices)
+        kinds = [kind for kind in ("str", "int") if any(type(c).__name__ == kind for c in cond.choices)]
+        if len(cond.keys) == 1:
+            return self._hit(f"raw.get({cond.keys[0]!r})", choices, kinds)
+        k1, k2 = cond.keys
+        outer = self.temp()
+        first = self._hit(f"{outer}.get({k2!r})", choices, kinds)
+        return (
+            f"((type({outer} := raw.get({k1!r})) is dict and {first})"
+            f" or (type({outer}) is list and dicts_hit({outer}, {k2!r}, {choices})))"
+        )
+
+    def _hit(self, value: str, choices: str, kinds: list[str]) -> str:
+        """`value` is one of `choices` (whose types are `kinds`), or a list holding one."""
+        v = self.temp()
+        scalars = "".join(f"(type({v}) is {kind} and {v} in {choices}) or " for kind in kinds)
+        return f"(({v} := {value}) is not None and ({scalars}(type({v}) is list and list_hit({v}, {choices}))))"
+
+
+def compiled(cond: Cond, label: str = "match") -> Predicate:
+    """The condition as one function of an event (`label` names it in tracebacks)."""
+    if isinstance(cond, Check):
+        return cond.predicate
+    source = _Source()
+    body = source.expression(cond)
+    lines = ["def predicate(event):"]
+    if source.reads_raw:
+        lines.append("    raw = event.raw")
+    lines.append(f"    return {body}")
+    code = compile("\n".join(lines), f"<condition {label}>", "exec")
+    exec(code, source.names)  # noqa: S102 - source built above from generated names and repr()s only
+    predicate: Predicate = source.names["predicate"]
+    return predicate
