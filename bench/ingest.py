@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import re
 import subprocess
@@ -200,6 +201,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="`auditwatch ingest --workers` (default 1)")
     parser.add_argument("--runs", type=int, default=3, help="load + ProducerPerformance pairs; medians (default 3)")
     args = parser.parse_args()
+    # the consumer's one WARNING line per alert would otherwise reach stderr through logging's last resort
+    logging.getLogger("auditwatch.detect").setLevel(logging.ERROR)
 
     env = services_env()
     bodies, payloads = make_bodies(40_000)
