@@ -15,8 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 
 from api.store import AlertStore
 from auditwatch.consumer import Consumer
@@ -26,7 +25,7 @@ from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from ingest.kafka import TopicSpec, ensure_topics
 from tests.support.events import lease_event
-from tests.support.services import kafka_bootstrap
+from tests.support.services import committed, kafka_bootstrap
 
 pytestmark = pytest.mark.integration
 
@@ -55,17 +54,6 @@ async def publish(bootstrap: str, topic: str, per_partition: list[list[dict[str,
         await producer.flush()
     finally:
         await producer.stop()
-
-
-async def committed(bootstrap: str, group: str, topic: str) -> int | None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    meta = offsets.get(TopicPartition(topic, 0))
-    return None if meta is None or meta.offset < 0 else meta.offset
 
 
 async def run_until(consumer: Consumer, done: Callable[[], Any], timeout_s: float) -> float:

@@ -18,8 +18,7 @@ from typing import Any
 import orjson
 import pytest
 import sqlalchemy as sa
-from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import event
 
 from api.store import AlertStore
@@ -30,7 +29,7 @@ from detectors.registry import load_rules
 from detectors.rules import native
 from ingest.kafka import TopicSpec, ensure_topics
 from tests.support.poison import AppLabelRule, mixed_batch, poisoned_deployment, rules_dir
-from tests.support.services import kafka_bootstrap
+from tests.support.services import committed, kafka_bootstrap
 
 pytestmark = pytest.mark.integration
 
@@ -78,17 +77,6 @@ async def consume_until(consumer: Consumer, done: Any, timeout_s: float = 60) ->
     consumer.stop()
     await task
     assert done(), "timed out"
-
-
-async def committed(bootstrap: str, group: str, topic: str) -> int | None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    meta = offsets.get(TopicPartition(topic, 0))
-    return None if meta is None or meta.offset < 0 else meta.offset
 
 
 def expected_alert_ids(rules: Pipeline, events: list[dict[str, Any]]) -> set[str]:

@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.support.paths import ROOT
 from tests.support.processes import free_port
@@ -230,3 +231,15 @@ def topic_records(bootstrap: str, topic: str, *, expect_at_least: int = 1, timeo
         return out
 
     return asyncio.run(read())
+
+
+async def committed(bootstrap: str, group: str, topic: str) -> int | None:
+    """The group's committed offset of the topic's partition 0 (None before its first commit)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    meta = offsets.get(TopicPartition(topic, 0))
+    return None if meta is None or meta.offset < 0 else meta.offset
