@@ -127,10 +127,11 @@ def open_filtered(driver: WebDriver, base: str, rule: str) -> None:
 
 
 def alert_links(driver: WebDriver) -> list[str]:
-    return [
-        a.get_attribute("href") or ""
-        for a in driver.find_elements(By.CSS_SELECTOR, "table.alerts tbody a[href^='/alerts/']")
-    ]
+    """The alert links' URLs, read in one script: live refresh may replace the table between two WebDriver calls."""
+    links: list[str] = driver.execute_script(
+        "return Array.from(document.querySelectorAll(\"table.alerts tbody a[href^='/alerts/']\"), a => a.href)"
+    )
+    return links
 
 
 def test_find_acknowledge_and_mark_a_false_positive(browser: WebDriver, server: str, shots: Path) -> None:
