@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from detectors import patterns
 from detectors.errors import RuleError
 from detectors.events import AuditEvent
-from detectors.fieldpath import image_registry as image_registry  # re-exported: defined with $registries
 from detectors.loading.yamlload import LocatedDict
+from detectors.virtual_roots import image_registry as image_registry  # re-exported: defined with $registries
 
 ALLOWLIST_KEYS = ("users", "groups", "namespaces", "images", "registries")
 

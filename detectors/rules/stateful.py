@@ -12,6 +12,7 @@ Every type is `Transactional`: in a batch, its keyed table changes through an un
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -79,7 +80,7 @@ def key_fields(fields: str | list[str]) -> tuple[str, ...]:
 
 
 @dataclass
-class StatefulRule(NativeRuleAttributes):
+class StatefulRule(NativeRuleAttributes, ABC):
     """What every stateful rule shares with single-event rules: the header, a `match:` filter and the
     resources it requires; subclasses add their keys, windows and state."""
 
@@ -114,13 +115,13 @@ class StatefulRule(NativeRuleAttributes):
         allowlist = header.allowlist
         return not (allowlist.active and allowlist.allows(event))
 
+    @abstractmethod
     def journal(self) -> KeyJournal[Any, Any]:
         """A new undo journal of the rule's keyed table (each subclass has one)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def state_keys(self) -> int:
         """`StateSized`: the entries of the rule's keyed table (each subclass has one)."""
-        raise NotImplementedError
 
     def counters(self) -> tuple[Any, ...]:
         """The rule's state outside its keyed table (subclasses with more extend it)."""

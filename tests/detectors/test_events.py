@@ -10,7 +10,8 @@ import pytest
 
 from detectors.errors import EventError
 from detectors.events import AuditEvent, parse_body, split_document
-from detectors.fieldpath import PathError, compile_path, patch_overlay
+from detectors.fieldpath import PathError, compile_path
+from detectors.virtual_roots import patch_overlay
 from tests.support.events import exec_event, find_event, lease_event
 
 

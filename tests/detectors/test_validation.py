@@ -10,9 +10,10 @@ import orjson
 import pytest
 
 from detectors.events import AuditEvent, parse_time, split_document
-from detectors.fieldpath import VIRTUAL_ROOTS, compile_path
+from detectors.fieldpath import compile_path
 from detectors.validation import EARLIEST_YEAR, LATEST_YEAR, time_problem, validate_event
 from detectors.validation import _problem as slow_problem  # the fast path must agree with it
+from detectors.virtual_roots import VIRTUAL_ROOTS
 from tests.support.events import exec_event, lease_event, scenario_events
 
 WRONG = {"list": ["x"], "object": {"a": "x"}, "number": 7, "bool": True, "null": None, "string": "x"}
