@@ -75,6 +75,11 @@ Cond = All | AnyOf | Not | Member | Among | Prefixed | Check
 
 def list_hit(values: list[Any], choices: frozenset[Any]) -> bool:
     """Whether an element of a list is a string or int in `choices`."""
+    try:
+        if choices.isdisjoint(values):  # the usual answer, at C speed: no element equals a choice
+            return False
+    except TypeError:  # an element that cannot be hashed: the loop below decides
+        pass
     for v in values:
         if (type(v) is str or type(v) is int) and v in choices:
             return True
