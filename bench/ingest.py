@@ -12,7 +12,8 @@ Starts what it needs (`scripts/services.sh up`: Kafka and PostgreSQL on 127.0.0.
             payloads (the same events), acks=all, lz4, the same record count, right after;
 then once consume: `detect`'s consumer loop (built-in rules, alerts into PostgreSQL) over the ingested topic.
 The last line gives the medians over the runs: `ingest_events_per_s=<n> producer_perf_events_per_s=<n>
-ratio=<r> p99_ms=<n> generator_cpu=<share of a core>`.
+ratio=<r> p99_ms=<n> generator_cpu=<share of a core> ingest_workers=<N> ingest_cpu=<share of a core, all workers>`:
+with `--workers N` the figure is one `ingest` command running N worker processes.
 """
 
 from __future__ import annotations
@@ -209,8 +210,9 @@ def main() -> None:
     mean = sum(len(p) for p in payloads) / len(payloads)
     topic = f"bench-ingest-{uuid.uuid4().hex[:6]}"
     port = free_port()
-    print(f"events: mean {mean:,.0f} B, {BATCH} per POST, {args.clients} connections, {args.workers} ingest "
-          f"worker(s), {os.cpu_count()} cores; load average before: {load_average()}")  # fmt: skip
+    command = f"one `ingest` command with {args.workers} workers" if args.workers > 1 else "one `ingest` process"
+    print(f"events: mean {mean:,.0f} B, {BATCH} per POST, {args.clients} connections, {command}, "
+          f"{os.cpu_count()} cores; load average before: {load_average()}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="auditwatch-bench-") as tmp:
         workdir = Path(tmp)
         bodies_file = workdir / "bodies.bin"
@@ -227,9 +229,9 @@ def main() -> None:
                     total += run["events"]
                     run["baseline"] = producer_perf(env, f"bench-pp-{uuid.uuid4().hex[:6]}", run["events"],
                                                     payloads, workdir)  # fmt: skip
-                    print(f"run {i + 1}: ingest {run['events']:,} events acknowledged in {run['seconds']:.1f} s, "
+                    print(f"run {i + 1}: {command}: {run['events']:,} events acknowledged in {run['seconds']:.1f} s, "
                           f"{run['rate']:,.0f} events/s, POST p50 {run['p50_ms']:.0f} ms, p99 {run['p99_ms']:.0f} ms; "
-                          f"CPU (share of one core): generator {run['generator_share']:.2f}, ingest "
+                          f"CPU (share of one core): generator {run['generator_share']:.2f}, {command} "
                           f"{run['ingest_share']:.2f}; load average {run['load']}; ratio to ProducerPerformance "
                           f"{run['rate'] / run['baseline']:.3f}")  # fmt: skip
                     runs.append(run)
@@ -242,7 +244,8 @@ def main() -> None:
             f"producer_perf_events_per_s={median([r['baseline'] for r in runs]):.0f} "
             f"ratio={median([r['rate'] / r['baseline'] for r in runs]):.3f} "
             f"p99_ms={median([r['p99_ms'] for r in runs]):.0f} "
-            f"generator_cpu={median([r['generator_share'] for r in runs]):.2f}"
+            f"generator_cpu={median([r['generator_share'] for r in runs]):.2f} "
+            f"ingest_workers={args.workers} ingest_cpu={median([r['ingest_share'] for r in runs]):.2f}"
         )
 
 
