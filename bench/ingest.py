@@ -188,6 +188,23 @@ def measured_load(url: str, bodies_file: Path, args: argparse.Namespace, ingest_
                      "ingest_share": ingest_cpu / result["seconds"], "load": load_average()}  # fmt: skip
 
 
+def measured_command(workers: int) -> str:
+    """What the figures measure: one process, or one `ingest` command whose workers share the port."""
+    return f"one `ingest` command with {workers} workers" if workers > 1 else "one `ingest` process"
+
+
+def summary(runs: list[dict[str, Any]], workers: int) -> str:
+    """The last line: medians over the runs, the ingest CPU being that of all its workers together."""
+    return (
+        f"ingest_events_per_s={median([r['rate'] for r in runs]):.0f} "
+        f"producer_perf_events_per_s={median([r['baseline'] for r in runs]):.0f} "
+        f"ratio={median([r['rate'] / r['baseline'] for r in runs]):.3f} "
+        f"p99_ms={median([r['p99_ms'] for r in runs]):.0f} "
+        f"generator_cpu={median([r['generator_share'] for r in runs]):.2f} "
+        f"ingest_workers={workers} ingest_cpu={median([r['ingest_share'] for r in runs]):.2f}"
+    )
+
+
 def median(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[len(ordered) // 2]
@@ -210,7 +227,7 @@ def main() -> None:
     mean = sum(len(p) for p in payloads) / len(payloads)
     topic = f"bench-ingest-{uuid.uuid4().hex[:6]}"
     port = free_port()
-    command = f"one `ingest` command with {args.workers} workers" if args.workers > 1 else "one `ingest` process"
+    command = measured_command(args.workers)
     print(f"events: mean {mean:,.0f} B, {BATCH} per POST, {args.clients} connections, {command}, "
           f"{os.cpu_count()} cores; load average before: {load_average()}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="auditwatch-bench-") as tmp:
@@ -239,14 +256,7 @@ def main() -> None:
                 ingest.terminate()
                 ingest.wait(timeout=30)
         consume_report(env, topic, total)
-        print(
-            f"ingest_events_per_s={median([r['rate'] for r in runs]):.0f} "
-            f"producer_perf_events_per_s={median([r['baseline'] for r in runs]):.0f} "
-            f"ratio={median([r['rate'] / r['baseline'] for r in runs]):.3f} "
-            f"p99_ms={median([r['p99_ms'] for r in runs]):.0f} "
-            f"generator_cpu={median([r['generator_share'] for r in runs]):.2f} "
-            f"ingest_workers={args.workers} ingest_cpu={median([r['ingest_share'] for r in runs]):.2f}"
-        )
+        print(summary(runs, args.workers))
 
 
 def consume_report(env: dict[str, str], topic: str, total: int) -> None:
