@@ -35,9 +35,11 @@ def run_workers(count: int, listener: socket.socket, serve: Callable[[socket.soc
         if pid == 0:
             status = 1
             try:
-                status = serve(listener if worker == 0 else same_port(listener))
+                sock = listener if worker == 0 else same_port(listener)
             except OSError as exc:
                 print(f"auditwatch worker {worker + 1}: cannot listen: {exc}", file=sys.stderr)
+            else:
+                status = serve(sock)
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
