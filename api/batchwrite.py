@@ -20,10 +20,9 @@ folding clamps a suppression window that would reach before year 1.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, Table, insert, select
@@ -31,13 +30,13 @@ from sqlalchemy.engine import Connection
 
 from api.errors import StoreError
 from api.faults import Fault, classify
+from api.grouping import GroupFolder
 from api.outbox import OutboxRoute, outbox_rows
-from api.rows import alert_row, new_group_row, quarantine_row, state_text, utc
+from api.rows import alert_row, quarantine_row, state_text
 from api.tables import (
     Receipt,
     StateCheckpoints,
     alerts_table,
-    groups_table,
     outbox_table,
     quarantine_table,
     receipts_table,
@@ -45,12 +44,9 @@ from api.tables import (
     storable,
 )
 from api.transactions import writing
-from api.triage import reopen_group
 from detectors.alerts import Alert
 from detectors.errors import describe_error
 from detectors.events import Rejected
-
-_EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -152,14 +148,16 @@ def storable_alert(alert: Alert) -> Alert:
 
 
 def _insert_alerts(conn: Connection, alerts: Sequence[Alert], now: datetime, routes: Sequence[OutboxRoute]) -> int:
-    """Insert new alerts, each folded into its group first and queued for the sinks that take it (only new
-    alerts count, so redelivery is harmless)."""
+    """Insert new alerts (in time order), each folded into its group first and queued for the sinks that take it
+    (only new alerts count, so redelivery is harmless)."""
     alerts = [storable_alert(a) for a in alerts]
     rows = [alert_row(a, now) for a in alerts]
     queued: list[dict[str, Any]] = []
+    groups = GroupFolder(conn, alerts)
     for row, alert in zip(rows, alerts, strict=True):
-        row["group_id"] = _fold(conn, alert)
+        row["group_id"] = groups.fold(alert)
         queued.extend(outbox_rows(alert, row["group_id"], routes, now))
+    groups.write()
     if rows:
         conn.execute(insert_ignore(conn, alerts_table), rows)
     for start in range(0, len(queued), 1000):
@@ -182,37 +180,6 @@ def _insert_quarantine(conn: Connection, rejected: Sequence[Rejected], now: date
             bare = Rejected(item.origin, f"{item.reason} (payload not stored: {describe_error(exc)})", None)
             with conn.begin_nested():
                 conn.execute(insert(quarantine_table), [storable(quarantine_row(bare, now))])
-
-
-def _window_start(alert: Alert) -> datetime:
-    """The earliest last alert of a group this alert still joins (year 1 at the earliest)."""
-    try:
-        return alert.event_time - timedelta(seconds=alert.suppress_s)
-    except OverflowError:
-        return _EARLIEST
-
-
-def _fold(conn: Connection, alert: Alert) -> str:
-    """Put a new alert into its open group (same rule and key, within the suppression window) or a new one."""
-    g = groups_table
-    open_group = conn.execute(
-        select(g.c.id, g.c.first_seen, g.c.last_seen, g.c.status)
-        .where(g.c.rule_id == alert.rule_id, g.c.group_key == alert.group_key, g.c.last_seen >= _window_start(alert))
-        .order_by(g.c.last_seen.desc())
-        .limit(1)
-    ).first()
-    if open_group is not None:
-        changes: dict[str, Any] = {"count": g.c.count + 1}
-        if utc(open_group.last_seen) <= alert.event_time:
-            changes.update(last_seen=alert.event_time, last_alert_id=alert.id, last_message=alert.message)
-        if utc(open_group.first_seen) > alert.event_time:
-            changes["first_seen"] = alert.event_time
-        conn.execute(g.update().where(g.c.id == open_group.id).values(**changes))
-        reopen_group(conn, open_group.id, open_group.status)
-        return str(open_group.id)
-    group_id = hashlib.sha256(f"{alert.rule_id}\x1f{alert.group_key}\x1f{alert.id}".encode()).hexdigest()[:32]
-    conn.execute(insert(g), [new_group_row(alert, group_id)])
-    return group_id
 
 
 def _save_state(conn: Connection, scope: str, position: int | None, state: dict[str, Any], now: datetime) -> None:

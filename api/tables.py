@@ -6,6 +6,7 @@ import hashlib
 import re
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -256,16 +257,27 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 def storable(value: Any) -> Any:
     """`value` with every NUL character and lone surrogate in its strings (keys too) replaced by U+FFFD; the
-    very same object when it has none. Walks dicts, lists and tuples."""
+    very same object when it has none. Walks dicts, lists and tuples; a container that orjson encodes without a
+    `\\u0000` (it refuses lone surrogates) has none, which is found at C speed (an alert's event can be large)."""
+    if isinstance(value, (dict, list, tuple)) and value:
+        try:
+            if b"\\u0000" not in orjson.dumps(value):
+                return value
+        except TypeError:  # a lone surrogate, a key that is not a string, a type orjson does not know: the walk
+            pass
+    return _storable(value)
+
+
+def _storable(value: Any) -> Any:
     if isinstance(value, str):
         return _UNSTORABLE.sub("\ufffd", value) if _UNSTORABLE.search(value) else value
     if isinstance(value, dict):
-        items = [(storable(k), storable(v)) for k, v in value.items()]
+        items = [(_storable(k), _storable(v)) for k, v in value.items()]
         if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, value.items(), strict=True)):
             return value
         return dict(items)
     if isinstance(value, (list, tuple)):
-        clean = [storable(v) for v in value]
+        clean = [_storable(v) for v in value]
         if all(c is v for c, v in zip(clean, value, strict=True)):
             return value
         return clean if isinstance(value, list) else tuple(clean)

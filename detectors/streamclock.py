@@ -4,6 +4,7 @@ start of the stream (`Clocked`: a baselined rule's learning period) but are rout
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from detectors.base import Clocked, Detector
 from detectors.events import STAGES, AuditEvent
@@ -16,9 +17,10 @@ class StreamClock:
     stream: RequestReceived) are not timed. Transactional like the detectors' state."""
 
     def __init__(self, detectors: Iterable[Detector]) -> None:
-        self._by_stage: dict[str, float] = {}
-        self._by_resource: dict[tuple[str, str], float] = {}
-        self._saved: tuple[dict[str, float], dict[tuple[str, str], float]] | None = None
+        # slot -> (earliest time, its stageTimestamp when written as `_canonical` says, else None); a slot is
+        # (stage, None) for a stage, (stage, resource) for a stage and resource
+        self._earliest: dict[tuple[str, str | None], tuple[float, str | None]] = {}
+        self._saved: dict[tuple[str, str | None], tuple[float, str | None]] | None = None
         stages: set[str] = set()
         resources: set[str] = set()
         for detector in detectors:
@@ -31,38 +33,62 @@ class StreamClock:
 
     def see(self, event: AuditEvent) -> None:
         """Count an event the pipeline routes (called once per event, after its route is known)."""
-        stage = event.stage
-        if stage not in self._stages:
+        raw = event.raw
+        stage = raw.get("stage")
+        if type(stage) is not str or stage not in self._stages:
             return
-        now = event.timestamp
-        earliest = self._by_stage.get(stage)
-        if earliest is None or now < earliest:
-            self._by_stage[stage] = now
-        ref = event.raw.get("objectRef")
-        resource = ref.get("resource") if isinstance(ref, dict) else None
-        if resource in self._resources:
-            earliest = self._by_resource.get((stage, resource))
-            if earliest is None or now < earliest:
-                self._by_resource[(stage, resource)] = now
+        ref = raw.get("objectRef")
+        resource = ref.get("resource") if type(ref) is dict else None
+        slots = ((stage, None), (stage, resource)) if resource in self._resources else ((stage, None),)
+        stamp = raw.get("stageTimestamp")
+        now: float | None = None
+        for slot in slots:
+            known = self._earliest.get(slot)
+            if known is not None and _not_before(stamp, known[1]):
+                continue  # the usual case, told from the text alone
+            if now is None:
+                now = event.timestamp
+            if known is None or now < known[0]:
+                self._earliest[slot] = (now, stamp if _canonical(stamp) else None)
 
     def earliest(self, stages: frozenset[str] | None, resources: frozenset[str] | None) -> float | None:
-        if resources is None:
-            times = [t for s, t in self._by_stage.items() if stages is None or s in stages]
-        else:
-            times = [t for (s, r), t in self._by_resource.items() if r in resources and (stages is None or s in stages)]
+        times = [
+            t for (s, r), (t, _) in self._earliest.items()
+            if (r is None if resources is None else r in resources) and (stages is None or s in stages)
+        ]  # fmt: skip
         return min(times, default=None)
 
     def clear(self) -> None:
         """Forget the events seen: the pipeline's state was replaced by a snapshot."""
-        self._by_stage, self._by_resource = {}, {}
+        self._earliest = {}
 
     def begin(self) -> None:
-        self._saved = (dict(self._by_stage), dict(self._by_resource))
+        self._saved = dict(self._earliest)
 
     def commit(self) -> None:
         self._saved = None
 
     def rollback(self) -> None:
         if self._saved is not None:
-            self._by_stage, self._by_resource = self._saved
+            self._earliest = self._saved
             self._saved = None
+
+
+def _canonical(stamp: Any) -> bool:
+    """A UTC time as the apiserver writes it, `2026-11-20T08:00:00.123456Z` (any number of fraction digits, or
+    none): the only kind kept to compare others with. (Called only when the earliest time moves.)"""
+    if type(stamp) is not str or stamp[-1:] != "Z" or stamp[4:17:3] != "--T::":
+        return False
+    digits = stamp[:4] + stamp[5:7] + stamp[8:10] + stamp[11:13] + stamp[14:16] + stamp[17:19]
+    fraction = stamp[20:-1]
+    return (
+        digits.isascii() and digits.isdigit()
+        and (len(stamp) == 20 or (stamp[19] == "." and fraction.isascii() and fraction.isdigit()))
+    )  # fmt: skip
+
+
+def _not_before(stamp: Any, first: str | None) -> bool:
+    """Whether a (validated) stageTimestamp is no earlier than `first`, a canonical one, from their text: written
+    alike (same length, UTC) they compare as the times do. False means "convert and compare", not "earlier": a
+    fraction written with a comma, or another zone, is converted."""
+    return first is not None and type(stamp) is str and len(stamp) == len(first) and stamp[-1] == "Z" and stamp >= first

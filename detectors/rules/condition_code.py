@@ -3,9 +3,10 @@
 `conditions` builds the tree: `All`, `AnyOf`, `Not`, `Member` (a field one or two plain keys deep whose value, or
 a list element of it, is one of a set of strings and ints: `verb: [get, list]`), `Among` (any other field path
 with strings to choose from: `$decision: allow`), `Prefixed` (`{prefix: ...}` alone), and `Check` for every other
-test (a compiled predicate). `compiled` turns it into the source of a single function, `and`/`or`/`not` in the
-tree's order and every `Member` written out inline, so that a rule costs one call per event instead of one per
-node. The source holds only generated names and `repr()`s of field keys; every other value is bound by name.
+test (a compiled predicate). `compiled` turns it into the source of a single function, `and`/`or`/`not` with the
+cheapest parts first, and every `Member` (and `Prefixed` on a plain field) written out inline, so that a rule
+costs one call per event instead of one per node. The source holds only generated names and `repr()`s of field
+keys; every other value is bound by name.
 """
 
 from __future__ import annotations
@@ -46,18 +47,22 @@ class Member:
 
 @dataclass(frozen=True, slots=True)
 class Among:
-    """Some value that `values` reads (a field path's, flattened) is a string in `strings`."""
+    """Some value that `values` reads (a field path's, flattened) is a string in `strings`. `keys`: the path's
+    plain keys from the event root, when it is just that (then it costs less than a derived field's)."""
 
     values: Callable[[AuditEvent], list[Any]]
     strings: frozenset[str]
+    keys: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Prefixed:
-    """Some value that `values` reads is a string that starts with one of `prefixes`."""
+    """Some value that `values` reads is a string that starts with one of `prefixes`; `keys` as for `Among` (one
+    or two are written out inline)."""
 
     values: Callable[[AuditEvent], list[Any]]
     prefixes: tuple[str, ...]
+    keys: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +130,8 @@ class _Source:
         return f"_t{self.temps}"
 
     def expression(self, cond: Cond) -> str:
+        if isinstance(cond, Prefixed) and cond.keys is not None and 1 <= len(cond.keys) <= 2:
+            return self._prefixed(cond, cond.keys)
         if isinstance(cond, All):
             return "(" + " and ".join(self.expression(part) for part in cond.parts) + ")"
         if isinstance(cond, AnyOf):
@@ -153,6 +160,23 @@ class _Source:
             f" or (type({outer}) is list and dicts_hit({outer}, {k2!r}, {choices})))"
         )
 
+    def _prefixed(self, cond: Prefixed, keys: tuple[str, ...]) -> str:
+        """A string value read inline; absent or null is False; any other shape goes through `values`."""
+        self.reads_raw = True
+        prefixes, general, v = self.bind(cond.prefixes), self.bind(cond.values), self.temp()
+        if len(keys) == 1:
+            value = f"raw.get({keys[0]!r})"
+        else:
+            outer, odd = self.temp(), self.bind(_ODD)
+            value = (
+                f"({outer}.get({keys[1]!r}) if type({outer} := raw.get({keys[0]!r})) is dict"
+                f" else (None if {outer} is None else {odd}))"
+            )
+        return (
+            f"({v}.startswith({prefixes}) if type({v} := {value}) is str"
+            f" else ({v} is not None and string_prefixed({general}(event), {prefixes})))"
+        )
+
     def _hit(self, value: str, choices: str, kinds: list[str]) -> str:
         """`value` is one of `choices` (whose types are `kinds`), or a list holding one."""
         v = self.temp()
@@ -160,12 +184,41 @@ class _Source:
         return f"(({v} := {value}) is not None and ({scalars}(type({v}) is list and list_hit({v}, {choices}))))"
 
 
+_ODD = object()  # stands for "the outer value is neither an object nor absent": the general reader decides
+
+
+def cost(cond: Cond) -> int:
+    """A rough cost of evaluating a condition: a plain field read inline is cheapest, a derived field (`$decision`,
+    an index, `[*]`) dearest; `and`/`or` may have to evaluate every part."""
+    if isinstance(cond, (All, AnyOf)):
+        return sum(cost(part) for part in cond.parts)
+    if isinstance(cond, Not):
+        return cost(cond.part)
+    if isinstance(cond, Member):
+        return 1
+    if isinstance(cond, (Among, Prefixed)):
+        return 2 if cond.keys is not None else 5
+    return 4
+
+
+def cheapest_first(cond: Cond) -> Cond:
+    """The same condition with the parts of every `and` and `or` in order of cost (stable): most events fail a
+    rule's cheapest test, so its dearer ones are rarely reached. The parts are pure, so order cannot change the
+    result."""
+    if isinstance(cond, (All, AnyOf)):
+        parts = sorted((cheapest_first(part) for part in cond.parts), key=cost)
+        return All(tuple(parts)) if isinstance(cond, All) else AnyOf(tuple(parts))
+    if isinstance(cond, Not):
+        return Not(cheapest_first(cond.part))
+    return cond
+
+
 def compiled(cond: Cond, label: str = "match") -> Predicate:
-    """The condition as one function of an event (`label` names it in tracebacks)."""
+    """The condition as one function of an event (`label` names it in tracebacks), cheapest tests first."""
     if isinstance(cond, Check):
         return cond.predicate
     source = _Source()
-    body = source.expression(cond)
+    body = source.expression(cheapest_first(cond))
     lines = ["def predicate(event):"]
     if source.reads_raw:
         lines.append("    raw = event.raw")

@@ -59,6 +59,10 @@ def test_storable_returns_the_same_object_when_there_is_nothing_toreplace() -> N
     clean = {"a": ["b", ("c", 1)], "d": None}
     assert storable(clean) is clean
     assert storable({"a": ["b", ("c\x00", "\ud800")]}) == {"a": ["b", ("c\ufffd", "\ufffd")]}
+    deep = {"spec": {"containers": [{"env": [{"name": "X\ud800", "value": {"k\x00": "v"}}]}]}}
+    assert storable(deep) == {"spec": {"containers": [{"env": [{"name": "X\ufffd", "value": {"k\ufffd": "v"}}]}]}}
+    looks_escaped = {"text": "a literal \\u0000, no NUL", 1: "a key orjson refuses", "t": ("x",)}
+    assert storable(looks_escaped) is looks_escaped  # both fall back to the walk, which finds nothing to replace
 
 
 @pytest.mark.parametrize("when", [datetime(1, 1, 1, 0, 30, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, tzinfo=UTC)])

@@ -11,7 +11,18 @@ import yaml
 
 from detectors.events import AuditEvent
 from detectors.fieldpath import compile_path
-from detectors.rules.condition_code import All, Among, AnyOf, Check, Cond, Member, Not, Prefixed, compiled
+from detectors.rules.condition_code import (
+    All,
+    Among,
+    AnyOf,
+    Check,
+    Cond,
+    Member,
+    Not,
+    Prefixed,
+    cheapest_first,
+    compiled,
+)
 from detectors.rules.conditions import condition_tree
 from tests.support.fuzz_events import get_at, real_event, real_event_count, set_at
 
@@ -56,10 +67,12 @@ MEMBERS = [Member(("a",), frozenset({"x"})), Member(("a", "b"), frozenset({"x", 
 TEST = Check(lambda event: event.raw.get("c") == "x")
 AMONG = Among(compile_path("a.b[0]").values, frozenset({"x", "z"}))
 PREFIXED = Prefixed(compile_path("a[*].b").values, ("x", "y"))
+PREFIXED_INLINE = [Prefixed(compile_path("a.b").values, ("x", "y"), ("a", "b")),
+                   Prefixed(compile_path("a").values, ("x",), ("a",))]  # fmt: skip
 
 
 def trees() -> list[Cond]:
-    leaves: list[Cond] = [*MEMBERS, TEST, AMONG, PREFIXED]
+    leaves: list[Cond] = [*MEMBERS, TEST, AMONG, PREFIXED, *PREFIXED_INLINE]
     shapes: list[Cond] = list(leaves)
     for a, b in itertools.permutations(leaves, 2):
         shapes += [All((a, b)), AnyOf((a, b)), Not(a), All((Not(a), AnyOf((b, a))))]
@@ -110,3 +123,21 @@ def test_the_builtin_rules_on_real_events_and_on_each_with_a_field_of_another_ty
         for raw in raws:
             for name, tree, predicate in rules:
                 assert predicate(AuditEvent(raw)) == reference(tree, AuditEvent(raw)), (name, index)
+
+
+def test_the_cheapest_tests_run_first() -> None:
+    """A derived field (here counted) is read only when the plain fields' tests leave the answer open."""
+    reads: list[int] = []
+
+    def derived(event: AuditEvent) -> list[Any]:
+        reads.append(1)
+        return ["allow"]
+
+    tree = All((Among(derived, frozenset({"allow"})), AnyOf((Prefixed(compile_path("a.b").values, ("x",), ("a", "b")),
+                                                             Member(("c",), frozenset({"y"}))))))  # fmt: skip
+    reordered = cheapest_first(tree)
+    assert isinstance(reordered, All) and isinstance(reordered.parts[0], AnyOf)
+    assert isinstance(reordered.parts[0].parts[0], Member)  # and inside the `or` too
+    predicate = compiled(tree)
+    assert predicate(AuditEvent({"a": {"b": "zz"}, "c": "n"})) is False and reads == []
+    assert predicate(AuditEvent({"a": {"b": "xx"}})) is True and reads == [1]

@@ -331,6 +331,27 @@ def test_deduper_remembers_two_generations_of_keys() -> None:
     assert unique("a", "d") == ["a"] and counters.duplicates == 6
 
 
+def test_deduper_keys_cannot_be_forged_with_the_separator() -> None:
+    """A key joins auditID, stage and stageTimestamp with \x1f: an auditID holding separators, stage names or
+    times (clients choose it) never makes two different events one."""
+    base = pod_create("a")
+    stamp = base["stageTimestamp"]
+    forged_ids = ["a", f"a\x1fResponseComplete\x1f{stamp}", "a\x1fResponseComplete", "a\x1f", "\x1fa"]
+    events = []
+    for audit_id in forged_ids:
+        for stage in ("ResponseComplete", "RequestReceived"):
+            raw = copy.deepcopy(base)
+            raw["auditID"], raw["stage"] = audit_id, stage
+            events.append(AuditEvent(raw))
+    old_format = copy.deepcopy(base)
+    del old_format["stageTimestamp"]
+    old_format["timestamp"] = stamp  # v1alpha1: no stageTimestamp
+    events.append(AuditEvent(old_format))
+    counters = Counters()
+    assert len(Deduper().unique(events, counters)) == len(events) and counters.duplicates == 0
+    assert len(Deduper().unique(events + events, counters)) == len(events) and counters.duplicates == len(events)
+
+
 def test_cli_convert_prints_normalised_events(tmp_path: Path, run_cli: RunCli) -> None:
     event = pod_create()
     files = write_every_shape(tmp_path, event)
