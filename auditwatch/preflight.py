@@ -25,8 +25,9 @@ KAFKA_PROBE_TIMEOUT_S = 5.0  # one attempt; a broker that is up answers in milli
 KAFKA_RETRY_CAP_S = 10.0
 
 
-def bind_listener(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on host:port (as uvicorn would bind it), or a one-line refusal."""
+def bind_listener(host: str, port: int, *, shared: bool = False) -> socket.socket:
+    """A listening TCP socket on host:port (as uvicorn would bind it), or a one-line refusal. `shared`: with
+    SO_REUSEPORT, so that worker processes can listen on the same port (`auditwatch.workers`)."""
     where = f"{host}:{port}"
     try:
         # IPPROTO_TCP said, not left 0: asyncio sets TCP_NODELAY only on connections whose socket says it, and
@@ -37,6 +38,8 @@ def bind_listener(host: str, port: int) -> socket.socket:
         refuse(f"cannot listen on {where}: {exc.strerror}", EXIT_FAILURE)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(2048)
     except socket.gaierror:

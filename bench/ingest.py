@@ -12,7 +12,8 @@ Starts what it needs (`scripts/services.sh up`: Kafka and PostgreSQL on 127.0.0.
             payloads (the same events), acks=all, lz4, the same record count, right after;
 then once consume: `detect`'s consumer loop (built-in rules, alerts into PostgreSQL) over the ingested topic.
 The last line gives the medians over the runs: `ingest_events_per_s=<n> producer_perf_events_per_s=<n>
-ratio=<r> p99_ms=<n> generator_cpu=<share of a core>`.
+ratio=<r> p99_ms=<n> generator_cpu=<share of a core> ingest_workers=<N> ingest_cpu=<share of a core, all workers>`:
+with `--workers N` the figure is one `ingest` command running N worker processes.
 """
 
 from __future__ import annotations
@@ -187,6 +188,23 @@ def measured_load(url: str, bodies_file: Path, args: argparse.Namespace, ingest_
                      "ingest_share": ingest_cpu / result["seconds"], "load": load_average()}  # fmt: skip
 
 
+def measured_command(workers: int) -> str:
+    """What the figures measure: one process, or one `ingest` command whose workers share the port."""
+    return f"one `ingest` command with {workers} workers" if workers > 1 else "one `ingest` process"
+
+
+def summary(runs: list[dict[str, Any]], workers: int) -> str:
+    """The last line: medians over the runs, the ingest CPU being that of all its workers together."""
+    return (
+        f"ingest_events_per_s={median([r['rate'] for r in runs]):.0f} "
+        f"producer_perf_events_per_s={median([r['baseline'] for r in runs]):.0f} "
+        f"ratio={median([r['rate'] / r['baseline'] for r in runs]):.3f} "
+        f"p99_ms={median([r['p99_ms'] for r in runs]):.0f} "
+        f"generator_cpu={median([r['generator_share'] for r in runs]):.2f} "
+        f"ingest_workers={workers} ingest_cpu={median([r['ingest_share'] for r in runs]):.2f}"
+    )
+
+
 def median(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[len(ordered) // 2]
@@ -209,8 +227,9 @@ def main() -> None:
     mean = sum(len(p) for p in payloads) / len(payloads)
     topic = f"bench-ingest-{uuid.uuid4().hex[:6]}"
     port = free_port()
-    print(f"events: mean {mean:,.0f} B, {BATCH} per POST, {args.clients} connections, {args.workers} ingest "
-          f"worker(s), {os.cpu_count()} cores; load average before: {load_average()}")  # fmt: skip
+    command = measured_command(args.workers)
+    print(f"events: mean {mean:,.0f} B, {BATCH} per POST, {args.clients} connections, {command}, "
+          f"{os.cpu_count()} cores; load average before: {load_average()}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="auditwatch-bench-") as tmp:
         workdir = Path(tmp)
         bodies_file = workdir / "bodies.bin"
@@ -227,9 +246,9 @@ def main() -> None:
                     total += run["events"]
                     run["baseline"] = producer_perf(env, f"bench-pp-{uuid.uuid4().hex[:6]}", run["events"],
                                                     payloads, workdir)  # fmt: skip
-                    print(f"run {i + 1}: ingest {run['events']:,} events acknowledged in {run['seconds']:.1f} s, "
+                    print(f"run {i + 1}: {command}: {run['events']:,} events acknowledged in {run['seconds']:.1f} s, "
                           f"{run['rate']:,.0f} events/s, POST p50 {run['p50_ms']:.0f} ms, p99 {run['p99_ms']:.0f} ms; "
-                          f"CPU (share of one core): generator {run['generator_share']:.2f}, ingest "
+                          f"CPU (share of one core): generator {run['generator_share']:.2f}, {command} "
                           f"{run['ingest_share']:.2f}; load average {run['load']}; ratio to ProducerPerformance "
                           f"{run['rate'] / run['baseline']:.3f}")  # fmt: skip
                     runs.append(run)
@@ -237,13 +256,7 @@ def main() -> None:
                 ingest.terminate()
                 ingest.wait(timeout=30)
         consume_report(env, topic, total)
-        print(
-            f"ingest_events_per_s={median([r['rate'] for r in runs]):.0f} "
-            f"producer_perf_events_per_s={median([r['baseline'] for r in runs]):.0f} "
-            f"ratio={median([r['rate'] / r['baseline'] for r in runs]):.3f} "
-            f"p99_ms={median([r['p99_ms'] for r in runs]):.0f} "
-            f"generator_cpu={median([r['generator_share'] for r in runs]):.2f}"
-        )
+        print(summary(runs, args.workers))
 
 
 def consume_report(env: dict[str, str], topic: str, total: int) -> None:

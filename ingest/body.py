@@ -30,10 +30,13 @@ from detectors.validation import EARLIEST_YEAR, LATEST_YEAR, STAGES
 _UNSET: Any = msgspec.UNSET
 # Where a JSON number may be beyond a double, which orjson refuses and msgspec accepts: an exponent of 3+ digits
 # or 100+ digits in a row (fewer digits with a 2-digit exponent stay below 1e198). A string that merely looks so
-# only sends its body the exact way. Searched for as a literal in the text with every digit and `+` made a 0 and
-# `E` an `e` (C speed), a candidate exponent then checked where it is.
-_ZEROS = bytes.maketrans(b"123456789+E", b"0" * 10 + b"e")
+# only sends its body the exact way. Searched for as a literal in the body's marks (C speed), a candidate exponent
+# then checked where it is.
 _HUGE_EXPONENT = re.compile(rb"[0-9][eE]\+?[0-9]{3,}[,\]}\s]")
+# A body's marks: the body with every digit and `+` made a 0, `E` an `e` (for the numbers above), and `[` a `{`,
+# so that one count finds an item's opening brackets. Byte for byte as long as the body: an item's marks are at
+# the offsets of its text (wherever that text occurs, its marks are the same).
+_MARKS = bytes.maketrans(b"123456789+E[", b"0" * 10 + b"e{")
 
 
 class ReceivedEvent(msgspec.Struct, frozen=True, gc=False):
@@ -44,7 +47,13 @@ class ReceivedEvent(msgspec.Struct, frozen=True, gc=False):
     key: bytes
     stage: str
     audit_id: str
-    origin: str
+    source: str  # the origin, or the body's origin when `item` is its index in the body's EventList
+    item: int = -1
+
+    @property
+    def origin(self) -> str:
+        """Where the event came from (`webhook:...#items[3]`): written out only when asked (rarely), not per event."""
+        return self.source if self.item < 0 else f"{self.source}#items[{self.item}]"
 
 
 def record_key(event: AuditEvent) -> bytes:
@@ -146,7 +155,8 @@ def _split_event_list(body: bytes, origin: str) -> tuple[list[ReceivedEvent], Re
             body.decode()
         except UnicodeDecodeError:
             return None
-    if _may_be_huge_number(body):
+    marks = body.translate(_MARKS)
+    if _may_be_huge_number(body, marks):
         return None
     try:
         envelope = _EVENT_LIST.decode(body)
@@ -159,14 +169,17 @@ def _split_event_list(body: bytes, origin: str) -> tuple[list[ReceivedEvent], Re
     small = len(body) <= MAX_EVENT_BYTES
     events: list[ReceivedEvent] = []
     rejected = Rejections()
+    end = 0  # where the previous item's text ends in the body (or an earlier copy of it)
     for index, span in enumerate(envelope.items or ()):
         text = bytes(span)
-        item_origin = f"{origin}#items[{index}]"
-        if small and text.count(b"{") + text.count(b"[") <= MAX_EVENT_DEPTH:
-            fields = _valid_fields(text)
-            if fields is not None:
-                events.append(ReceivedEvent(text, _key(fields), fields.stage, fields.auditID, item_origin))
-                continue
+        if small:
+            start = _offset(body, text, end)
+            end = start + len(text)
+            if marks.count(b"{", start, end) <= MAX_EVENT_DEPTH:
+                fields = _valid_fields(text)
+                if fields is not None:
+                    events.append(ReceivedEvent(text, _key(fields), fields.stage, fields.auditID, origin, index))
+                    continue
         try:
             item, shallow = loads_bounded(text)
         except orjson.JSONDecodeError:
@@ -174,9 +187,10 @@ def _split_event_list(body: bytes, origin: str) -> tuple[list[ReceivedEvent], Re
         if not shallow:
             return None  # deeper than the limit: whether the whole body is even JSON is orjson's to say
         reason = validate_event(item) or limit_problem(item, shallow=True, small=small)
+        item_origin = f"{origin}#items[{index}]"
         if reason is None:
             event = AuditEvent(item, item_origin)
-            events.append(ReceivedEvent(text, record_key(event), event.stage, event.audit_id, item_origin))
+            events.append(ReceivedEvent(text, record_key(event), event.stage, event.audit_id, origin, index))
         elif rejected.full:
             rejected.count()
         else:
@@ -184,15 +198,22 @@ def _split_event_list(body: bytes, origin: str) -> tuple[list[ReceivedEvent], Re
     return events, rejected
 
 
-def _may_be_huge_number(body: bytes) -> bool:
-    zeros = body.translate(_ZEROS)
-    if b"0" * 100 in zeros:
+def _offset(body: bytes, text: bytes, after: int) -> int:
+    """Where `text`, the next item of the body's EventList, occurs in `body` from `after` on: right after the comma
+    when the body is compact, else found. It may be an earlier copy of the same text: its marks are the same."""
+    if body.startswith(text, after + 1):
+        return after + 1
+    return body.find(text, after)  # never -1: the item itself lies after every earlier item's first occurrence
+
+
+def _may_be_huge_number(body: bytes, marks: bytes) -> bool:
+    if b"0" * 100 in marks:
         return True
-    at = zeros.find(b"0e000")
+    at = marks.find(b"0e000")
     while at >= 0:
         if _HUGE_EXPONENT.match(body, at):
             return True
-        at = zeros.find(b"0e000", at + 1)
+        at = marks.find(b"0e000", at + 1)
     return False
 
 

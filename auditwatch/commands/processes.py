@@ -35,11 +35,12 @@ def _checked_listener(args: argparse.Namespace, **more: Any) -> Any:
     return settings
 
 
-def _listen(settings: Any) -> socket.socket:
-    """The listening socket, bound before the banner says so (the port in use is a one-line refusal)."""
+def _listen(settings: Any, *, shared: bool = False) -> socket.socket:
+    """The listening socket, bound before the banner says so (the port in use is a one-line refusal); `shared`
+    when worker processes will listen on the port too."""
     from auditwatch.preflight import bind_listener
 
-    return bind_listener(settings.host, settings.port)
+    return bind_listener(settings.host, settings.port, shared=shared)
 
 
 def _banner(command: str, lines: str) -> None:
@@ -97,9 +98,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         refuse("--workers must be at least 1")
     app = create_ingest_app(settings)
     tune_gc()
-    sock = _listen(settings)
-    base = base_url(settings)
     workers = args.workers
+    sock = _listen(settings, shared=workers > 1)
+    base = base_url(settings)
     _banner(
         "ingest",
         f"listening on {base}" + (f" ({workers} worker processes)" if workers > 1 else "") + "\n"
@@ -110,7 +111,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         from auditwatch.workers import run_workers
 
         try:
-            return run_workers(workers, lambda: run_http(app, settings, sock))
+            return run_workers(workers, sock, lambda listener: run_http(app, settings, listener))
         finally:
             sock.close()
     return run_http(app, settings, sock)

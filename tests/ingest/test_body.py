@@ -90,3 +90,31 @@ def test_an_accepted_event_keeps_its_text_as_received() -> None:
         (text, "webhook#items[0]", record_key(AuditEvent(event)), event["stage"])
     ]
     assert rejected.total == 1
+
+
+def test_items_are_measured_where_they_lie_whatever_the_spacing_and_copies() -> None:
+    """An item's brackets are counted at its place in the body (`ingest.body._offset`): with spaces and newlines
+    between items, with copies of an item, with an item's text also earlier in the envelope, a too-deep valid
+    event is still refused and the items beside it accepted, as parse_body judges them."""
+    event = orjson.dumps(exec_event())
+    deep = event[:-1] + b',"requestObject":{"a":' + b"[" * 110 + b"]" * 110 + b"}}"
+    other = orjson.dumps(exec_event() | {"auditID": "another"})
+    assert parse_body(event_list_of([event]))[0] and not parse_body(event_list_of([deep]))[0]
+    for body in [
+        event_list_of([event, deep, other]),
+        b'{"kind":"EventList","items":[\n  ' + event + b" ,\n\t" + deep + b"\r\n,  " + other + b"\n]}",
+        event_list_of([other, other, deep, deep, event, event]),
+        event_list_of([event, b" " * len(deep) + deep, other]),  # counted elsewhere, it would pass as shallow
+        (b'{"kind":"EventList","metadata":{"copy":' + deep + b',"items":[' + event + b']},"items":[' + deep
+         + b"," + event + b"]}"),
+        b'{"kind":"EventList","items":[' + event + b',"' + b"[" * 200 + b'",' + event + b"," + deep + b"]}",
+    ]:  # fmt: skip
+        same_as_parse_body(body)
+    events, rejected = parse_received(b'{"kind":"EventList","items":[ ' + event + b" ,  " + deep + b"]}", origin="w")
+    assert [(e.text, e.origin) for e in events] == [(event, "w#items[0]")]
+    assert [(r.origin, r.reason) for r in rejected.kept] == [("w#items[1]", limit_problem_of(deep))]
+
+
+def limit_problem_of(text: bytes) -> str:
+    """The reason parse_body gives for the one item of a body."""
+    return parse_body(event_list_of([text]))[1].kept[0].reason
