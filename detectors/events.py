@@ -244,6 +244,15 @@ class Rejections:
         return self.total > 0
 
 
+def copy_key(raw: Mapping[str, Any]) -> str:
+    """What makes two events copies of one: the same auditID, stage and stageTimestamp (the time too, because
+    clients choose auditIDs: a forged one must not hide a later request). One string, the three joined by \x1f:
+    a third of the cost of a tuple, which the garbage collector tracks, in sets of hundreds of thousands. It is
+    unambiguous: a validated event's stage and stageTimestamp hold no \x1f, so the last two separators split a
+    key back into its parts whatever the client-chosen auditID holds."""
+    return f"{raw.get('auditID')}\x1f{raw.get('stage')}\x1f{raw.get('stageTimestamp') or ''}"
+
+
 def event_timestamp(raw: Mapping[str, Any]) -> Any:
     ts = raw.get("stageTimestamp")
     if ts is None:

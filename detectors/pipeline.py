@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 from detectors.alerts import Alert
 from detectors.base import Detector, Stateful, StatefulDetector, Transactional
 from detectors.errors import describe_error
-from detectors.events import STAGES, AuditEvent, Rejected
-from detectors.scope import RouteKey, Scope, route_key, scope_of
-from detectors.streamclock import StreamClock
+from detectors.events import STAGES, AuditEvent, Rejected, copy_key
+from detectors.scope import RESOURCE, STAGE, RouteKey, Scope, route_key, scope_of
+from detectors.streamclock import Slot, StreamClock
 
 if TYPE_CHECKING:
     from detectors.tuning.tuning import Tuning
@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 DEDUPE_WINDOW = 200_000  # events remembered to drop exact duplicates
 MAX_ROUTES = 4096  # routing keys remembered (a few hundred in a real cluster; unknown resources can add more)
 
-SeenKey = tuple[Any, Any, Any]
+SeenKey = str  # `copy_key`
+Route = tuple[tuple[Detector, ...], tuple[Slot, ...]]  # an event's detectors, and the clock slots it moves
 
 
 @dataclass
@@ -68,7 +69,7 @@ class Pipeline:
         self.routing = routing
         self.detectors = tuple(detectors if tuning is None else tuning.enabled(detectors))
         self._scopes: tuple[tuple[Detector, Scope], ...] = tuple((d, scope_of(d)) for d in self.detectors)
-        self._routes: dict[RouteKey, tuple[Detector, ...]] | None = {} if routing == "scoped" else None
+        self._routes: dict[RouteKey, Route] | None = {} if routing == "scoped" else None
         self._index: dict[str, tuple[dict[str, tuple[Detector, ...]], tuple[Detector, ...]]] = {}
         for stage in STAGES:
             applicable = [d for d in self.detectors if d.stages is None or stage in d.stages]
@@ -91,8 +92,7 @@ class Pipeline:
         """An event seen recently (a retried webhook batch, a record produced twice) must not count twice
         in stateful detectors. Identity is (auditID, stage, stageTimestamp): auditID alone is client-chosen."""
         assert self._seen is not None
-        raw = event.raw
-        key = (raw.get("auditID"), raw.get("stage"), raw.get("stageTimestamp"))
+        key = copy_key(event.raw)
         if key in self._seen:
             return True
         self._seen.add(key)
@@ -108,6 +108,10 @@ class Pipeline:
 
     def candidates(self, event: AuditEvent) -> tuple[Detector, ...]:
         """The detectors whose scope admits the event, in load order."""
+        return self._routed(event)[0]
+
+    def _routed(self, event: AuditEvent) -> tuple[tuple[Detector, ...], tuple[Slot, ...] | None]:
+        """The event's detectors, and the stream clock's slots it moves (None: the clock reads the event)."""
         routes = self._routes
         if routes is not None:
             key = route_key(event.raw)
@@ -116,12 +120,17 @@ class Pipeline:
                 if route is None:
                     route = self._route(key, routes)
                 return route
-        return self._declared_candidates(event)
+        return self._declared_candidates(event), None
 
-    def _route(self, key: RouteKey, routes: dict[RouteKey, tuple[Detector, ...]]) -> tuple[Detector, ...]:
+    def _route(self, key: RouteKey, routes: dict[RouteKey, Route]) -> Route:
         if len(routes) >= MAX_ROUTES:
             routes.clear()
-        route = () if key[0] not in STAGES else tuple(d for d, scope in self._scopes if scope.admits(key))
+        stage, resource = key[STAGE], key[RESOURCE]
+        if stage not in STAGES:
+            route: Route = ((), ())
+        else:
+            detectors = tuple(d for d, scope in self._scopes if scope.admits(key))
+            route = (detectors, self._clock.slots(stage, resource))
         routes[key] = route
         return route
 
@@ -159,8 +168,11 @@ class Pipeline:
         """`process` for an event that the caller knows is no copy of one the pipeline saw in its dedupe window:
         the memory of seen events is neither read nor written (replay, whose reader drops copies already)."""
         try:
-            candidates = self.candidates(event)
-            self._clock.see(event)
+            candidates, slots = self._routed(event)
+            if slots is None:
+                self._clock.see(event)
+            elif slots:
+                self._clock.see_in(event, slots)
         except Exception as exc:
             if failures is None:
                 raise

@@ -9,6 +9,8 @@ from typing import Any
 from detectors.base import Clocked, Detector
 from detectors.events import STAGES, AuditEvent
 
+Slot = tuple[str, str | None]  # (stage, None) for a stage, (stage, resource) for a stage and resource
+
 
 class StreamClock:
     """The earliest event time per stage, and per stage and resource, for the stages and resources its detectors
@@ -17,10 +19,9 @@ class StreamClock:
     stream: RequestReceived) are not timed. Transactional like the detectors' state."""
 
     def __init__(self, detectors: Iterable[Detector]) -> None:
-        # slot -> (earliest time, its stageTimestamp when written as `_canonical` says, else None); a slot is
-        # (stage, None) for a stage, (stage, resource) for a stage and resource
-        self._earliest: dict[tuple[str, str | None], tuple[float, str | None]] = {}
-        self._saved: dict[tuple[str, str | None], tuple[float, str | None]] | None = None
+        # slot -> (earliest time, its stageTimestamp when written as `_canonical` says, else None)
+        self._earliest: dict[Slot, tuple[float, str | None]] = {}
+        self._saved: dict[Slot, tuple[float, str | None]] | None = None
         stages: set[str] = set()
         resources: set[str] = set()
         for detector in detectors:
@@ -31,16 +32,23 @@ class StreamClock:
         self._stages = frozenset(stages)
         self._resources = frozenset(resources)
 
-    def see(self, event: AuditEvent) -> None:
-        """Count an event the pipeline routes (called once per event, after its route is known)."""
-        raw = event.raw
-        stage = raw.get("stage")
+    def slots(self, stage: Any, resource: Any) -> tuple[Slot, ...]:
+        """The slots an event of this stage and resource moves (the pipeline keeps them with its route)."""
         if type(stage) is not str or stage not in self._stages:
-            return
+            return ()
+        return ((stage, None), (stage, resource)) if resource in self._resources else ((stage, None),)
+
+    def see(self, event: AuditEvent) -> None:
+        """Count an event (called once per event, after its route is known)."""
+        raw = event.raw
         ref = raw.get("objectRef")
-        resource = ref.get("resource") if type(ref) is dict else None
-        slots = ((stage, None), (stage, resource)) if resource in self._resources else ((stage, None),)
-        stamp = raw.get("stageTimestamp")
+        slots = self.slots(raw.get("stage"), ref.get("resource") if type(ref) is dict else None)
+        if slots:
+            self.see_in(event, slots)
+
+    def see_in(self, event: AuditEvent, slots: tuple[Slot, ...]) -> None:
+        """`see`, the event's slots known (`slots`)."""
+        stamp = event.raw.get("stageTimestamp")
         now: float | None = None
         for slot in slots:
             known = self._earliest.get(slot)

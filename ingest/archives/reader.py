@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from detectors.events import AuditEvent, Rejected, Rejections
+from detectors.events import AuditEvent, Rejected, Rejections, copy_key
 from ingest.archives.files import HEAD, UNREADABLE, input_files, label_of, open_archive
 from ingest.archives.formats import detect_format
 from ingest.archives.records import Batch, Counters, read_records
@@ -41,13 +41,8 @@ class ArchiveStats:
 class Deduper:
     """Drops a second copy of an event across a file set: same auditID, stage and stageTimestamp.
 
-    The stageTimestamp is part of the key because clients choose auditIDs (the `Audit-ID` header): a forged
-    ID must not hide a later request. Memory is bounded: two generations of `generation` keys each, so
-    copies further apart than that are kept.
-
-    A key is one string, the three joined by \x1f (half the cost of a tuple, which the garbage collector
-    tracks). It is unambiguous: a validated event's stage and stageTimestamp hold no \x1f, so the last two
-    separators split a key back into its three parts, whatever the client-chosen auditID holds.
+    The key is `copy_key`'s. Memory is bounded: two generations of `generation` keys each, so copies further
+    apart than that are kept.
     """
 
     generation: int = 1_000_000
@@ -59,8 +54,7 @@ class Deduper:
         current, previous = self.current, self.previous
         size = len(current)
         for event in events:
-            raw = event.raw
-            key = f"{raw['auditID']}\x1f{raw['stage']}\x1f{raw.get('stageTimestamp') or ''}"
+            key = copy_key(event.raw)
             if previous and key in previous:
                 counters.duplicates += 1
                 continue
