@@ -197,7 +197,7 @@ class Outcome:
     alerts: list[dict[str, Any]]
     steps: list[Step]
     benign_alerts: list[dict[str, Any]]
-    outage: tuple[datetime, datetime]  # auditwatch stopped, auditwatch ready again
+    outage: tuple[datetime, datetime]  # auditwatch stopped, auditwatch being started again
 
 
 def run_scenario(k: KubeCluster, aw: Auditwatch, tmp: Path) -> Outcome:
@@ -221,8 +221,9 @@ def run_scenario(k: KubeCluster, aw: Auditwatch, tmp: Path) -> Outcome:
             outage_started, outage = time.monotonic(), (datetime.now(UTC), benign_end)
         if not step.during_outage and outage_started is not None:
             time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - outage_started)))
-            aw.start()
+            # Taken before the start: once listening, auditwatch may receive new events before start() returns.
             outage = (outage[0], datetime.now(UTC))
+            aw.start()
             for held in (s for s in steps if s.during_outage):
                 held.latency_s = wait_until(f"alerts of '{held.name}' after the outage",
                                             lambda s=held: not missing_for(s, fetch_alerts(aw)),  # type: ignore[misc]
