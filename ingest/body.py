@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 import orjson
 
 from detectors.events import AUDIT_API_VERSIONS, AuditEvent, Rejected, Rejections, parse_body, validate_event
 from detectors.limits import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, cut_deep, limit_problem, loads_bounded
-from detectors.validation import EARLIEST_YEAR, LATEST_YEAR, STAGES
+from detectors.validation import EARLIEST_YEAR, LATEST_YEAR
 
 _UNSET: Any = msgspec.UNSET
 # Where a JSON number may be beyond a double, which orjson refuses and msgspec accepts: an exponent of 3+ digits
@@ -37,6 +37,7 @@ _HUGE_EXPONENT = re.compile(rb"[0-9][eE]\+?[0-9]{3,}[,\]}\s]")
 # so that one count finds an item's opening brackets. Byte for byte as long as the body: an item's marks are at
 # the offsets of its text (wherever that text occurs, its marks are the same).
 _MARKS = bytes.maketrans(b"123456789+E[", b"0" * 10 + b"e{")
+_ZERO = ord("0")
 
 
 class ReceivedEvent(msgspec.Struct, frozen=True, gc=False):
@@ -88,7 +89,7 @@ class _User(msgspec.Struct, gc=False):
 
 
 class _Status(msgspec.Struct, gc=False):
-    code: int = 0
+    code: Annotated[int, msgspec.Meta(ge=-(2**31), lt=2**31)] = 0  # an int32
 
 
 class _ObjectRef(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -104,18 +105,25 @@ class _ObjectRef(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     subresource: str = ""
 
 
+# The values validation allows (STAGES, AUDIT_API_VERSIONS), as types msgspec checks while decoding, at C speed
+# and without making a string of each: a value missing here would only send its events the slow way.
+_Stage = Literal["RequestReceived", "ResponseStarted", "ResponseComplete", "Panic"]
+_ApiVersion = Literal["audit.k8s.io/v1", "audit.k8s.io/v1beta1", "audit.k8s.io/v1alpha1"]
+
+
 class _Event(msgspec.Struct, gc=False):
     """The fields of an event that `validate_event` and `record_key` read, typed as a valid event has them (msgspec
-    checks the types); the request and response objects only as raw spans, and two fields only as present or
-    not. An item that does not decode into this goes the slow way, decoded whole: `validate_event` says why."""
+    checks the types, the allowed values and the int32 status code); the request and response objects only as raw
+    spans, and two fields only as present or not. An item that does not decode into this goes the slow way,
+    decoded whole: `validate_event` says why."""
 
     verb: str
     requestURI: str  # noqa: N815 - the JSON field's name
-    auditID: str  # noqa: N815
-    stage: str
+    auditID: Annotated[str, msgspec.Meta(min_length=1)]  # noqa: N815
+    stage: _Stage
     stageTimestamp: str  # noqa: N815
-    kind: str = "Event"
-    apiVersion: str = "audit.k8s.io/v1"  # noqa: N815
+    kind: Literal["Event"] = "Event"
+    apiVersion: _ApiVersion = "audit.k8s.io/v1"  # noqa: N815
     level: str = ""
     userAgent: str = ""  # noqa: N815
     user: _User = msgspec.field(default_factory=_User)
@@ -132,8 +140,6 @@ class _Event(msgspec.Struct, gc=False):
 
 _EVENT_LIST = msgspec.json.Decoder(_EventList)
 _EVENT = msgspec.json.Decoder(_Event)
-_STAGES = frozenset(STAGES)
-_INT32 = range(-(2**31), 2**31)
 # The first byte of a request or response object's JSON, by the types validation allows: object, list, null.
 _REQUEST_STARTS = frozenset(b"{[n")
 _RESPONSE_STARTS = frozenset(b"{n")
@@ -209,11 +215,13 @@ def _offset(body: bytes, text: bytes, after: int) -> int:
 def _may_be_huge_number(body: bytes, marks: bytes) -> bool:
     if b"0" * 100 in marks:
         return True
-    at = marks.find(b"0e000")
-    while at >= 0:
-        if _HUGE_EXPONENT.match(body, at):
+    # the candidates are the marks' `0e000`, found from the end as `e000`: a search that tests the needle's
+    # first byte at each place, rarely an `e`, is twice as fast in the marks' runs of zeros as one that tests `0`
+    at = marks.rfind(b"e000")
+    while at > 0:
+        if marks[at - 1] == _ZERO and _HUGE_EXPONENT.match(body, at - 1):
             return True
-        at = marks.find(b"0e000", at + 1)
+        at = marks.rfind(b"e000", 0, at)
     return False
 
 
@@ -227,12 +235,7 @@ def _valid_fields(text: bytes) -> _Event | None:
     stamp, received = fields.stageTimestamp, fields.requestReceivedTimestamp
     request, response = fields.requestObject, fields.responseObject
     if (
-        fields.kind == "Event"
-        and fields.apiVersion in AUDIT_API_VERSIONS
-        and fields.auditID
-        and fields.stage in _STAGES
-        and fields.responseStatus.code in _INT32
-        and fields.impersonatedUser is _UNSET
+        fields.impersonatedUser is _UNSET
         and fields.timestamp is _UNSET
         and (request is _UNSET or memoryview(request)[0] in _REQUEST_STARTS)
         and (response is _UNSET or memoryview(response)[0] in _RESPONSE_STARTS)
