@@ -4,12 +4,14 @@ validation and its record key need.
 `parse_received` gives exactly what `detectors.events.parse_body` gives - the same events accepted, the same items
 rejected with the same reasons, the same 400 for a body that is bad as a whole - but each event as a
 `ReceivedEvent`: its text as received (what Kafka gets; nothing re-encoded), its record key, its stage and audit ID.
-For an EventList, the common body, msgspec splits the items into raw JSON spans, and an item is decoded only into
-the fields `validate_event` reads, typed as a valid event has them so that msgspec checks the types (the request
-and response objects are skipped, only their JSON type noted). Any item this cannot settle (one whose fields are
-not all as a valid event has them, or that nests deeper than the bracket bound, or a body over the per-item size)
-is decoded whole and checked as `parse_body` checks it; any body msgspec reads differently from
-orjson (not UTF-8, a number beyond a double, a JSON syntax msgspec refuses) goes through `parse_body` itself.
+For an EventList, the common body, msgspec splits the items into raw JSON spans, and an item is decoded into the
+fields an event has, typed as a valid event has them so that msgspec checks the types (the request and response
+objects are skipped, only their JSON type noted). Any item this cannot settle (one with a field an event does not
+have or not typed as a valid event has it, or that nests deeper than the bracket bound, or a body over the per-item
+size) is decoded whole and checked as `parse_body` checks it; any body msgspec reads differently from orjson (not
+UTF-8, a number beyond a double, a JSON syntax msgspec refuses) goes through `parse_body` itself. Only what msgspec
+skipped is searched for numbers beyond a double and counted for nesting: the items with a raw span (a request or
+response object), and the body around the items; an item without one has every value typed and checked.
 Nothing is redacted on the way, as before: valid events reach Kafka as the apiserver wrote them, rejected items
 are redacted when dead-lettered (`ingest.kafka.dead_letter`).
 """
@@ -28,14 +30,13 @@ from detectors.limits import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, cut_deep, limit_p
 from detectors.validation import EARLIEST_YEAR, LATEST_YEAR
 
 _UNSET: Any = msgspec.UNSET
-# Where a JSON number may be beyond a double, which orjson refuses and msgspec accepts: an exponent of 3+ digits
-# or 100+ digits in a row (fewer digits with a 2-digit exponent stay below 1e198). A string that merely looks so
-# only sends its body the exact way. Searched for as a literal in the body's marks (C speed), a candidate exponent
-# then checked where it is.
+# Where a JSON number may be beyond a double, which orjson refuses and msgspec accepts when it skips a value: an
+# exponent of 3+ digits or 100+ digits in a row (fewer digits with a 2-digit exponent stay below 1e198). A string
+# that merely looks so only sends its body the exact way. Searched for as a literal in the text's marks (C speed),
+# a candidate exponent then checked where it is.
 _HUGE_EXPONENT = re.compile(rb"[0-9][eE]\+?[0-9]{3,}[,\]}\s]")
-# A body's marks: the body with every digit and `+` made a 0, `E` an `e` (for the numbers above), and `[` a `{`,
-# so that one count finds an item's opening brackets. Byte for byte as long as the body: an item's marks are at
-# the offsets of its text (wherever that text occurs, its marks are the same).
+# A text's marks: the text with every digit and `+` made a 0, `E` an `e` (for the numbers above), and `[` a `{`,
+# so that one count finds its opening brackets. Byte for byte as long as the text.
 _MARKS = bytes.maketrans(b"123456789+E[", b"0" * 10 + b"e{")
 _ZERO = ord("0")
 
@@ -75,21 +76,41 @@ def received(event: AuditEvent) -> ReceivedEvent:
     return ReceivedEvent(orjson.dumps(event.raw), record_key(event), event.stage, event.audit_id, event.origin)
 
 
-class _EventList(msgspec.Struct):
+class _ListMeta(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A list's or a status's `metadata` (ListMeta), typed: nothing in it escapes msgspec's checks."""
+
+    selfLink: str = ""  # noqa: N815 - the JSON field's name
+    resourceVersion: str = ""  # noqa: N815
+    continue_: str = msgspec.field(default="", name="continue")
+    remainingItemCount: int | None = None  # noqa: N815
+
+
+class _EventList(msgspec.Struct, forbid_unknown_fields=True):
     kind: Any = None
-    apiVersion: Any = None  # noqa: N815 - the JSON field's name
+    apiVersion: Any = None  # noqa: N815
+    metadata: _ListMeta | None = None
     items: list[msgspec.Raw] | None = None
 
 
-class _User(msgspec.Struct, gc=False):
+class _User(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     username: str = ""
     uid: str = ""
     groups: list[str] = []
     extra: dict[str, list[str]] = {}
 
 
-class _Status(msgspec.Struct, gc=False):
-    code: Annotated[int, msgspec.Meta(ge=-(2**31), lt=2**31)] = 0  # an int32
+class _Status(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """`responseStatus` (a Status): the code an int32, the other fields typed as the apiserver writes them, but
+    `details`, a raw span."""
+
+    code: Annotated[int, msgspec.Meta(ge=-(2**31), lt=2**31)] = 0
+    metadata: _ListMeta | None = None
+    status: str = ""
+    message: str = ""
+    reason: str = ""
+    details: msgspec.Raw = _UNSET
+    kind: str = ""
+    apiVersion: str = ""  # noqa: N815
 
 
 class _ObjectRef(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -111,11 +132,11 @@ _Stage = Literal["RequestReceived", "ResponseStarted", "ResponseComplete", "Pani
 _ApiVersion = Literal["audit.k8s.io/v1", "audit.k8s.io/v1beta1", "audit.k8s.io/v1alpha1"]
 
 
-class _Event(msgspec.Struct, gc=False):
-    """The fields of an event that `validate_event` and `record_key` read, typed as a valid event has them (msgspec
-    checks the types, the allowed values and the int32 status code); the request and response objects only as raw
-    spans, and two fields only as present or not. An item that does not decode into this goes the slow way,
-    decoded whole: `validate_event` says why."""
+class _Event(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """The fields of an event, typed as a valid event has them (msgspec checks the types, the allowed values and the
+    int32 status code); the request and response objects (and v1beta1's `metadata`) only as raw spans, and two
+    fields only as present or not. An item that does not decode into this goes the slow way, decoded whole:
+    `validate_event` says why."""
 
     verb: str
     requestURI: str  # noqa: N815 - the JSON field's name
@@ -134,6 +155,7 @@ class _Event(msgspec.Struct, gc=False):
     requestReceivedTimestamp: str | None = None  # noqa: N815
     requestObject: msgspec.Raw = _UNSET  # noqa: N815
     responseObject: msgspec.Raw = _UNSET  # noqa: N815
+    metadata: msgspec.Raw = _UNSET
     impersonatedUser: msgspec.Raw = _UNSET  # noqa: N815 - validate_event's slow path judges these
     timestamp: msgspec.Raw = _UNSET
 
@@ -161,9 +183,6 @@ def _split_event_list(body: bytes, origin: str) -> tuple[list[ReceivedEvent], Re
             body.decode()
         except UnicodeDecodeError:
             return None
-    marks = body.translate(_MARKS)
-    if _may_be_huge_number(body, marks):
-        return None
     try:
         envelope = _EVENT_LIST.decode(body)
     except (msgspec.DecodeError, RecursionError):
@@ -172,20 +191,19 @@ def _split_event_list(body: bytes, origin: str) -> tuple[list[ReceivedEvent], Re
     known = version is None or (type(version) is str and version in AUDIT_API_VERSIONS)
     if envelope.kind != "EventList" or not known:
         return None  # not the usual shape, or a 400: parse_body says which, in its words
+    texts = [bytes(span) for span in envelope.items or ()]
+    around = _around_items(body, texts)
+    if _may_be_huge_number(around, around.translate(_MARKS)):
+        return None
     small = len(body) <= MAX_EVENT_BYTES
     events: list[ReceivedEvent] = []
     rejected = Rejections()
-    end = 0  # where the previous item's text ends in the body (or an earlier copy of it)
-    for index, span in enumerate(envelope.items or ()):
-        text = bytes(span)
+    for index, text in enumerate(texts):
         if small:
-            start = _offset(body, text, end)
-            end = start + len(text)
-            if marks.count(b"{", start, end) <= MAX_EVENT_DEPTH:
-                fields = _valid_fields(text)
-                if fields is not None:
-                    events.append(ReceivedEvent(text, _key(fields), fields.stage, fields.auditID, origin, index))
-                    continue
+            fields = _valid_fields(text)
+            if fields is not None and _raw_spans_pass(text, fields):
+                events.append(ReceivedEvent(text, _key(fields), fields.stage, fields.auditID, origin, index))
+                continue
         try:
             item, shallow = loads_bounded(text)
         except orjson.JSONDecodeError:
@@ -204,12 +222,32 @@ def _split_event_list(body: bytes, origin: str) -> tuple[list[ReceivedEvent], Re
     return events, rejected
 
 
-def _offset(body: bytes, text: bytes, after: int) -> int:
-    """Where `text`, the next item of the body's EventList, occurs in `body` from `after` on: right after the comma
-    when the body is compact, else found. It may be an earlier copy of the same text: its marks are the same."""
-    if body.startswith(text, after + 1):
-        return after + 1
-    return body.find(text, after)  # never -1: the item itself lies after every earlier item's first occurrence
+def _around_items(body: bytes, texts: list[bytes]) -> bytes:
+    """The body but its items' texts, when these lie in it one after the other, separated by commas (a compact body,
+    as the apiserver sends); else the whole body. Every byte of the body is then in the result or in an item's
+    text (or a copy of it): the items are judged on their own."""
+    if not texts:
+        return body
+    start = body.find(texts[0])  # the first item's text, or an earlier copy of it: the same bytes either way
+    items = b",".join(texts)
+    if not body.startswith(items, start):
+        return body
+    return body[:start] + body[start + len(items) :]
+
+
+def _raw_spans_pass(text: bytes, fields: _Event) -> bool:
+    """Whether what msgspec skipped in an item holds no number beyond a double and nests within the depth limit:
+    nothing, when it has no raw span (every value typed and checked, nested at most 4 deep); else its whole text
+    is searched and its brackets counted (a raw span's key may also occur twice, the first value skipped)."""
+    if (
+        fields.requestObject is _UNSET
+        and fields.responseObject is _UNSET
+        and fields.metadata is _UNSET
+        and fields.responseStatus.details is _UNSET
+    ):
+        return True
+    marks = text.translate(_MARKS)
+    return marks.count(b"{") <= MAX_EVENT_DEPTH and not _may_be_huge_number(text, marks)
 
 
 def _may_be_huge_number(body: bytes, marks: bytes) -> bool:

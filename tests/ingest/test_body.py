@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -93,9 +94,9 @@ def test_an_accepted_event_keeps_its_text_as_received() -> None:
 
 
 def test_items_are_measured_where_they_lie_whatever_the_spacing_and_copies() -> None:
-    """An item's brackets are counted at its place in the body (`ingest.body._offset`): with spaces and newlines
-    between items, with copies of an item, with an item's text also earlier in the envelope, a too-deep valid
-    event is still refused and the items beside it accepted, as parse_body judges them."""
+    """An item's brackets are counted in its own text: with spaces and newlines between items, with copies of an
+    item, with an item's text also earlier in the envelope, a too-deep valid event is still refused and the items
+    beside it accepted, as parse_body judges them."""
     event = orjson.dumps(exec_event())
     deep = event[:-1] + b',"requestObject":{"a":' + b"[" * 110 + b"]" * 110 + b"}}"
     other = orjson.dumps(exec_event() | {"auditID": "another"})
@@ -118,3 +119,34 @@ def test_items_are_measured_where_they_lie_whatever_the_spacing_and_copies() -> 
 def limit_problem_of(text: bytes) -> str:
     """The reason parse_body gives for the one item of a body."""
     return parse_body(event_list_of([text]))[1].kept[0].reason
+
+
+def test_what_msgspec_skips_is_still_searched_for_huge_numbers_and_counted_for_depth() -> None:
+    """Only an item's raw spans (and the body around the items) are searched and counted; a number beyond a double
+    or a too-deep value is still found where msgspec would skip it unseen: in a field an event does not have (at
+    any level), in a raw span's key given twice (the first value is skipped), in a Status's details, in v1beta1's
+    metadata, in the envelope (an unknown field, a first `items` given twice, a copy of the items in metadata)."""
+    event = orjson.dumps(exec_event())
+    huge, deep = b"[1e400]", b"{" + b'"a":[' * 110 + b"]" * 110 + b"}"
+    status = b'"responseStatus":{"metadata":{},"code":500,"status":"Failure","details":'
+    bodies = []
+    for bad in (huge, deep):
+        bodies += [
+            event_list_of([event, event[:-1] + b',"unknown":' + bad + b"}"]),
+            event_list_of([event[:-1] + b',"requestObject":' + bad + b',"requestObject":{}}', event]),
+            event_list_of([event[:-1] + b',"responseObject":' + bad + b',"responseObject":null}']),
+            event_list_of([event.replace(b'"user":{', b'"user":{"unknown":' + bad + b",", 1)]),
+            event_list_of([event[:-1] + b"," + status + bad + b"}}"]),
+            event_list_of([event[:-1] + b',"responseStatus":{"metadata":{"unknown":' + bad + b"},\"code\":200}}"]),
+            event_list_of([event.replace(b'"audit.k8s.io/v1"', b'"audit.k8s.io/v1beta1"')[:-1]
+                           + b',"metadata":' + bad + b"}"]),
+            b'{"kind":"EventList","unknown":' + bad + b',"items":[' + event + b"]}",
+            b'{"kind":"EventList","metadata":{"unknown":' + bad + b'},"items":[' + event + b"]}",
+            b'{"kind":"EventList","items":[' + bad + b',{}],"items":[' + event + b"," + event + b"]}",
+            b'{"kind":"EventList","metadata":{"copy":[' + event + b"," + event + b'],"n":' + bad + b'},"items":['
+            + event + b"," + event + b"]}",
+        ]  # fmt: skip
+    for body in bodies:
+        same_as_parse_body(body)
+    with pytest.raises(EventError):
+        parse_received(event_list_of([event[:-1] + b',"requestObject":[1e400],"requestObject":{}}']))
