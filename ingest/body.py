@@ -161,6 +161,10 @@ class _Event(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 
 _EVENT_LIST = msgspec.json.Decoder(_EventList)
+# The envelope the apiserver writes around a batch (Go's encoding of an audit.k8s.io/v1 EventList), and the bytes
+# between two of its items: every event it writes starts with its kind.
+_APISERVER_HEAD = b'{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":['
+_BETWEEN_EVENTS = b'},{"kind":"Event",'
 _EVENT = msgspec.json.Decoder(_Event)
 # The first byte of a request or response object's JSON, by the types validation allows: object, list, null.
 _REQUEST_STARTS = frozenset(b"{[n")
@@ -183,6 +187,12 @@ def _split_event_list(body: bytes, origin: str) -> tuple[list[ReceivedEvent], Re
             body.decode()
         except UnicodeDecodeError:
             return None
+    small = len(body) <= MAX_EVENT_BYTES
+    texts = _apiserver_items(body) if small else None
+    if texts is not None:
+        decoded = [_decoded(text) for text in texts]
+        if all(fields is not None for fields in decoded):  # each piece one JSON value: the cuts were between items
+            return _judged(texts, decoded, origin, small)
     try:
         envelope = _EVENT_LIST.decode(body)
     except (msgspec.DecodeError, RecursionError):
@@ -195,15 +205,21 @@ def _split_event_list(body: bytes, origin: str) -> tuple[list[ReceivedEvent], Re
     around = _around_items(body, texts)
     if _may_be_huge_number(around, around.translate(_MARKS)):
         return None
-    small = len(body) <= MAX_EVENT_BYTES
+    return _judged(texts, [_decoded(text) if small else None for text in texts], origin, small)
+
+
+def _judged(
+    texts: list[bytes], decoded: list[_Event | None], origin: str, small: bool
+) -> tuple[list[ReceivedEvent], Rejections] | None:
+    """The items judged, each by its typed fields (`decoded`, None where it did not decode) when they settle it, else
+    decoded whole; None when the body must go through `parse_body` (an item orjson refuses)."""
     events: list[ReceivedEvent] = []
     rejected = Rejections()
     for index, text in enumerate(texts):
-        if small:
-            fields = _valid_fields(text)
-            if fields is not None and _raw_spans_pass(text, fields):
-                events.append(ReceivedEvent(text, _key(fields), fields.stage, fields.auditID, origin, index))
-                continue
+        fields = decoded[index]
+        if fields is not None and _valid(fields) and _raw_spans_pass(text, fields):
+            events.append(ReceivedEvent(text, _key(fields), fields.stage, fields.auditID, origin, index))
+            continue
         try:
             item, shallow = loads_bounded(text)
         except orjson.JSONDecodeError:
@@ -220,6 +236,25 @@ def _split_event_list(body: bytes, origin: str) -> tuple[list[ReceivedEvent], Re
         else:
             rejected.add(Rejected(origin=item_origin, reason=reason, payload=cut_deep(item)))
     return events, rejected
+
+
+def _apiserver_items(body: bytes) -> list[bytes] | None:
+    """The items' texts of a body in the apiserver's own form (compact, its envelope byte for byte), cut wherever one
+    event ends and the next begins, `},{"kind":"Event",`; None for a body in another form. Those bytes also occur
+    inside an item that holds a list of such objects (never inside a string: their quotes are not escaped), or in
+    a body that is not JSON; then a piece is not one JSON value, which its decode finds. When every piece is one,
+    the body is the EventList of exactly these items, and its envelope holds nothing to check."""
+    if not (body.startswith(_APISERVER_HEAD) and body.endswith(b"}]}") and body.startswith(b"{", len(_APISERVER_HEAD))):
+        return None
+    texts = []
+    start, end = len(_APISERVER_HEAD), len(body) - 2
+    cut = body.find(_BETWEEN_EVENTS, start, end)
+    while cut >= 0:
+        texts.append(body[start : cut + 1])
+        start = cut + 2
+        cut = body.find(_BETWEEN_EVENTS, start, end)
+    texts.append(body[start:end])
+    return texts
 
 
 def _around_items(body: bytes, texts: list[bytes]) -> bytes:
@@ -263,25 +298,27 @@ def _may_be_huge_number(body: bytes, marks: bytes) -> bool:
     return False
 
 
-def _valid_fields(text: bytes) -> _Event | None:
-    """The item's fields when they make it a valid event, by `validate_event`'s own checks; else None (the item is
-    then decoded whole, which also finds the reason). tests/ingest/test_body.py holds the two to the same answers."""
+def _decoded(text: bytes) -> _Event | None:
+    """An item's fields, typed; None when it is not one JSON value holding only an event's fields typed as valid."""
     try:
-        fields = _EVENT.decode(text)
+        return _EVENT.decode(text)
     except (msgspec.DecodeError, RecursionError):
         return None
+
+
+def _valid(fields: _Event) -> bool:
+    """Whether an item's typed fields make it a valid event, by `validate_event`'s own checks (else the item is then
+    decoded whole, which also finds the reason). tests/ingest/test_body.py holds the two to the same answers."""
     stamp, received = fields.stageTimestamp, fields.requestReceivedTimestamp
     request, response = fields.requestObject, fields.responseObject
-    if (
+    return (
         fields.impersonatedUser is _UNSET
         and fields.timestamp is _UNSET
         and (request is _UNSET or memoryview(request)[0] in _REQUEST_STARTS)
         and (response is _UNSET or memoryview(response)[0] in _RESPONSE_STARTS)
         and _valid_time(stamp)
         and (received is None or received == stamp or _valid_time(received))
-    ):
-        return fields
-    return None
+    )
 
 
 def _valid_time(stamp: str) -> bool:

@@ -150,3 +150,23 @@ def test_what_msgspec_skips_is_still_searched_for_huge_numbers_and_counted_for_d
         same_as_parse_body(body)
     with pytest.raises(EventError):
         parse_received(event_list_of([event[:-1] + b',"requestObject":[1e400],"requestObject":{}}']))
+
+
+def test_a_body_in_the_apiservers_form_is_cut_between_its_events_only_when_every_piece_is_one() -> None:
+    """Bodies in the apiserver's form are cut where `},{"kind":"Event",` occurs: a cut inside an item (a list of
+    such objects in its request) or in a body that is not JSON is found, and judged as parse_body judges it."""
+    event = orjson.dumps(exec_event())
+    nested = event[:-1] + b',"requestObject":{"items":[{"kind":"Event","a":1},{"kind":"Event","a":2}]}}'
+    for body in [
+        event_list_of([event, nested, event]),
+        event_list_of([nested]),
+        event_list_of([event, b'{"kind":"Event","verb":7}', event]),
+        event_list_of([event, event])[:-3] + b"]}",
+        event_list_of([event, event]).replace(b'},{"kind"', b'}},{"kind"', 1),
+        event_list_of([event, event]).replace(b'},{"kind"', b'},{{"kind"', 1),
+        event_list_of([event, event]).replace(b'},{"kind"', b'} ,{"kind"', 1),
+        event_list_of([event, event + b" "]),
+    ]:
+        same_as_parse_body(body)
+    events, rejected = parse_received(event_list_of([event, nested, event]), origin="w")
+    assert [e.text for e in events] == [event, nested, event] and rejected.total == 0
