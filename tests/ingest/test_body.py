@@ -122,10 +122,11 @@ def limit_problem_of(text: bytes) -> str:
 
 
 def test_what_msgspec_skips_is_still_searched_for_huge_numbers_and_counted_for_depth() -> None:
-    """Only an item's raw spans (and the body around the items) are searched and counted; a number beyond a double
-    or a too-deep value is still found where msgspec would skip it unseen: in a field an event does not have (at
-    any level), in a raw span's key given twice (the first value is skipped), in a Status's details, in v1beta1's
-    metadata, in the envelope (an unknown field, a first `items` given twice, a copy of the items in metadata)."""
+    """Only the items with a raw span (and the body around the items) are searched and counted; a number beyond a
+    double or a too-deep value is still found where msgspec would skip it unseen: in a field an event does not have
+    (at any level), in a raw span's key given twice (the first value is skipped; the second key may be spelled with
+    an escape), in a Status's details (the Status given twice), in v1beta1's metadata, in the envelope (an unknown
+    field, a first `items` given twice, a copy of the items in metadata)."""
     event = orjson.dumps(exec_event())
     huge, deep = b"[1e400]", b"{" + b'"a":[' * 110 + b"]" * 110 + b"}"
     status = b'"responseStatus":{"metadata":{},"code":500,"status":"Failure","details":'
@@ -137,6 +138,8 @@ def test_what_msgspec_skips_is_still_searched_for_huge_numbers_and_counted_for_d
             event_list_of([event[:-1] + b',"responseObject":' + bad + b',"responseObject":null}']),
             event_list_of([event.replace(b'"user":{', b'"user":{"unknown":' + bad + b",", 1)]),
             event_list_of([event[:-1] + b"," + status + bad + b"}}"]),
+            event_list_of([event[:-1] + b"," + status + bad + b'},"responseStatus":{"code":200}}']),
+            event_list_of([event[:-1] + b',"requestObject":' + bad + b',"request\\u004fbject":{"unique":1}}']),
             event_list_of([event[:-1] + b',"responseStatus":{"metadata":{"unknown":' + bad + b"},\"code\":200}}"]),
             event_list_of([event.replace(b'"audit.k8s.io/v1"', b'"audit.k8s.io/v1beta1"')[:-1]
                            + b',"metadata":' + bad + b"}"]),
