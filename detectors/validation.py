@@ -15,6 +15,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 AUDIT_API_VERSIONS = frozenset({"audit.k8s.io/v1", "audit.k8s.io/v1beta1", "audit.k8s.io/v1alpha1"})
 STAGES = ("RequestReceived", "ResponseStarted", "ResponseComplete", "Panic")
 _STAGE_SET = frozenset(STAGES)
@@ -28,6 +30,7 @@ OBJECT_REF_FIELDS = (
     "resource", "namespace", "name", "uid", "apiGroup", "apiVersion", "resourceVersion", "subresource",
 )  # fmt: skip
 _INT32 = range(-(2**31), 2**31)
+_ABSENT: Any = msgspec.UNSET  # a field not in the event
 _JSON_TYPES = {dict: "object", list: "list", str: "string", bool: "bool", int: "number", float: "number"}
 
 
@@ -196,47 +199,68 @@ def _problem(obj: Any) -> str | None:
     return problem if problem is not None else _times_problem(obj)
 
 
+class _User(msgspec.Struct, gc=False):
+    username: str = ""
+    uid: str = ""
+    groups: list[str] = []
+    extra: dict[str, list[str]] = {}
+
+
+class _Status(msgspec.Struct, gc=False):
+    code: int = 0  # msgspec takes no bool or float for an int
+
+
+class _Fields(msgspec.Struct, gc=False):
+    """The fields `_problem` judges, typed as a valid event has them (msgspec checks the types at C speed); what
+    a type cannot say (the enumerations, the int32 range, the times) `validate_event` checks after."""
+
+    verb: str
+    requestURI: str  # noqa: N815 - the JSON field's name
+    auditID: str  # noqa: N815
+    stage: str
+    stageTimestamp: str  # noqa: N815
+    kind: str = "Event"
+    apiVersion: str = "audit.k8s.io/v1"  # noqa: N815
+    level: str = ""
+    userAgent: str = ""  # noqa: N815
+    user: _User = msgspec.field(default_factory=_User)
+    sourceIPs: list[str] = []  # noqa: N815
+    objectRef: dict[str, str] = {}  # noqa: N815
+    annotations: dict[str, str] = {}
+    responseStatus: _Status = msgspec.field(default_factory=_Status)  # noqa: N815
+    requestReceivedTimestamp: str | None = None  # noqa: N815
+    requestObject: Any = None  # noqa: N815 - any JSON: only its type is checked, and nothing is copied
+    responseObject: Any = None  # noqa: N815
+    impersonatedUser: Any = _ABSENT  # noqa: N815 - `_problem` judges these
+    timestamp: Any = _ABSENT
+
+
 def validate_event(obj: Any) -> str | None:
     """Why `obj` is not a usable audit event, or None when it is, e.g. `objectRef.resource must be a string, got
-    list`. (Hot path, one call per event: `_problem`'s checks, fast; any doubt goes to `_problem`, which names
-    the field. Of JSON values only objects have `.get` and `.values`, and `str.join` takes strings only, so a
-    call of either checks a type, the join of many values at once.)
+    list`. (Hot path, one call per event: an event whose fields have the types `_Fields` gives them, with no
+    null among them, and whose enumerations and times are right is valid; any other goes to `_problem`, which
+    names the field, or finds the event valid after all: a null field is an absent one. `obj` is decoded JSON,
+    as everywhere here: msgspec would also take a tuple for a list, which JSON has not.)
     """
-    if type(obj) is not dict:
-        return _problem(obj)
-    get: Any = obj.get  # values of any JSON type: what is checked here
-    kind, api_version, audit_id, stage = get("kind", "Event"), get("apiVersion", _V1), get("auditID"), get("stage")
-    user, ips, stamp = get("user", _NONE), get("sourceIPs", _NO_LIST), get("stageTimestamp")
-    received = get("requestReceivedTimestamp")
     try:
-        groups, extra = user.get("groups", _NO_LIST), user.get("extra", _NONE)
-        _join((
-            kind, api_version, audit_id, stage, get("verb"), get("requestURI"), get("level", ""), get("userAgent", ""),
-            user.get("username", ""), user.get("uid", ""), *groups, *ips,
-            *get("objectRef", _NONE).values(), *get("annotations", _NONE).values(),
-        ))  # fmt: skip
-        code = get("responseStatus", _NONE).get("code", 0)
-        for values in extra.values():  # service account tokens carry four (pod name, node name, ...)
-            if type(values) is not list:
-                return _problem(obj)
-            _join(values)
+        fields = _convert(obj, _Fields)
+        stamp, received = fields.stageTimestamp, fields.requestReceivedTimestamp
         _fromisoformat(stamp)  # the calendar; the shape and the range are checked below, as in time_problem
         if received is not None and received != stamp:
             _fromisoformat(received)
-    except (TypeError, AttributeError, ValueError):  # not a string, not an object, not a date
+    except (msgspec.ValidationError, ValueError):  # a type, or not a date
         return _problem(obj)
-    request, response = get("requestObject"), get("responseObject")
+    request, response = fields.requestObject, fields.responseObject
     if (
-        kind == "Event"
-        and api_version in AUDIT_API_VERSIONS
-        and audit_id
-        and stage in _STAGE_SET
-        and type(groups) is list
-        and type(ips) is list
-        and type(code) is int
-        and code in _INT32
+        fields.kind == "Event"
+        and fields.apiVersion in AUDIT_API_VERSIONS
+        and fields.auditID
+        and fields.stage in _STAGE_SET
+        and fields.responseStatus.code in _INT32
         and (request is None or type(request) is dict or type(request) is list)
         and (response is None or type(response) is dict)
+        and fields.impersonatedUser is _ABSENT
+        and fields.timestamp is _ABSENT
         and stamp[4:17:3] == "--T::"
         and (stamp[-1] == "Z" or (stamp[-3] == ":" and stamp[-6] in "+-"))
         and EARLIEST_YEAR <= stamp < LATEST_YEAR
@@ -249,15 +273,10 @@ def validate_event(obj: Any) -> str | None:
                 and EARLIEST_YEAR <= received < LATEST_YEAR
             )
         )
-        and "impersonatedUser" not in obj
-        and "timestamp" not in obj
     ):
         return None
     return _problem(obj)
 
 
-_join = "".join
+_convert = msgspec.convert
 _fromisoformat = datetime.fromisoformat
-_V1 = "audit.k8s.io/v1"
-_NONE: dict[str, Any] = {}  # stands for an absent object: never written to
-_NO_LIST: list[Any] = []  # stands for an absent list: never written to

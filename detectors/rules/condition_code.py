@@ -152,17 +152,16 @@ class _Source:
         return self._member(cond)
 
     def _member(self, cond: Member) -> str:
+        """Each type tested once, as an if/else chain: most values fail the first test that fits their type."""
         self.reads_raw = True
-        choices = self.bind(cond.choices)
-        kinds = [kind for kind in ("str", "int") if any(type(c).__name__ == kind for c in cond.choices)]
         if len(cond.keys) == 1:
-            return self._hit(f"raw.get({cond.keys[0]!r})", choices, kinds)
+            return self._hit(f"raw.get({cond.keys[0]!r})", cond.choices)
         k1, k2 = cond.keys
         outer = self.temp()
-        first = self._hit(f"{outer}.get({k2!r})", choices, kinds)
+        first = self._hit(f"{outer}.get({k2!r})", cond.choices)
         return (
-            f"((type({outer} := raw.get({k1!r})) is dict and {first})"
-            f" or (type({outer}) is list and dicts_hit({outer}, {k2!r}, {choices})))"
+            f"({first} if type({outer} := raw.get({k1!r})) is dict"
+            f" else (type({outer}) is list and dicts_hit({outer}, {k2!r}, {self.bind(cond.choices)})))"
         )
 
     def _prefixed(self, cond: Prefixed, keys: tuple[str, ...]) -> str:
@@ -182,11 +181,18 @@ class _Source:
             f" else ({v} is not None and string_prefixed({general}(event), {prefixes})))"
         )
 
-    def _hit(self, value: str, choices: str, kinds: list[str]) -> str:
-        """`value` is one of `choices` (whose types are `kinds`), or a list holding one."""
-        v = self.temp()
-        scalars = "".join(f"(type({v}) is {kind} and {v} in {choices}) or " for kind in kinds)
-        return f"(({v} := {value}) is not None and ({scalars}(type({v}) is list and list_hit({v}, {choices}))))"
+    def _hit(self, value: str, choices: frozenset[Any]) -> str:
+        """`value` is a string or int in `choices`, or a list holding one."""
+        v, kind, names = self.temp(), self.temp(), self.bind(choices)
+        only = next(iter(choices)) if len(choices) == 1 else None
+        # one string: a list holds it when `in` finds it (a string equals no other JSON value)
+        in_list = f"{self.bind(only)} in {v}" if type(only) is str else f"list_hit({v}, {names})"
+        kinds = [name for name in ("str", "int") if any(type(c).__name__ == name for c in choices)]
+        if not kinds:
+            return f"(type({v} := {value}) is list and {in_list})"
+        first, *rest = kinds
+        scalar = f"({kind} := type({v} := {value})) is {first}" + "".join(f" or {kind} is {name}" for name in rest)
+        return f"({v} in {names} if {scalar} else ({kind} is list and {in_list}))"
 
 
 _ODD = object()  # stands for "the outer value is neither an object nor absent": the general reader decides

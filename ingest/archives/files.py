@@ -13,7 +13,7 @@ import re
 import stat
 import sys
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -127,7 +127,12 @@ def _directory_problem(top: str) -> str | None:
 def lines_of(stream: io.BufferedReader) -> Iterator[bytes]:
     """The lines of a stream, each at most MAX_LINE_BYTES + 1 bytes: a longer line comes as its first
     MAX_LINE_BYTES + 1 bytes without a newline (`is_overlong`), and its rest must be skipped (`skip_line`)."""
-    return iter(partial(stream.readline, MAX_LINE_BYTES + 1), b"")
+    return iter(line_reader(stream), b"")
+
+
+def line_reader(stream: io.BufferedReader) -> Callable[[], bytes]:
+    """`lines_of` one call at a time: the next line, b"" at the end."""
+    return partial(stream.readline, MAX_LINE_BYTES + 1)
 
 
 def is_overlong(line: bytes) -> bool:

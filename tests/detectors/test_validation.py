@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detectors.events import AuditEvent, parse_time, split_document
 from detectors.fieldpath import compile_path
@@ -125,6 +127,41 @@ def test_the_reason_of_a_long_or_odd_value_is_short() -> None:
     assert reason is not None and len(reason) < 300
     reason = reason_of(with_field("stageTimestamp", "2026-" + "9" * 100_000))
     assert reason is not None and len(reason) < 300
+
+
+# Field paths the fast path types, and JSON values to put there (or "DELETE" the field): every verdict of the
+# fast path must be the slow path's, on any mix of them.
+FAST_PATHS = [*STRINGS, "stageTimestamp", "requestReceivedTimestamp", "timestamp", "user", "impersonatedUser",
+              "user.groups", "user.extra", "user.extra.k", "sourceIPs", "objectRef", "objectRef.fieldPath",
+              "responseStatus", "responseStatus.code", "annotations", "annotations.a", "requestObject",
+              "responseObject", "somethingNew"]  # fmt: skip
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.floats(allow_nan=False) | st.text(max_size=8)
+    | st.sampled_from(["Event", "audit.k8s.io/v1beta1", "ResponseComplete", "2026-11-20T10:00:00Z",
+                       "2026-11-20T10:00:00.5+01:00", "2026-02-30T10:00:00Z", "0001-01-01T00:00:00Z", 200, 2**31]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["a", "k", "code"]), inner, max_size=3),
+    max_leaves=6,
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    base=st.sampled_from(scenario_events()),
+    changes=st.lists(st.tuples(st.sampled_from(FAST_PATHS), JSON_VALUES | st.just("DELETE")), max_size=3),
+)
+def test_the_fast_path_answers_as_the_slow_path(base: dict[str, Any], changes: list[tuple[str, Any]]) -> None:
+    event = copy.deepcopy(base)
+    for path, value in changes:
+        *parents, last = path.split(".")
+        node: Any = event
+        for key in parents:
+            node = node.setdefault(key, {}) if type(node) is dict else None
+        if type(node) is dict:
+            if value == "DELETE":
+                node.pop(last, None)
+            else:
+                node[last] = value
+    reason_of(event)
 
 
 def test_every_real_event_passes_the_fast_path() -> None:

@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detectors.events import AuditEvent, Rejected
 from ingest.archives import ArchiveStats, detect_format, input_files, order_files, read_archives
@@ -329,6 +331,29 @@ def test_deduper_remembers_two_generations_of_keys() -> None:
     assert unique("a", "d", "d") == ["d"] and counters.duplicates == 4  # `a` from the previous one
     assert unique("e", "f", "a") == ["e", "f"] and counters.duplicates == 5  # then d, e, f replace a, b, c
     assert unique("a", "d") == ["a"] and counters.duplicates == 6
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.sampled_from("abcdefgh"), max_size=6), max_size=12), st.integers(1, 5))
+def test_deduper_keeps_what_two_generations_of_seen_keys_say(batches: list[list[str]], generation: int) -> None:
+    """Batches with and without copies (the former take the event-by-event way), against a plain model."""
+    deduper, counters = Deduper(generation=generation), Counters()
+    current: set[str] = set()
+    previous: set[str] = set()
+    dropped = 0
+    for ids in batches:
+        expected = []
+        for audit_id in ids:
+            if audit_id in current or audit_id in previous:
+                dropped += 1
+            else:
+                current.add(audit_id)
+                expected.append(audit_id)
+        if len(current) >= generation:
+            previous, current = current, set()
+        kept = deduper.unique([AuditEvent(pod_create(i)) for i in ids], counters)
+        assert [e.audit_id for e in kept] == expected
+        assert counters.duplicates == dropped
 
 
 def test_deduper_keys_cannot_be_forged_with_the_separator() -> None:

@@ -1,0 +1,105 @@
+"""apiserver log lines are decoded a batch at a time (their brackets found in one pass): the answers must be those
+of reading each line on its own, whatever the lines hold and wherever the batches end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from detectors.limits import MAX_EVENT_DEPTH
+from ingest.archives import ArchiveStats, read_archives
+from ingest.archives.files import MAX_LINE_BYTES
+from tests.support.events import exec_event, lease_event
+
+Answer = tuple[list[tuple[str, Any]], list[tuple[str, str]], int]
+
+
+def nested_lists(count: int) -> Any:
+    value: Any = "x"
+    for _ in range(count):
+        value = [value]
+    return value
+
+
+def event_line(base: dict[str, Any], audit_id: int, extra: Any) -> bytes:
+    event = {**base, "auditID": f"id-{audit_id}"}
+    if extra is not None:
+        event["extra"] = extra
+    return orjson.dumps(event)
+
+
+# What a log line may be: events (some with many brackets, nested or not, or brackets in strings), junk, blanks.
+LINES = st.one_of(
+    st.builds(event_line, st.sampled_from([exec_event(), lease_event()]), st.integers(0, 5), st.none()),
+    st.builds(
+        event_line,
+        st.just(lease_event()),
+        st.integers(0, 5),
+        st.sampled_from(
+            [
+                [[]] * MAX_EVENT_DEPTH,  # many brackets, two levels deep
+                nested_lists(MAX_EVENT_DEPTH - 1),  # with the event's own level, MAX_EVENT_DEPTH: within the limit
+                nested_lists(MAX_EVENT_DEPTH),  # one level too deep
+                "{[" * MAX_EVENT_DEPTH,  # brackets in a string only
+            ]
+        ),
+    ),
+    st.sampled_from([b"", b"   ", b"not json", b"[1, 2]", b'{"kind": "Other"}', b'{"kind": "Event"}', b"{[{[{"]),
+)
+
+
+def answers(path: Path) -> Answer:
+    """Events (origin, raw) and rejected items (origin, reason) read from `path`, and the lines counted."""
+    stats = ArchiveStats()
+    events: list[tuple[str, Any]] = []
+    rejected: list[tuple[str, str]] = []
+    for evs, rej in read_archives([str(path)], stats, dedupe=False):
+        events += [(e.origin, e.raw) for e in evs]
+        rejected += [(r.origin, r.reason) for r in rej.kept]
+    return events, rejected, stats.lines
+
+
+def one_by_one(lines: list[bytes], whole: Path, tmp: Path) -> Answer:
+    """What `answers` gives for each line read on its own (after the first line, as in the whole file, so that
+    the file reads as lines), named as the line of the whole file."""
+    events: list[tuple[str, Any]] = []
+    rejected: list[tuple[str, str]] = []
+    for number, text in enumerate(lines, start=1):
+        single = tmp / f"line-{number}.log"
+        single.write_bytes(lines[0] + text if number > 1 else text)
+        at = f"{single}:{2 if number > 1 else 1}"
+        evs, rej, _ = answers(single)
+        events += [(f"{whole}:{number}" + o.removeprefix(at), raw) for o, raw in evs if o.startswith(at)]
+        rejected += [(f"{whole}:{number}" + o.removeprefix(at), why) for o, why in rej if o.startswith(at)]
+    return events, rejected, len(lines)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(LINES, max_size=40), last_newline=st.booleans())
+def test_lines_read_in_batches_answer_as_each_line_read_alone(
+    lines: list[bytes], last_newline: bool, tmp_path: Path
+) -> None:
+    # the first line an event, so that the file reads as lines (not as one pretty-printed JSON document)
+    texts = [text + b"\n" for text in [event_line(exec_event(), 9, None), *lines]]
+    if texts and not last_newline:
+        texts[-1] = texts[-1][:-1]  # the file's last line without its newline (if it was empty: no line)
+    texts = [text for text in texts if text]
+    whole = tmp_path / "audit.log"
+    whole.write_bytes(b"".join(texts))
+    assert answers(whole) == one_by_one(texts, whole, tmp_path)
+
+
+def test_an_overlong_line_inside_a_batch_keeps_the_numbers_of_the_lines_around_it(tmp_path: Path) -> None:
+    lines = [event_line(lease_event(), n, None) + b"\n" for n in range(40)]
+    lines[20] = b'{"junk": "' + b"x" * (MAX_LINE_BYTES + 10) + b'"}\n'
+    path = tmp_path / "audit.log"
+    path.write_bytes(b"".join(lines))
+    events, rejected, counted = answers(path)
+    assert [origin for origin, _ in events] == [f"{path}:{n}" for n in range(1, 41) if n != 21]
+    assert [raw["auditID"] for _, raw in events] == [f"id-{n}" for n in range(40) if n != 20]
+    assert rejected == [(f"{path}:21", f"line longer than {MAX_LINE_BYTES} bytes")]
+    assert counted == 40
