@@ -4,14 +4,15 @@ validation and its record key need.
 `parse_received` gives exactly what `detectors.events.parse_body` gives - the same events accepted, the same items
 rejected with the same reasons, the same 400 for a body that is bad as a whole - but each event as a
 `ReceivedEvent`: its text as received (what Kafka gets; nothing re-encoded), its record key, its stage and audit ID.
-For an EventList, the common body, msgspec splits the items into raw JSON spans, and an item is decoded into the
-fields an event has, typed as a valid event has them so that msgspec checks the types (the request and response
-objects are skipped, only their JSON type noted). Any item this cannot settle (one with a field an event does not
-have or not typed as a valid event has it, or that nests deeper than the bracket bound, or a body over the per-item
-size) is decoded whole and checked as `parse_body` checks it; any body msgspec reads differently from orjson (not
-UTF-8, a number beyond a double, a JSON syntax msgspec refuses) goes through `parse_body` itself. Only what msgspec
-skipped is searched for numbers beyond a double and counted for nesting: the items with a raw span (a request or
-response object), and the body around the items; an item without one has every value typed and checked.
+For an EventList, the common body, the items are cut apart (with `find` in the apiserver's own compact form, else
+msgspec splits them into raw JSON spans), and an item is decoded into the fields an event has, typed as a valid
+event has them so that msgspec checks the types (the request and response objects are skipped, only their JSON
+type noted). Any item this cannot settle (one with a field an event does not have or not typed as a valid event has
+it, or that nests deeper than the bracket bound, or a body over the per-item size) is decoded whole and checked as
+`parse_body` checks it; any body msgspec reads differently from orjson (not UTF-8, a number beyond a double, a JSON
+syntax msgspec refuses) goes through `parse_body` itself. Only what msgspec skipped is searched for numbers beyond a
+double and counted for nesting: the items with a raw span (a request or response object), and the body around the
+items; an item without one has every value typed and checked.
 Nothing is redacted on the way, as before: valid events reach Kafka as the apiserver wrote them, rejected items
 are redacted when dead-lettered (`ingest.kafka.dead_letter`).
 """
