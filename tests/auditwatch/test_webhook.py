@@ -80,6 +80,16 @@ def test_body_over_the_limit_gets_413(client: TestClient) -> None:
     assert "larger than the limit" in problem_detail(resp, 413)
 
 
+def test_a_body_big_enough_to_be_parsed_in_a_thread_is_accepted_whole(client: TestClient) -> None:
+    """Bodies over the inline size (1 MiB) are parsed off the event loop: every event still counts."""
+    events = [exec_event() | {"auditID": f"big-{n}"} for n in range(1200)]
+    body = event_list(events)
+    assert 1024 * 1024 < len(body) < 2 * 1024 * 1024
+    resp = client.post("/audit/webhook", content=body)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["accepted"] == 1200 and resp.json()["rejected"] == 0
+
+
 def test_other_methods_get_405(client: TestClient) -> None:
     for method in ("GET", "PUT", "DELETE"):
         assert client.request(method, "/audit/webhook").status_code == 405
