@@ -29,7 +29,10 @@ def serve_counting(sock: socket.socket, reports: Path) -> int:
     async def serve() -> None:
         await asyncio.get_running_loop().create_server(Keep, sock=sock)
         while True:
-            (reports / f"accepted-{os.getpid()}").write_text(str(len(accepted)))
+            # written aside then renamed: SIGTERM may end the worker mid-write, and a truncated file would read 0
+            partial = reports / f"partial-{os.getpid()}"
+            partial.write_text(str(len(accepted)))
+            partial.replace(reports / f"accepted-{os.getpid()}")
             await asyncio.sleep(0.05)
 
     asyncio.run(serve())
@@ -37,7 +40,7 @@ def serve_counting(sock: socket.socket, reports: Path) -> int:
 
 
 def accepted(reports: Path) -> list[int]:
-    return [int(path.read_text() or 0) for path in reports.glob("accepted-*")]
+    return [int(path.read_text()) for path in reports.glob("accepted-*")]
 
 
 def test_connections_opened_together_are_spread_over_the_workers(tmp_path: Path) -> None:
