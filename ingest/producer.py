@@ -2,9 +2,11 @@
 
 librdkafka batches, compresses (lz4) and sends records in its own threads, outside the GIL, so the event loop only
 hands each record over (`produce`, about a microsecond); with aiokafka, building and compressing the record batches on
-the event loop cost more than everything else of a webhook batch together. A poll thread serves librdkafka's
-reports: the records handed over together are one `Delivery`, which the event loop awaits and which settles when
-every record is acknowledged by all in-sync replicas (acks=all, idempotent producer) or at the first failure.
+the event loop cost more than everything else of a webhook batch together. The event loop itself serves librdkafka's
+reports (`poll(0)`, every millisecond while a delivery is awaited): the records handed over together are one
+`Delivery`, which settles when every record is acknowledged by all in-sync replicas (acks=all, idempotent producer)
+or at the first failure. Not a poll thread: confluent-kafka takes the GIL for each record's report, and a thread
+doing so contends with the event loop for it once per record (~10 % of the loop's time at 60,000 records/s).
 Keyed records are partitioned by librdkafka's `murmur2_random`, the Java client's murmur2 (`partition_index` in
 ingest/kafka.py), so one principal's records land on one partition whichever process produced them.
 """
@@ -15,7 +17,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,7 +25,11 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 log = logging.getLogger("auditwatch.ingest.kafka")
 
 Record = tuple[str, bytes | None, bytes]  # topic, key, value
-_POLL_S = 0.1  # the poll thread's wait for reports; it only bounds how soon `close` stops it
+# How often the event loop serves librdkafka's reports: while a delivery is awaited (what it adds to a batch's
+# latency), and otherwise (client-wide errors, which a probe waits for)
+_BUSY_POLL_S = 0.001
+_IDLE_POLL_S = 0.1
+_CLOSE_POLL_S = 0.005
 _QUEUE_FULL_WAIT_S = 0.005  # librdkafka's queue is full: hand the rest over once it drained a little
 _PROBE_STEP_S = 0.05
 _ANY_PARTITION = -1  # the partitioner picks (murmur2 of the key)
@@ -34,10 +39,9 @@ class Delivery:
     """The acknowledgements of records handed over together: awaited on the event loop, settled from the poll
     thread when the last record is acknowledged or the first one fails."""
 
-    __slots__ = ("_loop", "future", "_expected", "_acks", "_error")
+    __slots__ = ("future", "_expected", "_acks", "_error")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, expected: int) -> None:
-        self._loop = loop
         self.future: asyncio.Future[None] = loop.create_future()
         self._expected = expected
         self._acks = itertools.count(1)  # next() on it is atomic under the GIL: no lock on the hot path
@@ -46,21 +50,17 @@ class Delivery:
             self.future.set_result(None)
 
     def report(self, error: KafkaError | None, _message: Message) -> None:
-        """librdkafka's delivery report of one record (in the poll thread)."""
+        """librdkafka's delivery report of one record (on the event loop: `RecordProducer` polls there)."""
         if error is not None:
             if self._error is None:
                 self._error = error
-                self._call(self._settle)
+                self._settle()
         elif next(self._acks) == self._expected:
-            self._call(self._settle)
+            self._settle()
 
     def abandon(self) -> None:
         """Nobody awaits this delivery any more (the batch failed or timed out): its late reports are dropped."""
         self.future.cancel()
-
-    def _call(self, settle: Any) -> None:
-        with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody waits for the answer
-            self._loop.call_soon_threadsafe(settle)
 
     def _settle(self) -> None:
         if self.future.done():
@@ -80,7 +80,8 @@ class _ClientLog:
 
 
 class RecordProducer:
-    """One librdkafka producer and its poll thread. Create it in the process that uses it (after any fork)."""
+    """One librdkafka producer, its reports served on the event loop it is created on (in the process that uses
+    it, after any fork)."""
 
     def __init__(self, bootstrap: str, *, timeout_s: float, max_record_bytes: int) -> None:
         self.bootstrap = bootstrap
@@ -104,13 +105,24 @@ class RecordProducer:
             "logger": _ClientLog(),
             "error_cb": self._on_error,
         })  # fmt: skip
-        self._closing = threading.Event()
-        self._poller = threading.Thread(target=self._poll, name="kafka-producer-reports", daemon=True)
-        self._poller.start()
+        self._awaited = 0  # deliveries being awaited: reports are then served every millisecond
+        self._wake = asyncio.Event()
+        self._reports = asyncio.get_running_loop().create_task(self._serve_reports(), name="kafka-producer-reports")
 
-    def _poll(self) -> None:
-        while not self._closing.is_set():
-            self._producer.poll(_POLL_S)
+    async def _serve_reports(self) -> None:
+        poll, wake = self._producer.poll, self._wake
+        while True:
+            try:
+                poll(0)
+            except Exception:  # a callback's bug: batches would wait for reports nobody serves any more
+                log.exception("serving the Kafka producer's reports failed")
+            if self._awaited:
+                await asyncio.sleep(_BUSY_POLL_S)
+                continue
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_IDLE_POLL_S):
+                    await wake.wait()
 
     def _on_error(self, error: KafkaError) -> None:
         """librdkafka's client-wide errors (in the poll thread)."""
@@ -141,6 +153,8 @@ class RecordProducer:
         While librdkafka's queue is full this waits (the caller's deadline bounds it)."""
         delivery = Delivery(asyncio.get_running_loop(), len(records))
         produce, report = self._producer.produce, delivery.report
+        self._awaited += 1
+        self._wake.set()
         try:
             at = 0
             while at < len(records):
@@ -155,17 +169,28 @@ class RecordProducer:
         except BaseException:
             delivery.abandon()
             raise
+        finally:
+            self._awaited -= 1
         self.down = False
 
     async def close(self, timeout_s: float = 10.0) -> None:
-        """Deliver what is queued (within `timeout_s`), drop the rest, stop the poll thread."""
-        self._closing.set()
-        await asyncio.to_thread(self._poller.join)
-        left = await asyncio.to_thread(self._producer.flush, timeout_s)
+        """Deliver what is queued (within `timeout_s`), drop the rest, stop serving reports."""
+        self._reports.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reports
+        left = await self._drain(timeout_s)
         if left:
             self._producer.purge()
-            await asyncio.to_thread(self._producer.flush, 1.0)  # serves the purged records' reports
+            await self._drain(1.0)  # serves the purged records' reports: their deliveries fail
             log.debug("Kafka producer closed with %d records undelivered", left)
+
+    async def _drain(self, timeout_s: float) -> int:
+        """Serve reports until every record is delivered or failed, or `timeout_s` passed; the records left."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while (left := self._producer.flush(0)) and loop.time() < deadline:  # flush(0): serves what is due
+            await asyncio.sleep(_CLOSE_POLL_S)
+        return left
 
 
 def _retrieved(task: asyncio.Future[Any]) -> None:

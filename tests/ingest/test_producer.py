@@ -5,6 +5,7 @@ How a `Delivery` settles from librdkafka's reports is checked on its own, withou
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from typing import Any
@@ -16,7 +17,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from ingest.body import ReceivedEvent
 from ingest.kafka import KafkaSink, TopicSpec, ensure_topics, partition_index
-from ingest.producer import Delivery
+from ingest.producer import Delivery, RecordProducer
 from ingest.webhook import SinkUnavailable
 from tests.support.processes import free_port
 from tests.support.services import kafka_bootstrap, topic_records
@@ -78,6 +79,32 @@ def test_a_batch_returns_only_once_every_record_is_in_the_log() -> None:
             await sink.close()
 
     assert asyncio.run(send_then_count()) == count
+
+
+@pytest.mark.integration
+def test_reports_are_served_on_the_event_loop_not_in_a_thread_of_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread serving them would take the GIL from the event loop once per record."""
+    bootstrap = kafka_bootstrap()
+    topic = f"reports-{uuid.uuid4().hex[:8]}"
+    served_in: set[int] = set()
+    report = Delivery.report
+
+    def recording(delivery: Delivery, error: KafkaError | None, message: Any) -> None:
+        served_in.add(threading.get_ident())
+        report(delivery, error, message)
+
+    monkeypatch.setattr(Delivery, "report", recording)
+
+    async def send() -> None:
+        await ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS, 1)])
+        producer = RecordProducer(bootstrap, timeout_s=20, max_record_bytes=1 << 20)
+        try:
+            await producer.send([(topic, b"k%d" % (i % 7), b'{"n":%d}' % i) for i in range(500)])
+        finally:
+            await producer.close()
+
+    asyncio.run(send())
+    assert served_in == {threading.get_ident()}  # asyncio.run's loop runs on this thread
 
 
 @pytest.mark.integration
