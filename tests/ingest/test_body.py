@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from detectors.errors import EventError
 from detectors.events import MAX_KEPT_REJECTED, AuditEvent, parse_body
-from ingest.body import parse_received, record_key
+from ingest.body import _MARKS, _apiserver_items, _may_be_huge_number, parse_received, record_key
 from tests.support.events import exec_event
 from tests.support.fuzz import examples
 from tests.support.fuzz_events import (
@@ -173,3 +173,25 @@ def test_a_body_in_the_apiservers_form_is_cut_between_its_events_only_when_every
         same_as_parse_body(body)
     events, rejected = parse_received(event_list_of([event, nested, event]), origin="w")
     assert [e.text for e in events] == [event, nested, event] and rejected.total == 0
+
+
+def test_a_body_in_the_apiservers_form_is_cut_at_each_boundary_between_its_events() -> None:
+    """The cut itself (the fast way, with no envelope decode): the items' texts exactly, and more pieces when an
+    item holds such bytes (which the decode of each piece then finds)."""
+    events = [orjson.dumps(exec_event() | {"auditID": f"id-{n}"}) for n in range(5)]
+    nested = events[0][:-1] + b',"requestObject":{"items":[{"kind":"Event","a":1},{"kind":"Event","a":2}]}}'
+    assert _apiserver_items(event_list_of(events)) == events
+    assert _apiserver_items(event_list_of(events[:1])) == events[:1]
+    assert len(_apiserver_items(event_list_of([nested, *events])) or []) == 2 + len(events)  # one cut inside
+    assert _apiserver_items(event_list_of(events).replace(b'"metadata":{}', b'"metadata":{"x":1}', 1)) is None
+
+
+def test_a_number_of_a_hundred_digits_or_more_is_found_in_what_msgspec_skips() -> None:
+    """Digits in a row: 310 make a number beyond a double, which orjson refuses and msgspec skips unseen; the search
+    flags a run from 100 digits on (below that, a number needs an exponent of 3 digits to be beyond a double)."""
+    event = orjson.dumps(exec_event())
+    for digits in (b"1" * 310, b"9" * 200 + b".5", b"0." + b"7" * 400):
+        same_as_parse_body(event_list_of([event, event[:-1] + b',"requestObject":{"n":' + digits + b"}}"]))
+    for run, flagged in [(98, False), (99, False), (100, True), (101, True), (250, True)]:
+        for text in (b"1" * run, b"[" + b"5" * run + b"]", b"12,34," + b"8" * run + b",1" + b"3" * 98):
+            assert _may_be_huge_number(text, text.translate(_MARKS)) is flagged, (run, text)
