@@ -125,7 +125,7 @@ class RecordProducer:
                     await wake.wait()
 
     def _on_error(self, error: KafkaError) -> None:
-        """librdkafka's client-wide errors (in the poll thread)."""
+        """librdkafka's client-wide errors (served on the event loop with the reports)."""
         if error.fatal():
             self.failed = error
             log.warning("Kafka producer failed for good, replaced on the next batch: %s", error.str())
