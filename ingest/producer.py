@@ -36,15 +36,15 @@ _ANY_PARTITION = -1  # the partitioner picks (murmur2 of the key)
 
 
 class Delivery:
-    """The acknowledgements of records handed over together: awaited on the event loop, settled from the poll
-    thread when the last record is acknowledged or the first one fails."""
+    """The acknowledgements of records handed over together: awaited on the event loop, settled there (by the
+    reports `RecordProducer` serves) when the last record is acknowledged or the first one fails."""
 
     __slots__ = ("future", "_expected", "_acks", "_error")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, expected: int) -> None:
         self.future: asyncio.Future[None] = loop.create_future()
         self._expected = expected
-        self._acks = itertools.count(1)  # next() on it is atomic under the GIL: no lock on the hot path
+        self._acks = itertools.count(1)  # one C call per report, cheaper than an attribute's read and write
         self._error: KafkaError | None = None
         if expected == 0:
             self.future.set_result(None)

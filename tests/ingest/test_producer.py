@@ -5,6 +5,7 @@ How a `Delivery` settles from librdkafka's reports is checked on its own, withou
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import uuid
@@ -105,6 +106,60 @@ def test_reports_are_served_on_the_event_loop_not_in_a_thread_of_their_own(monke
 
     asyncio.run(send())
     assert served_in == {threading.get_ident()}  # asyncio.run's loop runs on this thread
+
+
+@pytest.mark.integration
+def test_a_failing_report_is_logged_and_the_next_batches_are_still_served(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A report callback that raises (a bug) must not stop the serving of reports: every later batch would wait
+    for its deadline and be answered 503."""
+    bootstrap = kafka_bootstrap()
+    topic = f"failing-report-{uuid.uuid4().hex[:8]}"
+    report = Delivery.report
+    failed: list[bool] = []
+
+    def failing_once(delivery: Delivery, error: KafkaError | None, message: Any) -> None:
+        if not failed:
+            failed.append(True)
+            raise RuntimeError("a bug in a report")
+        report(delivery, error, message)
+
+    monkeypatch.setattr(Delivery, "report", failing_once)
+
+    async def send() -> None:
+        await ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS, 1)])
+        producer = RecordProducer(bootstrap, timeout_s=20, max_record_bytes=1 << 20)
+        try:
+            with pytest.raises(TimeoutError):  # its one report was lost to the bug
+                await asyncio.wait_for(producer.send([(topic, b"k", b'{"n":0}')]), 5)
+            for _ in range(3):
+                await asyncio.wait_for(producer.send([(topic, b"k", b'{"n":%d}' % i) for i in range(50)]), 10)
+        finally:
+            await producer.close()
+
+    with caplog.at_level(logging.ERROR, logger="auditwatch.ingest.kafka"):
+        asyncio.run(send())
+    assert failed and "serving the Kafka producer's reports failed" in caplog.text
+
+
+@pytest.mark.integration
+def test_closing_drops_what_no_broker_took_and_fails_its_batch_at_once() -> None:
+    """With no broker to take them, `close` waits its timeout, then purges: the waiting batch fails then, not at
+    its own deadline."""
+    closed = f"127.0.0.1:{free_port()}"
+
+    async def attempt() -> float:
+        producer = RecordProducer(closed, timeout_s=60, max_record_bytes=1 << 20)
+        batch = asyncio.ensure_future(producer.send([("audit", b"k", b'{"n":%d}' % i) for i in range(10)]))
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        await producer.close(timeout_s=0.5)
+        with pytest.raises(KafkaException):
+            await asyncio.wait_for(batch, 5)
+        return time.monotonic() - started
+
+    assert asyncio.run(attempt()) < 5
 
 
 @pytest.mark.integration
