@@ -195,3 +195,17 @@ def test_a_number_of_a_hundred_digits_or_more_is_found_in_what_msgspec_skips() -
     for run, flagged in [(98, False), (99, False), (100, True), (101, True), (250, True)]:
         for text in (b"1" * run, b"[" + b"5" * run + b"]", b"12,34," + b"8" * run + b",1" + b"3" * 98):
             assert _may_be_huge_number(text, text.translate(_MARKS)) is flagged, (run, text)
+
+
+def test_an_exponent_of_three_digits_or_more_is_found_whatever_ends_it() -> None:
+    """An exponent of 3+ digits is flagged whatever JSON lets end it (a comma, a bracket, a brace, whitespace) and
+    however long it runs; hex in a uid (`...e903"`) or a short exponent is not. (The search settles most candidates
+    by the mark after the third digit; this holds it to the pattern's answer.)"""
+    event = orjson.dumps(exec_event())
+    for number in (b"1e400", b"2E+308", b"3.5e1000", b"7e0400"):
+        for end in (b",", b"]", b"}", b" ", b"\t", b"\n", b"\r"):
+            text = b'{"n":[' + number + end + b"1]}" if end != b"}" else b'{"n":' + number + b"}"
+            assert _may_be_huge_number(text, text.translate(_MARKS)), text
+        same_as_parse_body(event_list_of([event, event[:-1] + b',"requestObject":{"n":[' + number + b"\n]}}"]))
+    for text in (b'{"uid":"3e0-bb03-de6e1282e903"}', b'{"a":"1e400x"}', b'{"n":1e40}', b'{"n":1e99,"m":"e000"}'):
+        assert not _may_be_huge_number(text, text.translate(_MARKS)), text
