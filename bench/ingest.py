@@ -9,8 +9,10 @@ Starts what it needs (`scripts/services.sh up`: Kafka and PostgreSQL on 127.0.0.
             p50/p99 (a POST returns once every record is acknowledged, acks=all), and the CPU the generator and
             the ingest processes used (share of one core; the machine's load average beside it);
   baseline: org.apache.kafka.tools.ProducerPerformance on the same broker, same record size and
-            payloads (the same events), acks=all, lz4, the same record count, right after;
+            payloads (the same events), acks=all, lz4, the same record count, right after, into a fresh topic of
+            the same 6 partitions;
 then once consume: `detect`'s consumer loop (built-in rules, alerts into PostgreSQL) over the ingested topic.
+Every topic it creates is deleted at the end (ProducerPerformance's after each run).
 The last line gives the medians over the runs: `ingest_events_per_s=<n> producer_perf_events_per_s=<n>
 ratio=<r> p99_ms=<n> generator_cpu=<share of a core> ingest_workers=<N> ingest_cpu=<share of a core, all workers>`:
 with `--workers N` the figure is one `ingest` command running N worker processes.
@@ -38,6 +40,7 @@ import orjson
 from api.store import AlertStore
 from auditwatch.consumer import Consumer
 from bench.loadgen import write_bodies
+from bench.servers import topic as throwaway_topic
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from simulation import ClusterProfile, benign_events
@@ -107,21 +110,19 @@ def load(url: str, bodies_file: Path, clients: int, seconds: float) -> dict[str,
     return result
 
 
-def producer_perf(env: dict[str, str], topic: str, records: int, payloads: list[bytes], workdir: Path) -> float:
+def producer_perf(env: dict[str, str], records: int, payloads: list[bytes], workdir: Path) -> float:
+    """ProducerPerformance's records/s into a fresh topic of as many partitions as ingest's (deleted after)."""
     payload_file = workdir / "payloads.txt"
     payload_file.write_bytes(b"\n".join(payloads[:20000]) + b"\n")
     mean = sum(len(p) for p in payloads) // len(payloads)
-    create = ["org.apache.kafka.tools.TopicCommand", "--bootstrap-server", env["AUDITWATCH_KAFKA_BOOTSTRAP"],
-              "--create", "--topic", topic, "--partitions", "6", "--replication-factor", "1"]  # fmt: skip
-    subprocess.run(["bash", str(ROOT / "scripts/services.sh"), "kafka-class", *create], check=True,
-                   capture_output=True, timeout=120)  # fmt: skip
-    out = subprocess.run(
-        ["bash", str(ROOT / "scripts/services.sh"), "kafka-class", "org.apache.kafka.tools.ProducerPerformance",
-         "--topic", topic, "--num-records", str(records), "--throughput", "-1", "--payload-file", str(payload_file),
-         "--producer-props", f"bootstrap.servers={env['AUDITWATCH_KAFKA_BOOTSTRAP']}", "acks=all",
-         "enable.idempotence=true", "compression.type=lz4", "linger.ms=5", "batch.size=1048576"],
-        check=True, capture_output=True, text=True, timeout=600,
-    ).stdout  # fmt: skip
+    with throwaway_topic(env["AUDITWATCH_KAFKA_BOOTSTRAP"], "bench-pp") as topic:
+        out = subprocess.run(
+            ["bash", str(ROOT / "scripts/services.sh"), "kafka-class", "org.apache.kafka.tools.ProducerPerformance",
+             "--topic", topic, "--num-records", str(records), "--throughput", "-1", "--payload-file",
+             str(payload_file), "--producer-props", f"bootstrap.servers={env['AUDITWATCH_KAFKA_BOOTSTRAP']}",
+             "acks=all", "enable.idempotence=true", "compression.type=lz4", "linger.ms=5", "batch.size=1048576"],
+            check=True, capture_output=True, text=True, timeout=600,
+        ).stdout  # fmt: skip
     final = [line for line in out.splitlines() if "records sent" in line][-1]
     rate = float(re.search(r"([\d.]+) records/sec", final).group(1))  # type: ignore[union-attr]
     print(f"ProducerPerformance ({records:,} records of the same events, mean {mean} B): {final.strip()}")
@@ -225,12 +226,17 @@ def main() -> None:
     env = services_env()
     bodies, payloads = make_bodies(40_000)
     mean = sum(len(p) for p in payloads) / len(payloads)
-    topic = f"bench-ingest-{uuid.uuid4().hex[:6]}"
     port = free_port()
     command = measured_command(args.workers)
     print(f"events: mean {mean:,.0f} B, {BATCH} per POST, {args.clients} connections, {command}, "
           f"{os.cpu_count()} cores; load average before: {load_average()}")  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="auditwatch-bench-") as tmp:
+    # the topics are deleted after: a broker whose log grew by tens of GB over earlier runs measures slower
+    bootstrap = env["AUDITWATCH_KAFKA_BOOTSTRAP"]
+    with (
+        tempfile.TemporaryDirectory(prefix="auditwatch-bench-") as tmp,
+        throwaway_topic(bootstrap, "bench-ingest") as topic,
+    ):
+        env = env | {"AUDITWATCH_DEAD_LETTER_TOPIC": f"{topic}-dlq"}  # deleted with the topic
         workdir = Path(tmp)
         bodies_file = workdir / "bodies.bin"
         write_bodies(bodies_file, bodies)
@@ -244,8 +250,7 @@ def main() -> None:
                 for i in range(args.runs):
                     run = measured_load(url, bodies_file, args, ingest.pid)
                     total += run["events"]
-                    run["baseline"] = producer_perf(env, f"bench-pp-{uuid.uuid4().hex[:6]}", run["events"],
-                                                    payloads, workdir)  # fmt: skip
+                    run["baseline"] = producer_perf(env, run["events"], payloads, workdir)
                     print(f"run {i + 1}: {command}: {run['events']:,} events acknowledged in {run['seconds']:.1f} s, "
                           f"{run['rate']:,.0f} events/s, POST p50 {run['p50_ms']:.0f} ms, p99 {run['p99_ms']:.0f} ms; "
                           f"CPU (share of one core): generator {run['generator_share']:.2f}, {command} "

@@ -12,6 +12,15 @@ from api.store import AlertStore
 from tests.support.cli import CliRun
 
 
+@pytest.fixture(scope="session", autouse=True)
+def kafka_left_as_found() -> Iterator[None]:
+    """The session's topics are deleted from the shared Kafka at its end (tests/support/services.py)."""
+    from tests.support.services import new_topics_deleted
+
+    with new_topics_deleted():
+        yield
+
+
 @pytest.fixture
 def db_url(tmp_path: Path) -> Iterator[str]:
     yield f"sqlite:///{tmp_path / 'alerts.db'}"
