@@ -211,8 +211,8 @@ def _split_event_list(body: bytes, origin: str) -> tuple[list[ReceivedEvent], Re
     small = len(body) <= MAX_EVENT_BYTES
     texts = _apiserver_items(body) if small else None
     if texts is not None:
-        decoded = [_decoded(text) for text in texts]
-        if all(fields is not None for fields in decoded):  # each piece one JSON value: the cuts were between items
+        decoded = _all_decoded(texts)
+        if decoded is not None:  # each piece one JSON value: the cuts were between items
             return _judged(texts, decoded, origin, small)
     try:
         envelope = _EVENT_LIST.decode(body)
@@ -237,7 +237,7 @@ def _judged(
     events: list[ReceivedEvent] = []
     rejected = Rejections()
     for index, (text, fields) in enumerate(zip(texts, decoded, strict=True)):
-        if fields is not None and _valid(fields) and _raw_spans_pass(text, fields):
+        if fields is not None and _accepted(text, fields):
             events.append(ReceivedEvent(text, _key(fields), fields.stage, fields.auditID, origin, index))
             continue
         try:
@@ -296,16 +296,6 @@ def _around_items(body: bytes, texts: list[bytes]) -> bytes:
     return body[:start] + body[start + len(items) :]
 
 
-def _raw_spans_pass(text: bytes, fields: _Event) -> bool:
-    """Whether what msgspec skipped in an item holds no number beyond a double and nests within the depth limit:
-    nothing, when it has no raw span (every value typed and checked, nested at most 5 deep); else its whole text
-    is searched and its brackets counted (a raw span's key may also occur twice, the first value skipped)."""
-    if fields.requestObject is _UNSET and fields.responseObject is _UNSET and fields.metadata is _UNSET:
-        return True
-    marks = text.translate(_MARKS)
-    return marks.count(b"{") <= MAX_EVENT_DEPTH and not _may_be_huge_number(text, marks)
-
-
 # 99 and not 100: CPython searches for a needle of 100 bytes or more with a two-way search, which prepares it on
 # every call; a run of 100 is 99 followed by one more
 _DIGITS_99 = b"0" * 99
@@ -329,6 +319,16 @@ def _may_be_huge_number(body: bytes, marks: bytes) -> bool:
     return False
 
 
+def _all_decoded(texts: list[bytes]) -> list[_Event | None] | None:
+    """Every piece's fields, typed, or None as soon as one piece does not decode (the body then goes the way that
+    decodes its items one by one): no Python call between two decodes."""
+    decode = _EVENT.decode
+    try:
+        return [decode(text) for text in texts]
+    except (msgspec.DecodeError, RecursionError):
+        return None
+
+
 def _decoded(text: bytes) -> _Event | None:
     """An item's fields, typed; None when it is not one JSON value holding only an event's fields typed as valid."""
     try:
@@ -337,19 +337,30 @@ def _decoded(text: bytes) -> _Event | None:
         return None
 
 
-def _valid(fields: _Event) -> bool:
+def _accepted(text: bytes, fields: _Event) -> bool:
     """Whether an item's typed fields make it a valid event, by `validate_event`'s own checks (else the item is then
-    decoded whole, which also finds the reason). tests/ingest/test_body.py holds the two to the same answers."""
+    decoded whole, which also finds the reason; tests/ingest/test_body.py holds the two to the same answers), and
+    what msgspec skipped in it holds no number beyond a double and nests within the depth limit: nothing, when it
+    has no raw span (every value typed and checked, nested at most 5 deep); else its whole text is searched and its
+    brackets counted (a raw span's key may also occur twice, the first value skipped)."""
     stamp, received = fields.stageTimestamp, fields.requestReceivedTimestamp
-    request, response = fields.requestObject, fields.responseObject
-    return (
+    if not (
         fields.impersonatedUser is _UNSET
         and fields.timestamp is _UNSET
-        and (request is _UNSET or memoryview(request)[0] in _REQUEST_STARTS)
-        and (response is _UNSET or memoryview(response)[0] in _RESPONSE_STARTS)
         and _valid_time(stamp)
         and (received is None or received == stamp or _valid_time(received))
-    )
+    ):
+        return False
+    request, response = fields.requestObject, fields.responseObject
+    if request is _UNSET and response is _UNSET and fields.metadata is _UNSET:
+        return True
+    if not (
+        (request is _UNSET or memoryview(request)[0] in _REQUEST_STARTS)
+        and (response is _UNSET or memoryview(response)[0] in _RESPONSE_STARTS)
+    ):
+        return False
+    marks = text.translate(_MARKS)
+    return marks.count(b"{") <= MAX_EVENT_DEPTH and not _may_be_huge_number(text, marks)
 
 
 def _valid_time(stamp: str) -> bool:
