@@ -76,6 +76,12 @@ def dead_letter(item: Rejected) -> bytes:
                          "payload_truncated": truncated})  # fmt: skip
 
 
+def _oversized(event: ReceivedEvent) -> Rejected:
+    size = len(event.key) + len(event.text)
+    reason = f"event is {size} bytes as a record, over the limit of {MAX_RECORD_BYTES}"
+    return Rejected(event.origin, reason, orjson.loads(event.text))
+
+
 def kafka_problem(exc: BaseException, timeout_s: float) -> str:
     """Why a Kafka call failed, in a few words (aiokafka's own messages list resolver tuples)."""
     error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
@@ -195,15 +201,10 @@ class KafkaSink:
         if self.drop_request_received:
             events = drop_superseded_request_received(events)
         topic, limit = self.topic, MAX_RECORD_BYTES - _RECORD_OVERHEAD
-        records: list[Record] = []
+        records: list[Record] = [(topic, e.key, e.text) for e in events if len(e.key) + len(e.text) <= limit]
         oversized: list[Rejected] = []
-        for event in events:
-            key, value = event.key, event.text
-            if len(key) + len(value) > limit:
-                reason = f"event is {len(key) + len(value)} bytes as a record, over the limit of {MAX_RECORD_BYTES}"
-                oversized.append(Rejected(event.origin, reason, orjson.loads(value)))
-            else:
-                records.append((topic, key, value))
+        if len(records) < len(events):  # an event too big for a record, dead-lettered instead
+            oversized = [_oversized(e) for e in events if len(e.key) + len(e.text) > limit]
         records += [(self.dead_letter_topic, None, dead_letter(item)) for item in [*rejected, *oversized]]
         try:
             # one deadline for the whole batch, waiting for room in the producer's queue included
