@@ -365,6 +365,9 @@ def _accepted(text: bytes, fields: _Event) -> bool:
     return marks.count(b"{") <= MAX_EVENT_DEPTH and not _may_be_huge_number(text, marks)
 
 
+_fromisoformat = datetime.fromisoformat
+
+
 def _valid_time(stamp: str) -> bool:
     """As `validate_event` checks an event time: a calendar date and time, with its zone, in the years allowed."""
     try:
@@ -376,9 +379,6 @@ def _valid_time(stamp: str) -> bool:
         and (stamp[-1] == "Z" or (stamp[-3] == ":" and stamp[-6] in "+-"))
         and EARLIEST_YEAR <= stamp < LATEST_YEAR
     )
-
-
-_fromisoformat = datetime.fromisoformat
 
 
 def _key(fields: _Event) -> bytes:
