@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from detectors.errors import RuleError, RuleErrors
-from detectors.falco.fields import render
 from detectors.falco.ruleset import PRIORITIES, SOURCE
+from detectors.falco.values import render
 from detectors.loading.yamlload import LocatedDict, LocatedList
 
 _RULE_KEYS = frozenset({"rule", "desc", "condition", "output", "priority", "source", "tags", "enabled", "exceptions",

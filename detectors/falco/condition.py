@@ -12,7 +12,7 @@ from typing import Any
 
 from detectors import patterns
 from detectors.events import AuditEvent
-from detectors.falco.fields import FieldError, Value, resolve
+from detectors.falco.fields import resolve
 from detectors.falco.syntax import (
     LIST_FIELD_OPS,
     LIST_RHS_OPS,
@@ -25,6 +25,7 @@ from detectors.falco.syntax import (
     Or,
     XCheck,
 )
+from detectors.falco.values import FieldError, Value
 
 Cond = Callable[[AuditEvent], bool]
 Getter = Callable[[AuditEvent], Value]

@@ -1,4 +1,5 @@
 """Falco's field table (`ka.*` of the k8saudit plugin, `jevt.*`/`json.*` of the json plugin): long, as a table is.
+The fields of a request's object (pods, bindings, roles) are extracted in `detectors.falco.request_fields`.
 
 Every field is a function of the event's raw dict that returns `None` (cannot be extracted), a string
 (scalar field) or a list of strings (list field). Numbers, booleans, objects and arrays are rendered as
@@ -29,13 +30,23 @@ import orjson
 
 from detectors.annotations import REASON_ANNOTATION
 from detectors.decision import decision_of
-
-Value = str | list[str] | None
-Extractor = Callable[[dict[str, Any]], Value]
-
-
-class FieldError(Exception):
-    """A field name or argument the plugin does not know."""
+from detectors.falco.request_fields import (
+    CONTAINER_ATTRS,
+    any_privileged,
+    configmap_obj,
+    container_field,
+    first_container,
+    flex_drivers,
+    has_name,
+    hostpaths,
+    pod_sc,
+    role_rules,
+    subject_names,
+    supplemental_groups,
+    volume_hostpath,
+    volume_types,
+)
+from detectors.falco.values import Extractor, FieldError, Value, get_path, render, str_list
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,23 +58,6 @@ class FieldSpec:
     arg: str
     build: Callable[[str | None], Extractor]
     cost: int = 1  # 1: a few dict lookups; 2: worth caching per event
-
-
-def render(value: Any) -> str | None:
-    """A JSON value as the plugin renders it: strings as they are, everything else as JSON text."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    return orjson.dumps(value).decode()
-
-
-def _get(node: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(node, dict):
-            return None
-        node = node.get(key)
-    return node
 
 
 def scalar_field(*keys: str) -> Extractor:
@@ -89,132 +83,16 @@ def scalar_field(*keys: str) -> Extractor:
         return two
 
     def many(raw: dict[str, Any]) -> Value:
-        return render(_get(raw, *keys))
+        return render(get_path(raw, *keys))
 
     return many
 
 
-def _str_list(value: Any) -> list[str] | None:
-    if not isinstance(value, list):
-        return None
-    out = [s for s in (render(v) for v in value) if s is not None]
-    return out or None
-
-
 def _annotation(key: str) -> Extractor:
     def get(raw: dict[str, Any]) -> Value:
-        return render(_get(raw, "annotations", key))
+        return render(get_path(raw, "annotations", key))
 
     return get
-
-
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
-def _pod_spec(raw: dict[str, Any]) -> dict[str, Any]:
-    spec = _get(raw, "requestObject", "spec")
-    return spec if isinstance(spec, dict) else {}
-
-
-def image_repository(image: str) -> str:
-    """`reg:5000/team/app:1.2@sha256:..` -> `reg:5000/team/app` (a port in the registry survives)."""
-    image = image.split("@", 1)[0]
-    slash = image.rfind("/")
-    colon = image.rfind(":")
-    return image[:colon] if colon > slash else image
-
-
-def _bool_default(value: Any) -> str:
-    return render(value) or "false" if value is not None else "false"
-
-
-# Per-container attributes: name -> function(container, pod spec) -> JSON value (None = absent)
-def _sc(c: dict[str, Any], key: str) -> Any:
-    return _get(c, "securityContext", key)
-
-
-def _host_port(c: dict[str, Any], spec: dict[str, Any]) -> Any:
-    ports = []
-    for p in _dicts(c.get("ports")):
-        if p.get("hostPort") is not None:
-            ports.append(p["hostPort"])
-        elif spec.get("hostNetwork") is True and p.get("containerPort") is not None:
-            ports.append(p["containerPort"])
-    return ports or None
-
-
-def _joined(value: Any) -> str | None:
-    if isinstance(value, list):
-        return " ".join(str(render(v)) for v in value)
-    return render(value)
-
-
-_CONTAINER_ATTRS: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {
-    "name": lambda c, s: c.get("name"),
-    "image": lambda c, s: c.get("image"),
-    "image.repository": lambda c, s: image_repository(c["image"]) if isinstance(c.get("image"), str) else None,
-    "command": lambda c, s: _joined(c.get("command")),
-    "args": lambda c, s: _joined(c.get("args")),
-    "privileged": lambda c, s: _bool_default(_sc(c, "privileged")),
-    "allow_privilege_escalation": lambda c, s: _bool_default(_sc(c, "allowPrivilegeEscalation")),
-    "read_only_fs": lambda c, s: _bool_default(_sc(c, "readOnlyRootFilesystem")),
-    "run_as_user": lambda c, s: _sc(c, "runAsUser"),
-    "run_as_group": lambda c, s: _sc(c, "runAsGroup"),
-    "eff_run_as_user": lambda c, s: _first_set(_sc(c, "runAsUser"), _get(s, "securityContext", "runAsUser"), 0),
-    "eff_run_as_group": lambda c, s: _first_set(_sc(c, "runAsGroup"), _get(s, "securityContext", "runAsGroup"), 0),
-    "proc_mount": lambda c, s: _sc(c, "procMount"),
-    "add_capabilities": lambda c, s: _get(c, "securityContext", "capabilities", "add"),
-    "host_port": _host_port,
-}
-
-
-def _first_set(*values: Any) -> Any:
-    for v in values:
-        if v is not None:
-            return v
-    return None
-
-
-def _container_field(lst: str, attr: str) -> Callable[[str | None], Extractor]:
-    fn = _CONTAINER_ATTRS[attr]
-
-    def per_container(raw: dict[str, Any]) -> list[list[str]]:
-        spec = _pod_spec(raw)
-        out: list[list[str]] = []
-        for c in _dicts(spec.get(lst)):
-            v = fn(c, spec)
-            if v is None:
-                out.append([])
-            elif isinstance(v, list):
-                out.append([s for s in (render(x) for x in v) if s is not None])
-            else:
-                out.append([render(v) or ""])
-        return out
-
-    def build(arg: str | None) -> Extractor:
-        if arg is None:
-
-            def all_of(raw: dict[str, Any]) -> Value:
-                flat = [s for vals in per_container(raw) for s in vals]
-                return flat or None
-
-            return all_of
-        try:
-            idx = int(arg)
-        except ValueError:
-            raise FieldError(f"index must be an integer, got {arg!r}") from None
-
-        def one(raw: dict[str, Any]) -> Value:
-            items = per_container(raw)
-            if not 0 <= idx < len(items) or not items[idx]:
-                return None
-            vals = items[idx]
-            return vals[0] if len(vals) == 1 else " ".join(vals)
-
-        return one
-
-    return build
 
 
 def _simple(fn: Extractor) -> Callable[[str | None], Extractor]:
@@ -305,117 +183,15 @@ def _uri_param(arg: str | None) -> Extractor:
     return get
 
 
-def _subjects(raw: dict[str, Any]) -> list[dict[str, Any]]:
-    return _dicts(_get(raw, "requestObject", "subjects"))
-
-
-def _subject_names(kind: str, with_ns: bool = False) -> Extractor:
-    def get(raw: dict[str, Any]) -> Value:
-        out = []
-        for s in _subjects(raw):
-            if s.get("kind") == kind and isinstance(s.get("name"), str):
-                out.append(f"{s.get('namespace') or ''}:{s['name']}" if with_ns else s["name"])
-        return out or None
-
-    return get
-
-
-def _role_rules(key: str | None) -> Extractor:
-    def get(raw: dict[str, Any]) -> Value:
-        rules = _dicts(_get(raw, "requestObject", "rules"))
-        if key is None:
-            return [orjson.dumps(r).decode() for r in rules] or None
-        out: list[str] = []
-        for r in rules:
-            out.extend(_str_list(r.get(key)) or [])
-        return out or None
-
-    return get
-
-
-def _volumes(raw: dict[str, Any]) -> list[dict[str, Any]]:
-    return _dicts(_pod_spec(raw).get("volumes"))
-
-
-def _hostpaths(raw: dict[str, Any]) -> Value:
-    out = [p for v in _volumes(raw) if isinstance(p := _get(v, "hostPath", "path"), str)]
-    return out or None
-
-
-def _flex_drivers(raw: dict[str, Any]) -> Value:
-    out = [d for v in _volumes(raw) if isinstance(d := _get(v, "flexVolume", "driver"), str)]
-    return out or None
-
-
-def _volume_types(raw: dict[str, Any]) -> Value:
-    out = [k for v in _volumes(raw) for k in v if k != "name"]
-    return out or None
-
-
-def _volume_hostpath(arg: str | None) -> Extractor:
-    if not arg:
-        raise FieldError("needs a path argument, e.g. ka.req.volume.hostpath[/etc*]")
-    prefix = arg[:-1] if arg.endswith("*") else None
-
-    def get(raw: dict[str, Any]) -> Value:
-        paths = _hostpaths(raw) or []
-        hit = any(p.startswith(prefix) if prefix is not None else p == arg for p in paths)
-        return "true" if hit else "false"
-
-    return get
-
-
-def _has_name(arg: str | None) -> Extractor:
-    if not arg:
-        raise FieldError("needs a subject name argument")
-
-    def get(raw: dict[str, Any]) -> Value:
-        return "true" if any(s.get("name") == arg for s in _subjects(raw)) else "false"
-
-    return get
-
-
-def _pod_sc(key: str) -> Extractor:
-    def get(raw: dict[str, Any]) -> Value:
-        return render(_get(_pod_spec(raw), "securityContext", key))
-
-    return get
-
-
-def _first_container(attr: str) -> Extractor:
-    fn = _CONTAINER_ATTRS[attr]
-
-    def get(raw: dict[str, Any]) -> Value:
-        spec = _pod_spec(raw)
-        containers = _dicts(spec.get("containers"))
-        return render(fn(containers[0], spec)) if containers else None
-
-    return get
-
-
-def _any_privileged(raw: dict[str, Any]) -> Value:
-    spec = _pod_spec(raw)
-    containers = _dicts(spec.get("containers"))
-    if not containers:
-        return None
-    return "true" if any(_sc(c, "privileged") is True for c in containers) else "false"
-
-
 def _target_pod_name(raw: dict[str, Any]) -> Value:
-    if _get(raw, "objectRef", "resource") != "pods":
+    if get_path(raw, "objectRef", "resource") != "pods":
         return None
-    return render(_get(raw, "responseObject", "metadata", "name"))
-
-
-def _configmap_obj(raw: dict[str, Any]) -> Value:
-    # As the plugin does (plugins#249): only `data` of the request object.
-    data = _get(raw, "requestObject", "data")
-    return orjson.dumps(data).decode() if data is not None else None
+    return render(get_path(raw, "responseObject", "metadata", "name"))
 
 
 def _list_of_json(*keys: str) -> Extractor:
     def get(raw: dict[str, Any]) -> Value:
-        items = _get(raw, *keys)
+        items = get_path(raw, *keys)
         if not isinstance(items, list):
             return None
         return [orjson.dumps(i).decode() if not isinstance(i, str) else i for i in items] or None
@@ -425,7 +201,7 @@ def _list_of_json(*keys: str) -> Extractor:
 
 def _list(*keys: str) -> Extractor:
     def get(raw: dict[str, Any]) -> Value:
-        return _str_list(_get(raw, *keys))
+        return str_list(get_path(raw, *keys))
 
     return get
 
@@ -462,38 +238,38 @@ def _register() -> None:
     _add("ka.target.pod.name", s(_target_pod_name))
     _add("ka.req.binding.subjects", s(_list_of_json("requestObject", "subjects")), is_list=True)
     _add("ka.req.binding.role", s(scalar_field("requestObject", "roleRef", "name")))
-    _add("ka.req.binding.subject.has_name", _has_name, arg="required")
-    _add("ka.req.binding.subjects.user_names", s(_subject_names("User")), is_list=True)
-    _add("ka.req.binding.subjects.group_names", s(_subject_names("Group")), is_list=True)
-    _add("ka.req.binding.subjects.serviceaccount_names", s(_subject_names("ServiceAccount")), is_list=True)
-    _add("ka.req.binding.subjects.serviceaccount_ns_names", s(_subject_names("ServiceAccount", True)),
+    _add("ka.req.binding.subject.has_name", has_name, arg="required")
+    _add("ka.req.binding.subjects.user_names", s(subject_names("User")), is_list=True)
+    _add("ka.req.binding.subjects.group_names", s(subject_names("Group")), is_list=True)
+    _add("ka.req.binding.subjects.serviceaccount_names", s(subject_names("ServiceAccount")), is_list=True)
+    _add("ka.req.binding.subjects.serviceaccount_ns_names", s(subject_names("ServiceAccount", True)),
          is_list=True)  # fmt: skip
     _add("ka.req.configmap.name", s(scalar_field("requestObject", "metadata", "name")))
-    _add("ka.req.configmap.obj", s(_configmap_obj), cost=2)
-    _add("ka.req.container.image", s(_first_container("image")))
-    _add("ka.req.container.image.repository", s(_first_container("image.repository")))
-    _add("ka.req.container.privileged", s(_any_privileged))
+    _add("ka.req.configmap.obj", s(configmap_obj), cost=2)
+    _add("ka.req.container.image", s(first_container("image")))
+    _add("ka.req.container.image.repository", s(first_container("image.repository")))
+    _add("ka.req.container.privileged", s(any_privileged))
     _add("ka.req.container.host_network", s(scalar_field("requestObject", "spec", "hostNetwork")))
     _add("ka.req.pod.host_ipc", s(scalar_field("requestObject", "spec", "hostIPC")))
     _add("ka.req.pod.host_network", s(scalar_field("requestObject", "spec", "hostNetwork")))
     _add("ka.req.pod.host_pid", s(scalar_field("requestObject", "spec", "hostPID")))
-    _add("ka.req.pod.run_as_user", s(_pod_sc("runAsUser")))
-    _add("ka.req.pod.run_as_group", s(_pod_sc("runAsGroup")))
-    _add("ka.req.pod.fs_group", s(_pod_sc("fsGroup")))
+    _add("ka.req.pod.run_as_user", s(pod_sc("runAsUser")))
+    _add("ka.req.pod.run_as_group", s(pod_sc("runAsGroup")))
+    _add("ka.req.pod.fs_group", s(pod_sc("fsGroup")))
     _add(
         "ka.req.pod.supplemental_groups",
-        s(lambda raw: _str_list(_get(_pod_spec(raw), "securityContext", "supplementalGroups"))),
+        s(supplemental_groups),
         is_list=True,
     )
-    _add("ka.req.pod.volumes.hostpath", s(_hostpaths), is_list=True)
-    _add("ka.req.pod.volumes.flexvolume_driver", s(_flex_drivers), is_list=True)
-    _add("ka.req.pod.volumes.volume_type", s(_volume_types), is_list=True)
-    _add("ka.req.volume.hostpath", _volume_hostpath, arg="required")
-    _add("ka.req.role.rules", s(_role_rules(None)), is_list=True)
-    _add("ka.req.role.rules.apiGroups", s(_role_rules("apiGroups")), is_list=True)
-    _add("ka.req.role.rules.nonResourceURLs", s(_role_rules("nonResourceURLs")), is_list=True)
-    _add("ka.req.role.rules.verbs", s(_role_rules("verbs")), is_list=True)
-    _add("ka.req.role.rules.resources", s(_role_rules("resources")), is_list=True)
+    _add("ka.req.pod.volumes.hostpath", s(hostpaths), is_list=True)
+    _add("ka.req.pod.volumes.flexvolume_driver", s(flex_drivers), is_list=True)
+    _add("ka.req.pod.volumes.volume_type", s(volume_types), is_list=True)
+    _add("ka.req.volume.hostpath", volume_hostpath, arg="required")
+    _add("ka.req.role.rules", s(role_rules(None)), is_list=True)
+    _add("ka.req.role.rules.apiGroups", s(role_rules("apiGroups")), is_list=True)
+    _add("ka.req.role.rules.nonResourceURLs", s(role_rules("nonResourceURLs")), is_list=True)
+    _add("ka.req.role.rules.verbs", s(role_rules("verbs")), is_list=True)
+    _add("ka.req.role.rules.resources", s(role_rules("resources")), is_list=True)
     _add("ka.req.service.type", s(scalar_field("requestObject", "spec", "type")))
     _add("ka.req.service.ports", s(_list_of_json("requestObject", "spec", "ports")), is_list=True)
     _add("ka.resp.name", s(scalar_field("responseObject", "metadata", "name")))
@@ -503,10 +279,10 @@ def _register() -> None:
     _add("ka.sourceips", s(_list("sourceIPs")), is_list=True)  # deliberate: top-level sourceIPs
     _add("ka.cluster.name", s(_annotation("cluster_name")))
     for lst in ("containers", "initContainers", "ephemeralContainers"):
-        for attr in _CONTAINER_ATTRS:
+        for attr in CONTAINER_ATTRS:
             if lst == "ephemeralContainers" and attr == "host_port":
                 continue  # ephemeral containers may not have ports
-            _add(f"ka.req.pod.{lst}.{attr}", _container_field(lst, attr), is_list=True, arg="index", cost=2)
+            _add(f"ka.req.pod.{lst}.{attr}", container_field(lst, attr), is_list=True, arg="index", cost=2)
     for prefix in ("jevt", "json"):
         _add(f"{prefix}.value", _pointer, arg="required")
         _add(f"{prefix}.obj", s(_obj), cost=2)

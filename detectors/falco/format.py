@@ -16,7 +16,6 @@ from detectors.errors import RuleError, RuleErrors
 from detectors.eventschema import pointer_problem
 from detectors.falco.collect import ExceptionItem, FalcoItems, RuleItem, Where
 from detectors.falco.condition import compile_condition, required_values
-from detectors.falco.fields import render
 from detectors.falco.ruleset import PRIORITIES, SOURCE, CompiledRule, FalcoRuleset, compile_output
 from detectors.falco.syntax import (
     LIST_RHS_OPS,
@@ -33,6 +32,7 @@ from detectors.falco.syntax import (
     expand_items,
     parse,
 )
+from detectors.falco.values import render
 from detectors.loading.formats import LoadOptions
 
 _MITRE = re.compile(r"^(T\d{4}(\.\d{3})?|mitre_.+)$")
@@ -154,7 +154,8 @@ class FalcoRules:
             warnings=tuple(
                 f"{at.path}:{at.line}: Falco rule {rule.name!r}: {problem}"
                 for ref, at in refs
-                if ref.name in _POINTER_FIELDS and ref.arg is not None
+                if ref.name in _POINTER_FIELDS
+                and ref.arg is not None
                 and (problem := pointer_problem(ref.arg, ref.key())) is not None
             ),
         )

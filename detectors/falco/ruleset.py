@@ -15,8 +15,9 @@ from detectors.alerts import Alert, Guidance, Severity, make_alert
 from detectors.base import RuleSource
 from detectors.events import AuditEvent
 from detectors.falco.condition import Cond, Getter, field_getter
-from detectors.falco.fields import Value, rawtime_ns, scalar_field
+from detectors.falco.fields import rawtime_ns, scalar_field
 from detectors.falco.syntax import FieldRef
+from detectors.falco.values import Value
 
 # priority -> (Falco's spelling, auditwatch severity)
 PRIORITIES: dict[str, tuple[str, Severity]] = {

@@ -14,7 +14,7 @@ import pytest
 from detectors.errors import RuleErrors
 from detectors.events import AuditEvent
 from detectors.falco.condition import compile_condition
-from detectors.falco.fields import image_repository
+from detectors.falco.request_fields import image_repository
 from detectors.falco.ruleset import FalcoRuleset
 from detectors.falco.syntax import expand, parse
 from detectors.loading.formats import LoadOptions
