@@ -9,6 +9,8 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -32,6 +34,19 @@ def received(key: bytes, i: int) -> ReceivedEvent:
 
 def sink_for(bootstrap: str, topic: str, **options: Any) -> KafkaSink:
     return KafkaSink(bootstrap, topic=topic, dead_letter_topic=f"{topic}-dlq", **options)
+
+
+@asynccontextmanager
+async def producer_on_new_topic(name: str) -> AsyncIterator[tuple[RecordProducer, str]]:
+    """A producer on the real broker and a fresh topic of PARTITIONS partitions named after `name`; closed after."""
+    bootstrap = kafka_bootstrap()
+    topic = f"{name}-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS, 1)])
+    producer = RecordProducer(bootstrap, timeout_s=20, max_record_bytes=1 << 20)
+    try:
+        yield producer, topic
+    finally:
+        await producer.close()
 
 
 @pytest.mark.integration
@@ -85,8 +100,6 @@ def test_a_batch_returns_only_once_every_record_is_in_the_log() -> None:
 @pytest.mark.integration
 def test_reports_are_served_on_the_event_loop_not_in_a_thread_of_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
     """A thread serving them would take the GIL from the event loop once per record."""
-    bootstrap = kafka_bootstrap()
-    topic = f"reports-{uuid.uuid4().hex[:8]}"
     served_in: set[int] = set()
     report = Delivery.report
 
@@ -97,12 +110,8 @@ def test_reports_are_served_on_the_event_loop_not_in_a_thread_of_their_own(monke
     monkeypatch.setattr(Delivery, "report", recording)
 
     async def send() -> None:
-        await ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS, 1)])
-        producer = RecordProducer(bootstrap, timeout_s=20, max_record_bytes=1 << 20)
-        try:
+        async with producer_on_new_topic("reports") as (producer, topic):
             await producer.send([(topic, b"k%d" % (i % 7), b'{"n":%d}' % i) for i in range(500)])
-        finally:
-            await producer.close()
 
     asyncio.run(send())
     assert served_in == {threading.get_ident()}  # asyncio.run's loop runs on this thread
@@ -114,8 +123,6 @@ def test_a_failing_report_is_logged_and_the_next_batches_are_still_served(
 ) -> None:
     """A report callback that raises (a bug) must not stop the serving of reports: every later batch would wait
     for its deadline and be answered 503."""
-    bootstrap = kafka_bootstrap()
-    topic = f"failing-report-{uuid.uuid4().hex[:8]}"
     report = Delivery.report
     failed: list[bool] = []
 
@@ -128,15 +135,11 @@ def test_a_failing_report_is_logged_and_the_next_batches_are_still_served(
     monkeypatch.setattr(Delivery, "report", failing_once)
 
     async def send() -> None:
-        await ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS, 1)])
-        producer = RecordProducer(bootstrap, timeout_s=20, max_record_bytes=1 << 20)
-        try:
+        async with producer_on_new_topic("failing-report") as (producer, topic):
             with pytest.raises(TimeoutError):  # its one report was lost to the bug
                 await asyncio.wait_for(producer.send([(topic, b"k", b'{"n":0}')]), 5)
             for _ in range(3):
                 await asyncio.wait_for(producer.send([(topic, b"k", b'{"n":%d}' % i) for i in range(50)]), 10)
-        finally:
-            await producer.close()
 
     with caplog.at_level(logging.ERROR, logger="auditwatch.ingest.kafka"):
         asyncio.run(send())
