@@ -123,7 +123,7 @@ class Baselined:
         self.learning_s = learning_s
         self.table = HabitTable(spec.max_keys, spec.max_terms, spec.max_networks, spec.history_s)
         self._clocks: list[EventClock] = []  # of the pipelines it runs in (a copy keeps the original's, as its state)
-        self._restored_first: float | None = None  # the snapshot's first_event
+        self._restored_first: float | None = None  # the snapshot's first_event; outside a pipeline, the first judged
         self._saved_observed = 0
         self._saved_rule: dict[str, Any] | None = None  # a stateful rule without a journal: its state at begin()
 
@@ -175,8 +175,8 @@ class Baselined:
             network = network_of(event.source_ips[-1])
         seen = self.table.observe(key, terms, network, now)
         first = self.first_event
-        if first is None:  # a pipeline times each event before its detectors see it: no pipeline, no clock
-            raise RuntimeError(f"baselined rule {self.id} runs without a pipeline's stream clock")
+        if first is None:  # outside a pipeline (which times each event before its detectors see it): the first
+            first = self._restored_first = now  # event this rule judges starts the learning period
         learning = now - first < self.learning_s
         reasons = self._reasons(event, seen, learning)
         context = self._context(key, seen, learning, reasons)

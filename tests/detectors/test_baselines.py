@@ -221,6 +221,18 @@ def test_the_learning_period_starts_at_the_streams_first_event_not_at_the_rules_
     assert later.details["baseline"]["state"] == "new" and later.severity is Severity.MEDIUM
 
 
+def test_outside_a_pipeline_the_first_event_judged_starts_the_learning_period() -> None:
+    """A rule called on its own (a library user, a rule's own test events) has no stream clock."""
+    detector = rule("pod-exec-attach", learning_days=1)
+    first = AuditEvent(at(exec_by("dana@example.com", "payments"), 0.5 * DAY, n=1))
+    learning = one(detector.detect(first))
+    assert learning.severity is Severity.INFO and learning.details["baseline"]["state"] == "learning"
+    assert learning.details["baseline"]["learning_until"] == first.timestamp + DAY
+    assert detector.first_event == first.timestamp
+    later = one(detector.detect(AuditEvent(at(exec_by("dana@example.com", "checkout"), 1.6 * DAY, n=2))))
+    assert later.details["baseline"]["state"] == "new" and later.severity is Severity.MEDIUM
+
+
 def test_a_restored_snapshot_keeps_its_first_event() -> None:
     pipeline = Pipeline([rule("pod-exec-attach", learning_days=1)])
     logs = follow_logs(0, n=1)
