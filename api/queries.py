@@ -82,6 +82,22 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise CursorError(_BAD_CURSOR) from None
 
 
+def encode_rank_cursor(offset: int) -> str:
+    """A priority page's cursor: where the next page starts in the period's ranking."""
+    return base64.urlsafe_b64encode(orjson.dumps({"ranked_from": offset})).decode().rstrip("=")
+
+
+def decode_rank_cursor(cursor: str, ranked_at_most: int) -> int:
+    try:
+        key = _unb64(cursor)
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise CursorError(_BAD_CURSOR) from None
+    offset = key.get("ranked_from") if isinstance(key, dict) else None
+    if type(offset) is not int or not 0 < offset <= ranked_at_most:
+        raise CursorError(_BAD_CURSOR)
+    return offset
+
+
 def encode_receipt_cursor(key: Receipt) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(list(key))).decode().rstrip("=")
 

@@ -12,9 +12,9 @@ from pydantic import AfterValidator, TypeAdapter, ValidationError
 from api.errors import CursorError, StoreError
 from api.outbox import Outbox
 from api.problems import problem_response
-from api.queries import AlertFilter, bounded_utc, has_nul
+from api.queries import AlertFilter, bounded_utc, decode_rank_cursor, encode_rank_cursor, has_nul
 from api.ranking import by_priority, stored_facts
-from api.schemas import AlertDetail, AlertGroupPage, AlertPage, DeliveryPage, Health, ReceiptPage
+from api.schemas import AlertDetail, AlertGroupPage, AlertPage, DeliveryPage, Health, RankedPage, ReceiptPage
 from api.store import AlertStore
 from api.triage import STATUSES
 from detectors.alerts import Severity
@@ -121,29 +121,40 @@ def list_alerts(store: StoreDep, query: PageDep) -> dict[str, Any]:
     return _page(store.list_alerts, query)
 
 
-def ranked_period(store: AlertStore, flt: AlertFilter) -> list[dict[str, Any]]:
-    """The alerts priority ranks for a filter: its at most MAX_RANKED newest (StoreError if the store fails)."""
+def ranked_period(store: AlertStore, flt: AlertFilter) -> tuple[list[dict[str, Any]], bool]:
+    """The alerts priority ranks for a filter: its at most MAX_RANKED newest, and whether that is all of them
+    (StoreError if the store fails)."""
     found: list[dict[str, Any]] = []
     cursor: str | None = None
     while len(found) < MAX_RANKED:
         items, cursor = store.list_alerts(flt, limit=min(MAX_PAGE, MAX_RANKED - len(found)), cursor=cursor)
         found.extend(items)
-        if cursor is None:
+        if cursor is None:  # given only when more alerts follow
             break
-    return found
+    return found, cursor is None
 
 
-@router.get("/api/v1/alerts/priority", response_model=AlertPage, tags=["alerts"])
+@router.get("/api/v1/alerts/priority", response_model=RankedPage, tags=["alerts"])
 def list_alerts_by_priority(store: StoreDep, query: PageDep) -> dict[str, Any]:
     """A period's alerts, most likely attack first (api/ranking.py: severity, raised for a principal that
     several rules flag; what an event does before first-seen context; then the earliest). The filters choose
-    the period (`since`/`until`, event time); at most MAX_RANKED of its newest alerts are ranked; one page of
-    `limit`, no cursor."""
+    the period (`since`/`until`, event time); at most MAX_RANKED of its newest alerts are ranked (`complete`
+    says whether that was all). Pages of `limit`: each request ranks the period again, so an alert stored
+    meanwhile may shift the next page by one."""
     try:
-        found = ranked_period(store, query.filter)
+        start = decode_rank_cursor(query.cursor, MAX_RANKED) if query.cursor else 0
+        found, complete = ranked_period(store, query.filter)
+    except CursorError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
     except StoreError as exc:
         raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "5"}) from None
-    return {"items": by_priority(found, stored_facts)[: query.limit], "next_cursor": None}
+    end = start + query.limit
+    return {
+        "items": by_priority(found, stored_facts)[start:end],
+        "next_cursor": encode_rank_cursor(end) if end < len(found) else None,
+        "ranked": len(found),
+        "complete": complete,
+    }
 
 
 @router.get("/api/v1/alert-groups", response_model=AlertGroupPage, tags=["alerts"])

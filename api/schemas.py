@@ -114,6 +114,11 @@ class AlertPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null at the end")
 
 
+class RankedPage(AlertPage):
+    ranked: int = Field(description="Alerts ranked: the period's, or its 10,000 newest (see `complete`)")
+    complete: bool = Field(description="False when the period holds more alerts than were ranked: narrow it")
+
+
 class Receipt(BaseModel):
     audit_id: str = Field(description="The event's auditID (a digest replaces the tail of one over 255 characters)")
     stage: str

@@ -38,7 +38,7 @@ def reasons_of(severity: int, principal: str, rules: int, context_only: bool) ->
 
 def ranked_alerts(store: AlertStore, flt: AlertFilter, limit: int) -> Ranked:
     """The `limit` first alerts of the filtered period, most likely attack first, as the REST API ranks them."""
-    found = ranked_period(store, flt)
+    found, _ = ranked_period(store, flt)  # the page says when the period holds more than MAX_RANKED
     pairs = [(alert, stored_facts(alert)) for alert in found]
     rules = corroboration([facts for _, facts in pairs])
     first = by_priority(pairs, itemgetter(1))[:limit]

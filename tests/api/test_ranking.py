@@ -95,7 +95,7 @@ def test_the_priority_list_over_rest_is_the_ranking_and_filters_choose_the_perio
     assert [a["rule_id"] for a in top.json()["items"]] == [
         "privileged-container", "secrets-listed-cluster-wide", "new-source-ip-for-principal",
     ]  # fmt: skip
-    assert top.json()["items"][2]["user"] == "mallory@example.com" and top.json()["next_cursor"] is None
+    assert top.json()["items"][2]["user"] == "mallory@example.com" and top.json()["next_cursor"] is not None
     newest = client.get("/api/v1/alerts", params={"limit": 1}).json()["items"]
     assert newest[0]["rule_id"] == "pod-exec-attach"  # the plain list stays newest first
     before_intrusion = {"until": (T0 + timedelta(minutes=4, seconds=30)).isoformat()}
@@ -103,3 +103,40 @@ def test_the_priority_list_over_rest_is_the_ranking_and_filters_choose_the_perio
     assert [a["rule_id"] for a in early] == [
         "auth-failure-burst-by-ip", "new-source-ip-for-principal", "pod-exec-attach", "secret-read-by-non-controller",
     ]  # fmt: skip
+
+
+def ids(page: dict[str, Any]) -> list[str]:
+    return [a["id"] for a in page["items"]]
+
+
+def test_priority_pages_follow_the_ranking_to_its_end(client: TestClient) -> None:
+    whole = client.get("/api/v1/alerts/priority", params={"limit": 500}).json()
+    assert len(whole["items"]) == whole["ranked"] == 8 and whole["complete"] is True
+    assert whole["next_cursor"] is None
+    paged: list[str] = []
+    params: dict[str, Any] = {"limit": 3}
+    for _ in range(4):  # 3 + 3 + 2
+        page = client.get("/api/v1/alerts/priority", params=params).json()
+        paged += ids(page)
+        if page["next_cursor"] is None:
+            break
+        params["cursor"] = page["next_cursor"]
+    assert paged == ids(whole)
+
+
+@pytest.mark.parametrize("cursor", ["not-a-cursor", "eyJyYW5rZWRfZnJvbSI6LTF9", "eyJyYW5rZWRfZnJvbSI6IjMifQ"])
+def test_a_cursor_that_is_not_a_priority_pages_is_a_400(client: TestClient, cursor: str) -> None:
+    """Garbage, a negative offset ({"ranked_from":-1}), an offset that is not a number; and a list page's cursor."""
+    answer = client.get("/api/v1/alerts/priority", params={"cursor": cursor})
+    assert answer.status_code == 400 and "cursor" in answer.json()["detail"]
+    list_cursor = client.get("/api/v1/alerts", params={"limit": 1}).json()["next_cursor"]
+    assert client.get("/api/v1/alerts/priority", params={"cursor": list_cursor}).status_code == 400
+
+
+def test_a_period_with_more_alerts_than_are_ranked_says_so(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("api.routes.MAX_RANKED", 5)
+    page = client.get("/api/v1/alerts/priority").json()
+    assert page["ranked"] == 5 and page["complete"] is False
+    newest_five = {a["id"] for a in client.get("/api/v1/alerts", params={"limit": 5}).json()["items"]}
+    assert set(ids(page)) == newest_five
+    assert client.get("/api/v1/alerts/priority", params={"limit": 500}).json()["next_cursor"] is None
