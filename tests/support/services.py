@@ -27,6 +27,7 @@ import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError
 
 from tests.support.paths import ROOT
 from tests.support.processes import free_port
@@ -282,11 +283,21 @@ def topic_records(bootstrap: str, topic: str, *, expect_at_least: int = 1, timeo
 
 
 async def committed(bootstrap: str, group: str, topic: str) -> int | None:
-    """The group's committed offset of the topic's partition 0 (None before its first commit)."""
+    """The group's committed offset of the topic's partition 0 (None before its first commit). On a new broker
+    the group coordinator is unknown until `__consumer_offsets` exists: asked again for up to 30 s (a CI run on a
+    fresh machine failed on it while the consumer under test, which retries, was already assigned)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        offsets = await admin.list_consumer_group_offsets(group)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                offsets = await admin.list_consumer_group_offsets(group)
+                break
+            except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
     finally:
         await admin.close()
     meta = offsets.get(TopicPartition(topic, 0))
