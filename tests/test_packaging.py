@@ -25,6 +25,19 @@ def test_the_wheel_contains_neither_simulation_nor_bench() -> None:
     assert not {p.split(".")[0] for p in packages} & TOOLS
 
 
+def test_the_licences_of_what_ships_are_declared_and_present() -> None:
+    """auditwatch's own licence, and those of the rule packs and the Swagger UI it ships, go into the wheel."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        project = read_configuration(ROOT / "pyproject.toml", expand=True)["project"]
+    assert project["license"] == "Apache-2.0"
+    files = set(project["license-files"])
+    shipped = {str(p.relative_to(ROOT)) for p in ROOT.glob("detectors/packs/*/LICENSE")}
+    assert len(shipped) == 2 and shipped | {"LICENSE", "auditwatch/static/swagger/LICENSE"} <= files
+    assert all((ROOT / f).is_file() for f in files), files
+    assert "LICENSE" in re.findall(r"^COPY\s+(.+)$", (ROOT / "Dockerfile").read_text(), re.M)[0].split()
+
+
 def test_the_image_copies_neither_simulation_nor_bench() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     sources = {src for line in re.findall(r"^COPY\s+(.+)$", dockerfile, re.M) for src in line.split()[:-1]}
