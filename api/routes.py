@@ -139,8 +139,8 @@ def list_alerts_by_priority(store: StoreDep, query: PageDep) -> dict[str, Any]:
     """A period's alerts, most likely attack first (api/ranking.py: severity, raised for a principal that
     several rules flag; what an event does before first-seen context; then the earliest). The filters choose
     the period (`since`/`until`, event time); at most MAX_RANKED of its newest alerts are ranked (`complete`
-    says whether that was all). Pages of `limit`: each request ranks the period again, so an alert stored
-    meanwhile may shift the next page by one."""
+    says whether that was all). Pages of `limit`: each request ranks the period again, so alerts stored
+    meanwhile shift the next page by as many places as rank above it."""
     try:
         start = decode_rank_cursor(query.cursor, MAX_RANKED) if query.cursor else 0
         found, complete = ranked_period(store, query.filter)

@@ -1,5 +1,6 @@
 """Falco's fields of what a request's object holds: a pod's spec (its containers, volumes and security context),
-a binding's subjects, a role's rules, a configmap's data. Each returns None when the object lacks it."""
+a binding's subjects, a role's rules, a configmap's data. An extractor returns None when the object lacks what it
+reads; most yes-or-no fields answer "false" instead, as the plugin does."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""What every Falco field extractor shares: the value types, the plugin's rendering of JSON values, and safe
-walks through the event's nested dicts and lists."""
+"""What every Falco field extractor shares: the value types, the plugin's rendering of JSON values, a walk
+down nested objects that stops where one is missing, and the objects of a list."""
 
 from __future__ import annotations
 
