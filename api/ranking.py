@@ -20,6 +20,8 @@ from typing import Any, Final, TypeVar
 
 from detectors.alerts import Severity
 
+#: alerts a priority page ranks: a period's newest (a busy day of a large cluster)
+MAX_RANKED: Final = 10_000
 #: distinct rules flagging one principal (low or higher) from which its alerts rank one severity level up
 CORROBORATING_RULES: Final = 3
 #: a baseline's reasons that only say the subject is new (docs/baselines.md), not what the event does

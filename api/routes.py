@@ -13,7 +13,7 @@ from api.errors import CursorError, StoreError
 from api.outbox import Outbox
 from api.problems import problem_response
 from api.queries import AlertFilter, bounded_utc, decode_rank_cursor, encode_rank_cursor, has_nul
-from api.ranking import by_priority, stored_facts
+from api.ranking import MAX_RANKED, by_priority, stored_facts
 from api.schemas import AlertDetail, AlertGroupPage, AlertPage, DeliveryPage, Health, RankedPage, ReceiptPage
 from api.store import AlertStore
 from api.triage import STATUSES
@@ -21,7 +21,6 @@ from detectors.alerts import Severity
 
 MAX_PAGE = 500
 MAX_RECEIPT_PAGE = 5000
-MAX_RANKED = 10_000  # alerts a priority page ranks (a busy day of a large cluster)
 
 
 def get_store(request: Request) -> AlertStore:

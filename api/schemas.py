@@ -17,6 +17,8 @@ from pydantic import (
     model_validator,
 )
 
+from api.ranking import MAX_RANKED
+
 
 class AlertSummary(BaseModel):
     id: str = Field(description="Deterministic: the same rule on the same event always gives this id")
@@ -115,7 +117,7 @@ class AlertPage(BaseModel):
 
 
 class RankedPage(AlertPage):
-    ranked: int = Field(description="Alerts ranked: the period's, or its 10,000 newest (see `complete`)")
+    ranked: int = Field(description=f"Alerts ranked: the period's, or its {MAX_RANKED:,} newest (see `complete`)")
     complete: bool = Field(description="False when the period holds more alerts than were ranked: narrow it")
 
 

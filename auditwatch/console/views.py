@@ -13,7 +13,8 @@ from fastapi.responses import HTMLResponse
 
 from api.errors import CursorError, StoreError
 from api.queries import AlertFilter
-from api.routes import MAX_RANKED, PageQuery, StoreDep
+from api.ranking import MAX_RANKED
+from api.routes import PageQuery, StoreDep
 from api.rule_exceptions import DEFAULT_FIELDS
 from api.triage import ALERT, STATUSES
 from auditwatch.console.catalogue import RuleInfo

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.ranking import Facts, by_priority, context_only
+from api.ranking import MAX_RANKED, Facts, by_priority, context_only
 from api.store import AlertStore
 from auditwatch.server import create_serve_app
 from auditwatch.settings import Settings
@@ -140,3 +140,8 @@ def test_a_period_with_more_alerts_than_are_ranked_says_so(client: TestClient, m
     newest_five = {a["id"] for a in client.get("/api/v1/alerts", params={"limit": 5}).json()["items"]}
     assert set(ids(page)) == newest_five
     assert client.get("/api/v1/alerts/priority", params={"limit": 500}).json()["next_cursor"] is None
+
+
+def test_the_openapi_description_names_the_ranked_limit_the_code_uses(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["RankedPage"]
+    assert f"{MAX_RANKED:,} newest" in schema["properties"]["ranked"]["description"]
