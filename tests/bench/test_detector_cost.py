@@ -1,0 +1,61 @@
+"""bench/detector_cost.py: timing detectors changes nothing they do, every call is counted, and the report has
+every figure (no timing checked)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from bench.detector_cost import Timed, measure, report
+from bench.replay import make_noisy_events
+from detectors.base import Clocked, Stateful, StateSized, Transactional
+from detectors.events import AuditEvent
+from detectors.loading.formats import LoadOptions
+from detectors.pipeline import Pipeline
+from detectors.registry import load_rules
+from detectors.scope import Scoped, scope_of
+
+ABILITIES = (Stateful, Transactional, StateSized, Clocked, Scoped)
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cost") / "events.jsonl"
+    make_noisy_events(path, 0.05)  # ~25k events of the realistic stream, its campaigns in the second half
+    return path
+
+
+def test_a_timed_detector_has_the_abilities_and_scope_of_the_one_it_wraps() -> None:
+    for detector in load_rules(["builtin"], LoadOptions()):
+        timed = Timed(detector)
+        assert [isinstance(timed, a) for a in ABILITIES] == [isinstance(detector, a) for a in ABILITIES]
+        assert scope_of(timed) == scope_of(detector) and timed.id == detector.id
+
+
+def test_timed_detectors_raise_the_same_alerts_and_count_every_call(stream: Path) -> None:
+    detectors = load_rules(["builtin"], LoadOptions())
+    events = [AuditEvent(orjson.loads(line), f"x:{n}") for n, line in enumerate(stream.read_bytes().splitlines())]
+    plain, timed = Pipeline(detectors).fresh(), Pipeline([Timed(d) for d in detectors]).fresh()
+    expected = [a.id for a in plain.process_all(events)]
+    assert expected, "the stream's campaigns should raise alerts"
+    assert [a.id for a in timed.process_all(events)] == expected
+    routed = Pipeline(detectors).fresh()
+    calls = {d.id: 0 for d in detectors}
+    for event in events:
+        for d in routed.candidates(event):
+            calls[d.id] += 1
+    assert {d.id: d.calls for d in timed.detectors if isinstance(d, Timed)} == calls
+    assert all(d.seconds > 0 for d in timed.detectors if isinstance(d, Timed) and d.calls)
+
+
+def test_the_report_has_every_pass_and_the_costliest_detectors_first(stream: Path, tmp_path: Path) -> None:
+    costs = measure([str(stream)], ["builtin"], tmp_path, parse_path=stream, rounds=1)
+    lines = report(costs, top=5)
+    assert costs.events == len(stream.read_bytes().splitlines()) and costs.alerts > 0
+    assert min(costs.parse_s, costs.read_s, costs.replay_s, costs.timed_replay_s) > 0
+    times = [c.seconds for c in costs.detectors]
+    assert times == sorted(times, reverse=True) and len(costs.detectors) == len(load_rules(["builtin"], LoadOptions()))
+    assert lines[-1].startswith(f"events={costs.events} parse_us=") and "detect_us=" in lines[-1]
+    assert costs.detectors[0].id in lines[6] and lines[11].startswith(f"the other {len(costs.detectors) - 5}")
