@@ -152,7 +152,8 @@ def report(costs: Costs, top: int) -> list[str]:
     detect_s = sum(c.seconds for c in costs.detectors)
     lines = [
         f"{costs.events:,} events, {costs.alerts:,} alerts; microseconds per event of the stream:",
-        f"  parse-only (orjson):                 {us(costs.parse_s):6.2f}",
+        "  parse-only (orjson):                 "
+        + (f"{us(costs.parse_s):6.2f}" if costs.parse_s else "not measured (archives of your own)"),
         f"  reading (parse, validation, copies): {us(costs.read_s):6.2f}",
         f"  replay into SQLite:                  {us(costs.replay_s):6.2f}"
         f"  ({costs.events / max(costs.replay_s, 1e-9):,.0f} events/s)",

@@ -59,3 +59,9 @@ def test_the_report_has_every_pass_and_the_costliest_detectors_first(stream: Pat
     assert times == sorted(times, reverse=True) and len(costs.detectors) == len(load_rules(["builtin"], LoadOptions()))
     assert lines[-1].startswith(f"events={costs.events} parse_us=") and "detect_us=" in lines[-1]
     assert costs.detectors[0].id in lines[6] and lines[11].startswith(f"the other {len(costs.detectors) - 5}")
+
+
+def test_archives_of_ones_own_are_measured_without_parse_only(stream: Path, tmp_path: Path) -> None:
+    costs = measure([str(stream)], ["builtin"], tmp_path, rounds=1)
+    assert costs.parse_s == 0 and costs.read_s > 0
+    assert "not measured" in report(costs, top=3)[1]
