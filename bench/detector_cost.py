@@ -10,7 +10,7 @@ SQLite as `auditwatch replay` runs it; and the same replay with every detector's
 last pass costs a little more than the third (two clock reads per call), so the detectors' times are read as
 shares of it. Per detector: the calls it got (routing sends each event only to the detectors whose scope admits
 it), microseconds per call and per event of the stream. A rule that costs much per event is worth a look: a
-`match:` that routing can use (verbs, resources), or an allowlist.
+`match:` on what routing reads (stage, verb, resource, subresource, response code) sends it fewer events.
 The last line is `events=<n> parse_us=<x> read_us=<x> replay_us=<x> detect_us=<x>` (microseconds per event).
 """
 
