@@ -177,7 +177,7 @@ class PrivateKafka:
             + '"><PatternLayout pattern="[%d] %p %m (%c)%n"/></File></Appenders>'
             '<Loggers><Root level="WARN"><AppenderRef ref="f"/></Root></Loggers></Configuration>'
         )
-        self._java("kafka.tools.StorageTool", "format", "--ignore-formatted", "-t", _cluster_id(), "-c", str(self.conf))
+        self._java("kafka.tools.StorageTool", "format", "--ignore-formatted", "-t", kafka_cluster_id(), "-c", str(self.conf))
 
     def _cmd(self, main: str, *args: str) -> list[str]:
         return [
@@ -212,10 +212,15 @@ class PrivateKafka:
         self.proc = None
 
 
-def _cluster_id() -> str:
+def kafka_cluster_id() -> str:
+    """A random KRaft cluster id, as Kafka's own `Uuid.randomUuid` makes them: never one that starts with "-"
+    (1 in 64 of them would), which StorageTool's `-t` would read as an option and refuse."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class PrivatePostgres:
