@@ -29,6 +29,7 @@ from auditwatch.startup import tune_gc
 from bench.replay import cpu_model, make_noisy_events, parse_only
 from detectors.alerts import Alert
 from detectors.base import Detector
+from detectors.errors import DetectorError
 from detectors.events import AuditEvent
 from detectors.loading.formats import LoadOptions
 from detectors.pipeline import Pipeline
@@ -190,6 +191,17 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=20, help="detectors listed one by one (default 20)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the four passes; the fastest counts")
     args = parser.parse_args()
+    if args.rounds < 1 or args.top < 0 or args.days <= 0:
+        parser.error("--rounds must be at least 1, --top at least 0 and --days more than 0")
+    rules = args.rules or ["builtin"]
+    try:
+        load_rules(rules, LoadOptions())
+    except DetectorError as exc:
+        parser.error(f"the rules do not load:\n{exc}")
+    if args.paths:
+        problem = unreadable(args.paths)
+        if problem:
+            parser.error(problem)
     tune_gc()  # as `auditwatch replay` does
     with tempfile.TemporaryDirectory(prefix="auditwatch-cost-") as tmp:
         workdir = Path(tmp)
@@ -198,9 +210,22 @@ def main() -> None:
             parse_path = workdir / "events.jsonl"
             make_noisy_events(parse_path, args.days)
         print(f"machine: {cpu_model()}")
-        costs = measure(args.paths or [str(parse_path)], args.rules or ["builtin"], workdir, parse_path=parse_path,
-                        rounds=args.rounds)  # fmt: skip
+        costs = measure(args.paths or [str(parse_path)], rules, workdir, parse_path=parse_path, rounds=args.rounds)
         print("\n".join(report(costs, args.top)))
+
+
+def unreadable(paths: list[str]) -> str | None:
+    """Why `paths` hold no event to measure (a missing file, nothing but rejected lines), or None."""
+    stats = ReplayStats()
+    try:
+        for _events, _rejected in read_archives(paths, stats):
+            pass
+    except OSError as exc:
+        return f"cannot read {exc.filename or paths[0]}: {exc.strerror or exc}"
+    if stats.events:
+        return None
+    reasons = "; ".join(f"{r.origin}: {r.reason}" for r in stats.rejected_examples[:3])
+    return f"no audit event in {', '.join(paths)}" + (f" ({reasons})" if reasons else "")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""bench/detector_cost.py: timing detectors changes nothing they do, every call is counted, and the report has
-every figure (no timing checked)."""
+"""bench/detector_cost.py: timing detectors changes nothing they do, every call is counted, the report has every
+figure (no timing checked), and a user's mistake is a clear error with exit status 2."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bench.detector_cost import Timed, measure, report
+from bench.detector_cost import Timed, main, measure, report, unreadable
 from bench.replay import make_noisy_events
 from detectors.base import Clocked, Stateful, StateSized, Transactional
 from detectors.events import AuditEvent
@@ -65,3 +65,31 @@ def test_archives_of_ones_own_are_measured_without_parse_only(stream: Path, tmp_
     costs = measure([str(stream)], ["builtin"], tmp_path, rounds=1)
     assert costs.parse_s == 0 and costs.read_s > 0
     assert "not measured" in report(costs, top=3)[1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["/nonexistent/audit.log"], "no audit event in /nonexistent/audit.log"),
+        (["--rounds", "0"], "--rounds must be at least 1"),
+        (["--rules", "nosuchpack"], "nosuchpack: no such rule pack"),
+    ],
+)
+def test_a_user_mistake_is_a_clear_error_and_exit_2(
+    argv: list[str], said: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.argv", ["python -m bench.detector_cost", *argv])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_a_file_of_no_audit_events_says_which_line_and_why(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.log"
+    junk.write_text("not json\n")
+    said = unreadable([str(junk)])
+    assert said is not None and said.startswith(f"no audit event in {junk} ({junk}:1: malformed JSON: ")
+    assert unreadable([str(tmp_path / "missing.log")]) == (
+        f"no audit event in {tmp_path / 'missing.log'} ({tmp_path / 'missing.log'}:1: cannot read: "
+        f"[Errno 2] No such file or directory: '{tmp_path / 'missing.log'}')"
+    )
