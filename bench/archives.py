@@ -21,6 +21,7 @@ import orjson
 
 from auditwatch.replay import replay
 from auditwatch.startup import tune_gc
+from bench.arguments import at_least
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from simulation import ClusterProfile, benign_events
@@ -43,8 +44,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.archives", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--size-mb", type=int, default=1024, help="size of the uncompressed log (default 1024)")
-    parser.add_argument("--repeat", type=int, default=1, help="runs of each replay; the best counts")
+    parser.add_argument("--size-mb", type=at_least(1), default=1024, help="size of the uncompressed log (default 1024)")
+    parser.add_argument("--repeat", type=at_least(1), default=1, help="runs of each replay; the best counts")
     args = parser.parse_args()
 
     pipeline = Pipeline(load_rules(["builtin"]))

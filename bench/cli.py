@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 
+from bench.arguments import at_least
+
 COMMANDS = {
     "python_ms": [sys.executable, "-c", "pass"],
     "help_ms": [sys.executable, "-m", "auditwatch.cli", "--help"],
@@ -44,7 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.cli", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--runs", type=int, default=15, help="rounds (default 15)")
+    parser.add_argument("--runs", type=at_least(1), default=15, help="rounds (default 15)")
     args = parser.parse_args()
     result = medians(args.runs)
     for name, argv in COMMANDS.items():

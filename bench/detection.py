@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from api.ranking import context_only
+from bench.arguments import at_least, more_than, rule_dir, rule_files
 from bench.detection_metrics import DAY_US, AlertRec, RunResult, TierResult, Window, compute_metrics
 from bench.detection_report import SITE_TIER, FiftyNodes, compare, report, to_json
 from bench.site_tuning import write_site_tuning
@@ -93,7 +94,7 @@ def rule_type(path: Path) -> str:
 
 def tier_files(rule_dir: Path = BUILTIN_DIR) -> dict[str, tuple[list[Path], dict[str, str]]]:
     """tier name -> (rule files, rule id -> type). The ml tier is absent if there is no anomaly file."""
-    files = sorted(p for p in rule_dir.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    files = sorted(rule_files(rule_dir))
     typed = {p: rule_type(p) for p in files}
     out: dict[str, tuple[list[Path], dict[str, str]]] = {}
     for name, types in TIERS:
@@ -337,9 +338,10 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench.detection",
         description=__doc__.splitlines()[0] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # `--rules` must not be taken for `--rules-dir`
     )
-    ap.add_argument("--days", type=float, default=14, help="simulated days; the first half is the learning period")
-    ap.add_argument("--nodes", type=int, default=2, help="cluster nodes (default %(default)s)")
+    ap.add_argument("--days", type=more_than(0), default=14, help="simulated days; the first half is for learning")
+    ap.add_argument("--nodes", type=at_least(1), default=2, help="cluster nodes (default %(default)s)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the world and its campaigns")
     holdout = ap.add_mutually_exclusive_group()
     holdout.add_argument("--holdout-seed", type=int, default=2, help="a second world, not to tune on (default 2)")
@@ -348,9 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--unannotated-share", type=float, default=0.0, help="share of requests written without annotations"
     )
-    ap.add_argument("--scale-nodes", type=int, default=50, help="report benign alerts per day at this size (0: no)")
-    ap.add_argument("--rate-hours", type=float, default=24, help="hours simulated to measure that size's event rate")
-    ap.add_argument("--rules-dir", type=Path, default=BUILTIN_DIR, help="where the tiers' rule files are")
+    ap.add_argument("--scale-nodes", type=at_least(0), default=50, help="benign alerts per day at this size (0: none)")
+    ap.add_argument("--rate-hours", type=more_than(0), default=24, help="hours simulated for that size's event rate")
+    ap.add_argument("--rules-dir", type=rule_dir, default=BUILTIN_DIR, help="where the tiers' rule files are")
     ap.add_argument(
         "--separate-pipelines", action="store_true", help="one pipeline per tier (slower; the same figures today)"
     )

@@ -26,10 +26,10 @@ from typing import Any
 from api.store import AlertStore
 from auditwatch.replay import ReplayStats, replay
 from auditwatch.startup import tune_gc
+from bench.arguments import at_least, loaded_rules, more_than
 from bench.replay import cpu_model, make_noisy_events, parse_only
 from detectors.alerts import Alert
 from detectors.base import Detector
-from detectors.errors import DetectorError
 from detectors.events import AuditEvent
 from detectors.loading.formats import LoadOptions
 from detectors.pipeline import Pipeline
@@ -186,18 +186,13 @@ def main() -> None:
     )
     parser.add_argument("paths", nargs="*", metavar="PATH", help="archives to measure (default: the realistic "
                         "stream, generated); parse-only is measured only for the generated one")  # fmt: skip
-    parser.add_argument("--days", type=float, default=2, help="days of the realistic stream (default 2)")
+    parser.add_argument("--days", type=more_than(0), default=2, help="days of the realistic stream (default 2)")
     parser.add_argument("--rules", action="append", help="rule pack, file or directory (repeatable; default builtin)")
-    parser.add_argument("--top", type=int, default=20, help="detectors listed one by one (default 20)")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds of the four passes; the fastest counts")
+    parser.add_argument("--top", type=at_least(0), default=20, help="detectors listed one by one (default 20)")
+    parser.add_argument("--rounds", type=at_least(1), default=2, help="rounds of the four passes; the fastest counts")
     args = parser.parse_args()
-    if args.rounds < 1 or args.top < 0 or args.days <= 0:
-        parser.error("--rounds must be at least 1, --top at least 0 and --days more than 0")
     rules = args.rules or ["builtin"]
-    try:
-        load_rules(rules, LoadOptions())
-    except DetectorError as exc:
-        parser.error(f"the rules do not load:\n{exc}")
+    loaded_rules(parser, rules)
     if args.paths:
         problem = unreadable(args.paths)
         if problem:

@@ -40,6 +40,7 @@ import orjson
 
 from api.store import AlertStore
 from auditwatch.consumer import Consumer
+from bench.arguments import at_least, more_than
 from bench.loadgen import write_bodies
 from bench.servers import topic as throwaway_topic
 from detectors.pipeline import Pipeline
@@ -216,10 +217,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.ingest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of each webhook load (default 20)")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent webhook connections (default 8)")
-    parser.add_argument("--workers", type=int, default=1, help="`auditwatch ingest --workers` (default 1)")
-    parser.add_argument("--runs", type=int, default=3, help="load + ProducerPerformance pairs; medians (default 3)")
+    parser.add_argument("--seconds", type=more_than(0), default=20.0, help="length of each webhook load (default 20)")
+    parser.add_argument("--clients", type=at_least(1), default=8, help="concurrent webhook connections (default 8)")
+    parser.add_argument("--workers", type=at_least(1), default=1, help="`auditwatch ingest --workers` (default 1)")
+    parser.add_argument(
+        "--runs", type=at_least(1), default=3, help="load + ProducerPerformance pairs; medians (default 3)"
+    )
     args = parser.parse_args()
     # the consumer's one WARNING line per alert would otherwise reach stderr through logging's last resort
     logging.getLogger("auditwatch.detect").setLevel(logging.ERROR)

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bench.arguments import at_least, more_than
+
 
 def read_bodies(path: Path) -> list[bytes]:
     data = path.read_bytes()
@@ -98,8 +100,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("url")
     parser.add_argument("bodies", type=Path)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--clients", type=at_least(1), default=8)
+    parser.add_argument("--seconds", type=more_than(0), default=20.0)
     args = parser.parse_args()
     requests = requests_for(args.url, read_bodies(args.bodies))
     before = resource.getrusage(resource.RUSAGE_SELF)

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from auditwatch.startup import tune_gc
+from bench.arguments import at_least
 from detectors.base import StateSized
 from detectors.events import AuditEvent
 from detectors.pipeline import Pipeline
@@ -40,8 +41,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.memory", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=10_000_000, help="events to stream (default 10M)")
-    parser.add_argument("--every", type=int, default=1_000_000, help="sample interval in events")
+    parser.add_argument("--events", type=at_least(1), default=10_000_000, help="events to stream (default 10M)")
+    parser.add_argument("--every", type=at_least(1), default=1_000_000, help="sample interval in events")
     args = parser.parse_args()
 
     pipeline = Pipeline(load_rules(["builtin"]))

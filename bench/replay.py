@@ -32,9 +32,9 @@ import orjson
 from api.store import AlertStore
 from auditwatch.replay import replay
 from auditwatch.startup import tune_gc
+from bench.arguments import at_least, loaded_rules, more_than
 from detectors.loading.formats import LoadOptions
 from detectors.pipeline import Pipeline
-from detectors.registry import load_rules
 from simulation import (
     ClusterProfile,
     attack_events,
@@ -106,11 +106,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.replay", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=200_000, help="events to generate (default 200000)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the medians count")
+    parser.add_argument("--events", type=at_least(1), default=200_000, help="events to generate (default 200000)")
+    parser.add_argument("--repeat", type=at_least(1), default=3, help="runs of each measurement; the medians count")
     parser.add_argument("--world", choices=["simple", "noisy"], default="simple", help="the events: the simple "
                         "simulation (--events of them) or the detection benchmark's noisy stream (--days of it)")
-    parser.add_argument("--days", type=float, default=2, help="days of the noisy stream (default 2)")
+    parser.add_argument("--days", type=more_than(0), default=2, help="days of the noisy stream (default 2)")
     parser.add_argument(
         "--rules", action="append", help="rule pack (builtin, falco, sigma), file or directory (repeatable; "
         "default: builtin). E.g. --rules falco, or --rules builtin --rules falco --rules sigma together",
@@ -119,7 +119,7 @@ def main() -> None:
     args = parser.parse_args()
 
     rules = args.rules or ["builtin"]
-    pipeline = Pipeline(load_rules(rules, LoadOptions(rule_matching=args.rule_matching)))
+    pipeline = Pipeline(loaded_rules(parser, rules, LoadOptions(rule_matching=args.rule_matching)))
     tune_gc()  # as `auditwatch replay` does; both measurements below run in this same process state
     with tempfile.TemporaryDirectory(prefix="auditwatch-bench-") as tmp:
         workdir = Path(tmp)

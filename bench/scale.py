@@ -42,6 +42,7 @@ from typing import Any
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
+from bench.arguments import at_least, more_than
 from bench.consumer_time import ConsumerClock, ConsumerTime
 from bench.ingest import BATCH, free_port, make_bodies
 from bench.loadgen import load, requests_for
@@ -385,11 +386,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.scale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=300_000, help="events in the detect topic (default 300000)")
-    parser.add_argument("--seconds", type=float, default=15.0, help="length of each ingest load (default 15)")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent webhook clients in all (default 8)")
+    parser.add_argument(
+        "--events", type=at_least(1), default=300_000, help="events in the detect topic (default 300000)"
+    )
+    parser.add_argument("--seconds", type=more_than(0), default=15.0, help="length of each ingest load (default 15)")
+    parser.add_argument(
+        "--clients", type=at_least(2), default=8, help="concurrent webhook clients in all, split between the ingest "
+        "processes (default 8)",
+    )  # fmt: skip
     parser.add_argument("--skip-ingest", action="store_true", help="only the detect runs")
-    parser.add_argument("--repeat", type=int, default=1, help="rounds of every run; medians are reported (default 1)")
+    parser.add_argument(
+        "--repeat", type=at_least(1), default=1, help="rounds of every run; medians are reported (default 1)"
+    )
     parser.add_argument("--logs", type=Path, help="keep the auditwatch processes' logs in this directory")
     args = parser.parse_args()
     report = measure(args.events, ingest_seconds=0.0 if args.skip_ingest else args.seconds, clients=args.clients,

@@ -71,7 +71,7 @@ def test_archives_of_ones_own_are_measured_without_parse_only(stream: Path, tmp_
     ("argv", "said"),
     [
         (["/nonexistent/audit.log"], "no audit event in /nonexistent/audit.log"),
-        (["--rounds", "0"], "--rounds must be at least 1"),
+        (["--rounds", "0"], "argument --rounds: must be at least 1, not 0"),
         (["--rules", "nosuchpack"], "nosuchpack: no such rule pack"),
     ],
 )
