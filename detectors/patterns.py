@@ -112,7 +112,7 @@ def _compile(regexes: Sequence[str], shown: Sequence[str], anchor: Anchor, optio
     def test(text: str) -> bool:
         try:
             data = text.encode()
-        except UnicodeEncodeError:  # a lone surrogate (from a JSON "\udXXX" escape)
+        except UnicodeEncodeError:  # a lone surrogate (from a JSON escape such as "\udc80")
             data = text.encode("utf-8", "surrogatepass")
         return match(data) is not None
 
