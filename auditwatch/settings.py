@@ -132,9 +132,9 @@ class Settings(BaseSettings):
             raise ValueError("must be between 0.1 and 86400 seconds")
         return value
 
-    @field_validator("metrics_port")
+    @field_validator("port", "metrics_port")
     @classmethod
-    def _tcp_port(cls, value: int | None) -> int | None:
+    def _tcp_port(cls, value: int | None) -> int | None:  # out of range, bind() raises OverflowError
         if value is not None and not 1 <= value <= 65535:
             raise ValueError("must be a TCP port, 1 to 65535")
         return value

@@ -188,6 +188,10 @@ def test_bad_settings_and_missing_kafka_are_usage_errors(run_cli: RunCli, monkey
     monkeypatch.setenv("AUDITWATCH_PORT", "eighty")
     assert one_line(run_cli("serve"), USAGE).startswith("bad setting: port: Input should be a valid integer")
     monkeypatch.delenv("AUDITWATCH_PORT")
+    for port in ("70000", "-1"):  # a port out of range is a setting's error, not a traceback
+        for command in ("serve", "api"):
+            line = one_line(run_cli(command, "--port", port), USAGE)
+            assert line == "bad setting: port: Value error, must be a TCP port, 1 to 65535"
     assert one_line(run_cli("ingest"), USAGE) == "ingest needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)"
     assert one_line(run_cli("detect"), USAGE) == "detect needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)"
 
