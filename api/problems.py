@@ -21,6 +21,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from detectors.credentials import redact_message
+
 PROBLEM_JSON = "application/problem+json"
 MAX_ECHOED_PATH = 200  # a path named in a 404 or 405 detail, cut
 
@@ -63,7 +65,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         detail = f"no such path: {path}"
     elif exc.status_code == 405 and detail == _title(405):
         detail = f"{request.method} is not allowed on {path}"
-    return problem_response(exc.status_code, detail, exc.headers)
+    # a detail may quote what was sent (`since: 'Bearer ...' is not a time`, `no alert '...'`): it may be a credential
+    return problem_response(exc.status_code, redact_message(detail), exc.headers)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

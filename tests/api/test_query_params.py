@@ -134,6 +134,19 @@ def test_nul_in_a_path_id_gets_422_not_a_database_error(client: TestClient, path
         assert answer.status_code == 422, answer.text
 
 
+CREDENTIALS = ("Bearer abcdef123456", "password=hunter2xyz", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln")
+
+
+def test_a_credential_sent_as_a_parameter_is_not_echoed_in_the_problem(client: TestClient) -> None:
+    for credential in CREDENTIALS:
+        secret = credential.rpartition("=")[2].rpartition(" ")[2]
+        answers = [client.get("/api/v1/alerts", params={name: credential}) for name in ("since", "until", "status")]
+        answers += [client.get(f"/api/v1/alerts/{credential}"), client.get(f"/api/v1/nowhere/{credential}")]
+        for answer in answers:
+            assert answer.status_code in (400, 404, 422), answer.text
+            assert "<redacted>" in answer.json()["detail"] and secret not in answer.text
+
+
 def test_limit_out_of_range_gets_422_on_every_list(client: TestClient) -> None:
     for path, largest in zip(LISTS, (500, 500, 5000), strict=True):
         for limit in ("0", "-1", str(largest + 1), "10" * 30, "ten", "1.5"):
