@@ -50,13 +50,22 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
     out: list[str] = []
     secret_next = False
     for arg in argv:
-        if secret_next and not arg.startswith("-") and arg.lower() not in ("true", "false", "yes", "no"):
-            out.append(REDACTED)
-        else:
-            out.append(redact_string(arg))
-        flag = _OPTION.fullmatch(arg)
-        secret_next = flag is not None and is_credential_name(flag.group(1))
+        out.append(REDACTED if secret_next and _flag_value(arg) else redact_string(arg))
+        secret_next = _credential_flag(arg)
     return out
+
+
+def _credential_flag(arg: str) -> bool:
+    """Whether `arg` is a whole flag named like a credential (`--password`): its value is the next element."""
+    if arg[:1] != "-":  # most elements: no match to try
+        return False
+    flag = _OPTION.fullmatch(arg)
+    return flag is not None and is_credential_name(flag.group(1))
+
+
+def _flag_value(arg: Any) -> bool:
+    """Whether an element after a credential-named flag is its value (not another flag, nor a switch's word)."""
+    return isinstance(arg, str) and not arg.startswith("-") and arg.lower() not in ("true", "false", "yes", "no")
 
 
 def redact_text_in(value: Any) -> Any:
@@ -235,10 +244,13 @@ class _Walk:
 
     def _sequence(self, items: list[Any], ctx: int, depth: int, pending: list[_Pending]) -> list[Any]:
         out: list[Any] = []
+        secret_next = False  # a list may be an argv (a container's `args`): `["--password", "SECRET"]`
         for value in items:
             out.append(None)
-            if not self._put(out, len(out) - 1, value, ctx, depth, pending):
+            child = _CREDENTIAL if secret_next and _flag_value(value) else ctx
+            if not self._put(out, len(out) - 1, value, child, depth, pending):
                 break
+            secret_next = self.names and isinstance(value, str) and _credential_flag(value)
         return out
 
     def _put(self, out: Any, slot: Any, value: Any, ctx: int, depth: int, pending: list[_Pending]) -> bool:

@@ -243,6 +243,20 @@ def test_env_and_header_pairs_named_like_credentials_lose_their_value() -> None:
     assert [op["value"] for op in redact_payload(patch)] == [REDACTED, 1]
 
 
+def test_a_flag_and_its_value_as_two_elements_of_a_list_lose_the_value() -> None:
+    args = ["--db-password", "CANARY-g", "--user", "bob", "--token", "--verbose", "--api-key", "CANARY-h",
+            "-p", "8080", "--secret", "true", "--password=CANARY-i"]  # fmt: skip
+    pod = {
+        "kind": "Pod",
+        "spec": {"containers": [{"name": "app", "image": "app:1", "command": ["/app"], "args": args}]},
+    }
+    out = redact_payload(pod)["spec"]["containers"][0]
+    assert out["args"] == ["--db-password", REDACTED, "--user", "bob", "--token", "--verbose", "--api-key", REDACTED,
+                           "-p", "8080", "--secret", "true", f"--password={REDACTED}"]  # fmt: skip
+    assert out["command"] == ["/app"]
+    assert redact_event({**exec_event(), "requestObject": pod})["requestObject"]["spec"]["containers"][0] == out
+
+
 def test_references_and_token_ish_fields_are_kept() -> None:
     spec = {
         "volumes": [
