@@ -62,7 +62,8 @@ def is_credential_name(name: str) -> bool:
     folded = _normal(name)
     if folded in _NOT_CREDENTIAL_NAMES:
         return False
-    if folded in _CREDENTIAL_NAMES:
+    # a prefixed key (an annotation's `example.com/authorization`) is judged by its name too
+    if folded in _CREDENTIAL_NAMES or _normal(name.rpartition("/")[2]) in _CREDENTIAL_NAMES:
         return True
     words = [w.lower() for w in _WORD.findall(name)]
     if not words or words[-1] in _DESCRIBING_WORDS:

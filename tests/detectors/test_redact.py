@@ -194,7 +194,8 @@ def test_text_that_only_looks_related_is_kept(text: str) -> None:
 @pytest.mark.parametrize(
     "name", ["password", "DB_PASSWORD", "AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN", "API_KEY", "apiKey", "X-Api-Key",
              "Authorization", "proxy-authorization", "Set-Cookie", "client_secret", "private_key", "secret_key",
-             "access_key", "credentials", "SECRET_KEY_BASE", "client-key-data", "idToken"],
+             "access_key", "credentials", "SECRET_KEY_BASE", "client-key-data", "idToken",
+             "example.com/authorization", "proxy.example.com/Proxy-Authorization", "example.com/auth"],
 )  # fmt: skip
 def test_credential_names(name: str) -> None:
     assert is_credential_name(name) and is_credential_name(name.upper()) and is_credential_name(name.lower())
@@ -203,7 +204,8 @@ def test_credential_names(name: str) -> None:
 @pytest.mark.parametrize(
     "name", ["secretName", "secretRef", "secretKeyRef", "serviceAccountToken", "automountServiceAccountToken",
              "tokenRequests", "imagePullSecrets", "secrets", "TOKEN_TTL", "passwordFile", "LOG_LEVEL", "PWD",
-             "authorization.k8s.io/decision", "authentication.kubernetes.io/credential-id", "kind", "key"],
+             "authorization.k8s.io/decision", "authorization.k8s.io/reason",
+             "authentication.kubernetes.io/credential-id", "kind", "key", "example.com/authorization-mode"],
 )  # fmt: skip
 def test_names_that_are_not_credentials(name: str) -> None:
     assert not is_credential_name(name)
