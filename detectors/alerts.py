@@ -11,6 +11,7 @@ from enum import IntEnum
 from typing import Any
 
 from detectors.events import AuditEvent
+from detectors.limits import truncate_event
 from detectors.redact import redact_argv, redact_event, redact_string, redact_text_in
 
 DEFAULT_SUPPRESS_S = 3600.0
@@ -178,7 +179,7 @@ def make_alert(
         namespace=clean(event.namespace),
         name=clean(event.name),
         origin=event.origin,  # ours: the file and line, or the webhook item
-        event=redact_event(event.raw),
+        event=truncate_event(redact_event(event.raw)),  # the stored copy: at most MAX_STORED_EVENT_BYTES
         details=safe_details,
         group_key=group_key_of(event, safe_details),
         suppress_s=suppress_s,

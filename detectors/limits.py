@@ -15,6 +15,7 @@ is the text as received (a line, a body holding the event) or, inside a larger b
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -127,7 +128,10 @@ _CUT_ITEMS = 10
 
 
 def _encoded_size(value: Any) -> int:
-    return len(orjson.dumps(value))
+    try:
+        return len(orjson.dumps(value))
+    except TypeError:  # an integer beyond 64 bits (decoded by the json module): the slow encoder takes it
+        return len(json.dumps(value, ensure_ascii=False).encode())
 
 
 def _cut(value: Any) -> Any:

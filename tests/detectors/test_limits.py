@@ -11,8 +11,9 @@ from typing import Any
 import orjson
 import pytest
 
+from detectors.alerts import Severity, make_alert
 from detectors.errors import EventError
-from detectors.events import MAX_KEPT_REJECTED, Rejections, parse_body, split_document
+from detectors.events import MAX_KEPT_REJECTED, AuditEvent, Rejections, parse_body, split_document
 from detectors.limits import (
     MAX_EVENT_BYTES,
     MAX_EVENT_DEPTH,
@@ -182,6 +183,26 @@ def test_a_large_event_loses_its_objects_first_as_the_apiserver_truncates() -> N
         k: v for k, v in original.items() if k not in ("annotations", "requestObject", "responseObject")
     }
     assert validate_event(stored) is None
+
+
+def test_an_alert_stores_the_capped_copy_of_a_large_event() -> None:
+    event = exec_event()
+    event["requestObject"] = {"metadata": {"annotations": {"note": "x" * (4 * MAX_STORED_EVENT_BYTES)}}}
+    event["responseObject"] = {"metadata": {}, "data": [1] * 10}
+    alert = make_alert(rule_id="r", rule_name="R", severity=Severity.HIGH, mitre=(), message="m",
+                       event=AuditEvent(event, "webhook#items[0]"))  # fmt: skip
+    assert len(orjson.dumps(alert.event)) <= MAX_STORED_EVENT_BYTES
+    assert "requestObject" not in alert.event and alert.event["annotations"][TRUNCATED_ANNOTATION] == "true"
+    small = exec_event()
+    stored = make_alert(rule_id="r", rule_name="R", severity=Severity.HIGH, mitre=(), message="m",
+                        event=AuditEvent(small, "webhook#items[1]")).event  # fmt: skip
+    assert TRUNCATED_ANNOTATION not in stored["annotations"] and stored.keys() == small.keys()
+
+
+def test_a_size_beyond_orjson_is_measured_by_the_json_module() -> None:
+    event = exec_event() | {"requestObject": {"n": 2**70, "s": "x" * MAX_STORED_EVENT_BYTES}}
+    stored = truncate_event(event)
+    assert "requestObject" not in stored and stored["annotations"][TRUNCATED_ANNOTATION] == "true"
 
 
 def test_metadata_too_large_for_the_cap_is_cut_short() -> None:
