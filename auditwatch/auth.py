@@ -67,7 +67,9 @@ def access_policy(settings: Settings) -> AccessPolicy:
 
 
 def token_access(policy: AccessPolicy, authorization: str) -> Access:
-    given = authorization.encode()
+    scheme, space, token = authorization.partition(" ")
+    # the scheme's case does not matter (RFC 9110 11.1; the apiserver takes `bearer` too), the token's does
+    given = b"Bearer " + token.encode() if space and scheme.lower() == "bearer" else authorization.encode()
     # both comparisons always run, in constant time: timing says neither which token nor how much matched
     write = policy.write_token is not None and hmac.compare_digest(given, policy.write_token)
     read = policy.read_token is not None and hmac.compare_digest(given, policy.read_token)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from auditwatch.auth import AccessPolicy, certificate_access, common_names, subject_name
+from auditwatch.auth import Access, AccessPolicy, certificate_access, common_names, subject_name, token_access
 from auditwatch.server import create_api_app, create_serve_app
 from auditwatch.settings import Settings, check_listener
 from detectors.pipeline import Pipeline
@@ -169,6 +169,16 @@ def test_refusals_say_why_without_echoing_the_token(
         for resp in (denied, read_only):
             assert WRITE_TOKEN not in resp.text and READ_TOKEN not in resp.text
     assert WRITE_TOKEN not in caplog.text and READ_TOKEN not in caplog.text
+
+
+def test_the_bearer_scheme_is_matched_without_case_and_the_token_with_it() -> None:
+    policy = AccessPolicy(f"Bearer {WRITE_TOKEN}".encode(), f"Bearer {READ_TOKEN}".encode(), None)
+    for scheme in ("Bearer", "bearer", "BEARER"):
+        assert token_access(policy, f"{scheme} {WRITE_TOKEN}") is Access.WRITE
+        assert token_access(policy, f"{scheme} {READ_TOKEN}") is Access.READ
+    for header in (f"Bearer {WRITE_TOKEN.upper()}", f"Bearer  {WRITE_TOKEN}", f"Basic {WRITE_TOKEN}", WRITE_TOKEN,
+                   f"Bearer{WRITE_TOKEN}", f"Bearer {WRITE_TOKEN} ", "bearer", ""):  # fmt: skip
+        assert token_access(policy, header) is Access.NONE, header
 
 
 def test_the_api_process_has_the_same_levels(db_url: str, open_client: TestClient) -> None:
