@@ -22,13 +22,21 @@ RULE_SUFFIXES = (".yaml", ".yml")
 
 def rule_files(spec: str) -> list[Path]:
     """A pack name (it wins over a same-named relative path), a file, or a directory (its *.yaml/*.yml files,
-    recursively, in name order)."""
+    recursively, in name order, but for hidden ones: a mounted ConfigMap also holds each file in `..data/` and
+    in a `..<timestamp>/` directory, which would load every rule three times)."""
     path = PACKS.get(spec) or Path(spec)
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file())
+        return sorted(
+            p for p in path.rglob("*")
+            if p.suffix in RULE_SUFFIXES and p.is_file() and not _hidden(p.relative_to(path))
+        )  # fmt: skip
     if path.is_file():
         return [path]
     raise RuleError(f"no such rule pack ({', '.join(PACKS)}), file or directory", path=spec)
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
 
 
 def _format_for(docs: list[object], path: Path, formats: Sequence[type[RuleFormat]]) -> type[RuleFormat]:

@@ -89,6 +89,18 @@ def test_all_errors_of_a_directory_are_collected(tmp_path: Path) -> None:
     assert f"{tmp_path / 'rule-c.yaml'}:1: not a rule file of a known format" in str(info.value)
 
 
+def test_a_mounted_configmap_directory_loads_each_rule_once(tmp_path: Path) -> None:
+    """As the kubelet mounts a ConfigMap: the files in a `..<timestamp>` directory, `..data` a link to it, and each
+    file a link into `..data`. Hidden files and directories are skipped."""
+    version = tmp_path / "..2026_12_01_17_00_00.123456789"
+    version.mkdir()
+    write_rule(version, "match:\n  verb: get\n")
+    (tmp_path / "..data").symlink_to(version.name)
+    (tmp_path / "test-rule.yaml").symlink_to("..data/test-rule.yaml")
+    (tmp_path / ".editor-backup.yaml").write_text("not: a rule\n")
+    assert [d.id for d in load_rules([str(tmp_path)])] == ["test-rule"]
+
+
 def test_duplicate_ids_across_files(tmp_path: Path) -> None:
     a = tmp_path / "a"
     b = tmp_path / "b"
