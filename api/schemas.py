@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from api.queries import bounded_utc
 from api.ranking import MAX_RANKED
 
 
@@ -190,7 +191,14 @@ class ExceptionSpec(BaseModel):
 
     @model_validator(mode="after")
     def _future_expiry(self) -> ExceptionSpec:
-        if self.expires_at is not None and self.expires_at <= datetime.now(self.expires_at.tzinfo):
+        if self.expires_at is None:
+            return self
+        try:
+            # in UTC, as stored: 9999-12-31T23:00:00-05:00 is past the last datetime and would not convert
+            self.expires_at = bounded_utc(self.expires_at)
+        except ValueError as exc:
+            raise ValueError(f"expires_at is {exc}") from None
+        if self.expires_at <= datetime.now(self.expires_at.tzinfo):
             raise ValueError("expires_at is in the past")
         return self
 

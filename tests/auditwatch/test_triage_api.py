@@ -122,6 +122,8 @@ def test_group_triage_over_rest(client: TestClient) -> None:
          "has no value in alert"),
         ({"status": "false_positive", "create_exception": {"expires_at": "2020-01-01T00:00:00Z"}}, "in the past"),
         ({"status": "false_positive", "create_exception": {"expires_at": "2099-01-01T00:00:00"}}, "timezone"),
+        ({"status": "false_positive", "create_exception": {"expires_at": "9999-12-31T23:00:00-05:00"}}, "out of range"),
+        ({"status": "false_positive", "create_exception": {"expires_at": "2200-01-01T00:00:00Z"}}, "out of range"),
     ],
 )  # fmt: skip
 def test_bad_triage_requests_get_422_saying_why(client: TestClient, body: dict[str, Any], needle: str) -> None:
@@ -206,6 +208,7 @@ def test_exceptions_crud_over_rest(client: TestClient) -> None:
         ({"rule_id": "r", "match": {"verb": ["x"] * 51}}, "at most 50 items"),
         ({"from_alert": "nope"}, "no alert 'nope'"),
         ({"rule_id": "r", "match": {"verb": "get"}, "expires_at": "yesterday"}, "datetime"),
+        ({"rule_id": "r", "match": {"verb": "get"}, "expires_at": "9999-12-31T23:00:00-05:00"}, "out of range"),
         ({"rule_id": "r", "match": {"verb": "get"}, "hits": 5}, "Extra inputs are not permitted"),
     ],
 )
