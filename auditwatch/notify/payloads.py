@@ -26,7 +26,9 @@ RESOLVED_ENDS_AFTER = 4  # a firing alert's endsAt is this many re-send interval
 
 
 def alert_link(public_url: str | None, alert_id: str) -> str | None:
-    return f"{public_url.rstrip('/')}/api/v1/alerts/{alert_id}" if public_url else None
+    """The alert's console page, for the person who follows the link: a browser cannot send the bearer token
+    that the REST URL needs, while the console page asks for it once (auditwatch/console)."""
+    return f"{public_url.rstrip('/')}/alerts/{alert_id}" if public_url else None
 
 
 def alertmanager_alert(

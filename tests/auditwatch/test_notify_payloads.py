@@ -61,7 +61,7 @@ def test_alertmanager_labels_are_the_groups_identity_and_bounded(sqlite_store: A
     assert first.audit_id not in orjson.dumps(firing["labels"]).decode()
     assert firing["annotations"]["description"] == "Why it matters." and firing["annotations"]["alerts"] == "2"
     assert firing["annotations"]["summary"] == second.message
-    assert firing["generatorURL"] == f"https://aw.example/api/v1/alerts/{second.id}"
+    assert firing["generatorURL"] == f"https://aw.example/alerts/{second.id}"  # the console page, for people
     assert firing["startsAt"] == "2026-11-20T10:00:00Z"  # the group's first alert, in the past
     assert datetime.fromisoformat(firing["endsAt"]) == now + timedelta(seconds=240)
     resolved = alertmanager_alert(group, now=now, resend_s=60, resolved_at=now, description=None, public_url=None)
