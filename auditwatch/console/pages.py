@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -39,6 +39,12 @@ def pretty_json(value: Any) -> str:
     return json.dumps(redact_text_in(value), indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
 
+def segment(value: str) -> str:
+    """`value` as one path segment: Jinja's `urlencode` keeps `/`, so a user `ops/../../rules` would link to
+    /rules (the browser resolves the dots) instead of to that user's page."""
+    return quote(value, safe="")
+
+
 def query_url(path: str, params: dict[str, str | None], **changes: str | None) -> str:
     """`path` with the query `params` updated by `changes` (None or "" drops a parameter)."""
     merged = {**params, **changes}
@@ -53,6 +59,7 @@ _ENV = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+_ENV.filters["segment"] = segment
 _ENV.globals.update(
     mitre_url=mitre_url, pretty_json=pretty_json, query_url=query_url, SEVERITIES=SEVERITIES,
     ASSETS=ASSETS_PATH, CSRF_FIELD=CSRF_FIELD, VERSION=package_version(),

@@ -114,6 +114,18 @@ def test_the_alert_page(db_url: str) -> None:
     assert 'name="csrf_token"' in text and 'value="acknowledge"' in text and "/false-positive" in text
 
 
+def test_a_principal_link_is_one_path_segment_that_leads_to_its_page(db_url: str) -> None:
+    event = exec_event()
+    event["user"]["username"] = "ops/../../rules"  # the browser would resolve the dots of a kept `/`
+    with TestClient(create_serve_app(Settings(db_url=db_url))) as client:
+        post_events(client, event)
+        listing = client.get("/").text
+        links = set(re.findall(r'href="(/principals/[^"]+)"', listing))
+        assert links == {"/principals/ops%2F..%2F..%2Frules"}, links
+        page = client.get(links.pop())
+    assert page.status_code == 200 and "ops/../../rules" in page.text and len(rows(page.text)) >= 1
+
+
 def test_the_principal_page(client: TestClient) -> None:
     page = client.get("/principals/mallory@example.com")
     assert page.status_code == 200
