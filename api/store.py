@@ -236,8 +236,8 @@ class AlertStore:
         ExceptionError or AlertNotFound when the exception cannot be made (nothing is changed then)."""
         now = datetime.now(UTC)
         created = None
-        with self._tx() as conn:
-            if not triage_alert(conn, alert_id, change, now):
+        with self._tx(writes=True) as conn:  # it may read the alert's group before its first write
+            if not triage_alert(conn, alert_id, change, now, self.triage_hooks):
                 return None, None
             if new_exception is not None:
                 created = create_exception(conn, new_exception, now)

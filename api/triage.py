@@ -149,18 +149,47 @@ def _write_rows(conn: Connection, history: Rows, notes: Rows) -> None:
         conn.execute(insert(notes_table), notes)
 
 
-def triage_alert(conn: Connection, alert_id: str, change: TriageChange, at: datetime) -> bool:
-    """Apply the change to one alert; False when there is no such alert."""
+def triage_alert(
+    conn: Connection, alert_id: str, change: TriageChange, at: datetime, hooks: TriageHooks | None = None
+) -> bool:
+    """Apply the change to one alert; False when there is no such alert. An alert that closes the last open or
+    acknowledged one of its group closes the group too (`_close_group`)."""
     change = _cleaned(change)
-    before = _locked(conn, alerts_table, alert_id)
+    a = alerts_table
+    group_id: str | None = None
+    group: Row[Any, Any] | None = None
+    if change.status in CLOSED:  # the group is locked before the alert, in triage_group's order
+        group_id = conn.execute(select(a.c.group_id).where(a.c.id == alert_id)).scalar_one_or_none()
+        group = None if group_id is None else _locked(conn, groups_table, group_id)
+    before = _locked(conn, a, alert_id)
     if before is None:
         return False
     values = _differing(before, _requested(change))
     if values:
-        conn.execute(alerts_table.update().where(alerts_table.c.id == alert_id).values(**values))
+        conn.execute(a.update().where(a.c.id == alert_id).values(**values))
     notes, note_history = _note_rows(ALERT, alert_id, change, at)
     _write_rows(conn, _history(ALERT, alert_id, before, values, change, at) + note_history, notes)
+    if group_id is not None and group is not None and "status" in values and group.status not in CLOSED:
+        _close_group(conn, group_id, group, change, at, hooks or TriageHooks())
     return True
+
+
+def _close_group(
+    conn: Connection, group_id: str, before: Any, change: TriageChange, at: datetime, hooks: TriageHooks
+) -> None:
+    """The group of an alert that triage just closed: closed too, with the same status, once none of its alerts
+    is open or acknowledged; then the `group_closed` hooks run (Alertmanager resolves it), as for a group's own
+    triage. Else Alertmanager would go on firing for an alert that the console, which triages alerts, closed."""
+    a, g = alerts_table, groups_table
+    pending = conn.execute(select(a.c.id).where(a.c.group_id == group_id, a.c.status.not_in(sorted(CLOSED))).limit(1))
+    if pending.first() is not None:
+        return
+    status = str(change.status)
+    conn.execute(g.update().where(g.c.id == group_id).values(status=status))
+    conn.execute(insert(history_table), _history(GROUP, group_id, before, {"status": status}, change, at))
+    closed = GroupClosed(group_id, status, before.status, change.author, at)
+    for hook in hooks.group_closed:
+        hook(conn, closed)
 
 
 def triage_group(conn: Connection, group_id: str, change: TriageChange, at: datetime, hooks: TriageHooks) -> int | None:

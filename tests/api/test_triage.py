@@ -133,6 +133,28 @@ def test_group_triage_acts_on_every_alert_and_tells_the_hooks(store: AlertStore)
     assert store.triage_group("nope", TriageChange("ann", status="resolved")) == (None, 0)
 
 
+def test_closing_the_last_open_alert_of_a_group_closes_the_group_and_tells_the_hooks(store: AlertStore) -> None:
+    first, second = same_group_pair()
+    store.write([first, second])
+    (group,) = store.list_groups(AlertFilter(), limit=10)[0]
+    heard: list[GroupClosed] = []
+    store.triage_hooks.group_closed.append(lambda conn, closed: heard.append(closed))
+    store.triage_alert(first.id, TriageChange("ann", status="resolved"))  # the other one is still open
+    store.triage_alert(second.id, TriageChange("ann", status="acknowledged"))
+    assert store.get_group(group["id"])["status"] == "open" and heard == []  # type: ignore[index]
+    store.triage_alert(second.id, TriageChange("bob", status="false_positive"))  # the last one: as the console does
+    assert store.get_group(group["id"])["status"] == "false_positive"  # type: ignore[index]
+    assert [(c.group_id, c.status, c.previous, c.author) for c in heard] == [
+        (group["id"], "false_positive", "open", "bob")
+    ]
+    history = [
+        (h["author"], h["field"], h["old"], h["new"]) for h in store.triage_history("group", group["id"], limit=10)
+    ]
+    assert history == [("bob", "status", "open", "false_positive")]
+    store.triage_alert(first.id, TriageChange("bob", status="false_positive"))  # the group is closed already
+    assert len(heard) == 1
+
+
 def test_a_failing_hook_rolls_the_group_change_back(store: AlertStore) -> None:
     store.write(alerts(2))
     group = store.list_groups(AlertFilter(), limit=10)[0][0]
