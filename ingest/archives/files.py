@@ -91,6 +91,48 @@ def open_archive(name: str) -> io.BufferedReader:
     return buffered
 
 
+class _Prefixed(io.RawIOBase):
+    """Bytes already read from a stream, then the rest of the stream: its start, put back."""
+
+    def __init__(self, prefix: bytes, rest: io.BufferedReader) -> None:
+        self._prefix = memoryview(prefix)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._prefix:
+            n = min(len(buffer), len(self._prefix))
+            buffer[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            return n
+        data = self._rest.read1(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._rest.close()
+
+
+def head_of(stream: io.BufferedReader) -> tuple[bytes, io.BufferedReader]:
+    """What format detection reads, and the stream to read the file from (from its start).
+
+    Usually the first HEAD bytes (or what a pipe had). When the first line starts a JSON value and does not end
+    in them (an Event with a large body), the whole line, up to MAX_LINE_BYTES + 1 bytes: a line cut short would
+    be taken for one JSON document, and its format guessed from keys that the event's body may hold."""
+    head = stream.peek(HEAD)[:HEAD]
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text[:1] not in (b"{", b"[") or b"\n" in text:
+        return head, stream
+    start = stream.read(len(head) - len(text))  # a BOM and blank lines, within the head
+    first = start + stream.readline(MAX_LINE_BYTES + 1)
+    return first, io.BufferedReader(_Prefixed(first, stream), HEAD)
+
+
 def input_problem(paths: Sequence[str]) -> str | None:
     """Why these inputs cannot all be read, or None: a path that is missing (or a broken link), a directory
     that cannot be listed, or a file that cannot be read. Checked before a read starts, so that a mistyped

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from detectors.events import AuditEvent, Rejected, Rejections, copy_key
-from ingest.archives.files import HEAD, UNREADABLE, input_files, label_of, open_archive
+from ingest.archives.files import UNREADABLE, head_of, input_files, label_of, open_archive
 from ingest.archives.formats import detect_format
 from ingest.archives.records import Batch, Counters, read_records
 
@@ -96,8 +96,9 @@ def read_archives(
         counters.lines = 0
         before = stats.lines
         try:
-            with open_archive(name) as stream:
-                detected, whole = detect_format(stream.peek(HEAD)[:HEAD])
+            with open_archive(name) as opened:
+                head, stream = head_of(opened)
+                detected, whole = detect_format(head)
                 file_format = fmt or detected
                 stats.formats[file_format] = stats.formats.get(file_format, 0) + 1
                 for events, rejected in read_records(stream, label, file_format, whole, counters):

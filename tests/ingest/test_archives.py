@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from detectors.events import AuditEvent, Rejected
 from ingest.archives import ArchiveStats, detect_format, input_files, order_files, read_archives
+from ingest.archives.files import head_of
 from ingest.archives.normalise import micro_time
 from ingest.archives.reader import Deduper
 from ingest.archives.records import Counters
@@ -187,6 +188,45 @@ def test_formats_are_detected_per_file_and_can_be_forced(tmp_path: Path) -> None
     # forcing the wrong format reports records, it does not crash
     events, rejected, _ = read(files["gke"], fmt="aks")
     assert not events
+
+
+@pytest.mark.parametrize("key", ["records", "original", "_source", "protoPayload", "logEvents", "messageType"])
+def test_a_log_whose_first_event_is_larger_than_the_head_is_read_line_by_line(tmp_path: Path, key: str) -> None:
+    # the first line does not fit in the 64 KiB that detection peeks at, and its body holds a key of another format
+    big = pod_create("big")
+    big["requestObject"]["metadata"]["annotations"] = {key: "x", "filler": "y" * 100_000}
+    path = tmp_path / "audit.log"
+    lines = [orjson.dumps(big), *(orjson.dumps(pod_create(f"id-{n}")) for n in range(5))]
+    lines.insert(3, b'{"kind": "Event", broken')  # a bad line does not end the read
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    events, rejected, stats = read(path)
+    assert stats.formats == {"apiserver": 1}
+    assert [e.raw["auditID"] for e in events] == ["big", "id-0", "id-1", "id-2", "id-3", "id-4"]
+    assert [r.origin for r in rejected] == [f"{path}:4"]
+
+
+class _Pipe(io.RawIOBase):
+    """A pipe whose writer is slow: each read returns at most 100 bytes."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), len(self._data), 100)
+        buffer[:n] = self._data[:n]
+        self._data = self._data[n:]
+        return n
+
+
+def test_the_head_of_a_pipe_is_its_whole_first_line() -> None:
+    data = b"".join(orjson.dumps(pod_create(f"id-{n}")) + b"\n" for n in range(3))
+    head, stream = head_of(io.BufferedReader(_Pipe(data)))
+    assert head == data[: data.index(b"\n") + 1]
+    assert detect_format(head) == ("apiserver", False)
+    assert stream.read() == data  # nothing lost
 
 
 def test_a_whole_directory_of_every_shape_dedupes_to_one_event(tmp_path: Path) -> None:
