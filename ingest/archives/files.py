@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from ingest.archives.formats import GZIP_MAGIC
 
@@ -68,12 +68,28 @@ def label_of(name: str) -> str:
     return "<stdin>" if name == STDIN else name
 
 
+class _Inflated(io.RawIOBase):
+    """A gzip stream read one inflated piece at a time. GzipFile.read(n) gathers several pieces, and when the
+    stream is cut short it raises and drops the ones it had: the lines before the cut would be lost."""
+
+    def __init__(self, inner: io.BufferedReader) -> None:
+        self._gzip = gzip.GzipFile(fileobj=inner)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._gzip.read1(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
 class _GzipReader(io.BufferedReader):
     """A buffered (peekable) gzip stream that closes the file under it too."""
 
     def __init__(self, inner: io.BufferedReader) -> None:
         self._inner = inner
-        super().__init__(cast(Any, gzip.GzipFile(fileobj=inner)), HEAD)
+        super().__init__(_Inflated(inner), HEAD)
 
     def close(self) -> None:
         try:

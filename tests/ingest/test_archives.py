@@ -7,6 +7,7 @@ import copy
 import csv
 import gzip
 import io
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,19 @@ def test_the_head_of_a_pipe_is_its_whole_first_line() -> None:
     assert head == data[: data.index(b"\n") + 1]
     assert detect_format(head) == ("apiserver", False)
     assert stream.read() == data  # nothing lost
+
+
+def test_a_gzip_log_cut_short_keeps_every_line_before_the_cut(tmp_path: Path) -> None:
+    data = b"".join(orjson.dumps(pod_create(f"id-{n}")) + b"\n" for n in range(2000))
+    packed = gzip.compress(data)
+    cut = packed[: len(packed) * 3 // 4]  # as a copy of a file still being written
+    whole_lines = zlib.decompressobj(wbits=31).decompress(cut).count(b"\n")
+    path = tmp_path / "audit.log.gz"
+    path.write_bytes(cut)
+    events, rejected, _stats = read(path)
+    assert [e.raw["auditID"] for e in events] == [f"id-{n}" for n in range(whole_lines)]
+    assert len(rejected) == 1 and rejected[0].origin == f"{path}:{whole_lines + 1}"
+    assert "end-of-stream marker" in rejected[0].reason
 
 
 def test_a_whole_directory_of_every_shape_dedupes_to_one_event(tmp_path: Path) -> None:
