@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -44,6 +45,16 @@ def shape_of(doc: Any) -> str:
     return "apiserver"
 
 
+def _concatenated(line: bytes) -> bool:
+    """Whether a line holds JSON documents one after another (`}{`, as Firehose writes them)."""
+    text = line.decode("utf-8", "replace")
+    try:
+        _doc, end = json.JSONDecoder().raw_decode(text)
+    except (ValueError, RecursionError):  # the json module recurses: deep nesting is no document here
+        return False
+    return text[end:].lstrip()[:1] in ("{", "[")
+
+
 def detect_format(head: bytes) -> tuple[str, bool]:
     """(format, whole_document) from the first bytes of a (decompressed) file.
 
@@ -65,7 +76,7 @@ def detect_format(head: bytes) -> tuple[str, bool]:
         return shape_of(orjson.loads(first)), False
     except orjson.JSONDecodeError:
         pass
-    whole = first.strip() in (b"{", b"[") or (end < 0 and text[:1] in (b"{", b"["))
+    whole = first.strip() in (b"{", b"[") or (end < 0 and text[:1] in (b"{", b"[")) or _concatenated(first)
     for key, fmt in ((b'"protoPayload"', "gke"), (b'"logEvents"', "cloudwatch-subscription"),
                      (b'"messageType"', "cloudwatch-subscription"), (b'"records"', "aks"),
                      (b'"kubernetes.audit', "elastic"), (b'"_source"', "elastic"), (b'"original"', "elastic"),

@@ -206,6 +206,16 @@ def test_a_log_whose_first_event_is_larger_than_the_head_is_read_line_by_line(tm
     assert [r.origin for r in rejected] == [f"{path}:4"]
 
 
+def test_documents_one_after_another_on_a_line_ending_in_a_newline_are_one_whole_document(tmp_path: Path) -> None:
+    records = [gzip.decompress(subscription_message([orjson.dumps(pod_create(f"id-{n}")).decode()])) for n in range(3)]
+    path = tmp_path / "firehose.json"
+    path.write_bytes(b"".join(records) + b"\n")  # as Firehose writes them, then a newline
+    assert detect_format(path.read_bytes()) == ("cloudwatch-subscription", True)
+    events, rejected, _stats = read(path)
+    assert [e.raw["auditID"] for e in events] == ["id-0", "id-1", "id-2"] and not rejected
+    assert detect_format(b'{"kind": "Event"} junk\n{"kind": "Event"}\n') == ("apiserver", False)
+
+
 class _Pipe(io.RawIOBase):
     """A pipe whose writer is slow: each read returns at most 100 bytes."""
 
