@@ -227,20 +227,22 @@ def _documents(data: bytes, label: str) -> Iterator[tuple[int, Any, str | None]]
     text = data.decode("utf-8", "replace")
     decoder = json.JSONDecoder()
     pos, count = 0, 0
+    line, counted = 1, 0  # the line at `counted`: newlines are counted once each, not from the start per document
     while True:
         while pos < len(text) and text[pos] in " \t\r\n":
             pos += 1
         if pos >= len(text):
             return
+        line += text.count("\n", counted, pos)
+        counted = pos
         try:
             doc, end = decoder.raw_decode(text, pos)
         except (json.JSONDecodeError, RecursionError):  # the json module recurses: deep nesting is malformed here
-            line = text.count("\n", 0, pos) + 1
             problem = json_problem(error, data) if count == 0 else "malformed JSON after a document"
             yield line, None, problem
             return
         count += 1
-        yield text.count("\n", 0, pos) + 1, doc, None
+        yield line, doc, None
         pos = end
 
 

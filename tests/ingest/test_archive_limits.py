@@ -141,6 +141,22 @@ def test_a_gzip_bomb_read_as_one_document_stops_at_the_document_limit(tmp_path: 
         f"a JSON document larger than {MAX_DOCUMENT_BYTES} bytes (after gzip): not read"]  # fmt: skip
 
 
+def test_concatenated_documents_are_read_in_time_linear_in_their_size(tmp_path: Path) -> None:
+    # as Firehose writes records (`}{`); every 100th on a line of its own, whose number the origin gives
+    event = lease_event()
+    docs = [orjson.dumps(event | {"auditID": f"id-{n}"}) for n in range(20_000)]
+    path = tmp_path / "firehose.json"
+    path.write_bytes(b"".join(doc + (b"\n" if n % 100 == 99 else b"") for n, doc in enumerate(docs)))
+    started = time.monotonic()
+    events: list[AuditEvent] = []
+    for batch, _rejected in read_archives([str(path)], ArchiveStats()):
+        events.extend(batch)
+        assert time.monotonic() - started < 20, f"{len(events)} events read in 20 s"  # counting lines from 0 each time
+    assert len(events) == len(docs)
+    assert events[99].origin == f"{path}:1" and events[100].origin == f"{path}:2"
+    assert events[-1].origin == f"{path}:200"
+
+
 def test_inflate_stops_at_its_limit() -> None:
     data = gzip.compress(b"a" * 1000) + gzip.compress(b"b" * 1000)
     assert inflate(data, 2000) == b"a" * 1000 + b"b" * 1000
