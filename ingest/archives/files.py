@@ -121,7 +121,7 @@ class _Prefixed(io.RawIOBase):
         if self._prefix:
             n = min(len(buffer), len(self._prefix))
             buffer[:n] = self._prefix[:n]
-            self._prefix = self._prefix[n:]
+            self._prefix = self._prefix[n:] if n < len(self._prefix) else memoryview(b"")  # the bytes let go
             return n
         data = self._rest.read1(len(buffer))
         buffer[: len(data)] = data

@@ -99,6 +99,7 @@ def read_archives(
             with open_archive(name) as opened:
                 head, stream = head_of(opened)
                 detected, whole = detect_format(head)
+                del head  # a first line may be up to MAX_LINE_BYTES
                 file_format = fmt or detected
                 stats.formats[file_format] = stats.formats.get(file_format, 0) + 1
                 for events, rejected in read_records(stream, label, file_format, whole, counters):
