@@ -22,6 +22,7 @@ from ingest.archives.formats import GZIP_MAGIC
 
 HEAD = 65536  # bytes an opened archive can peek at (format detection reads them)
 STDIN = "-"
+UTF8_BOM = b"\xef\xbb\xbf"
 # A line holds one event (at most detectors.limits.MAX_EVENT_BYTES, 7 MiB) or a record around one; a longer
 # line is rejected, and skipped up to MAX_SKIPPED_BYTES: no end of line within that (/dev/zero, a bomb of one
 # endless line) and the rest of the file is not read.
@@ -135,16 +136,18 @@ class _Prefixed(io.RawIOBase):
 
 
 def head_of(stream: io.BufferedReader) -> tuple[bytes, io.BufferedReader]:
-    """What format detection reads, and the stream to read the file from (from its start).
+    """What format detection reads, and the stream to read the file from (from its start, after a UTF-8 BOM).
 
     Usually the first HEAD bytes (or what a pipe had). When the first line starts a JSON value and does not end
     in them (an Event with a large body), the whole line, up to MAX_LINE_BYTES + 1 bytes: a line cut short would
     be taken for one JSON document, and its format guessed from keys that the event's body may hold."""
+    if stream.peek(len(UTF8_BOM))[: len(UTF8_BOM)] == UTF8_BOM:
+        stream.read(len(UTF8_BOM))  # what Windows tools write first is no part of the first record
     head = stream.peek(HEAD)[:HEAD]
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    text = head.lstrip(b" \t\r\n")
     if text[:1] not in (b"{", b"[") or b"\n" in text:
         return head, stream
-    start = stream.read(len(head) - len(text))  # a BOM and blank lines, within the head
+    start = stream.read(len(head) - len(text))  # blank lines, within the head
     first = start + stream.readline(MAX_LINE_BYTES + 1)
     return first, io.BufferedReader(_Prefixed(first, stream), HEAD)
 

@@ -216,6 +216,15 @@ def test_documents_one_after_another_on_a_line_ending_in_a_newline_are_one_whole
     assert detect_format(b'{"kind": "Event"} junk\n{"kind": "Event"}\n') == ("apiserver", False)
 
 
+@pytest.mark.parametrize("shape", ["apiserver", "cloudwatch", "aks", "gke", "cloudwatch-s3"])
+def test_a_file_that_starts_with_a_utf8_bom_reads_every_event(tmp_path: Path, shape: str) -> None:
+    path = write_every_shape(tmp_path, pod_create())[shape]
+    data = path.read_bytes()
+    path.write_bytes(b"\xef\xbb\xbf" + (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data))
+    events, rejected, _stats = read(path)
+    assert len(events) == 1 and not rejected, rejected
+
+
 class _Pipe(io.RawIOBase):
     """A pipe whose writer is slow: each read returns at most 100 bytes."""
 
