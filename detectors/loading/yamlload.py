@@ -13,6 +13,7 @@ import yaml
 from detectors.errors import RuleError
 
 _Base: Any = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader  # libyaml when installed
+MAX_EXPANDED_VALUES = 1_000_000  # values a document may hold once its aliases are expanded
 
 
 class LocatedDict(dict[str, Any]):
@@ -78,14 +79,53 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _check_expansion(root: yaml.Node, path: str) -> None:
+    """Refuse a document whose aliases make it hold more than MAX_EXPANDED_VALUES values (and more than it has
+    nodes): an alias is one shared node here, but whatever walks the document visits each copy, so a few
+    lines of nested aliases (a "billion laughs") would take time and memory exponential in their number.
+    Linear in the number of distinct nodes; a recursive alias is left to the constructor, which refuses it."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[yaml.Node] = [root]
+    while stack:
+        node = stack[-1]
+        if id(node) in sizes:
+            stack.pop()
+            continue
+        pending = [c for c in _children(node) if id(c) not in sizes]
+        if id(node) not in open_nodes and pending:
+            if any(id(c) in open_nodes for c in pending):
+                return  # recursive
+            open_nodes.add(id(node))
+            stack.extend(pending)
+            continue
+        stack.pop()
+        open_nodes.discard(id(node))
+        size = 1 + sum(sizes.get(id(c), 0) for c in _children(node))
+        sizes[id(node)] = min(size, MAX_EXPANDED_VALUES + 1)
+        if size > MAX_EXPANDED_VALUES and size > len(sizes):
+            raise RuleError(
+                f"YAML aliases expand this value to more than {MAX_EXPANDED_VALUES:,} values",
+                path=path, line=node.start_mark.line + 1,
+            )  # fmt: skip
+
+
 def load_yaml_documents(text: str, *, path: str = "<string>") -> list[Any]:
     """Every document of a YAML stream (Sigma files may hold several), strictly, with file:line errors."""
     loader = _StrictLoader(text)
     loader.path = path
     docs: list[Any] = []
     try:
-        while loader.check_data():
-            docs.append(loader.get_data())
+        while loader.check_node():
+            node = loader.get_node()
+            _check_expansion(node, path)
+            docs.append(loader.construct_document(node))
     except RuleError:
         raise
     except yaml.MarkedYAMLError as exc:

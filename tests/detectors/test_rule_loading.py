@@ -239,6 +239,24 @@ def test_yaml_merge_keys_may_be_overridden_but_real_duplicates_are_errors(tmp_pa
         load_yaml("event:\n  <<: {verb: get}\n  verb: list\n  verb: watch\n")
 
 
+def test_yaml_aliases_that_expand_exponentially_are_refused_with_file_and_line(tmp_path: Path) -> None:
+    # a Falco list of lists, nine copies a level: 9^8 items (each level more takes nine times the time and memory)
+    lines = ['- list: l0\n  items: &l0 ["x", "y", "z", "w", "v", "u", "t", "s", "r"]']
+    lines += [f"- list: l{n}\n  items: &l{n} [{', '.join([f'*l{n - 1}'] * 9)}]" for n in range(1, 8)]
+    lines.append("- rule: R\n  desc: d\n  condition: ka.verb in (l7)\n  output: x\n  priority: WARNING\n"
+                 "  source: k8s_audit")  # fmt: skip
+    (tmp_path / "bomb.yaml").write_text("\n".join(lines) + "\n")
+    with pytest.raises(RuleErrors) as caught:
+        load_rules([str(tmp_path / "bomb.yaml")])
+    assert [str(e) for e in caught.value.errors] == [
+        f"{tmp_path / 'bomb.yaml'}:14: YAML aliases expand this value to more than 1,000,000 values"
+    ]
+    from detectors.loading.yamlload import load_yaml
+
+    shared = load_yaml("a: &a [1, 2]\nb: [*a, *a, *a]\n")  # aliases that do not multiply stay allowed
+    assert shared == {"a": [1, 2], "b": [[1, 2]] * 3}
+
+
 def test_image_and_registry_allowlists_need_every_container_allowed(tmp_path: Path) -> None:
     from detectors.rules.allowlist import image_registry
 
