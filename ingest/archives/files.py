@@ -158,6 +158,8 @@ def input_problem(paths: Sequence[str]) -> str | None:
     path stops a command instead of leaving half its work done. Pipes and devices are not opened here."""
     for p in paths:
         if p == STDIN:
+            if sys.stdin is None:  # started with file descriptor 0 closed
+                return f"{STDIN}: standard input is closed"
             continue
         try:
             mode = os.stat(p).st_mode  # follows links: a broken one is missing

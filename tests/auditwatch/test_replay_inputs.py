@@ -119,6 +119,16 @@ def test_empty_stdin_exits_3(monkeypatch: pytest.MonkeyPatch, run_cli: RunCli) -
     assert reason_of(result) == "auditwatch: no audit event read from the inputs (0 lines)"
 
 
+@pytest.mark.parametrize("command", ["replay", "convert"])
+def test_a_closed_stdin_stops_the_command(
+    command: str, tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", None)  # what Python gives a process started with fd 0 closed
+    result = run_cli(command, "-", *replay_args(command, tmp_path / "a.db"))
+    assert result.code == INPUT_PROBLEM and "Traceback" not in result.err
+    assert reason_of(result) == "auditwatch: cannot read input -: standard input is closed"
+
+
 def attack(n: int) -> bytes:
     """A line the apiserver could have written: an exec into a pod (one pod-exec-attach alert)."""
     event = exec_event()
