@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from typing import IO, Any
 
 from auditwatch.startup import (
@@ -25,14 +26,33 @@ def _alert_writer(output: str | None, output_format: str) -> tuple[Callable[[Any
     if output is None:
         return None, None
     try:
-        stream: IO[bytes] = sys.stdout.buffer if output == "-" else open(output, "wb")  # noqa: SIM115
+        stream: IO[bytes] = _stdout() if output == "-" else open(output, "wb")  # noqa: SIM115
     except OSError as exc:
         refuse(f"cannot write --output {output}: {exc.strerror}")
 
     def emit(alert: Any) -> None:
-        stream.write(render(alert, output_format))
+        with _writing(f"--output {output}"):
+            stream.write(render(alert, output_format))
 
     return emit, stream
+
+
+def _stdout() -> IO[bytes]:
+    if sys.stdout is None:  # started with file descriptor 1 closed
+        refuse("cannot write to standard output: it is closed")
+    return sys.stdout.buffer
+
+
+@contextmanager
+def _writing(what: str) -> Iterator[None]:
+    """A failed write (a full disk) stops the command with one line and exit status 1; a closed pipe (`| head`)
+    is left to `main`, which stops quietly."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        refuse(f"cannot write {what}: {exc.strerror}", EXIT_FAILURE)
 
 
 def _event_filters(args: argparse.Namespace) -> Any:
@@ -69,8 +89,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     transform, _pacer = _event_filters(args)
     _check_inputs(args.paths)
-    stats = convert(args.paths, sys.stdout.buffer, fmt=args.format, transform=transform)
-    sys.stdout.buffer.flush()
+    out = _stdout()
+    with _writing("to standard output"):
+        stats = convert(args.paths, out, fmt=args.format, transform=transform)
+        out.flush()
     if not args.quiet:
         print(format_summary(stats, stored=False).replace("replayed", "converted", 1), file=sys.stderr)
     return _check_events_read(stats)
@@ -98,11 +120,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
             args.paths, pipeline, store=store, emit=emit, progress=progress, fmt=args.format, transform=transform,
             pacer=pacer, last_use=True,
         )  # fmt: skip
+        if stream is not None:
+            with _writing(f"--output {args.output}"):
+                stream.flush()
     finally:
-        if stream is not None and stream is not sys.stdout.buffer:
-            stream.close()
-        elif stream is not None:
-            stream.flush()
+        if stream is not None and args.output != "-":
+            with suppress(OSError):  # a failed write was reported: closing would try it again
+                stream.close()
         if store is not None:
             store.close()
     if not args.quiet:

@@ -3,14 +3,18 @@ the documented exit status: 2 for usage or configuration, 1 for a failure while 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from auditwatch.settings import Settings
-from tests.support.cli import CliRun, RunCli
-from tests.support.paths import SCENARIO
+from tests.support.cli import CliRun, RunCli, clean_env
+from tests.support.events import exec_event
+from tests.support.paths import PYTHON, ROOT, SCENARIO
 
 USAGE = 2
 FAILURE = 1
@@ -182,6 +186,45 @@ def test_an_output_that_cannot_be_written(tmp_path: Path, run_cli: RunCli) -> No
     ):
         line = one_line(run_cli("replay", str(SCENARIO), "--quiet", "--output", str(path)), USAGE)
         assert line == f"cannot write --output {path}: {reason}"
+
+
+def _many_events(path: Path) -> Path:
+    event = exec_event()
+    path.write_bytes(b"".join(orjson.dumps(event | {"auditID": f"id-{n}"}) + b"\n" for n in range(3000)))
+    return path
+
+
+@pytest.mark.parametrize("command", [["convert"], ["replay", "--output", "-"]])
+def test_output_to_a_pipe_closed_early_stops_quietly(command: list[str], tmp_path: Path) -> None:
+    with subprocess.Popen([PYTHON, "-m", "auditwatch.cli", *command, str(_many_events(tmp_path / "a.log"))],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=clean_env()) as proc:  # fmt: skip
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.read(10)  # as `| head -c 10`: read a little, then go away
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+    assert proc.returncode == FAILURE and "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize(
+    ("command", "what"),
+    [(["convert"], "to standard output"), (["replay", "--output", "-"], "--output -"),
+     (["replay", "--output", "/dev/full"], "--output /dev/full")],
+)  # fmt: skip
+def test_output_that_fails_while_written_is_one_line_and_exit_1(command: list[str], what: str, tmp_path: Path) -> None:
+    with Path("/dev/full").open("wb") as full:
+        done = subprocess.run([PYTHON, "-m", "auditwatch.cli", *command, str(_many_events(tmp_path / "a.log"))],
+                              stdout=full, stderr=subprocess.PIPE, cwd=ROOT, env=clean_env(), timeout=120, check=False)  # fmt: skip
+    err = done.stderr.decode()
+    assert done.returncode == FAILURE and "Traceback" not in err, err
+    assert err.splitlines()[-1] == f"auditwatch: cannot write {what}: No space left on device"
+
+
+@pytest.mark.parametrize("command", [["convert"], ["replay", "--output", "-"]])
+def test_a_closed_stdout_is_one_line(command: list[str], run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdout", None)  # what Python gives a process started with fd 1 closed
+    line = one_line(run_cli(*command, str(SCENARIO), "--quiet"), USAGE)
+    assert line == "cannot write to standard output: it is closed"
 
 
 def test_bad_settings_and_missing_kafka_are_usage_errors(run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
