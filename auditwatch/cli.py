@@ -245,11 +245,16 @@ def _convert_parser(sub: Any) -> None:
         help="print archived audit logs of any format as normalised audit.k8s.io/v1 Events (JSON lines)",
         description="Read archives (kube-apiserver JSON lines, EKS CloudWatch exports, GKE Cloud Audit Logs, AKS "
         "diagnostic records, Elastic documents; plain or gzip; directories) and print one normalised Event per "
-        "line on stdout. Unreadable records are reported with file:line on stderr.",
+        "line on stdout, with credentials redacted unless --raw. Unreadable records are reported with file:line "
+        "on stderr.",
         epilog=EXIT_STATUSES,
     )
     conv.add_argument("paths", nargs="+", metavar="PATH", help="file, directory or - (stdin)")
     conv.add_argument("--quiet", action="store_true", help="no summary on stderr")
+    conv.add_argument(
+        "--raw", action="store_true", help="print the events as read, credentials included (to feed another "
+        "detector); by default they are redacted as an alert's event is",
+    )  # fmt: skip
     archive_options(conv)
     conv.set_defaults(func=cmd_convert)
 

@@ -27,6 +27,7 @@ from auditwatch.settings import Settings
 from detectors.alerts import Alert
 from detectors.events import MAX_KEPT_REJECTED, AuditEvent, Rejected, Rejections, event_timestamp, parse_time
 from detectors.pipeline import Pipeline
+from detectors.redact import redact_event
 from ingest.archives import ArchiveStats, read_archives
 
 _FLUSH_EVERY = 50_000  # events between store writes (bounds memory on long replays)
@@ -244,9 +245,16 @@ def _suppress(
 
 
 def convert(
-    paths: Sequence[str], out: IO[bytes], *, fmt: str | None = None, transform: Transform | None = None
+    paths: Sequence[str],
+    out: IO[bytes],
+    *,
+    fmt: str | None = None,
+    transform: Transform | None = None,
+    raw: bool = False,
 ) -> ReplayStats:
-    """Archives -> normalised audit.k8s.io/v1 Events, one JSON line each (`auditwatch convert`)."""
+    """Archives -> normalised audit.k8s.io/v1 Events, one JSON line each (`auditwatch convert`): redacted as an
+    alert's event is (what is printed is shown), or as read with `raw` (for another detector: the archives hold
+    the same)."""
     stats = ReplayStats()
     started = time.perf_counter()
     dumps = orjson.dumps
@@ -258,7 +266,7 @@ def convert(
                     stats.filtered += 1
                     continue
                 event = kept
-            out.write(dumps(event.raw) + b"\n")
+            out.write(dumps(event.raw if raw else redact_event(event.raw)) + b"\n")
     stats.seconds = time.perf_counter() - started
     return stats
 

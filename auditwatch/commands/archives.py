@@ -91,7 +91,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     _check_inputs(args.paths)
     out = _stdout()
     with _writing("to standard output"):
-        stats = convert(args.paths, out, fmt=args.format, transform=transform)
+        stats = convert(args.paths, out, fmt=args.format, transform=transform, raw=args.raw)
         out.flush()
     if not args.quiet:
         print(format_summary(stats, stored=False).replace("replayed", "converted", 1), file=sys.stderr)

@@ -14,6 +14,7 @@ import pytest
 from auditwatch.replay import Pacer, event_filters
 from detectors.events import AuditEvent
 from tests.support.cli import CliRun, RunCli, auditwatch_process
+from tests.support.credential_canaries import CANARIES, KEPT, planted_events
 from tests.support.events import exec_event
 from tests.support.paths import DATA, ROOT, SCENARIO
 
@@ -166,6 +167,23 @@ def test_cli_convert_applies_the_policy(run_cli: RunCli) -> None:
     assert result.code == 0, result.err
     events = [orjson.loads(x) for x in result.out.splitlines()]
     assert events and all(e["level"] == "Metadata" and "requestObject" not in e for e in events)
+
+
+def test_cli_convert_redacts_credentials_unless_raw(tmp_path: Path, run_cli: RunCli) -> None:
+    log = tmp_path / "audit.log"
+    log.write_bytes(b"".join(orjson.dumps(event) + b"\n" for event in planted_events()))
+    planted = {name for name, value in CANARIES.items() if value.encode() in log.read_bytes()}
+    assert len(planted) >= 10  # Secret data, tokens, URI parameters, exec flags, headers...
+    shown = run_cli("convert", str(log))
+    assert shown.code == 0, shown.err
+    assert [name for name in planted if CANARIES[name] in shown.out] == []
+    assert len(shown.out.splitlines()) == len(planted_events())
+    assert all(value in shown.out for value in KEPT if value in log.read_text())  # look-alikes are kept
+    raw = run_cli("convert", "--raw", str(log))
+    assert raw.code == 0, raw.err
+    assert [orjson.loads(line) for line in raw.out.splitlines()] == [
+        orjson.loads(line) for line in log.read_bytes().splitlines()
+    ]
 
 
 def test_pacer_maps_event_time_to_wall_time_and_caps_long_gaps(monkeypatch: pytest.MonkeyPatch) -> None:
