@@ -23,13 +23,18 @@ RULE_SUFFIXES = (".yaml", ".yml")
 def rule_files(spec: str) -> list[Path]:
     """A pack name (it wins over a same-named relative path), a file, or a directory (its *.yaml/*.yml files,
     recursively, in name order, but for hidden ones: a mounted ConfigMap also holds each file in `..data/` and
-    in a `..<timestamp>/` directory, which would load every rule three times)."""
+    in a `..<timestamp>/` directory, which would load every rule three times). A directory without a rule file
+    is an error: loading nothing from it would start a detector that detects nothing. Broken links are listed,
+    so that reading them reports them."""
     path = PACKS.get(spec) or Path(spec)
     if path.is_dir():
-        return sorted(
+        files = sorted(
             p for p in path.rglob("*")
-            if p.suffix in RULE_SUFFIXES and p.is_file() and not _hidden(p.relative_to(path))
+            if p.suffix in RULE_SUFFIXES and (p.is_file() or _broken_link(p)) and not _hidden(p.relative_to(path))
         )  # fmt: skip
+        if not files:
+            raise RuleError("the directory holds no rule file (*.yaml, *.yml; hidden ones are skipped)", path=spec)
+        return files
     if path.is_file():
         return [path]
     raise RuleError(f"no such rule pack ({', '.join(PACKS)}), file or directory", path=spec)
@@ -37,6 +42,10 @@ def rule_files(spec: str) -> list[Path]:
 
 def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
+
+
+def _broken_link(path: Path) -> bool:
+    return path.is_symlink() and not path.exists()
 
 
 def _format_for(docs: list[object], path: Path, formats: Sequence[type[RuleFormat]]) -> type[RuleFormat]:

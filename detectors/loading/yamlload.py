@@ -5,6 +5,7 @@ Timestamps stay strings (audit events carry RFC 3339 strings, not YAML dates).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,8 @@ def read_rule_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
+        if isinstance(exc, FileNotFoundError) and path.is_symlink():
+            raise RuleError(f"broken symbolic link (to {os.readlink(path)})", path=str(path)) from None
         raise RuleError(f"cannot read rule file: {exc}", path=str(path)) from None
 
 

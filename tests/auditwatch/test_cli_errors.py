@@ -112,6 +112,17 @@ def test_bad_rule_file(tmp_path: Path, run_cli: RunCli) -> None:
     assert result.err.splitlines()[0] == "auditwatch: cannot load rules (2 errors):"
 
 
+def test_a_rules_directory_without_rule_files(tmp_path: Path, run_cli: RunCli) -> None:
+    """It would load no rule and detect nothing: serve and replay refuse it, rules lint and test fail."""
+    (tmp_path / "notes.txt").write_text("no rules here\n")
+    reason = f"{tmp_path}: the directory holds no rule file (*.yaml, *.yml; hidden ones are skipped)"
+    assert one_line(replay(run_cli, "--rules", str(tmp_path)), USAGE) == f"cannot load rules: {reason}"
+    serve = run_cli("serve", "--port", "18080", "--db", f"sqlite:///{tmp_path / 'a.db'}", "--rules", str(tmp_path))
+    assert one_line(serve, USAGE) == f"cannot load rules: {reason}"
+    for check in ("lint", "test"):
+        out = run_cli("rules", check, str(tmp_path))
+        assert out.code == FAILURE and f"error: {reason}" in out.out
+
 def test_unreadable_or_empty_token_file(tmp_path: Path, run_cli: RunCli) -> None:
     """Read before anything else a listener needs (ingest would then ask for --kafka)."""
     empty = tmp_path / "empty-token"

@@ -101,6 +101,17 @@ def test_a_mounted_configmap_directory_loads_each_rule_once(tmp_path: Path) -> N
     assert [d.id for d in load_rules([str(tmp_path)])] == ["test-rule"]
 
 
+def test_a_directory_without_rule_files_is_an_error_and_broken_links_are_named(tmp_path: Path) -> None:
+    """A rules directory that yields no rule would start a detector that detects nothing."""
+    (tmp_path / "README.txt").write_text("not a rule\n")
+    (tmp_path / ".hidden.yaml").symlink_to("nowhere.yaml")  # hidden: skipped, as a ConfigMap's `..data` links
+    assert errors_of(tmp_path) == [
+        f"{tmp_path}: the directory holds no rule file (*.yaml, *.yml; hidden ones are skipped)"
+    ]
+    (tmp_path / "gone.yaml").symlink_to("/nonexistent/gone.yaml")
+    write_rule(tmp_path, "match:\n  verb: get\n")
+    assert errors_of(tmp_path) == [f"{tmp_path / 'gone.yaml'}: broken symbolic link (to /nonexistent/gone.yaml)"]
+
 def test_duplicate_ids_across_files(tmp_path: Path) -> None:
     a = tmp_path / "a"
     b = tmp_path / "b"
