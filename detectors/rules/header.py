@@ -26,6 +26,7 @@ from detectors.rules.fieldcheck import rule_paths, unknown_field_warnings
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _MITRE = re.compile(r"^T\d{4}(\.\d{3})?$")
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+_PLACEHOLDER_OR_BRACE = re.compile(r"\{[^{}]+\}|[{}]")  # scans as _PLACEHOLDER does; a lone brace is left over
 _DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 HEADER_KEYS = frozenset(
@@ -202,9 +203,14 @@ def _parse_message(node: LocatedDict, path: str) -> str:
     message = node.get("message", "")
     if not isinstance(message, str):
         raise key_error(node, path, "message must be a string", "message")
-    for placeholder in _PLACEHOLDER.findall(message):
+    for m in _PLACEHOLDER_OR_BRACE.finditer(message):
+        if len(m.group()) == 1:  # render_message would show it as written (an unclosed `{`, a typo)
+            raise key_error(
+                node, path, f"message has an unmatched {m.group()!r} at character {m.start() + 1}: braces only "
+                "enclose placeholders like {user.username}", "message",
+            )  # fmt: skip
         try:
-            compile_path(placeholder)
+            compile_path(m.group()[1:-1])
         except PathError as exc:
             raise key_error(node, path, f"message placeholder: {exc}", "message") from None
     return message
