@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from detectors.credentials import redact_message
+
+T = TypeVar("T")
 
 
 class DetectorError(Exception):
@@ -26,6 +31,18 @@ class RuleErrors(DetectorError):
     def __init__(self, errors: list[RuleError]) -> None:
         self.errors = errors
         super().__init__("\n".join(str(e) for e in errors))
+
+
+def collect(errors: list[RuleError], check: Callable[[], T], fallback: T) -> T:
+    """Run one independent check of a rule file: its result, or `fallback` with its errors added to `errors`, so
+    that every error of a file is reported at once."""
+    try:
+        return check()
+    except RuleError as exc:
+        errors.append(exc)
+    except RuleErrors as exc:
+        errors.extend(exc.errors)
+    return fallback
 
 
 class EventError(DetectorError):

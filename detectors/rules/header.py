@@ -3,7 +3,8 @@ suppression, allowlist (detectors/rules/allowlist.py), test cases and load warni
 test cases and messages it holds.
 
 `RuleHeader` is format-neutral data: Sigma builds one from its own fields too. `parse_header` reads it from
-an auditwatch rule mapping (docs/rules.md) and raises a RuleError at the offending key's line.
+an auditwatch rule mapping (docs/rules.md) and raises RuleErrors: every problem it finds, each at its key's
+line.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from typing import Any, ClassVar
 
 from detectors.alerts import DEFAULT_SUPPRESS_S, Guidance, Severity
 from detectors.base import RuleSource, RuleTest
-from detectors.errors import RuleError
+from detectors.errors import RuleError, RuleErrors, collect
 from detectors.events import STAGES, AuditEvent, parse_time
 from detectors.fieldpath import PathError, compile_path
 from detectors.loading.yamlload import LocatedDict, LocatedList, plain
 from detectors.rules.allowlist import Allowlist, parse_allowlist
+from detectors.rules.conditions import Predicate, compile_match
 from detectors.rules.fieldcheck import rule_paths, unknown_field_warnings
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -125,37 +127,38 @@ def parse_header(
     """The keys every rule type shares, validated. `extra_keys` are the rule type's own keys; stateful
     types write their tests as sequences (`sequence_tests`)."""
     known = HEADER_KEYS | extra_keys
-    unknown = sorted(set(node) - known)
-    if unknown:
-        raise key_error(node, path, f"unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})", unknown[0])
-    for key in REQUIRED_KEYS:
-        if key not in node and (requires_match or key != "match"):
-            raise key_error(node, path, f"missing required key {key!r}")
+    errors = [
+        key_error(node, path, f"unknown key {key!r} (known: {', '.join(sorted(known))})", key)
+        for key in sorted(set(node) - known)
+    ]
+    required = [key for key in REQUIRED_KEYS if requires_match or key != "match"]
+    errors += [key_error(node, path, f"missing required key {key!r}") for key in required if key not in node]
     for key in ("id", "name", "description"):
-        if not isinstance(node[key], str) or not node[key].strip():
-            raise key_error(node, path, f"{key!r} must be a non-empty string", key)
-    rule_id: str = node["id"]
-    if not _ID.match(rule_id):
-        raise key_error(node, path, f"id {rule_id!r} must be lower-case letters, digits and dashes", "id")
-    try:
-        severity = Severity.parse(str(node["severity"]))
-    except ValueError as exc:
-        raise key_error(node, path, str(exc), "severity") from None
-    mitre = _parse_mitre(node, path)
-    stages = _parse_stages(node, path)
-    message = _parse_message(node, path)
+        if key in node and (not isinstance(node[key], str) or not node[key].strip()):
+            errors.append(key_error(node, path, f"{key!r} must be a non-empty string", key))
+    rule_id = node.get("id")
+    if isinstance(rule_id, str) and rule_id.strip() and not _ID.match(rule_id):
+        errors.append(key_error(node, path, f"id {rule_id!r} must be lower-case letters, digits and dashes", "id"))
+    # each check below is independent of the others, so that a file's errors are all reported at once
+    severity = collect(errors, lambda: _parse_severity(node, path), Severity.INFO) if "severity" in node else None
+    mitre: tuple[str, ...] = collect(errors, lambda: _parse_mitre(node, path), ())
+    stages = collect(errors, lambda: _parse_stages(node, path), DEFAULT_STAGES)
+    message = collect(errors, lambda: _parse_message(node, path), "")
     tags = node.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise key_error(node, path, "tags must be a list of strings", "tags")
+        errors.append(key_error(node, path, "tags must be a list of strings", "tags"))
     fps = node.get("false_positives", "")
     if not isinstance(fps, str):
-        raise key_error(node, path, "false_positives must be a string", "false_positives")
+        errors.append(key_error(node, path, "false_positives must be a string", "false_positives"))
     response = node.get("response", "")
     if not isinstance(response, str) or ("response" in node and not response.strip()):
-        raise key_error(node, path, "response must be a non-empty string (what to check, how to contain)", "response")
-    suppress_s = DEFAULT_SUPPRESS_S
-    if "suppress" in node:
-        suppress_s = parse_duration(node["suppress"], path=path, line=node.line_of("suppress"), what="suppress")
+        wanted = "response must be a non-empty string (what to check, how to contain)"
+        errors.append(key_error(node, path, wanted, "response"))
+    suppress_s = collect(errors, lambda: _parse_suppress(node, path), DEFAULT_SUPPRESS_S)
+    allowlist = collect(errors, lambda: parse_allowlist(node, path=path), Allowlist())
+    tests: tuple[RuleTest, ...] = collect(errors, lambda: parse_tests(node, path=path, sequences=sequence_tests), ())
+    if errors or severity is None or not isinstance(rule_id, str):  # neither is, without an error above
+        raise RuleErrors(errors)
     return RuleHeader(
         id=rule_id,
         name=node["name"],
@@ -169,8 +172,8 @@ def parse_header(
         response=response.strip(),
         tags=tuple(tags),
         suppress_s=suppress_s,
-        allowlist=parse_allowlist(node, path=path),
-        tests=parse_tests(node, path=path, sequences=sequence_tests),
+        allowlist=allowlist,
+        tests=tests,
         warnings=unknown_field_warnings(
             [*rule_paths(node), *((p, node.line_of("message")) for p in _PLACEHOLDER.findall(message))],
             path=path,
@@ -179,8 +182,34 @@ def parse_header(
     )
 
 
+def parse_header_and_match(
+    node: LocatedDict, *, path: str, extra_keys: frozenset[str] = frozenset(), sequence_tests: bool = False
+) -> tuple[RuleHeader, tuple[Predicate, frozenset[str] | None]]:
+    """The header and the compiled `match:` of a rule; the errors of both are raised together."""
+    errors: list[RuleError] = []
+    header = collect(errors, lambda: parse_header(node, path=path, extra_keys=extra_keys,
+                                                  sequence_tests=sequence_tests), None)  # fmt: skip
+    match = collect(errors, lambda: compile_match(node, path=path), None) if "match" in node else None
+    if header is None or match is None:  # a missing `match:` is among the header's errors
+        raise RuleErrors(errors)
+    return header, match
+
+
+def _parse_severity(node: LocatedDict, path: str) -> Severity:
+    try:
+        return Severity.parse(str(node["severity"]))
+    except ValueError as exc:
+        raise key_error(node, path, str(exc), "severity") from None
+
+
+def _parse_suppress(node: LocatedDict, path: str) -> float:
+    if "suppress" not in node:
+        return DEFAULT_SUPPRESS_S
+    return parse_duration(node["suppress"], path=path, line=node.line_of("suppress"), what="suppress")
+
+
 def _parse_mitre(node: LocatedDict, path: str) -> tuple[str, ...]:
-    raw = node["mitre"]
+    raw = node.get("mitre", [])  # missing: reported with the other required keys
     mitre = tuple(raw) if isinstance(raw, list) else (raw,)
     for technique in mitre:
         if not isinstance(technique, str) or not _MITRE.match(technique):

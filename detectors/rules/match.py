@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from detectors.alerts import Alert, make_alert
 from detectors.events import AuditEvent
 from detectors.loading.yamlload import LocatedDict
-from detectors.rules.conditions import Predicate, compile_match, key_condition
-from detectors.rules.header import NativeRuleAttributes, RuleHeader, parse_header, render_message
+from detectors.rules.conditions import Predicate, key_condition
+from detectors.rules.header import NativeRuleAttributes, RuleHeader, parse_header_and_match, render_message
 from detectors.scope import UNKNOWN, KeyCondition, Scope
 
 
@@ -44,6 +44,5 @@ class MatchRule(NativeRuleAttributes):
 
     @classmethod
     def from_node(cls, node: LocatedDict, *, path: str) -> MatchRule:
-        header = parse_header(node, path=path)
-        predicate, resources = compile_match(node, path=path)
+        header, (predicate, resources) = parse_header_and_match(node, path=path)
         return cls(header, resources, predicate, key_condition(node["match"]))

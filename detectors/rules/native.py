@@ -5,11 +5,12 @@ A file holds one rule (named after its id) or `rules: [...]`; `type:` picks the 
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from detectors.base import Detector
-from detectors.errors import RuleError
+from detectors.errors import RuleError, RuleErrors, collect
 from detectors.loading.formats import LoadOptions
 from detectors.loading.yamlload import LocatedDict, LocatedList
 from detectors.rules.anomaly import AnomalyRule
@@ -52,23 +53,33 @@ class NativeRules:
 
     def add(self, path: Path, docs: list[Any]) -> None:
         nodes = _rule_nodes(docs[0], str(path))
-        for node in nodes:
-            rule_type = node.get("type", "match")
-            factory = RULE_TYPES.get(rule_type) if isinstance(rule_type, str) else None
-            if factory is None:
-                raise RuleError(
-                    f"unknown rule type {rule_type!r} (known: {', '.join(RULE_TYPES)})",
-                    path=str(path), line=node.line_of("type"),
-                )  # fmt: skip
-            detector = factory(node, path=str(path))
-            if len(nodes) == 1 and path.stem != detector.id:
-                raise RuleError(
-                    f"file name must be the rule id: {detector.id}.yaml", path=str(path), line=node.line_of("id")
-                )
-            baseline = None
-            if "baseline" in node:
-                baseline = parse_baseline(node["baseline"], path=str(path), line=node.line_of("baseline"))
-            self._detectors.append((detector, baseline))
+        errors: list[RuleError] = []
+        for node in nodes:  # each rule on its own, so that the errors of all of them are reported at once
+            collect(errors, partial(self._add_rule, path, node, single=len(nodes) == 1), None)
+        if errors:
+            raise RuleErrors(sorted(errors, key=lambda e: e.line or 0))  # in the order of the file
+
+    def _add_rule(self, path: Path, node: LocatedDict, *, single: bool) -> None:
+        rule_type = node.get("type", "match")
+        factory = RULE_TYPES.get(rule_type) if isinstance(rule_type, str) else None
+        if factory is None:
+            raise RuleError(
+                f"unknown rule type {rule_type!r} (known: {', '.join(RULE_TYPES)})",
+                path=str(path), line=node.line_of("type"),
+            )  # fmt: skip
+        errors: list[RuleError] = []
+        detector = collect(errors, lambda: factory(node, path=str(path)), None)
+        baseline = None
+        if "baseline" in node:
+            raw, line = node["baseline"], node.line_of("baseline")
+            baseline = collect(errors, lambda: parse_baseline(raw, path=str(path), line=line), None)
+        rule_id = node.get("id")
+        if single and isinstance(rule_id, str) and path.stem != rule_id:
+            errors.append(RuleError(f"file name must be the rule id: {rule_id}.yaml", path=str(path),
+                                    line=node.line_of("id")))  # fmt: skip
+        if errors or detector is None:
+            raise RuleErrors(errors)
+        self._detectors.append((detector, baseline))
 
     def finish(self, options: LoadOptions) -> list[Detector]:
         for detector, _ in self._detectors:

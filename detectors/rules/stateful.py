@@ -22,8 +22,8 @@ from detectors.errors import RuleError
 from detectors.events import AuditEvent
 from detectors.fieldpath import PathError, compile_path
 from detectors.loading.yamlload import LocatedDict
-from detectors.rules.conditions import Predicate, compile_match, key_condition
-from detectors.rules.header import NativeRuleAttributes, RuleHeader, parse_header, render_message
+from detectors.rules.conditions import Predicate, key_condition
+from detectors.rules.header import NativeRuleAttributes, RuleHeader, parse_header_and_match, render_message
 from detectors.rules.journal import KeyJournal
 from detectors.scope import UNKNOWN, KeyCondition, Scope
 
@@ -98,8 +98,9 @@ class StatefulRule(NativeRuleAttributes, ABC):
         node: LocatedDict, *, path: str, extra_keys: frozenset[str]
     ) -> tuple[RuleHeader, frozenset[str] | None, Predicate, KeyCondition]:
         """(header, resources, predicate, condition) of a stateful rule with a `match:`, in constructor order."""
-        header = parse_header(node, path=path, extra_keys=extra_keys, sequence_tests=True)
-        predicate, resources = compile_match(node, path=path)
+        header, (predicate, resources) = parse_header_and_match(
+            node, path=path, extra_keys=extra_keys, sequence_tests=True
+        )
         return header, resources, predicate, key_condition(node["match"])
 
     @property

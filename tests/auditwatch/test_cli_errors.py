@@ -105,8 +105,8 @@ def test_bad_rule_file(tmp_path: Path, run_cli: RunCli) -> None:
     # several problems: one line each, under a line that counts them
     two = tmp_path / "two"
     two.mkdir()
-    (two / "a.yaml").write_text(bad.read_text())
-    (two / "b.yaml").write_text(bad.read_text().replace("bad-rule", "other-rule"))
+    (two / "bad-rule.yaml").write_text(bad.read_text())
+    (two / "other-rule.yaml").write_text(bad.read_text().replace("bad-rule", "other-rule"))
     result = replay(run_cli, "--rules", str(two))
     assert result.code == USAGE and "Traceback" not in result.err
     assert result.err.splitlines()[0] == "auditwatch: cannot load rules (2 errors):"

@@ -92,6 +92,39 @@ def test_all_errors_of_a_directory_are_collected(tmp_path: Path) -> None:
     assert f"{tmp_path / 'rule-c.yaml'}:1: not a rule file of a known format" in str(info.value)
 
 
+def test_every_independent_error_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
+    """Header keys, `match:`, `baseline:`, the file name, and each rule of a multi-rule file are checked apart."""
+    one = tmp_path / "one.yaml"
+    one.write_text(
+        "id: other\nname: x\nseverity: urgent\ndescription: d\nmitre: X1\ncolour: red\nshade: dark\n"
+        "match: {verb: {nope: 1}}\nmessage: '{x'\nbaseline: {kind: exec}\n"
+    )
+    assert_errors(one, [
+        (1, "file name must be the rule id: other.yaml"),
+        (3, "severity 'urgent' is not one of info, low, medium, high, critical"),
+        (5, "mitre 'X1' is not an ATT&CK technique id"),
+        (6, "unknown key 'colour'"),
+        (7, "unknown key 'shade'"),
+        (8, "unknown operator 'nope'"),
+        (9, "message has an unmatched '{' at character 1"),
+        (10, "baseline.term must be a field path"),
+    ])  # fmt: skip
+    several = tmp_path / "several.yaml"
+    several.write_text(
+        "rules:\n  - {id: a, name: A, severity: low, description: d, mitre: T1609, match: {verb: get}, nope: 1}\n"
+        "  - {id: b, name: B, severity: low, description: d, mitre: T1609}\n"
+    )
+    assert_errors(several, [(2, "unknown key 'nope'"), (3, "missing required key 'match'")])
+
+
+def assert_errors(path: Path, expected: list[tuple[int, str]]) -> None:
+    """The file's errors, in order, each at its line and starting with its text."""
+    errors = errors_of(path)
+    assert len(errors) == len(expected), errors
+    for error, (line, text) in zip(errors, expected, strict=True):
+        assert error.startswith(f"{path}:{line}: {text}"), error
+
+
 def test_a_mounted_configmap_directory_loads_each_rule_once(tmp_path: Path) -> None:
     """As the kubelet mounts a ConfigMap: the files in a `..<timestamp>` directory, `..data` a link to it, and each
     file a link into `..data`. Hidden files and directories are skipped."""
