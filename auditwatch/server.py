@@ -209,7 +209,10 @@ def ssl_options(settings: Settings) -> dict[str, Any]:
 
 def base_url(settings: Settings) -> str:
     scheme = "https" if settings.tls_cert_file else "http"
-    return f"{scheme}://{settings.host}:{settings.port}"
+    host = settings.host
+    if ":" in host and not host.startswith("["):  # an IPv6 literal: a URL brackets it (RFC 3986 3.2.2)
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{settings.port}"
 
 
 def run_http(app: FastAPI, settings: Settings, sock: socket.socket) -> int:

@@ -3,6 +3,7 @@ answered under the usage of the command it belongs to, and the log settings; eac
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -75,6 +76,23 @@ def test_tls_files_are_checked_before_anything_listens(pki: Pki, tmp_path: Path,
     for command in LISTENERS:
         for args, reason in cases.items():
             assert refusal(listener(run_cli, command, *args)) == reason, (command, args)
+
+
+def test_the_banner_brackets_an_ipv6_address(monkeypatch: pytest.MonkeyPatch, run_cli: RunCli) -> None:
+    import auditwatch.server
+
+    def run_http(_app: Any, _settings: Any, sock: socket.socket) -> int:  # the banner was printed: serve nothing
+        sock.close()
+        return 0
+
+    monkeypatch.setattr(auditwatch.server, "run_http", run_http)
+    for command in LISTENERS:
+        with socket.create_server(("::1", 0), family=socket.AF_INET6) as taken:
+            port = taken.getsockname()[1]
+        result = run_cli(command, "--host", "::1", "--port", str(port))
+        assert result.code == 0, result
+        assert f"listening on http://[::1]:{port}\n" in result.out, result.out
+        assert f"POST http://[::1]:{port}/audit/webhook" in result.out or command == "api", result.out
 
 
 def test_an_address_that_is_not_this_machines_is_refused(run_cli: RunCli) -> None:
