@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, TypeAdapter, ValidationError
 
 from api.errors import CursorError, StoreError
@@ -36,6 +37,12 @@ TIME_HELP = "RFC 3339, between 1970-01-01 and 2200-01-01"
 
 def bad_request(name: str, problem: str) -> HTTPException:
     return HTTPException(status_code=400, detail=f"{name}: {problem}")
+
+
+def invalid_query(name: str, expected: str) -> RequestValidationError:
+    """A 422 as FastAPI's own validation gives it (api/problems.py), naming the parameter and what it takes: never
+    the value sent, which may be a credential pasted into the wrong field."""
+    return RequestValidationError([{"loc": ("query", name), "msg": expected, "type": "value_error"}])
 
 
 def time_param(name: str, value: str | None) -> datetime | None:
@@ -87,12 +94,11 @@ class PageQuery:
     ) -> None:
         try:
             severity = Severity.parse(min_severity) if min_severity else None
-        except ValueError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from None
+        except ValueError:
+            raise invalid_query("min_severity", f"must be one of {', '.join(s.label for s in Severity)}") from None
         statuses = tuple(dict.fromkeys(s.strip() for s in (status or "").split(",") if s.strip()))
-        unknown = [s for s in statuses if s not in STATUSES]
-        if unknown:
-            raise HTTPException(status_code=422, detail=f"status {unknown[0]!r} is not one of {', '.join(STATUSES)}")
+        if any(s not in STATUSES for s in statuses):
+            raise invalid_query("status", f"each must be one of {', '.join(STATUSES)}")
         self.filter = AlertFilter(
             severity, text_param("rule", rule), text_param("user", user), text_param("namespace", namespace),
             time_param("since", since), time_param("until", until), statuses, text_param("assignee", assignee),

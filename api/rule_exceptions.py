@@ -58,9 +58,9 @@ def _filled(conn: Connection, new: NewException) -> tuple[str, dict[str, tuple[s
     a = alerts_table
     alert = conn.execute(select(a.c.rule_id, a.c.event).where(a.c.id == new.from_alert)).first()
     if alert is None:
-        raise AlertNotFound(f"no alert {new.from_alert!r}")
+        raise AlertNotFound("from_alert: no alert has this id")
     if new.rule_id is not None and new.rule_id != alert.rule_id:
-        raise ExceptionError(f"rule_id {new.rule_id!r} is not the rule of alert {new.from_alert} ({alert.rule_id})")
+        raise ExceptionError(f"rule_id: must be the rule of the alert from_alert names ({alert.rule_id}) or left out")
     if not match:
         match = {path: None for path in DEFAULT_FIELDS if field_values(alert.event, path) not in ([], [""])}
     filled: dict[str, tuple[str, ...]] = {}
@@ -68,7 +68,7 @@ def _filled(conn: Connection, new: NewException) -> tuple[str, dict[str, tuple[s
         if globs is None:
             values = field_values(alert.event, path)
             if not values:
-                raise ExceptionError(f"field {path!r} has no value in alert {new.from_alert}")
+                raise ExceptionError(f"match: field {path!r} has no value in the alert")
             globs = [literal_glob(v) for v in dict.fromkeys(values)]
         filled[path] = tuple(globs)
     return alert.rule_id, filled

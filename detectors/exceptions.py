@@ -72,7 +72,8 @@ def _condition(path: str, globs: Sequence[str]) -> tuple[CompiledPath, Matcher]:
         raise ExceptionError(f"field {path!r}: no values")
     compiled = _compiled_path(path)
     try:
-        return compiled, glob(list(globs))
+        # each value named by its place, not quoted: the error is answered to an HTTP client (a 422)
+        return compiled, glob(list(globs), shown=[f"value {n}" for n in range(1, len(globs) + 1)])
     except DetectorError as exc:
         raise ExceptionError(f"field {path!r}: {exc}") from None
 

@@ -215,7 +215,8 @@ def glob_to_regex(glob: str) -> str:
     return "".join(out)
 
 
-def glob(globs: Sequence[str], *, ignore_case: bool = False) -> Matcher:
-    """A test that a text matches any of the shell `globs`, as `fnmatch.fnmatchcase` does."""
-    shown = [f"glob {g!r}" for g in globs]
+def glob(globs: Sequence[str], *, ignore_case: bool = False, shown: Sequence[str] | None = None) -> Matcher:
+    """A test that a text matches any of the shell `globs`, as `fnmatch.fnmatchcase` does. `shown` names each glob
+    in errors (default: the glob itself)."""
+    shown = shown or [f"glob {g!r}" for g in globs]
     return _compile([glob_to_regex(g) for g in globs], shown, Anchor.WHOLE, _options(ignore_case, dot_all=True))

@@ -280,10 +280,10 @@ def test_values_taken_from_an_alert_match_literally(store: AlertStore) -> None:
         (NewException(author="a", rule_id="r", match={"verb": None}), ExceptionError, "need from_alert"),
         (NewException(author="a", rule_id="r", match={"$bogus": ["x"]}), ExceptionError, "unknown virtual field"),
         (NewException(author="a", rule_id="r", match={}), ExceptionError, "at least one field condition"),
-        (NewException(author="a", from_alert="missing"), AlertNotFound, "no alert 'missing'"),
+        (NewException(author="a", from_alert="missing"), AlertNotFound, "from_alert: no alert has this id"),
         (NewException(author="a", from_alert="ALERT", match={"impersonatedUser.username": None}), ExceptionError,
-         "has no value in alert"),
-        (NewException(author="a", from_alert="ALERT", rule_id="another-rule"), ExceptionError, "is not the rule"),
+         "has no value in the alert"),
+        (NewException(author="a", from_alert="ALERT", rule_id="another-rule"), ExceptionError, "rule_id: must be the rule of the alert"),
     ],
 )  # fmt: skip
 def test_exceptions_that_cannot_be_made_say_why(

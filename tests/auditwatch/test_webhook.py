@@ -175,7 +175,7 @@ def test_alert_groups_are_served_with_the_same_filters(client: TestClient) -> No
 def test_bad_query_parameters_are_refused_clearly(client: TestClient) -> None:
     for path in ("/api/v1/alerts", "/api/v1/alert-groups"):
         resp = client.get(f"{path}?min_severity=urgent")
-        assert "severity 'urgent'" in problem_detail(resp, 422)
+        assert problem_detail(resp, 422).startswith("query.min_severity: must be one of ") and "urgent" not in resp.text
         assert client.get(f"{path}?limit=501").status_code == 422
         resp = client.get(f"{path}?since=yesterday")
         assert problem_detail(resp, 400).startswith("since: 'yesterday' is not a time")
