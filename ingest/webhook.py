@@ -4,7 +4,8 @@
 (the apiserver retries it, and will fail again, but we say why); 408 for a body not received within the
 read timeout; 413 over the size limit; 503 with Retry-After when the sink is unavailable (the apiserver
 retries). Items that fail validation are counted and reported, the first MAX_KEPT_REJECTED of them kept by
-the sink (quarantine); the rest of the batch goes on. The reply:
+the sink (quarantine); the rest of the batch goes on. A body in a content coding (gzip, ...) gets 415 before any
+of it is read. The reply:
 `{"accepted": n, "rejected": total, "alerts": n}`, plus `"quarantined": kept` and the first 20 reasons
 (`"rejections": [{"item": origin, "reason": ...}]`) when items were rejected. A `BatchObserver` (metrics)
 hears what became of each batch's items, by reason class.
@@ -167,6 +168,21 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return HTTPException(status, message, headers)
 
 
+MAX_SHOWN_ENCODING = 40
+
+
+def refuse_encoded(request: Request) -> None:
+    """415 for a body in any content coding but identity, before any of it is read: it would otherwise be
+    parsed compressed, and refused as invalid UTF-8 or JSON (the apiserver sends plain JSON)."""
+    header = request.headers.get("content-encoding", "")
+    codings = [c.strip() for c in header.split(",") if c.strip() and c.strip().lower() != "identity"]
+    if codings:
+        named = ", ".join(codings)
+        named = named if len(named) <= MAX_SHOWN_ENCODING else named[: MAX_SHOWN_ENCODING - 3] + "..."
+        message = f"Content-Encoding {named} is not supported: send the body uncompressed"
+        raise _error(415, message, {"Accept-Encoding": "identity"})
+
+
 def webhook_router(
     sink: BatchSink,
     *,
@@ -179,6 +195,7 @@ def webhook_router(
 
     async def receive(request: Request) -> Response:
         started = time.perf_counter()
+        refuse_encoded(request)
         try:
             body = await read_body(request, max_body_bytes, body_read_timeout_s)
         except BodyTooLarge:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gzip
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,6 +48,13 @@ def test_falco_path_and_a_bare_event_array_work(client: TestClient) -> None:
     resp = client.post("/k8s-audit", content=orjson.dumps([exec_event()]))
     assert resp.status_code == 200
     assert resp.json()["alerts"] == 3
+
+
+def test_a_gzipped_batch_gets_415_and_nothing_of_it_is_stored(client: TestClient) -> None:
+    body = gzip.compress(event_list([exec_event()]))
+    resp = client.post("/audit/webhook", content=body, headers={"Content-Encoding": "gzip"})
+    assert problem_detail(resp, 415) == "Content-Encoding gzip is not supported: send the body uncompressed"
+    assert client.get("/api/v1/alerts").json()["items"] == []
 
 
 def test_malformed_json_gets_400_naming_the_problem_and_server_stays_up(client: TestClient) -> None:
