@@ -25,6 +25,7 @@ from auditwatch.auth import ClientCertProtocol, access_policy, add_access_contro
 from auditwatch.console.app import is_console_path, mount_console
 from auditwatch.docs import docs_router
 from auditwatch.embedded import EmbeddedSink
+from auditwatch.head import HeadAsGet
 from auditwatch.live_exceptions import LiveExceptions
 from auditwatch.metrics import Metrics
 from auditwatch.metrics_http import add_metrics_route, count_webhook_responses
@@ -46,8 +47,9 @@ def _app(
     title: str, settings: Settings, lifespan: Any, metrics: Metrics, console: Sequence[Detector] | None = None
 ) -> FastAPI:
     """An app with what every listener has: errors as problem details (api/problems.py), /docs served from the
-    package (auditwatch/docs.py), /version, access control and /metrics; and the web console at `/` when
-    `console` is given (the rules the process loaded: none for `api`)."""
+    package (auditwatch/docs.py), /version, access control, /metrics and HEAD wherever GET is served
+    (auditwatch/head.py); and the web console at `/` when `console` is given (the rules the process loaded:
+    none for `api`)."""
     app = FastAPI(
         title=title, summary="Kubernetes audit webhook -> detectors -> alert store -> REST", lifespan=lifespan,
         version=package_version(), docs_url=None, redoc_url=None,
@@ -63,6 +65,7 @@ def _app(
     add_metrics_route(app, metrics.registry)
     if console is not None:
         mount_console(app, policy, console)
+    app.add_middleware(HeadAsGet)  # outside access control, which checks the GET it becomes: a read either way
     return app
 
 

@@ -101,7 +101,7 @@ def calls(gate: Gated, headers: dict[str, str]) -> dict[str, int]:
 READS = ("GET alerts", "GET alert", "GET history", "GET exceptions", "GET docs", "HEAD alerts")
 WRITES = ("POST webhook", "PATCH alert", "PATCH group", "POST exception", "DELETE exception")
 ALLOWED = {"GET alerts": 200, "GET alert": 200, "GET history": 200, "GET exceptions": 200, "GET docs": 200,
-           "HEAD alerts": 405, "POST webhook": 200, "PATCH alert": 200, "PATCH group": 200, "POST exception": 201,
+           "HEAD alerts": 200, "POST webhook": 200, "PATCH alert": 200, "PATCH group": 200, "POST exception": 201,
            "DELETE exception": 204}  # fmt: skip
 
 
