@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, TypeAdapter, ValidationError
 
 from api.errors import CursorError, StoreError
@@ -19,6 +21,7 @@ from api.schemas import AlertDetail, AlertGroupPage, AlertPage, DeliveryPage, He
 from api.store import AlertStore
 from api.triage import STATUSES
 from detectors.alerts import Severity
+from detectors.credentials import redact_message
 
 MAX_PAGE = 500
 MAX_RECEIPT_PAGE = 5000
@@ -30,6 +33,7 @@ def get_store(request: Request) -> AlertStore:
 
 
 StoreDep = Annotated[AlertStore, Depends(get_store)]
+log = logging.getLogger("auditwatch.store")
 router = APIRouter()
 _DATETIME = TypeAdapter(datetime)  # parses as the `datetime` parameters did: RFC 3339, a date, Unix time
 TIME_HELP = "RFC 3339, between 1970-01-01 and 2200-01-01"
@@ -229,11 +233,28 @@ def healthz() -> dict[str, Any]:
     return {"status": "ok"}
 
 
+def not_ready(request: Request, reason: str, cause: Exception) -> JSONResponse:
+    """readyz's 503. Its caller needs no access, so it gets a generic `reason`: the cause may name the database's
+    host and user (`connection to server at "10.0.0.5" ... for user "auditwatch"`). The log has the cause,
+    redacted, once until it changes or the probe succeeds again (a probe every few seconds would repeat it)."""
+    detail = redact_message(str(cause))
+    if getattr(request.app.state, "unready_logged", None) != detail:
+        request.app.state.unready_logged = detail
+        log.warning("not ready (/readyz answers 503): %s", detail)
+    return problem_response(503, reason)
+
+
+def ready(request: Request) -> dict[str, str]:
+    request.app.state.unready_logged = None
+    return {"status": "ok"}
+
+
 @router.get("/readyz", response_model=Health, tags=["health"])
-def readyz(store: StoreDep) -> Any:
-    """The alert store answers (else 503, as problem details)."""
+def readyz(request: Request, store: StoreDep) -> Any:
+    """The alert store answers (else 503, as problem details, `alert store unavailable: database unreachable`;
+    the log says why)."""
     try:
         store.ping()
     except StoreError as exc:
-        return problem_response(503, f"alert store unavailable: {exc}")
-    return {"status": "ok"}
+        return not_ready(request, "alert store unavailable: database unreachable", exc)
+    return ready(request)

@@ -14,10 +14,11 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from api.problems import problem_response, use_problem_details
+from api.problems import use_problem_details
+from api.routes import not_ready, ready
 from api.routes import router as api_router
 from api.store import AlertStore
 from api.triage_routes import router as triage_router
@@ -185,12 +186,12 @@ def create_ingest_app(settings: Settings, sink: KafkaSink | None = None) -> Fast
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"])
-    async def readyz() -> Response:
+    async def readyz(request: Request) -> Response:
         try:
             await sink.ready()
-        except SinkUnavailable as exc:
-            return problem_response(503, f"Kafka unavailable: {exc}")
-        return JSONResponse({"status": "ok"})
+        except SinkUnavailable as exc:  # its text names the brokers: the log has it, the caller needs no access
+            return not_ready(request, "Kafka unavailable: unreachable", exc)
+        return JSONResponse(ready(request))
 
     return app
 

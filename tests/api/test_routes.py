@@ -1,0 +1,56 @@
+"""`/readyz`, which needs no access: when the store does not answer, a 503 that says so and nothing of the
+database (its host, its user), which the log has instead, once until it changes; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, make_url
+
+from api.store import AlertStore
+from auditwatch.server import create_api_app
+from auditwatch.settings import Settings
+from tests.support.problems import problem_detail
+
+TOKEN = "rw-t0ken-93be51"  # access control on: /readyz stays open all the same
+UNREADY = "alert store unavailable: database unreachable"
+
+
+@pytest.fixture
+def client(store: AlertStore) -> Iterator[TestClient]:
+    with TestClient(create_api_app(Settings(db_url=store.url, api_token=TOKEN))) as c:
+        yield c
+
+
+def broken_urls(url: str) -> list[tuple[str, list[str]]]:
+    """URLs of a database that does not answer, and what of them the cause names."""
+    if url.startswith("sqlite"):
+        return [("sqlite:////nonexistent-dir-5c1e/alerts.db", ["unable to open database file"])]
+    given = make_url(url)
+    return [
+        (given.set(port=1).render_as_string(hide_password=False), ["127.0.0.1", "port 1"]),  # nothing listens
+        (given.set(username="nosuch_user_4d2f").render_as_string(hide_password=False), ["nosuch_user_4d2f"]),
+    ]
+
+
+def test_an_unready_store_is_a_generic_503_and_the_cause_is_logged_once(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    store: AlertStore = client.app.state.store  # type: ignore[attr-defined]
+    working = store.engine
+    caplog.set_level(logging.WARNING, logger="auditwatch.store")
+    for url, named in broken_urls(store.url):
+        store.engine = create_engine(url)
+        caplog.clear()
+        for _ in range(3):  # a probe every few seconds
+            resp = client.get("/readyz")
+            assert problem_detail(resp, 503) == UNREADY
+            assert not any(part in resp.text for part in named), resp.text
+        logged = [r.getMessage() for r in caplog.records if "/readyz" in r.getMessage()]
+        assert len(logged) == 1 and all(part in logged[0] for part in named), logged
+        store.engine.dispose()
+        store.engine = working
+        assert client.get("/readyz").json()["status"] == "ok"
