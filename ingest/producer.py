@@ -187,9 +187,15 @@ class RecordProducer:
         """Serve reports until every record is delivered or failed, or `timeout_s` passed; the records left."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while (left := self._producer.flush(0)) and loop.time() < deadline:  # flush(0): serves what is due
+        while True:
+            try:
+                left = self._producer.flush(0)  # serves what is due
+            except Exception:  # a callback's bug, as in _serve_reports: closing must still deliver the rest
+                log.exception("serving the Kafka producer's reports failed")
+                left = len(self._producer)
+            if not left or loop.time() >= deadline:
+                return left
             await asyncio.sleep(_CLOSE_POLL_S)
-        return left
 
 
 def _retrieved(task: asyncio.Future[Any]) -> None:

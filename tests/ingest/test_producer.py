@@ -147,6 +147,39 @@ def test_a_failing_report_is_logged_and_the_next_batches_are_still_served(
 
 
 @pytest.mark.integration
+def test_a_report_that_fails_while_closing_is_logged_and_the_rest_is_still_delivered(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`close` serves the reports left (a batch given up on, as when a webhook request times out): a report that
+    raises there (a bug) must neither fail the close nor keep it from delivering the other records."""
+    report = Delivery.report
+    calls: list[int] = []
+
+    def failing_first(delivery: Delivery, error: KafkaError | None, message: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in a report")
+        report(delivery, error, message)
+
+    monkeypatch.setattr(Delivery, "report", failing_first)
+    bootstrap = kafka_bootstrap()
+
+    async def send_then_close() -> str:
+        async with producer_on_new_topic("failing-close") as (producer, topic):
+            batch = asyncio.ensure_future(producer.send([(topic, b"k", b'{"n":%d}' % i) for i in range(20)]))
+            await asyncio.sleep(0)  # produced, not yet acknowledged (the producer lingers 5 ms)
+            batch.cancel()
+        return topic  # closed without an exception
+
+    with caplog.at_level(logging.ERROR, logger="auditwatch.ingest.kafka"):
+        topic = asyncio.run(send_then_close())
+    assert len(calls) == 20 and "serving the Kafka producer's reports failed" in caplog.text
+    assert sorted(r.value for r in topic_records(bootstrap, topic, expect_at_least=20)) == sorted(
+        b'{"n":%d}' % i for i in range(20)
+    )
+
+
+@pytest.mark.integration
 def test_closing_drops_what_no_broker_took_and_fails_its_batch_at_once() -> None:
     """With no broker to take them, `close` waits its timeout, then purges: the waiting batch fails then, not at
     its own deadline."""
