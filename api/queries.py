@@ -28,6 +28,7 @@ class AlertFilter:
     until: datetime | None = None
     statuses: tuple[str, ...] = ()  # any of these triage statuses
     assignee: str | None = None
+    group: str | None = None  # alerts: those of this alert group (its id); groups: that group
 
 
 # The times `since` and `until` may name: wider than any audit log, narrow enough for every database.
@@ -128,6 +129,8 @@ def conditions(table: Table, time_column: Any, flt: AlertFilter, cursor: str | N
         conds.append(c.status.in_(flt.statuses))
     if flt.assignee:
         conds.append(c.assignee == flt.assignee)
+    if flt.group:
+        conds.append((c.group_id if "group_id" in c else c.id) == flt.group)
     if flt.since:
         conds.append(time_column >= utc(flt.since))
     if flt.until:

@@ -93,6 +93,7 @@ class PageQuery:
                               "several comma-separated (open,acknowledged)")
         ] = None,
         assignee: str | None = None,
+        group: Annotated[str | None, Query(description="An alert group's id: its alerts; for groups, it")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     ) -> None:
@@ -106,6 +107,7 @@ class PageQuery:
         self.filter = AlertFilter(
             severity, text_param("rule", rule), text_param("user", user), text_param("namespace", namespace),
             time_param("since", since), time_param("until", until), statuses, text_param("assignee", assignee),
+            text_param("group", group),
         )  # fmt: skip
         self.limit = limit
         self.cursor = cursor

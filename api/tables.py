@@ -70,6 +70,7 @@ alerts_table = Table(
     Index("ix_alerts_namespace", "namespace"),
     Index("ix_alerts_status_time_id", "status", "event_time", "id"),
     Index("ix_alerts_assignee", "assignee"),
+    Index("ix_alerts_group", "group_id"),  # a group's triage and its alerts (migration 0008)
 )
 
 quarantine_table = Table(

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 
 from api.errors import CursorError, StoreError
@@ -26,7 +27,7 @@ from detectors.exceptions import field_values
 
 PAGE_SIZE = 50
 GUIDANCE_KEYS = ("description", "response", "false_positives")  # rule text alerts carry in their details
-FILTERS = ("severity", "rule", "user", "namespace", "status", "since", "until")
+FILTERS = ("severity", "rule", "user", "namespace", "status", "since", "until", "group")
 PRIORITY = "priority"  # `order=priority`: the alerts by priority; without it, newest first
 STATUS_CHOICES = (
     ("", "any"),
@@ -57,11 +58,15 @@ def parse_filter(params: Mapping[str, str | None]) -> AlertFilter:
     try:
         query = PageQuery(
             min_severity=params["severity"], rule=params["rule"], user=params["user"], namespace=params["namespace"],
-            since=params["since"], until=params["until"], status=params["status"], assignee=None, limit=PAGE_SIZE,
-            cursor=None,
+            since=params["since"], until=params["until"], status=params["status"], assignee=None,
+            group=params["group"], limit=PAGE_SIZE, cursor=None,
         )  # fmt: skip
     except HTTPException as exc:
         raise ConsoleError(400, str(exc.detail)) from None
+    except RequestValidationError as exc:  # a value that is none of the choices: named, never echoed
+        error = exc.errors()[0]
+        name = str(error["loc"][-1])
+        raise ConsoleError(400, f"{'severity' if name == 'min_severity' else name}: {error['msg']}") from None
     return query.filter
 
 

@@ -15,7 +15,7 @@ from auditwatch.settings import Settings
 from tests.support.alerts import alerts
 from tests.support.console import post_events, store_alerts
 from tests.support.credential_canaries import CANARIES, planted_events
-from tests.support.events import exec_event
+from tests.support.events import another_like, exec_event
 
 ROW = re.compile(r'<a href="/alerts/([^"/]+)">')
 OLDER = re.compile(r'<a href="(/\?[^"]*cursor=[^"]+)" rel="next">')
@@ -75,11 +75,37 @@ def test_status_and_user_filters(client: TestClient) -> None:
     assert "No alerts." in client.get("/", params={"user": "nobody"}).text
 
 
+def test_its_alerts_are_the_group_s_also_when_its_principal_is_impersonated(db_url: str) -> None:
+    """A group's principal is the impersonated user, an alert's user the one who acted: "Its alerts" lists the
+    group by its id (a link by user listed none of them)."""
+    acting = exec_event()
+    acting["impersonatedUser"] = {"username": "system:admin", "groups": ["system:masters"]}
+    with TestClient(create_serve_app(Settings(db_url=db_url))) as client:
+        post_events(client, *(another_like(acting, n) for n in range(3)), exec_event())
+        mine = client.get("/api/v1/alerts", params={"rule": "pod-exec-attach"}).json()["items"]
+        alert = next(a for a in mine if a["impersonated_user"] == "system:admin")
+        group = client.get(f"/api/v1/alert-groups/{alert['group_id']}").json()
+        assert group["user"] == "system:admin" and group["user"] != alert["user"] and group["count"] == 3
+        found = re.search(r'<a href="([^"]+)">Its alerts</a>', client.get(f"/alerts/{alert['id']}").text)
+        assert found, "no link to the group's alerts"
+        listed = client.get(html.unescape(found.group(1)))
+        rest = client.get("/api/v1/alerts", params={"group": alert["group_id"]}).json()["items"]
+        groups = client.get("/api/v1/alert-groups", params={"group": alert["group_id"]}).json()["items"]
+    assert [g["id"] for g in groups] == [alert["group_id"]]
+    assert listed.status_code == 200 and "3 alerts in this range" in listed.text
+    assert sorted(rows(listed.text)) == sorted(a["id"] for a in rest) == sorted(
+        a["id"] for a in mine if a["group_id"] == alert["group_id"]
+    )
+    assert f'name="group" value="{alert["group_id"]}"' in listed.text  # the form keeps it
+
+
 def test_a_bad_filter_is_a_400_page_naming_it(client: TestClient) -> None:
-    for params, words in (({"severity": "urgent"}, "urgent"), ({"since": "yesterday"}, "since"),
-                          ({"status": "closed"}, "closed"), ({"cursor": "garbage"}, "cursor")):  # fmt: skip
+    for params, words in (({"severity": "urgent"}, "severity: must be one of"), ({"since": "yesterday"}, "since"),
+                          ({"status": "closed"}, "status: each must be one of"),
+                          ({"cursor": "garbage"}, "cursor")):  # fmt: skip
         page = client.get("/", params=params)
         assert page.status_code == 400 and words in page.text and "<html" in page.text
+        assert "urgent" not in page.text and "closed" not in page.text  # a value is named, never echoed
 
 
 def test_cursor_paging_keeps_the_filter(client: TestClient) -> None:
