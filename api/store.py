@@ -20,7 +20,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from api.batchwrite import WriteResult, store_error, write_batch
 from api.errors import StoreURLError
 from api.outbox import OutboxRoute
-from api.queries import AlertFilter, conditions, encode_cursor, encode_receipt_cursor, receipt_conditions
+from api.queries import (
+    AlertFilter,
+    conditions,
+    encode_cursor,
+    encode_receipt_cursor,
+    has_nul,
+    receipt_conditions,
+)
 from api.resends import resolve_groups
 from api.rows import (
     group_to_dict,
@@ -209,6 +216,8 @@ class AlertStore:
 
     def get_alert(self, alert_id: str) -> dict[str, Any] | None:
         """One alert with its event, and its notes and its group's."""
+        if has_nul(alert_id):  # no id holds one (ids are digests), and PostgreSQL refuses it in a query
+            return None
         with self._tx() as conn:
             row = conn.execute(select(alerts_table).where(alerts_table.c.id == alert_id)).first()
             if row is None:
@@ -220,6 +229,8 @@ class AlertStore:
 
     def get_group(self, group_id: str) -> dict[str, Any] | None:
         """One alert group with its notes."""
+        if has_nul(group_id):  # as in get_alert
+            return None
         with self._tx() as conn:
             row = conn.execute(select(groups_table).where(groups_table.c.id == group_id)).first()
             if row is None:
@@ -234,6 +245,8 @@ class AlertStore:
         """Apply a triage change to an alert, and create an exception with it (in the same transaction) if
         given: the alert as it is now (None if there is no such alert) and the exception created.
         ExceptionError or AlertNotFound when the exception cannot be made (nothing is changed then)."""
+        if has_nul(alert_id):  # as in get_alert
+            return None, None
         now = datetime.now(UTC)
         created = None
         with self._tx(writes=True) as conn:  # it may read the alert's group before its first write
@@ -248,6 +261,8 @@ class AlertStore:
     def triage_group(self, group_id: str, change: TriageChange) -> tuple[dict[str, Any] | None, int]:
         """Apply a triage change to a group and all its alerts: the group as it is now (None if there is no
         such group) and how many of its alerts changed."""
+        if has_nul(group_id):  # as in get_alert
+            return None, 0
         with self._tx() as conn:
             changed = triage_group(conn, group_id, change, datetime.now(UTC), self.triage_hooks)
         if changed is None:

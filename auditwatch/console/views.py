@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 
 from api.errors import CursorError, StoreError
-from api.queries import AlertFilter
+from api.queries import AlertFilter, has_nul
 from api.ranking import MAX_RANKED
 from api.routes import PageQuery, StoreDep
 from api.rule_exceptions import DEFAULT_FIELDS
@@ -138,6 +138,8 @@ def console_pages(renderer: Renderer, rules: Mapping[str, RuleInfo]) -> APIRoute
 
     @router.get("/principals/{name:path}")
     def principal(request: Request, store: StoreDep, name: str, cursor: str | None = None) -> HTMLResponse:
+        if has_nul(name):  # no principal has one, and PostgreSQL refuses it in a query (a 503, retried for ever)
+            raise ConsoleError(400, "a principal's name must not contain NUL characters")
         with store_errors():
             items, next_cursor = store.list_alerts(AlertFilter(user=name), limit=PAGE_SIZE, cursor=cursor)
             seen = principal_sightings(store, name)

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from auditwatch.server import create_api_app, create_serve_app
 from auditwatch.settings import Settings
 from tests.support.alerts import alerts
-from tests.support.console import post_events, store_alerts
+from tests.support.console import post_events, store_alerts, submit
 from tests.support.credential_canaries import CANARIES, planted_events
 from tests.support.events import another_like, exec_event
 
@@ -97,6 +97,22 @@ def test_its_alerts_are_the_group_s_also_when_its_principal_is_impersonated(db_u
         a["id"] for a in mine if a["group_id"] == alert["group_id"]
     )
     assert f'name="group" value="{alert["group_id"]}"' in listed.text  # the form keeps it
+
+
+@pytest.mark.integration
+def test_a_nul_in_a_page_s_path_is_not_found_not_a_store_outage(pg_url: str) -> None:
+    """PostgreSQL refuses a NUL in a query, which the console took for a store that does not answer: a 503,
+    retried for ever. No id or principal holds one."""
+    with TestClient(create_serve_app(Settings(db_url=pg_url))) as client:
+        post_events(client, exec_event())
+        answers = {path: client.get(path).status_code for path in
+                   ("/alerts/%00", "/alerts/a%00b", "/alerts/%00/false-positive", "/principals/%00", "/principals/a%00")}
+        (alert,) = client.get("/api/v1/alerts?rule=pod-exec-attach").json()["items"]
+        triaged = submit(client, f"/alerts/{alert['id']}", "/alerts/%00/triage", {"action": "acknowledge"})
+        assert client.get("/").status_code == 200  # the store answers
+    assert answers == {"/alerts/%00": 404, "/alerts/a%00b": 404, "/alerts/%00/false-positive": 404,
+                       "/principals/%00": 400, "/principals/a%00": 400}  # fmt: skip
+    assert triaged.status_code == 404
 
 
 def test_a_bad_filter_is_a_400_page_naming_it(client: TestClient) -> None:
