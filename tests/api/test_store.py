@@ -56,6 +56,19 @@ def test_filters(store: AlertStore) -> None:
     assert {a["time"] for a in window} == {"2026-11-20T10:00:05Z", "2026-11-20T10:00:06Z"}
 
 
+def test_the_group_filter_lists_a_group_s_alerts_and_the_group(store: AlertStore) -> None:
+    store.write(alerts(20))
+    everything, _ = store.list_alerts(AlertFilter(), limit=100)
+    group_id = everything[0]["group_id"]
+    members = sorted(a["id"] for a in everything if a["group_id"] == group_id)
+    assert 0 < len(members) < len(everything)  # the filter has something to leave out
+    listed, _ = store.list_alerts(AlertFilter(group=group_id), limit=100)
+    assert sorted(a["id"] for a in listed) == members
+    groups, _ = store.list_groups(AlertFilter(group=group_id), limit=100)
+    assert [g["id"] for g in groups] == [group_id]
+    assert store.list_alerts(AlertFilter(group="no-such-group"), limit=100)[0] == []
+
+
 def test_bad_cursor(store: AlertStore) -> None:
     with pytest.raises(CursorError):
         store.list_alerts(AlertFilter(), limit=1, cursor="not-a-cursor")
