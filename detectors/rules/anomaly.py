@@ -38,7 +38,8 @@ from detectors.rules.anomaly_score import (
     log10_tail,
     window_weight,
 )
-from detectors.rules.header import format_duration, key_error, parse_duration, render_message
+from detectors.rules.durations import format_duration, parse_duration
+from detectors.rules.header import key_error, render_message
 from detectors.rules.journal import KeyJournal
 from detectors.rules.stateful import StatefulRule
 

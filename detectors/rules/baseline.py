@@ -29,7 +29,7 @@ from detectors.fieldpath import PathError, compile_path
 from detectors.redact import redact_text_in
 from detectors.rules.baseline_table import HabitTable, Key, Observation, network_of
 from detectors.rules.conditions import Predicate, compile_condition
-from detectors.rules.header import parse_duration
+from detectors.rules.durations import parse_duration
 from detectors.rules.stateful import key_fields, key_getter
 from detectors.scope import Scope, scope_of
 

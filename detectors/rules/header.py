@@ -1,6 +1,6 @@
 """The header every native rule type shares, parsed in one place: identity, documentation, stages, message,
-suppression, allowlist (detectors/rules/allowlist.py), test cases and load warnings; with the durations,
-test cases and messages it holds.
+suppression, allowlist (detectors/rules/allowlist.py), test cases (detectors/rules/testcases.py) and load
+warnings; with the messages it holds.
 
 `RuleHeader` is format-neutral data: Sigma builds one from its own fields too. `parse_header` reads it from
 an auditwatch rule mapping (docs/rules.md) and raises RuleErrors: every problem it finds, each at its key's
@@ -10,27 +10,25 @@ line.
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from detectors.alerts import DEFAULT_SUPPRESS_S, Guidance, Severity
 from detectors.base import RuleSource, RuleTest
 from detectors.errors import RuleError, RuleErrors, collect
-from detectors.events import STAGES, AuditEvent, parse_time
+from detectors.events import STAGES, AuditEvent
 from detectors.fieldpath import PathError, compile_path
-from detectors.loading.yamlload import LocatedDict, LocatedList, plain
+from detectors.loading.yamlload import LocatedDict
 from detectors.rules.allowlist import Allowlist, parse_allowlist
 from detectors.rules.conditions import Predicate, compile_match
+from detectors.rules.durations import parse_duration
 from detectors.rules.fieldcheck import rule_paths, unknown_field_warnings
+from detectors.rules.testcases import parse_tests
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _MITRE = re.compile(r"^T\d{4}(\.\d{3})?$")
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 _PLACEHOLDER_OR_BRACE = re.compile(r"\{[^{}]+\}|[{}]")  # scans as _PLACEHOLDER does; a lone brace is left over
-_DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 HEADER_KEYS = frozenset(
     {
         "id", "name", "type", "severity", "description", "mitre", "false_positives", "tags", "stages",
@@ -40,28 +38,6 @@ HEADER_KEYS = frozenset(
 )  # fmt: skip
 REQUIRED_KEYS = ("id", "name", "severity", "description", "mitre", "match")
 DEFAULT_STAGES = frozenset({"ResponseComplete"})
-
-
-# ---- durations -------------------------------------------------------------------------------------------
-
-
-def parse_duration(value: Any, *, path: str, line: int, what: str) -> float:
-    """`30s`, `15m`, `2h`, `7d` -> seconds."""
-    m = _DURATION.match(str(value)) if isinstance(value, (str, int)) else None
-    if m is None or int(m.group(1)) <= 0:
-        raise RuleError(f"{what} must be a duration like 30s, 15m, 2h or 7d", path=path, line=line)
-    return float(int(m.group(1)) * _UNITS[m.group(2)])
-
-
-def format_duration(seconds: float) -> str:
-    """Seconds as alert messages show them: `7d`, `1.5h`, `15m`, `40s`."""
-    if seconds >= 86400 and seconds % 86400 == 0:
-        return f"{int(seconds // 86400)}d"
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f}h".replace(".0h", "h")
-    if seconds >= 60:
-        return f"{seconds / 60:.1f}m".replace(".0m", "m")
-    return f"{seconds:.0f}s"
 
 
 # ---- messages --------------------------------------------------------------------------------------------
@@ -243,80 +219,6 @@ def _parse_message(node: LocatedDict, path: str) -> str:
         except PathError as exc:
             raise key_error(node, path, f"message placeholder: {exc}", "message") from None
     return message
-
-
-# ---- test cases ------------------------------------------------------------------------------------------
-
-
-def parse_tests(node: LocatedDict, *, path: str, sequences: bool = False) -> tuple[RuleTest, ...]:
-    """`{name, expect, event}` for single-event rules; `{name, expect, sequence: [...]}` for stateful ones.
-
-    A sequence item is `{event, repeat?: N, every?: 30s}`: the event, then N-1 copies `every` apart with
-    their own auditIDs, so a test of "20 denied reads in 15 minutes" stays readable.
-    """
-    raw = node.get("tests")
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise key_error(node, path, "tests must be a list", "tests")
-    tests: list[RuleTest] = []
-    body_key = "sequence" if sequences else "event"
-    for i, case in enumerate(raw):
-        line = raw.line_of(i) if isinstance(raw, LocatedList) else 0
-        allowed = {"name", "expect", body_key} | ({"alerts"} if sequences else set())
-        if not isinstance(case, dict) or not {"name", "expect", body_key} <= set(case) or set(case) - allowed:
-            shape = "{name, expect: alert|none, sequence: [{event, repeat?, every?}], alerts?}" if sequences else (
-                "{name, expect: alert|none, event}")  # fmt: skip
-            raise RuleError(f"a test is {shape}", path=path, line=line)
-        if case["expect"] not in ("alert", "none"):
-            raise RuleError("test expect must be 'alert' or 'none'", path=path, line=line)
-        expected_count = case.get("alerts")
-        if expected_count is not None and (not isinstance(expected_count, int) or isinstance(expected_count, bool)):
-            raise RuleError(
-                "test alerts must be an integer (how many alerts the sequence raises)", path=path, line=line
-            )
-        events = _expand_sequence(case[body_key], path, line) if sequences else [case["event"]]
-        for event in events:
-            if not isinstance(event, dict):
-                raise RuleError("test event must be a mapping (a full audit Event)", path=path, line=line)
-        tests.append(
-            RuleTest(str(case["name"]), case["expect"] == "alert", plain(events[0]), line,
-                     tuple(plain(e) for e in events), expected_count)
-        )  # fmt: skip
-    return tuple(tests)
-
-
-def _expand_sequence(items: Any, path: str, line: int) -> list[Any]:
-    if not isinstance(items, list) or not items:
-        raise RuleError("sequence must be a non-empty list of {event, repeat?, every?}", path=path, line=line)
-    events: list[Any] = []
-    for item in items:
-        where = item.line if isinstance(item, LocatedDict) else line
-        if not isinstance(item, dict) or "event" not in item or set(item) - {"event", "repeat", "every"}:
-            raise RuleError("a sequence item is {event, repeat?, every?}", path=path, line=where)
-        repeat = item.get("repeat", 1)
-        if not isinstance(repeat, int) or isinstance(repeat, bool) or not 1 <= repeat <= 10_000:
-            raise RuleError("repeat must be an integer from 1 to 10000", path=path, line=where)
-        every = parse_duration(item.get("every", "1s"), path=path, line=where, what="every")
-        base = item["event"]
-        events.append(base)
-        for n in range(1, repeat):
-            events.append(_shifted(base, n, every * n))
-    return events
-
-
-def _shifted(event: Any, n: int, seconds: float) -> Any:
-    """A copy of a test event `seconds` later, with an auditID of its own (still UUID-shaped)."""
-    copy = plain(event)
-    if not isinstance(copy, dict):
-        return copy
-    audit_id = str(copy.get("auditID", ""))
-    copy["auditID"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{audit_id}#{n}"))
-    for key in ("requestReceivedTimestamp", "stageTimestamp"):
-        parsed = parse_time(copy.get(key))
-        if parsed is not None:
-            copy[key] = (parsed + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return copy
 
 
 # ---- the header's fields as the rule's own attributes ---------------------------------------------------

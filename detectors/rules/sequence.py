@@ -12,7 +12,8 @@ from detectors.errors import RuleError
 from detectors.events import STAGES, AuditEvent
 from detectors.loading.yamlload import LocatedDict, LocatedList
 from detectors.rules.conditions import Predicate, compile_condition, index_values, key_condition
-from detectors.rules.header import format_duration, key_error, parse_duration, parse_header
+from detectors.rules.durations import format_duration, parse_duration
+from detectors.rules.header import key_error, parse_header
 from detectors.rules.journal import KeyJournal
 from detectors.rules.stateful import Key, StatefulRule, key_getter
 from detectors.scope import AllOf, AnyOf, KeyTest

@@ -12,7 +12,8 @@ from detectors.alerts import Alert
 from detectors.events import AuditEvent
 from detectors.fieldpath import PathError, compile_path
 from detectors.loading.yamlload import LocatedDict
-from detectors.rules.header import format_duration, key_error, parse_duration
+from detectors.rules.durations import format_duration, parse_duration
+from detectors.rules.header import key_error
 from detectors.rules.journal import KeyJournal
 from detectors.rules.stateful import Key, StatefulRule, key_fields, key_getter
 
