@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TypeVar
 
 from detectors.credentials import redact_message
@@ -43,6 +44,22 @@ def collect(errors: list[RuleError], check: Callable[[], T], fallback: T) -> T:
     except RuleErrors as exc:
         errors.extend(exc.errors)
     return fallback
+
+
+def check_each(checks: Iterable[Callable[[], T]]) -> list[T]:
+    """Run independent checks (the branches of a condition, the test cases of a rule...) with `collect`: their
+    results, or RuleErrors with the errors of all of them."""
+    errors: list[RuleError] = []
+    results: list[T] = []
+    for check in checks:
+        results += collect(errors, partial(_listed, check), [])
+    if errors:
+        raise RuleErrors(errors)
+    return results
+
+
+def _listed(check: Callable[[], T]) -> list[T]:
+    return [check()]
 
 
 class EventError(DetectorError):

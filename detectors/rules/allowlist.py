@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from detectors import patterns
-from detectors.errors import RuleError
+from detectors.errors import RuleError, RuleErrors
 from detectors.events import AuditEvent
 from detectors.loading.yamlload import LocatedDict
 from detectors.virtual_roots import image_registry as image_registry  # re-exported: defined with $registries
@@ -55,12 +55,15 @@ class Allowlist:
 
     @classmethod
     def build(cls, lists: dict[str, list[str]]) -> Allowlist:
+        return cls._of(lists, {key: _glob_matcher(globs) for key, globs in lists.items()})
+
+    @classmethod
+    def _of(cls, lists: dict[str, list[str]], matchers: dict[str, Callable[[str], bool]]) -> Allowlist:
         return cls(
             users=tuple(lists["users"]), groups=tuple(lists["groups"]), namespaces=tuple(lists["namespaces"]),
             images=tuple(lists["images"]), registries=tuple(lists["registries"]),
-            _user=_glob_matcher(lists["users"]), _group=_glob_matcher(lists["groups"]),
-            _namespace=_glob_matcher(lists["namespaces"]), _image=_glob_matcher(lists["images"]),
-            _registry=_glob_matcher(lists["registries"]), active=any(lists.values()),
+            _user=matchers["users"], _group=matchers["groups"], _namespace=matchers["namespaces"],
+            _image=matchers["images"], _registry=matchers["registries"], active=any(lists.values()),
         )  # fmt: skip
 
     def allows(self, event: AuditEvent) -> bool:
@@ -79,25 +82,32 @@ class Allowlist:
 
 
 def parse_allowlist(node: LocatedDict, *, path: str) -> Allowlist:
-    """The rule's `allowlist:` (empty when absent)."""
+    """The rule's `allowlist:` (empty when absent); RuleErrors with every bad key or list of it, each at its
+    line, so that a rule's errors are all reported at once."""
     raw = node.get("allowlist")
     if raw is None:
         return Allowlist()
     line = node.line_of("allowlist")
     if not isinstance(raw, dict):
         raise RuleError(f"allowlist must be a mapping of {'/'.join(ALLOWLIST_KEYS)}", path=path, line=line)
-    unknown = sorted(set(raw) - set(ALLOWLIST_KEYS))
-    if unknown:
-        raise RuleError(
-            f"unknown allowlist key {unknown[0]!r} (known: {', '.join(ALLOWLIST_KEYS)})", path=path, line=line
-        )
+    lines = {key: raw.line_of(key) if isinstance(raw, LocatedDict) else line for key in raw}
+    known = ", ".join(ALLOWLIST_KEYS)
+    errors = [
+        RuleError(f"unknown allowlist key {key!r} (known: {known})", path=path, line=lines[key])
+        for key in raw
+        if key not in ALLOWLIST_KEYS
+    ]
     lists: dict[str, list[str]] = {}
+    matchers: dict[str, Callable[[str], bool]] = {}
     for key in ALLOWLIST_KEYS:
         value = raw.get(key) or []
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise RuleError(f"allowlist.{key} must be a list of strings", path=path, line=line)
-        lists[key] = value
-    try:
-        return Allowlist.build(lists)
-    except patterns.PatternError as exc:
-        raise RuleError(f"allowlist: {exc}", path=path, line=line) from None
+            errors.append(RuleError(f"allowlist.{key} must be a list of strings", path=path, line=lines[key]))
+            continue
+        try:
+            lists[key], matchers[key] = value, _glob_matcher(value)
+        except patterns.PatternError as exc:
+            errors.append(RuleError(f"allowlist.{key}: {exc}", path=path, line=lines[key]))
+    if errors:
+        raise RuleErrors(errors)
+    return Allowlist._of(lists, matchers)

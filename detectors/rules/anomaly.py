@@ -23,9 +23,11 @@ copied the first time the batch changes it, and the counters are saved at `begin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar
 
 from detectors.alerts import Alert, Severity, make_alert
+from detectors.errors import RuleError, RuleErrors, collect
 from detectors.events import AuditEvent
 from detectors.loading.yamlload import LocatedDict
 from detectors.rules.anomaly_features import ONCE, Observed, Profile, decay, learn, novel_facts, sensitive
@@ -39,9 +41,9 @@ from detectors.rules.anomaly_score import (
     window_weight,
 )
 from detectors.rules.durations import format_duration, parse_duration
-from detectors.rules.header import key_error, render_message
+from detectors.rules.header import render_message
 from detectors.rules.journal import KeyJournal
-from detectors.rules.stateful import StatefulRule
+from detectors.rules.stateful import StatefulRule, own_key
 
 SNAPSHOT_VERSION = 3  # 3: novelty profiles (earlier snapshots held HalfSpaceTrees features; not restored)
 MAX_WINDOW_FACTS = 64
@@ -272,32 +274,39 @@ class AnomalyRule(StatefulRule):
     @classmethod
     def from_node(cls, node: LocatedDict, *, path: str) -> AnomalyRule:
         keys = frozenset({"threshold", "min_facts", "window", "warmup", "ttl", "max_alerts_per_day", "max_principals"})
-        common = cls.parse(node, path=path, extra_keys=keys)
-
-        def duration(key: str, default: float | None) -> float | None:
-            if key not in node:
-                return default
-            return parse_duration(node[key], path=path, line=node.line_of(key), what=key)
+        errors: list[RuleError] = []
+        common = collect(errors, partial(cls.parse, node, path=path, extra_keys=keys), None)
 
         def number(key: str, default: float, *, integer: bool = False) -> float:
-            value = node.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise key_error(node, path, f"{key} must be a positive number", key)
-            if integer and not isinstance(value, int):
-                raise key_error(node, path, f"{key} must be an integer", key)
-            return float(value)
+            return own_key(errors, node, key, partial(_positive, path=path, what=key, integer=integer), default)
 
+        threshold, min_facts = number("threshold", 6.0), number("min_facts", 4.0)
+        window_s = own_key(errors, node, "window", partial(parse_duration, path=path, what="window"), 6 * 3600.0)
+        warmup_s = own_key(errors, node, "warmup", partial(parse_duration, path=path, what="warmup"), None)
+        ttl_s = own_key(errors, node, "ttl", partial(parse_duration, path=path, what="ttl"), 21 * 86_400.0)
+        max_alerts_per_day = number("max_alerts_per_day", 5, integer=True)
+        max_principals = number("max_principals", 20_000, integer=True)
+        if errors or common is None:
+            raise RuleErrors(errors)
         allowlist = node.get("allowlist") or {}
         return cls(
             *common,
             identity_scope=_paths(node["match"]) <= _IDENTITY_PATHS
             and isinstance(allowlist, dict)
             and set(allowlist) <= {"users"},
-            threshold=number("threshold", 6.0),
-            min_facts=number("min_facts", 4.0),
-            window_s=duration("window", 6 * 3600.0) or 6 * 3600.0,
-            warmup_s=duration("warmup", None),
-            ttl_s=duration("ttl", 21 * 86_400.0) or 21 * 86_400.0,
-            max_alerts_per_day=int(number("max_alerts_per_day", 5, integer=True)),
-            max_principals=int(number("max_principals", 20_000, integer=True)),
+            threshold=threshold,
+            min_facts=min_facts,
+            window_s=window_s,
+            warmup_s=warmup_s,
+            ttl_s=ttl_s,
+            max_alerts_per_day=int(max_alerts_per_day),
+            max_principals=int(max_principals),
         )
+
+
+def _positive(value: Any, *, path: str, line: int, what: str, integer: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise RuleError(f"{what} must be a positive number", path=path, line=line)
+    if integer and not isinstance(value, int):
+        raise RuleError(f"{what} must be an integer", path=path, line=line)
+    return float(value)

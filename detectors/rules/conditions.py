@@ -5,10 +5,11 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from detectors import patterns
-from detectors.errors import RuleError
+from detectors.errors import RuleError, RuleErrors, check_each, collect
 from detectors.events import AuditEvent
 from detectors.fieldpath import PathError, compile_path
 from detectors.loading.yamlload import LocatedDict, LocatedList
@@ -163,20 +164,7 @@ def _field_predicate(
     if isinstance(spec, dict):
         if not spec:
             raise RuleError(f"no operator given for {path_text!r}", path=where[0], line=where[1])
-        for op, arg in spec.items():
-            op_where = (where[0], spec.line_of(op) if isinstance(spec, LocatedDict) else where[1])
-            if op == "exists":
-                if not isinstance(arg, bool):
-                    raise RuleError("operator 'exists' takes true or false", path=op_where[0], line=op_where[1])
-                exists = arg
-            elif op == "some":
-                tests.append(_some(arg, op_where))
-            elif op == "not_in":
-                if not isinstance(arg, list) or not arg:
-                    raise RuleError("operator 'not_in' takes a non-empty list", path=op_where[0], line=op_where[1])
-                not_in = _membership(arg)
-            else:
-                tests.append(_value_test(op, arg, op_where))
+        tests, exists, not_in = _operators(spec, where)
     elif isinstance(spec, list):
         if not spec or any(isinstance(v, (dict, list)) for v in spec):
             raise RuleError(f"{path_text!r}: a list of values must be non-empty scalars", path=where[0], line=where[1])
@@ -207,32 +195,60 @@ def _field_predicate(
     return predicate
 
 
+def _operators(spec: dict[str, Any], where: tuple[str, int]) -> tuple[list[ValueTest], bool | None, ValueTest | None]:
+    """A field's operators: its value tests, `exists` and `not_in`. Each is checked apart, so that a rule's
+    errors are all reported at once."""
+    errors: list[RuleError] = []
+    tests: list[ValueTest] = []
+    exists: bool | None = None
+    not_in: ValueTest | None = None
+    for op, arg in spec.items():
+        at = (where[0], spec.line_of(op) if isinstance(spec, LocatedDict) else where[1])
+        if op == "exists":
+            if isinstance(arg, bool):
+                exists = arg
+            else:
+                errors.append(RuleError("operator 'exists' takes true or false", path=at[0], line=at[1]))
+        elif op == "not_in":
+            if isinstance(arg, list) and arg:
+                not_in = _membership(arg)
+            else:
+                errors.append(RuleError("operator 'not_in' takes a non-empty list", path=at[0], line=at[1]))
+        else:
+            test = collect(errors, partial(_some, arg, at) if op == "some" else partial(_value_test, op, arg, at), None)
+            if test is not None:
+                tests.append(test)
+    if errors:
+        raise RuleErrors(errors)
+    return tests, exists, not_in
+
+
 def compile_condition(node: Any, *, path: str, line: int) -> Predicate:
     """Compile a condition mapping; every entry must hold."""
     return compiled(condition_tree(node, path=path, line=line), path)
 
 
 def condition_tree(node: Any, *, path: str, line: int) -> Cond:
-    """A condition mapping as a tree (`condition_code`); RuleError for a malformed one."""
+    """A condition mapping as a tree (`condition_code`); RuleErrors for a malformed one, with the errors of
+    every key and branch (each is checked apart, so that a rule's errors are all reported at once)."""
     if not isinstance(node, dict) or not node:
         where = node.line if isinstance(node, (LocatedDict, LocatedList)) else line
         raise RuleError("a condition must be a non-empty mapping", path=path, line=where)
-    parts: list[Cond] = []
-    for key, value in node.items():
-        key_line = node.line_of(key) if isinstance(node, LocatedDict) else line
-        if key in ("all", "any"):
-            if not isinstance(value, list) or not value:
-                raise RuleError(f"{key!r} takes a non-empty list of conditions", path=path, line=key_line)
-            subs = tuple(
-                condition_tree(item, path=path, line=value.line_of(i) if isinstance(value, LocatedList) else key_line)
-                for i, item in enumerate(value)
-            )
-            parts.append(_all(subs) if key == "all" else AnyOf(subs))
-        elif key == "not":
-            parts.append(Not(condition_tree(value, path=path, line=key_line)))
-        else:
-            parts.append(_field_condition(key, value, (path, key_line)))
-    return _all(tuple(parts))
+    lines = {key: node.line_of(key) if isinstance(node, LocatedDict) else line for key in node}
+    return _all(tuple(check_each(partial(_part, key, value, path, lines[key]) for key, value in node.items())))
+
+
+def _part(key: str, value: Any, path: str, key_line: int) -> Cond:
+    """One key of a condition mapping: a combinator or a field's test."""
+    if key in ("all", "any"):
+        if not isinstance(value, list) or not value:
+            raise RuleError(f"{key!r} takes a non-empty list of conditions", path=path, line=key_line)
+        lines = [value.line_of(i) if isinstance(value, LocatedList) else key_line for i in range(len(value))]
+        subs = check_each(partial(condition_tree, item, path=path, line=lines[i]) for i, item in enumerate(value))
+        return _all(tuple(subs)) if key == "all" else AnyOf(tuple(subs))
+    if key == "not":
+        return Not(condition_tree(value, path=path, line=key_line))
+    return _field_condition(key, value, (path, key_line))
 
 
 def _all(parts: tuple[Cond, ...]) -> Cond:

@@ -5,17 +5,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar
 
 from detectors.alerts import Alert
-from detectors.errors import RuleError
+from detectors.errors import RuleError, RuleErrors, check_each, collect
 from detectors.events import STAGES, AuditEvent
 from detectors.loading.yamlload import LocatedDict, LocatedList
 from detectors.rules.conditions import Predicate, compile_condition, index_values, key_condition
 from detectors.rules.durations import format_duration, parse_duration
-from detectors.rules.header import key_error, parse_header
+from detectors.rules.header import DEFAULT_STAGES, parse_header
 from detectors.rules.journal import KeyJournal
-from detectors.rules.stateful import Key, StatefulRule, key_getter
+from detectors.rules.stateful import Key, StatefulRule, key_getter, missing_keys, own_key
 from detectors.scope import AllOf, AnyOf, KeyTest
 
 STEP_KEYS = frozenset({"name", "match", "by", "stages"})
@@ -100,16 +101,17 @@ class SequenceRule(StatefulRule):
 
     @classmethod
     def from_node(cls, node: LocatedDict, *, path: str) -> SequenceRule:
-        header = parse_header(
-            node, path=path, extra_keys=frozenset({"by", "within", "steps"}), requires_match=False, sequence_tests=True
-        )
-        for key in ("by", "within", "steps"):
-            if key not in node:
-                raise key_error(node, path, f"missing required key {key!r} for a sequence rule")
+        errors = missing_keys(node, path, ("by", "within", "steps"), "sequence")
+        header = collect(errors, partial(parse_header, node, path=path, extra_keys=frozenset({"by", "within", "steps"}),
+                                         requires_match=False, sequence_tests=True), None)  # fmt: skip
+        by = own_key(errors, node, "by", partial(key_getter, path=path, what="by"), None)
+        within_s = own_key(errors, node, "within", partial(parse_duration, path=path, what="within"), 0.0)
+        stages = header.stages if header is not None else DEFAULT_STAGES  # with a header error, only checked
+        parse_steps = partial(_parse_steps, path=path, stages=stages, by=by)
+        steps: tuple[Step, ...] = own_key(errors, node, "steps", parse_steps, ())
+        if errors or header is None or not steps:
+            raise RuleErrors(errors)
         raw_steps = node["steps"]
-        if not isinstance(raw_steps, LocatedList) or len(raw_steps) < 2:
-            raise key_error(node, path, "steps must be a list of at least two steps", "steps")
-        steps = tuple(_parse_step(node, raw_steps, i, header.stages, path) for i in range(len(raw_steps)))
         resources: frozenset[str] | None = frozenset()
         for raw in raw_steps:  # the pipeline may skip events no step can match
             found = index_values(raw["match"], "objectRef.resource")
@@ -120,7 +122,7 @@ class SequenceRule(StatefulRule):
             lambda e: True,
             AnyOf(tuple(_step_condition(step, raw) for step, raw in zip(steps, raw_steps, strict=True))),
             steps=steps,
-            within_s=parse_duration(node["within"], path=path, line=node.line_of("within"), what="within"),
+            within_s=within_s,
         )
 
 
@@ -130,24 +132,31 @@ def _step_condition(step: Step, raw: LocatedDict) -> AllOf:
     return AllOf((KeyTest(lambda event: event.raw.get("stage") in stages), key_condition(raw["match"])))
 
 
-def _parse_step(node: LocatedDict, raw_steps: LocatedList, i: int, default_stages: frozenset[str], path: str) -> Step:
-    """Step `i`: `{name?, match, by?, stages?}`; `by` and `stages` default to the rule's."""
-    raw, line = raw_steps[i], raw_steps.line_of(i)
+Getter = Callable[[AuditEvent], Key | None]
+
+
+def _parse_steps(raw: Any, *, path: str, line: int, stages: frozenset[str], by: Getter | None) -> tuple[Step, ...]:
+    """`steps:`, each step checked apart; a step's `by` and `stages` default to the rule's (`by` is None when
+    the rule's is missing or wrong, an error reported with the rule's keys)."""
+    if not isinstance(raw, LocatedList) or len(raw) < 2:
+        raise RuleError("steps must be a list of at least two steps", path=path, line=line)
+    return tuple(check_each(partial(_parse_step, raw[i], raw.line_of(i), i, stages, by, path) for i in range(len(raw))))
+
+
+def _parse_step(raw: Any, line: int, i: int, default_stages: frozenset[str], by: Getter | None, path: str) -> Step:
+    """Step `i`: `{name?, match, by?, stages?}`; its match, by and stages checked apart."""
     if not isinstance(raw, LocatedDict) or "match" not in raw or set(raw) - STEP_KEYS:
         raise RuleError("a step is {name, match, by?, stages?}", path=path, line=line)
-    stages = default_stages
-    if "stages" in raw:
-        if not isinstance(raw["stages"], list) or any(s not in STAGES for s in raw["stages"]):
-            raise RuleError(f"stages must be a list of {', '.join(STAGES)}", path=path, line=raw.line_of("stages"))
-        stages = frozenset(raw["stages"])
-    return Step(
-        name=str(raw.get("name", f"step {i + 1}")),
-        predicate=compile_condition(raw["match"], path=path, line=raw.line_of("match")),
-        key=key_getter(
-            raw.get("by", node["by"]),
-            path=path,
-            line=raw.line_of("by") if "by" in raw else node.line_of("by"),
-            what="by",
-        ),
-        stages=stages,
-    )
+    errors: list[RuleError] = []
+    stages = own_key(errors, raw, "stages", partial(_step_stages, path=path), default_stages)
+    predicate = own_key(errors, raw, "match", partial(compile_condition, path=path), None)
+    key = own_key(errors, raw, "by", partial(key_getter, path=path, what="by"), by)
+    if errors or predicate is None or key is None:  # no key: the rule's `by` is wrong, told with its keys
+        raise RuleErrors(errors)
+    return Step(name=str(raw.get("name", f"step {i + 1}")), predicate=predicate, key=key, stages=stages)
+
+
+def _step_stages(value: Any, *, path: str, line: int) -> frozenset[str]:
+    if not isinstance(value, list) or any(s not in STAGES for s in value):
+        raise RuleError(f"stages must be a list of {', '.join(STAGES)}", path=path, line=line)
+    return frozenset(value)

@@ -15,10 +15,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from functools import partial
+from typing import Any, ClassVar, TypeVar
 
 from detectors.alerts import Alert, make_alert
-from detectors.errors import RuleError
+from detectors.errors import RuleError, collect
 from detectors.events import AuditEvent
 from detectors.fieldpath import PathError, compile_path
 from detectors.loading.yamlload import LocatedDict
@@ -29,6 +30,25 @@ from detectors.scope import UNKNOWN, KeyCondition, Scope
 
 SWEEP_EVERY = 4096  # events between sweeps of expired keys
 Key = tuple[str, ...]
+T = TypeVar("T")
+
+
+def missing_keys(node: LocatedDict, path: str, keys: tuple[str, ...], rule_type: str) -> list[RuleError]:
+    """An error, at the rule, for each of the rule type's required `keys` the rule lacks."""
+    return [
+        RuleError(f"missing required key {key!r} for a {rule_type} rule", path=path, line=node.line)
+        for key in keys
+        if key not in node
+    ]
+
+
+def own_key(errors: list[RuleError], node: LocatedDict, key: str, check: Callable[..., T], fallback: T) -> T:
+    """A rule type's own key (`window`, `group_by`...) as `check(value, line=...)` reads it; `fallback` when the
+    rule lacks it or it is wrong. Each key is checked apart from the header, `match:` and the other keys, its
+    errors added to `errors`, so that a rule's errors are all reported at once."""
+    if key not in node:
+        return fallback
+    return collect(errors, partial(check, node[key], line=node.line_of(key)), fallback)
 
 
 def key_getter(fields: Any, *, path: str, line: int, what: str) -> Callable[[AuditEvent], Key | None]:

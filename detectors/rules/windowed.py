@@ -5,23 +5,47 @@ from __future__ import annotations
 from bisect import bisect_right, insort
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from operator import itemgetter
 from typing import Any, ClassVar
 
 from detectors.alerts import Alert
+from detectors.errors import RuleError, RuleErrors, check_each, collect
 from detectors.events import AuditEvent
 from detectors.fieldpath import PathError, compile_path
 from detectors.loading.yamlload import LocatedDict
 from detectors.rules.durations import format_duration, parse_duration
-from detectors.rules.header import key_error
 from detectors.rules.journal import KeyJournal
-from detectors.rules.stateful import Key, StatefulRule, key_fields, key_getter
+from detectors.rules.stateful import Key, StatefulRule, key_fields, key_getter, missing_keys, own_key
 
 
-def _require(node: LocatedDict, path: str, keys: tuple[str, ...], rule_type: str) -> None:
-    for key in keys:
-        if key not in node:
-            raise key_error(node, path, f"missing required key {key!r} for a {rule_type} rule")
+def _at_least_two(value: Any, *, path: str, line: int, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 2:
+        raise RuleError(f"{what} must be an integer of at least 2", path=path, line=line)
+    return value
+
+
+Distinct = tuple[str, Callable[[AuditEvent], Any], int]  # a field path, its getter, the least count
+
+
+def _distinct(raw: Any, *, path: str, line: int) -> tuple[Distinct, ...]:
+    """`distinct:` (field path -> minimum count), each field checked apart."""
+    if not isinstance(raw, dict) or not raw:
+        raise RuleError("distinct maps field paths to the minimum number of distinct values", path=path, line=line)
+    lines = {name: raw.line_of(name) if isinstance(raw, LocatedDict) else line for name in raw}
+    return tuple(check_each(partial(_distinct_field, name, count, path, lines[name]) for name, count in raw.items()))
+
+
+def _distinct_field(name: str, minimum: Any, path: str, line: int) -> Distinct:
+    errors: list[RuleError] = []
+    count = collect(errors, partial(_at_least_two, minimum, path=path, line=line, what=f"distinct.{name}"), 0)
+    try:
+        getter = compile_path(name).value
+    except PathError as exc:
+        errors.append(RuleError(f"distinct: {exc}", path=path, line=line))
+    if errors:
+        raise RuleErrors(errors)
+    return name, getter, count
 
 
 def _note(seen: dict[str, float], value: str, now: float) -> None:
@@ -114,19 +138,15 @@ class ThresholdRule(StatefulRule):
 
     @classmethod
     def from_node(cls, node: LocatedDict, *, path: str) -> ThresholdRule:
-        common = cls.parse(node, path=path, extra_keys=frozenset({"group_by", "window", "threshold"}))
-        _require(node, path, ("group_by", "window", "threshold"), "threshold")
-        threshold = node["threshold"]
-        if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 2:
-            raise key_error(node, path, "threshold must be an integer of at least 2", "threshold")
-        group_by = node["group_by"]
-        return cls(
-            *common,
-            key=key_getter(group_by, path=path, line=node.line_of("group_by"), what="group_by"),
-            key_fields=key_fields(group_by),
-            window_s=parse_duration(node["window"], path=path, line=node.line_of("window"), what="window"),
-            threshold=threshold,
-        )
+        keys = ("group_by", "window", "threshold")
+        errors = missing_keys(node, path, keys, "threshold")
+        common = collect(errors, partial(cls.parse, node, path=path, extra_keys=frozenset(keys)), None)
+        key = own_key(errors, node, "group_by", partial(key_getter, path=path, what="group_by"), None)
+        window_s = own_key(errors, node, "window", partial(parse_duration, path=path, what="window"), 0.0)
+        threshold = own_key(errors, node, "threshold", partial(_at_least_two, path=path, what="threshold"), 0)
+        if errors or common is None or key is None:
+            raise RuleErrors(errors)
+        return cls(*common, key=key, key_fields=key_fields(node["group_by"]), window_s=window_s, threshold=threshold)
 
 
 @dataclass
@@ -138,7 +158,7 @@ class DistinctCountRule(StatefulRule):
     key: Callable[[AuditEvent], Key | None] = field(default=lambda e: None, repr=False)
     key_fields: tuple[str, ...] = ()
     window_s: float = 0.0
-    distinct: tuple[tuple[str, Callable[[AuditEvent], Any], int], ...] = ()
+    distinct: tuple[Distinct, ...] = ()
     _values: dict[Key, list[dict[str, float]]] = field(default_factory=dict, repr=False)
 
     def detect(self, event: AuditEvent) -> list[Alert]:
@@ -192,28 +212,15 @@ class DistinctCountRule(StatefulRule):
 
     @classmethod
     def from_node(cls, node: LocatedDict, *, path: str) -> DistinctCountRule:
-        common = cls.parse(node, path=path, extra_keys=frozenset({"group_by", "window", "distinct"}))
-        _require(node, path, ("group_by", "window", "distinct"), "distinct_count")
-        raw = node["distinct"]
-        if not isinstance(raw, dict) or not raw:
-            message = "distinct maps field paths to the minimum number of distinct values"
-            raise key_error(node, path, message, "distinct")
-        distinct = []
-        for name, minimum in raw.items():
-            if not isinstance(minimum, int) or isinstance(minimum, bool) or minimum < 2:
-                raise key_error(node, path, f"distinct.{name} must be an integer of at least 2", "distinct")
-            try:
-                distinct.append((name, compile_path(name).value, minimum))
-            except PathError as exc:
-                raise key_error(node, path, f"distinct: {exc}", "distinct") from None
-        group_by = node["group_by"]
-        return cls(
-            *common,
-            key=key_getter(group_by, path=path, line=node.line_of("group_by"), what="group_by"),
-            key_fields=key_fields(group_by),
-            window_s=parse_duration(node["window"], path=path, line=node.line_of("window"), what="window"),
-            distinct=tuple(distinct),
-        )
+        keys = ("group_by", "window", "distinct")
+        errors = missing_keys(node, path, keys, "distinct_count")
+        common = collect(errors, partial(cls.parse, node, path=path, extra_keys=frozenset(keys)), None)
+        key = own_key(errors, node, "group_by", partial(key_getter, path=path, what="group_by"), None)
+        window_s = own_key(errors, node, "window", partial(parse_duration, path=path, what="window"), 0.0)
+        distinct: tuple[Distinct, ...] = own_key(errors, node, "distinct", partial(_distinct, path=path), ())
+        if errors or common is None or key is None:
+            raise RuleErrors(errors)
+        return cls(*common, key=key, key_fields=key_fields(node["group_by"]), window_s=window_s, distinct=distinct)
 
 
 @dataclass
@@ -290,21 +297,21 @@ class NewTermsRule(StatefulRule):
 
     @classmethod
     def from_node(cls, node: LocatedDict, *, path: str) -> NewTermsRule:
-        common = cls.parse(node, path=path, extra_keys=frozenset({"group_by", "terms", "history", "learning"}))
-        _require(node, path, ("group_by", "terms", "history"), "new_terms")
-        group_by, terms = node["group_by"], node["terms"]
-        history = parse_duration(node["history"], path=path, line=node.line_of("history"), what="history")
-        learning = (
-            parse_duration(node["learning"], path=path, line=node.line_of("learning"), what="learning")
-            if "learning" in node
-            else 0.0
-        )
+        errors = missing_keys(node, path, ("group_by", "terms", "history"), "new_terms")
+        own = frozenset({"group_by", "terms", "history", "learning"})
+        common = collect(errors, partial(cls.parse, node, path=path, extra_keys=own), None)
+        key = own_key(errors, node, "group_by", partial(key_getter, path=path, what="group_by"), None)
+        terms = own_key(errors, node, "terms", partial(key_getter, path=path, what="terms"), None)
+        history_s = own_key(errors, node, "history", partial(parse_duration, path=path, what="history"), 0.0)
+        learning_s = own_key(errors, node, "learning", partial(parse_duration, path=path, what="learning"), 0.0)
+        if errors or common is None or key is None or terms is None:
+            raise RuleErrors(errors)
         return cls(
             *common,
-            key=key_getter(group_by, path=path, line=node.line_of("group_by"), what="group_by"),
-            key_fields=key_fields(group_by),
-            terms=key_getter(terms, path=path, line=node.line_of("terms"), what="terms"),
-            term_fields=key_fields(terms),
-            history_s=history,
-            learning_s=learning,
+            key=key,
+            key_fields=key_fields(node["group_by"]),
+            terms=terms,
+            term_fields=key_fields(node["terms"]),
+            history_s=history_s,
+            learning_s=learning_s,
         )

@@ -6,9 +6,11 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.support.cli import RunCli, auditwatch_process
+from tests.support.events import exec_event
 from tests.support.kube_scenario import live_alerts
 from tests.support.paths import ROOT
 
@@ -139,6 +141,33 @@ def test_rules_lint_reports_untested_rules_and_unmatchable_sigma_rules(tmp_path:
     out = run_cli("rules", "lint", "sigma")  # the shipped SigmaHQ pack
     assert out.code == 1 and "can never match as written" in out.out
     assert "Kubernetes Potential Enumeration Activity" in out.out and "16 rules, 1 problem(s)" in out.out
+
+
+def test_rules_lint_reports_every_error_of_a_rule_at_once(tmp_path: Path, run_cli: RunCli) -> None:
+    """Within one condition, the tests, the allowlist and a stateful rule's own keys: every error, each at its line."""
+    event = orjson.dumps(exec_event()).decode()
+    rule = tmp_path / "burst.yaml"
+    rule.write_text(
+        "id: burst\nname: B\nseverity: low\ndescription: d\nmitre: T1609\ntype: threshold\n"
+        "match:\n  any:\n    - verb: {startswth: c}\n    - objectRef.resource: {regex: '(a'}\n"
+        "group_by: [$principal]\nwindow: soon\nthreshold: 1\n"
+        "allowlist:\n  users: [bob]\n  groups: devs\n  teams: [a]\n"
+        f"tests:\n  - {{name: t, expect: maybe, sequence: [{{event: {event}}}]}}\n  - {{name: u, expect: none}}\n"
+    )
+    out = run_cli("rules", "lint", str(rule))
+    assert out.code == 1 and "Traceback" not in out.err
+    assert [line for line in out.out.splitlines() if line.startswith("error: ")] == [
+        f"error: {rule}:9: unknown operator 'startswth' (known: equals, in, not_in, prefix, suffix, contains, "
+        "regex, not_regex, exists, gt, gte, lt, lte, path_under, some)",
+        f"error: {rule}:10: bad regex '(a': missing ): (a (RE2 syntax)",
+        f"error: {rule}:12: window must be a duration like 30s, 15m, 2h or 7d",
+        f"error: {rule}:13: threshold must be an integer of at least 2",
+        f"error: {rule}:16: allowlist.groups must be a list of strings",
+        f"error: {rule}:17: unknown allowlist key 'teams' (known: users, groups, namespaces, images, registries)",
+        f"error: {rule}:19: test expect must be 'alert' or 'none'",
+        f"error: {rule}:20: a test is {{name, expect: alert|none, sequence: [{{event, repeat?, every?}}], alerts?}}",
+    ]
+    assert out.out.splitlines()[-1] == "8 rule file error(s)"
 
 
 def test_rules_lint_warns_about_fields_no_audit_event_has(tmp_path: Path, run_cli: RunCli) -> None:

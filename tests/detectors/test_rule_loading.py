@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from detectors.base import Described, SelfTested, Sourced, Stateful, Transactional, Warns
@@ -115,6 +116,126 @@ def test_every_independent_error_of_a_file_is_reported_at_once(tmp_path: Path) -
         "  - {id: b, name: B, severity: low, description: d, mitre: T1609}\n"
     )
     assert_errors(several, [(2, "unknown key 'nope'"), (3, "missing required key 'match'")])
+
+
+def test_every_branch_and_operator_of_a_condition_is_checked_apart(tmp_path: Path) -> None:
+    path = write_rule(tmp_path, """\
+        match:
+          any:
+            - verb: {startswth: g}
+            - all:
+                - objectRef.resource: pods
+                - objectRef.name: {regex: '(a'}
+          not:
+            user.username:
+              exists: maybe
+              not_in: []
+          objectRef..namespace: x
+        """)  # fmt: skip
+    assert_errors(path, [
+        (8, "unknown operator 'startswth'"),
+        (11, "bad regex"),
+        (14, "operator 'exists' takes true or false"),
+        (15, "operator 'not_in' takes a non-empty list"),
+        (16, "bad field path"),
+    ])  # fmt: skip
+
+
+def test_every_test_case_is_checked_apart(tmp_path: Path) -> None:
+    """Each case at its own line: a bad one does not hide the next, nor one of its problems another."""
+    event = orjson.dumps(exec_event()).decode()
+    path = write_rule(tmp_path, f"""\
+        match:
+          verb: create
+        tests:
+          - {{name: fires, expect: alert, event: {event}}}
+          - {{name: maybe, expect: maybe, event: {event}}}
+          - {{name: no event, expect: none}}
+          - {{name: two problems, expect: sometimes, event: [not, an, event]}}
+        """)  # fmt: skip
+    assert_errors(path, [
+        (10, "test expect must be 'alert' or 'none'"),
+        (11, "a test is {name, expect: alert|none, event}"),
+        (12, "test expect must be 'alert' or 'none'"),
+        (12, "test event must be a mapping (a full audit Event)"),
+    ])  # fmt: skip
+    # a stateful rule's sequence: each item checked apart, each at its line
+    sequence = tmp_path / "burst.yaml"
+    sequence.write_text(HEADER.format(id="burst") + textwrap.dedent(f"""\
+        type: threshold
+        match: {{verb: create}}
+        group_by: [$principal]
+        window: 15m
+        threshold: 2
+        tests:
+          - name: a burst
+            expect: alert
+            sequence:
+              - {{event: {event}, repeat: 0}}
+              - {{event: {event}, every: soon}}
+        """))  # fmt: skip
+    assert_errors(sequence, [(15, "repeat must be an integer from 1 to 10000"), (16, "every must be a duration")])
+
+
+def test_every_allowlist_key_is_checked_apart(tmp_path: Path) -> None:
+    path = write_rule(tmp_path, """\
+        match:
+          verb: create
+        allowlist:
+          users: ['mallory@*']
+          user: [bob]
+          groups: devs
+          namespaces: [kube-*, 7]
+        """)  # fmt: skip
+    assert_errors(path, [
+        (10, "unknown allowlist key 'user'"),
+        (11, "allowlist.groups must be a list of strings"),
+        (12, "allowlist.namespaces must be a list of strings"),
+    ])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            "type: threshold\nmatch: {verb: {nope: 1}}\ngroup_by: [user..x]\nwindow: soon\nthreshold: 1\n",
+            [(7, "unknown operator 'nope'"), (8, "group_by: bad field path"), (9, "window must be a duration"),
+             (10, "threshold must be an integer of at least 2")],
+        ),
+        (
+            "type: threshold\nmatch: {verb: get}\ncolour: red\n",
+            [(1, "missing required key 'group_by' for a threshold rule"),
+             (1, "missing required key 'window' for a threshold rule"),
+             (1, "missing required key 'threshold' for a threshold rule"), (8, "unknown key 'colour'")],
+        ),
+        (
+            "type: distinct_count\nmatch: {verb: get}\ngroup_by: [$principal]\nwindow: 1h\n"
+            "distinct:\n  objectRef.name: 1\n  objectRef..namespace: 3\n",
+            [(11, "distinct.objectRef.name must be an integer of at least 2"), (12, "distinct: bad field path")],
+        ),
+        (
+            "type: new_terms\nmatch: {verb: get}\ngroup_by: $principal\nterms: 7\nhistory: 7d\nlearning: soon\n",
+            [(9, "terms must be a field path or a list of them"), (11, "learning must be a duration")],
+        ),
+        (
+            "type: anomaly\nmatch: {verb: get}\nthreshold: -1\nmax_principals: 2.5\nwarmup: later\n",
+            [(8, "threshold must be a positive number"), (9, "max_principals must be an integer"),
+             (10, "warmup must be a duration")],
+        ),
+        (
+            "type: sequence\nby: [$principal]\nwithin: soon\nsteps:\n  - match: {verb: {nope: 1}}\n"
+            "  - {match: {verb: get}, by: 7, stages: [Done]}\n  - {name: x}\n",
+            [(8, "within must be a duration"), (10, "unknown operator 'nope'"),
+             (11, "stages must be a list of"), (11, "by must be a field path"), (12, "a step is {name, match")],
+        ),
+    ],
+    ids=["threshold", "missing keys", "distinct_count", "new_terms", "anomaly", "sequence"],
+)  # fmt: skip
+def test_every_key_of_a_stateful_rule_is_checked_apart(
+    tmp_path: Path, body: str, expected: list[tuple[int, str]]
+) -> None:
+    """Its own keys, apart from each other and from its header and `match:`."""
+    assert_errors(write_rule(tmp_path, body, "broken"), expected)
 
 
 def assert_errors(path: Path, expected: list[tuple[int, str]]) -> None:
