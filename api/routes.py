@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, TypeAdapter, ValidationError
@@ -121,8 +121,6 @@ def _page(fetch: Callable[..., tuple[list[dict[str, Any]], str | None]], query: 
         items, next_cursor = fetch(query.filter, limit=query.limit, cursor=query.cursor)
     except CursorError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
-    except StoreError as exc:
-        raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "5"}) from None
     return {"items": items, "next_cursor": next_cursor}
 
 
@@ -157,8 +155,6 @@ def list_alerts_by_priority(store: StoreDep, query: PageDep) -> dict[str, Any]:
         found, complete = ranked_period(store, query.filter)
     except CursorError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
-    except StoreError as exc:
-        raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "5"}) from None
     end = start + query.limit
     return {
         "items": by_priority(found, stored_facts)[start:end],
@@ -177,12 +173,9 @@ def list_alert_groups(store: StoreDep, query: PageDep) -> dict[str, Any]:
 
 @router.get("/api/v1/alerts/{alert_id}", response_model=AlertDetail, tags=["alerts"])
 def get_alert(alert_id: ItemId, store: StoreDep) -> dict[str, Any]:
-    try:
-        found = store.get_alert(alert_id)
-        if found is not None:
-            found["deliveries"] = Outbox(store.engine).deliveries_of(alert_id)
-    except StoreError as exc:
-        raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "5"}) from None
+    found = store.get_alert(alert_id)
+    if found is not None:
+        found["deliveries"] = Outbox(store.engine).deliveries_of(alert_id)
     if found is None:
         raise HTTPException(status_code=404, detail=f"no alert {alert_id!r}")
     return found
@@ -203,8 +196,6 @@ def list_deliveries(
         items, next_cursor = Outbox(store.engine).list_deliveries(status=status, sink=sink, limit=limit, cursor=cursor)
     except CursorError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
-    except StoreError as exc:
-        raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "5"}) from None
     return {"items": items, "next_cursor": next_cursor}
 
 
@@ -224,8 +215,6 @@ def list_receipts(
         total = store.count_receipts(audit_id=audit_id)
     except CursorError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
-    except StoreError as exc:
-        raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "5"}) from None
     return {"items": items, "next_cursor": next_cursor, "total": total}
 
 
@@ -235,19 +224,40 @@ def healthz() -> dict[str, Any]:
     return {"status": "ok"}
 
 
-def not_ready(request: Request, reason: str, cause: Exception) -> JSONResponse:
-    """readyz's 503. Its caller needs no access, so it gets a generic `reason`: the cause may name the database's
-    host and user (`connection to server at "10.0.0.5" ... for user "auditwatch"`). The log has the cause,
-    redacted, once until it changes or the probe succeeds again (a probe every few seconds would repeat it)."""
+STORE_UNAVAILABLE = "alert store unavailable: database unreachable"
+
+
+def log_unavailable(request: Request, what: str, cause: Exception) -> None:
+    """Log why `what` answers 503: the cause, redacted, once until it changes or /readyz succeeds again (probes
+    and clients retrying every few seconds would repeat it). Callers answer a fixed text: the cause may name
+    the database's host and user (`connection to server at "10.0.0.5" ... for user "auditwatch"`)."""
     detail = redact_message(str(cause))
-    if getattr(request.app.state, "unready_logged", None) != detail:
-        request.app.state.unready_logged = detail
-        log.warning("not ready (/readyz answers 503): %s", detail)
+    logged: dict[str, str] = getattr(request.app.state, "unready_logged", None) or {}
+    if logged.get(what) != detail:
+        request.app.state.unready_logged = {**logged, what: detail}
+        log.warning("%s: %s", what, detail)
+
+
+def not_ready(request: Request, reason: str, cause: Exception) -> JSONResponse:
+    """readyz's 503, with a generic `reason` (its caller needs no access)."""
+    log_unavailable(request, "not ready (/readyz answers 503)", cause)
     return problem_response(503, reason)
 
 
+async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The 503 of a REST call whose store failed (a StoreError no route turned into a 400). Not the error's
+    text: a read-only token holder needs no database host or user; the log has it."""
+    log_unavailable(request, "alert store unavailable (REST calls answer 503)", exc)
+    return problem_response(503, STORE_UNAVAILABLE, {"Retry-After": "5"})
+
+
+def answer_store_errors(app: FastAPI) -> None:
+    """The app that includes these routes (and api/triage_routes.py's) answers their StoreError with a 503."""
+    app.add_exception_handler(StoreError, store_unavailable)
+
+
 def ready(request: Request) -> dict[str, str]:
-    request.app.state.unready_logged = None
+    request.app.state.unready_logged = {}
     return {"status": "ok"}
 
 
@@ -258,5 +268,5 @@ def readyz(request: Request, store: StoreDep) -> Any:
     try:
         store.ping()
     except StoreError as exc:
-        return not_ready(request, "alert store unavailable: database unreachable", exc)
+        return not_ready(request, STORE_UNAVAILABLE, exc)
     return ready(request)

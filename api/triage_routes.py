@@ -13,7 +13,6 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Header, HTTPException, Query, Response
 from pydantic import TypeAdapter, ValidationError
 
-from api.errors import StoreError
 from api.routes import ItemId, StoreDep, text_param
 from api.rule_exceptions import AlertNotFound, NewException
 from api.schemas import (
@@ -48,11 +47,9 @@ AuthorHeader = Annotated[
 
 @contextmanager
 def _answers() -> Iterator[None]:
-    """Store and exception errors as HTTP answers."""
+    """Exception errors as HTTP answers (a StoreError is the app's 503: api/routes.py, `store_unavailable`)."""
     try:
         yield
-    except StoreError as exc:
-        raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "5"}) from None
     except (ExceptionError, AlertNotFound) as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
 

@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.problems import use_problem_details
-from api.routes import not_ready, ready
+from api.routes import answer_store_errors, not_ready, ready
 from api.routes import router as api_router
 from api.store import AlertStore
 from api.triage_routes import router as triage_router
@@ -81,6 +81,13 @@ def _add_webhook(app: FastAPI, sink: BatchSink, settings: Settings, metrics: Met
     count_webhook_responses(app, metrics.registry, WEBHOOK_PATHS)
 
 
+def _add_rest(app: FastAPI) -> None:
+    """The REST API, a store that fails answered with a generic 503 (api/routes.py)."""
+    app.include_router(api_router)
+    app.include_router(triage_router)
+    answer_store_errors(app)
+
+
 def _store_lifespan(store: AlertStore, sink: EmbeddedSink | None = None, sender: Sender | None = None) -> Any:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -131,16 +138,14 @@ def create_serve_app(
     )
     app = _app("auditwatch", settings, _store_lifespan(store, sink, sender), metrics, console=pipeline.detectors)
     _add_webhook(app, sink, settings, metrics)
-    app.include_router(api_router)
-    app.include_router(triage_router)
+    _add_rest(app)
     return app
 
 
 def create_api_app(settings: Settings) -> FastAPI:
     """The REST API alone, over the store that `detect` writes."""
     app = _app("auditwatch api", settings, _store_lifespan(AlertStore(settings.db_url)), Metrics.for_api(), console=())
-    app.include_router(api_router)
-    app.include_router(triage_router)
+    _add_rest(app)
     return app
 
 
