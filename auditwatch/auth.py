@@ -111,14 +111,24 @@ def client_cert_name(scope: Mapping[str, Any]) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def add_access_control(app: FastAPI, policy: AccessPolicy, checked_elsewhere: Callable[[str], bool]) -> None:
+def bearer_header(request: Request) -> str:
+    return request.headers.get("authorization", "")
+
+
+def add_access_control(
+    app: FastAPI,
+    policy: AccessPolicy,
+    checked_elsewhere: Callable[[str], bool],
+    credentials: Callable[[Request], str] = bearer_header,
+) -> None:
     """Check every request but the probes and the paths `checked_elsewhere` names (the console checks its own
-    with the same policy: auditwatch/console/app.py)."""
+    with the same policy: auditwatch/console/app.py). `credentials`: a request's bearer credentials (the
+    console's also takes its login cookie for the API docs: auditwatch/console/session.py)."""
 
     @app.middleware("http")
     async def check_access(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         if request.url.path not in OPEN_PATHS and not checked_elsewhere(request.url.path):
-            level = access_of(policy, request.headers.get("authorization", ""), client_cert_name(request.scope))
+            level = access_of(policy, credentials(request), client_cert_name(request.scope))
             needed = Access.READ if request.method in READ_METHODS else Access.WRITE
             if level < needed:
                 return _refusal(policy, level)

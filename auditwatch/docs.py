@@ -4,7 +4,8 @@ auditwatch's version (/version).
 Swagger UI's files are vendored in `auditwatch/static/swagger/` (swagger-ui-dist, Apache-2.0: see its
 LICENSE, NOTICE and SOURCE there), so /docs works in a cluster without Internet access; the page names no
 other host (Swagger UI's online validator badge is off). Access is the REST API's (auditwatch/auth.py): these
-are GETs, so the read-only token is enough. ReDoc is not served.
+are GETs, so the read-only token is enough; where the console is served, its login session is enough too (its
+"API" link opens /docs in a browser, which sends no Authorization header). ReDoc is not served.
 """
 
 from __future__ import annotations
@@ -20,11 +21,17 @@ from auditwatch.startup import package_version
 
 DOCS_PATH = "/docs"
 ASSETS_PATH = "/docs/assets"
+OPENAPI_PATH = "/openapi.json"  # FastAPI's default, which the apps keep
 ASSETS = {  # file -> content type
     "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
     "swagger-ui.css": "text/css; charset=utf-8",
     "favicon-32x32.png": "image/png",
 }
+
+
+def is_docs_path(path: str) -> bool:
+    """/docs, its assets and the OpenAPI document it loads."""
+    return path in (DOCS_PATH, OPENAPI_PATH) or path.startswith(ASSETS_PATH + "/")
 
 
 @cache
@@ -44,7 +51,7 @@ def docs_router(app: FastAPI) -> APIRouter:
     @router.get(DOCS_PATH, include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
         return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
+            openapi_url=app.openapi_url or OPENAPI_PATH,
             title=f"{app.title} - API docs",
             swagger_js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
             swagger_css_url=f"{ASSETS_PATH}/swagger-ui.css",

@@ -24,6 +24,7 @@ from api.store import AlertStore
 from api.triage_routes import router as triage_router
 from auditwatch.auth import ClientCertProtocol, access_policy, add_access_control
 from auditwatch.console.app import is_console_path, mount_console
+from auditwatch.console.session import docs_credentials
 from auditwatch.docs import docs_router
 from auditwatch.embedded import EmbeddedSink
 from auditwatch.head import HeadAsGet
@@ -61,7 +62,10 @@ def _app(
     app.include_router(docs_router(app))
     policy = access_policy(settings)
     if policy.enabled:
-        add_access_control(app, policy, is_console_path if console is not None else lambda _path: False)
+        if console is not None:
+            add_access_control(app, policy, is_console_path, docs_credentials)
+        else:
+            add_access_control(app, policy, lambda _path: False)
     app.state.metrics = metrics
     add_metrics_route(app, metrics.registry)
     if console is not None:

@@ -18,7 +18,8 @@ from urllib.parse import parse_qs
 
 from fastapi import Request, Response
 
-from auditwatch.auth import Access, AccessPolicy, access_of, client_cert_name
+from auditwatch.auth import READ_METHODS, Access, AccessPolicy, access_of, client_cert_name
+from auditwatch.docs import is_docs_path
 
 TOKEN_COOKIE = "auditwatch_token"
 AUTHOR_COOKIE = "auditwatch_author"  # the name last given in a triage form, offered in the next ones
@@ -54,6 +55,16 @@ def authorization(request: Request) -> str:
         return header
     token = _decode(request.cookies.get(TOKEN_COOKIE, ""))
     return f"Bearer {token}" if token else ""
+
+
+def docs_credentials(request: Request) -> str:
+    """The bearer credentials the REST API's access check takes: the Authorization header, and for reading the
+    API docs the console links to, the login cookie too (a browser following the link sends no header). Only
+    there and only reads: a cookie rides along with requests other sites make, so it never authorizes a REST
+    call (the console's own forms carry a CSRF token)."""
+    if request.method in READ_METHODS and is_docs_path(request.url.path):
+        return authorization(request)
+    return request.headers.get("authorization", "")
 
 
 def access(policy: AccessPolicy, request: Request) -> Access:
