@@ -26,9 +26,9 @@ from enum import IntEnum
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from api.problems import problem_response
+from auditwatch.http_protocols import ProblemH11Protocol
 from auditwatch.settings import Settings
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # probes stay unauthenticated
@@ -191,9 +191,10 @@ def _with_client_cert(app: Any, name: str) -> Any:
     return asgi
 
 
-class ClientCertProtocol(H11Protocol):
-    """uvicorn's HTTP protocol that also hands the app each connection's verified client certificate subject
-    (the ASGI TLS extension's `client_cert_name`), which uvicorn itself does not."""
+class ClientCertProtocol(ProblemH11Protocol):
+    """uvicorn's h11 protocol (its refusals as problems: auditwatch/http_protocols.py) that also hands the app
+    each connection's verified client certificate subject (the ASGI TLS extension's `client_cert_name`), which
+    uvicorn itself does not."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

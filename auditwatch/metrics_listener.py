@@ -12,9 +12,8 @@ import threading
 
 import uvicorn
 
-from auditwatch.auth import ClientCertProtocol
 from auditwatch.metrics import Metrics
-from auditwatch.server import create_metrics_app, ssl_options
+from auditwatch.server import create_metrics_app, protocol_options, ssl_options
 from auditwatch.settings import Settings
 
 STOP_TIMEOUT_S = 10.0
@@ -32,7 +31,7 @@ class MetricsListener:
     def __init__(self, listener: Settings, metrics: Metrics) -> None:
         config = uvicorn.Config(
             create_metrics_app(listener, metrics), log_level="warning", access_log=False, lifespan="off",
-            http=ClientCertProtocol if listener.write_client_cns else "auto", **ssl_options(listener),
+            **protocol_options(listener), **ssl_options(listener),
         )  # fmt: skip
         self.server = uvicorn.Server(config)
         self.socket = bind(listener.host, listener.port)

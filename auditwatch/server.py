@@ -28,6 +28,7 @@ from auditwatch.console.session import docs_credentials
 from auditwatch.docs import docs_router
 from auditwatch.embedded import EmbeddedSink
 from auditwatch.head import HeadAsGet
+from auditwatch.http_protocols import MAX_HEAD_BYTES, ProblemHttpToolsProtocol
 from auditwatch.live_exceptions import LiveExceptions
 from auditwatch.metrics import Metrics
 from auditwatch.metrics_http import add_metrics_route, count_webhook_responses
@@ -210,6 +211,13 @@ def create_metrics_app(settings: Settings, metrics: Metrics) -> FastAPI:
     return _app("auditwatch detect", settings, None, metrics)
 
 
+def protocol_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's HTTP protocol, its refusals (a malformed request, a head too large) as problems: h11 handing the
+    app the client certificate's subject when access depends on it, else httptools (auditwatch/http_protocols.py)."""
+    http = ClientCertProtocol if settings.write_client_cns else ProblemHttpToolsProtocol
+    return {"http": http, "h11_max_incomplete_event_size": MAX_HEAD_BYTES}
+
+
 def ssl_options(settings: Settings) -> dict[str, Any]:
     """uvicorn TLS options: a server certificate, and client certificates verified against a CA if set."""
     if not settings.tls_cert_file:
@@ -240,8 +248,7 @@ def run_http(app: FastAPI, settings: Settings, sock: socket.socket) -> int:
         log_config=None,
         log_level="warning",
         access_log=False,
-        # uvicorn's own protocol, handing the app the client certificate's subject when access depends on it
-        http=ClientCertProtocol if settings.write_client_cns else "auto",
+        **protocol_options(settings),
         **ssl_options(settings),
     )
     server = uvicorn.Server(config)
