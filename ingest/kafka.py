@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -39,6 +40,7 @@ DEAD_LETTER_PAYLOAD_BYTES = 16 * 1024  # as the quarantine table keeps
 # An event's key and value must leave this much of a record for the record and batch headers.
 _RECORD_OVERHEAD = 4096
 _PROBE_TIMEOUT_S = 5.0  # a metadata round trip, when no broker is known to answer (it fails sooner when refused)
+READY_CACHE_S = 1.0  # readyz's answer is kept this long: probes every few seconds, not a round trip per request
 # librdkafka's errors that mean no broker could be reached at all
 _UNREACHABLE = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE})
 _NO_ANSWER = frozenset({KafkaError._TIMED_OUT, KafkaError._MSG_TIMED_OUT})
@@ -151,6 +153,7 @@ class KafkaSink:
         self._producer: RecordProducer | None = None  # made on first use: in the worker process, after any fork
         self._probing: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self._readiness: tuple[float, str | None] | None = None  # when ready() last probed, and why it failed
 
     async def _ensure_producer(self, *, probe: bool = False) -> RecordProducer:
         """The producer, replaced when it failed for good; while no broker is known to answer (or when asked),
@@ -187,8 +190,18 @@ class KafkaSink:
             log.warning("%s: webhook batches get 503 (the apiserver retries them) until it is reachable", exc)
 
     async def ready(self) -> None:
-        """Raise SinkUnavailable unless a broker answers (readiness probe)."""
-        await self._ensure_producer(probe=True)
+        """Raise SinkUnavailable unless a broker answers (readiness probe). The answer is kept READY_CACHE_S, so
+        a flood of probes makes one metadata round trip, and a broker that went away is seen that much later."""
+        if self._readiness is not None and time.monotonic() - self._readiness[0] < READY_CACHE_S:
+            if self._readiness[1] is not None:
+                raise SinkUnavailable(self._readiness[1])
+            return
+        try:
+            await self._ensure_producer(probe=True)
+        except SinkUnavailable as exc:
+            self._readiness = (time.monotonic(), str(exc))
+            raise
+        self._readiness = (time.monotonic(), None)
 
     async def accept(self, events: list[AuditEvent], rejected: list[Rejected]) -> SinkResult:
         """Events decoded whole (replay): encoded for their records."""

@@ -19,7 +19,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from confluent_kafka import KafkaError, KafkaException
 
 from ingest.body import ReceivedEvent
-from ingest.kafka import KafkaSink, TopicSpec, ensure_topics, partition_index
+from ingest.kafka import READY_CACHE_S, KafkaSink, TopicSpec, ensure_topics, partition_index
 from ingest.producer import Delivery, RecordProducer
 from ingest.webhook import SinkUnavailable
 from tests.support.processes import free_port
@@ -215,6 +215,66 @@ def test_kafka_away_is_said_at_once_not_at_the_batch_deadline() -> None:
     message, seconds = asyncio.run(attempt())
     assert message.startswith(f"Kafka at {closed} is unreachable: no broker answered")
     assert seconds < 30  # the probe's answer (librdkafka: every broker down), not the batch's deadline
+
+
+def count_probes(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """When each metadata round trip (the real one, with the real broker) started."""
+    probe = RecordProducer.probe
+    started: list[float] = []
+
+    async def counted(self: RecordProducer, topic: str, timeout_s: float) -> None:
+        started.append(time.monotonic())
+        await probe(self, topic, timeout_s)
+
+    monkeypatch.setattr(RecordProducer, "probe", counted)
+    return started
+
+
+@pytest.mark.integration
+def test_readiness_is_kept_a_moment_so_a_probe_flood_makes_one_metadata_round_trip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    probes = count_probes(monkeypatch)
+
+    async def flood(sink: KafkaSink) -> None:
+        await sink.ready()
+        await asyncio.gather(*(sink.ready() for _ in range(20)))  # concurrent probes
+        for _ in range(20):  # and one after another
+            await sink.ready()
+
+    async def attempt() -> None:
+        sink = sink_for(kafka_bootstrap(), "audit")
+        try:
+            await flood(sink)
+            assert len(probes) == 1
+            await asyncio.sleep(READY_CACHE_S + 0.1)  # kept no longer: a broker gone by now would be seen
+            await flood(sink)
+            assert len(probes) == 2
+        finally:
+            await sink.close()
+
+    asyncio.run(attempt())
+
+
+@pytest.mark.integration
+def test_unreadiness_is_kept_a_moment_too_and_probed_again_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    probes = count_probes(monkeypatch)
+    closed = f"127.0.0.1:{free_port()}"
+
+    async def attempt() -> None:
+        sink = sink_for(closed, "audit")
+        try:
+            for _ in range(2):
+                for _ in range(10):
+                    with pytest.raises(SinkUnavailable, match=f"Kafka at {closed} is unreachable"):
+                        await sink.ready()
+                assert len(probes) == 1
+                await asyncio.sleep(READY_CACHE_S + 0.1)
+                probes.clear()
+        finally:
+            await sink.close()
+
+    asyncio.run(attempt())
 
 
 def test_a_delivery_settles_on_its_last_acknowledgement() -> None:
