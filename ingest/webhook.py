@@ -48,6 +48,9 @@ class IngestError(Exception):
     """Root of ingest errors."""
 
 
+SINK_UNAVAILABLE = "events not stored, retry later: the alert store or Kafka is unavailable (the log has the cause)"
+
+
 class SinkUnavailable(IngestError):
     """The sink cannot make events durable right now; the client should retry."""
 
@@ -220,7 +223,8 @@ def webhook_router(
             result = await accept(events, rejected.kept)
         except SinkUnavailable as exc:
             log.warning("batch of %d events not stored (answered 503, the sender retries): %s", len(events), exc)
-            raise _error(503, f"events not stored, retry later: {exc}", {"Retry-After": "5"}) from None
+            # not the cause's text: it may name the database's host and user, or the brokers; the log has it
+            raise _error(503, SINK_UNAVAILABLE, {"Retry-After": "5"}) from None
         failed = [*result.rejected, *result.refused]  # events the sink quarantined
         detector_failed = {r.origin for r in result.rejected}  # an event may have several entries
         refused = {r.origin for r in result.refused} - detector_failed

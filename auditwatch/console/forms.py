@@ -142,7 +142,7 @@ def console_forms(renderer: Renderer, policy: AccessPolicy) -> APIRouter:
     @router.post("/alerts/{alert_id}/false-positive")
     async def false_positive(request: Request, alert_id: str) -> Response:
         form = await checked_form(request)
-        with store_errors():
+        with store_errors(request):
             found = await run_in_threadpool(get_store(request).get_alert, alert_id)
         if found is None:
             raise ConsoleError(404, f"no alert {alert_id!r}")

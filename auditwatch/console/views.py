@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse
 from api.errors import CursorError, StoreError
 from api.queries import AlertFilter, has_nul
 from api.ranking import MAX_RANKED
-from api.routes import PageQuery, StoreDep
+from api.routes import STORE_UNAVAILABLE, PageQuery, StoreDep, log_unavailable
 from api.rule_exceptions import DEFAULT_FIELDS
 from api.triage import ALERT, STATUSES
 from auditwatch.console.catalogue import RuleInfo
@@ -37,14 +37,16 @@ STATUS_CHOICES = (
 
 
 @contextmanager
-def store_errors() -> Iterator[None]:
-    """Store errors as pages: a cursor the store did not make is a 400, a store that does not answer a 503."""
+def store_errors(request: Request) -> Iterator[None]:
+    """Store errors as pages: a cursor the store did not make is a 400, a store that does not answer a 503 (its
+    cause, which may name the database's host and user, goes to the log, as for REST)."""
     try:
         yield
     except CursorError as exc:
         raise ConsoleError(400, str(exc)) from None
     except StoreError as exc:
-        raise ConsoleError(503, f"the alert store does not answer: {exc}") from None
+        log_unavailable(request, "alert store unavailable (console pages answer 503)", exc)
+        raise ConsoleError(503, f"the {STORE_UNAVAILABLE}") from None
 
 
 def filter_params(query: Mapping[str, str]) -> dict[str, str | None]:
@@ -95,7 +97,7 @@ def console_pages(renderer: Renderer, rules: Mapping[str, RuleInfo]) -> APIRoute
         params = filter_params(request.query_params)
         flt = parse_filter(params)
         by_priority = params["order"] == PRIORITY
-        with store_errors():
+        with store_errors(request):
             if by_priority:
                 ranked = ranked_alerts(store, flt, PAGE_SIZE)
                 items, next_cursor, reasons, cursor = ranked.items, None, ranked.reasons, None
@@ -111,7 +113,7 @@ def console_pages(renderer: Renderer, rules: Mapping[str, RuleInfo]) -> APIRoute
 
     @router.get("/alerts/{alert_id}")
     def alert(request: Request, store: StoreDep, alert_id: str) -> HTMLResponse:
-        with store_errors():
+        with store_errors(request):
             found = store.get_alert(alert_id)
             if found is None:
                 raise ConsoleError(404, f"no alert {alert_id!r}")
@@ -127,7 +129,7 @@ def console_pages(renderer: Renderer, rules: Mapping[str, RuleInfo]) -> APIRoute
 
     @router.get("/alerts/{alert_id}/false-positive")
     def false_positive_form(request: Request, store: StoreDep, alert_id: str) -> HTMLResponse:
-        with store_errors():
+        with store_errors(request):
             found = store.get_alert(alert_id)
         if found is None:
             raise ConsoleError(404, f"no alert {alert_id!r}")
@@ -140,7 +142,7 @@ def console_pages(renderer: Renderer, rules: Mapping[str, RuleInfo]) -> APIRoute
     def principal(request: Request, store: StoreDep, name: str, cursor: str | None = None) -> HTMLResponse:
         if has_nul(name):  # no principal has one, and PostgreSQL refuses it in a query (a 503, retried for ever)
             raise ConsoleError(400, "a principal's name must not contain NUL characters")
-        with store_errors():
+        with store_errors(request):
             items, next_cursor = store.list_alerts(AlertFilter(user=name), limit=PAGE_SIZE, cursor=cursor)
             seen = principal_sightings(store, name)
         return renderer.page(
@@ -149,7 +151,7 @@ def console_pages(renderer: Renderer, rules: Mapping[str, RuleInfo]) -> APIRoute
 
     @router.get("/rules")
     def rule_list(request: Request, store: StoreDep) -> HTMLResponse:
-        with store_errors():
+        with store_errors(request):
             activity = rule_activity(store)
             exceptions = store.list_exceptions()
         by_rule: dict[str, list[dict[str, Any]]] = defaultdict(list)

@@ -13,7 +13,7 @@ from sqlalchemy import create_engine
 from api.store import AlertStore
 from auditwatch.server import create_api_app, create_ingest_app, create_serve_app
 from auditwatch.settings import Settings
-from ingest.webhook import SinkResult, SinkUnavailable
+from ingest.webhook import SINK_UNAVAILABLE, SinkResult, SinkUnavailable
 from tests.support.events import event_list, exec_event
 from tests.support.problems import problem_detail
 
@@ -82,9 +82,13 @@ def test_store_down_is_a_503_problem_with_retry_after(client: TestClient) -> Non
     store.engine.dispose()
     store.engine = create_engine("sqlite:////nonexistent-dir/x.db")  # the database went away
     resp = client.post("/audit/webhook", content=event_list([{**exec_event(), "auditID": "another-request"}]))
-    assert problem_detail(resp, 503).startswith("events not stored, retry later: ") and resp.headers["Retry-After"]
+    assert problem_detail(resp, 503) == SINK_UNAVAILABLE and resp.headers["Retry-After"]
     assert problem_detail(client.get("/api/v1/alerts"), 503)
     assert problem_detail(client.get("/readyz"), 503) == "alert store unavailable: database unreachable"
+    page = client.get("/")  # the console: a 503 page, as plain about its cause
+    assert page.status_code == 503 and "alert store unavailable: database unreachable" in page.text
+    for answer in (resp, page):  # the store's error names the database's path (a PostgreSQL one, host and user)
+        assert "nonexistent-dir" not in answer.text
 
 
 def test_access_refusals_are_problems(db_url: str) -> None:
