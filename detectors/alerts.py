@@ -11,7 +11,7 @@ from enum import IntEnum
 from typing import Any
 
 from detectors.events import AuditEvent
-from detectors.limits import truncate_event
+from detectors.limits import MAX_ALERT_TEXT_BYTES, cap_items, cap_key, cap_strings, cap_text, truncate_event
 from detectors.redact import redact_argv, redact_event, redact_string, redact_text_in
 
 DEFAULT_SUPPRESS_S = 3600.0
@@ -22,7 +22,7 @@ def group_key_of(event: AuditEvent, details: Mapping[str, Any] | None) -> str:
     Stored with the alert group, so it is built from redacted values (details are redacted by the caller)."""
     key = details.get("key") if details else None
     extra = "" if key is None else json.dumps(key, sort_keys=True, default=str)
-    return "\x1f".join((redact_string(event.principal) or "-", redact_string(event.namespace) or "-", extra))
+    return cap_key("\x1f".join((redact_string(event.principal) or "-", redact_string(event.namespace) or "-", extra)))
 
 
 class Severity(IntEnum):
@@ -149,13 +149,19 @@ def make_alert(
     """An alert on `event`. Everything taken from the event is redacted here, once for every rule format: the
     columns, the message (rendered from the event by the rule), the details (Falco's output and output_fields,
     the decoded exec `command`) and the event itself; the id comes from the raw event, so it stays the same.
-    The rule's `guidance` joins the details as written."""
-    clean = redact_string
+    Each is then capped (detectors.limits: a few KiB a string, the stored event 1 MiB), after redaction so that
+    no cut hides a credential from it. The rule's `guidance` joins the details as written."""
+
+    def clean(text: str) -> str:
+        return cap_text(redact_string(text))
+
     impersonated = event.impersonated_username
     safe_details = redact_text_in(dict(details or {}))
     executed = event.get("$exec")
     if executed:
         safe_details["command"] = redact_argv(executed["command"])
+    group_key = group_key_of(event, safe_details)  # of the whole key: values cut alike stay apart
+    safe_details = cap_strings(safe_details)
     if guidance is not None:
         safe_details.update(guidance.details())
     return Alert(
@@ -164,14 +170,14 @@ def make_alert(
         rule_name=rule_name,
         severity=severity,
         mitre=mitre,
-        message=clean(message),
+        message=cap_text(redact_string(message), MAX_ALERT_TEXT_BYTES),
         event_time=event.time,
         audit_id=clean(event.audit_id),
         stage=clean(event.stage),
         user=clean(event.username),
-        groups=tuple(clean(g) for g in event.groups),
+        groups=cap_items(event.groups, redact_string),
         impersonated_user=None if impersonated is None else clean(impersonated),
-        source_ips=tuple(clean(ip) for ip in event.source_ips),
+        source_ips=cap_items(event.source_ips, redact_string),
         user_agent=clean(event.user_agent),
         verb=clean(event.verb),
         resource=clean(event.resource),
@@ -181,6 +187,6 @@ def make_alert(
         origin=event.origin,  # ours: the file and line, or the webhook item
         event=truncate_event(redact_event(event.raw)),  # the stored copy: at most MAX_STORED_EVENT_BYTES
         details=safe_details,
-        group_key=group_key_of(event, safe_details),
+        group_key=group_key,
         suppress_s=suppress_s,
     )

@@ -15,8 +15,9 @@ is the text as received (a line, a body holding the event) or, inside a larger b
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -179,3 +180,76 @@ def truncate_event(raw: Mapping[str, Any], max_bytes: int = MAX_STORED_EVENT_BYT
     kept = {key: _cut(event[key]) for key in _KEPT_WHEN_CUT if key in event}
     kept["annotations"] = {**_cut(marked), TRUNCATED_ANNOTATION: "true"}
     return kept
+
+
+# --- the alert's own fields ----------------------------------------------------------------------------------
+
+# An alert copies values of its event into columns, its message and details (and so into notifications): each
+# is cut once per alert, not per event. The apiserver bounds a name (253) and a namespace (63) but not a
+# username, a user agent or a client-chosen auditID; PostgreSQL refuses a btree index entry over 2704 bytes, and
+# alerts.user_name and alert_groups.group_key are indexed.
+MAX_ALERT_FIELD_BYTES = 2048  # a column taken from the event (user, name, user agent...), as UTF-8
+MAX_ALERT_TEXT_BYTES = 8192  # the message, and each string of the details (a Falco output, a command)
+MAX_ALERT_ITEMS = 256  # entries kept of a list (groups, source IPs, an argv) or of an object in the details
+MAX_GROUP_KEY_BYTES = 1024  # the group key: beyond it, a prefix and a digest of the whole (never shown)
+_TRUNCATED_TEXT = "…<truncated {} bytes>"
+
+
+def cap_text(text: str, max_bytes: int = MAX_ALERT_FIELD_BYTES) -> str:
+    """`text` if its UTF-8 fits in `max_bytes`, else the longest prefix that fits with a visible mark of what
+    was cut (`…<truncated N bytes>`, N counting UTF-8 bytes of the original)."""
+    if len(text) * 4 <= max_bytes:  # UTF-8 takes at most 4 bytes a character: most values are not encoded
+        return text
+    data = text.encode("utf-8", "surrogatepass")  # a lone surrogate (json module's decoding) is dropped below
+    if len(data) <= max_bytes:
+        return text
+    room = max_bytes - len(_TRUNCATED_TEXT.format(len(data)).encode())
+    kept = data[:room].decode("utf-8", "ignore")  # a character cut in two is dropped
+    return kept + _TRUNCATED_TEXT.format(len(data) - len(kept.encode()))
+
+
+def cap_items(values: Sequence[str], clean: Callable[[str], str]) -> tuple[str, ...]:
+    """At most MAX_ALERT_ITEMS of the strings, each `clean`ed (only those kept) and capped; a last entry then
+    says how many were left out."""
+    kept = tuple(cap_text(clean(v)) for v in values[:MAX_ALERT_ITEMS])
+    if len(values) > MAX_ALERT_ITEMS:
+        kept += (f"…<truncated {len(values) - MAX_ALERT_ITEMS} more>",)
+    return kept
+
+
+def cap_strings(value: Any, max_bytes: int = MAX_ALERT_TEXT_BYTES) -> Any:
+    """A copy of JSON-like `value` with every string (keys too) capped and at most MAX_ALERT_ITEMS entries of
+    every list and object (a last entry then says how many were left out); level by level, no recursion."""
+    root: list[Any] = [None]
+    pending: list[tuple[Any, Any, Any]] = [(value, root, 0)]  # (source, parent, key in parent)
+    while pending:
+        source, parent, key = pending.pop()
+        if type(source) is str:
+            parent[key] = cap_text(source, max_bytes)
+        elif isinstance(source, Mapping):
+            copy: dict[Any, Any] = {}
+            parent[key] = copy
+            for k, v in list(source.items())[:MAX_ALERT_ITEMS]:
+                pending.append((v, copy, cap_text(k, max_bytes) if type(k) is str else k))
+            if len(source) > MAX_ALERT_ITEMS:
+                copy["…"] = f"<truncated {len(source) - MAX_ALERT_ITEMS} more>"
+        elif type(source) is list or type(source) is tuple:
+            items: list[Any] = [None] * min(len(source), MAX_ALERT_ITEMS)
+            parent[key] = items
+            pending.extend((v, items, i) for i, v in enumerate(source[:MAX_ALERT_ITEMS]))
+            if len(source) > MAX_ALERT_ITEMS:
+                items.append(f"…<truncated {len(source) - MAX_ALERT_ITEMS} more>")
+        else:
+            parent[key] = source
+    return root[0]
+
+
+def cap_key(key: str, max_bytes: int = MAX_GROUP_KEY_BYTES) -> str:
+    """A group key within `max_bytes` of UTF-8: the key itself, or a prefix and a digest of the whole, so that
+    keys that differ only past the cut stay apart."""
+    if len(key) * 4 <= max_bytes:
+        return key
+    data = key.encode("utf-8", "surrogatepass")
+    if len(data) <= max_bytes:
+        return key
+    return data[: max_bytes - 33].decode("utf-8", "ignore") + "~" + hashlib.sha256(data).hexdigest()[:32]

@@ -26,6 +26,7 @@ from detectors.base import Detector, EventClock, Stateful, StateSized, Transacti
 from detectors.errors import RuleError
 from detectors.events import AuditEvent
 from detectors.fieldpath import PathError, compile_path
+from detectors.limits import MAX_ALERT_TEXT_BYTES, cap_strings, cap_text
 from detectors.redact import redact_text_in
 from detectors.rules.baseline_table import HabitTable, Key, Observation, network_of
 from detectors.rules.conditions import Predicate, compile_condition
@@ -215,10 +216,11 @@ class Baselined:
             note = f"{context['state']} ({context['kind']})"
         if reasons:
             note += f"; {', '.join(reasons)}"
+        tail = cap_text(f" [baseline: {note}]", MAX_ALERT_TEXT_BYTES // 4)  # the note stays in a capped message
         # habits and pages fold into alert groups of their own: a page must not hide in a group of info alerts
         return dataclasses.replace(
-            alert, severity=severity, message=f"{alert.message} [baseline: {note}]",
-            details={**alert.details, "baseline": redact_text_in(context)},
+            alert, severity=severity, message=cap_text(alert.message, MAX_ALERT_TEXT_BYTES - len(tail.encode())) + tail,
+            details={**alert.details, "baseline": cap_strings(redact_text_in(context))},  # capped as make_alert does
             group_key=f"{alert.group_key}\x1f{'page' if reasons else 'habit'}",
         )  # fmt: skip
 

@@ -15,6 +15,7 @@ from detectors.alerts import Alert, Severity
 from detectors.base import Detector
 from detectors.errors import RuleErrors
 from detectors.events import AuditEvent
+from detectors.limits import MAX_ALERT_TEXT_BYTES
 from detectors.loading.formats import LoadOptions
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
@@ -169,6 +170,18 @@ def test_without_learning_the_first_time_pages_at_once() -> None:
     feed = Feed(rule("pod-exec-attach", learning_days=0))
     assert one(feed(exec_by("dana@example.com", "payments"), 0)).severity is Severity.MEDIUM
     assert one(feed(exec_by("dana@example.com", "payments"), 0.1)).severity is Severity.INFO
+
+
+def test_the_baselines_note_and_context_are_capped_as_the_alert_is() -> None:
+    """The note names the principal: a 100 KB username must not make the message or the details unbounded."""
+    feed = Feed(rule("pod-exec-attach", learning_days=0))
+    user = "u" * 100_000
+    alert = one(feed(exec_by(user, "payments"), 0))
+    assert alert.severity is Severity.MEDIUM and "[baseline: first exec" in alert.message
+    assert len(alert.message.encode()) <= MAX_ALERT_TEXT_BYTES and alert.message.startswith("u" * 1000)
+    assert alert.message.endswith(" bytes>") and "bytes> [baseline: first exec payments for uuu" in alert.message
+    key = alert.details["baseline"]["key"]["$principal"]
+    assert len(key.encode()) <= MAX_ALERT_TEXT_BYTES and key.startswith("u" * 1000) and key.endswith(" bytes>")
 
 
 def test_the_baseline_round_trips_through_json_and_a_rolled_back_batch_leaves_no_trace() -> None:

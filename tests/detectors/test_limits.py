@@ -11,15 +11,22 @@ from typing import Any
 import orjson
 import pytest
 
-from detectors.alerts import Severity, make_alert
+from detectors.alerts import Alert, Severity, alert_id, make_alert
 from detectors.errors import EventError
 from detectors.events import MAX_KEPT_REJECTED, AuditEvent, Rejections, parse_body, split_document
 from detectors.limits import (
+    MAX_ALERT_FIELD_BYTES,
+    MAX_ALERT_ITEMS,
+    MAX_ALERT_TEXT_BYTES,
     MAX_EVENT_BYTES,
     MAX_EVENT_DEPTH,
+    MAX_GROUP_KEY_BYTES,
     MAX_STORED_EVENT_BYTES,
     ORJSON_MAX_DEPTH,
     TRUNCATED_ANNOTATION,
+    cap_key,
+    cap_strings,
+    cap_text,
     cut_deep,
     depth_exceeds,
     loads_bounded,
@@ -222,3 +229,67 @@ def test_metadata_too_large_for_the_cap_is_cut_short() -> None:
     assert stored["auditID"] == event["auditID"] and stored["responseStatus"] == {"code": 500}
     assert "unknownField" not in stored and len(stored["user"]["groups"]) == 10
     assert validate_event(stored) is None
+
+
+# --- the alert's own fields -------------------------------------------------------------------------------
+
+
+def test_a_text_within_the_cap_is_kept_as_it_is() -> None:
+    for text in ("", "alice@example.com", "é" * (MAX_ALERT_FIELD_BYTES // 2), "x" * MAX_ALERT_FIELD_BYTES):
+        assert cap_text(text) is text
+
+
+@pytest.mark.parametrize("unit", ["x", "é", "€", "😀"])  # 1 to 4 bytes in UTF-8
+def test_a_longer_text_is_cut_at_a_character_and_says_how_many_bytes_went(unit: str) -> None:
+    text = unit * 1_000_000
+    capped = cap_text(text)
+    data = capped.encode()
+    assert MAX_ALERT_FIELD_BYTES - 4 < len(data) <= MAX_ALERT_FIELD_BYTES
+    kept, mark = capped.split("…<truncated ")
+    assert kept == unit * len(kept) and text.startswith(kept)
+    assert mark == f"{len(text.encode()) - len(kept.encode())} bytes>"
+    assert cap_text(capped) == capped  # a stored alert read back is not cut again
+    assert len(cap_text(text, MAX_ALERT_TEXT_BYTES).encode()) <= MAX_ALERT_TEXT_BYTES
+
+
+def test_details_keep_their_shape_with_strings_and_entries_capped() -> None:
+    small = {"output": "ok", "output_fields": {"ka.user.name": "alice"}, "tags": ["k8s"], "n": 3, "none": None}
+    assert cap_strings(small) == small
+    big = {"output": "y" * 100_000, "command": ["sh"] * 1000, "fields": {f"f{i}": i for i in range(1000)}}
+    capped = cap_strings(big)
+    assert len(capped["output"].encode()) <= MAX_ALERT_TEXT_BYTES and capped["output"].endswith(" bytes>")
+    assert capped["command"][:MAX_ALERT_ITEMS] == ["sh"] * MAX_ALERT_ITEMS
+    assert capped["command"][MAX_ALERT_ITEMS:] == [f"…<truncated {1000 - MAX_ALERT_ITEMS} more>"]
+    assert len(capped["fields"]) == MAX_ALERT_ITEMS + 1 and capped["fields"]["…"] == "<truncated 744 more>"
+    assert len(big["output"]) == 100_000  # not modified
+
+
+def test_long_group_keys_are_bounded_and_stay_apart() -> None:
+    assert cap_key("alice\x1fpayments\x1f") == "alice\x1fpayments\x1f"
+    one, two = "a" * 5000 + "1", "a" * 5000 + "2"
+    assert cap_key(one) != cap_key(two) and cap_key(one) == cap_key(one)
+    assert len(cap_key("é" * 5000).encode()) <= MAX_GROUP_KEY_BYTES
+
+
+def alert_by(username: str) -> Alert:
+    """An alert whose message, details and group key all carry the username, as rules' do."""
+    event = exec_event()
+    event["user"] = {"username": username, "groups": [f"g{i}" for i in range(10_000)]}
+    event["userAgent"] = "kubectl/" + "k" * 1_000_000
+    event["sourceIPs"] = ["10.0.0.1"] * 1000
+    return make_alert(rule_id="r", rule_name="R", severity=Severity.HIGH, mitre=(), message=f"exec by {username}",
+                      event=AuditEvent(event, "webhook#items[0]"),
+                      details={"output": f"user={username}", "key": {"user": username}})  # fmt: skip
+
+
+def test_an_alert_on_an_event_with_a_huge_username_is_bounded_and_keeps_its_id() -> None:
+    alert = alert_by("mallory-" + "m" * 3_000_000)
+    assert alert.id == alert_id("r", AuditEvent(exec_event()))  # the id does not depend on the cut values
+    assert alert.user.startswith("mallory-mmm") and alert.user.endswith(" bytes>")
+    for value in (alert.user, alert.user_agent, *alert.groups, *alert.source_ips):
+        assert len(value.encode()) <= MAX_ALERT_FIELD_BYTES
+    assert len(alert.groups) == len(alert.source_ips) == MAX_ALERT_ITEMS + 1
+    assert len(alert.message.encode()) <= MAX_ALERT_TEXT_BYTES and alert.message.endswith(" bytes>")
+    assert len(orjson.dumps(alert.details)) < 3 * MAX_ALERT_TEXT_BYTES
+    assert len(alert.group_key.encode()) <= MAX_GROUP_KEY_BYTES
+    assert alert_by("mallory-" + "m" * 3_000_001).group_key != alert.group_key  # alike as far as the cut
