@@ -29,6 +29,7 @@ UTF8_BOM = b"\xef\xbb\xbf"
 MAX_LINE_BYTES = 16 * 1024 * 1024
 MAX_SKIPPED_BYTES = 256 * 1024 * 1024
 MAX_DOCUMENT_BYTES = 128 * 1024 * 1024  # a file read as one JSON document, as much as one webhook body
+MAX_GZIP_LAYERS = 3  # a log gzipped twice and a gzipped Firehose object take two; more is no archive we know
 _SKIP_CHUNK = 1024 * 1024
 # What ends the reading of a file early (what was read is kept; the rest is one reject)
 UNREADABLE = (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError, zlib.error, csv.Error)
@@ -100,12 +101,22 @@ class _GzipReader(io.BufferedReader):
 
 
 def open_archive(name: str) -> io.BufferedReader:
-    """A file (or stdin for `-`), decompressed when it is gzip: told by its magic bytes, not by its name."""
+    """A file (or stdin for `-`), decompressed when it is gzip: told by its magic bytes, not by its name. Gzip
+    inside gzip (a log compressed twice, a Firehose object of gzipped CloudWatch subscription data) is
+    inflated again, up to MAX_GZIP_LAYERS; every layer is streamed, so the readers' limits bound them all."""
     raw: Any = sys.stdin.buffer if name == STDIN else open(name, "rb", buffering=HEAD)  # noqa: SIM115
     buffered: io.BufferedReader = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw, HEAD)
-    if buffered.peek(2)[:2] == GZIP_MAGIC:
-        return _GzipReader(buffered)
-    return buffered
+    try:
+        for _ in range(MAX_GZIP_LAYERS):
+            if buffered.peek(2)[:2] != GZIP_MAGIC:
+                return buffered
+            buffered = _GzipReader(buffered)
+        if buffered.peek(2)[:2] != GZIP_MAGIC:
+            return buffered
+        raise gzip.BadGzipFile(f"gzip inside gzip more than {MAX_GZIP_LAYERS} layers deep")
+    except BaseException:
+        buffered.close()
+        raise
 
 
 class _Prefixed(io.RawIOBase):
@@ -215,11 +226,9 @@ def skip_line(stream: io.BufferedReader) -> bool:
 
 
 def read_document(stream: io.BufferedReader) -> bytes | None:
-    """The whole (rest of the) stream, gzip inside it inflated; None when it is over MAX_DOCUMENT_BYTES."""
+    """The whole (rest of the) stream (inflated: `open_archive`); None when it is over MAX_DOCUMENT_BYTES."""
     data = stream.read(MAX_DOCUMENT_BYTES + 1)
-    if len(data) > MAX_DOCUMENT_BYTES:
-        return None
-    return inflate(data, MAX_DOCUMENT_BYTES) if data[:2] == GZIP_MAGIC else data
+    return None if len(data) > MAX_DOCUMENT_BYTES else data
 
 
 def inflate(data: bytes, limit: int) -> bytes | None:

@@ -68,8 +68,6 @@ def detect_format(head: bytes) -> tuple[str, bool]:
         return "cloudwatch-insights", False
     if _S3_LINE.match(text):
         return "cloudwatch-s3", False
-    if text.startswith(GZIP_MAGIC):  # gzip inside gzip: Firehose objects of CloudWatch subscription data
-        return "cloudwatch-subscription", True
     end = text.find(b"\n")
     first = text if end < 0 else text[:end]
     try:

@@ -43,7 +43,6 @@ from ingest.archives.files import (
     read_document,
     skip_line,
 )
-from ingest.archives.formats import GZIP_MAGIC
 from ingest.archives.normalise import micro_time
 
 Batch = tuple[list[AuditEvent], Rejections]
@@ -250,7 +249,7 @@ def read_records(stream: io.BufferedReader, label: str, fmt: str, whole: bool, c
     """Read one file of a known format: (events, rejected) per record, lines and skipped records counted.
 
     `whole` (from `detect_format`) reads the file as one JSON document (or several concatenated)."""
-    if whole or (fmt == "cloudwatch-subscription" and stream.peek(2)[:2] == GZIP_MAGIC):
+    if whole:
         return _whole_document(stream, label, fmt, counters)
     if fmt == "apiserver":
         return _apiserver_lines(stream, label, counters)

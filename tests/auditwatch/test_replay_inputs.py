@@ -4,6 +4,8 @@ with file:line while every good line is still detected (exit 0)."""
 
 from __future__ import annotations
 
+import functools
+import gzip
 import io
 import os
 import sqlite3
@@ -18,6 +20,7 @@ import pytest
 from api.store import AlertStore
 from detectors.alerts import Alert
 from detectors.events import AuditEvent
+from ingest.archives.files import MAX_GZIP_LAYERS
 from tests.support.cli import CliRun, RunCli
 from tests.support.events import exec_event
 from tests.support.paths import SCENARIO
@@ -181,6 +184,22 @@ def test_poison_lines_are_rejected_with_file_and_line_and_every_good_line_alerts
     for n in range(2, 2 * len(poison) + 1, 2):
         assert f"  {path}:{n}: " in result.err
     assert f"rejected: {len(poison)} (the first 100 per 50,000 events kept in the quarantine table)" in result.err
+
+
+def test_a_log_gzipped_twice_is_read_as_the_log_it_is(tmp_path: Path, run_cli: RunCli) -> None:
+    """`gzip audit.log.gz` once more (or a tool that compresses what it ships): inflated again, not taken for
+    Firehose data; past MAX_GZIP_LAYERS, the file is one reject that names it."""
+    log = b"".join(attack(n) + b"\n" for n in range(5))
+    twice = tmp_path / "audit.log.gz.gz"
+    twice.write_bytes(gzip.compress(gzip.compress(log)))
+    db = tmp_path / "a.db"
+    result = run_cli("replay", str(twice), "--output", "-", "--db", f"sqlite:///{db}")
+    assert_every_good_line_alerted(result, twice, [1, 2, 3, 4, 5], db)
+    deep = tmp_path / "audit.log.gz4"
+    deep.write_bytes(functools.reduce(lambda data, _: gzip.compress(data), range(MAX_GZIP_LAYERS + 1), log))
+    result = run_cli("replay", str(deep), "--output", "-", "--db", f"sqlite:///{db}")
+    assert result.code == INPUT_PROBLEM and "Traceback" not in result.err
+    assert f"{deep}:1: cannot read: gzip inside gzip more than {MAX_GZIP_LAYERS} layers deep" in result.err
 
 
 class CrashOn:
