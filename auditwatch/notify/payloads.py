@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -91,36 +92,55 @@ def falcosidekick_event(row: Any) -> bytes:
     return orjson.dumps(falco_json(alert_from_row(row)))
 
 
-def _slack_escape(text: str) -> str:
-    """Slack reads `<...>` as links and mentions (`<!channel>`): event values must not become either."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+# Line breaks and other control characters: a blank line would end a code span (and start Markdown blocks)
+_BREAKS = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]+")
+
+
+def _plain(text: str) -> str:
+    """Text that Slack and Mattermost show without acting on it: `<`, `>` and `&` escaped (Slack reads `<...>`
+    as links and mentions, and Mattermost turns `<!channel>` into `@channel`), on one line, and a zero-width
+    space after every `@`, so that `@channel`, `@here`, `@all` or `@someone` notify nobody."""
+    text = _BREAKS.sub(" ", text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("@", "@\u200b")
+
+
+def _code(text: str) -> str:
+    """An event value as an inline code span: neither Mattermost's Markdown nor Slack's mrkdwn formats
+    anything in one (no link, image, emphasis, strike, bare URL); a backtick, which would end it, becomes ˋ."""
+    return f"`{_plain(text.replace('`', 'ˋ'))}`"
 
 
 def slack_message(row: Any, *, link: str | None, descriptions: Mapping[str, str]) -> bytes:
     """An incoming-webhook message: a `text` fallback and one legacy attachment (Slack and Mattermost render
-    both; Mattermost ignores Block Kit)."""
+    both; Mattermost ignores Block Kit). What the event says (the message, principal, request, addresses,
+    command) goes in code spans, `_code`; the rule's own texts are `_plain`."""
     m = row._mapping
     details = m["details"] or {}
     severity = Severity.parse(m["severity"]).label
     obj = "/".join(p for p in (m["resource"], m["subresource"]) if p)
     where = "/".join(p for p in (m["namespace"], m["name"]) if p)
-    fields = [
-        ("Severity", severity), ("Principal", m["impersonated_user"] or m["user_name"]), ("Namespace", m["namespace"]),
+    from_event = [
+        ("Principal", m["impersonated_user"] or m["user_name"]), ("Namespace", m["namespace"]),
         ("Request", f"{m['verb']} {obj} {where}".strip()), ("Source IPs", ", ".join(m["source_ips"] or ())),
-        ("MITRE ATT&CK", ", ".join(m["mitre"] or ())), ("About the rule", descriptions.get(m["rule_id"], "")[:300]),
         ("Command", " ".join(details.get("command") or ())[:300]),  # the decoded exec command, redacted
+    ]  # fmt: skip
+    from_rule = [
+        ("MITRE ATT&CK", ", ".join(m["mitre"] or ())), ("About the rule", descriptions.get(m["rule_id"], "")[:300]),
         ("What to do", str(details.get("response") or "")[:500]),  # the rule's response advice
     ]  # fmt: skip
+    fields = [("Severity", severity, severity), *((t, v, _code(v)) for t, v in from_event if v),
+              *((t, v, _plain(v)) for t, v in from_rule if v)]  # fmt: skip
     attachment: dict[str, Any] = {
-        "fallback": _slack_escape(f"[{severity}] {m['rule_name']}: {m['message']}"),
+        "fallback": _plain(f"[{severity}] {m['rule_name']}: {m['message']}"),  # notifications: not formatted
         "color": COLOURS.get(severity, COLOURS["info"]),
-        "title": _slack_escape(m["rule_name"]),
-        "text": _slack_escape(m["message"]),
-        "fields": [{"title": t, "value": _slack_escape(v), "short": len(v) < 40} for t, v in fields if v],
-        "footer": _slack_escape(f"auditwatch · {m['rule_id']}"),
+        "title": _plain(m["rule_name"]),
+        "text": _code(m["message"]),
+        "fields": [{"title": t, "value": shown, "short": len(v) < 40} for t, v, shown in fields],
+        "footer": _plain(f"auditwatch · {m['rule_id']}"),
         "ts": int(utc(m["event_time"]).timestamp()),
+        "mrkdwn_in": ["text", "fields"],  # Slack then renders the code spans, as Mattermost always does
     }
     if link:
         attachment["title_link"] = link
-    text = _slack_escape(f"auditwatch {severity} alert: {m['rule_name']}")
+    text = _plain(f"auditwatch {severity} alert: {m['rule_name']}")
     return orjson.dumps({"text": text, "attachments": [attachment]})

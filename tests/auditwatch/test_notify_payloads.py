@@ -30,6 +30,7 @@ from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from tests.support.alerts import alerts
 from tests.support.events import exec_event
+from tests.support.hostile import check_inert_slack_message, hostile_exec_event
 from tests.support.receivers import Received, falcosidekick_problems, verify_signature
 
 
@@ -117,6 +118,16 @@ def test_slack_message_escapes_what_the_event_says(sqlite_store: AlertStore) -> 
     assert fields["Severity"] == "high" and fields["About the rule"] == "D" and fields["MITRE ATT&CK"] == "T1609"
 
 
+def test_slack_message_makes_markdown_and_mentions_in_event_values_inert(sqlite_store: AlertStore) -> None:
+    """Slack's mrkdwn and Mattermost's Markdown: event values (the principal, object name, command, addresses
+    and the message built from them) are code spans that nothing ends, and no `@` notifies anyone."""
+    raw = hostile_exec_event()
+    (alert,) = [a for a in Pipeline(load_rules(["builtin"])).process(AuditEvent(raw=raw)) if a.rule_id == "pod-exec-attach"]
+    sqlite_store.write([alert])
+    row, _ = stored(sqlite_store, alert.id)
+    check_inert_slack_message(orjson.loads(slack_message(row, link=None, descriptions={"pod-exec-attach": "D"})))
+
+
 def test_slack_message_tells_what_to_do_and_the_decoded_command(sqlite_store: AlertStore) -> None:
     (rule,) = [r for r in load_rules(["builtin"]) if r.id == "pod-exec-attach"]
     (alert,) = [a for a in Pipeline([rule]).process(AuditEvent(raw=exec_event())) if a.rule_id == "pod-exec-attach"]
@@ -124,7 +135,7 @@ def test_slack_message_tells_what_to_do_and_the_decoded_command(sqlite_store: Al
     row, _ = stored(sqlite_store, alert.id)
     sent = orjson.loads(slack_message(row, link=None, descriptions={}))
     fields = {f["title"]: f["value"] for f in sent["attachments"][0]["fields"]}
-    assert fields["Command"] == " ".join(alert.details["command"]) and fields["Command"]
+    assert fields["Command"] == f"`{' '.join(alert.details['command'])}`" and alert.details["command"]
     assert fields["What to do"] == alert.details["response"][:500] and fields["What to do"]
 
 

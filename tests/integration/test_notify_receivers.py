@@ -13,7 +13,11 @@ from api.outbox import Outbox
 from api.store import AlertStore
 from auditwatch.notify.config import SinkConfig
 from auditwatch.notify.sender import Sender
+from detectors.events import AuditEvent
+from detectors.pipeline import Pipeline
+from detectors.registry import load_rules
 from tests.support.alerts import live_alerts
+from tests.support.hostile import check_inert_slack_message, hostile_exec_event
 from tests.support.receivers import Receiver, falcosidekick_problems, verify_signature
 from tests.support.sending import until, with_sender
 
@@ -82,6 +86,20 @@ def test_webhook_falcosidekick_and_slack_receive_every_alert(
     for sink in sender.sinks:
         assert {d["status"] for d in deliveries(sqlite_store, sink.name).values()} == {"delivered"}
         assert sender.stats[sink.name].delivered == 6 and sender.stats[sink.name].errors == 0
+
+
+def test_slack_receives_hostile_event_values_inert(sqlite_store: AlertStore, receivers: list[Receiver]) -> None:
+    slack = start(receivers)
+    event = AuditEvent(raw=hostile_exec_event())
+    found = [a for a in Pipeline(load_rules(["builtin"])).process(event) if a.rule_id == "pod-exec-attach"]
+
+    async def body(sender: Sender, sinks: list[SinkConfig]) -> None:
+        await asyncio.to_thread(sqlite_store.write, found, routes=sender.routes())
+        await until("the message", lambda: len(slack.requests()) == 1)
+
+    with_sender(sqlite_store, [f"slack={slack.url}/services/T0/B0/XXXXsecret"], body)
+    (request,) = slack.requests()
+    check_inert_slack_message(request.json())
 
 
 def test_a_receiver_that_goes_down_gets_everything_once_it_is_back(
