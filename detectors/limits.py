@@ -230,7 +230,9 @@ def cap_strings(value: Any, max_bytes: int = MAX_ALERT_TEXT_BYTES) -> Any:
             copy: dict[Any, Any] = {}
             parent[key] = copy
             for k, v in list(source.items())[:MAX_ALERT_ITEMS]:
-                pending.append((v, copy, cap_text(k, max_bytes) if type(k) is str else k))
+                capped = cap_text(k, max_bytes) if type(k) is str else k
+                copy[capped] = None  # the keys in their order: the values are filled in later, last first
+                pending.append((v, copy, capped))
             if len(source) > MAX_ALERT_ITEMS:
                 copy["…"] = f"<truncated {len(source) - MAX_ALERT_ITEMS} more>"
         elif type(source) is list or type(source) is tuple:

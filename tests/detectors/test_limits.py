@@ -254,7 +254,7 @@ def test_a_longer_text_is_cut_at_a_character_and_says_how_many_bytes_went(unit: 
 
 def test_details_keep_their_shape_with_strings_and_entries_capped() -> None:
     small = {"output": "ok", "output_fields": {"ka.user.name": "alice"}, "tags": ["k8s"], "n": 3, "none": None}
-    assert cap_strings(small) == small
+    assert cap_strings(small) == small and list(cap_strings(small)) == list(small)  # in order: rules rank keys
     big = {"output": "y" * 100_000, "command": ["sh"] * 1000, "fields": {f"f{i}": i for i in range(1000)}}
     capped = cap_strings(big)
     assert len(capped["output"].encode()) <= MAX_ALERT_TEXT_BYTES and capped["output"].endswith(" bytes>")
