@@ -89,8 +89,11 @@ class PageQuery:
         since: Annotated[str | None, Query(description=f"At or after this time ({TIME_HELP})")] = None,
         until: Annotated[str | None, Query(description=f"Before this time ({TIME_HELP})")] = None,
         status: Annotated[
-            str | None, Query(description="Triage status: open, acknowledged, resolved, false_positive; "
-                              "several comma-separated (open,acknowledged)")
+            str | None,
+            Query(
+                description="Triage status: open, acknowledged, resolved, false_positive; "
+                "several comma-separated (open,acknowledged)"
+            ),
         ] = None,
         assignee: str | None = None,
         group: Annotated[str | None, Query(description="An alert group's id: its alerts; for groups, it")] = None,

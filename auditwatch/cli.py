@@ -155,8 +155,13 @@ def _ingest_parser(sub: Any) -> None:
         help="drop RequestReceived events whose request has a later stage in the same batch (they add nothing); "
         "default: keep every event. Env: AUDITWATCH_DROP_REQUEST_RECEIVED",
     )  # fmt: skip
-    ingest.add_argument("--workers", type=int, default=1, help="worker processes sharing the port, each with its "
-                        "own Kafka producers and /metrics (default 1: one process is CPU-bound near one core)")
+    ingest.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the port, each with its "
+        "own Kafka producers and /metrics (default 1: one process is CPU-bound near one core)",
+    )
     listener_options(ingest, 8080)
     webhook_options(ingest)
     ingest.set_defaults(func=cmd_ingest, default_log_level="info")

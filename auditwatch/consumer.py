@@ -291,7 +291,9 @@ class Consumer:
         return Detected(results, offsets, checkpointed, events_seen, rejected.total, failed_origins)
 
     async def _process(
-        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        self,
+        consumer: AIOKafkaConsumer,
+        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
         phases: Phases,
     ) -> None:
         started = time.perf_counter()

@@ -233,9 +233,7 @@ def replay(
     return stats
 
 
-def _suppress(
-    exceptions: LiveExceptions, alerts: list[Alert], hits: dict[str, int], stats: ReplayStats
-) -> list[Alert]:
+def _suppress(exceptions: LiveExceptions, alerts: list[Alert], hits: dict[str, int], stats: ReplayStats) -> list[Alert]:
     """The alerts no exception matches; the others are added to `hits` and counted as suppressed."""
     kept, new_hits = exceptions.split(alerts)
     for exception_id, count in new_hits.items():
@@ -310,7 +308,8 @@ def format_summary(stats: ReplayStats, *, stored: bool, published_to: str | None
         lines.append(f"rejected: {stats.rejected:,}" + (" (sent to the dead-letter topic)" if stats.rejected else ""))
     else:
         lines += [
-            f"alerts: {stats.alerts:,}" + (f" ({stats.new_alerts:,} new in the store)" if stored else "")
+            f"alerts: {stats.alerts:,}"
+            + (f" ({stats.new_alerts:,} new in the store)" if stored else "")
             + (f"; {stats.suppressed:,} suppressed by rule exceptions" if stats.suppressed else ""),
             f"rejected: {stats.rejected:,}" + (QUARANTINED if stored and stats.rejected else ""),
         ]

@@ -79,7 +79,9 @@ def _add_webhook(app: FastAPI, sink: BatchSink, settings: Settings, metrics: Met
     """The webhook's routes, its batches observed and its responses counted (outside the access check)."""
     app.include_router(
         webhook_router(
-            sink, max_body_bytes=settings.max_body_bytes, body_read_timeout_s=settings.body_read_timeout_s,
+            sink,
+            max_body_bytes=settings.max_body_bytes,
+            body_read_timeout_s=settings.body_read_timeout_s,
             observer=metrics.events,
         )  # fmt: skip
     )
@@ -129,8 +131,13 @@ def create_serve_app(
     sender = None
     if sinks:
         public_url = settings.public_url or base_url(settings)
-        sender = Sender(store.engine, sinks, public_url=public_url, descriptions=rule_descriptions(pipeline.detectors),
-                        responses=rule_responses(pipeline.detectors))
+        sender = Sender(
+            store.engine,
+            sinks,
+            public_url=public_url,
+            descriptions=rule_descriptions(pipeline.detectors),
+            responses=rule_responses(pipeline.detectors),
+        )
     metrics = Metrics.for_detection(pipeline, sender)
     sink = EmbeddedSink(
         pipeline,

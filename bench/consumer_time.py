@@ -80,7 +80,8 @@ class ConsumerClock:
     def read(self, logs: dict[str, Path]) -> dict[str, ConsumerTime]:
         seconds = max(self._stopped[1] - self._started[1], 1e-9)
         return {
-            name: ConsumerTime(batch_phases(logs[name], self._started[0], self._stopped[0]),
-                               self._delays[name] / seconds, seconds)  # fmt: skip
+            name: ConsumerTime(
+                batch_phases(logs[name], self._started[0], self._stopped[0]), self._delays[name] / seconds, seconds
+            )  # fmt: skip
             for name in self.pids
         }

@@ -196,7 +196,15 @@ def _replay(
                 rtype, features = types.get(al.rule_id, "?"), _features(al.details)
                 principal = al.user or (al.source_ips[-1] if al.source_ips else "")
                 rec = AlertRec(
-                    ts, int(al.severity), al.rule_id, rtype, al.audit_id, cid, al.user, features, principal,
+                    ts,
+                    int(al.severity),
+                    al.rule_id,
+                    rtype,
+                    al.audit_id,
+                    cid,
+                    al.user,
+                    features,
+                    principal,
                     context_only(al.details),
                 )
                 found.append(rec)

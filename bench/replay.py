@@ -108,8 +108,13 @@ def main() -> None:
     )
     parser.add_argument("--events", type=at_least(1), default=200_000, help="events to generate (default 200000)")
     parser.add_argument("--repeat", type=at_least(1), default=3, help="runs of each measurement; the medians count")
-    parser.add_argument("--world", choices=["simple", "noisy"], default="simple", help="the events: the simple "
-                        "simulation (--events of them) or the detection benchmark's noisy stream (--days of it)")
+    parser.add_argument(
+        "--world",
+        choices=["simple", "noisy"],
+        default="simple",
+        help="the events: the simple "
+        "simulation (--events of them) or the detection benchmark's noisy stream (--days of it)",
+    )
     parser.add_argument("--days", type=more_than(0), default=2, help="days of the noisy stream (default 2)")
     parser.add_argument(
         "--rules", action="append", help="rule pack (builtin, falco, sigma), file or directory (repeatable; "

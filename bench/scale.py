@@ -91,7 +91,8 @@ class Run:
             f"{self.role} x{self.processes}: {self.events:,} events in {self.seconds:.1f}s = {self.rate:,.0f} events/s "
             f"(wall {self.wall_s:.1f}s), {self.per_cpu_second:,.0f} per {self.role} CPU-second; cores busy: {cores}, "
             f"other processes {self.others:.2f}; machine {self.machine_busy:.0%} busy of {os.cpu_count()} cores, "
-            f"load average {self.load_average:.1f}" + "".join(f"; {note}" for note in self.notes)
+            f"load average {self.load_average:.1f}"
+            + "".join(f"; {note}" for note in self.notes)
             + "".join(f"\n    {times.line(name)}" for name, times in self.consumers.items())
         )
 
@@ -360,7 +361,12 @@ class Report:
 
 
 def measure(
-    events: int, *, ingest_seconds: float = 0.0, clients: int = 8, body_events: int = 40_000, repeat: int = 1,
+    events: int,
+    *,
+    ingest_seconds: float = 0.0,
+    clients: int = 8,
+    body_events: int = 40_000,
+    repeat: int = 1,
     logs: Path | None = None,
 ) -> Report:
     """The whole benchmark, `repeat` times over the same detect topic; ingest_seconds 0 skips the ingest runs.

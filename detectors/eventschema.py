@@ -56,9 +56,7 @@ FREE = FreeForm()
 STRINGS = ListOf(STRING)
 
 
-def _fields(
-    *, strings: str = "", integers: str = "", booleans: str = "", free: str = "", **typed: Node
-) -> Fields:
+def _fields(*, strings: str = "", integers: str = "", booleans: str = "", free: str = "", **typed: Node) -> Fields:
     """Fields by kind (space-separated names); keyword arguments have their own schema."""
     kinds = ((strings, STRING), (integers, INTEGER), (booleans, BOOLEAN), (free, FREE))
     return Fields({**{name: node for names, node in kinds for name in names.split()}, **typed})

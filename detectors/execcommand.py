@@ -143,4 +143,3 @@ def copy_of(argv: Sequence[str]) -> dict[str, Any] | None:
     if "c" in modes:
         return {"direction": "out", "paths": operands}
     return {"direction": "in", "paths": [directory] if directory else []}
-

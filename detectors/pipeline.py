@@ -60,9 +60,7 @@ class Pipeline:
     (`detectors.tuning.tuning`).
     """
 
-    def __init__(
-        self, detectors: Sequence[Detector], tuning: Tuning | None = None, *, routing: str = "scoped"
-    ) -> None:
+    def __init__(self, detectors: Sequence[Detector], tuning: Tuning | None = None, *, routing: str = "scoped") -> None:
         if routing not in ("scoped", "declared"):
             raise ValueError(f"routing must be 'scoped' or 'declared', not {routing!r}")
         self.tuning = tuning

@@ -54,7 +54,9 @@ def test_relative_links_resolve(path: Path) -> None:
 
 def test_the_link_checker_finds_a_broken_file_and_anchor(tmp_path: Path) -> None:
     page = ROOT / "docs" / f"_probe_{tmp_path.name}.md"
-    page.write_text("# A Title: with `code`\n\n[ok](#a-title-with-code) [bad](#nope) [gone](missing.md) [doc](rules.md)\n")
+    page.write_text(
+        "# A Title: with `code`\n\n[ok](#a-title-with-code) [bad](#nope) [gone](missing.md) [doc](rules.md)\n"
+    )
     try:
         assert broken_links(page) == [
             f"docs/{page.name}: #nope: no such heading",

@@ -162,7 +162,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
     store = open_store(settings.db_url)
     try:
         sender = Sender(
-            store.engine, sinks, public_url=settings.public_url, descriptions=rule_descriptions(pipeline.detectors),
+            store.engine,
+            sinks,
+            public_url=settings.public_url,
+            descriptions=rule_descriptions(pipeline.detectors),
             responses=rule_responses(pipeline.detectors),
         )
         # state keys are counted over the consumer's partition pipelines, as they are when scraped

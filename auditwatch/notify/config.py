@@ -219,4 +219,3 @@ def parse_sinks(specs: Sequence[str]) -> list[SinkConfig]:
         if names.count(name) > 1:
             raise SinkSpecError(f"--notify: two sinks are named {name!r}: give one a name= option")
     return sinks
-

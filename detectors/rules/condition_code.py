@@ -119,8 +119,12 @@ class _Source:
     """The expression of a condition tree, and the names its values are bound to."""
 
     def __init__(self) -> None:
-        self.names: dict[str, Any] = {"list_hit": list_hit, "dicts_hit": dicts_hit, "string_among": string_among,
-                                        "string_prefixed": string_prefixed}
+        self.names: dict[str, Any] = {
+            "list_hit": list_hit,
+            "dicts_hit": dicts_hit,
+            "string_among": string_among,
+            "string_prefixed": string_prefixed,
+        }
         self.temps = 0
         self.reads_raw = False
 

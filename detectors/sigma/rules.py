@@ -201,6 +201,7 @@ def _logsource_problem(rule: SigmaRule) -> str | None:
 
 def _warnings(compiled: Compiled, title: str, detection: Any, doc: Any, path: str) -> tuple[str, ...]:
     """Why the rule can never match, if it cannot; then each field no audit event has, if not said already."""
+
     def where(field_name: str | None) -> str:
         return f"{path}:{_key_line(detection, field_name) or _line_of(doc, 'detection')}"
 

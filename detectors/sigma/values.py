@@ -149,8 +149,7 @@ def string_test(parts: Sequence[str | SpecialChars], cased: bool) -> tuple[Value
         if test is not None:
             return test, None
     pattern = "".join(
-        patterns.escape(p) if isinstance(p, str) else (".*" if p is SpecialChars.WILDCARD_MULTI else ".")
-        for p in parts
+        patterns.escape(p) if isinstance(p, str) else (".*" if p is SpecialChars.WILDCARD_MULTI else ".") for p in parts
     )
     matches = patterns.matcher([pattern], anchor=patterns.Anchor.WHOLE, ignore_case=not cased, dot_all=True)
 

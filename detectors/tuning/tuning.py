@@ -176,9 +176,11 @@ class _Compiler:
 
     def deployer(self, index: int, name: str, who: Identities, patterns: Sequence[str] | None) -> list[RuleException]:
         loc = ("deployers", index)
-        rule_ids = self.rules(patterns, *loc, "rules") if patterns is not None else [
-            r for r in DEPLOYER_RULES if r in self.rule_ids
-        ]
+        rule_ids = (
+            self.rules(patterns, *loc, "rules")
+            if patterns is not None
+            else [r for r in DEPLOYER_RULES if r in self.rule_ids]
+        )
         writes = {"verb": WRITE_VERBS, "objectRef.resource": DEPLOYED_RESOURCES}
         label = f"deployer {name}"
         self.entries.append(f"{label}: {_identities(who)}: its writes of workloads, RBAC, CRDs and admission webhooks")
@@ -225,11 +227,7 @@ class _Compiler:
             except ExceptionError as exc:
                 self.errors.append(RuleError(str(exc), path=self.path, line=self.line(*loc)))
                 return []
-        return [
-            RuleException(label, rid, all_of, expires, any_of)
-            for rid in rule_ids
-            for all_of, any_of in shapes
-        ]
+        return [RuleException(label, rid, all_of, expires, any_of) for rid in rule_ids for all_of, any_of in shapes]
 
 
 def _identities(who: Identities) -> str:

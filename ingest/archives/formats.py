@@ -82,4 +82,3 @@ def detect_format(head: bytes) -> tuple[str, bool]:
         if key in text:
             return fmt, whole
     return "apiserver", whole
-

@@ -78,8 +78,10 @@ texts = st.one_of(
     st.sampled_from(["\x00", "a\x00b", "é", "😀", "%", "'; drop table alerts; --", "*", "_", "\\", "open,\x00",
                      "x" * 5000, "system:masters", "open,acknowledged,open", "critical", "CRITICAL", " high "]),
 )  # fmt: skip
-numbers = st.one_of(st.integers(-(2**70), 2**70).map(str), st.sampled_from(["0", "1", "500", "501", "5000", "5001",
-                                                                            "1e3", "-0", " 1", "0x10", "", "nan"]))
+numbers = st.one_of(
+    st.integers(-(2**70), 2**70).map(str),
+    st.sampled_from(["0", "1", "500", "501", "5000", "5001", "1e3", "-0", " 1", "0x10", "", "nan"]),
+)
 
 
 def raw_text(draw: st.DrawFn) -> str:

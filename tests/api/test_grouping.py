@@ -23,8 +23,12 @@ TEMPLATE = alerts(1)[0]
 
 # (rule, group key, seconds after START, suppression window in seconds)
 ALERT_SPECS = st.lists(
-    st.tuples(st.sampled_from(["r1", "r2"]), st.sampled_from(["k1", "k2", "k3"]), st.integers(0, 20_000),
-              st.sampled_from([60, 600, 3600])),  # fmt: skip
+    st.tuples(
+        st.sampled_from(["r1", "r2"]),
+        st.sampled_from(["k1", "k2", "k3"]),
+        st.integers(0, 20_000),
+        st.sampled_from([60, 600, 3600]),
+    ),  # fmt: skip
     min_size=1,
     max_size=30,
 )
@@ -32,8 +36,15 @@ ALERT_SPECS = st.lists(
 
 def made(specs: list[tuple[str, str, int, int]], tag: str) -> list[Alert]:
     return [
-        replace(TEMPLATE, id=f"{tag}-{i:03d}", rule_id=rule, group_key=key, event_time=START + timedelta(seconds=at),
-                suppress_s=window, message=f"alert {tag}-{i}")  # fmt: skip
+        replace(
+            TEMPLATE,
+            id=f"{tag}-{i:03d}",
+            rule_id=rule,
+            group_key=key,
+            event_time=START + timedelta(seconds=at),
+            suppress_s=window,
+            message=f"alert {tag}-{i}",
+        )  # fmt: skip
         for i, (rule, key, at, window) in enumerate(specs)
     ]
 

@@ -49,7 +49,9 @@ def test_queued_rows_carry_the_alert_group(store: AlertStore) -> None:
     batch = alerts(4)
     store.write(batch, routes=[EVERYTHING])
     with store.engine.begin() as conn:
-        pairs = set(conn.execute(text("select o.group_id, a.group_id from notify_outbox o join alerts a on a.id = o.alert_id")))
+        pairs = set(
+            conn.execute(text("select o.group_id, a.group_id from notify_outbox o join alerts a on a.id = o.alert_id"))
+        )
     assert pairs and all(mine == theirs and mine for mine, theirs in pairs)
 
 

@@ -172,7 +172,9 @@ def test_rules_lint_reports_every_error_of_a_rule_at_once(tmp_path: Path, run_cl
 
 def test_rules_lint_warns_about_fields_no_audit_event_has(tmp_path: Path, run_cli: RunCli) -> None:
     rule = tmp_path / "typo.yaml"
-    rule.write_text("id: typo\nname: T\nseverity: low\ndescription: d\nmitre: T1609\nmatch: {objectRef.resouce: pods}\n")
+    rule.write_text(
+        "id: typo\nname: T\nseverity: low\ndescription: d\nmitre: T1609\nmatch: {objectRef.resouce: pods}\n"
+    )
     out = run_cli("rules", "lint", str(rule))
     assert out.code == 1
     assert f"warning: {rule}:6: rule 'typo': no audit event has 'objectRef.resouce'" in out.out

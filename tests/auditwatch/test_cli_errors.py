@@ -123,6 +123,7 @@ def test_a_rules_directory_without_rule_files(tmp_path: Path, run_cli: RunCli) -
         out = run_cli("rules", check, str(tmp_path))
         assert out.code == FAILURE and f"error: {reason}" in out.out
 
+
 def test_unreadable_or_empty_token_file(tmp_path: Path, run_cli: RunCli) -> None:
     """Read before anything else a listener needs (ingest would then ask for --kafka)."""
     empty = tmp_path / "empty-token"

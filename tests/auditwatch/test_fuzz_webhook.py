@@ -185,7 +185,9 @@ def damaged_body(draw: st.DrawFn) -> bytes:
                                 "too-deep", "scalar", "empty", "whitespace", "nul", "api-version", "items-type",
                                 "text-damage", "wrapped-utf8-bom"]))  # fmt: skip
     if how in ("utf16", "utf16-bom"):
-        return body.decode().encode("utf-16" if how == "utf16-bom" else draw(st.sampled_from(["utf-16-le", "utf-16-be"])))
+        return body.decode().encode(
+            "utf-16" if how == "utf16-bom" else draw(st.sampled_from(["utf-16-le", "utf-16-be"]))
+        )
     if how in ("bom", "wrapped-utf8-bom"):
         return b"\xef\xbb\xbf" + body if how == "bom" else b" \xef\xbb\xbf" + body
     if how == "cut":

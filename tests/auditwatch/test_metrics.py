@@ -55,7 +55,9 @@ def test_a_batch_of_n_events_with_k_alerts_counts_n_and_k(client: TestClient) ->
     before = scrape(client)
     assert value(before, "auditwatch_events_received_total") == 0
     assert total(before, "auditwatch_alerts_total") == 0
-    assert len(label_values(before, "auditwatch_alerts_total", "rule")) == rules_in_pack("builtin")  # every rule's series, at 0
+    assert len(label_values(before, "auditwatch_alerts_total", "rule")) == rules_in_pack(
+        "builtin"
+    )  # every rule's series, at 0
     resp = client.post("/audit/webhook", content=event_list(batch_of_400()))
     assert resp.status_code == 200, resp.text
     n, k = 400, resp.json()["alerts"]
@@ -237,7 +239,9 @@ def test_rules_loaded_are_counted_by_format() -> None:
     assert value(samples, "auditwatch_rules_loaded", format="sigma") == 16
     assert value(samples, "auditwatch_rules_loaded", format="auditwatch") == rules_in_pack("builtin")
     rules = label_values(samples, "auditwatch_alerts_total", "rule")
-    assert len(rules) == rules_in_pack("builtin") + rules_in_pack("sigma") + len(falco.rules)  # each rule's series exists before it fires
+    assert len(rules) == rules_in_pack("builtin") + rules_in_pack("sigma") + len(
+        falco.rules
+    )  # each rule's series exists before it fires
     severities = label_values(samples, "auditwatch_alerts_total", "severity")
     assert severities <= {"info", "low", "medium", "high", "critical"}
 

@@ -18,10 +18,19 @@ SLACK = "https://hooks.slack.com/services/T0000/B0000/XXXXsecretXXXX"
 def test_each_kind_with_its_defaults() -> None:
     am = parse_sink("alertmanager=http://127.0.0.1:9093")
     assert (am.kind, am.name, am.url, am.resend_s, am.timeout_s) == (
-        "alertmanager", "alertmanager:http://127.0.0.1:9093", "http://127.0.0.1:9093", 60.0, 10.0
+        "alertmanager",
+        "alertmanager:http://127.0.0.1:9093",
+        "http://127.0.0.1:9093",
+        60.0,
+        10.0,
     )
     assert (am.min_severity, am.rate, am.max_pending, am.max_age_s, am.backoff_s, am.backoff_max_s) == (
-        Severity.INFO, None, 10_000, 86_400.0, 5.0, 3600.0
+        Severity.INFO,
+        None,
+        10_000,
+        86_400.0,
+        5.0,
+        3600.0,
     )
     assert parse_sink("falcosidekick=http://falcosidekick:2801").name == "falcosidekick:http://falcosidekick:2801"
     assert parse_sink("webhook=https://[::1]:8443/hook?x=1").name == "webhook:https://[::1]:8443"
@@ -39,7 +48,11 @@ def test_options_are_parsed(tmp_path: Path) -> None:
     assert sink.rules == ("pod-exec-*", "cluster-admin-binding") and sink.exclude_rules == ("*-test",)
     assert sink.rate is not None and (sink.rate.count, sink.rate.per_s) == (20, 60.0)
     assert (sink.timeout_s, sink.backoff_s, sink.backoff_max_s, sink.max_age_s, sink.max_pending) == (
-        2.5, 0.5, 600.0, 7200.0, 50
+        2.5,
+        0.5,
+        600.0,
+        7200.0,
+        50,
     )
     assert sink.secret == b"s3cr3t-key"  # the trailing newline of the file is not part of it
     assert "s3cr3t" not in repr(sink) and "/hook" not in repr(sink)
@@ -104,7 +117,8 @@ def test_names_must_be_unique() -> None:
     with pytest.raises(SinkSpecError, match="two sinks are named 'webhook:http://h:1': give one a name= option"):
         parse_sinks(["webhook=http://h:1/a", "webhook=http://h:1/b"])
     assert [s.name for s in parse_sinks(["webhook=http://h:1/a", "webhook=http://h:1/b,name=b"])] == [
-        "webhook:http://h:1", "b"
+        "webhook:http://h:1",
+        "b",
     ]
 
 

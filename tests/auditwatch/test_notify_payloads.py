@@ -82,7 +82,9 @@ def test_webhook_body_is_the_rest_alert_signed(sqlite_store: AlertStore) -> None
     assert verify_signature(request, b"k3y") and not verify_signature(request, b"other")
     assert not verify_signature(Received("/", request.headers, body + b" "), b"k3y")  # body changed
     old = str(int(datetime.now(UTC).timestamp()) - 3600)  # a replay, re-signed with the old timestamp
-    replay = dict(request.headers, **{"x-auditwatch-timestamp": old, "x-auditwatch-signature": signature(b"k3y", old, body)})
+    replay = dict(
+        request.headers, **{"x-auditwatch-timestamp": old, "x-auditwatch-signature": signature(b"k3y", old, body)}
+    )
     assert not verify_signature(Received("/", replay, body), b"k3y")
     assert webhook_headers(alert.id, body, None, datetime.now(UTC)) == {"X-Auditwatch-Delivery": alert.id}
 
@@ -108,7 +110,9 @@ def test_slack_message_escapes_what_the_event_says(sqlite_store: AlertStore) -> 
                        mitre=("T1609",), message=f"{raw['user']['username']} exec'd", event=AuditEvent(raw=raw))  # fmt: skip
     sqlite_store.write([alert])
     row, _ = stored(sqlite_store, alert.id)
-    sent = orjson.loads(slack_message(row, link="https://aw.example/api/v1/alerts/x", descriptions={"pod-exec-attach": "D"}))
+    sent = orjson.loads(
+        slack_message(row, link="https://aw.example/api/v1/alerts/x", descriptions={"pod-exec-attach": "D"})
+    )
     assert sent["text"] == "auditwatch high alert: Exec or attach into a pod"
     (attachment,) = sent["attachments"]
     assert attachment["color"] == "#d62728" and attachment["title_link"] == "https://aw.example/api/v1/alerts/x"
@@ -122,7 +126,9 @@ def test_slack_message_makes_markdown_and_mentions_in_event_values_inert(sqlite_
     """Slack's mrkdwn and Mattermost's Markdown: event values (the principal, object name, command, addresses
     and the message built from them) are code spans that nothing ends, and no `@` notifies anyone."""
     raw = hostile_exec_event()
-    (alert,) = [a for a in Pipeline(load_rules(["builtin"])).process(AuditEvent(raw=raw)) if a.rule_id == "pod-exec-attach"]
+    (alert,) = [
+        a for a in Pipeline(load_rules(["builtin"])).process(AuditEvent(raw=raw)) if a.rule_id == "pod-exec-attach"
+    ]
     sqlite_store.write([alert])
     row, _ = stored(sqlite_store, alert.id)
     check_inert_slack_message(orjson.loads(slack_message(row, link=None, descriptions={"pod-exec-attach": "D"})))

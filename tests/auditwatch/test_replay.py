@@ -66,7 +66,9 @@ def test_gzip_directories_and_stdin_give_the_same_alerts(tmp_path: Path, run_cli
     renamed = tmp_path / "archive.bin"  # gzip is told by its magic bytes, not the name
     renamed.write_bytes(gzip.compress(SCENARIO.read_bytes()))
     assert {a["id"] for a in alerts_of(run_cli("replay", str(renamed), "--output", "-"))} == plain
-    assert {a["id"] for a in alerts_of(auditwatch_process("replay", "-", "--output", "-", stdin=SCENARIO.read_bytes()))} == plain
+    assert {
+        a["id"] for a in alerts_of(auditwatch_process("replay", "-", "--output", "-", stdin=SCENARIO.read_bytes()))
+    } == plain
 
 
 def test_bad_lines_are_reported_with_file_and_line_and_never_stop_the_replay(tmp_path: Path, run_cli: RunCli) -> None:

@@ -73,7 +73,7 @@ def test_the_reader_accepts_and_rejects_each_line_as_parse_body_does(tmp_path: P
         orjson.dumps({**event, "deep": orjson.loads(b"[" * 120 + b"]" * 120)}),
         orjson.dumps({"kind": "EventList", "items": [event, {**event, "verb": 1}]}),
     ]  # fmt: skip
-    lines = [line for pair in zip(good, odd + good[len(odd):], strict=False) for line in pair]
+    lines = [line for pair in zip(good, odd + good[len(odd) :], strict=False) for line in pair]
     path = tmp_path / "mixed.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     stats = ArchiveStats()

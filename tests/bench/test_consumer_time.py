@@ -27,7 +27,12 @@ def test_the_phases_of_the_batches_inside_the_interval_are_summed(tmp_path: Path
 
     phases = batch_phases(log, now - 10, now)
 
-    assert {k: round(v, 3) for k, v in phases.items()} == {"poll": 0.03, "detect": 0.15, "write": 0.025, "commit": 0.005}
+    assert {k: round(v, 3) for k, v in phases.items()} == {
+        "poll": 0.03,
+        "detect": 0.15,
+        "write": 0.025,
+        "commit": 0.005,
+    }
 
 
 def test_the_time_waiting_for_a_core_is_read_for_every_thread() -> None:

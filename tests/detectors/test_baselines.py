@@ -156,12 +156,16 @@ def test_registry_baseline_is_cluster_wide() -> None:
     feed = Feed(rule("untrusted-image-registry"))
     for day in range(8):
         one(feed(deployment_by("system:serviceaccount:ci:deployer", f"ghcr.io/acme/cart:1.{day}"), day))
-    other = one(feed(deployment_by("system:serviceaccount:argocd:argocd-application-controller", "ghcr.io/acme/ui:2"), 9))
+    other = one(
+        feed(deployment_by("system:serviceaccount:argocd:argocd-application-controller", "ghcr.io/acme/ui:2"), 9)
+    )
     assert other.severity is Severity.INFO and other.details["baseline"]["key"] == {}
     new = one(feed(deployment_by("system:serviceaccount:ci:deployer", "evil.example.net/miner:latest"), 9.5))
     assert new.severity is Severity.MEDIUM
     assert {k: new.details["baseline"][k] for k in ("kind", "seen", "new")} == {
-        "kind": "registry", "seen": ["ghcr.io"], "new": ["evil.example.net"]
+        "kind": "registry",
+        "seen": ["ghcr.io"],
+        "new": ["evil.example.net"],
     }
     assert "first registry evil.example.net for the cluster" in new.message
 

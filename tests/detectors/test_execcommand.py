@@ -64,7 +64,9 @@ def test_kubelet_exec_through_nodes_proxy() -> None:
     raw = {"requestURI": "/api/v1/nodes/node-1/proxy/exec/shop/web-1/app?command=id&output=1",
            "objectRef": {"resource": "nodes", "name": "node-1", "subresource": "proxy", "apiVersion": "v1"}}  # fmt: skip
     assert exec_argv(raw, None) == (("id",), "requestURI")
-    raw["requestURI"] = "/api/v1/nodes/node-1/proxy/run/kube-system/kube-proxy-x/kube-proxy?cmd=cat+%2Fvar%2Flib%2Fkube-proxy%2Fkubeconfig.conf"
+    raw["requestURI"] = (
+        "/api/v1/nodes/node-1/proxy/run/kube-system/kube-proxy-x/kube-proxy?cmd=cat+%2Fvar%2Flib%2Fkube-proxy%2Fkubeconfig.conf"
+    )
     assert exec_argv(raw, None) == (("cat", "/var/lib/kube-proxy/kubeconfig.conf"), "requestURI")
     raw["requestURI"] = "/api/v1/nodes/node-1/proxy/metrics?command=id"
     assert exec_argv(raw, None) is None

@@ -58,7 +58,9 @@ def test_dropping_the_annotations_loses_no_alert_in_any_format(attack: Callable[
 
 
 def test_the_exec_alert_carries_the_decoded_command_and_the_rules_guidance() -> None:
-    (alert,) = [a for a in alerts_on(without_annotations(exec_token_read())) if a.rule_id == "exec-credential-file-access"]
+    (alert,) = [
+        a for a in alerts_on(without_annotations(exec_token_read())) if a.rule_id == "exec-credential-file-access"
+    ]
     assert alert.details["command"] == ["cat", "/var/run/secrets/kubernetes.io/serviceaccount/token"]
     assert alert.message.endswith(": cat /var/run/secrets/kubernetes.io/serviceaccount/token")
     assert alert.details["description"].startswith("A command run in a pod")
@@ -99,7 +101,9 @@ def _stripped_cases() -> list[tuple[Any, RuleTest]]:
             events = case.events or (case.event,)
             if _annotation_decisions_match_codes(events):
                 stripped = tuple(without_annotations(raw) for raw in events)
-                cases.append((rule, dataclasses.replace(case, event=stripped[0], events=stripped if case.events else ())))
+                cases.append(
+                    (rule, dataclasses.replace(case, event=stripped[0], events=stripped if case.events else ()))
+                )
     return cases
 
 

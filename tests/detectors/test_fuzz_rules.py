@@ -95,7 +95,9 @@ def mutated_rule_text(draw: st.DrawFn) -> tuple[str, str]:
         if damage == "cut":
             return name, text[:at]
         if damage == "char":
-            return name, text[:at] + draw(st.sampled_from([":", "-", "[", "{", "'", '"', "\t", "&a", "*a", "!!python"])) + text[at:]
+            return name, text[:at] + draw(
+                st.sampled_from([":", "-", "[", "{", "'", '"', "\t", "&a", "*a", "!!python"])
+            ) + text[at:]
         lines = text.splitlines(keepends=True)
         line = offset(draw, len(lines) - 1)
         return name, "".join([*lines[: line + 1], lines[line], *lines[line + 1 :]])
@@ -121,11 +123,33 @@ def mutated_rule_text(draw: st.DrawFn) -> tuple[str, str]:
 
 yaml_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=10), st.sampled_from(TRICKY_STRINGS)),
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(st.sampled_from(["id", "name", "type", "match", "rule", "condition",
-                                                             "macro", "list", "items", "detection", "logsource",
-                                                             "output", "priority", "steps", "window", "by"]),
-                                            inner, max_size=5)),  # fmt: skip
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "id",
+                    "name",
+                    "type",
+                    "match",
+                    "rule",
+                    "condition",
+                    "macro",
+                    "list",
+                    "items",
+                    "detection",
+                    "logsource",
+                    "output",
+                    "priority",
+                    "steps",
+                    "window",
+                    "by",
+                ]
+            ),
+            inner,
+            max_size=5,
+        ),
+    ),  # fmt: skip
     max_leaves=12,
 )
 

@@ -51,7 +51,12 @@ def test_corpus_replays_to_the_alerts_of_the_live_run() -> None:
     reasons = {(a.rule_id, a.audit_id, a.stage): len(a.details["baseline"]["reasons"])
                for a in found if "baseline" in a.details}  # fmt: skip
     live = sorted(
-        (a["rule_id"], a["audit_id"], a["stage"], _judged(a["severity"], reasons.get((a["rule_id"], a["audit_id"], a["stage"]))))
+        (
+            a["rule_id"],
+            a["audit_id"],
+            a["stage"],
+            _judged(a["severity"], reasons.get((a["rule_id"], a["audit_id"], a["stage"]))),
+        )
         for a in live_alerts()
     )
     assert replayed == live

@@ -151,7 +151,10 @@ def test_rejections_keep_the_first_and_count_all() -> None:
         (b'[{"a": "\xed\xa0\x80"}]', "invalid UTF-8 at byte 8"),  # an encoded surrogate
         (b"[1, 2, \xc3]", "invalid UTF-8 at byte 7"),
         (b"\xef\xbb\xbf[]", "malformed JSON: UTF-8 byte order mark (BOM) is not supported at line 1 column 1 (char 0)"),
-        (b'{"kind": "EventList",\n "items": [,]}', "malformed JSON: unexpected character, expected a JSON value at line 2 column 12 (char 33)"),
+        (
+            b'{"kind": "EventList",\n "items": [,]}',
+            "malformed JSON: unexpected character, expected a JSON value at line 2 column 12 (char 33)",
+        ),
         (b"", "malformed JSON: "),  # orjson words an empty text and a blank one differently
     ],
 )
@@ -159,10 +162,14 @@ def test_bodies_that_are_not_json_say_what_and_where(body: bytes, message: str) 
     for data in (body, body + b" " * 70_000):  # also through the depth wrapper
         with pytest.raises(EventError) as caught:
             parse_body(data)
-        assert str(caught.value).startswith(message) and (len(message) > 20 or "at line 1 column 1" in str(caught.value))
+        assert str(caught.value).startswith(message) and (
+            len(message) > 20 or "at line 1 column 1" in str(caught.value)
+        )
 
 
-@pytest.mark.parametrize("doc", [{"kind": [[[1]]]}, {"kind": "EventList", "apiVersion": {"a": 1}}, {"kind": nested(900)}])
+@pytest.mark.parametrize(
+    "doc", [{"kind": [[[1]]]}, {"kind": "EventList", "apiVersion": {"a": 1}}, {"kind": nested(900)}]
+)
 def test_whole_documents_of_odd_types_are_refused_without_crashing(doc: Any) -> None:
     with pytest.raises(EventError, match="must be a string"):
         split_document(doc)

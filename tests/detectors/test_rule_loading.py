@@ -269,6 +269,7 @@ def test_a_directory_without_rule_files_is_an_error_and_broken_links_are_named(t
     write_rule(tmp_path, "match:\n  verb: get\n")
     assert errors_of(tmp_path) == [f"{tmp_path / 'gone.yaml'}: broken symbolic link (to /nonexistent/gone.yaml)"]
 
+
 def test_duplicate_ids_across_files(tmp_path: Path) -> None:
     a = tmp_path / "a"
     b = tmp_path / "b"
@@ -466,7 +467,11 @@ def test_detectors_declare_their_abilities(tmp_path: Path) -> None:
     for d in detectors:
         if isinstance(d, Baselined):  # a rule with a `baseline:` has the rule's abilities, and state
             kinds["native"].append(d)
-            assert isinstance(d.rule, (MatchRule, StatefulRule)) and isinstance(d, Stateful) and isinstance(d, Transactional)
+            assert (
+                isinstance(d.rule, (MatchRule, StatefulRule))
+                and isinstance(d, Stateful)
+                and isinstance(d, Transactional)
+            )
             assert isinstance(d, SelfTested) and isinstance(d, Described) and d.source.path.endswith(f"{d.id}.yaml")
             assert isinstance(d, Warns) and d.warnings == ()
         elif isinstance(d, (MatchRule, StatefulRule)):
@@ -629,7 +634,9 @@ def test_not_regex_holds_when_some_value_does_not_match(tmp_path: Path) -> None:
 
     def pod(*images: str) -> AuditEvent:
         containers = [{"name": f"c{i}", "image": image} for i, image in enumerate(images)]
-        return AuditEvent(raw={"objectRef": {"resource": "pods"}, "requestObject": {"spec": {"containers": containers}}})
+        return AuditEvent(
+            raw={"objectRef": {"resource": "pods"}, "requestObject": {"spec": {"containers": containers}}}
+        )
 
     assert rule.predicate(pod("registry.example.com/a", "busybox"))
     assert not rule.predicate(pod("registry.example.com/a", "registry.example.com/b"))

@@ -36,8 +36,6 @@ def run(pipeline: Pipeline, events: list[dict[str, Any]]) -> list[Alert]:
     return alerts
 
 
-
-
 def test_threshold_fires_once_per_burst_inside_the_window(tmp_path: Path) -> None:
     pipeline = rule(tmp_path, "denied-burst", THRESHOLD)
     base = denied_secret_get()

@@ -228,7 +228,11 @@ def test_shapes_that_recursed_or_overflowed_now_read(tmp_path: Path) -> None:
     for _ in range(5000):
         deep = [deep]
     assert detect_format(b"[" * 1000 + b"1" + b"]" * 1000) == ("apiserver", False)
-    entry = {"insertId": "x", "protoPayload": {"methodName": "io.k8s.core.v1.pods.get"}, "labels": {"a": deep, "b": "ok"}}
+    entry = {
+        "insertId": "x",
+        "protoPayload": {"methodName": "io.k8s.core.v1.pods.get"},
+        "labels": {"a": deep, "b": "ok"},
+    }
     event = gke_event(entry)
     assert isinstance(event, dict) and event["annotations"] == {"b": "ok"}
     elastic = {"kubernetes": {"audit": {"auditID": "x", "requestObject": {"deep": deep}}}}

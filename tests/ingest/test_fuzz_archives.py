@@ -183,7 +183,9 @@ def hit_by_damage(clean: bytes, damaged_data: bytes) -> frozenset[str]:
     at = next((i for i, (a, b) in enumerate(zip(clean, damaged_data, strict=False)) if a != b), None)
     if at is None:
         return frozenset()
-    return frozenset(name for name, secret in PLANTED_SECRETS.items() if 0 <= clean.find(secret.encode(), at) - at <= 80)
+    return frozenset(
+        name for name, secret in PLANTED_SECRETS.items() if 0 <= clean.find(secret.encode(), at) - at <= 80
+    )
 
 
 def check_archive(

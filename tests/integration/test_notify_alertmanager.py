@@ -73,7 +73,10 @@ def test_alertmanager_holds_one_alert_per_group_notifies_them_grouped_and_resolv
             assert alert["labels"]["alertname"] == "pod-exec-attach" and alert["labels"]["severity"] == "high"
             assert alert["annotations"]["alerts"] == "3" and alert["annotations"]["rule"] == "Exec or attach into a pod"
             assert alert["generatorURL"].startswith("https://auditwatch.test/alerts/")
-        assert {a["labels"]["principal"] for a in alerts.values()} == {"intruder-0@example.com", "intruder-1@example.com"}
+        assert {a["labels"]["principal"] for a in alerts.values()} == {
+            "intruder-0@example.com",
+            "intruder-1@example.com",
+        }
         await until("a grouped notification", lambda: any(n["status"] == "firing" for n in notifications(hook)))
         firing = next(n for n in notifications(hook) if n["status"] == "firing")
         assert firing["groupKey"] == '{}:{alertname="pod-exec-attach"}'

@@ -114,7 +114,9 @@ def test_serve_notifies_alertmanager_and_a_webhook_that_goes_down_and_comes_back
         def waiting() -> bool:
             page = httpx.get(f"{base}/api/v1/deliveries", params={"status": "pending", "sink": "soc"}, timeout=5).json()
             items = page["items"]  # the row tried last says why; the rest of its claim waits untried
-            return len(items) == len(everything - first) and any("ConnectError" in (d["last_error"] or "") for d in items)
+            return len(items) == len(everything - first) and any(
+                "ConnectError" in (d["last_error"] or "") for d in items
+            )
 
         wait_for("the backlog of the receiver that is down", waiting, 15, [serve])
         hook.start()
@@ -129,7 +131,8 @@ def test_serve_notifies_alertmanager_and_a_webhook_that_goes_down_and_comes_back
         for alert_id in everything:
             detail = httpx.get(f"{base}/api/v1/alerts/{alert_id}", timeout=5).json()
             assert {(d["sink"], d["status"]) for d in detail["deliveries"]} == {
-                (f"alertmanager:{am.url}", "delivered"), ("soc", "delivered")
+                (f"alertmanager:{am.url}", "delivered"),
+                ("soc", "delivered"),
             }
         assert "hmac" not in serve.output() and SECRET.decode() not in serve.output()
         assert serve.stop() in (0, -15)

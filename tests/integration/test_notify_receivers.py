@@ -82,7 +82,9 @@ def test_webhook_falcosidekick_and_slack_receive_every_alert(
     messages = [r.json() for r in slack.requests()]
     assert len(messages) == 6 and all(r.path == "/services/T0/B0/XXXXsecret" for r in slack.requests())
     assert all(m["text"] == "auditwatch high alert: Exec or attach into a pod" for m in messages)
-    assert {m["attachments"][0]["title_link"] for m in messages} == {f"https://auditwatch.test/alerts/{i}" for i in want}
+    assert {m["attachments"][0]["title_link"] for m in messages} == {
+        f"https://auditwatch.test/alerts/{i}" for i in want
+    }
     for sink in sender.sinks:
         assert {d["status"] for d in deliveries(sqlite_store, sink.name).values()} == {"delivered"}
         assert sender.stats[sink.name].delivered == 6 and sender.stats[sink.name].errors == 0
@@ -151,7 +153,9 @@ def test_rate_limit_drops_and_counts_the_excess(sqlite_store: AlertStore, receiv
 
     async def body(sender: Sender, sinks: list[SinkConfig]) -> None:
         await asyncio.to_thread(sqlite_store.write, batch, routes=sender.routes())
-        await until("all settled", lambda: sender.stats[sinks[0].name].delivered + sender.stats[sinks[0].name].dropped == 5)
+        await until(
+            "all settled", lambda: sender.stats[sinks[0].name].delivered + sender.stats[sinks[0].name].dropped == 5
+        )
 
     sender = with_sender(sqlite_store, [f"webhook={hook.url},rate=2/h"], body)
     (name,) = sender.stats

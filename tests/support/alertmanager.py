@@ -20,7 +20,9 @@ from tests.support.processes import free_port
 def alertmanager_binary() -> str:
     found = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
     if found is None:
-        message = "Alertmanager is not installed: run `scripts/services.sh up` (apt-get install prometheus-alertmanager)"
+        message = (
+            "Alertmanager is not installed: run `scripts/services.sh up` (apt-get install prometheus-alertmanager)"
+        )
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

@@ -177,9 +177,10 @@ CANARY_KEYS: dict[str, tuple[str, Any]] = {
 CANARY_PAIRS = {"env-db-password": {"name": "DB_PASSWORD", "value": CANARIES["env-db-password"]},
                 "probe-header": {"name": "X-Api-Key", "value": CANARIES["probe-header"]}}  # fmt: skip
 # What must never be found in what is stored or answered (the secret part of each planted form)
-PLANTED_SECRETS = {
-    name: CANARIES[name] for name in [*CANARY_TEXTS, *CANARY_KEYS, *CANARY_PAIRS] if name != "basic"
-} | {"basic": BASIC, "jwt": JWT.split(".")[1]}
+PLANTED_SECRETS = {name: CANARIES[name] for name in [*CANARY_TEXTS, *CANARY_KEYS, *CANARY_PAIRS] if name != "basic"} | {
+    "basic": BASIC,
+    "jwt": JWT.split(".")[1],
+}
 
 
 def leaks(text: str | bytes) -> list[str]:
@@ -289,7 +290,9 @@ def damaged_text(draw: st.DrawFn, text: bytes, how: str) -> bytes:
     insert = {
         "nul-escape": b"\\u0000",
         "lone-surrogate": draw(st.sampled_from([b"\\ud800", b"\\udfff", b"\\ud83d", b"\\udc00\\ud800"])),
-        "invalid-utf8": draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x80\x80", b"\xf8\x88\x80\x80\x80"])),
+        "invalid-utf8": draw(
+            st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x80\x80", b"\xf8\x88\x80\x80\x80"])
+        ),
         "raw-nul": b"\x00",
         "overlong-utf8": b"\xc0\xaf",
     }.get(how)
@@ -367,7 +370,8 @@ def batch_item(draw: st.DrawFn) -> Item:
             depth = draw(st.integers(1, MAX_EVENT_DEPTH - 1))
         elif odd == "huge":
             event.setdefault("requestObject", {})["blob"] = draw(st.sampled_from(["x", "é", "😀"])) * draw(
-                st.sampled_from(HUGE_VALID))
+                st.sampled_from(HUGE_VALID)
+            )
         elif odd == "canary":
             draw(planted(event, anywhere=False))
     elif kind == "swapped":

@@ -177,7 +177,9 @@ class PrivateKafka:
             + '"><PatternLayout pattern="[%d] %p %m (%c)%n"/></File></Appenders>'
             '<Loggers><Root level="WARN"><AppenderRef ref="f"/></Root></Loggers></Configuration>'
         )
-        self._java("kafka.tools.StorageTool", "format", "--ignore-formatted", "-t", kafka_cluster_id(), "-c", str(self.conf))
+        self._java(
+            "kafka.tools.StorageTool", "format", "--ignore-formatted", "-t", kafka_cluster_id(), "-c", str(self.conf)
+        )
 
     def _cmd(self, main: str, *args: str) -> list[str]:
         return [

@@ -93,8 +93,10 @@ def test_its_alerts_are_the_group_s_also_when_its_principal_is_impersonated(db_u
         groups = client.get("/api/v1/alert-groups", params={"group": alert["group_id"]}).json()["items"]
     assert [g["id"] for g in groups] == [alert["group_id"]]
     assert listed.status_code == 200 and "3 alerts in this range" in listed.text
-    assert sorted(rows(listed.text)) == sorted(a["id"] for a in rest) == sorted(
-        a["id"] for a in mine if a["group_id"] == alert["group_id"]
+    assert (
+        sorted(rows(listed.text))
+        == sorted(a["id"] for a in rest)
+        == sorted(a["id"] for a in mine if a["group_id"] == alert["group_id"])
     )
     assert f'name="group" value="{alert["group_id"]}"' in listed.text  # the form keeps it
 
@@ -105,8 +107,16 @@ def test_a_nul_in_a_page_s_path_is_not_found_not_a_store_outage(pg_url: str) -> 
     retried for ever. No id or principal holds one."""
     with TestClient(create_serve_app(Settings(db_url=pg_url))) as client:
         post_events(client, exec_event())
-        answers = {path: client.get(path).status_code for path in
-                   ("/alerts/%00", "/alerts/a%00b", "/alerts/%00/false-positive", "/principals/%00", "/principals/a%00")}
+        answers = {
+            path: client.get(path).status_code
+            for path in (
+                "/alerts/%00",
+                "/alerts/a%00b",
+                "/alerts/%00/false-positive",
+                "/principals/%00",
+                "/principals/a%00",
+            )
+        }
         (alert,) = client.get("/api/v1/alerts?rule=pod-exec-attach").json()["items"]
         triaged = submit(client, f"/alerts/{alert['id']}", "/alerts/%00/triage", {"action": "acknowledge"})
         assert client.get("/").status_code == 200  # the store answers
