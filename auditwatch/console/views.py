@@ -46,7 +46,7 @@ def store_errors(request: Request) -> Iterator[None]:
         raise ConsoleError(400, str(exc)) from None
     except StoreError as exc:
         log_unavailable(request, "alert store unavailable (console pages answer 503)", exc)
-        raise ConsoleError(503, f"the {STORE_UNAVAILABLE}") from None
+        raise ConsoleError(503, STORE_UNAVAILABLE) from None
 
 
 def filter_params(query: Mapping[str, str]) -> dict[str, str | None]:
