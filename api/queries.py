@@ -113,6 +113,22 @@ def decode_receipt_cursor(cursor: str) -> Receipt:
     return key[0], key[1], key[2]
 
 
+def encode_quarantine_cursor(row_id: int) -> str:
+    """A quarantine page's cursor: the rows after it are older (lower ids)."""
+    return base64.urlsafe_b64encode(orjson.dumps({"before_id": row_id})).decode().rstrip("=")
+
+
+def decode_quarantine_cursor(cursor: str) -> int:
+    try:
+        key = _unb64(cursor)
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise CursorError(_BAD_CURSOR) from None
+    row_id = key.get("before_id") if isinstance(key, dict) else None
+    if type(row_id) is not int or not 0 < row_id < 2**63:
+        raise CursorError(_BAD_CURSOR)
+    return row_id
+
+
 def conditions(table: Table, time_column: Any, flt: AlertFilter, cursor: str | None) -> list[Any]:
     """WHERE clauses for alerts and alert groups alike: the filters, and the cursor's position (time, id)."""
     c = table.c

@@ -17,7 +17,16 @@ from api.outbox import Outbox
 from api.problems import problem_response
 from api.queries import AlertFilter, bounded_utc, decode_rank_cursor, encode_rank_cursor, has_nul
 from api.ranking import MAX_RANKED, by_priority, stored_facts
-from api.schemas import AlertDetail, AlertGroupPage, AlertPage, DeliveryPage, Health, RankedPage, ReceiptPage
+from api.schemas import (
+    AlertDetail,
+    AlertGroupPage,
+    AlertPage,
+    DeliveryPage,
+    Health,
+    QuarantinePage,
+    RankedPage,
+    ReceiptPage,
+)
 from api.store import AlertStore
 from api.triage import STATUSES
 from detectors.alerts import Severity
@@ -197,6 +206,23 @@ def list_deliveries(
     sink = text_param("sink", sink)
     try:
         items, next_cursor = Outbox(store.engine).list_deliveries(status=status, sink=sink, limit=limit, cursor=cursor)
+    except CursorError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/api/v1/quarantine", response_model=QuarantinePage, tags=["quarantine"])
+def list_quarantine(
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> dict[str, Any]:
+    """What was accepted but set aside, newest first: items that are not valid audit events, events a detector
+    failed on, alerts the database refused (each with its reason and its redacted payload; the first 100 of a
+    batch). In distributed mode `ingest` sends invalid items to the dead-letter topic instead; `detect`
+    quarantines here what fails in detection."""
+    try:
+        items, next_cursor = store.list_quarantined(limit=limit, cursor=cursor)
     except CursorError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
     return {"items": items, "next_cursor": next_cursor}

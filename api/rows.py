@@ -142,6 +142,13 @@ def quarantine_row(item: Rejected, received_at: datetime) -> dict[str, Any]:
     }
 
 
+def quarantined_to_dict(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id, "received_at": iso(row.received_at), "origin": row.origin, "reason": row.reason,
+        "payload": row.payload, "payload_truncated": row.payload_truncated,
+    }  # fmt: skip
+
+
 def state_text(state: dict[str, Any]) -> str:
     """Detector state as stored: JSON, its strings redacted (rules keep event values, e.g. user agents, as keys)."""
     return orjson.dumps(redact_text_in(state)).decode()

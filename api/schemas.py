@@ -135,6 +135,20 @@ class ReceiptPage(BaseModel):
     total: int = Field(description="Receipts stored (with `audit_id`: those of that auditID), over all pages")
 
 
+class QuarantinedItem(BaseModel):
+    id: int
+    received_at: str = Field(description="When it was set aside, RFC 3339 UTC")
+    origin: str = Field(description="Where it came from: the file and line, the webhook item, the Kafka record")
+    reason: str = Field(description="Why it was set aside (an invalid field, a detector's error, a refused alert)")
+    payload: str = Field(description="The item as JSON text, redacted; cut at 16 KiB (`payload_truncated`)")
+    payload_truncated: bool
+
+
+class QuarantinePage(BaseModel):
+    items: list[QuarantinedItem]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null at the end")
+
+
 class Health(BaseModel):
     status: str
     detail: str | None = None

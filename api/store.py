@@ -23,7 +23,9 @@ from api.outbox import OutboxRoute
 from api.queries import (
     AlertFilter,
     conditions,
+    decode_quarantine_cursor,
     encode_cursor,
+    encode_quarantine_cursor,
     encode_receipt_cursor,
     has_nul,
     receipt_conditions,
@@ -31,6 +33,7 @@ from api.queries import (
 from api.resends import resolve_groups
 from api.rows import (
     group_to_dict,
+    quarantined_to_dict,
     receipt_to_dict,
     row_to_dict,
     utc,
@@ -355,6 +358,17 @@ class AlertStore:
         with self._tx() as conn:
             rows = conn.execute(select(quarantine_table).order_by(quarantine_table.c.id.desc()).limit(limit))
             return [dict(r._mapping) for r in rows]
+
+    def list_quarantined(self, *, limit: int, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """Quarantined items (redacted when stored), newest first; a page and the next page's cursor."""
+        q = quarantine_table
+        query = select(q)
+        if cursor:
+            query = query.where(q.c.id < decode_quarantine_cursor(cursor))
+        with self._tx() as conn:
+            rows = list(conn.execute(query.order_by(q.c.id.desc()).limit(limit + 1)))
+        next_cursor = encode_quarantine_cursor(rows[limit - 1].id) if len(rows) > limit else None
+        return [quarantined_to_dict(r) for r in rows[:limit]], next_cursor
 
     def close(self) -> None:
         self.engine.dispose()
