@@ -25,7 +25,7 @@ from auditwatch.console.views import console_pages
 from detectors.base import Detector
 
 PAGE_PREFIXES = ("/alerts/", "/principals/")
-PAGES = frozenset({"/", "/rules"})
+PAGES = frozenset({"/", "/rules", "/quarantine"})
 OPEN = frozenset({"/login", "/logout"})  # reachable without access: logging in, and out of an ended session
 ASSETS = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
 

@@ -1,5 +1,5 @@
 """The console's pages: alerts (filtered, counted; newest first and paged, or by priority), one alert, one
-principal, the rules."""
+principal, the rules, the quarantine."""
 
 from __future__ import annotations
 
@@ -162,5 +162,11 @@ def console_pages(renderer: Renderer, rules: Mapping[str, RuleInfo]) -> APIRoute
             request, "rules.html", rules=sorted(rules.values(), key=lambda r: r.id), activity=activity,
             exceptions=by_rule, unloaded=unloaded,
         )  # fmt: skip
+
+    @router.get("/quarantine")
+    def quarantine(request: Request, store: StoreDep, cursor: str | None = None) -> HTMLResponse:
+        with store_errors(request):
+            items, next_cursor = store.list_quarantined(limit=PAGE_SIZE, cursor=cursor)
+        return renderer.page(request, "quarantine.html", items=items, cursor=cursor, next_cursor=next_cursor)
 
     return router

@@ -33,7 +33,9 @@ def login(client: TestClient, token: str) -> None:
     assert resp.status_code == 303 and resp.headers["location"] == "/rules", resp.text
 
 
-@pytest.mark.parametrize("path", ["/", "/rules", "/principals/alice", "/alerts/x", "/alerts/x/false-positive"])
+@pytest.mark.parametrize(
+    "path", ["/", "/rules", "/quarantine", "/principals/alice", "/alerts/x", "/alerts/x/false-positive"]
+)
 def test_pages_send_who_has_not_logged_in_to_the_login_form(client: TestClient, path: str) -> None:
     resp = client.get(path, params={"severity": "high"} if path == "/" else None, follow_redirects=False)
     assert resp.status_code == 303

@@ -3,6 +3,7 @@ an alert's page, a principal's page, the rules page."""
 
 from __future__ import annotations
 
+import copy
 import html
 import re
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from auditwatch.settings import Settings
 from tests.support.alerts import alerts
 from tests.support.console import post_events, store_alerts, submit
 from tests.support.credential_canaries import CANARIES, planted_events
-from tests.support.events import another_like, exec_event
+from tests.support.events import another_like, event_list, exec_event
 
 ROW = re.compile(r'<a href="/alerts/([^"/]+)">')
 OLDER = re.compile(r'<a href="(/\?[^"]*cursor=[^"]+)" rel="next">')
@@ -235,3 +236,23 @@ def test_no_planted_credential_reaches_a_page(db_url: str) -> None:
     assert len(pages) > 4
     text = html.unescape("\n".join(pages))
     assert [name for name, value in CANARIES.items() if value in text] == []
+
+
+def test_the_quarantine_page_lists_set_aside_items_redacted_and_paged(db_url: str) -> None:
+    good = exec_event()
+    bad = {**copy.deepcopy(good), "stage": "Sometime", "requestObject": {"stringData": {"password": "q-s3cret-77e1"}}}
+    with TestClient(create_serve_app(Settings(db_url=db_url))) as c:
+        for n in range(30):  # 60 items: two pages of 50 and 10
+            items = [another_like(bad, n), f"junk <b>{n}</b>"]
+            assert c.post("/audit/webhook", content=event_list(items)).json()["quarantined"] == 2
+        page = c.get("/quarantine")
+        assert page.status_code == 200 and 'aria-current="page">Quarantine</a>' in page.text
+        assert page.text.count('<tr id="quarantined-') == 50
+        assert "expected an Event object, got string" in page.text and "stage &#39;Sometime&#39;" in page.text
+        assert "&#34;junk &lt;b&gt;29&lt;/b&gt;&#34;" in page.text and "<b>29</b>" not in page.text  # escaped
+        assert "q-s3cret-77e1" not in page.text
+        older = re.search(r'<a href="(/quarantine\?cursor=[^"]+)" rel="next">', page.text)
+        assert older, page.text[-2000:]
+        rest = c.get(html.unescape(older.group(1)))
+        assert rest.text.count('<tr id="quarantined-') == 10 and 'rel="next"' not in rest.text
+        assert c.get("/quarantine?cursor=nope").status_code == 400
