@@ -3,7 +3,8 @@
 Each failure stops the command with one line naming the cause and the fix (`startup.refuse`): the TLS files
 (readable, a certificate and its key, a CA), the listening socket (bound here, then handed to the server, so
 "listening on" is true when printed), and Kafka (`detect` waits for it; `ingest` starts without it, answers
-503 until it is there, and says so in one line). The alert store is checked by `startup.open_store`.
+503 until it is there, and says so in one line; both create the topics, and a topic Kafka refuses to create is a
+configuration error). The alert store is checked by `startup.open_store`.
 """
 
 from __future__ import annotations
@@ -111,13 +112,16 @@ def quiet_kafka_client() -> Iterator[None]:
 
 
 async def kafka_attempt(probe: Callable[[float], Awaitable[Any]], timeout_s: float) -> str | None:
-    """One try of `probe(timeout_s)` (e.g. creating the topics); None when Kafka answered, else the problem."""
-    from ingest.kafka import kafka_problem
+    """One try of `probe(timeout_s)` (e.g. creating the topics); None when Kafka answered, else the problem. A
+    topic Kafka refuses to create (TopicRefused) is a configuration error: a one-line refusal, exit status 2."""
+    from ingest.kafka import TopicRefused, kafka_problem
 
     with quiet_kafka_client():
         try:
             await asyncio.wait_for(probe(timeout_s), timeout_s + 1)
             return None
+        except TopicRefused as exc:  # waiting would not change it
+            refuse(str(exc))
         except Exception as exc:  # whatever the client raises, Kafka is not usable yet
             return kafka_problem(exc, timeout_s)
 

@@ -8,10 +8,11 @@ same way for every app: read-only and read-write bearer tokens and/or TLS client
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -42,8 +43,10 @@ from detectors.loading.formats import LoadOptions
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from detectors.tuning.tuning import load_tuning
-from ingest.kafka import KafkaSink, TopicSpec, ensure_topics
+from ingest.kafka import KafkaSink, TopicMissing, TopicRefused, TopicSpec, ensure_topics
 from ingest.webhook import WEBHOOK_PATHS, BatchSink, SinkUnavailable, webhook_router
+
+log = logging.getLogger("auditwatch.ingest")
 
 
 def _app(
@@ -180,16 +183,25 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
-def create_ingest_app(settings: Settings, sink: KafkaSink | None = None) -> FastAPI:
-    """Distributed mode's front door: the webhook, producing to Kafka."""
+def create_ingest_app(settings: Settings, sink: KafkaSink | None = None, *, create_topics: bool = True) -> FastAPI:
+    """Distributed mode's front door: the webhook, producing to Kafka. Its startup creates the topics unless
+    `create_topics` is false (`auditwatch ingest` did, before its banner)."""
     sink = sink or kafka_sink(settings)
     bootstrap = settings.kafka_bootstrap or sink.bootstrap
+
+    async def topics() -> None:
+        try:
+            await ensure_topics(bootstrap, topic_specs(settings), timeout_s=min(settings.send_timeout_s, 10))
+        except TopicRefused as exc:  # the sink's start says the topic is missing
+            log.warning("%s", exc)
+        except Exception:  # Kafka may come later; batches get 503 until then
+            pass
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         with quiet_kafka_client():  # one line says it when Kafka is not there yet (KafkaSink.start)
-            with suppress(Exception):  # Kafka may come later; batches get 503 until then
-                await ensure_topics(bootstrap, topic_specs(settings), timeout_s=min(settings.send_timeout_s, 10))
+            if create_topics:
+                await topics()
             await sink.start()
         yield
         await sink.close()
@@ -207,7 +219,8 @@ def create_ingest_app(settings: Settings, sink: KafkaSink | None = None) -> Fast
         try:
             await sink.ready()
         except SinkUnavailable as exc:  # its text names the brokers: the log has it, the caller needs no access
-            return not_ready(request, "Kafka unavailable: unreachable", exc)
+            why = "topic missing" if isinstance(exc, TopicMissing) else "unreachable"
+            return not_ready(request, f"Kafka unavailable: {why}", exc)
         return JSONResponse(ready(request))
 
     return app

@@ -22,7 +22,7 @@ from typing import Protocol, TypeVar
 
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import InvalidReplicationFactorError, NoError, TopicAlreadyExistsError, for_code
 from aiokafka.partitioner import murmur2
 from confluent_kafka import KafkaError, KafkaException
 
@@ -101,6 +101,15 @@ def kafka_problem(exc: BaseException, timeout_s: float) -> str:
     return f"{name}: {exc}".splitlines()[0][:200]
 
 
+class TopicRefused(Exception):
+    """Kafka answered but refused to create a topic for a reason that waiting does not change (a replication
+    factor above the number of brokers, a policy, an ACL): a configuration error, said in one line."""
+
+
+class TopicMissing(SinkUnavailable):
+    """The brokers answer, but the audit topic is not there (never created, or deleted since)."""
+
+
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
     name: str
@@ -109,13 +118,14 @@ class TopicSpec:
 
 
 async def ensure_topics(bootstrap: str, topics: Sequence[TopicSpec], *, timeout_s: float = 30.0) -> None:
-    """Create missing topics (existing ones are left as they are)."""
+    """Create missing topics (existing ones are left as they are). TopicRefused when Kafka refuses one for good;
+    a retriable refusal (the controller moving, a timeout) is raised as aiokafka's error, as Kafka being late is."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
     await asyncio.wait_for(admin.start(), timeout_s)
     try:
         existing = set(await admin.list_topics())
-        missing = [
-            NewTopic(
+        missing = {  # by name: a name twice in one request is refused (INVALID_REQUEST)
+            t.name: NewTopic(
                 t.name,
                 num_partitions=t.partitions,
                 replication_factor=t.replication_factor,
@@ -123,14 +133,27 @@ async def ensure_topics(bootstrap: str, topics: Sequence[TopicSpec], *, timeout_
             )
             for t in topics
             if t.name not in existing
-        ]
+        }
         if missing:
-            try:
-                await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another process created it first
+            # the broker answers each topic's outcome in the response, it raises nothing
+            response = await admin.create_topics(list(missing.values()))
+            for topic, code, *message in response.topic_errors:
+                _check_created(bootstrap, topic, code, message[0] if message else None)
     finally:
         await admin.close()
+
+
+def _check_created(bootstrap: str, topic: str, code: int, message: str | None) -> None:
+    if code in (NoError.errno, TopicAlreadyExistsError.errno):  # created, or another process created it first
+        return
+    error = for_code(code)
+    why = f"{error.message}: {message or error.description}"
+    if error.retriable:
+        raise error(why)
+    fix = "create the topic yourself"
+    if code == InvalidReplicationFactorError.errno:
+        fix = "set AUDITWATCH_REPLICATION_FACTOR to at most the number of brokers, or " + fix
+    raise TopicRefused(f"Kafka at {bootstrap} refused to create topic {topic} ({why}): {fix}")
 
 
 class KafkaSink:
@@ -151,13 +174,14 @@ class KafkaSink:
         self.send_timeout_s = send_timeout_s
         self.drop_request_received = drop_request_received
         self._producer: RecordProducer | None = None  # made on first use: in the worker process, after any fork
-        self._probing: asyncio.Task[None] | None = None
+        self._probing: asyncio.Task[KafkaError | None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
-        self._readiness: tuple[float, str | None] | None = None  # when ready() last probed, and why it failed
+        self._readiness: tuple[float, SinkUnavailable | None] | None = None  # when ready() last probed, and why not
 
     async def _ensure_producer(self, *, probe: bool = False) -> RecordProducer:
-        """The producer, replaced when it failed for good; while no broker is known to answer (or when asked),
-        a metadata round trip first, so a batch gets its 503 at once rather than at its deadline."""
+        """The producer, replaced when it failed for good; while no broker is known to answer or the topic was
+        missing (or when asked), a metadata round trip first, so a batch gets its 503 at once rather than at its
+        deadline. TopicMissing when the brokers answer without the topic."""
         producer = self._producer
         if producer is None or producer.failed is not None:
             if producer is not None:
@@ -171,10 +195,13 @@ class KafkaSink:
                 timeout_s = min(self.send_timeout_s, _PROBE_TIMEOUT_S)
                 probing = self._probing = asyncio.ensure_future(producer.probe(self.topic, timeout_s))
             try:
-                await asyncio.shield(probing)
+                missing = await asyncio.shield(probing)
             except KafkaException as exc:
                 why = kafka_problem(exc, min(self.send_timeout_s, _PROBE_TIMEOUT_S))
                 raise SinkUnavailable(f"Kafka at {self.bootstrap} is unreachable: {why}") from exc
+            if missing is not None:
+                raise TopicMissing(f"topic {self.topic} is not on Kafka at {self.bootstrap} ({missing.str()}): create "
+                                   "it, or restart ingest or detect, which create it at startup")  # fmt: skip
         return producer
 
     def _close_later(self, producer: RecordProducer) -> None:
@@ -187,19 +214,22 @@ class KafkaSink:
         try:
             await self._ensure_producer()
         except SinkUnavailable as exc:
-            log.warning("%s: webhook batches get 503 (the apiserver retries them) until it is reachable", exc)
+            until = "it exists" if isinstance(exc, TopicMissing) else "it is reachable"
+            log.warning("%s: webhook batches get 503 (the apiserver retries them) until %s", exc, until)
 
     async def ready(self) -> None:
-        """Raise SinkUnavailable unless a broker answers (readiness probe). The answer is kept READY_CACHE_S, so
-        a flood of probes makes one metadata round trip, and a broker that went away is seen that much later."""
+        """Raise SinkUnavailable unless a broker answers, and knows the topic (TopicMissing: readiness probe). The
+        answer is kept READY_CACHE_S, so a flood of probes makes one metadata round trip, and a broker that went
+        away is seen that much later."""
         if self._readiness is not None and time.monotonic() - self._readiness[0] < READY_CACHE_S:
-            if self._readiness[1] is not None:
-                raise SinkUnavailable(self._readiness[1])
+            failed = self._readiness[1]
+            if failed is not None:
+                raise type(failed)(*failed.args)  # a new one: re-raising the same would grow its traceback
             return
         try:
             await self._ensure_producer(probe=True)
         except SinkUnavailable as exc:
-            self._readiness = (time.monotonic(), str(exc))
+            self._readiness = (time.monotonic(), exc)
             raise
         self._readiness = (time.monotonic(), None)
 

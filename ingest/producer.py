@@ -34,6 +34,7 @@ _CLOSE_POLL_S = 0.005
 _QUEUE_FULL_WAIT_S = 0.005  # librdkafka's queue is full: hand the rest over once it drained a little
 _PROBE_STEP_S = 0.05
 _ANY_PARTITION = -1  # the partitioner picks (murmur2 of the key)
+_UNKNOWN_TOPIC = KafkaError.UNKNOWN_TOPIC_OR_PART
 
 
 class Delivery:
@@ -86,7 +87,7 @@ class RecordProducer:
 
     def __init__(self, bootstrap: str, *, timeout_s: float, max_record_bytes: int) -> None:
         self.bootstrap = bootstrap
-        self.down = True  # no broker known to answer yet; cleared by a probe or an acknowledged batch
+        self.down = True  # no broker known to answer yet, or no topic; cleared by a probe or an acknowledged batch
         self.failed: KafkaError | None = None  # a fatal error: this producer can do nothing more
         self._brokers_down = 0  # times librdkafka said every broker connection is down
         self._producer = Producer({
@@ -136,9 +137,10 @@ class RecordProducer:
         else:
             log.debug("Kafka client: %s", error.str())
 
-    async def probe(self, topic: str, timeout_s: float) -> None:
-        """A metadata round trip with the brokers; KafkaException when none answers within `timeout_s`, or as soon
-        as librdkafka says that every broker connection is down."""
+    async def probe(self, topic: str, timeout_s: float) -> KafkaError | None:
+        """A metadata round trip with the brokers: the brokers' error about `topic` when they answer without it
+        (UNKNOWN_TOPIC_OR_PART), else None; KafkaException when none answers within `timeout_s`, or as soon as
+        librdkafka says that every broker connection is down."""
         seen = self._brokers_down
         metadata = asyncio.ensure_future(asyncio.to_thread(self._producer.list_topics, topic, timeout_s))
         metadata.add_done_callback(_retrieved)
@@ -146,8 +148,12 @@ class RecordProducer:
             await asyncio.wait({metadata}, timeout=_PROBE_STEP_S)
             if self._brokers_down != seen and not metadata.done():
                 raise KafkaException(KafkaError(KafkaError._ALL_BROKERS_DOWN))
-        metadata.result()
+        found = metadata.result().topics.get(topic)
+        if found is None or found.error is not None or not found.partitions:
+            self.down = True  # the next batch probes first and gets its 503 at once, not at its deadline
+            return found.error if found is not None and found.error is not None else KafkaError(_UNKNOWN_TOPIC)
         self.down = False
+        return None
 
     async def send(self, records: Sequence[Record]) -> None:
         """Hand the records over and return when every one is acknowledged; KafkaException on the first failure.

@@ -153,6 +153,7 @@ def _replay_to_kafka(args: argparse.Namespace, progress: Any) -> int:
     from aiokafka.errors import KafkaError
 
     from auditwatch.replay import format_summary, publish
+    from ingest.kafka import TopicRefused
     from ingest.webhook import SinkUnavailable
 
     settings = build_settings(kafka_bootstrap=args.to_kafka, topic=args.topic, partitions=args.partitions)
@@ -160,6 +161,8 @@ def _replay_to_kafka(args: argparse.Namespace, progress: Any) -> int:
     tune_gc()
     try:
         stats = asyncio.run(publish(args.paths, settings, progress=progress))
+    except TopicRefused as exc:  # a configuration error
+        refuse(str(exc))
     except (KafkaError, SinkUnavailable, TimeoutError) as exc:
         refuse(f"cannot publish to Kafka at {settings.kafka_bootstrap}: {exc}", EXIT_FAILURE)
     if not args.quiet:

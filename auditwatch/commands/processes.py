@@ -84,7 +84,10 @@ def _topics_probe(settings: Any) -> Any:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     """The webhook in front of Kafka. It starts without Kafka (batches get 503 until it is there; the apiserver
-    retries them), and its startup says so in one line."""
+    retries them), and its startup says so in one line; a topic Kafka refuses to create stops it (status 2)."""
+    import asyncio
+
+    from auditwatch.preflight import KAFKA_PROBE_TIMEOUT_S, kafka_attempt
     from auditwatch.server import base_url, create_ingest_app, run_http
 
     settings = _checked_listener(
@@ -96,7 +99,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         refuse("ingest needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)")
     if args.workers < 1:
         refuse("--workers must be at least 1")
-    app = create_ingest_app(settings)
+    # the topics created here, once (not by every worker's startup); Kafka away: KafkaSink.start says so
+    asyncio.run(kafka_attempt(_topics_probe(settings), KAFKA_PROBE_TIMEOUT_S))
+    app = create_ingest_app(settings, create_topics=False)
     tune_gc()
     workers = args.workers
     sock = _listen(settings, shared=workers > 1)

@@ -222,9 +222,9 @@ def count_probes(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     probe = RecordProducer.probe
     started: list[float] = []
 
-    async def counted(self: RecordProducer, topic: str, timeout_s: float) -> None:
+    async def counted(self: RecordProducer, topic: str, timeout_s: float) -> KafkaError | None:
         started.append(time.monotonic())
-        await probe(self, topic, timeout_s)
+        return await probe(self, topic, timeout_s)
 
     monkeypatch.setattr(RecordProducer, "probe", counted)
     return started
@@ -243,7 +243,9 @@ def test_readiness_is_kept_a_moment_so_a_probe_flood_makes_one_metadata_round_tr
             await sink.ready()
 
     async def attempt() -> None:
-        sink = sink_for(kafka_bootstrap(), "audit")
+        topic = f"ready-{uuid.uuid4().hex[:8]}"
+        await ensure_topics(kafka_bootstrap(), [TopicSpec(topic, 1, 1)])
+        sink = sink_for(kafka_bootstrap(), topic)
         try:
             await flood(sink)
             assert len(probes) == 1
