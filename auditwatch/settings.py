@@ -125,6 +125,17 @@ class Settings(BaseSettings):
             raise ValueError("must be between 0 and 86400 seconds")
         return value
 
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _host_ports(cls, value: str | None) -> str | None:
+        # the clients take "kafka" alone, then fail every connection with a warning: a usage error instead
+        for part in value.split(",") if value else ():
+            host, _, port = part.strip().rpartition(":")
+            ipv6_bare = ":" in host and not host.startswith("[")
+            if not host or ipv6_bare or not port.isdecimal() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"{part.strip()!r} is not HOST:PORT (e.g. kafka:9092; several: a comma between)")
+        return value
+
     @field_validator("exceptions_refresh_s")
     @classmethod
     def _refresh(cls, value: float) -> float:

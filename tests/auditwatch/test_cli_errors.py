@@ -251,6 +251,19 @@ def test_bad_settings_and_missing_kafka_are_usage_errors(run_cli: RunCli, monkey
     assert one_line(run_cli("detect"), USAGE) == "detect needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)"
 
 
+@pytest.mark.parametrize("value", ["notahostport", "kafka:", "kafka:port", "kafka:0", "a:9092,b", "::1", "a:9092,"])
+def test_a_kafka_address_without_a_port_is_a_usage_error(value: str, run_cli: RunCli) -> None:
+    shown = value.split(",")[-1] if "," in value else value
+    said = f"bad setting: kafka_bootstrap: Value error, {shown!r} is not HOST:PORT (e.g. kafka:9092; several: a comma "
+    for command in (["ingest", "--kafka"], ["detect", "--kafka"], ["replay", str(SCENARIO), "--to-kafka"]):
+        assert one_line(run_cli(*command, value), USAGE) == said + "between)", command
+
+
+def test_kafka_addresses_with_ports_are_taken() -> None:
+    for value in ("kafka:9092", "10.0.0.5:9092,10.0.0.6:9093", "[::1]:9092", "kafka-0.kafka.svc:9092"):
+        assert Settings(kafka_bootstrap=value).kafka_bootstrap == value
+
+
 @pytest.mark.parametrize("command", [[], ["replay"], ["convert"]])
 def test_help_documents_the_exit_statuses(command: list[str], run_cli: RunCli) -> None:
     out = " ".join(run_cli(*command, "--help").out.split())
