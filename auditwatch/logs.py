@@ -4,7 +4,9 @@
 A record's structured fields are the `extra=` of the logging call (`log.info("batch", extra={"events": 400})`):
 text shows them as `key=value` after the message, JSON as members of the object beside `ts`, `level`,
 `logger` and `msg`. The long-running commands log auditwatch's own records from INFO (a line per batch, one
-per alert at WARNING: `log_alerts`), the others from WARNING; libraries log from WARNING whatever the level.
+per alert at WARNING: `log_alerts`), the others from WARNING; libraries log from WARNING whatever the level, and
+the Kafka client's lines (one per reconnection attempt while a broker is away) at most once a minute each
+(`RepeatLimit`).
 Values are quoted and escaped, so a field taken from an event (a user name) cannot forge a line. Only
 redacted values are logged: alerts come redacted from the detectors, and no token or password is ever a field.
 
@@ -18,7 +20,9 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +82,46 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
+class RepeatLimit(logging.Filter):
+    """Passes each message of the loggers under `prefixes` at most once every `every_s` seconds: a message is its
+    logger, level and text with numbers and addresses blanked (`Unable connect to node with id 1: ...`, retried
+    ten times a second while the broker is away). The next line passed says how many like it were held back
+    (`suppressed=N`). At most `max_kept` messages are remembered, the least recently seen forgotten first."""
+
+    _VARYING = re.compile(r"0x[0-9a-fA-F]+|\d+")
+
+    def __init__(
+        self,
+        prefixes: tuple[str, ...] = ("aiokafka",),
+        every_s: float = 60.0,
+        max_kept: int = 512,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+        self.dotted = tuple(f"{p}." for p in prefixes)
+        self.every_s, self.max_kept, self.clock = every_s, max_kept, clock
+        self._seen: OrderedDict[tuple[str, int, str], tuple[float, int]] = OrderedDict()  # passed at, held since
+        self._lock = threading.Lock()  # filters run outside the handler's lock, on any thread that logs
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name not in self.prefixes and not record.name.startswith(self.dotted):
+            return True
+        key = (record.name, record.levelno, self._VARYING.sub("#", record.getMessage()))
+        now = self.clock()
+        with self._lock:
+            passed_at, held = self._seen.pop(key, (-float("inf"), 0))  # put back last: the most recently seen
+            if now - passed_at < self.every_s:
+                self._seen[key] = (passed_at, held + 1)
+                return False
+            self._seen[key] = (now, 0)
+            while len(self._seen) > self.max_kept:
+                self._seen.popitem(last=False)
+        if held:
+            record.suppressed = held  # a field of the line
+        return True
+
+
 def configure_logging(log_format: str | None, log_level: str | None, *, default_level: str = "warning") -> None:
     """Log to stderr in `log_format` (else AUDITWATCH_LOG_FORMAT, else text), auditwatch's records from
     `log_level` (else AUDITWATCH_LOG_LEVEL; AUDITWATCH_DEBUG=1 means debug; else `default_level`)."""
@@ -90,6 +134,7 @@ def configure_logging(log_format: str | None, log_level: str | None, *, default_
         refuse(f"bad setting: AUDITWATCH_LOG_LEVEL: {level!r} is not one of {', '.join(LOG_LEVELS)}")
     handler = _StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(RepeatLimit())
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _StderrHandler)]:  # main() may run more than once
         root.removeHandler(old)

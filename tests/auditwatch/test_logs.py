@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import io
 import json
 import logging
 import sys
 from datetime import datetime
 
-from auditwatch.logs import JsonFormatter, TextFormatter, alert_fields, log_alerts
+import pytest
+from aiokafka.client import AIOKafkaClient
+
+from auditwatch.logs import JsonFormatter, RepeatLimit, TextFormatter, alert_fields, configure_logging, log_alerts
 from detectors.events import AuditEvent, Rejected
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from tests.support.events import exec_event
+from tests.support.processes import free_port
 
 
 def record(msg: str, level: int = logging.INFO, **fields: object) -> logging.LogRecord:
@@ -70,3 +77,70 @@ def test_an_alert_line_has_its_redacted_who_what_and_where() -> None:
     records.clear()
     log_alerts(logger, alerts, [Rejected("t:1", "the store refused it", None)])  # not stored: not logged
     assert records == []
+
+
+def library_record(name: str, msg: str, *args: object, level: int = logging.ERROR) -> logging.LogRecord:
+    return logging.getLogger(name).makeRecord(name, level, __file__, 1, msg, args, None)
+
+
+def test_a_kafka_client_line_passes_once_a_minute_then_says_how_many_were_held_back() -> None:
+    now = [0.0]
+    limit = RepeatLimit(every_s=60, clock=lambda: now[0])
+    unable = "Unable connect to node with id %s: [Errno 111] Connect call failed ('127.0.0.1', %d)"
+    passed = []
+    for i in range(100):  # ten a second for ten seconds, as aiokafka retries: the node id and port vary
+        now[0] = i / 10
+        rec = library_record("aiokafka.conn", unable, i % 3, 9092 + i)
+        if limit.filter(rec):
+            passed.append(rec)
+    assert len(passed) == 1 and not hasattr(passed[0], "suppressed")
+    assert limit.filter(library_record("aiokafka.cluster", "Topic %s not found in cluster metadata", "k8s-audit"))
+    assert limit.filter(library_record("aiokafka.conn", unable, 1, 9092, level=logging.WARNING))  # another level
+    now[0] = 70.0
+    again = library_record("aiokafka.conn", unable, 2, 9092)
+    assert limit.filter(again) and again.suppressed == 99
+    assert "suppressed=99" in TextFormatter().format(again)
+    now[0] = 71.0
+    assert not limit.filter(library_record("aiokafka.conn", unable, 2, 9092))
+    for _ in range(5):  # auditwatch's own lines are never held back (they say things once themselves)
+        assert limit.filter(record("batch"))
+
+
+def test_the_messages_remembered_are_bounded() -> None:
+    limit = RepeatLimit(every_s=60, max_kept=50, clock=lambda: 0.0)
+    for i in range(1000):  # messages that differ by more than numbers: each passes once
+        name = "".join(chr(ord("g") + (i // 20**d) % 20) for d in range(3))  # letters g-z: no digit, no hex
+        assert limit.filter(library_record("aiokafka", "error on topic %s", name)), name
+    assert len(limit._seen) == 50
+
+
+@pytest.mark.integration
+def test_a_kafka_client_retrying_a_closed_port_logs_a_bounded_number_of_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real aiokafka client, its broker gone (a closed port on 127.0.0.1): a few lines, not one per retry."""
+    lines = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", lines)
+    configure_logging("text", "info")
+    bootstrap = f"127.0.0.1:{free_port()}"
+
+    async def retry_for(seconds: float) -> int:
+        client = AIOKafkaClient(bootstrap_servers=bootstrap, retry_backoff_ms=20)
+        attempts = 0
+        deadline = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < deadline:  # as the consumer's metadata refresh does
+            attempts += 1
+            with contextlib.suppress(Exception):
+                await client.bootstrap()
+            await asyncio.sleep(0.02)
+        await client.close()
+        return attempts
+
+    try:
+        attempts = asyncio.run(retry_for(3.0))
+    finally:
+        logging.getLogger().handlers.clear()
+    logged = lines.getvalue().splitlines()
+    assert attempts > 20
+    assert 1 <= len(logged) <= 3, logged  # each distinct message once
+    assert all(" ERROR aiokafka" in line for line in logged), logged
