@@ -77,6 +77,12 @@ def webhook_options(p: argparse.ArgumentParser) -> None:
         "body, else 408 (default 60; the apiserver's own client gives up after 30). Env: "
         "AUDITWATCH_BODY_READ_TIMEOUT_S",
     )  # fmt: skip
+    p.add_argument(
+        "--body-budget-bytes", type=int, metavar="BYTES", help="webhook bodies this process reads and handles at "
+        "once, in bytes (each counts its Content-Length); a request beyond it gets 503 with Retry-After before its "
+        "body is read, and the apiserver retries (default 4 x --max-body-bytes; at least --max-body-bytes). Env: "
+        "AUDITWATCH_BODY_BUDGET_BYTES",
+    )  # fmt: skip
 
 
 def receipt_options(p: argparse.ArgumentParser) -> None:

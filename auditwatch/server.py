@@ -85,6 +85,7 @@ def _add_webhook(app: FastAPI, sink: BatchSink, settings: Settings, metrics: Met
             sink,
             max_body_bytes=settings.max_body_bytes,
             body_read_timeout_s=settings.body_read_timeout_s,
+            body_budget_bytes=settings.body_budget_bytes,
             observer=metrics.events,
         )  # fmt: skip
     )

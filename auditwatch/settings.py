@@ -6,7 +6,7 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import SecretStr, field_validator
+from pydantic import SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ingest.webhook import DEFAULT_BODY_READ_TIMEOUT_S, DEFAULT_MAX_BODY_BYTES
@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     port: int = 8080
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     body_read_timeout_s: float = DEFAULT_BODY_READ_TIMEOUT_S  # the whole webhook body, else 408
+    # webhook bodies read or handled at once, else 503 (default: ingest.webhook.DEFAULT_BODY_BUDGET_FACTOR x max)
+    body_budget_bytes: int | None = None
     api_token: SecretStr | None = None  # read-write (the webhook's token)
     api_read_token: SecretStr | None = None  # read-only: GET, HEAD, OPTIONS
     tls_cert_file: str | None = None
@@ -95,6 +97,15 @@ class Settings(BaseSettings):
     def _min_body(cls, value: int) -> int:
         if value < 1024:
             raise ValueError("max_body_bytes must be at least 1024")
+        return value
+
+    @field_validator("body_budget_bytes")
+    @classmethod
+    def _budget_fits_a_body(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # a smaller budget would refuse a body of the largest accepted size forever (the apiserver retries it)
+        largest = info.data.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+        if value is not None and value < largest:
+            raise ValueError(f"must be at least max_body_bytes ({largest})")
         return value
 
     @field_validator("body_read_timeout_s")

@@ -5,7 +5,8 @@
 read timeout; 413 over the size limit; 503 with Retry-After when the sink is unavailable (the apiserver
 retries). Items that fail validation are counted and reported, the first MAX_KEPT_REJECTED of them kept by
 the sink (quarantine); the rest of the batch goes on. A body in a content coding (gzip, ...) gets 415 before any
-of it is read. The reply:
+of it is read, and so does a 503 when the bodies being read or handled at once would exceed the process's
+BodyBudget. The reply:
 `{"accepted": n, "rejected": total, "alerts": n}`, plus `"quarantined": kept` and the first 20 reasons
 (`"rejections": [{"item": origin, "reason": ...}]`) when items were rejected. A `BatchObserver` (metrics)
 hears what became of each batch's items, by reason class.
@@ -36,6 +37,10 @@ DEFAULT_MAX_BODY_BYTES = 128 * 1024 * 1024  # one POST can carry 400 events of 1
 # The whole body must arrive within this, so a slow client cannot hold a request (and its buffer) open: the
 # apiserver's own webhook client gives up after 30 s, so a sender that is slower is not the apiserver.
 DEFAULT_BODY_READ_TIMEOUT_S = 60.0
+# Bodies read or handled at once, in bytes, default this many times the largest one: a parsed body holds ~3.6x
+# its size (a 118 MiB POST peaked at 451 MB RSS), so unbounded concurrency would outgrow any memory limit.
+DEFAULT_BODY_BUDGET_FACTOR = 4
+BUDGET_RETRY_AFTER_S = 2
 # Parse bigger bodies in a thread, so that the event loop keeps serving between the GIL's switches (every 5 ms)
 # rather than waiting for the whole body; up to this (~5 ms of parsing) the hand-over would cost more than it
 # saves: the usual 400-event body of the apiserver, ~0.5 MB, parses inline.
@@ -130,11 +135,36 @@ class ClientGone(IngestError):
         self.bytes_read = bytes_read
 
 
+class BodyBudget:
+    """The bytes of webhook bodies a process reads, parses and hands on at once. A request reserves its declared
+    Content-Length (the limit when it declares none) before any of its body is read, and gives it back when
+    answered; one that does not fit is refused rather than queued, so a burst costs no memory. Single event loop:
+    no lock is needed between the check and the update."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.used = 0
+
+    def take(self, size: int) -> bool:
+        if self.used + size > self.total:
+            return False
+        self.used += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.used -= size
+
+
+def declared_length(request: Request) -> int | None:
+    declared = request.headers.get("content-length")
+    return int(declared) if declared is not None and declared.isdigit() else None
+
+
 async def read_body(request: Request, limit: int, timeout_s: float = DEFAULT_BODY_READ_TIMEOUT_S) -> bytes:
     """The request body; BodyTooLarge over `limit` bytes, TimeoutError when it takes over `timeout_s` in all,
     ClientGone when the client disconnects first."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = declared_length(request)
+    if declared is not None and declared > limit:
         raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
@@ -191,14 +221,35 @@ def webhook_router(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     body_read_timeout_s: float = DEFAULT_BODY_READ_TIMEOUT_S,
+    body_budget_bytes: int | None = None,
     observer: BatchObserver | None = None,
 ) -> APIRouter:
+    """`body_budget_bytes`: the BodyBudget of these routes (default DEFAULT_BODY_BUDGET_FACTOR x max_body_bytes);
+    at least max_body_bytes, else a body of the largest size could never be accepted."""
+    budget = BodyBudget(body_budget_bytes or DEFAULT_BODY_BUDGET_FACTOR * max_body_bytes)
+    if budget.total < max_body_bytes:
+        raise ValueError("the body budget must be at least max_body_bytes")
     router = APIRouter(tags=["webhook"])
     parse, accept = _reading(sink)
 
     async def receive(request: Request) -> Response:
-        started = time.perf_counter()
         refuse_encoded(request)
+        declared = declared_length(request)
+        if declared is not None and declared > max_body_bytes:
+            raise _error(413, f"request body is larger than the limit of {max_body_bytes} bytes")
+        size = max_body_bytes if declared is None else declared
+        if not budget.take(size):
+            log.warning("batch of %d bytes refused (503, the sender retries): %d of the %d bytes of the body "
+                        "budget in use", size, budget.used, budget.total)  # fmt: skip
+            message = "too many webhook bodies being handled at once: retry later"
+            raise _error(503, message, {"Retry-After": str(BUDGET_RETRY_AFTER_S)})
+        try:
+            return await _receive(request)
+        finally:
+            budget.give(size)
+
+    async def _receive(request: Request) -> Response:
+        started = time.perf_counter()
         try:
             body = await read_body(request, max_body_bytes, body_read_timeout_s)
         except BodyTooLarge:

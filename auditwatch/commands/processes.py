@@ -52,7 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _checked_listener(
         args, db_url=args.db, rules=args.rules, max_body_bytes=args.max_body_bytes, rule_matching=args.rule_matching,
-        tuning=args.tuning, body_read_timeout_s=args.body_read_timeout,
+        tuning=args.tuning, body_read_timeout_s=args.body_read_timeout, body_budget_bytes=args.body_budget_bytes,
         baseline_learning_days=args.baseline_learning_days, **receipt_settings(args), **notify_settings(args),
     )  # fmt: skip
     sinks = notify_sinks(settings)
@@ -92,7 +92,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     settings = _checked_listener(
         args, kafka_bootstrap=args.kafka, topic=args.topic, max_body_bytes=args.max_body_bytes,
-        body_read_timeout_s=args.body_read_timeout,
+        body_read_timeout_s=args.body_read_timeout, body_budget_bytes=args.body_budget_bytes,
         drop_request_received=True if args.drop_request_received else None, partitions=args.partitions,
     )  # fmt: skip
     if not settings.kafka_bootstrap:

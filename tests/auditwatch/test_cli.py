@@ -83,6 +83,13 @@ def test_bad_environment_setting_is_named(run_cli: RunCli, monkeypatch: pytest.M
     assert out.code != 0 and "bad setting: port" in out.err
 
 
+@pytest.mark.usefixtures("never_listens")
+def test_a_body_budget_smaller_than_a_body_is_refused(run_cli: RunCli) -> None:
+    out = run_cli("serve", "--max-body-bytes", "2000000", "--body-budget-bytes", "1000000")
+    assert out.code != 0
+    assert "bad setting: body_budget_bytes: Value error, must be at least max_body_bytes (2000000)" in out.err
+
+
 # Each step of the attack in the demo's captured log, and the alert that must show it.
 DEMO_ATTACK = {
     "auth-failure-burst-by-ip": "alice",  # the forbidden burst
