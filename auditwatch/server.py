@@ -228,8 +228,16 @@ def create_ingest_app(settings: Settings, sink: KafkaSink | None = None, *, crea
 
 
 def create_metrics_app(settings: Settings, metrics: Metrics) -> FastAPI:
-    """detect's metrics listener: `/metrics` alone, with the access rules of every listener."""
-    return _app("auditwatch detect", settings, None, metrics)
+    """detect's metrics listener: `/metrics`, with the access rules of every listener, and an open `/healthz` for
+    the kubelet's probes (which carry no token). It answers from the listener's own thread, so it says that the
+    process lives, not that its consumer progresses: auditwatch_kafka_consumer_lag says that."""
+    app = _app("auditwatch detect", settings, None, metrics)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
 
 
 def protocol_options(settings: Settings) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import yaml
 from tests.support.kube_cluster import KUBECONFIGS, KubeCluster, require_kube_binaries
 from tests.support.manifests import DEPLOY, VARIANTS, Doc, dockerfile_uid, of_kind, render, role, workload_problems
 from tests.support.processes import Proc
+from tests.support.prometheus import prometheus_tool
 from tests.support.tls import server_certificate
 
 pytestmark = pytest.mark.integration
@@ -35,6 +36,8 @@ pytestmark = pytest.mark.integration
 NAMESPACE = yaml.safe_load((DEPLOY / "namespace.yaml").read_text())
 KUBECONFIG_TEMPLATE = DEPLOY / "apiserver" / "webhook-kubeconfig.yaml"
 CERT_MANAGER_EXAMPLE = DEPLOY / "examples" / "cert-manager" / "certificate.yaml"
+SCRAPE_CONFIG = DEPLOY / "prometheus" / "scrape-config.yaml"
+POD_MONITOR = DEPLOY / "examples" / "prometheus-operator" / "podmonitor.yaml"
 DRY_RUN = ("apply", "--dry-run=server", "--validate=strict", "-f", "-")
 
 
@@ -298,3 +301,109 @@ def test_the_kubeconfig_templates_address_is_the_example_clusterip(rendered: dic
         "/audit/webhook",
     )
     assert cluster["tls-server-name"] == f"auditwatch-webhook.{NAMESPACE['metadata']['name']}.svc"
+
+
+# ------------------------------------------------------------------------------------------ metrics
+def metrics_ports(docs: list[Doc]) -> dict[str, str]:
+    """Each Deployment's role -> the name of its container's one port, where its /metrics is."""
+    return {
+        role(d): d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["name"] for d in of_kind(docs, "Deployment")
+    }
+
+
+def test_detect_serves_metrics_with_the_read_only_token_alone(rendered: dict[str, list[Doc]]) -> None:
+    """Without a metrics port, AuditwatchConsumerLag and AuditwatchStoreUnavailable could never fire for detect;
+    its listener serves only reads, so the webhook's read-write token is not even mounted."""
+    docs = rendered["distributed"]
+    (detect,) = [d for d in of_kind(docs, "Deployment") if role(d) == "detect"]
+    spec = detect["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    args = container["args"]
+    assert {"--metrics-host=0.0.0.0", "--metrics-port=9108", "--token-file=/etc/auditwatch/tokens/read-only"} <= set(
+        args
+    )
+    assert any(a.startswith("--tls-cert=") for a in args) and not any(a.startswith("--read-token-file") for a in args)
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9108, "protocol": "TCP"}]
+    (tokens,) = [v["secret"] for v in spec["volumes"] if v["name"] == "tokens"]
+    assert tokens["items"] == [{"key": "read-only", "path": "read-only"}]
+    (service,) = [s for s in of_kind(docs, "Service") if s["metadata"]["name"] == "auditwatch-detect-metrics"]
+    assert service["spec"]["clusterIP"] == "None" and service["spec"]["ports"][0]["targetPort"] == "metrics"
+
+
+def test_ingest_and_api_take_the_read_only_token(rendered: dict[str, list[Doc]]) -> None:
+    for deployment in of_kind(rendered["distributed"], "Deployment"):
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        if role(deployment) != "detect":
+            assert "--read-token-file=/etc/auditwatch/tokens/read-only" in args, role(deployment)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_prometheus_may_reach_every_metrics_port(rendered: dict[str, list[Doc]], variant: str) -> None:
+    docs = rendered[variant]
+    (policy,) = [
+        p for p in of_kind(docs, "NetworkPolicy") if p["metadata"]["name"] == "auditwatch-metrics-from-prometheus"
+    ]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"auditwatch.io/metrics-access": "true"}}}]
+    assert set(metrics_ports(docs).values()) <= {port["port"] for port in rule["ports"]}
+
+
+def test_the_scrape_config_is_valid_and_keeps_every_metrics_port(
+    rendered: dict[str, list[Doc]], tmp_path: Path
+) -> None:
+    config = yaml.safe_load(SCRAPE_CONFIG.read_text())
+    (job,) = config["scrape_configs"]
+    assert job["authorization"]["credentials_file"].endswith("/read-only")  # never the read-write token
+    # Debian's promtool is built without Kubernetes discovery: checked here, the rest by promtool with a static
+    # target in its place
+    (discovery,) = job.pop("kubernetes_sd_configs")
+    assert discovery == {"role": "pod", "namespaces": {"names": [NAMESPACE["metadata"]["name"]]}}
+    job["static_configs"] = [{"targets": ["127.0.0.1:8443"]}]
+    # promtool wants the files it names to exist: the same configuration with them under tmp_path
+    for section, key in (("authorization", "credentials_file"), ("tls_config", "ca_file")):
+        there = tmp_path / Path(job[section][key]).name
+        there.write_text("x\n")
+        job[section][key] = str(there)
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    checked = subprocess.run([prometheus_tool("promtool"), "check", "config", str(tmp_path / "prometheus.yml")],
+                             capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    relabel = {tuple(r["source_labels"]): r for r in job["relabel_configs"]}
+    kept = re.compile(relabel[("__meta_kubernetes_pod_container_port_name",)]["regex"])
+    job_name = relabel[("__meta_kubernetes_pod_label_app_kubernetes_io_component",)]
+    for docs in rendered.values():
+        for component, port in metrics_ports(docs).items():
+            assert kept.fullmatch(port), (component, port)
+            assert re.fullmatch("auditwatch.*", job_name["replacement"].replace("$1", component))
+
+
+def test_the_pod_monitor_scrapes_every_metrics_port_with_the_read_only_token(rendered: dict[str, list[Doc]]) -> None:
+    (monitor,) = yaml.safe_load_all(POD_MONITOR.read_text())
+    endpoints = monitor["spec"]["podMetricsEndpoints"]
+    for endpoint in endpoints:
+        assert endpoint["authorization"]["credentials"] == {"name": "auditwatch-tokens", "key": "read-only"}
+        assert endpoint["scheme"] == "https" and endpoint["path"] == "/metrics"
+    for docs in rendered.values():
+        for deployment in of_kind(docs, "Deployment"):
+            labels = deployment["spec"]["template"]["metadata"]["labels"]
+            assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        assert set(metrics_ports(docs).values()) <= {e["port"] for e in endpoints}
+
+
+# measured: a started process holds up to 200 MB; a parsed webhook body ~4.25x its size (40 MB batch: +170 MB)
+STARTED_MB, BODY_EXPANSION = 200, 4.25
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_webhook_bodies_in_flight_fit_the_memory_limit(rendered: dict[str, list[Doc]], variant: str) -> None:
+    """--max-body-bytes alone bounds one body, not how many are parsed at once: the budget bounds the total."""
+    for deployment in of_kind(rendered[variant], "Deployment"):
+        if role(deployment) not in {"serve", "ingest"}:
+            continue
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        flags = dict(arg.split("=", 1) for arg in container["args"] if "=" in arg)
+        body, budget = int(flags["--max-body-bytes"]), int(flags["--body-budget-bytes"])
+        limit = container["resources"]["limits"]["memory"]
+        assert limit.endswith("Mi") or limit.endswith("Gi"), limit
+        limit_mb = int(limit[:-2]) * (1024 if limit.endswith("Gi") else 1) * 1.048576
+        assert body <= budget and STARTED_MB + budget / 1e6 * BODY_EXPANSION < 0.8 * limit_mb, deployment["metadata"]

@@ -157,6 +157,8 @@ def test_ingest_and_detect_count_what_went_through_kafka(tmp_path: Path, procs: 
     assert value(before, "auditwatch_rules_loaded", format="auditwatch") == rules_in_pack("builtin")
     assert value(before, "auditwatch_kafka_records_consumed_total") == 0
     assert httpx.get(detect_url, timeout=5).status_code == 401
+    # the probes' path needs no token (a kubelet probe carries none): deploy/distributed/detect.yaml uses it
+    assert httpx.get(f"http://127.0.0.1:{metrics_port}/healthz", timeout=5).json() == {"status": "ok"}
 
     events = scenario_events()
     bad = copy.deepcopy(exec_event())
@@ -172,7 +174,7 @@ def test_ingest_and_detect_count_what_went_through_kafka(tmp_path: Path, procs: 
 
     def caught_up(samples: Samples) -> bool:
         lags = [v for (name, _), v in samples.items() if name == "auditwatch_kafka_consumer_lag"]
-        return value(samples, "auditwatch_kafka_records_consumed_total") == len(events) and lags and not any(lags)
+        return value(samples, "auditwatch_kafka_records_consumed_total") == len(events) and bool(lags) and not any(lags)
 
     detected = wait_for_samples(detect_url, detect, caught_up)
     assert value(detected, "auditwatch_events_received_total") == len(events)

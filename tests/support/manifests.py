@@ -1,6 +1,6 @@
 """The Kubernetes manifests under deploy/, rendered by the real `kubectl kustomize`, and what every workload in
 them must have: Pod Security "restricted" at pod and container level, the image's numeric UID, a read-only root
-filesystem, resources, probes on its HTTPS port, and a command line and settings auditwatch accepts."""
+filesystem, resources, probes on its HTTPS port (detect: its metrics port), and a command line and settings auditwatch accepts."""
 
 from __future__ import annotations
 
@@ -20,7 +20,10 @@ DEPLOY = ROOT / "deploy"
 DOCKERFILE = ROOT / "Dockerfile"
 # every kustomization a user applies; the example overlay is what the README tells operators to copy
 VARIANTS = ("embedded", "embedded-postgres", "distributed", "examples/my-cluster")
-NO_PORT_ROLES = frozenset({"detect"})  # a Kafka consumer: no listener, so no probe can ask it (detect.yaml says why)
+# the paths each role's liveness and readiness probes ask; detect's one listener is its metrics one, which has
+# /healthz but no /readyz (detect.yaml says why)
+PROBE_PATHS = {"detect": ("/healthz", "/healthz")}
+DEFAULT_PROBE_PATHS = ("/healthz", "/readyz")
 # the volume types Pod Security "restricted" allows (pod-security-admission, check_restrictedVolumes.go)
 RESTRICTED_VOLUMES = frozenset(
     {
@@ -74,11 +77,11 @@ def _restricted(context: dict[str, Any], where: str, uid: int) -> list[str]:
     return problems
 
 
-def _probes(container: Doc, where: str) -> list[str]:
+def _probes(container: Doc, where: str, paths: tuple[str, str]) -> list[str]:
     scheme = "HTTPS" if any(arg.startswith("--tls-cert") for arg in container.get("args", [])) else "HTTP"
     ports = {port["name"] for port in container["ports"]}
     problems = []
-    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+    for probe, path in zip(("livenessProbe", "readinessProbe"), paths, strict=True):
         get = (container.get(probe) or {}).get("httpGet") or {}
         if (get.get("path"), get.get("scheme", "HTTP")) != (path, scheme) or get.get("port") not in ports:
             problems.append(f"{where}: {probe} is not GET {path} over {scheme} on the container's port")
@@ -134,8 +137,8 @@ def workload_problems(deployment: Doc, docs: list[Doc]) -> list[str]:
             if set(resources.get(kind) or {}) < {"cpu", "memory"}:
                 problems.append(f"{where}: no cpu and memory {kind}")
         if container.get("ports"):
-            problems += _probes(container, where)
-        elif role(deployment) not in NO_PORT_ROLES:
+            problems += _probes(container, where, PROBE_PATHS.get(role(deployment), DEFAULT_PROBE_PATHS))
+        else:
             problems.append(f"{where}: no port, hence no probes")
         problems += _command_line(container, where, config_maps)
     return problems
