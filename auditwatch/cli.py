@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from auditwatch.cli_options import (
+    DB_FILE_HELP,
     DB_HELP,
     KAFKA_HELP,
     LEARNING_HELP,
@@ -130,6 +131,7 @@ def _serve_parser(sub: Any) -> None:
     listener_options(serve, 8080)
     webhook_options(serve)
     serve.add_argument("--db", help=DB_HELP)
+    serve.add_argument("--db-url-file", metavar="FILE", help=DB_FILE_HELP)
     serve.add_argument("--rules", action="append", help=RULES_HELP)
     serve.add_argument("--rule-matching", choices=["first", "all"], help=MATCHING_HELP)
     serve.add_argument("--baseline-learning-days", type=float, metavar="DAYS", help=LEARNING_HELP)
@@ -176,6 +178,7 @@ def _detect_parser(sub: Any) -> None:
     )
     detect.add_argument("--kafka", help=KAFKA_HELP)
     detect.add_argument("--db", help=DB_HELP)
+    detect.add_argument("--db-url-file", metavar="FILE", help=DB_FILE_HELP)
     detect.add_argument("--rules", action="append", help=RULES_HELP)
     detect.add_argument("--topic", help=TOPIC_HELP)
     detect.add_argument("--group", help="consumer group id (default auditwatch-detect). Env: AUDITWATCH_CONSUMER_GROUP")
@@ -207,6 +210,7 @@ def _api_parser(sub: Any) -> None:
     )
     listener_options(api, 8080)
     api.add_argument("--db", help=DB_HELP)
+    api.add_argument("--db-url-file", metavar="FILE", help=DB_FILE_HELP)
     api.set_defaults(func=cmd_api, default_log_level="info")
 
 

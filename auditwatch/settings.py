@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     insecure: bool = False
     # detection and the alert store
     db_url: str = DEFAULT_DB_URL
+    # a file holding db_url, so that its password is in neither the command line nor the environment (a mounted
+    # Secret); read once at start (auditwatch/startup.py build_settings)
+    db_url_file: str | None = None
     rules: Annotated[list[str], NoDecode] = ["builtin"]
     rule_matching: Literal["first", "all"] = "first"  # Falco rule files: first match only, or every match
     tuning: str | None = None  # site tuning file (detectors/tuning): applied to every rule's alerts

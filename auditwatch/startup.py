@@ -61,10 +61,15 @@ def build_settings(**overrides: Any) -> Any:
 
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return Settings(**given)
+        settings = Settings(**given)
     except ValidationError as exc:
         msgs = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         refuse(f"bad setting: {msgs}")
+    if settings.db_url_file is None:
+        return settings
+    if "db_url" in settings.model_fields_set:  # given as a flag or a variable: which one was meant is unclear
+        refuse("--db (AUDITWATCH_DB_URL) and --db-url-file (AUDITWATCH_DB_URL_FILE) are both set: set one of them")
+    return settings.model_copy(update={"db_url": _read_secret(settings.db_url_file, "database URL file")})
 
 
 def load_pipeline(
@@ -134,17 +139,20 @@ def open_store(url: str) -> Any:
 
 
 def _read_token(path: str | None) -> str | None:
-    if path is None:
-        return None
+    return None if path is None else _read_secret(path, "token file", "write the token clients send in it")
+
+
+def _read_secret(path: str, what: str, fill: str = "write the value in it") -> str:
+    """The text of a file holding a secret, spaces and newlines around it dropped; never shown in an error."""
     try:
-        token = Path(path).read_text().strip()
+        value = Path(path).read_text().strip()
     except OSError as exc:
-        refuse(f"cannot read token file {path}: {exc.strerror}")
+        refuse(f"cannot read {what} {path}: {exc.strerror}")
     except UnicodeDecodeError:
-        refuse(f"cannot read token file {path}: not UTF-8 text")
-    if not token:
-        refuse(f"token file {path} is empty: write the token clients send in it")
-    return token
+        refuse(f"cannot read {what} {path}: not UTF-8 text")
+    if not value:
+        refuse(f"{what} {path} is empty: {fill}")
+    return value
 
 
 def access_settings(args: argparse.Namespace) -> dict[str, Any]:

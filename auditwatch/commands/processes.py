@@ -51,8 +51,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from auditwatch.server import base_url, create_serve_app, run_http
 
     settings = _checked_listener(
-        args, db_url=args.db, rules=args.rules, max_body_bytes=args.max_body_bytes, rule_matching=args.rule_matching,
-        tuning=args.tuning, body_read_timeout_s=args.body_read_timeout, body_budget_bytes=args.body_budget_bytes,
+        args, db_url=args.db, db_url_file=args.db_url_file, rules=args.rules, max_body_bytes=args.max_body_bytes,
+        rule_matching=args.rule_matching, tuning=args.tuning, body_read_timeout_s=args.body_read_timeout,
+        body_budget_bytes=args.body_budget_bytes,
         baseline_learning_days=args.baseline_learning_days, **receipt_settings(args), **notify_settings(args),
     )  # fmt: skip
     sinks = notify_sinks(settings)
@@ -125,7 +126,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     from auditwatch.server import base_url, create_api_app, run_http
 
-    settings = _checked_listener(args, db_url=args.db)
+    settings = _checked_listener(args, db_url=args.db, db_url_file=args.db_url_file)
     open_store(settings.db_url).close()  # fail here, in one line, rather than in the server's startup
     app = create_api_app(settings)
     sock = _listen(settings)
@@ -150,7 +151,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from auditwatch.settings import check_listener, metrics_listener
 
     settings = build_settings(
-        kafka_bootstrap=args.kafka, db_url=args.db, rules=args.rules, topic=args.topic,
+        kafka_bootstrap=args.kafka, db_url=args.db, db_url_file=args.db_url_file, rules=args.rules, topic=args.topic,
         consumer_group=args.group, partitions=args.partitions, rule_matching=args.rule_matching,
         kafka_wait_s=args.kafka_wait, metrics_host=args.metrics_host, metrics_port=args.metrics_port,
         tuning=args.tuning, baseline_learning_days=args.baseline_learning_days,
