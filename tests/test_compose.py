@@ -126,16 +126,44 @@ def test_kafka_address_is_consistent(services: dict[str, dict[str, Any]]) -> Non
     assert len(topics) == 1, f"ingest and detect must agree on the topic: {topics}"
 
 
-def test_database_url_is_consistent(services: dict[str, dict[str, Any]]) -> None:
+def setup_database_url() -> sa.engine.URL:
+    """The database URL the setup comment at the top of docker-compose.yml writes to secrets/db_url."""
+    (template,) = re.findall(r"printf '(postgresql[^']*)\\n'", COMPOSE.read_text())
+    return sa.engine.make_url(template.replace("%s", "PASSWORD"))
+
+
+def test_database_url_is_consistent(compose: dict[str, Any]) -> None:
+    services = compose["services"]
     pg_env = env_of(services["postgres"])
-    urls = {env_of(services[name])["AUDITWATCH_DB_URL"] for name in ("detect", "api")}
-    assert len(urls) == 1, urls
-    url = sa.engine.make_url(urls.pop())
+    for name in ("detect", "api"):
+        env = env_of(services[name])
+        assert "AUDITWATCH_DB_URL" not in env, f"{name}: the URL (and its password) belongs in a secret file"
+        assert env["AUDITWATCH_DB_URL_FILE"] == "/run/secrets/db_url" and "db_url" in services[name]["secrets"]
+    assert set(compose["secrets"]["db_url"]) == {"file"}
+    url = setup_database_url()
     assert url.drivername == "postgresql+psycopg"  # psycopg 3, as the project depends on
     assert (url.host, url.port) == ("postgres", 5432)
     assert url.username == pg_env["POSTGRES_USER"]
     assert url.database == pg_env["POSTGRES_DB"]
-    assert url.password is not None and INTERPOLATION.fullmatch(str(url.password)), "password must come from .env"
+    assert "POSTGRES_PASSWORD" not in pg_env and pg_env["POSTGRES_PASSWORD_FILE"] == "/run/secrets/db_password"
+    assert services["postgres"]["secrets"] == ["db_password"] and set(compose["secrets"]["db_password"]) == {"file"}
+
+
+def test_the_setup_keeps_secret_files_from_other_users(services: dict[str, dict[str, Any]]) -> None:
+    """Compose mounts a file secret with its host owner and mode: readable by the container's user only."""
+    setup = COMPOSE.read_text().split("\nname:", 1)[0]
+    assert not re.search(r"chmod 0?6[46]4|chmod [ao]\+r", setup)
+    assert "umask 077" in setup and "chmod 0640 secrets/api_token secrets/db_url" in setup
+    user = str(services["ingest"]["user"])
+    assert f"chgrp {user.split(':')[1]} secrets/api_token secrets/db_url" in setup
+    dockerfile_user = [line for line in DOCKERFILE.read_text().splitlines() if line.startswith("USER ")][-1]
+    assert dockerfile_user.split()[1] == user
+
+
+def test_ingest_bodies_are_bounded(services: dict[str, dict[str, Any]]) -> None:
+    command = services["ingest"]["command"]
+    body, budget = int(option(command, "--max-body-bytes")), int(option(command, "--body-budget-bytes"))
+    assert body <= 32 * 1024 * 1024 and body <= budget <= 2 * body
 
 
 def test_compose_uses_auditwatch_env_vars() -> None:
@@ -165,6 +193,12 @@ def test_services_wait_for_healthy_dependencies(services: dict[str, dict[str, An
         assert set(depends_on) == deps, name
         for dep in deps:
             assert depends_on[dep]["condition"] == "service_healthy", (name, dep)
+
+
+def test_kafka_runs_without_capabilities(services: dict[str, dict[str, Any]]) -> None:
+    assert services["kafka"]["cap_drop"] == ["ALL"] and not services["kafka"].get("cap_add")
+    for name in ("kafka", "postgres"):
+        assert "no-new-privileges:true" in services[name]["security_opt"], name
 
 
 @pytest.mark.parametrize("name", AUDITWATCH_SERVICES)

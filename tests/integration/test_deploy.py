@@ -234,10 +234,27 @@ def test_embedded_runs_one_writer(rendered: dict[str, list[Doc]]) -> None:
     assert of_kind(rendered["embedded"], "PersistentVolumeClaim")
     assert not of_kind(rendered["embedded-postgres"], "PersistentVolumeClaim")
     (serve,) = of_kind(rendered["embedded-postgres"], "Deployment")
-    (db_url,) = [
-        e for e in serve["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] == "AUDITWATCH_DB_URL"
+    assert_db_url_from_the_secret_file(serve)
+
+
+def assert_db_url_from_the_secret_file(deployment: Doc) -> None:
+    """The URL (with its password) read from the Secret auditwatch-db as a file, never put in the environment."""
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert "AUDITWATCH_DB_URL" not in env, deployment["metadata"]["name"]
+    path = Path(env["AUDITWATCH_DB_URL_FILE"]["value"])
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(path.parent)]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == "auditwatch-db" and volume["secret"]["items"] == [
+        {"key": "url", "path": path.name}
     ]
-    assert set(db_url) == {"name", "valueFrom"} and "secretKeyRef" in db_url["valueFrom"]
+
+
+def test_distributed_reads_the_db_url_from_a_file(rendered: dict[str, list[Doc]]) -> None:
+    for deployment in of_kind(rendered["distributed"], "Deployment"):
+        if role(deployment) != "ingest":  # ingest has no database
+            assert_db_url_from_the_secret_file(deployment)
 
 
 def test_distributed_pieces(rendered: dict[str, list[Doc]]) -> None:
