@@ -113,15 +113,31 @@ def load_site_tuning(path: str, detectors: Sequence[Any]) -> Any:
     return tuning
 
 
+# libpq options that hold a secret although their name does not say so to `is_credential_name`
+_URL_SECRETS = frozenset({"password", "sslpassword"})
+
+
 def shown_url(url: str) -> str:
-    """A database URL as messages show it: without its password."""
+    """A database URL as messages show it: its password masked, in the user part and in the query string
+    (`?password=...`, libpq's other secrets, any parameter named like a credential)."""
+    from urllib.parse import quote_plus
+
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
+    from detectors.credentials import is_credential_name
+
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
         return "(unparsable URL)"
+    shown = parsed.set(query={}).render_as_string(hide_password=True)
+    params = [
+        f"{quote_plus(name)}={'***' if name.lower() in _URL_SECRETS or is_credential_name(name) else quote_plus(v)}"
+        for name, values in parsed.query.items()
+        for v in ((values,) if isinstance(values, str) else values)
+    ]
+    return shown + ("?" + "&".join(params) if params else "")
 
 
 def open_store(url: str) -> Any:

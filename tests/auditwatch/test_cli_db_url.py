@@ -1,0 +1,75 @@
+"""What the commands say about their database URL: never a password (in the user part or the query string),
+a URL the driver refuses is a configuration error (exit 2), and where the alerts go when no URL is given."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+
+import pytest
+
+from tests.support.cli import CliRun, RunCli
+from tests.support.paths import SCENARIO
+from tests.support.processes import free_port
+
+USAGE = 2
+FAILURE = 1
+SECRET = "S3cretPW29"
+UNREACHABLE = f"postgresql+psycopg://auditwatch@127.0.0.1:1/auditwatch?password={SECRET}&sslpassword={SECRET}"
+
+
+@pytest.fixture(autouse=True)
+def returns_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The long-running commands stop once their banner is out: listeners do not serve, detect does not
+    consume (everything before, the store and Kafka included, is real)."""
+    import auditwatch.commands.processes
+    import auditwatch.server
+
+    def run_http(_app: object, _settings: object, sock: socket.socket) -> int:
+        sock.close()
+        return 0
+
+    monkeypatch.setattr(auditwatch.server, "run_http", run_http)
+    monkeypatch.setattr(auditwatch.commands.processes, "_consume", lambda *_: None)
+
+
+def one_line(result: CliRun, status: int) -> str:
+    assert "Traceback" not in result.err and result.code == status, result
+    lines = result.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("auditwatch: "), result.err
+    return lines[0].removeprefix("auditwatch: ")
+
+
+def commands(url: str, kafka: str) -> list[list[str]]:
+    return [
+        ["serve", "--port", str(free_port()), "--db", url],
+        ["api", "--port", str(free_port()), "--db", url],
+        ["detect", "--kafka", kafka, "--topic", f"s29-db-url-{uuid.uuid4().hex[:8]}", "--db", url],
+        ["replay", str(SCENARIO), "--db", url],
+        ["demo", "--db", url],
+    ]
+
+
+def test_a_password_in_the_query_string_is_never_shown(pg_url: str, run_cli: RunCli) -> None:
+    from tests.support.services import kafka_bootstrap
+
+    for args in commands(UNREACHABLE, "127.0.0.1:1"):  # the store refused: before detect waits for Kafka
+        line = one_line(run_cli(*args), FAILURE)
+        assert line.startswith(
+            "cannot open the alert store postgresql+psycopg://auditwatch@127.0.0.1:1/auditwatch?password=***"
+            "&sslpassword=***: "
+        ), line
+        assert SECRET not in line
+    # the server trusts local connections: it ignores the password and the banners show the URL
+    for args in commands(f"{pg_url}?password={SECRET}", kafka_bootstrap()):
+        result = run_cli(*args)
+        assert result.code == 0, result
+        assert "?password=***" in result.out + result.err, (args, result)
+        assert SECRET not in result.out + result.err, (args, result)
+
+
+def test_the_redaction_of_the_url_keeps_its_other_parameters() -> None:
+    from auditwatch.startup import shown_url
+
+    shown = shown_url(f"postgresql+psycopg://app:{SECRET}@db/x?sslmode=require&password=a&api_token=b&passfile=/p")
+    assert shown == "postgresql+psycopg://app:***@db/x?sslmode=require&password=***&api_token=***&passfile=%2Fp"
