@@ -146,7 +146,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from auditwatch.live_exceptions import LiveExceptions
     from auditwatch.metrics import Metrics
     from auditwatch.notify.sender import Sender, rule_descriptions, rule_responses
-    from auditwatch.preflight import wait_for_kafka
+    from auditwatch.preflight import check_tls, wait_for_kafka
     from auditwatch.server import base_url
     from auditwatch.settings import check_listener, metrics_listener
 
@@ -160,9 +160,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if not settings.kafka_bootstrap:
         refuse("detect needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)")
     listener = metrics_listener(settings)
-    refusal = check_listener(listener) if listener is not None else None
-    if refusal:
-        refuse(f"metrics listener: {refusal}")
+    if listener is None:
+        _refuse_access_flags(args)
+    else:
+        refusal = check_listener(listener)
+        if refusal:
+            refuse(f"metrics listener: {refusal}")
+        check_tls(listener.tls_cert_file, listener.tls_key_file, listener.tls_client_ca_file)
     sinks = notify_sinks(settings)
     pipeline = load_pipeline(settings.rules, settings.rule_matching, settings.tuning, settings.baseline_learning_days)
     store = open_store(settings.db_url)
@@ -234,6 +238,20 @@ def _consume(consumer: Any, sender: Any, bootstrap: str) -> None:
     except KafkaError as exc:
         refuse(f"lost Kafka at {bootstrap} ({kafka_problem(exc, 0)}): check that it runs; "
                "detect resumes from the last committed offsets when restarted", EXIT_FAILURE)  # fmt: skip
+
+
+_ACCESS_FLAGS = {"token_file": "--token-file", "read_token_file": "--read-token-file", "tls_cert": "--tls-cert",
+                 "tls_key": "--tls-key", "tls_client_ca": "--tls-client-ca", "write_client_cn": "--write-client-cn",
+                 "insecure": "--insecure"}  # fmt: skip
+
+
+def _refuse_access_flags(args: argparse.Namespace) -> None:
+    """detect's access flags apply to its metrics listener only: given without one, they would be ignored in
+    silence (the same AUDITWATCH_* variables are not refused: an environment shared with ingest and api)."""
+    given = [flag for dest, flag in _ACCESS_FLAGS.items() if getattr(args, dest)]
+    if given:
+        refuse(f"{', '.join(given)}: detect's access flags apply to its metrics listener: add --metrics-port PORT "
+               "or drop them")  # fmt: skip
 
 
 def _metrics_listener(listener: Any, metrics: Any) -> Any:

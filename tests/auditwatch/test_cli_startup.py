@@ -76,6 +76,16 @@ def test_tls_files_are_checked_before_anything_listens(pki: Pki, tmp_path: Path,
     for command in LISTENERS:
         for args, reason in cases.items():
             assert refusal(listener(run_cli, command, *args)) == reason, (command, args)
+    for args, reason in cases.items():  # detect's metrics listener: before the store, Kafka or a thread
+        assert refusal(run_cli("detect", "--metrics-port", "18305", *args)) == reason, args
+
+
+def test_detect_refuses_access_flags_without_its_metrics_listener(pki: Pki, run_cli: RunCli) -> None:
+    line = refusal(run_cli("detect", "--tls-cert", str(pki.server_cert), "--tls-key", str(pki.client_key)))
+    assert line == "--tls-cert, --tls-key: detect's access flags apply to its metrics listener: add --metrics-port " \
+        "PORT or drop them"  # fmt: skip
+    line = refusal(run_cli("detect", "--insecure", "--write-client-cn", "apiserver"))
+    assert line.startswith("--write-client-cn, --insecure: detect's access flags apply to its metrics listener")
 
 
 def test_the_banner_brackets_an_ipv6_address(monkeypatch: pytest.MonkeyPatch, run_cli: RunCli) -> None:
