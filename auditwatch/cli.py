@@ -24,6 +24,7 @@ from typing import Any
 from auditwatch.cli_options import (
     DB_FILE_HELP,
     DB_HELP,
+    DETECT_DB_HELP,
     KAFKA_HELP,
     LEARNING_HELP,
     MATCHING_HELP,
@@ -177,7 +178,7 @@ def _detect_parser(sub: Any) -> None:
         "batch's alerts in one transaction, then commit its offsets. Run several to share the partitions.",
     )
     detect.add_argument("--kafka", help=KAFKA_HELP)
-    detect.add_argument("--db", help=DB_HELP)
+    detect.add_argument("--db", help=DETECT_DB_HELP)
     detect.add_argument("--db-url-file", metavar="FILE", help=DB_FILE_HELP)
     detect.add_argument("--rules", action="append", help=RULES_HELP)
     detect.add_argument("--topic", help=TOPIC_HELP)

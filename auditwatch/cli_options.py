@@ -19,6 +19,10 @@ DB_FILE_HELP = (
     "file holding the alert store's URL (instead of --db), so that its password is in neither the command line "
     "nor the environment, e.g. a mounted Secret or a compose secret. Env: AUDITWATCH_DB_URL_FILE"
 )
+DETECT_DB_HELP = (
+    "SQLAlchemy URL of the alert store that every detect and api share (required, or --db-url-file: "
+    "postgresql+psycopg://user@host/db). Env: AUDITWATCH_DB_URL"
+)
 KAFKA_HELP = "Kafka bootstrap server HOST:PORT (several: a comma between). Env: AUDITWATCH_KAFKA_BOOTSTRAP"
 TOPIC_HELP = "audit topic (default k8s-audit; dead letters go to k8s-audit-dlq). Env: AUDITWATCH_TOPIC"
 PARTITIONS_HELP = "partitions of the audit topic when it is created (default 6). Env: AUDITWATCH_PARTITIONS"

@@ -127,6 +127,9 @@ def cmd_api(args: argparse.Namespace) -> int:
     from auditwatch.server import base_url, create_api_app, run_http
 
     settings = _checked_listener(args, db_url=args.db, db_url_file=args.db_url_file)
+    if "db_url" not in settings.model_fields_set:  # legitimate over a replay's file, surprising otherwise
+        print(f"auditwatch: warning: no --db (nor --db-url-file): serving the SQLite file {_default_db_file()}",
+              file=sys.stderr)  # fmt: skip
     open_store(settings.db_url).close()  # fail here, in one line, rather than in the server's startup
     app = create_api_app(settings)
     sock = _listen(settings)
@@ -137,6 +140,14 @@ def cmd_api(args: argparse.Namespace) -> int:
         f"  store    {shown_url(settings.db_url)}",
     )
     return run_http(app, settings, sock)
+
+
+def _default_db_file() -> str:
+    from pathlib import Path
+
+    from auditwatch.settings import DEFAULT_DB_URL
+
+    return str(Path(DEFAULT_DB_URL.removeprefix("sqlite:///")).resolve())
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
@@ -159,6 +170,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
     )  # fmt: skip
     if not settings.kafka_bootstrap:
         refuse("detect needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)")
+    if "db_url" not in settings.model_fields_set:  # the default SQLite file would be one store per replica
+        refuse("detect needs --db URL (or --db-url-file, AUDITWATCH_DB_URL): the database that every detect and api share, "
+               "e.g. postgresql+psycopg://USER@HOST/DB")  # fmt: skip
     listener = metrics_listener(settings)
     if listener is None:
         _refuse_access_flags(args)

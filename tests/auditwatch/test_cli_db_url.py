@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,29 @@ def test_the_redaction_of_the_url_keeps_its_other_parameters() -> None:
 
     shown = shown_url(f"postgresql+psycopg://app:{SECRET}@db/x?sslmode=require&password=a&api_token=b&passfile=/p")
     assert shown == "postgresql+psycopg://app:***@db/x?sslmode=require&password=***&api_token=***&passfile=%2Fp"
+
+
+def test_detect_needs_a_database_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli: RunCli) -> None:
+    monkeypatch.chdir(tmp_path)
+    line = one_line(run_cli("detect", "--kafka", "127.0.0.1:1"), USAGE)
+    assert line == (
+        "detect needs --db URL (or --db-url-file, AUDITWATCH_DB_URL): the database that every detect and api share, "
+        "e.g. postgresql+psycopg://USER@HOST/DB"
+    )
+    assert not (tmp_path / "auditwatch.db").exists()
+    monkeypatch.setenv("AUDITWATCH_DB_URL", "postgresql+psycopg://auditwatch@127.0.0.1:1/auditwatch")  # as given
+    assert one_line(run_cli("detect", "--kafka", "127.0.0.1:1"), FAILURE).startswith("cannot open the alert store")
+
+
+def test_api_names_the_sqlite_file_it_serves_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli: RunCli
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("api", "--port", str(free_port()))
+    assert result.code == 0, result
+    assert result.err == (
+        f"auditwatch: warning: no --db (nor --db-url-file): serving the SQLite file {tmp_path / 'auditwatch.db'}\n"
+    )
+    assert "store    sqlite:///auditwatch.db" in result.out
+    given = run_cli("api", "--port", str(free_port()), "--db", f"sqlite:///{tmp_path / 'replay.db'}")
+    assert given.code == 0 and given.err == "", given
