@@ -9,7 +9,9 @@ worker while the others idle. Ordering per principal does not depend on which wo
 is keyed by its principal, so one principal's events land on one partition whichever worker produced them. The
 parent only supervises: SIGTERM or SIGINT is passed on to the workers, and when one worker exits the others are
 stopped, so a broken worker never leaves a half-capacity listener behind; the exit status is the first worker's
-that was not 0 (a worker ended by SIGTERM or SIGINT counts as 0: it was asked to stop).
+that was not 0 (a worker ended by SIGTERM or SIGINT counts as 0: it was asked to stop). A parent killed
+without a chance to pass anything on (SIGKILL, the OOM killer) takes its workers with it: the kernel sends each
+SIGTERM (Linux's PR_SET_PDEATHSIG), so that none keeps serving the port beside a restarted instance.
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ def run_workers(count: int, listener: socket.socket, serve: Callable[[socket.soc
     sys.stdout.flush()
     sys.stderr.flush()
     children: list[int] = []
+    parent = os.getpid()
     for worker in range(count):
         pid = os.fork()
         if pid == 0:
             status = 1
             try:
+                _die_with(parent)
                 sock = listener if worker == 0 else same_port(listener)
             except OSError as exc:
                 print(f"auditwatch worker {worker + 1}: cannot listen: {exc}", file=sys.stderr)
@@ -80,6 +84,20 @@ def same_port(listener: socket.socket) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel send this process SIGTERM when `parent` dies (Linux); exit now if it died already (before
+    the request was made, when the process was handed to another parent)."""
+    if sys.platform == "linux":
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(0)
 
 
 def _signal_all(pids: list[int], sig: int) -> None:

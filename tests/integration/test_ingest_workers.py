@@ -4,6 +4,10 @@ was received; SIGTERM stops them all."""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -56,3 +60,34 @@ def test_workers_share_the_port_and_every_event_lands_once(tmp_path: Path) -> No
         status = ingest.stop()
     assert status == 0, ingest.output()
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie left for a reaper that never comes does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_die_with_a_parent_killed_with_sigkill(tmp_path: Path) -> None:
+    port = free_port()
+    ingest = Proc(["ingest", "--kafka", kafka_bootstrap(), "--topic", f"workers-{uuid.uuid4().hex[:8]}", "--port",
+                   str(port), "--workers", "2"], tmp_path / "ingest.log")  # fmt: skip
+    workers: list[int] = []
+    try:
+        ingest.wait_http(f"http://127.0.0.1:{port}/readyz")
+        workers = children_of(ingest.popen.pid)
+        assert len(workers) == 2, ingest.output()
+        ingest.kill9()
+        deadline = time.monotonic() + 20
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in workers if _alive(pid)], ingest.output()
+        with socket.socket() as probe:  # nothing listens on the port any more: a new instance has it alone
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", port))
+    finally:
+        for pid in workers:  # without the fix: orphans, stopped here rather than left serving
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
