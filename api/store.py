@@ -6,6 +6,7 @@ redelivered batch or a second replay of the same file never duplicates an alert.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -107,6 +108,23 @@ def _url_problem(url: str, exc: Exception) -> str:
     return f"cannot use database URL: {exc}"
 
 
+# libpq's and psycopg's words for a connection option it does not know or a value it refuses, said before any
+# server is asked (`connection is bad: invalid sslmode value: "bogus"`): the URL is wrong, not the database down
+_REFUSED_OPTION = re.compile(
+    r"invalid connection option|bad value for|invalid [\w\" ]*value|invalid port number|invalid integer value"
+    r"|could not parse network address|missing \"=\" after"
+)
+
+
+def _option_problem(exc: BaseException) -> str | None:
+    """What the driver refused in the URL's options when connecting failed for that, else None."""
+    orig = getattr(exc, "orig", None)
+    if orig is None or getattr(orig, "sqlstate", None):  # an answer of the server
+        return None
+    first = str(orig).partition("\n")[0]
+    return first.removeprefix("connection is bad: ") if _REFUSED_OPTION.search(first) else None
+
+
 def _resolve_in_alertmanager(conn: Connection, closed: GroupClosed) -> None:
     """A group that triage closes is resolved in Alertmanager too, in the same transaction (no sink: no rows)."""
     resolve_groups(conn, [closed.group_id], closed.at)
@@ -143,6 +161,14 @@ class AlertStore:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        try:
+            with self.engine.connect():  # the first connection: says whether the URL's options are usable
+                pass
+        except SQLAlchemyError as exc:
+            problem = _option_problem(exc)
+            if problem is not None:
+                raise StoreURLError(f"bad database URL: {problem}") from None
+            raise store_error(exc) from exc
         with self._tx(writes=True) as conn:
             if conn.dialect.name == "postgresql":
                 # detect and api processes start together: one migrates, the others wait, then see it done.

@@ -142,12 +142,15 @@ def shown_url(url: str) -> str:
 
 def open_store(url: str) -> Any:
     """The alert store at `url` with its schema current; a one-line refusal when it cannot be used or reached."""
-    from api.errors import StoreError
+    from api.errors import StoreError, StoreURLError
     from api.store import AlertStore
 
     store = AlertStore(url)  # a URL it cannot use raises StoreURLError: a usage error, see cli.main
     try:
         store.migrate()
+    except StoreURLError as exc:  # an option the driver refuses: the URL is to fix, not the database
+        store.close()
+        refuse(f"cannot open the alert store {shown_url(url)}: {exc}")
     except StoreError as exc:
         store.close()
         refuse(f"cannot open the alert store {shown_url(url)}: {exc}", EXIT_FAILURE)

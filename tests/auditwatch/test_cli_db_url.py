@@ -100,3 +100,20 @@ def test_api_names_the_sqlite_file_it_serves_by_default(
     assert "store    sqlite:///auditwatch.db" in result.out
     given = run_cli("api", "--port", str(free_port()), "--db", f"sqlite:///{tmp_path / 'replay.db'}")
     assert given.code == 0 and given.err == "", given
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("sslmode=bogus", 'invalid sslmode value: "bogus"'),
+        ("bogus=1", 'invalid connection option "bogus"'),
+        ("connect_timeout=soon", "bad value for connect_timeout: 'soon'"),
+    ],
+)
+def test_an_option_the_driver_refuses_is_a_configuration_error(
+    query: str, reason: str, pg_url: str, run_cli: RunCli
+) -> None:
+    url = f"{pg_url}?{query}"  # a server that answers: only the option is wrong
+    for args in commands(url, "127.0.0.1:1"):
+        line = one_line(run_cli(*args), USAGE)
+        assert line == f"cannot open the alert store {url}: bad database URL: {reason}", args
