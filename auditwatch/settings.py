@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import SecretStr, ValidationInfo, field_validator
@@ -170,6 +171,24 @@ class Settings(BaseSettings):
         if value < 1:
             raise ValueError("must be at least 1")
         return value
+
+
+# AUDITWATCH_* variables read by something else than Settings: the logs (auditwatch/logs.py), and the scripts,
+# tests and benchmarks (scripts/services.sh, scripts/kube-e2e.sh, tests/support), which a shell may export
+OTHER_ENV_NAMES = frozenset(
+    {
+        "AUDITWATCH_LOG_FORMAT", "AUDITWATCH_LOG_LEVEL", "AUDITWATCH_DEBUG", "AUDITWATCH_CACHE", "AUDITWATCH_BIN",
+        "AUDITWATCH_KAFKA_VERSION", "AUDITWATCH_KAFKA_PORT", "AUDITWATCH_KAFKA_CONTROLLER_PORT", "AUDITWATCH_PG_PORT",
+        "AUDITWATCH_PG_DATA", "AUDITWATCH_KAFKA_LIBS", "AUDITWATCH_FUZZ_SCALE", "AUDITWATCH_DOCS_SCREENSHOTS",
+    }
+)  # fmt: skip
+
+
+def unknown_env_names(environ: Mapping[str, str]) -> list[str]:
+    """The AUDITWATCH_* variables of `environ` that nothing reads (a typo would otherwise go unnoticed)."""
+    prefix = Settings.model_config.get("env_prefix", "")
+    known = {f"{prefix}{name}".upper() for name in Settings.model_fields} | OTHER_ENV_NAMES
+    return sorted(name for name in environ if name.upper().startswith(prefix) and name.upper() not in known)
 
 
 def is_loopback(host: str) -> bool:

@@ -4,6 +4,7 @@ command that cannot go on stops: one line on stderr and a documented exit status
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,11 +55,16 @@ def tune_gc() -> None:
 
 
 def build_settings(**overrides: Any) -> Any:
-    """Build Settings from env, with the flags the user actually gave taking precedence."""
+    """Build Settings from env, with the flags the user actually gave taking precedence; a warning line names the
+    AUDITWATCH_* variables that nothing reads."""
     from pydantic import ValidationError
 
-    from auditwatch.settings import Settings
+    from auditwatch.settings import Settings, unknown_env_names
 
+    unknown = unknown_env_names(os.environ)
+    if unknown:  # names only: a value may be a secret
+        print(f"auditwatch: warning: ignoring {', '.join(unknown)}: no setting has this name (a typo?)",
+              file=sys.stderr)  # fmt: skip
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         settings = Settings(**given)
