@@ -171,8 +171,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if not settings.kafka_bootstrap:
         refuse("detect needs --kafka HOST:PORT (or AUDITWATCH_KAFKA_BOOTSTRAP)")
     if "db_url" not in settings.model_fields_set:  # the default SQLite file would be one store per replica
-        refuse("detect needs --db URL (or --db-url-file, AUDITWATCH_DB_URL): the database that every detect and api share, "
-               "e.g. postgresql+psycopg://USER@HOST/DB")  # fmt: skip
+        refuse("detect needs --db URL (or --db-url-file, AUDITWATCH_DB_URL): the database that every detect and "
+               "api share, e.g. postgresql+psycopg://USER@HOST/DB")  # fmt: skip
     listener = metrics_listener(settings)
     if listener is None:
         _refuse_access_flags(args)
