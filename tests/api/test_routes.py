@@ -61,7 +61,7 @@ def test_an_unready_store_is_a_generic_503_and_the_cause_is_logged_once(
 REST_CALLS = [
     ("GET", "/api/v1/alerts"), ("GET", "/api/v1/alerts/priority"), ("GET", "/api/v1/alert-groups"),
     ("GET", "/api/v1/alerts/a-1"), ("GET", "/api/v1/alerts/a-1/history"), ("GET", "/api/v1/alert-groups/g-1"),
-    ("GET", "/api/v1/deliveries"), ("GET", "/api/v1/receipts"), ("GET", "/api/v1/exceptions"),
+    ("GET", "/api/v1/deliveries"), ("GET", "/api/v1/receipts"), ("GET", "/api/v1/quarantine"), ("GET", "/api/v1/exceptions"),
     ("GET", "/api/v1/exceptions/e-1"), ("PATCH", "/api/v1/alerts/a-1"), ("DELETE", "/api/v1/exceptions/e-1"),
 ]  # fmt: skip
 
