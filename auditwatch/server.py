@@ -29,7 +29,7 @@ from auditwatch.console.session import docs_credentials
 from auditwatch.docs import docs_router
 from auditwatch.embedded import EmbeddedSink
 from auditwatch.head import HeadAsGet
-from auditwatch.http_protocols import MAX_HEAD_BYTES, ProblemHttpToolsProtocol
+from auditwatch.http_protocols import ProblemHttpToolsProtocol
 from auditwatch.live_exceptions import LiveExceptions
 from auditwatch.metrics import Metrics
 from auditwatch.metrics_http import add_metrics_route, count_webhook_responses
@@ -244,7 +244,7 @@ def protocol_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's HTTP protocol, its refusals (a malformed request, a head too large) as problems: h11 handing the
     app the client certificate's subject when access depends on it, else httptools (auditwatch/http_protocols.py)."""
     http = ClientCertProtocol if settings.write_client_cns else ProblemHttpToolsProtocol
-    return {"http": http, "h11_max_incomplete_event_size": MAX_HEAD_BYTES}
+    return {"http": http}
 
 
 def ssl_options(settings: Settings) -> dict[str, Any]:
