@@ -113,7 +113,7 @@ def notify_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--notify", action="append", metavar="KIND=URL[,option=value...]",
         help="push each new alert to a sink (repeatable). KIND: alertmanager, webhook (signed with secret_file=), "
-        "falcosidekick or slack (also Mattermost). Options: name, min_severity, rules, exclude_rules (rule ids or "
+        "falcosidekick, slack or mattermost. Options: name, min_severity, rules, exclude_rules (rule ids or "
         "names, globs; repeatable), rate (e.g. 20/min; excess dropped and counted), timeout, backoff, backoff_max, "
         "max_age, max_pending, resend (alertmanager), secret / secret_file (webhook). Delivered from an outbox in "
         "the database, at least once, with retries: see README 'Notifications'. Env: AUDITWATCH_NOTIFY (several "

@@ -19,7 +19,7 @@ from api.outbox import OutboxRoute
 from detectors.alerts import Alert, Severity
 from detectors.patterns import Matcher, PatternError, glob
 
-KINDS = ("alertmanager", "webhook", "falcosidekick", "slack")
+KINDS = ("alertmanager", "webhook", "falcosidekick", "slack", "mattermost")
 COMMON = ("name", "min_severity", "rules", "exclude_rules", "timeout", "backoff", "backoff_max", "max_age",
           "max_pending")  # fmt: skip
 OPTIONS = {
@@ -27,6 +27,7 @@ OPTIONS = {
     "webhook": (*COMMON, "rate", "secret", "secret_file"),
     "falcosidekick": (*COMMON, "rate"),
     "slack": (*COMMON, "rate"),
+    "mattermost": (*COMMON, "rate"),
 }
 _ALL_OPTIONS = frozenset(name for names in OPTIONS.values() for name in names)
 REPEATABLE = frozenset({"rules", "exclude_rules"})

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -96,24 +96,43 @@ def falcosidekick_event(row: Any) -> bytes:
 _BREAKS = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]+")
 
 
-def _plain(text: str) -> str:
-    """Text that Slack and Mattermost show without acting on it: `<`, `>` and `&` escaped (Slack reads `<...>`
-    as links and mentions, and Mattermost turns `<!channel>` into `@channel`), on one line, and a zero-width
-    space after every `@`, so that `@channel`, `@here`, `@all` or `@someone` notify nobody."""
+def _slack_plain(text: str) -> str:
+    """Text that Slack shows without acting on it: `<`, `>` and `&` escaped (Slack reads `<...>` as links and
+    mentions, and needs them escaped in code spans too), on one line, and a zero-width space after every `@`,
+    so that `@channel`, `@here`, `@all` or `@someone` notify nobody."""
     text = _BREAKS.sub(" ", text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return text.replace("@", "@\u200b")
 
 
-def _code(text: str) -> str:
-    """An event value as an inline code span: neither Mattermost's Markdown nor Slack's mrkdwn formats
-    anything in one (no link, image, emphasis, strike, bare URL); a backtick, which would end it, becomes ˋ."""
-    return f"`{_plain(text.replace('`', 'ˋ'))}`"
+def _mattermost_plain(text: str) -> str:
+    """Text that Mattermost shows without acting on it. Its Markdown takes `&`, `<` and `>` as they are (raw
+    HTML is shown, not rendered; an entity inside a code span would show as `&amp;`), so none is escaped. What
+    it does act on: before rendering, an incoming webhook's `<!channel>`, `<!here>` and `<!all>` become
+    mentions and `<@ID>` a user's name (a zero-width space after `<` or `@` stops both), and `@name` mentions."""
+    return _BREAKS.sub(" ", text).replace("<!", "<\u200b!").replace("@", "@\u200b")
+
+
+def _code_span(plain: Callable[[str], str]) -> Callable[[str], str]:
+    """An event value as an inline code span: neither Slack's mrkdwn nor Mattermost's Markdown formats anything
+    in one (no link, image, emphasis, strike, bare URL); a backtick, which would end it, becomes ˋ."""
+    return lambda text: f"`{plain(text.replace('`', 'ˋ'))}`"
 
 
 def slack_message(row: Any, *, link: str | None, descriptions: Mapping[str, str]) -> bytes:
+    """A Slack incoming-webhook message (`chat_message`), its texts escaped as Slack needs."""
+    return chat_message(row, link=link, descriptions=descriptions, plain=_slack_plain)
+
+
+def mattermost_message(row: Any, *, link: str | None, descriptions: Mapping[str, str]) -> bytes:
+    """A Mattermost incoming-webhook message (`chat_message`), its texts escaped as Mattermost needs."""
+    return chat_message(row, link=link, descriptions=descriptions, plain=_mattermost_plain)
+
+
+def chat_message(row: Any, *, link: str | None, descriptions: Mapping[str, str], plain: Callable[[str], str]) -> bytes:
     """An incoming-webhook message: a `text` fallback and one legacy attachment (Slack and Mattermost render
     both; Mattermost ignores Block Kit). What the event says (the message, principal, request, addresses,
-    command) goes in code spans, `_code`; the rule's own texts are `_plain`."""
+    command) goes in code spans; every text is made inert by `plain`, the chat's own escaping."""
+    code = _code_span(plain)
     m = row._mapping
     details = m["details"] or {}
     severity = Severity.parse(m["severity"]).label
@@ -128,19 +147,19 @@ def slack_message(row: Any, *, link: str | None, descriptions: Mapping[str, str]
         ("MITRE ATT&CK", ", ".join(m["mitre"] or ())), ("About the rule", descriptions.get(m["rule_id"], "")[:300]),
         ("What to do", str(details.get("response") or "")[:500]),  # the rule's response advice
     ]  # fmt: skip
-    fields = [("Severity", severity, severity), *((t, v, _code(v)) for t, v in from_event if v),
-              *((t, v, _plain(v)) for t, v in from_rule if v)]  # fmt: skip
+    fields = [("Severity", severity, severity), *((t, v, code(v)) for t, v in from_event if v),
+              *((t, v, plain(v)) for t, v in from_rule if v)]  # fmt: skip
     attachment: dict[str, Any] = {
-        "fallback": _plain(f"[{severity}] {m['rule_name']}: {m['message']}"),  # notifications: not formatted
+        "fallback": plain(f"[{severity}] {m['rule_name']}: {m['message']}"),  # notifications: not formatted
         "color": COLOURS.get(severity, COLOURS["info"]),
-        "title": _plain(m["rule_name"]),
-        "text": _code(m["message"]),
+        "title": plain(m["rule_name"]),
+        "text": code(m["message"]),
         "fields": [{"title": t, "value": shown, "short": len(v) < 40} for t, v, shown in fields],
-        "footer": _plain(f"auditwatch · {m['rule_id']}"),
+        "footer": plain(f"auditwatch · {m['rule_id']}"),
         "ts": int(utc(m["event_time"]).timestamp()),
         "mrkdwn_in": ["text", "fields"],  # Slack then renders the code spans, as Mattermost always does
     }
     if link:
         attachment["title_link"] = link
-    text = _plain(f"auditwatch {severity} alert: {m['rule_name']}")
+    text = plain(f"auditwatch {severity} alert: {m['rule_name']}")
     return orjson.dumps({"text": text, "attachments": [attachment]})

@@ -38,6 +38,7 @@ from auditwatch.notify.payloads import (
     alert_link,
     alertmanager_alert,
     falcosidekick_event,
+    mattermost_message,
     slack_message,
     webhook_alert,
     webhook_headers,
@@ -184,7 +185,8 @@ class SinkWorker:
         if kind == "falcosidekick":
             return falcosidekick_event(row), {}
         link = alert_link(self.public_url, row.id)
-        return slack_message(row, link=link, descriptions=self.descriptions), {}
+        message = mattermost_message if kind == "mattermost" else slack_message
+        return message(row, link=link, descriptions=self.descriptions), {}
 
     async def _deliver_alerts(self, client: httpx.AsyncClient, claimed: list[Claimed]) -> None:
         """One POST per row, in order; a failure that may pass pauses the sink and puts the rest back."""

@@ -68,6 +68,12 @@ def test_a_slack_url_is_a_secret_its_name_shows_only_the_host() -> None:
     assert credentials.name == "alertmanager:https://am.example:9443"
 
 
+def test_mattermost_is_a_kind_of_its_own_its_url_a_secret() -> None:
+    sink = parse_sink("mattermost=https://chat.example/hooks/xxxxsecretxxxx,min_severity=high,rate=20/min")
+    assert (sink.kind, sink.name, sink.min_severity) == ("mattermost", "mattermost:https://chat.example", Severity.HIGH)
+    assert "xxxxsecretxxxx" not in repr(sink) and any("xxxxsecretxxxx" in s for s in sink.secrets())
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [

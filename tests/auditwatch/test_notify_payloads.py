@@ -17,6 +17,7 @@ from api.store import AlertStore
 from auditwatch.notify.payloads import (
     alertmanager_alert,
     falcosidekick_event,
+    mattermost_message,
     signature,
     slack_message,
     webhook_alert,
@@ -30,7 +31,7 @@ from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from tests.support.alerts import alerts
 from tests.support.events import exec_event
-from tests.support.hostile import check_inert_slack_message, hostile_exec_event
+from tests.support.hostile import check_inert_mattermost_message, check_inert_slack_message, hostile_exec_event
 from tests.support.receivers import Received, falcosidekick_problems, verify_signature
 
 
@@ -132,6 +133,29 @@ def test_slack_message_makes_markdown_and_mentions_in_event_values_inert(sqlite_
     sqlite_store.write([alert])
     row, _ = stored(sqlite_store, alert.id)
     check_inert_slack_message(orjson.loads(slack_message(row, link=None, descriptions={"pod-exec-attach": "D"})))
+
+
+def test_mattermost_message_shows_event_values_as_they_are_and_inert(sqlite_store: AlertStore) -> None:
+    """Mattermost's Markdown needs no HTML entities (inside a code span it would show `&amp;`), but it turns
+    `<!channel>` and `<@ID>` into mentions: values read as they are, and still notify nobody."""
+    raw = hostile_exec_event()
+    raw["user"]["username"] = "R&D <ops> " + raw["user"]["username"]
+    (alert,) = [
+        a for a in Pipeline(load_rules(["builtin"])).process(AuditEvent(raw=raw)) if a.rule_id == "pod-exec-attach"
+    ]
+    sqlite_store.write([alert])
+    row, _ = stored(sqlite_store, alert.id)
+    descriptions = {"pod-exec-attach": "Exec & attach <pods/exec>"}
+    sent = orjson.loads(mattermost_message(row, link=None, descriptions=descriptions))
+    check_inert_mattermost_message(sent)
+    fields = {f["title"]: f["value"] for f in sent["attachments"][0]["fields"]}
+    assert fields["Principal"].startswith("`R&D <ops> *boss*") and fields["MITRE ATT&CK"] == "T1609"
+    assert fields["About the rule"] == "Exec & attach <pods/exec>"
+    assert sent["attachments"][0]["text"].startswith("`R&D <ops> *boss*")
+    slack = orjson.loads(slack_message(row, link=None, descriptions=descriptions))  # Slack's needs them escaped
+    assert {f["title"]: f["value"] for f in slack["attachments"][0]["fields"]}["Principal"].startswith(
+        "`R&amp;D &lt;ops&gt; *boss*"
+    )
 
 
 def test_slack_message_tells_what_to_do_and_the_decoded_command(sqlite_store: AlertStore) -> None:

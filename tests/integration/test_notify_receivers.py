@@ -1,4 +1,4 @@
-"""The sender against real local HTTP receivers: a signed webhook, falcosidekick's input, Slack; a receiver that
+"""The sender against real local HTTP receivers: a signed webhook, falcosidekick's input, Slack, Mattermost; a receiver that
 goes down and comes back gets every notification once; refusals, rate limits and the outbox bound."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from detectors.events import AuditEvent
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from tests.support.alerts import live_alerts
-from tests.support.hostile import check_inert_slack_message, hostile_exec_event
+from tests.support.hostile import check_inert_mattermost_message, check_inert_slack_message, hostile_exec_event
 from tests.support.receivers import Receiver, falcosidekick_problems, verify_signature
 from tests.support.sending import until, with_sender
 
@@ -102,6 +102,25 @@ def test_slack_receives_hostile_event_values_inert(sqlite_store: AlertStore, rec
     with_sender(sqlite_store, [f"slack={slack.url}/services/T0/B0/XXXXsecret"], body)
     (request,) = slack.requests()
     check_inert_slack_message(request.json())
+
+
+def test_mattermost_receives_hostile_event_values_as_they_are_and_inert(
+    sqlite_store: AlertStore, receivers: list[Receiver]
+) -> None:
+    mattermost = start(receivers)
+    event = AuditEvent(raw=hostile_exec_event())
+    event.raw["user"]["username"] = "R&D <ops> " + event.raw["user"]["username"]
+    found = [a for a in Pipeline(load_rules(["builtin"])).process(event) if a.rule_id == "pod-exec-attach"]
+
+    async def body(sender: Sender, sinks: list[SinkConfig]) -> None:
+        await asyncio.to_thread(sqlite_store.write, found, routes=sender.routes())
+        await until("the message", lambda: len(mattermost.requests()) == 1)
+
+    sender = with_sender(sqlite_store, [f"mattermost={mattermost.url}/hooks/xxxxsecretxxxx"], body)
+    (request,) = mattermost.requests()
+    assert request.path == "/hooks/xxxxsecretxxxx" and sender.sinks[0].name == f"mattermost:{mattermost.url}"
+    check_inert_mattermost_message(request.json())
+    assert request.json()["attachments"][0]["text"].startswith("`R&D <ops> ")
 
 
 def test_a_receiver_that_goes_down_gets_everything_once_it_is_back(

@@ -40,3 +40,30 @@ def check_inert_slack_message(sent: dict[str, Any]) -> None:
         assert "\n" not in text and "<" not in text and ">" not in text, text
         assert re.search("@(?!\u200b)", text) is None, text  # @channel, @here, @all: a zero-width space after @
     assert "@\u200bchannel @\u200bhere @\u200ball &lt;!channel&gt;" in fields["Principal"]
+
+
+def mattermost_rewrites(text: str) -> str:
+    """What Mattermost does to an incoming webhook's texts before rendering them (its Slack compatibility, from
+    its server's source: `ExpandAnnouncement`, `replaceUserIds` for a known user's id, and
+    `ParseSlackLinksToMarkdown` on the attachment's text and field values)."""
+    for slack, mention in (("<!channel>", "@channel"), ("<!here>", "@here"), ("<!all>", "@all")):
+        text = text.replace(slack, mention)
+    text = re.sub(r"<@([A-Za-z0-9]+)>", r"@\1", text)
+    return re.sub(r"<([^\n<|>]+)\|([^\n>]+)>", r"[\2](\1)", text)
+
+
+def check_inert_mattermost_message(sent: dict[str, Any]) -> None:
+    """As `check_inert_slack_message`, after Mattermost's own rewrites; and values shown as they are: no HTML
+    entity, which Mattermost would show as written inside a code span."""
+    (attachment,) = sent["attachments"]
+    fields = {f["title"]: mattermost_rewrites(f["value"]) for f in attachment["fields"]}
+    assert set(EVENT_FIELDS) <= fields.keys(), fields
+    for value in [mattermost_rewrites(attachment["text"]), *(fields[t] for t in EVENT_FIELDS)]:
+        assert re.fullmatch(r"`[^`\n\r]+`", value), value
+    assert "*boss* _it_ ~gone~ ˋrm -rfˋ [click](http://evil.example/a)" in fields["Principal"]
+    assert "![i](http://evil.example/i.png)" in fields["Command"] and "web-0](http://evil" in fields["Request"]
+    texts = [sent["text"], attachment["fallback"], attachment["title"], attachment["footer"], *fields.values()]
+    for text in map(mattermost_rewrites, texts):
+        assert "\n" not in text and re.search("&(amp|lt|gt);", text) is None, text
+        assert re.search("@(?!\u200b)", text) is None, text  # no mention, <!channel> and <@ID> included
+    assert "@\u200bchannel @\u200bhere @\u200ball <\u200b!channel>" in fields["Principal"]
