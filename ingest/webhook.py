@@ -4,9 +4,9 @@
 (the apiserver retries it, and will fail again, but we say why); 408 for a body not received within the
 read timeout; 413 over the size limit; 503 with Retry-After when the sink is unavailable (the apiserver
 retries). Items that fail validation are counted and reported, the first MAX_KEPT_REJECTED of them kept by
-the sink (quarantine); the rest of the batch goes on. A body in a content coding (gzip, ...) gets 415 before any
-of it is read, and so does a 503 when the bodies being read or handled at once would exceed the process's
-BodyBudget. The reply:
+the sink (quarantine); the rest of the batch goes on. A request from a web page (an Origin header) gets 403, a
+body in a content coding (gzip, ...) 415, before any of it is read, and so does a 503 when the bodies being read
+or handled at once would exceed the process's BodyBudget. The reply:
 `{"accepted": n, "rejected": total, "alerts": n}`, plus `"quarantined": kept` and the first 20 reasons
 (`"rejections": [{"item": origin, "reason": ...}]`) when items were rejected. A `BatchObserver` (metrics)
 hears what became of each batch's items, by reason class.
@@ -216,6 +216,15 @@ def refuse_encoded(request: Request) -> None:
         raise _error(415, message, {"Accept-Encoding": "identity"})
 
 
+def refuse_browsers(request: Request) -> None:
+    """403 for a request a web page made: browsers send `Origin` with every cross-origin POST (and the
+    apiserver, curl and log shippers never do). Without it, any site open in a browser on the machine could
+    post forged audit events to a listener without a token (a loopback `serve`, say): alerts, or seeding the
+    first-seen rules' baselines so that a later attack looks familiar."""
+    if "origin" in request.headers:
+        raise _error(403, "audit events are not taken from web pages (the request has an Origin header)")
+
+
 def webhook_router(
     sink: BatchSink,
     *,
@@ -233,6 +242,7 @@ def webhook_router(
     parse, accept = _reading(sink)
 
     async def receive(request: Request) -> Response:
+        refuse_browsers(request)
         refuse_encoded(request)
         declared = declared_length(request)
         if declared is not None and declared > max_body_bytes:

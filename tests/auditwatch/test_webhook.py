@@ -57,6 +57,21 @@ def test_a_gzipped_batch_gets_415_and_nothing_of_it_is_stored(client: TestClient
     assert client.get("/api/v1/alerts").json()["items"] == []
 
 
+REFUSED_BROWSER = "audit events are not taken from web pages (the request has an Origin header)"
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "null", "http://testserver"])
+def test_a_batch_from_a_web_page_gets_403_and_nothing_of_it_is_stored(client: TestClient, origin: str) -> None:
+    """A page can POST text/plain (or a typeless blob) to any address, and the browser adds Origin: on a listener
+    without a token, that would let any site forge audit events. On both paths, before the body is read."""
+    for path in ("/audit/webhook", "/k8s-audit"):
+        headers = {"Origin": origin, "Content-Type": "text/plain;charset=UTF-8"}
+        resp = client.post(path, content=event_list([exec_event()]), headers=headers)
+        assert problem_detail(resp, 403) == REFUSED_BROWSER
+    assert client.get("/api/v1/alerts").json()["items"] == []
+    assert client.post("/audit/webhook", content=event_list([exec_event()])).json()["alerts"] == 3
+
+
 def test_malformed_json_gets_400_naming_the_problem_and_server_stays_up(client: TestClient) -> None:
     resp = client.post("/audit/webhook", content=b'{"kind":"EventList","items":[{"auditID": }')
     detail = problem_detail(resp, 400)
