@@ -27,7 +27,11 @@ from detectors.base import Detector
 PAGE_PREFIXES = ("/alerts/", "/principals/")
 PAGES = frozenset({"/", "/rules", "/quarantine"})
 OPEN = frozenset({"/login", "/logout"})  # reachable without access: logging in, and out of an ended session
-ASSETS = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
+ASSETS = {
+    "console.css": "text/css; charset=utf-8",
+    "console.js": "text/javascript; charset=utf-8",
+    "favicon.svg": "image/svg+xml",  # linked by every page, so that browsers do not ask for /favicon.ico (a 401)
+}
 
 
 def is_console_path(path: str) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -241,3 +242,19 @@ def test_live_refresh_keeps_the_filter_and_the_keyboard_works(browser: WebDriver
     assert "Updated" in browser.find_element(By.ID, "live-status").text
     rules = {row.text for row in browser.find_elements(By.CSS_SELECTOR, "table.alerts tbody td:nth-child(3)")}
     assert rules == {"Exec or attach into a pod"}  # the refreshed results are still filtered
+
+
+def test_no_page_fails_to_load_anything(browser: WebDriver, server: str) -> None:
+    """Every page loads all it asks for (a favicon too: without one, browsers ask /favicon.ico, which is not the
+    console's and answers 401), and its script raises nothing."""
+    browser.get(f"{server}/")
+    if "/login" in browser.current_url:
+        log_in(browser, server, TOKEN)
+    wait(browser).until(ec.presence_of_element_located((By.CSS_SELECTOR, "table.alerts")))
+    alert = alert_links(browser)[0]
+    browser.get_log("browser")  # what came before, the login included
+    for url in (f"{server}/", alert, f"{server}/rules", f"{server}/quarantine", f"{server}/?order=priority"):
+        browser.get(url)
+        wait(browser).until(ec.presence_of_element_located((By.ID, "main")))
+    time.sleep(0.5)  # the favicon is fetched after the page loads
+    assert [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []

@@ -219,7 +219,10 @@ def test_assets_ship_in_the_package(client: TestClient) -> None:
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
     assert client.get("/console/assets/console.js").status_code == 200
     assert client.get("/console/assets/other.js").status_code == 404
+    icon = client.get("/console/assets/favicon.svg")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
     page = client.get("/").text
+    assert '<link rel="icon" href="/console/assets/favicon.svg"' in page
     assert "http://" not in page and "https://" not in page  # nothing loaded from elsewhere
 
 
