@@ -140,6 +140,8 @@ def console_pages(renderer: Renderer, rules: Mapping[str, RuleInfo]) -> APIRoute
 
     @router.get("/principals/{name:path}")
     def principal(request: Request, store: StoreDep, name: str, cursor: str | None = None) -> HTMLResponse:
+        if not name:  # else the alerts filter would have no user, and list everyone's alerts as this page's
+            raise ConsoleError(404, "no principal named: the page of a user is /principals/<user name>")
         if has_nul(name):  # no principal has one, and PostgreSQL refuses it in a query (a 503, retried for ever)
             raise ConsoleError(400, "a principal's name must not contain NUL characters")
         with store_errors(request):

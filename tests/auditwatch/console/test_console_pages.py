@@ -185,6 +185,8 @@ def test_the_principal_page(client: TestClient) -> None:
     assert "120 alerts" in page.text and "198.51.100.23" in page.text and "kubectl/v1.31.2" in page.text
     assert len(rows(page.text)) == 50 and "Older alerts" in page.text
     assert "No alerts." in client.get("/principals/nobody").text
+    nameless = client.get("/principals/")  # not everyone's alerts under an empty name
+    assert nameless.status_code == 404 and len(rows(nameless.text)) == 0 and "no principal named" in nameless.text
 
 
 def test_the_rules_page_lists_loaded_rules_with_counts_and_exceptions(client: TestClient) -> None:
