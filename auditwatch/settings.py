@@ -238,3 +238,13 @@ def check_listener(settings: Settings) -> str | None:
         "(or --token-file), or --tls-client-ca to require client certificates, or pass --insecure if "
         "something in front of auditwatch authenticates clients"
     )
+
+
+def open_listener_warning(settings: Settings) -> str | None:
+    """The warning for a listener that `--insecure` lets take every client outside loopback, or None."""
+    if is_loopback(settings.host) or settings.api_token is not None or settings.tls_client_ca_file:
+        return None
+    return (
+        f"--insecure: {settings.host}:{settings.port} takes requests without authentication: whoever reaches it "
+        "can read the alerts and post audit events, unless a proxy in front authenticates them"
+    )

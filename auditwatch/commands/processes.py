@@ -40,7 +40,17 @@ def _listen(settings: Any, *, shared: bool = False) -> socket.socket:
     when worker processes will listen on the port too."""
     from auditwatch.preflight import bind_listener
 
-    return bind_listener(settings.host, settings.port, shared=shared)
+    sock = bind_listener(settings.host, settings.port, shared=shared)
+    _warn_if_open(settings)
+    return sock
+
+
+def _warn_if_open(listener: Any) -> None:
+    from auditwatch.settings import open_listener_warning
+
+    warning = open_listener_warning(listener)
+    if warning:
+        print(f"auditwatch: warning: {warning}", file=sys.stderr, flush=True)
 
 
 def _banner(command: str, lines: str) -> None:
@@ -275,6 +285,8 @@ def _metrics_listener(listener: Any, metrics: Any) -> Any:
     if listener is None:
         return None
     try:
-        return MetricsListener(listener, metrics)
+        exporter = MetricsListener(listener, metrics)
     except OSError as exc:
         refuse(f"metrics listener: cannot listen on {listener.host}:{listener.port}: {exc.strerror or exc}")
+    _warn_if_open(listener)
+    return exporter

@@ -111,6 +111,31 @@ def test_an_address_that_is_not_this_machines_is_refused(run_cli: RunCli) -> Non
         assert line == "cannot listen on 192.0.2.7:1: 192.0.2.7 is not an address of this machine: fix --host"
 
 
+def test_insecure_outside_loopback_starts_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, run_cli: RunCli
+) -> None:
+    """--insecure on 0.0.0.0 without a token: the banner, and a warning line that anyone can read and write. (The
+    socket is a loopback one: the test listens nowhere else.)"""
+    import auditwatch.preflight
+    import auditwatch.server
+
+    def bind_listener(_host: str, _port: int, *, shared: bool = False) -> socket.socket:
+        return socket.create_server(("127.0.0.1", 0))
+
+    monkeypatch.setattr(auditwatch.preflight, "bind_listener", bind_listener)
+    monkeypatch.setattr(auditwatch.server, "run_http", lambda _app, _settings, sock: sock.close() or 0)
+    (tmp_path / "token").write_text("a-token-0123456789")
+    warning = ("auditwatch: warning: --insecure: 0.0.0.0:8443 takes requests without authentication: whoever reaches "
+               "it can read the alerts and post audit events, unless a proxy in front authenticates them")  # fmt: skip
+    for command in LISTENERS:
+        result = run_cli(command, "--host", "0.0.0.0", "--port", "8443", "--insecure")
+        assert result.code == 0 and "listening on http://0.0.0.0:8443" in result.out, result
+        assert warning in result.err.splitlines(), result.err
+        quiet = run_cli(command, "--host", "0.0.0.0", "--port", "8443", "--insecure", "--token-file",
+                        str(tmp_path / "token"))  # fmt: skip
+        assert quiet.code == 0 and "warning" not in quiet.err, quiet
+
+
 @pytest.mark.parametrize(
     ("argv", "usage", "error"),
     [
