@@ -112,6 +112,11 @@ def _mattermost_plain(text: str) -> str:
     return _BREAKS.sub(" ", text).replace("<!", "<\u200b!").replace("@", "@\u200b")
 
 
+def _cut(text: str, limit: int) -> str:
+    """At most `limit` characters; a text cut there ends with `…`, so that it does not read as whole."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _code_span(plain: Callable[[str], str]) -> Callable[[str], str]:
     """An event value as an inline code span: neither Slack's mrkdwn nor Mattermost's Markdown formats anything
     in one (no link, image, emphasis, strike, bare URL); a backtick, which would end it, becomes ˋ."""
@@ -141,11 +146,12 @@ def chat_message(row: Any, *, link: str | None, descriptions: Mapping[str, str],
     from_event = [
         ("Principal", m["impersonated_user"] or m["user_name"]), ("Namespace", m["namespace"]),
         ("Request", f"{m['verb']} {obj} {where}".strip()), ("Source IPs", ", ".join(m["source_ips"] or ())),
-        ("Command", " ".join(details.get("command") or ())[:300]),  # the decoded exec command, redacted
+        ("Command", _cut(" ".join(details.get("command") or ()), 300)),  # the decoded exec command, redacted
     ]  # fmt: skip
     from_rule = [
-        ("MITRE ATT&CK", ", ".join(m["mitre"] or ())), ("About the rule", descriptions.get(m["rule_id"], "")[:300]),
-        ("What to do", str(details.get("response") or "")[:500]),  # the rule's response advice
+        ("MITRE ATT&CK", ", ".join(m["mitre"] or ())),
+        ("About the rule", _cut(descriptions.get(m["rule_id"], ""), 300)),
+        ("What to do", _cut(str(details.get("response") or ""), 500)),  # the rule's response advice
     ]  # fmt: skip
     fields = [("Severity", severity, severity), *((t, v, code(v)) for t, v in from_event if v),
               *((t, v, plain(v)) for t, v in from_rule if v)]  # fmt: skip

@@ -166,7 +166,20 @@ def test_slack_message_tells_what_to_do_and_the_decoded_command(sqlite_store: Al
     sent = orjson.loads(slack_message(row, link=None, descriptions={}))
     fields = {f["title"]: f["value"] for f in sent["attachments"][0]["fields"]}
     assert fields["Command"] == f"`{' '.join(alert.details['command'])}`" and alert.details["command"]
-    assert fields["What to do"] == alert.details["response"][:500] and fields["What to do"]
+    assert fields["What to do"] == alert.details["response"] and fields["What to do"]
+
+
+def test_slack_message_marks_what_it_cuts(sqlite_store: AlertStore) -> None:
+    raw = exec_event()
+    raw["requestURI"] = raw["requestURI"].replace("command=sh&", "command=sh&" + "command=x&" * 200)
+    (rule,) = [r for r in load_rules(["builtin"]) if r.id == "pod-exec-attach"]
+    (alert,) = [a for a in Pipeline([rule]).process(AuditEvent(raw=raw)) if a.rule_id == "pod-exec-attach"]
+    sqlite_store.write([alert])
+    row, _ = stored(sqlite_store, alert.id)
+    sent = orjson.loads(slack_message(row, link=None, descriptions={"pod-exec-attach": "A long story. " * 40}))
+    fields = {f["title"]: f["value"] for f in sent["attachments"][0]["fields"]}
+    assert len(fields["About the rule"]) == 300 and fields["About the rule"].endswith("A long story. A lon…")
+    assert len(fields["Command"]) == 302 and fields["Command"].endswith(" x …`")  # and its two backticks
 
 
 def test_alertmanager_alert_carries_the_rules_response_advice(sqlite_store: AlertStore) -> None:
