@@ -24,6 +24,7 @@ from typing import Any
 from auditwatch.cli_options import (
     DB_FILE_HELP,
     DB_HELP,
+    DEAD_LETTER_TOPIC_HELP,
     DETECT_DB_HELP,
     KAFKA_HELP,
     LEARNING_HELP,
@@ -152,6 +153,7 @@ def _ingest_parser(sub: Any) -> None:
     )
     ingest.add_argument("--kafka", help=KAFKA_HELP)
     ingest.add_argument("--topic", help=TOPIC_HELP)
+    ingest.add_argument("--dead-letter-topic", metavar="TOPIC", help=DEAD_LETTER_TOPIC_HELP)
     ingest.add_argument("--partitions", type=int, help=PARTITIONS_HELP)
     ingest.add_argument(
         "--drop-request-received", action="store_true",
@@ -182,6 +184,7 @@ def _detect_parser(sub: Any) -> None:
     detect.add_argument("--db-url-file", metavar="FILE", help=DB_FILE_HELP)
     detect.add_argument("--rules", action="append", help=RULES_HELP)
     detect.add_argument("--topic", help=TOPIC_HELP)
+    detect.add_argument("--dead-letter-topic", metavar="TOPIC", help=DEAD_LETTER_TOPIC_HELP)
     detect.add_argument("--group", help="consumer group id (default auditwatch-detect). Env: AUDITWATCH_CONSUMER_GROUP")
     detect.add_argument("--partitions", type=int, help=PARTITIONS_HELP)
     detect.add_argument("--rule-matching", choices=["first", "all"], help=MATCHING_HELP)
@@ -239,6 +242,7 @@ def _replay_parser(sub: Any) -> None:
     rep.add_argument("--db", help=DB_HELP)
     rep.add_argument("--to-kafka", metavar="BOOTSTRAP", help="publish the events to Kafka instead of detecting")
     rep.add_argument("--topic", help=TOPIC_HELP)
+    rep.add_argument("--dead-letter-topic", metavar="TOPIC", help=DEAD_LETTER_TOPIC_HELP)
     rep.add_argument("--partitions", type=int, help=PARTITIONS_HELP)
     rep.add_argument("--quiet", action="store_true", help="no progress bar and no summary on stderr")
     archive_options(rep)

@@ -24,7 +24,11 @@ DETECT_DB_HELP = (
     "postgresql+psycopg://user@host/db). Env: AUDITWATCH_DB_URL"
 )
 KAFKA_HELP = "Kafka bootstrap server HOST:PORT (several: a comma between). Env: AUDITWATCH_KAFKA_BOOTSTRAP"
-TOPIC_HELP = "audit topic (default k8s-audit; dead letters go to k8s-audit-dlq). Env: AUDITWATCH_TOPIC"
+TOPIC_HELP = "audit topic (default k8s-audit; created if missing). Env: AUDITWATCH_TOPIC"
+DEAD_LETTER_TOPIC_HELP = (
+    "dead-letter topic: invalid items and events too large for a record, with their reason and origin (default "
+    "k8s-audit-dlq; created if missing; must differ from --topic). Env: AUDITWATCH_DEAD_LETTER_TOPIC"
+)
 PARTITIONS_HELP = "partitions of the audit topic when it is created (default 6). Env: AUDITWATCH_PARTITIONS"
 LEARNING_HELP = (
     "rules with a baseline (docs/baselines.md) learn what is routine for this many days of event time, from the "

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from ingest.webhook import DEFAULT_BODY_READ_TIMEOUT_S, DEFAULT_MAX_BODY_BYTES
 
 DEFAULT_DB_URL = "sqlite:///auditwatch.db"
+_TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")  # Kafka's own check (Topic.validate), but for "." and ".."
 
 
 class Settings(BaseSettings):
@@ -151,6 +152,19 @@ class Settings(BaseSettings):
                 raise ValueError(f"{part.strip()!r} is not HOST:PORT (e.g. kafka:9092; several: a comma between)")
         return value
 
+    @field_validator("topic", "dead_letter_topic")
+    @classmethod
+    def _topic_name(cls, value: str, info: ValidationInfo) -> str:
+        # Kafka refuses these when asked to create the topic: refused here, before any broker is reached
+        if not _TOPIC_NAME.fullmatch(value) or value in (".", ".."):
+            raise ValueError(f"{value!r} is not a Kafka topic name: 1 to 249 of ASCII letters, digits, '.', '_' "
+                             "and '-', and not '.' or '..'")  # fmt: skip
+        audit = info.data.get("topic")  # when checking dead_letter_topic, declared after it
+        if info.field_name == "dead_letter_topic" and audit is not None and _collides(value, audit):
+            raise ValueError(f"must differ from the audit topic ({audit}), '.' and '_' counting as the same "
+                             "character (Kafka's topic name collision)")  # fmt: skip
+        return value
+
     @field_validator("exceptions_refresh_s")
     @classmethod
     def _refresh(cls, value: float) -> float:
@@ -189,6 +203,11 @@ def unknown_env_names(environ: Mapping[str, str]) -> list[str]:
     prefix = Settings.model_config.get("env_prefix", "")
     known = {f"{prefix}{name}".upper() for name in Settings.model_fields} | OTHER_ENV_NAMES
     return sorted(name for name in environ if name.upper().startswith(prefix) and name.upper() not in known)
+
+
+def _collides(a: str, b: str) -> bool:
+    """Kafka keeps one of two topics whose names differ only by '.' and '_' (metric names mix them up)."""
+    return a.replace(".", "_") == b.replace(".", "_")
 
 
 def is_loopback(host: str) -> bool:

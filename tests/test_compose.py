@@ -122,8 +122,9 @@ def test_kafka_address_is_consistent(services: dict[str, dict[str, Any]]) -> Non
     assert option(services["ingest"]["command"], "--kafka") == "kafka:9092"
     for name in ("ingest", "detect"):
         assert env_of(services[name])["AUDITWATCH_KAFKA_BOOTSTRAP"] == "kafka:9092", name
-    topics = {env_of(services[name]).get("AUDITWATCH_TOPIC") for name in ("ingest", "detect")}
-    assert len(topics) == 1, f"ingest and detect must agree on the topic: {topics}"
+    for variable in ("AUDITWATCH_TOPIC", "AUDITWATCH_DEAD_LETTER_TOPIC"):  # detect creates both, ingest uses both
+        topics = {env_of(services[name]).get(variable) for name in ("ingest", "detect")}
+        assert len(topics) == 1, f"ingest and detect must agree on {variable}: {topics}"
 
 
 def setup_database_url() -> sa.engine.URL:

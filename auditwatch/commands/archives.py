@@ -156,7 +156,8 @@ def _replay_to_kafka(args: argparse.Namespace, progress: Any) -> int:
     from ingest.kafka import TopicRefused
     from ingest.webhook import SinkUnavailable
 
-    settings = build_settings(kafka_bootstrap=args.to_kafka, topic=args.topic, partitions=args.partitions)
+    settings = build_settings(kafka_bootstrap=args.to_kafka, topic=args.topic,
+                              dead_letter_topic=args.dead_letter_topic, partitions=args.partitions)  # fmt: skip
     _check_inputs(args.paths)
     tune_gc()
     try:

@@ -102,7 +102,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from auditwatch.server import base_url, create_ingest_app, run_http
 
     settings = _checked_listener(
-        args, kafka_bootstrap=args.kafka, topic=args.topic, max_body_bytes=args.max_body_bytes,
+        args, kafka_bootstrap=args.kafka, topic=args.topic, dead_letter_topic=args.dead_letter_topic,
+        max_body_bytes=args.max_body_bytes,
         body_read_timeout_s=args.body_read_timeout, body_budget_bytes=args.body_budget_bytes,
         drop_request_received=True if args.drop_request_received else None, partitions=args.partitions,
     )  # fmt: skip
@@ -173,9 +174,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     settings = build_settings(
         kafka_bootstrap=args.kafka, db_url=args.db, db_url_file=args.db_url_file, rules=args.rules, topic=args.topic,
-        consumer_group=args.group, partitions=args.partitions, rule_matching=args.rule_matching,
-        kafka_wait_s=args.kafka_wait, metrics_host=args.metrics_host, metrics_port=args.metrics_port,
-        tuning=args.tuning, baseline_learning_days=args.baseline_learning_days,
+        dead_letter_topic=args.dead_letter_topic, consumer_group=args.group, partitions=args.partitions,
+        rule_matching=args.rule_matching, kafka_wait_s=args.kafka_wait, metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port, tuning=args.tuning, baseline_learning_days=args.baseline_learning_days,
         **access_settings(args), **receipt_settings(args), **notify_settings(args),
     )  # fmt: skip
     if not settings.kafka_bootstrap:

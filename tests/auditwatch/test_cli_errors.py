@@ -264,6 +264,50 @@ def test_kafka_addresses_with_ports_are_taken() -> None:
         assert Settings(kafka_bootstrap=value).kafka_bootstrap == value
 
 
+def kafka_commands(tmp_path: Path) -> dict[str, list[str]]:
+    """The commands that name the topics, Kafka unreachable (a name they took would fail later, not as usage)."""
+    closed = "127.0.0.1:1"
+    return {
+        "ingest": ["ingest", "--kafka", closed],
+        "detect": ["detect", "--kafka", closed, "--db", f"sqlite:///{tmp_path / 'a.db'}", "--kafka-wait", "0"],
+        "replay": ["replay", str(SCENARIO), "--to-kafka", closed],
+    }
+
+
+@pytest.mark.parametrize("name", ["bad topic", "a/b", "audit\u00e9", "x" * 250, ".", "..", ""])
+@pytest.mark.parametrize(("flag", "field"), [("--topic", "topic"), ("--dead-letter-topic", "dead_letter_topic")])
+def test_a_topic_name_kafka_refuses_is_a_usage_error(
+    name: str, flag: str, field: str, tmp_path: Path, run_cli: RunCli
+) -> None:
+    said = (
+        f"bad setting: {field}: Value error, {name!r} is not a Kafka topic name: 1 to 249 of ASCII letters, digits, "
+        "'.', '_' and '-', and not '.' or '..'"
+    )
+    for command, args in kafka_commands(tmp_path).items():
+        assert one_line(run_cli(*args, flag, name), USAGE) == said, command
+
+
+def test_the_dead_letter_topic_must_differ_from_the_audit_topic(
+    tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for command, args in kafka_commands(tmp_path).items():
+        for audit, dead in [("audit", "audit"), ("audit.v1", "audit_v1")]:  # Kafka keeps one of a.b and a_b
+            said = f"bad setting: dead_letter_topic: Value error, must differ from the audit topic ({audit})"
+            line = one_line(run_cli(*args, "--topic", audit, "--dead-letter-topic", dead), USAGE)
+            assert line.startswith(said), (command, line)
+        monkeypatch.setenv("AUDITWATCH_DEAD_LETTER_TOPIC", "k8s-audit")  # the variable, against the default topic
+        line = one_line(run_cli(*args), USAGE)
+        assert line.startswith("bad setting: dead_letter_topic: Value error, must differ from the audit topic "
+                               "(k8s-audit)"), (command, line)  # fmt: skip
+        monkeypatch.delenv("AUDITWATCH_DEAD_LETTER_TOPIC")
+
+
+def test_topic_names_kafka_takes_are_taken() -> None:
+    for name in ("a", "x" * 249, "audit.v1_dlq", "...", "-_-"):
+        assert Settings(topic=name).topic == name
+        assert Settings(dead_letter_topic=name).dead_letter_topic == name
+
+
 @pytest.mark.parametrize("command", [[], ["replay"], ["convert"]])
 def test_help_documents_the_exit_statuses(command: list[str], run_cli: RunCli) -> None:
     out = " ".join(run_cli(*command, "--help").out.split())
