@@ -174,6 +174,7 @@ def kafka_sink(settings: Settings) -> KafkaSink:
         dead_letter_topic=settings.dead_letter_topic,
         send_timeout_s=settings.send_timeout_s,
         drop_request_received=settings.drop_request_received,
+        recreate=topic_specs(settings),
     )
 
 

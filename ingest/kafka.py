@@ -7,7 +7,8 @@ batch is acknowledged by all in-sync replicas (acks=all, idempotent producer: `i
 raises SinkUnavailable and the webhook answers 503, which the apiserver retries. Items that failed validation go
 to a dead-letter topic with their reason and origin (the webhook hands over at most MAX_KEPT_REJECTED per
 batch and counts the rest), and so does an event too large for a record, rather than failing its batch on
-every retry.
+every retry. A topic found missing while running (deleted, or not created at startup) is created again, at most
+every RECREATE_INTERVAL_S.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ DEAD_LETTER_PAYLOAD_BYTES = 16 * 1024  # as the quarantine table keeps
 _RECORD_OVERHEAD = 4096
 _PROBE_TIMEOUT_S = 5.0  # a metadata round trip, when no broker is known to answer (it fails sooner when refused)
 READY_CACHE_S = 1.0  # readyz's answer is kept this long: probes every few seconds, not a round trip per request
+RECREATE_INTERVAL_S = 5.0  # a topic found missing is created again at most this often (an admin round trip)
 # librdkafka's errors that mean no broker could be reached at all
 _UNREACHABLE = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE})
 _NO_ANSWER = frozenset({KafkaError._TIMED_OUT, KafkaError._MSG_TIMED_OUT})
@@ -105,9 +107,13 @@ class TopicRefused(Exception):
     """Kafka answered but refused to create a topic for a reason that waiting does not change (a replication
     factor above the number of brokers, a policy, an ACL): a configuration error, said in one line."""
 
+    def __init__(self, message: str, topic: str) -> None:
+        super().__init__(message)
+        self.topic = topic
+
 
 class TopicMissing(SinkUnavailable):
-    """The brokers answer, but the audit topic is not there (never created, or deleted since)."""
+    """The brokers answer, but the audit or the dead-letter topic is not there (never created, or deleted since)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +123,10 @@ class TopicSpec:
     replication_factor: int
 
 
-async def ensure_topics(bootstrap: str, topics: Sequence[TopicSpec], *, timeout_s: float = 30.0) -> None:
-    """Create missing topics (existing ones are left as they are). TopicRefused when Kafka refuses one for good;
-    a retriable refusal (the controller moving, a timeout) is raised as aiokafka's error, as Kafka being late is."""
+async def ensure_topics(bootstrap: str, topics: Sequence[TopicSpec], *, timeout_s: float = 30.0) -> list[str]:
+    """Create missing topics (existing ones are left as they are); the names of those this call created.
+    TopicRefused when Kafka refuses one for good; a retriable refusal (the controller moving, a timeout) is raised
+    as aiokafka's error, as Kafka being late is."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
     await asyncio.wait_for(admin.start(), timeout_s)
     try:
@@ -134,18 +141,20 @@ async def ensure_topics(bootstrap: str, topics: Sequence[TopicSpec], *, timeout_
             for t in topics
             if t.name not in existing
         }
-        if missing:
-            # the broker answers each topic's outcome in the response, it raises nothing
-            response = await admin.create_topics(list(missing.values()))
-            for topic, code, *message in response.topic_errors:
-                _check_created(bootstrap, topic, code, message[0] if message else None)
+        if not missing:
+            return []
+        # the broker answers each topic's outcome in the response, it raises nothing
+        response = await admin.create_topics(list(missing.values()))
+        return [topic for topic, code, *message in response.topic_errors
+                if _check_created(bootstrap, topic, code, message[0] if message else None)]  # fmt: skip
     finally:
         await admin.close()
 
 
-def _check_created(bootstrap: str, topic: str, code: int, message: str | None) -> None:
-    if code in (NoError.errno, TopicAlreadyExistsError.errno):  # created, or another process created it first
-        return
+def _check_created(bootstrap: str, topic: str, code: int, message: str | None) -> bool:
+    """Whether this request created `topic` (False: another process created it first); raises when refused."""
+    if code in (NoError.errno, TopicAlreadyExistsError.errno):
+        return bool(code == NoError.errno)
     error = for_code(code)
     why = f"{error.message}: {message or error.description}"
     if error.retriable:
@@ -153,11 +162,12 @@ def _check_created(bootstrap: str, topic: str, code: int, message: str | None) -
     fix = "create the topic yourself"
     if code == InvalidReplicationFactorError.errno:
         fix = "set AUDITWATCH_REPLICATION_FACTOR to at most the number of brokers, or " + fix
-    raise TopicRefused(f"Kafka at {bootstrap} refused to create topic {topic} ({why}): {fix}")
+    raise TopicRefused(f"Kafka at {bootstrap} refused to create topic {topic} ({why}): {fix}", topic)
 
 
 class KafkaSink:
-    """A BatchSink for the webhook (and replay) that makes a batch durable in Kafka."""
+    """A BatchSink for the webhook (and replay) that makes a batch durable in Kafka. The topics of `recreate` (as
+    created at startup: partitions, replication factor) are created again when found missing."""
 
     def __init__(
         self,
@@ -167,21 +177,25 @@ class KafkaSink:
         dead_letter_topic: str,
         send_timeout_s: float = 20.0,
         drop_request_received: bool = False,
+        recreate: Sequence[TopicSpec] = (),
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.dead_letter_topic = dead_letter_topic
         self.send_timeout_s = send_timeout_s
         self.drop_request_received = drop_request_received
+        self._recreate = {spec.name: spec for spec in recreate}
+        self._recreated_at = -RECREATE_INTERVAL_S  # when missing topics were last created again (monotonic)
         self._producer: RecordProducer | None = None  # made on first use: in the worker process, after any fork
-        self._probing: asyncio.Task[KafkaError | None] | None = None
+        self._probing: asyncio.Task[dict[str, KafkaError]] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._readiness: tuple[float, SinkUnavailable | None] | None = None  # when ready() last probed, and why not
 
     async def _ensure_producer(self, *, probe: bool = False) -> RecordProducer:
-        """The producer, replaced when it failed for good; while no broker is known to answer or the topic was
-        missing (or when asked), a metadata round trip first, so a batch gets its 503 at once rather than at its
-        deadline. TopicMissing when the brokers answer without the topic."""
+        """The producer, replaced when it failed for good; while no broker is known to answer, a topic was missing
+        or the last batch failed (or when asked), a metadata round trip first, so a batch gets its 503 at once rather
+        than at its deadline. TopicMissing when the brokers answer without a topic (and it could not be created
+        again)."""
         producer = self._producer
         if producer is None or producer.failed is not None:
             if producer is not None:
@@ -192,17 +206,53 @@ class KafkaSink:
         if producer.down or probe:
             probing = self._probing
             if probing is None or probing.done():  # one probe at a time, whatever the number of waiting batches
-                timeout_s = min(self.send_timeout_s, _PROBE_TIMEOUT_S)
-                probing = self._probing = asyncio.ensure_future(producer.probe(self.topic, timeout_s))
+                probing = self._probing = asyncio.ensure_future(self._probe(producer))
             try:
                 missing = await asyncio.shield(probing)
             except KafkaException as exc:
                 why = kafka_problem(exc, min(self.send_timeout_s, _PROBE_TIMEOUT_S))
                 raise SinkUnavailable(f"Kafka at {self.bootstrap} is unreachable: {why}") from exc
-            if missing is not None:
-                raise TopicMissing(f"topic {self.topic} is not on Kafka at {self.bootstrap} ({missing.str()}): create "
-                                   "it, or restart ingest or detect, which create it at startup")  # fmt: skip
+            if missing:
+                raise TopicMissing("; ".join(self._missing_text(topic, error) for topic, error in missing.items()))
         return producer
+
+    async def _probe(self, producer: RecordProducer) -> dict[str, KafkaError]:
+        """The topics the brokers answer without, after creating again those it may (then asked again)."""
+        timeout_s = min(self.send_timeout_s, _PROBE_TIMEOUT_S)
+        topics = (self.topic, self.dead_letter_topic)
+        missing = await producer.probe(topics, timeout_s)
+        if missing and await self._create_again(list(missing), timeout_s):
+            missing = await producer.probe(topics, timeout_s)
+        return missing
+
+    async def _create_again(self, missing: list[str], timeout_s: float) -> bool:
+        """Create the missing topics of `recreate`, at most every RECREATE_INTERVAL_S, a WARNING line for each one
+        created; whether one was. A topic Kafka refuses for good is said once and not asked for again."""
+        specs = [self._recreate[topic] for topic in missing if topic in self._recreate]
+        if not specs or time.monotonic() - self._recreated_at < RECREATE_INTERVAL_S:
+            return False
+        self._recreated_at = time.monotonic()
+        created = False
+        for spec in specs:  # one request each: one refused does not keep the other from being created and said
+            try:
+                if await asyncio.wait_for(ensure_topics(self.bootstrap, [spec], timeout_s=timeout_s), timeout_s + 1):
+                    created = True
+                    log.warning(
+                        "topic %s was missing on Kafka at %s: created it again (%d partitions, replication factor %d)",
+                        spec.name, self.bootstrap, spec.partitions, spec.replication_factor,
+                    )  # fmt: skip
+            except TopicRefused as exc:  # waiting does not change it: the topic stays missing, batches get 503
+                del self._recreate[exc.topic]
+                log.warning("%s", exc)
+            except Exception as exc:  # Kafka late or away: asked again RECREATE_INTERVAL_S later
+                log.info("creating topic %s again failed: %s", spec.name, kafka_problem(exc, timeout_s))
+        return created
+
+    def _missing_text(self, topic: str, error: KafkaError) -> str:
+        text = f"topic {topic} is not on Kafka at {self.bootstrap} ({error.str()})"
+        if topic in self._recreate:
+            return f"{text}: it is created again (tried at most every {RECREATE_INTERVAL_S:g} s)"
+        return f"{text}: create it, or restart ingest or detect, which create it at startup"
 
     def _close_later(self, producer: RecordProducer) -> None:
         task = asyncio.get_running_loop().create_task(producer.close())
@@ -254,6 +304,7 @@ class KafkaSink:
             async with asyncio.timeout(self.send_timeout_s):
                 await producer.send(records)
         except (KafkaException, TimeoutError) as exc:
+            producer.down = True  # the next batch probes first: a topic deleted meanwhile is found and created again
             raise SinkUnavailable(
                 f"Kafka did not acknowledge the batch: {kafka_problem(exc, self.send_timeout_s)}"
             ) from exc

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -137,23 +138,34 @@ class RecordProducer:
         else:
             log.debug("Kafka client: %s", error.str())
 
-    async def probe(self, topic: str, timeout_s: float) -> KafkaError | None:
-        """A metadata round trip with the brokers: the brokers' error about `topic` when they answer without it
-        (UNKNOWN_TOPIC_OR_PART), else None; KafkaException when none answers within `timeout_s`, or as soon as
-        librdkafka says that every broker connection is down."""
+    async def probe(self, topics: Sequence[str], timeout_s: float) -> dict[str, KafkaError]:
+        """A metadata round trip with the brokers per topic: the brokers' error about each of `topics` they answer
+        without (UNKNOWN_TOPIC_OR_PART), none when they have them all; KafkaException when no broker answers within
+        `timeout_s` (all topics together), or as soon as librdkafka says that every broker connection is down."""
         seen = self._brokers_down
-        metadata = asyncio.ensure_future(asyncio.to_thread(self._producer.list_topics, topic, timeout_s))
+        metadata = asyncio.ensure_future(asyncio.to_thread(self._missing, topics, time.monotonic() + timeout_s))
         metadata.add_done_callback(_retrieved)
         while not metadata.done():
             await asyncio.wait({metadata}, timeout=_PROBE_STEP_S)
             if self._brokers_down != seen and not metadata.done():
                 raise KafkaException(KafkaError(KafkaError._ALL_BROKERS_DOWN))
-        found = metadata.result().topics.get(topic)
-        if found is None or found.error is not None or not found.partitions:
-            self.down = True  # the next batch probes first and gets its 503 at once, not at its deadline
-            return found.error if found is not None and found.error is not None else KafkaError(_UNKNOWN_TOPIC)
-        self.down = False
-        return None
+        missing = metadata.result()
+        # while a topic is missing the next batch probes first and gets its 503 at once, not at its deadline
+        self.down = bool(missing)
+        return missing
+
+    def _missing(self, topics: Sequence[str], deadline: float) -> dict[str, KafkaError]:
+        """The topics the brokers answer without, with their error (in a thread: librdkafka's call blocks)."""
+        missing: dict[str, KafkaError] = {}
+        for topic in topics:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT))
+            found = self._producer.list_topics(topic, left).topics.get(topic)
+            if found is None or not found.partitions or found.error is not None:
+                error = found.error if found is not None else None
+                missing[topic] = error if error is not None else KafkaError(_UNKNOWN_TOPIC)
+        return missing
 
     async def send(self, records: Sequence[Record]) -> None:
         """Hand the records over and return when every one is acknowledged; KafkaException on the first failure.

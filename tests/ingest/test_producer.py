@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -222,9 +222,9 @@ def count_probes(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     probe = RecordProducer.probe
     started: list[float] = []
 
-    async def counted(self: RecordProducer, topic: str, timeout_s: float) -> KafkaError | None:
+    async def counted(self: RecordProducer, topics: Sequence[str], timeout_s: float) -> dict[str, KafkaError]:
         started.append(time.monotonic())
-        return await probe(self, topic, timeout_s)
+        return await probe(self, topics, timeout_s)
 
     monkeypatch.setattr(RecordProducer, "probe", counted)
     return started
@@ -244,7 +244,7 @@ def test_readiness_is_kept_a_moment_so_a_probe_flood_makes_one_metadata_round_tr
 
     async def attempt() -> None:
         topic = f"ready-{uuid.uuid4().hex[:8]}"
-        await ensure_topics(kafka_bootstrap(), [TopicSpec(topic, 1, 1)])
+        await ensure_topics(kafka_bootstrap(), [TopicSpec(topic, 1, 1), TopicSpec(f"{topic}-dlq", 1, 1)])
         sink = sink_for(kafka_bootstrap(), topic)
         try:
             await flood(sink)

@@ -1,7 +1,7 @@
-"""Topics on the real Kafka that cannot be used: one Kafka refuses to create (a replication factor of 3 on the test's
-single broker) stops `ingest`, `detect` and `replay --to-kafka` in one line with the broker's reason, status 2; a
-topic deleted under a running `ingest` makes it unready, the cause logged; the topics named by the flags are the
-ones used."""
+"""Topics on the real Kafka: one Kafka refuses to create (a replication factor of 3 on the test's single broker)
+stops `ingest`, `detect` and `replay --to-kafka` in one line with the broker's reason, status 2, and keeps a running
+`ingest` unready; a topic deleted under a running `ingest` is created again, as it was, and batches land in it; the
+topics named by the flags are the ones used."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from fastapi.testclient import TestClient
 
 from auditwatch.server import create_ingest_app
 from auditwatch.settings import Settings
-from ingest.kafka import READY_CACHE_S, TopicSpec, ensure_topics
+from ingest.kafka import RECREATE_INTERVAL_S
 from tests.support.cli import auditwatch_process
 from tests.support.events import event_list, exec_event
 from tests.support.processes import Proc, free_port
@@ -55,28 +56,6 @@ def test_a_topic_kafka_refuses_to_create_stops_every_command_in_one_line(tmp_pat
     assert topic not in topic_names(bootstrap)
 
 
-def test_a_topic_deleted_under_a_running_ingest_makes_it_unready(caplog: pytest.LogCaptureFixture) -> None:
-    bootstrap = kafka_bootstrap()
-    topic = f"deleted-{uuid.uuid4().hex[:8]}"
-    settings = Settings(kafka_bootstrap=bootstrap, topic=topic, dead_letter_topic=f"{topic}-dlq", partitions=1)
-    asyncio.run(ensure_topics(bootstrap, [TopicSpec(topic, 1, 1)]))
-    caplog.set_level(logging.WARNING)
-    with TestClient(create_ingest_app(settings)) as client:
-        assert client.get("/readyz").status_code == 200
-        delete_topics(bootstrap, [topic])
-        deadline = time.monotonic() + 30
-        while (ready := client.get("/readyz")).status_code == 200 and time.monotonic() < deadline:
-            time.sleep(READY_CACHE_S / 2)
-        assert ready.status_code == 503
-        assert ready.json()["detail"] == "Kafka unavailable: topic missing"  # generic: no topic, no broker
-        started = time.monotonic()
-        post = client.post("/audit/webhook", content=event_list([exec_event()]))
-        assert post.status_code == 503 and time.monotonic() - started < 10  # not at the 20-s batch deadline
-    causes = [r.getMessage() for r in caplog.records if "not ready" in r.getMessage()]
-    assert len(causes) == 1, causes  # once, not per probe
-    assert f"topic {topic} is not on Kafka at {bootstrap} (Broker: Unknown topic or partition)" in causes[0]
-
-
 def events(prefix: str, n: int) -> list[dict[str, Any]]:
     """`n` events of distinct auditIDs, and one item that is no audit event (no auditID): a dead letter."""
     items = [exec_event() | {"auditID": f"{prefix}-{i}"} for i in range(n)]
@@ -91,6 +70,127 @@ def audit_ids(records: list[Any]) -> list[str]:
 
 def reasons(records: list[Any]) -> list[str]:
     return [orjson.loads(r.value)["reason"] for r in records]
+
+
+def partitions_of(bootstrap: str, topic: str) -> int:
+    async def described() -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            (found,) = await admin.describe_topics([topic])
+            return len(found["partitions"])
+        finally:
+            await admin.close()
+
+    return asyncio.run(described())
+
+
+@pytest.mark.parametrize("deleted", ["audit", "dead-letter"])
+def test_a_topic_deleted_under_a_running_ingest_is_created_again_as_it_was(deleted: str, tmp_path: Path) -> None:
+    bootstrap = kafka_bootstrap()
+    topic = f"recreated-{uuid.uuid4().hex[:8]}"
+    dlq, gone = f"{topic}-dlq", topic if deleted == "audit" else f"{topic}-dlq"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    ingest = Proc(["ingest", "--kafka", bootstrap, "--topic", topic, "--dead-letter-topic", dlq, "--partitions", "3",
+                   "--port", str(port)], tmp_path / "ingest.log")  # fmt: skip
+    try:
+        ingest.wait_http(f"{base}/readyz")
+        before = httpx.post(f"{base}/audit/webhook", content=event_list(events("before", 5)), timeout=30)
+        assert before.status_code == 200, before.text  # the producer knows both topics' partitions
+        delete_topics(bootstrap, [gone])
+        deleted_at = time.monotonic()
+        said = (f"topic {gone} was missing on Kafka at {bootstrap}: created it again "
+                f"({3 if deleted == 'audit' else 1} partitions, replication factor 1)")  # fmt: skip
+        ready = httpx.get(f"{base}/readyz", timeout=10)
+        while (said not in ingest.output() or ready.status_code != 200) and time.monotonic() < deleted_at + 30:
+            time.sleep(0.2)  # asked as a kubelet asks: the probe finds the topic missing
+            ready = httpx.get(f"{base}/readyz", timeout=10)
+        assert said in ingest.output() and ready.status_code == 200, (ready.text, ingest.output()[-3000:])
+        assert partitions_of(bootstrap, gone) == (3 if deleted == "audit" else 1)
+
+        after = events("after", 20)
+        reply = httpx.post(f"{base}/audit/webhook", content=event_list(after), timeout=30)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["accepted"] == 20 and reply.json()["rejected"] == 1
+        landed = audit_ids(topic_records(bootstrap, topic, expect_at_least=20 if deleted == "audit" else 25))
+        sent_after = sorted(e["auditID"] for e in after[:-1])
+        if deleted == "audit":
+            assert landed == sent_after  # every event of the batch, in the new topic (the old records went with it)
+        else:
+            assert landed == sorted([*sent_after, *(e["auditID"] for e in events("before", 5)[:-1])])
+        letters = reasons(topic_records(bootstrap, dlq, expect_at_least=1 if deleted == "dead-letter" else 2))
+        assert letters == ["missing auditID"] * (1 if deleted == "dead-letter" else 2)
+    finally:
+        status = ingest.stop()
+    assert status in (0, -15), ingest.output()  # -15: uvicorn re-raises SIGTERM after its shutdown
+    assert ingest.output().count("created it again") == 1, ingest.output()
+
+
+def test_the_batch_after_one_that_failed_on_a_deleted_topic_creates_it_again(caplog: pytest.LogCaptureFixture) -> None:
+    """No readiness probe in between: the failed batch makes the next one probe first, which finds the topic gone."""
+    bootstrap = kafka_bootstrap()
+    topic = f"produced-{uuid.uuid4().hex[:8]}"
+    settings = Settings(kafka_bootstrap=bootstrap, topic=topic, dead_letter_topic=f"{topic}-dlq", partitions=2,
+                        send_timeout_s=3)  # fmt: skip
+    caplog.set_level(logging.WARNING)
+    with TestClient(create_ingest_app(settings)) as client:
+        assert client.post("/audit/webhook", content=event_list(events("before", 3)[:-1])).status_code == 200
+        delete_topics(bootstrap, [topic])
+        started = time.monotonic()
+        replies = []
+        while not replies or replies[-1] != 200 and time.monotonic() - started < 30:  # each batch fails in 3 s
+            replies.append(client.post("/audit/webhook", content=event_list(events("after", 10)[:-1])).status_code)
+        assert replies[-1] == 200 and len(replies) <= 3, replies
+    assert audit_ids(topic_records(bootstrap, topic, expect_at_least=10)) == sorted(f"after-{i}" for i in range(10))
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"topic {topic} was missing")]
+    assert said == [f"topic {topic} was missing on Kafka at {bootstrap}: created it again (2 partitions, "
+                    "replication factor 1)"]  # fmt: skip
+
+
+def test_a_topic_is_created_again_at_most_every_few_seconds(caplog: pytest.LogCaptureFixture) -> None:
+    bootstrap = kafka_bootstrap()
+    topic = f"twice-{uuid.uuid4().hex[:8]}"
+    settings = Settings(kafka_bootstrap=bootstrap, topic=topic, dead_letter_topic=f"{topic}-dlq", partitions=1)
+    caplog.set_level(logging.WARNING)
+
+    def created_again() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.getMessage().startswith(f"topic {topic} was missing")]
+
+    with TestClient(create_ingest_app(settings)) as client:
+        answers = []
+        for times in (1, 2):
+            delete_topics(bootstrap, [topic])
+            deadline = time.monotonic() + 30
+            while (len(created_again()) < times or answers[-1] != 200) and time.monotonic() < deadline:
+                answers.append(client.get("/readyz").status_code)
+                time.sleep(0.1)
+            assert len(created_again()) == times and answers[-1] == 200, answers
+    first, second = created_again()
+    assert second.created - first.created >= RECREATE_INTERVAL_S  # unready meanwhile
+    assert 503 in answers
+
+
+def test_a_topic_kafka_refuses_keeps_a_running_ingest_unready_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    """As when ingest started while Kafka was away, so it could not create them: the topics are created when Kafka
+    answers, unless it refuses (here a replication factor above the number of brokers); then batches keep getting
+    503 and the refusal is said once per topic, not at every attempt."""
+    bootstrap = kafka_bootstrap()
+    topic = f"refused-{uuid.uuid4().hex[:8]}"
+    settings = Settings(kafka_bootstrap=bootstrap, topic=topic, dead_letter_topic=f"{topic}-dlq", replication_factor=3)
+    caplog.set_level(logging.WARNING)
+    with TestClient(create_ingest_app(settings, create_topics=False)) as client:
+        deadline = time.monotonic() + 2 * RECREATE_INTERVAL_S + 1  # time for two more attempts, were they made
+        while time.monotonic() < deadline:
+            ready = client.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["detail"] == "Kafka unavailable: topic missing"
+            time.sleep(0.5)
+        assert client.post("/audit/webhook", content=event_list([exec_event()])).status_code == 503
+    refusals = sorted(r.getMessage() for r in caplog.records if "refused to create topic" in r.getMessage())
+    assert len(refusals) == 2, refusals
+    for refusal, name in zip(refusals, (topic, f"{topic}-dlq"), strict=True):
+        assert refusal.startswith(f"Kafka at {bootstrap} refused to create topic {name} (INVALID_REPLICATION_FACTOR")
+    assert not {topic, f"{topic}-dlq"} & topic_names(bootstrap)
 
 
 def test_the_dead_letter_topic_flag_names_the_topic_of_ingest_replay_and_detect(tmp_path: Path) -> None:
