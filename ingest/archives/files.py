@@ -164,19 +164,18 @@ def head_of(stream: io.BufferedReader) -> tuple[bytes, io.BufferedReader]:
 
 
 def input_problem(paths: Sequence[str]) -> str | None:
-    """Why these inputs cannot all be read, or None: a path that is missing (or a broken link), a directory
-    that cannot be listed, or a file that cannot be read. Checked before a read starts, so that a mistyped
-    path stops a command instead of leaving half its work done. Pipes and devices are not opened here."""
+    """Why these inputs cannot all be read, or None: a path that is missing (or a broken link, also within a
+    directory), a directory that cannot be listed, or a file that cannot be read. Checked before a read starts,
+    so that a mistyped path stops a command instead of leaving half its work done. Pipes and devices are not
+    opened here."""
     for p in paths:
         if p == STDIN:
             if sys.stdin is None:  # started with file descriptor 0 closed
                 return f"{STDIN}: standard input is closed"
             continue
-        try:
-            mode = os.stat(p).st_mode  # follows links: a broken one is missing
-        except OSError as exc:
-            broken = " (a broken symbolic link)" if os.path.islink(p) else ""
-            return f"{p}: {exc.strerror}{broken}"
+        mode, problem = _mode_of(p)
+        if problem is not None:
+            return problem
         if stat.S_ISDIR(mode):
             problem = _directory_problem(p)
             if problem:
@@ -186,12 +185,27 @@ def input_problem(paths: Sequence[str]) -> str | None:
     return None
 
 
+def _mode_of(path: str) -> tuple[int, str | None]:
+    """A path's mode (following links), or why it has none: a missing path, a broken link or a loop of links."""
+    try:
+        return os.stat(path).st_mode, None
+    except OSError as exc:
+        broken = " (a broken symbolic link)" if os.path.islink(path) else ""
+        return 0, f"{path}: {exc.strerror}{broken}"
+
+
 def _directory_problem(top: str) -> str | None:
+    """A file of the directory tree that cannot be read: without permission, or a link to nothing (a log rotated
+    away) that reading the directory would pass over without a word. Pipes and devices are passed over (they are
+    no archive)."""
     errors: list[OSError] = []
     for folder, _dirs, files in os.walk(top, onerror=errors.append):
-        for name in files:
+        for name in files:  # os.walk lists broken links among the files
             path = os.path.join(folder, name)
-            if os.path.isfile(path) and not os.access(path, os.R_OK):
+            mode, problem = _mode_of(path)
+            if problem is not None:
+                return problem
+            if stat.S_ISREG(mode) and not os.access(path, os.R_OK):
                 return f"{path}: Permission denied"
     if errors:
         return f"{errors[0].filename}: {errors[0].strerror}"

@@ -71,6 +71,32 @@ def test_a_missing_input_stops_the_command_before_it_reads_anything(
     assert not db.exists()  # the good file was not replayed either: no half-done replay to clean up
 
 
+@pytest.mark.parametrize("command", ["replay", "convert"])
+def test_a_broken_link_inside_an_input_directory_stops_the_command(
+    command: str, tmp_path: Path, good: Path, run_cli: RunCli
+) -> None:
+    """A directory is read file by file: a link in it to a log rotated away is as missing as one given by name,
+    not a file passed over without a word."""
+    folder = tmp_path / "logs"
+    (folder / "node-2").mkdir(parents=True)
+    (folder / "audit-2026-11-19T10-00-00.000.log").write_bytes(SCENARIO.read_bytes())
+    gone = folder / "node-2" / "audit.log"
+    gone.symlink_to(tmp_path / "elsewhere" / "audit.log")
+    loop = tmp_path / "loops" / "audit.log"
+    loop.parent.mkdir()
+    loop.symlink_to(loop)
+    db = tmp_path / "alerts.db"
+    for top, link, reason in (
+        (folder, gone, "No such file or directory"),
+        (loop.parent, loop, "Too many levels of symbolic links"),
+    ):
+        result = run_cli(command, str(good), str(top), *replay_args(command, db))
+        assert result.code == INPUT_PROBLEM, result.err
+        assert reason_of(result) == f"auditwatch: cannot read input {link}: {reason} (a broken symbolic link)"
+        assert result.out == ""
+    assert not db.exists()
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file and directory whatever its mode")
 @pytest.mark.parametrize("command", ["replay", "convert"])
 def test_an_input_without_read_permission_stops_the_command(
