@@ -44,7 +44,7 @@ from auditwatch.cli_options import (
 from auditwatch.commands.archives import cmd_convert, cmd_demo, cmd_replay
 from auditwatch.commands.processes import cmd_api, cmd_detect, cmd_ingest, cmd_serve
 from auditwatch.logs import configure_logging
-from auditwatch.startup import EXIT_FAILURE, EXIT_STATUSES, EXIT_USAGE, package_version
+from auditwatch.startup import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_STATUSES, EXIT_USAGE, package_version
 from detectors.errors import DetectorError
 
 
@@ -349,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"auditwatch: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # the reader of the output went away (`| head`): stop quietly, as other tools do
         _discard_stdout()
         return EXIT_FAILURE

@@ -45,6 +45,7 @@ class ReplayStats(ArchiveStats):
     suppressed: int = 0  # alerts that rule exceptions of the store kept out of it (and of --output)
     seconds: float = 0.0
     filtered: int = 0  # events left out by --since/--until/--policy
+    interrupted: str | None = None  # stopped by Ctrl-C: where ("before file:line", "after file:line")
 
     @property
     def events_per_s(self) -> float:
@@ -165,6 +166,8 @@ def replay(
     need not be kept up to date for later ones.
     With a store, its rule exceptions apply (loaded at start, reloaded every 30 s): the alerts they match
     are counted (`suppressed`, and each exception's hits), neither stored nor emitted.
+    Ctrl-C (KeyboardInterrupt) or a closed output pipe (BrokenPipeError) stores what was found until then; the
+    first ends the replay (`interrupted`), the second is raised again.
     """
     stats = ReplayStats()
     started = time.perf_counter()
@@ -193,20 +196,22 @@ def replay(
     unique = last_use and transform is None and not pipeline.remembers_events
     process = pipeline.process_unique if unique else pipeline.process
     failed: list[Rejected] = []  # events a detector failed on
+    events: list[AuditEvent] = []  # the batch in detection (emptied when done)
+    event: AuditEvent | None = None
     try:
         for events, rejected in read_archives(paths, stats, progress=_progress_of(progress, stats), fmt=fmt):
             if exceptions is not None:
                 exceptions.refresh_if_due()
+            if rejected:
+                pending_rejects.merge(rejected)
             for event in events:
-                if transform is not None:
-                    kept = transform(event)
-                    if kept is None:
-                        stats.filtered += 1
-                        continue
-                    event = kept
+                kept = event if transform is None else transform(event)
+                if kept is None:
+                    stats.filtered += 1
+                    continue
                 if pacer is not None:
-                    pacer.wait(event)
-                alerts = process(event, failed)
+                    pacer.wait(kept)
+                alerts = process(kept, failed)
                 if alerts and exceptions is not None:
                     alerts = _suppress(exceptions, alerts, pending_hits, stats)
                 if alerts:
@@ -215,22 +220,47 @@ def replay(
                     if emit is not None:
                         for alert in alerts:
                             emit(alert)
-            if rejected:
-                pending_rejects.merge(rejected)
-            if failed:
-                crashed = Rejections.of(*failed)
-                stats.count_rejected(crashed, _KEEP_EXAMPLES)
-                pending_rejects.merge(crashed)
-                failed = []
+            failed = _quarantine_failed(failed, pending_rejects, stats)
             since_flush += len(events)
+            events = []
             if since_flush >= _FLUSH_EVERY:
                 flush()
         flush()
+    except (KeyboardInterrupt, BrokenPipeError) as stop:
+        undetected, where = _stop_point(events, event)
+        stats.events -= undetected
+        _quarantine_failed(failed, pending_rejects, stats)
+        flush()  # alert ids come from the events: a replay of the rest, or of all again, stores nothing twice
+        if not isinstance(stop, KeyboardInterrupt):
+            raise
+        stats.interrupted = where
     finally:
         stats.seconds = time.perf_counter() - started
         if progress is not None:
             progress.done()
     return stats
+
+
+def _quarantine_failed(failed: list[Rejected], pending: Rejections, stats: ReplayStats) -> list[Rejected]:
+    """Count and queue for the quarantine the events a detector failed on; the list to collect the next ones."""
+    if not failed:
+        return failed
+    crashed = Rejections.of(*failed)
+    stats.count_rejected(crashed, _KEEP_EXAMPLES)
+    pending.merge(crashed)
+    return []
+
+
+def _stop_point(batch: list[AuditEvent], current: AuditEvent | None) -> tuple[int, str]:
+    """Where a replay stopped: how many events of the batch in detection (counted as read; empty between
+    batches) were not detected, the one in detection and those after it; and the place, before the first of
+    them or after the last event detected (`current` then)."""
+    for done, event in enumerate(batch):
+        if event is current:
+            return len(batch) - done, f"before {event.origin}"
+    if batch:  # stopped before its first event
+        return len(batch), f"before {batch[0].origin}"
+    return 0, "before the first event" if current is None else f"after {current.origin}"
 
 
 def _suppress(exceptions: LiveExceptions, alerts: list[Alert], hits: dict[str, int], stats: ReplayStats) -> list[Alert]:
@@ -328,6 +358,8 @@ def format_summary(stats: ReplayStats, *, stored: bool, published_to: str | None
         lines.append(f"  {item.origin}: {item.reason}")
     if stats.rejected > len(stats.rejected_examples):
         lines.append(f"  ... and {stats.rejected - len(stats.rejected_examples):,} more")
+    if stats.interrupted:
+        lines.append(f"interrupted (Ctrl-C) {stats.interrupted}: the counts above are of what was detected until then")
     return "\n".join(lines)
 
 

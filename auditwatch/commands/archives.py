@@ -11,6 +11,7 @@ from typing import IO, Any
 from auditwatch.startup import (
     EXIT_FAILURE,
     EXIT_INPUT,
+    EXIT_INTERRUPTED,
     build_settings,
     load_pipeline,
     open_store,
@@ -134,7 +135,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         _print_tuned(pipeline.tuning)
         if store is not None:
             print(f"alerts stored in {shown_url(settings.db_url)}", file=sys.stderr)
-    return _check_events_read(stats)
+    return EXIT_INTERRUPTED if stats.interrupted else _check_events_read(stats)
 
 
 def _print_tuned(tuning: Any) -> None:

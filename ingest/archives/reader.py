@@ -86,7 +86,7 @@ def read_archives(
     events and rejects into `stats`.
 
     `fmt` forces a format (`FORMATS`); by default each file's is detected. `progress` is called with the
-    current file's name after each batch.
+    current file's name after each batch (once the caller has taken it).
     """
     deduper = Deduper() if dedupe else None
     counters = Counters()
@@ -109,9 +109,9 @@ def read_archives(
                     stats.events += len(events)
                     if rejected:
                         stats.count_rejected(rejected, keep_examples)
-                    if progress is not None:
-                        progress(label)
                     yield events, rejected
+                    if progress is not None:  # after the batch's detection: its counts are final
+                        progress(label)
                 stats.lines = before + counters.lines
         except UNREADABLE as exc:
             stats.lines = before + counters.lines
