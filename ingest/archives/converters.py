@@ -12,7 +12,7 @@ import orjson
 
 from detectors.errors import EventError
 from detectors.events import AuditEvent, Rejected, Rejections, json_problem, split_document, validate_event
-from detectors.limits import cut_deep, limit_problem
+from detectors.limits import MAX_EVENT_DEPTH, cut_deep, limit_problem
 from ingest.archives.files import MAX_DOCUMENT_BYTES, inflate
 from ingest.archives.formats import shape_of
 from ingest.archives.gke import gke_event
@@ -22,10 +22,20 @@ PAYLOAD_CAP = 4096  # bytes of an unreadable record kept with its reject
 CW_TRUNCATED = "[Truncated...]"
 AUDIT_STREAM_PREFIX = "kube-apiserver-audit"
 AKS_AUDIT_CATEGORIES = frozenset({"kube-audit", "kube-audit-admin"})
+_TOO_DEEP = "depth limit exceeded"  # orjson's message past detectors.limits.ORJSON_MAX_DEPTH levels
+
+
+def too_deep(exc: orjson.JSONDecodeError) -> str | None:
+    """The reason for text that orjson stopped reading at its depth limit, as an event nested past
+    MAX_EVENT_DEPTH (but within orjson's) is rejected: not "malformed", which it may not be."""
+    return f"nested deeper than {MAX_EVENT_DEPTH} levels" if exc.msg == _TOO_DEEP else None
 
 
 def malformed_json(exc: orjson.JSONDecodeError, text: bytes | str) -> str:
     """The reason given for text that is not JSON (or not UTF-8: where)."""
+    deep = too_deep(exc)
+    if deep is not None:
+        return deep
     problem = json_problem(exc, text)
     return problem if not problem.startswith("malformed JSON") else f"malformed JSON: {exc.msg} (char {exc.pos})"
 

@@ -31,6 +31,7 @@ from ingest.archives.converters import (
     PAYLOAD_CAP,
     RecordCollector,
     malformed_json,
+    too_deep,
 )
 from ingest.archives.files import (
     MAX_DOCUMENT_BYTES,
@@ -66,7 +67,7 @@ class Counters:
 def malformed_line(exc: orjson.JSONDecodeError, line: bytes) -> str:
     """The reason given for a line that is not JSON (the one message for every line format)."""
     reason = malformed_json(exc, line)
-    if not line.endswith(b"\n"):
+    if not line.endswith(b"\n") and too_deep(exc) is None:
         reason += "; the last line looks truncated"
     return reason
 
@@ -237,7 +238,9 @@ def _documents(data: bytes, label: str) -> Iterator[tuple[int, Any, str | None]]
         try:
             doc, end = decoder.raw_decode(text, pos)
         except (json.JSONDecodeError, RecursionError):  # the json module recurses: deep nesting is malformed here
-            problem = json_problem(error, data) if count == 0 else "malformed JSON after a document"
+            problem = (
+                (too_deep(error) or json_problem(error, data)) if count == 0 else "malformed JSON after a document"
+            )
             yield line, None, problem
             return
         count += 1

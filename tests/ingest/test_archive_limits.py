@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from detectors.events import MAX_KEPT_REJECTED, AuditEvent, Rejected
+from detectors.limits import MAX_EVENT_DEPTH
 from detectors.redact import TRUNCATED
 from ingest.archives import ArchiveStats, detect_format, read_archives
 from ingest.archives.files import MAX_DOCUMENT_BYTES, MAX_LINE_BYTES, MAX_SKIPPED_BYTES, inflate
@@ -200,6 +201,26 @@ def test_poisoned_valid_json_lines_are_rejected_and_good_lines_kept(tmp_path: Pa
     assert [e.origin for e in events] == [f"{path}:1", f"{path}:6"]
     assert [r.origin for r in rejected] == [f"{path}:2", f"{path}:3", f"{path}:4", f"{path}:5#[0]"]
     assert "is outside the years" in rejected[0].reason and "got list" in rejected[1].reason
+
+
+def test_a_line_nested_past_the_parsers_limit_is_rejected_as_too_deep_not_malformed(tmp_path: Path) -> None:
+    """orjson stops at 1024 levels with "depth limit exceeded": the reason is the one of any event nested past
+    MAX_EVENT_DEPTH, in every line format and in a file read as one document."""
+    reason = f"nested deeper than {MAX_EVENT_DEPTH} levels"
+    for depth in (200, 5000):  # within orjson's limit, and past it
+        deep = exec_event() | {"requestObject": {"deep": "[" * depth + "]" * depth}}
+        text = orjson.dumps(deep).replace(b'"[', b"[").replace(b']"', b"]")
+        log = tmp_path / f"audit-{depth}.log"
+        log.write_bytes(line(exec_event()) + text + b"\n" + line(lease_event()))
+        aks = tmp_path / f"PT1H-{depth}.json"
+        record = orjson.dumps({"category": "kube-audit", "properties": {"log": "EVENT"}})
+        aks.write_bytes(record.replace(b'"EVENT"', line(exec_event())[:-1]) + b"\n" + record.replace(b'"EVENT"', text))
+        document = tmp_path / f"eventlist-{depth}.json"
+        document.write_bytes(b'{\n"kind": "EventList",\n"items": [\n' + text + b"\n]}\n")
+        for path, events_kept in ((log, 2), (aks, 1), (document, 0)):
+            events, rejected, _ = read(path)
+            assert len(events) == events_kept, path
+            assert [r.reason for r in rejected] == [reason], (path, depth)
 
 
 def test_a_subscription_record_that_is_not_ascii_is_rejected_and_the_file_read_on(tmp_path: Path) -> None:
