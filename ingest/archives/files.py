@@ -172,6 +172,8 @@ def input_problem(paths: Sequence[str]) -> str | None:
         if p == STDIN:
             if sys.stdin is None:  # started with file descriptor 0 closed
                 return f"{STDIN}: standard input is closed"
+            if paths.count(STDIN) > 1:  # the first read takes it all, and closes it
+                return f"{STDIN}: standard input is given more than once, and can be read once"
             continue
         mode, problem = _mode_of(p)
         if problem is not None:

@@ -158,6 +158,22 @@ def test_a_closed_stdin_stops_the_command(
     assert reason_of(result) == "auditwatch: cannot read input -: standard input is closed"
 
 
+@pytest.mark.parametrize("command", ["replay", "convert"])
+def test_stdin_given_twice_stops_the_command_before_it_reads(
+    command: str, tmp_path: Path, good: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first `-` reads standard input to its end and closes it: a second has nothing to read (it was a
+    traceback)."""
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(SCENARIO.read_bytes())))
+    result = run_cli(command, "-", str(good), "-", *replay_args(command, tmp_path / "a.db"))
+    assert result.code == INPUT_PROBLEM
+    assert (
+        reason_of(result)
+        == "auditwatch: cannot read input -: standard input is given more than once, and can be read once"
+    )
+    assert result.out == "" and not (tmp_path / "a.db").exists()
+
+
 def attack(n: int) -> bytes:
     """A line the apiserver could have written: an exec into a pod (one pod-exec-attach alert)."""
     event = exec_event()
