@@ -5,6 +5,7 @@ plain or gzip, and read in bounded pieces: lines up to MAX_LINE_BYTES, whole doc
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -23,6 +24,7 @@ from ingest.archives.formats import GZIP_MAGIC
 HEAD = 65536  # bytes an opened archive can peek at (format detection reads them)
 STDIN = "-"
 UTF8_BOM = b"\xef\xbb\xbf"
+UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # Windows PowerShell's `>` and Out-File write UTF-16LE
 # A line holds one event (at most detectors.limits.MAX_EVENT_BYTES, 7 MiB) or a record around one; a longer
 # line is rejected, and skipped up to MAX_SKIPPED_BYTES: no end of line within that (/dev/zero, a bomb of one
 # endless line) and the rest of the file is not read.
@@ -146,12 +148,46 @@ class _Prefixed(io.RawIOBase):
             self._rest.close()
 
 
+class _Utf8From16(io.RawIOBase):
+    """A UTF-16 stream with its byte order mark, read as UTF-8. A lone surrogate passes as the bytes UTF-8 would
+    give it, which are not UTF-8: its line is rejected as in any other file. An odd last byte ends the read."""
+
+    def __init__(self, rest: io.BufferedReader) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-16")("surrogatepass")  # takes the BOM off
+        self._rest = rest
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            data = self._rest.read1(HEAD)
+            text = self._decoder.decode(data, final=not data)
+            self._pending = memoryview(text.encode("utf-8", "surrogatepass"))
+            if not data:
+                break
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._rest.close()
+
+
 def head_of(stream: io.BufferedReader) -> tuple[bytes, io.BufferedReader]:
-    """What format detection reads, and the stream to read the file from (from its start, after a UTF-8 BOM).
+    """What format detection reads, and the stream to read the file from (from its start, after a UTF-8 BOM; a
+    UTF-16 file, told by its byte order mark, as UTF-8).
 
     Usually the first HEAD bytes (or what a pipe had). When the first line starts a JSON value and does not end
     in them (an Event with a large body), the whole line, up to MAX_LINE_BYTES + 1 bytes: a line cut short would
     be taken for one JSON document, and its format guessed from keys that the event's body may hold."""
+    if stream.peek(2)[:2] in UTF16_BOMS:
+        stream = io.BufferedReader(_Utf8From16(stream), HEAD)
     if stream.peek(len(UTF8_BOM))[: len(UTF8_BOM)] == UTF8_BOM:
         stream.read(len(UTF8_BOM))  # what Windows tools write first is no part of the first record
     head = stream.peek(HEAD)[:HEAD]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import codecs
 import copy
 import csv
 import gzip
@@ -223,6 +224,24 @@ def test_a_file_that_starts_with_a_utf8_bom_reads_every_event(tmp_path: Path, sh
     path.write_bytes(b"\xef\xbb\xbf" + (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data))
     events, rejected, _stats = read(path)
     assert len(events) == 1 and not rejected, rejected
+
+
+@pytest.mark.parametrize("bom", [codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE])
+@pytest.mark.parametrize("shape", ["apiserver", "cloudwatch", "aks", "cloudwatch-insights", "elastic"])
+def test_a_utf16_file_with_its_bom_reads_every_event(tmp_path: Path, shape: str, bom: bytes) -> None:
+    """What Windows PowerShell writes with `>` or Out-File: UTF-16LE (or BE) after a byte order mark; gzipped too."""
+    path = write_every_shape(tmp_path, pod_create())[shape]
+    text = path.read_bytes().decode()
+    if shape == "apiserver":  # and a line with a lone surrogate: rejected, as a line that is not UTF-8 is
+        text += orjson.dumps(pod_create("id-2")).decode().replace("id-2", "\udc80")
+    data = bom + text.encode("utf-16-le" if bom == codecs.BOM_UTF16_LE else "utf-16-be", "surrogatepass")
+    for name, content in (("plain", data), ("gzipped", gzip.compress(data))):
+        path.write_bytes(content)
+        events, rejected, _stats = read(path)
+        assert [e.raw["auditID"] for e in events] == [pod_create()["auditID"]], name
+        assert [(r.origin, r.reason.split(" at ")[0]) for r in rejected] == (
+            [(f"{path}:2", "invalid UTF-8")] if shape == "apiserver" else []
+        )
 
 
 class _Pipe(io.RawIOBase):
