@@ -2,7 +2,7 @@
 
 Archives are read by `ingest.archives` (every format it knows, gzip or plain, directories, `-` for stdin);
 here they are wired to an optional time window and audit policy, a pacer, the detection pipeline and the
-batch writer (`replay`), or to normalised JSON lines (`convert`), or to the audit topic (`publish`).
+batch writer (`replay`), or to normalised JSON lines (`convert`); to the audit topic in `auditwatch.publish`.
 A bad line never stops a replay: it is counted, reported with file:line, and quarantined when a store is given;
 so is an event that a detector fails on (the other detectors' alerts for it are kept). A store that fails
 ends the replay with StoreError, saying how far it got: what was written before stays written.
@@ -23,7 +23,6 @@ from api.errors import StoreError
 from api.store import AlertStore
 from auditwatch.batches import BatchResults, BatchWriter
 from auditwatch.live_exceptions import LiveExceptions
-from auditwatch.settings import Settings
 from detectors.alerts import Alert
 from detectors.events import MAX_KEPT_REJECTED, AuditEvent, Rejected, Rejections, event_timestamp, parse_time
 from detectors.pipeline import Pipeline
@@ -32,7 +31,6 @@ from ingest.archives import ArchiveStats, read_archives
 
 _FLUSH_EVERY = 50_000  # events between store writes (bounds memory on long replays)
 _KEEP_EXAMPLES = 20  # rejected items a summary shows
-_PUBLISH_BATCH = 2000  # events per Kafka batch when publishing an archive
 QUARANTINED = f" (the first {MAX_KEPT_REJECTED} per {_FLUSH_EVERY:,} events kept in the quarantine table)"
 
 
@@ -79,7 +77,7 @@ class Progress:
             self.stream.flush()
 
 
-def _progress_of(progress: Progress | None, stats: ReplayStats) -> Callable[[str], None] | None:
+def progress_of(progress: Progress | None, stats: ReplayStats) -> Callable[[str], None] | None:
     """The reader's progress callback: the display, fed with the replay's stats."""
     if progress is None:
         return None
@@ -199,7 +197,7 @@ def replay(
     events: list[AuditEvent] = []  # the batch in detection (emptied when done)
     event: AuditEvent | None = None
     try:
-        for events, rejected in read_archives(paths, stats, progress=_progress_of(progress, stats), fmt=fmt):
+        for events, rejected in read_archives(paths, stats, progress=progress_of(progress, stats), fmt=fmt):
             if exceptions is not None:
                 exceptions.refresh_if_due()
             if rejected:
@@ -299,35 +297,6 @@ def convert(
     return stats
 
 
-async def publish(paths: Sequence[str], settings: Settings, *, progress: Progress | None = None) -> ReplayStats:
-    """Archives -> the audit topic (what `ingest` would have produced), for `auditwatch detect`."""
-    from auditwatch.server import kafka_sink, topic_specs
-    from ingest.kafka import ensure_topics
-
-    assert settings.kafka_bootstrap is not None
-    stats = ReplayStats()
-    started = time.perf_counter()
-    await ensure_topics(settings.kafka_bootstrap, topic_specs(settings))
-    sink = kafka_sink(settings)
-    events: list[AuditEvent] = []
-    rejects = Rejections()  # the first MAX_KEPT_REJECTED of each batch go to the dead-letter topic, all counted
-    try:
-        for line_events, line_rejects in read_archives(paths, stats, progress=_progress_of(progress, stats)):
-            events.extend(line_events)
-            rejects.merge(line_rejects)
-            if len(events) + rejects.total >= _PUBLISH_BATCH:
-                await sink.accept(events, rejects.kept)
-                events, rejects = [], Rejections()
-        if events or rejects:
-            await sink.accept(events, rejects.kept)
-    finally:
-        await sink.close()
-    stats.seconds = time.perf_counter() - started
-    if progress is not None:
-        progress.done()
-    return stats
-
-
 def format_summary(stats: ReplayStats, *, stored: bool, published_to: str | None = None) -> str:
     verb = f"published to {published_to}" if published_to else "replayed"
     lines = [
@@ -359,7 +328,8 @@ def format_summary(stats: ReplayStats, *, stored: bool, published_to: str | None
     if stats.rejected > len(stats.rejected_examples):
         lines.append(f"  ... and {stats.rejected - len(stats.rejected_examples):,} more")
     if stats.interrupted:
-        lines.append(f"interrupted (Ctrl-C) {stats.interrupted}: the counts above are of what was detected until then")
+        done = "Kafka acknowledged" if published_to else "was detected"
+        lines.append(f"interrupted (Ctrl-C) {stats.interrupted}: the counts above are of what {done} until then")
     return "\n".join(lines)
 
 

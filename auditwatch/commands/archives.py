@@ -153,7 +153,8 @@ def _replay_to_kafka(args: argparse.Namespace, progress: Any) -> int:
 
     from aiokafka.errors import KafkaError
 
-    from auditwatch.replay import format_summary, publish
+    from auditwatch.publish import publish
+    from auditwatch.replay import ReplayStats, format_summary
     from ingest.kafka import TopicRefused
     from ingest.webhook import SinkUnavailable
 
@@ -161,8 +162,12 @@ def _replay_to_kafka(args: argparse.Namespace, progress: Any) -> int:
                               dead_letter_topic=args.dead_letter_topic, partitions=args.partitions)  # fmt: skip
     _check_inputs(args.paths)
     tune_gc()
+    stats = ReplayStats()
     try:
-        stats = asyncio.run(publish(args.paths, settings, progress=progress))
+        asyncio.run(publish(args.paths, settings, progress=progress, stats=stats))
+    except KeyboardInterrupt:
+        if stats.interrupted is None:  # before the first record was read
+            raise
     except TopicRefused as exc:  # a configuration error
         refuse(str(exc))
     except (KafkaError, SinkUnavailable, TimeoutError) as exc:
@@ -170,7 +175,7 @@ def _replay_to_kafka(args: argparse.Namespace, progress: Any) -> int:
     if not args.quiet:
         print(format_summary(stats, stored=False, published_to=f"{settings.kafka_bootstrap} {settings.topic}"),
               file=sys.stderr)  # fmt: skip
-    return _check_events_read(stats)
+    return EXIT_INTERRUPTED if stats.interrupted else _check_events_read(stats)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -29,6 +29,13 @@ class ArchiveStats:
     duplicates: int = 0  # copies of an event already read (same auditID, stage, stageTimestamp)
     skipped: int = 0  # records that are not audit events on purpose (other log streams, AKS categories)
     formats: dict[str, int] = field(default_factory=dict)  # files per detected format
+    current: str = ""  # the file being read (once done, the last one read)
+    current_from: int = 0  # `lines` before it
+
+    @property
+    def position(self) -> str:
+        """The last line handed on, as file:line."""
+        return f"{self.current}:{self.lines - self.current_from}"
 
     def count_rejected(self, rejected: Rejections, keep_examples: int) -> None:
         self.rejected += rejected.total
@@ -94,7 +101,8 @@ def read_archives(
         stats.files += 1
         label = label_of(name)
         counters.lines = 0
-        before = stats.lines
+        before = stats.current_from = stats.lines
+        stats.current = label
         try:
             with open_archive(name) as opened:
                 head, stream = head_of(opened)

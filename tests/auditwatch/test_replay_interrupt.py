@@ -1,27 +1,34 @@
 """`auditwatch replay` stopped half-way: by Ctrl-C (what was found until then is stored, the summary says where it
 stopped, exit status 130) and by a closed output pipe (what was found is stored too); a replay of it all again
-completes the store without a duplicate."""
+completes the store without a duplicate. `replay --to-kafka` stopped by Ctrl-C counts what Kafka acknowledged."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from api.store import AlertStore
 from auditwatch import replay as replay_module
-from auditwatch.replay import Progress, ReplayStats, Transform, replay
+from auditwatch.publish import PUBLISH_BATCH, publish
+from auditwatch.replay import Progress, ReplayStats, Transform, format_summary, replay
+from auditwatch.settings import Settings
 from detectors.events import AuditEvent
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from tests.support.cli import clean_env
+from tests.support.events import lease_event
 from tests.support.paths import PYTHON, ROOT, SCENARIO
+from tests.support.services import kafka_bootstrap, topic_records
 
 ALERTS = 6  # the scenario's: three at line 35, two at line 41, one at line 47
 INTERRUPTED = 130
@@ -78,7 +85,7 @@ def test_ctrl_c_between_batches_names_the_last_line_read(
         if batches == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(replay_module, "_progress_of", lambda _display, _stats: progress)
+    monkeypatch.setattr(replay_module, "progress_of", lambda _display, _stats: progress)
     display = Progress(io.StringIO(), enabled=False)
     stats = interrupted_replay(log, store, progress=display)
     assert stats.interrupted == f"after {log}:48"
@@ -127,3 +134,33 @@ def test_ctrl_c_on_the_command_exits_130_with_the_summary(tmp_path: Path) -> Non
         assert f"alerts: {expected} ({expected} new in the store)" in text
     finally:
         store.close()
+
+
+def test_ctrl_c_publishing_to_kafka_counts_what_kafka_acknowledged(tmp_path: Path) -> None:
+    """`replay --to-kafka` cancelled as asyncio.run cancels it on Ctrl-C, once Kafka has acknowledged two
+    batches: the summary counts those, and names the line after which it stopped; the topic holds them."""
+    bootstrap = kafka_bootstrap()
+    topic = f"replay-interrupt-{uuid.uuid4().hex[:8]}"
+    settings = Settings(kafka_bootstrap=bootstrap, topic=topic, dead_letter_topic=f"{topic}-dlq", partitions=1)
+    log = tmp_path / "audit.log"
+    log.write_bytes(b"".join(orjson.dumps(lease_event() | {"auditID": f"id-{n}"}) + b"\n" for n in range(10_000)))
+    stats = ReplayStats()
+
+    async def stopped_after_two_batches() -> None:
+        task = asyncio.create_task(publish([str(log)], settings, stats=stats))
+        deadline = time.monotonic() + 60
+        while stats.events < 3 * PUBLISH_BATCH and not task.done() and time.monotonic() < deadline:
+            await asyncio.sleep(0)  # runs while the task awaits Kafka's acknowledgement of a batch
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(stopped_after_two_batches())
+    acknowledged = 2 * PUBLISH_BATCH
+    assert (stats.events, stats.lines, stats.interrupted) == (acknowledged, acknowledged, f"after {log}:{acknowledged}")
+    summary = format_summary(stats, stored=False, published_to=topic)
+    assert summary.endswith(
+        f"interrupted (Ctrl-C) after {log}:{acknowledged}: the counts above are of what Kafka acknowledged until then"
+    )
+    ids = {orjson.loads(r.value)["auditID"] for r in topic_records(bootstrap, topic, expect_at_least=acknowledged)}
+    assert {f"id-{n}" for n in range(acknowledged)} <= ids
