@@ -265,7 +265,7 @@ def _whole_document(stream: io.BufferedReader, label: str, fmt: str, counters: C
     data = read_document(stream)
     if data is None:
         out = RecordCollector()
-        out.reject(f"{label}:1", f"a JSON document larger than {MAX_DOCUMENT_BYTES} bytes (after gzip): not read", None)
+        out.reject(f"{label}:1", _too_large(fmt), None)
         yield _batch(out, counters)
         return
     counters.lines += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
@@ -277,6 +277,18 @@ def _whole_document(stream: io.BufferedReader, label: str, fmt: str, counters: C
         else:
             convert(doc, f"{label}:{line}", out)
         yield _batch(out, counters)
+
+
+# how to give a document's records one per line, which is read whatever the size of the file
+_SPLIT = {"cloudwatch": ".events[]", "aks": ".records[]", "elastic": ".hits.hits[]", "gke": ".entries[]"}
+
+
+def _too_large(fmt: str) -> str:
+    split = _SPLIT.get(fmt, ".items[]")
+    return (
+        f"a JSON document larger than {MAX_DOCUMENT_BYTES} bytes (after gzip): not read; split it into a record"
+        f" a line, e.g. jq -c '{split}' FILE | auditwatch replay -"
+    )
 
 
 def _lines(stream: io.BufferedReader, label: str, read_line: LineReader, counters: Counters) -> Iterator[Batch]:

@@ -139,7 +139,8 @@ def test_a_gzip_bomb_read_as_one_document_stops_at_the_document_limit(tmp_path: 
     events, rejected, _ = read(bomb)
     assert not events
     assert [r.reason for r in rejected] == [
-        f"a JSON document larger than {MAX_DOCUMENT_BYTES} bytes (after gzip): not read"]  # fmt: skip
+        f"a JSON document larger than {MAX_DOCUMENT_BYTES} bytes (after gzip): not read; split it into a record"
+        " a line, e.g. jq -c '.events[]' FILE | auditwatch replay -"]  # fmt: skip
 
 
 def test_concatenated_documents_are_read_in_time_linear_in_their_size(tmp_path: Path) -> None:
