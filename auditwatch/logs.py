@@ -6,7 +6,7 @@ text shows them as `key=value` after the message, JSON as members of the object 
 `logger` and `msg`. The long-running commands log auditwatch's own records from INFO (a line per batch, one
 per alert at WARNING: `log_alerts`), the others from WARNING; libraries log from WARNING whatever the level, and
 the Kafka client's lines (one per reconnection attempt while a broker is away) at most once a minute each
-(`RepeatLimit`).
+(`RepeatLimit`), and none of psycopg's echoes of an error already on its way to the caller (`ShadowedErrors`).
 Values are quoted and escaped, so a field taken from an event (a user name) cannot forge a line. Only
 redacted values are logged: alerts come redacted from the detectors, and no token or password is ever a field.
 
@@ -122,6 +122,15 @@ class RepeatLimit(logging.Filter):
         return True
 
 
+class ShadowedErrors(logging.Filter):
+    """Drops psycopg's `error ignored terminating <pipeline>: ...`: logged when closing a pipeline fails while
+    an error is already leaving it (a write the database refused), and that error is the one reported, once, by
+    whoever catches it. The line added nothing but the connection's host, user and database."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "psycopg" and str(record.msg).startswith("error ignored terminating"))
+
+
 def configure_logging(log_format: str | None, log_level: str | None, *, default_level: str = "warning") -> None:
     """Log to stderr in `log_format` (else AUDITWATCH_LOG_FORMAT, else text), auditwatch's records from
     `log_level` (else AUDITWATCH_LOG_LEVEL; AUDITWATCH_DEBUG=1 means debug; else `default_level`)."""
@@ -135,6 +144,7 @@ def configure_logging(log_format: str | None, log_level: str | None, *, default_
     handler = _StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RepeatLimit())
+    handler.addFilter(ShadowedErrors())
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _StderrHandler)]:  # main() may run more than once
         root.removeHandler(old)

@@ -144,3 +144,20 @@ def test_a_kafka_client_retrying_a_closed_port_logs_a_bounded_number_of_lines(
     assert attempts > 20
     assert 1 <= len(logged) <= 3, logged  # each distinct message once
     assert all(" ERROR aiokafka" in line for line in logged), logged
+
+
+def test_psycopg_echoing_an_error_on_its_way_out_of_a_pipeline_is_not_logged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """psycopg logs this (psycopg/_pipeline.py, as it words it) when closing a pipeline fails while a statement's
+    error leaves it: the first error is raised, and reported once by whoever catches it (a replay into a
+    read-only PostgreSQL: tests/auditwatch/test_replay_inputs.py). psycopg's other lines still pass."""
+    lines = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", lines)
+    configure_logging("text", "info")
+    psycopg_log = logging.getLogger("psycopg")
+    try:
+        psycopg_log.warning("error ignored terminating %r: %s", "<psycopg.Pipeline [INERROR]>", "pipeline aborted")
+        psycopg_log.warning("another warning")
+    finally:
+        logging.getLogger().handlers.clear()
+    logged = lines.getvalue().splitlines()
+    assert len(logged) == 1 and "another warning" in logged[0], logged
