@@ -261,3 +261,11 @@ def test_the_quarantine_page_lists_set_aside_items_redacted_and_paged(db_url: st
         rest = c.get(html.unescape(older.group(1)))
         assert rest.text.count('<tr id="quarantined-') == 10 and 'rel="next"' not in rest.text
         assert c.get("/quarantine?cursor=nope").status_code == 400
+
+
+def test_a_quarantined_payload_s_size_is_singular_or_plural(db_url: str) -> None:
+    with TestClient(create_serve_app(Settings(db_url=db_url))) as c:
+        assert c.post("/audit/webhook", content=event_list([7, 42])).json()["quarantined"] == 2
+        page = c.get("/quarantine")
+    sizes = re.findall(r"<summary>(\d+ characters?)", page.text)
+    assert sorted(sizes) == ["1 character", "2 characters"], page.text[-3000:]
