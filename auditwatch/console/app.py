@@ -15,7 +15,9 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.responses import RedirectResponse
+from starlette.routing import Match
 
+from api.problems import MAX_ECHOED_PATH
 from auditwatch.auth import READ_METHODS, Access, AccessPolicy
 from auditwatch.console.catalogue import catalogue
 from auditwatch.console.forms import console_forms
@@ -25,6 +27,7 @@ from auditwatch.console.views import console_pages
 from detectors.base import Detector
 
 PAGE_PREFIXES = ("/alerts/", "/principals/")
+REST = ("/api/", "/audit/", "/k8s-audit/", "/docs/", "/metrics/")  # under these, a path is the REST API's
 PAGES = frozenset({"/", "/rules", "/quarantine"})
 OPEN = frozenset({"/login", "/logout"})  # reachable without access: logging in, and out of an ended session
 ASSETS = {
@@ -36,6 +39,16 @@ ASSETS = {
 
 def is_console_path(path: str) -> bool:
     return path in PAGES or path in OPEN or path.startswith((*PAGE_PREFIXES, ASSETS_PATH + "/"))
+
+
+def _browser_lost(app: FastAPI, request: Request) -> bool:
+    """A browser's GET of a path no route serves, outside the REST API's prefixes: the console's 404 page answers
+    it, not the REST API's access check (a 401 in JSON to a person who is logged in). Other clients (no
+    `text/html` in Accept: curl, the apiserver, Prometheus) keep getting problem details."""
+    path = request.url.path
+    if request.method != "GET" or "text/html" not in request.headers.get("accept", "") or path.startswith(REST):
+        return False
+    return all(route.matches(request.scope)[0] is Match.NONE for route in app.router.routes)
 
 
 @cache
@@ -81,9 +94,12 @@ def mount_console(app: FastAPI, policy: AccessPolicy, detectors: Sequence[Detect
     @app.middleware("http")
     async def console_access(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         path = request.url.path
-        if is_console_path(path) and path not in OPEN and not path.startswith(ASSETS_PATH + "/"):
+        lost = _browser_lost(app, request)
+        if lost or (is_console_path(path) and path not in OPEN and not path.startswith(ASSETS_PATH + "/")):
             level = access(policy, request)
             needed = Access.READ if request.method in READ_METHODS else Access.WRITE
             if level < needed:
                 return _refusal(renderer, policy, request, level)
+        if lost:
+            return renderer.error(request, 404, f"no such page: {path[:MAX_ECHOED_PATH]}")
         return await call_next(request)

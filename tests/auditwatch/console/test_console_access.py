@@ -8,11 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from httpx import Response
 
 from auditwatch.server import create_api_app, create_serve_app
 from auditwatch.settings import Settings
 from tests.support.console import READ_TOKEN, WRITE_TOKEN, csrf_of, post_events, submit
 from tests.support.events import exec_event
+from tests.support.problems import problem_detail
 
 API = {"Authorization": f"Bearer {WRITE_TOKEN}"}
 
@@ -140,3 +142,33 @@ def test_without_tokens_the_console_is_open_but_still_checks_csrf(db_url: str) -
         assert client.get("/").status_code == 200
         assert client.post("/alerts/x/triage", data={"action": "acknowledge"}).status_code == 403
         assert "Content-Security-Policy" in client.get("/rules").headers
+
+
+HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}  # what browsers send
+
+
+def is_console_404(resp: Response) -> bool:
+    return resp.status_code == 404 and resp.headers["content-type"].startswith("text/html") and (
+        "no such page: /nope" in resp.text and "Content-Security-Policy" in resp.headers
+    )  # fmt: skip
+
+
+def test_a_logged_in_browser_gets_the_console_s_404_page_for_an_unknown_path(client: TestClient) -> None:
+    anonymous = client.get("/nope", headers=HTML, follow_redirects=False)
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/login?next=%2Fnope"
+    login(client, READ_TOKEN)
+    assert is_console_404(client.get("/nope", headers=HTML))
+    assert client.head("/nope", headers=HTML).status_code == 404
+    # REST clients (no text/html), paths under the API's prefixes and other methods: problem details as before
+    assert problem_detail(client.get("/nope", headers=API), 404) == "no such path: /nope"
+    assert problem_detail(client.get("/api/v1/nope", headers={**HTML, **API}), 404) == "no such path: /api/v1/nope"
+    assert client.get("/nope").headers["content-type"] == "application/problem+json"
+    assert client.post("/nope", headers=HTML).headers["content-type"] == "application/problem+json"
+
+
+def test_without_tokens_a_browser_gets_the_404_page_and_curl_problem_details(db_url: str) -> None:
+    for app in (create_serve_app(Settings(db_url=db_url)), create_api_app(Settings(db_url=db_url))):
+        with TestClient(app) as c:
+            assert is_console_404(c.get("/nope", headers=HTML))
+            assert problem_detail(c.get("/nope", headers={"Accept": "*/*"}), 404) == "no such path: /nope"
+            assert c.get("/api/v1/alerts", headers=HTML).status_code == 200  # routed paths are untouched
