@@ -73,6 +73,12 @@ def access_options(p: argparse.ArgumentParser) -> None:
         "Env: AUDITWATCH_WRITE_CLIENT_CNS=kube-apiserver,triage-bot",
     )  # fmt: skip
     p.add_argument(
+        "--allowed-host", action="append", metavar="NAME",
+        help="(repeatable) a host name clients may use to reach a listener without a token or client certificates, "
+        "besides localhost and IP addresses: other names are refused with 421, as DNS rebinding would use them "
+        "(e.g. the name a proxy in front passes on). Env: AUDITWATCH_ALLOWED_HOSTS=auditwatch.lan,proxy",
+    )  # fmt: skip
+    p.add_argument(
         "--insecure", action="store_true",
         help="allow a non-loopback address without a token or client certificates (only behind an "
         "authenticating proxy). Without it, such a listener refuses to start",

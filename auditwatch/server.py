@@ -3,7 +3,9 @@
 Clients (store, Kafka producer) are owned by each app's lifespan. Access control is applied here, the
 same way for every app: read-only and read-write bearer tokens and/or TLS client certificates
 (auditwatch/auth.py, `run_http`). Every app serves `GET /metrics` from a registry of its own
-(auditwatch/metrics.py), kept at `app.state.metrics`.
+(auditwatch/metrics.py), kept at `app.state.metrics`. A listener without authentication checks each request's
+Host (auditwatch/hosts.py): that belongs to the socket served, as TLS does, so `run_http` and detect's metrics
+listener add it around the app (`host_checked`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp
 
 from api.problems import use_problem_details
 from api.routes import answer_store_errors, not_ready, ready
@@ -29,6 +32,7 @@ from auditwatch.console.session import docs_credentials
 from auditwatch.docs import docs_router
 from auditwatch.embedded import EmbeddedSink
 from auditwatch.head import HeadAsGet
+from auditwatch.hosts import HostCheck
 from auditwatch.http_protocols import ProblemHttpToolsProtocol
 from auditwatch.live_exceptions import LiveExceptions
 from auditwatch.metrics import Metrics
@@ -36,7 +40,7 @@ from auditwatch.metrics_http import add_metrics_route, count_webhook_responses
 from auditwatch.notify.config import SinkConfig
 from auditwatch.notify.sender import Sender, rule_descriptions, rule_responses
 from auditwatch.preflight import quiet_kafka_client
-from auditwatch.settings import Settings
+from auditwatch.settings import Settings, authenticates
 from auditwatch.startup import EXIT_FAILURE, package_version
 from detectors.base import Detector
 from detectors.loading.formats import LoadOptions
@@ -266,13 +270,19 @@ def base_url(settings: Settings) -> str:
     return f"{scheme}://{host}:{settings.port}"
 
 
+def host_checked(app: ASGIApp, settings: Settings) -> ASGIApp:
+    """`app` as a listener with these settings serves it: behind the Host check unless every client authenticates
+    (auditwatch/hosts.py)."""
+    return app if authenticates(settings) else HostCheck(app, settings.allowed_hosts)
+
+
 def run_http(app: FastAPI, settings: Settings, sock: socket.socket) -> int:
     """Serve `app` on the socket the command bound (auditwatch/preflight.py) until SIGINT or SIGTERM; the exit
     status. uvicorn logs through auditwatch's handler (auditwatch/logs.py), from WARNING, no access log."""
     import uvicorn
 
     config = uvicorn.Config(
-        app,
+        host_checked(app, settings),
         host=settings.host,
         port=settings.port,
         log_config=None,

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from auditwatch.hosts import allowed_host_name
 from ingest.webhook import DEFAULT_BODY_READ_TIMEOUT_S, DEFAULT_MAX_BODY_BYTES
 
 DEFAULT_DB_URL = "sqlite:///auditwatch.db"
@@ -36,6 +37,9 @@ class Settings(BaseSettings):
     # client certificates with these common names are read-write, others read-only (empty: all read-write)
     write_client_cns: Annotated[list[str], NoDecode] = []
     insecure: bool = False
+    # without a token or client certificates, the Host names taken besides localhost and IP addresses
+    # (auditwatch/hosts.py: the defence against DNS rebinding)
+    allowed_hosts: Annotated[list[str], NoDecode] = []
     # detection and the alert store
     db_url: str = DEFAULT_DB_URL
     # a file holding db_url, so that its password is in neither the command line nor the environment (a mounted
@@ -69,13 +73,18 @@ class Settings(BaseSettings):
     notify: Annotated[list[str], NoDecode] = []
     public_url: str | None = None  # where people reach the REST API: links in notifications
 
-    @field_validator("rules", "write_client_cns", mode="before")
+    @field_validator("rules", "write_client_cns", "allowed_hosts", mode="before")
     @classmethod
     def _split_rules(cls, value: Any) -> Any:
         # AUDITWATCH_RULES=builtin,/etc/auditwatch/rules
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        return [allowed_host_name(name) for name in value]
 
     @field_validator("api_token", mode="before")
     @classmethod
@@ -250,7 +259,7 @@ def check_listener(settings: Settings) -> str | None:
             return "the read-only and the read-write tokens must differ"
     if is_loopback(settings.host) or settings.insecure:
         return None
-    if settings.api_token is not None or settings.tls_client_ca_file:
+    if authenticates(settings):
         return None
     return (
         f"refusing to listen on {settings.host} without authentication: set AUDITWATCH_API_TOKEN "
@@ -259,9 +268,14 @@ def check_listener(settings: Settings) -> str | None:
     )
 
 
+def authenticates(settings: Settings) -> bool:
+    """Whether every client of this listener must authenticate: with a token or a verified client certificate."""
+    return settings.api_token is not None or bool(settings.tls_client_ca_file)
+
+
 def open_listener_warning(settings: Settings) -> str | None:
     """The warning for a listener that `--insecure` lets take every client outside loopback, or None."""
-    if is_loopback(settings.host) or settings.api_token is not None or settings.tls_client_ca_file:
+    if is_loopback(settings.host) or authenticates(settings):
         return None
     return (
         f"--insecure: {settings.host}:{settings.port} takes requests without authentication: whoever reaches it "

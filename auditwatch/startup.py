@@ -188,6 +188,7 @@ def access_settings(args: argparse.Namespace) -> dict[str, Any]:
         "api_token": _read_token(args.token_file), "api_read_token": _read_token(args.read_token_file),
         "write_client_cns": args.write_client_cn, "tls_cert_file": args.tls_cert, "tls_key_file": args.tls_key,
         "tls_client_ca_file": args.tls_client_ca, "insecure": True if args.insecure else None,
+        "allowed_hosts": args.allowed_host,
     }  # fmt: skip
 
 

@@ -267,7 +267,7 @@ def _consume(consumer: Any, sender: Any, bootstrap: str) -> None:
 
 _ACCESS_FLAGS = {"token_file": "--token-file", "read_token_file": "--read-token-file", "tls_cert": "--tls-cert",
                  "tls_key": "--tls-key", "tls_client_ca": "--tls-client-ca", "write_client_cn": "--write-client-cn",
-                 "insecure": "--insecure"}  # fmt: skip
+                 "insecure": "--insecure", "allowed_host": "--allowed-host"}  # fmt: skip
 
 
 def _refuse_access_flags(args: argparse.Namespace) -> None:

@@ -30,17 +30,18 @@ from tests.support.processes import Proc, free_port
 BIG = b"v" * (MAX_HEAD_BYTES + 4096)
 REFUSED = {
     "not HTTP": (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400),
-    "a header without a colon": (b"GET /metrics HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", 400),
-    "a request line too long": (b"GET /" + BIG + b" HTTP/1.1\r\nHost: x\r\n\r\n", 431),
-    "a header too long": (b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + BIG + b"\r\n\r\n", 431),
+    "a header without a colon": (b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nno colon here\r\n\r\n", 400),
+    "a request line too long": (b"GET /" + BIG + b" HTTP/1.1\r\nHost: localhost\r\n\r\n", 431),
+    "a header too long": (b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nX-Big: " + BIG + b"\r\n\r\n", 431),
     "too many headers": (
-        b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + (b"X-H: " + b"h" * 1000 + b"\r\n") * 70 + b"\r\n",
+        b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n" + (b"X-H: " + b"h" * 1000 + b"\r\n") * 70 + b"\r\n",
         431,
     ),
-    "headers that never end": (b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + BIG, 431),
+    "headers that never end": (b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nX-Big: " + BIG, 431),
 }
 CONTENT_LENGTH_AND_CHUNKED = (
-    b"POST /audit/webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    b"POST /audit/webhook HTTP/1.1\r\nHost: localhost\r\n"
+    b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
 )
 
 
@@ -77,7 +78,7 @@ def assert_refused(port: int, request: bytes, status: int) -> None:
 def a_large_head_within_the_bound_reaches_the_app(port: int, path: str, status: int) -> None:
     head = b"".join(b"X-H%d: %s\r\n" % (i, b"h" * 1000) for i in range(40))  # 40 KiB: over h11's default (16 KiB)
     got, headers, body = exchange(
-        port, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".encode() + head + b"\r\n"
+        port, f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n".encode() + head + b"\r\n"
     )
     assert got == status, (got, headers, body[:200])
 
@@ -219,16 +220,16 @@ def test_content_length_with_transfer_encoding_is_refused_and_the_connection_clo
     port, runs = recorder
     # neither the request nor what follows its chunked body (a second request) reaches the app; no
     # `Connection: close`, so only the refusal closes the connection (else the read times out)
-    smuggled = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
-    assert_refused(port, b"POST /a HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n\r\n0\r\n\r\n" + smuggled, 400)
+    smuggled = b"GET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    assert_refused(port, b"POST /a HTTP/1.1\r\nHost: localhost\r\n" + framing + b"\r\n\r\n0\r\n\r\n" + smuggled, 400)
     # a request after one that the app answered, on the same connection, is checked as well
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(b"POST /first HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+        conn.sendall(b"POST /first HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello")
         answer = b""
         while not answer.endswith(b"\r\n\r\nhello") and (chunk := conn.recv(65536)):  # up to the echo
             answer += chunk
         assert answer.startswith(b"HTTP/1.1 200 "), answer
-        conn.sendall(b"POST /b HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n\r\n0\r\n\r\n")
+        conn.sendall(b"POST /b HTTP/1.1\r\nHost: localhost\r\n" + framing + b"\r\n\r\n0\r\n\r\n")
         answer = b""
         while chunk := conn.recv(65536):
             answer += chunk
@@ -244,7 +245,7 @@ def test_a_request_framed_by_content_length_or_by_chunks_reaches_the_app(recorde
         (b"Transfer-Encoding: chunked", b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
     ]:
         got, _, echoed = exchange(
-            port, b"POST /in HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + framing + b"\r\n\r\n" + body
+            port, b"POST /in HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n" + framing + b"\r\n\r\n" + body
         )
         assert (got, echoed) == (200, b"hello world"), framing
     assert runs == [("POST", "/in", b"hello world")] * 2

@@ -59,7 +59,7 @@ def serve(tmp_path: Path) -> Iterator[tuple[Proc, int]]:
 def start_post(port: int, body: bytes, sent: int) -> socket.socket:
     """A webhook POST declaring all of `body` with only its first `sent` bytes sent: it holds its share."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-    head = "POST /audit/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    head = "POST /audit/webhook HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
     sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body[:sent])
     return sock
 

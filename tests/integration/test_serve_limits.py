@@ -78,7 +78,7 @@ def test_a_slow_client_gets_408_and_the_server_goes_on(server: tuple[Proc, str, 
     body = event_list([exec_event()])
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(
-            b"POST /audit/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /audit/webhook HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             + f"Content-Length: {len(body)}\r\n\r\n".encode()
         )
         started = time.monotonic()

@@ -27,15 +27,16 @@ def require_browser() -> None:
     pytest.skip(message)
 
 
-def chromium(workdir: Path) -> WebDriver:
-    """A headless Chromium at WINDOW size, its profile and driver log under `workdir` (a WebDriver)."""
+def chromium(workdir: Path, *more_args: str) -> WebDriver:
+    """A headless Chromium at WINDOW size, its profile and driver log under `workdir` (a WebDriver); `more_args`:
+    further command-line switches (e.g. --host-resolver-rules)."""
     require_browser()
     os.environ["SE_OFFLINE"] = "true"  # for this process and the driver it starts
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                 f"--window-size={WINDOW[0]},{WINDOW[1]}", f"--user-data-dir={workdir / 'profile'}",
-                "--no-first-run", "--disable-extensions", "--disable-background-networking"):  # fmt: skip
+                "--no-first-run", "--disable-extensions", "--disable-background-networking", *more_args):  # fmt: skip
         options.add_argument(arg)
     service = Service(executable_path=str(CHROMEDRIVER), log_output=str(workdir / "chromedriver.log"))
     driver = webdriver.Chrome(options=options, service=service)
