@@ -113,7 +113,10 @@ def test_ctrl_c_on_the_command_exits_130_with_the_summary(tmp_path: Path) -> Non
     """A real process and a real SIGINT, in a replay paced at real time (the scenario spans 52 s of events)."""
     db = tmp_path / "alerts.db"
     args = [PYTHON, "-m", "auditwatch.cli", "replay", str(SCENARIO), "--db", f"sqlite:///{db}", "--speed", "1"]
-    with subprocess.Popen(args, cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+    # Ctrl-C's default action, whatever this test inherited: a shell ignores SIGINT in what it starts in the
+    # background (`.ci/run ... &`), and Python then leaves it ignored
+    with subprocess.Popen(args, cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as proc:  # fmt: skip
         deadline = time.monotonic() + 60
         while not db.exists() and proc.poll() is None and time.monotonic() < deadline:  # the store opens first
             time.sleep(0.1)
