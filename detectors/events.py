@@ -347,25 +347,26 @@ def _items(doc: Any, where: str, depth: int) -> Iterator[_Located]:
 
 
 def split_document(
-    doc: Any, *, origin: str = "", shallow: bool = False, small: bool = False
+    doc: Any, *, origin: str = "", where: str = "", shallow: bool = False, small: bool = False
 ) -> tuple[list[AuditEvent], Rejections]:
     """Split one decoded JSON document into valid events and rejected items (the first MAX_KEPT_REJECTED kept).
 
     Every item is checked for its fields' types (`validate_event`) and its nesting and size
     (`detectors.limits`); `shallow`/`small` say that the text the document came from is known to be within
     the depth/size limits (see `loads_bounded`), which spares those checks. Raises EventError when the
-    document as a whole is not audit data (wrong kind, wrong apiVersion).
+    document as a whole is not audit data (wrong kind, wrong apiVersion). `where` is the document's place in a
+    larger one (`[3]`), which the items' origins name.
     """
     events: list[AuditEvent] = []
     rejected = Rejections()
-    for where, index, item in _items(doc, "", 0):
+    for place, index, item in _items(doc, where, 0):
         reason = validate_event(item)
         if reason is None and not (shallow and small):
             reason = limit_problem(item, shallow=shallow, small=small)
         if reason is not None and rejected.full:
             rejected.count()
             continue
-        suffix = where if index is None else f"{where}[{index}]"
+        suffix = place if index is None else f"{place}[{index}]"
         item_origin = f"{origin}#{suffix}" if suffix else origin
         if reason is None:
             events.append(AuditEvent(item, item_origin))  # positional: keywords cost 30% more here

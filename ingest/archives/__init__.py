@@ -2,9 +2,9 @@
 
 Files, directories (rotated logs in time order) and stdin, plain or gzip (told by magic bytes, not by name;
 gzip inside gzip inflated again, up to 3 layers); no network. `read_archives` is the way in. Each record
-reader turns one record (a line, or a whole JSON document) into `AuditEvent`s with an origin `file:line`
-(`file:line#n` for the n-th event of a record, counted from 0) and `Rejected` items for what cannot be read; a
-bad record never stops a read.
+reader turns one record (a line, or a JSON document, read a record of its record array at a time) into
+`AuditEvent`s with an origin `file:line` (`file:line#n` for the n-th event of a record, counted from 0) and
+`Rejected` items for what cannot be read; a bad record never stops a read.
 
 Formats (`FORMATS`), auto-detected per file from its first bytes (after gzip), or forced:
 

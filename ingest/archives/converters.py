@@ -6,6 +6,7 @@ import base64
 import binascii
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -70,12 +71,12 @@ class RecordCollector:
         else:
             self.reject(origin, reason, raw)
 
-    def document(self, origin: str, doc: Any) -> None:
-        """An apiserver document: an Event, an EventList or an array of them."""
+    def document(self, origin: str, doc: Any, where: str = "") -> None:
+        """An apiserver document: an Event, an EventList or an array of them (`where` it is in the record)."""
         try:
-            events, rejected = split_document(doc, origin=origin)
+            events, rejected = split_document(doc, origin=origin, where=where)
         except EventError as exc:
-            self.reject(origin, str(exc), doc)
+            self.reject(f"{origin}#{where}" if where else origin, str(exc), doc)
             return
         self.events.extend(events)
         self.rejected.merge(rejected)
@@ -263,11 +264,68 @@ def _elastic(doc: Any, origin: str, out: RecordCollector) -> None:
         _elastic_doc(doc, origin, out)
 
 
-CONVERTERS: dict[str, Callable[[Any, str, RecordCollector], None]] = {
+Converter = Callable[[Any, str, RecordCollector], None]
+CONVERTERS: dict[str, Converter] = {
     "apiserver": _apiserver,
     "cloudwatch": _cloudwatch,
     "cloudwatch-subscription": _subscription,
     "gke": _gke,
     "aks": _aks,
     "elastic": _elastic,
+}
+
+
+# --- one record of a document's record array, for documents read as a stream ----------------------------------
+
+# (record, the document's origin, the record's index, out): what the converter of the whole document does with it
+ItemConverter = Callable[[Any, str, int, RecordCollector], None]
+
+
+def _indexed(convert: Converter) -> ItemConverter:
+    def item(record: Any, origin: str, n: int, out: RecordCollector) -> None:
+        convert(record, _sub(origin, n), out)
+
+    return item
+
+
+def _event_list_item(item: Any, origin: str, n: int, out: RecordCollector) -> None:
+    out.event(f"{origin}#items[{n}]", item)
+
+
+def _listed_event(item: Any, origin: str, n: int, out: RecordCollector) -> None:
+    if type(item) is dict and item.get("kind") == "EventList":
+        out.document(origin, item, where=f"[{n}]")
+    else:
+        out.event(f"{origin}#[{n}]", item)
+
+
+@dataclass(frozen=True)
+class RecordArray:
+    """Where a format's document keeps its records, and how one is converted: as the converter of the whole
+    document does, with the same origin (`suffix`, n the record's index). `listed`, `listed_suffix`: the same for
+    a document that is a JSON array of records."""
+
+    path: tuple[str, ...]
+    item: ItemConverter
+    suffix: str
+    listed: ItemConverter
+    listed_suffix: str
+
+    @property
+    def jq(self) -> str:
+        """The records' path as jq writes it (`.hits.hits[]`)."""
+        return "." + ".".join(self.path) + "[]"
+
+
+def _array_of(path: tuple[str, ...], convert: Converter) -> RecordArray:
+    item = _indexed(convert)
+    return RecordArray(path, item, "#{}", item, "#{}")
+
+
+RECORD_ARRAYS: dict[str, RecordArray] = {
+    "apiserver": RecordArray(("items",), _event_list_item, "#items[{}]", _listed_event, "#[{}]"),
+    "cloudwatch": _array_of(("events",), _cloudwatch_event),
+    "gke": _array_of(("entries",), _gke_entry),
+    "aks": _array_of(("records",), _aks_record),
+    "elastic": _array_of(("hits", "hits"), _elastic_doc),
 }

@@ -1,6 +1,6 @@
 """Archive files: paths to read in order (directories, rotated logs, `-` for stdin), checked to be readable, opened
-plain or gzip, and read in bounded pieces: lines up to MAX_LINE_BYTES, whole documents up to MAX_DOCUMENT_BYTES
-(after gzip, so a gzip bomb inflates no further than that), an over-long line skipped without being held.
+plain or gzip, and read in bounded pieces: lines up to MAX_LINE_BYTES, an over-long line skipped without being
+held (a JSON document is read a record at a time: `stream`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # Windows PowerShell's 
 # endless line) and the rest of the file is not read.
 MAX_LINE_BYTES = 16 * 1024 * 1024
 MAX_SKIPPED_BYTES = 256 * 1024 * 1024
-MAX_DOCUMENT_BYTES = 128 * 1024 * 1024  # a file read as one JSON document, as much as one webhook body
+MAX_DOCUMENT_BYTES = 128 * 1024 * 1024  # a subscription message inflated, as much as one webhook body
 MAX_GZIP_LAYERS = 3  # a log gzipped twice and a gzipped Firehose object take two; more is no archive we know
 _SKIP_CHUNK = 1024 * 1024
 # What ends the reading of a file early (what was read is kept; the rest is one reject)
@@ -275,12 +275,6 @@ def skip_line(stream: io.BufferedReader) -> bool:
             return True
         skipped += len(chunk)
     return False
-
-
-def read_document(stream: io.BufferedReader) -> bytes | None:
-    """The whole (rest of the) stream (inflated: `open_archive`); None when it is over MAX_DOCUMENT_BYTES."""
-    data = stream.read(MAX_DOCUMENT_BYTES + 1)
-    return None if len(data) > MAX_DOCUMENT_BYTES else data
 
 
 def inflate(data: bytes, limit: int) -> bytes | None:

@@ -88,12 +88,15 @@ def read_archives(
     keep_examples: int = 20,
     fmt: str | None = None,
     dedupe: bool = True,
+    whole_document_bytes: int = 0,
 ) -> Iterator[Batch]:
     """Yield (events, rejected) per archive record (apiserver lines: per batch of lines); count files, lines,
     events and rejects into `stats`.
 
     `fmt` forces a format (`FORMATS`); by default each file's is detected. `progress` is called with the
-    current file's name after each batch (once the caller has taken it).
+    current file's name after each batch (once the caller has taken it). A file of JSON documents is read as a
+    stream of their records, in memory bounded by the largest, as fast as decoding it whole; or, up to
+    `whole_document_bytes` (after gzip), decoded whole.
     """
     deduper = Deduper() if dedupe else None
     counters = Counters()
@@ -110,7 +113,7 @@ def read_archives(
                 del head  # a first line may be up to MAX_LINE_BYTES
                 file_format = fmt or detected
                 stats.formats[file_format] = stats.formats.get(file_format, 0) + 1
-                for events, rejected in read_records(stream, label, file_format, whole, counters):
+                for events, rejected in read_records(stream, label, file_format, whole, counters, whole_document_bytes):
                     stats.lines = before + counters.lines
                     if deduper is not None and events:
                         events = deduper.unique(events, counters)

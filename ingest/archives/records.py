@@ -1,7 +1,8 @@
-"""Record readers: the lines or whole documents of one archive file -> AuditEvents and Rejected items.
+"""Record readers: the lines or JSON documents of one archive file -> AuditEvents and Rejected items.
 
-Lines are read at most MAX_LINE_BYTES at a time (a longer one is a reject, skipped without being held),
-whole documents at most MAX_DOCUMENT_BYTES after gzip; the rejects of a batch are capped (`Rejections`).
+Lines are read at most MAX_LINE_BYTES at a time (a longer one is a reject, skipped without being held);
+a JSON document is decoded whole up to `whole_bytes` (after gzip), a larger one read as a stream of its records
+(`stream`), each at most MAX_LINE_BYTES; the rejects of a batch are capped (`Rejections`).
 """
 
 from __future__ import annotations
@@ -34,17 +35,16 @@ from ingest.archives.converters import (
     too_deep,
 )
 from ingest.archives.files import (
-    MAX_DOCUMENT_BYTES,
     MAX_LINE_BYTES,
     MAX_SKIPPED_BYTES,
     UNREADABLE,
     is_overlong,
     line_reader,
     lines_of,
-    read_document,
     skip_line,
 )
 from ingest.archives.normalise import micro_time
+from ingest.archives.stream import DocumentReader
 
 Batch = tuple[list[AuditEvent], Rejections]
 LineReader = Callable[[bytes, str, RecordCollector], None]
@@ -52,6 +52,7 @@ LineReader = Callable[[bytes, str, RecordCollector], None]
 # reader and of replay is then paid once per batch, not per line)
 BATCH_LINES = 16
 BATCH_BYTES = 4 * 1024 * 1024
+BATCH_RECORDS = 256  # records of a document read as a stream handed on together
 _ALL_BUT_BRACKETS = bytes(sorted(set(range(256)) - set(b"{[\n")))  # deleted: what is left are `{`, `[` and newlines
 
 
@@ -248,12 +249,15 @@ def _documents(data: bytes, label: str) -> Iterator[tuple[int, Any, str | None]]
         pos = end
 
 
-def read_records(stream: io.BufferedReader, label: str, fmt: str, whole: bool, counters: Counters) -> Iterator[Batch]:
+def read_records(
+    stream: io.BufferedReader, label: str, fmt: str, whole: bool, counters: Counters, whole_bytes: int
+) -> Iterator[Batch]:
     """Read one file of a known format: (events, rejected) per record, lines and skipped records counted.
 
-    `whole` (from `detect_format`) reads the file as one JSON document (or several concatenated)."""
+    `whole` (from `detect_format`) reads the file as one JSON document (or several concatenated): decoded whole
+    when it is at most `whole_bytes`, else read as a stream of its records."""
     if whole:
-        return _whole_document(stream, label, fmt, counters)
+        return _whole_document(stream, label, fmt, counters, whole_bytes)
     if fmt == "apiserver":
         return _apiserver_lines(stream, label, counters)
     if fmt == "cloudwatch-insights":
@@ -261,12 +265,12 @@ def read_records(stream: io.BufferedReader, label: str, fmt: str, whole: bool, c
     return _lines(stream, label, _s3_line if fmt == "cloudwatch-s3" else _json_line(fmt), counters)
 
 
-def _whole_document(stream: io.BufferedReader, label: str, fmt: str, counters: Counters) -> Iterator[Batch]:
-    data = read_document(stream)
-    if data is None:
-        out = RecordCollector()
-        out.reject(f"{label}:1", _too_large(fmt), None)
-        yield _batch(out, counters)
+def _whole_document(
+    stream: io.BufferedReader, label: str, fmt: str, counters: Counters, whole_bytes: int
+) -> Iterator[Batch]:
+    data = stream.read(whole_bytes + 1) if whole_bytes > 0 else b""
+    if len(data) > whole_bytes or whole_bytes <= 0:
+        yield from _streamed(DocumentReader(stream, data, label, fmt, MAX_LINE_BYTES), counters)
         return
     counters.lines += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     convert = CONVERTERS.get(fmt, CONVERTERS["apiserver"])
@@ -279,16 +283,30 @@ def _whole_document(stream: io.BufferedReader, label: str, fmt: str, counters: C
         yield _batch(out, counters)
 
 
-# how to give a document's records one per line, which is read whatever the size of the file
-_SPLIT = {"cloudwatch": ".events[]", "aks": ".records[]", "elastic": ".hits.hits[]", "gke": ".entries[]"}
-
-
-def _too_large(fmt: str) -> str:
-    split = _SPLIT.get(fmt, ".items[]")
-    return (
-        f"a JSON document larger than {MAX_DOCUMENT_BYTES} bytes (after gzip): not read; split it into a record"
-        f" a line, e.g. jq -c '{split}' FILE | auditwatch replay -"
-    )
+def _streamed(reader: DocumentReader, counters: Counters) -> Iterator[Batch]:
+    """The records of a document read as a stream, in batches of BATCH_RECORDS or BATCH_BYTES (so that the
+    rejects a batch keeps hold little); what was read when reading fails is handed on before the error."""
+    records = reader.records()
+    out = RecordCollector()
+    count, start = 0, reader.offset
+    while True:
+        try:
+            record = next(records, None)
+        except UNREADABLE:
+            counters.lines = reader.line
+            yield _batch(out, counters)
+            raise
+        if record is None:
+            break
+        convert, item, origin, n = record
+        convert(item, origin, n, out)
+        count += 1
+        if count == BATCH_RECORDS or reader.offset - start >= BATCH_BYTES:
+            counters.lines = reader.line
+            yield _batch(out, counters)
+            out, count, start = RecordCollector(), 0, reader.offset
+    counters.lines = reader.lines
+    yield _batch(out, counters)
 
 
 def _lines(stream: io.BufferedReader, label: str, read_line: LineReader, counters: Counters) -> Iterator[Batch]:
