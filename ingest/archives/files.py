@@ -25,6 +25,7 @@ HEAD = 65536  # bytes an opened archive can peek at (format detection reads them
 STDIN = "-"
 UTF8_BOM = b"\xef\xbb\xbf"
 UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # Windows PowerShell's `>` and Out-File write UTF-16LE
+CUT_UTF16 = "UTF-16 file cut short: it ends with half a character (an odd number of bytes)"
 # A line holds one event (at most detectors.limits.MAX_EVENT_BYTES, 7 MiB) or a record around one; a longer
 # line is rejected, and skipped up to MAX_SKIPPED_BYTES: no end of line within that (/dev/zero, a bomb of one
 # endless line) and the rest of the file is not read.
@@ -150,23 +151,36 @@ class _Prefixed(io.RawIOBase):
 
 class _Utf8From16(io.RawIOBase):
     """A UTF-16 stream with its byte order mark, read as UTF-8. A lone surrogate passes as the bytes UTF-8 would
-    give it, which are not UTF-8: its line is rejected as in any other file. An odd last byte ends the read."""
+    give it, which are not UTF-8: its line is rejected as in any other file. A stream that ends with half a
+    character (an odd byte: a file cut short) hands on what comes before it as whole lines, then fails with
+    CUT_UTF16, as a gzip stream cut short does: the cut is a reject naming the line after them."""
 
     def __init__(self, rest: io.BufferedReader) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-16")("surrogatepass")  # takes the BOM off
         self._rest = rest
         self._pending = memoryview(b"")
+        self._last = "\n"  # the last character handed on
+        self._cut = False  # ended with half a character: the next read fails
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
         while not self._pending:
+            if self._cut:
+                raise EOFError(CUT_UTF16)
             data = self._rest.read1(HEAD)
-            text = self._decoder.decode(data, final=not data)
-            self._pending = memoryview(text.encode("utf-8", "surrogatepass"))
-            if not data:
+            try:
+                text = self._decoder.decode(data, final=not data)
+            except UnicodeDecodeError:  # at the end: truncated data
+                self._cut = True
+                # the line that the cut left without its newline ends here, so that a reader takes it whole
+                text = "" if self._last == "\n" else "\n"
+            if text:
+                self._last = text[-1]
+            elif not data and not self._cut:
                 break
+            self._pending = memoryview(text.encode("utf-8", "surrogatepass"))
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
         self._pending = self._pending[n:]

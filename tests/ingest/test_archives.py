@@ -244,6 +244,36 @@ def test_a_utf16_file_with_its_bom_reads_every_event(tmp_path: Path, shape: str,
         )
 
 
+@pytest.mark.parametrize("bom", [codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE])
+def test_a_utf16_file_cut_to_an_odd_byte_keeps_every_line_and_rejects_the_cut(tmp_path: Path, bom: bytes) -> None:
+    """A UTF-16 file copied while it was written ends with half a character: the lines before it are read (the
+    last one too, whose newline the cut took), and the cut is a reject naming the line after them, as a gzip
+    stream cut short is; plain and gzipped."""
+    encoding = "utf-16-le" if bom == codecs.BOM_UTF16_LE else "utf-16-be"
+    text = "".join(orjson.dumps(pod_create(f"id-{n}")).decode() + "\n" for n in range(40))  # over a read's 64 KiB
+    whole = bom + text.encode(encoding)
+    path = tmp_path / "audit.log"
+    cut_reason = "cannot read: UTF-16 file cut short: it ends with half a character (an odd number of bytes)"
+    for name, data, ids, rejects in (
+        ("newline cut", whole[:-1], 40, [(f"{path}:41", cut_reason)]),
+        ("an odd byte more", whole + b"{", 40, [(f"{path}:41", cut_reason)]),
+        (
+            "cut in a line",
+            whole[: len(whole) - 101],
+            39,
+            [(f"{path}:40", "malformed JSON"), (f"{path}:41", cut_reason)],
+        ),
+    ):
+        for packed in (data, gzip.compress(data)):
+            path.write_bytes(packed)
+            events, rejected, stats = read(path)
+            assert [e.raw["auditID"] for e in events] == [f"id-{n}" for n in range(ids)], name
+            assert [(r.origin, r.reason.split(":")[0] if r.origin.endswith(":40") else r.reason) for r in rejected] == (
+                rejects
+            ), name
+            assert stats.lines == 40, name
+
+
 class _Pipe(io.RawIOBase):
     """A pipe whose writer is slow: each read returns at most 100 bytes."""
 
