@@ -315,7 +315,8 @@ def format_summary(stats: ReplayStats, *, stored: bool, published_to: str | None
     extra = [
         f"{label}: {n:,}"
         for label, n in (("duplicates dropped", stats.duplicates), ("records skipped (not audit)", stats.skipped),
-                         ("events filtered out", stats.filtered))
+                         ("events filtered out", stats.filtered),
+                         ("FIFOs, sockets and devices in directories not read", stats.passed_over))
         if n
     ]  # fmt: skip
     if extra:

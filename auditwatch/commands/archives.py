@@ -68,13 +68,22 @@ def _event_filters(args: argparse.Namespace) -> Any:
         refuse(str(exc))
 
 
+_NAMED = 3  # FIFOs, sockets and devices that the warning names
+
+
 def _check_inputs(paths: list[str]) -> None:
-    """Stop before reading anything when an input path is missing or unreadable (exit status 3)."""
-    from ingest.archives import input_problem
+    """Stop before reading anything when an input path is missing or unreadable (exit status 3); a warning line
+    for the FIFOs, sockets and devices in input directories, which are not read (the summary counts them)."""
+    from ingest.archives import input_problem, passed_over
 
     problem = input_problem(paths)
     if problem:
         refuse(f"cannot read input {problem}", EXIT_INPUT)
+    special = passed_over(paths)
+    if special:
+        more = f" and {len(special) - _NAMED} more" if len(special) > _NAMED else ""
+        print(f"auditwatch: warning: {len(special)} FIFO(s), socket(s) or device(s) in input directories not read "
+              f"(give one by name to read it): {', '.join(special[:_NAMED])}{more}", file=sys.stderr)  # fmt: skip
 
 
 def _check_events_read(stats: Any) -> int:

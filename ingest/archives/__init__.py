@@ -21,8 +21,17 @@ Formats (`FORMATS`), auto-detected per file from its first bytes (after gzip), o
 
 from __future__ import annotations
 
-from ingest.archives.files import input_files, input_problem, order_files
+from ingest.archives.files import input_files, input_problem, order_files, passed_over
 from ingest.archives.formats import FORMATS, detect_format
 from ingest.archives.reader import ArchiveStats, read_archives
 
-__all__ = ["FORMATS", "ArchiveStats", "detect_format", "input_files", "input_problem", "order_files", "read_archives"]
+__all__ = [
+    "FORMATS",
+    "ArchiveStats",
+    "detect_format",
+    "input_files",
+    "input_problem",
+    "order_files",
+    "passed_over",
+    "read_archives",
+]

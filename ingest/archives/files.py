@@ -53,19 +53,53 @@ def order_files(files: Sequence[Path]) -> list[Path]:
     return sorted(files, key=_rotation_key)
 
 
-def input_files(paths: Sequence[str]) -> list[str]:
+def input_files(paths: Sequence[str], special: list[str] | None = None) -> list[str]:
     """Expand directories (recursively, in name order; rotated logs in time order, the live file last);
-    keep `-` and files as given."""
+    keep `-` and files as given.
+
+    A FIFO, socket or device found in a directory is no archive (opening a FIFO would wait for a writer): it is
+    left out, and named in `special` (`path (a FIFO)`). Given by name, it is read: `replay <(zcat x.gz)`."""
     out: list[str] = []
     for p in paths:
         path = Path(p)
         if p == STDIN:
             out.append(p)
         elif path.is_dir():
-            out.extend(str(f) for f in order_files([f for f in path.rglob("*") if f.is_file()]))
+            files: list[Path] = []
+            for f in path.rglob("*"):
+                if f.is_file():
+                    files.append(f)
+                elif special is not None and (kind := _special_kind(f)):
+                    special.append(f"{f} ({kind})")
+            out.extend(str(f) for f in order_files(files))
         else:
             out.append(p)
+    if special:
+        special.sort()
     return out
+
+
+def passed_over(paths: Sequence[str]) -> list[str]:
+    """The FIFOs, sockets and devices in the input directories, which a read leaves out (`input_files`)."""
+    special: list[str] = []
+    input_files(paths, special)
+    return special
+
+
+def _special_kind(path: Path) -> str | None:
+    """What a path that is neither a file nor a directory is (following links): a FIFO, a socket or a device;
+    None for a directory, and for a broken link (`input_problem` stops the command on one)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return None
 
 
 def label_of(name: str) -> str:
@@ -248,8 +282,8 @@ def _mode_of(path: str) -> tuple[int, str | None]:
 
 def _directory_problem(top: str) -> str | None:
     """A file of the directory tree that cannot be read: without permission, or a link to nothing (a log rotated
-    away) that reading the directory would pass over without a word. Pipes and devices are passed over (they are
-    no archive)."""
+    away) that reading the directory would pass over without a word. FIFOs, sockets and devices are no archive:
+    the read leaves them out, and the command names them (`passed_over`)."""
     errors: list[OSError] = []
     for folder, _dirs, files in os.walk(top, onerror=errors.append):
         for name in files:  # os.walk lists broken links among the files

@@ -29,6 +29,7 @@ class ArchiveStats:
     duplicates: int = 0  # copies of an event already read (same auditID, stage, stageTimestamp)
     skipped: int = 0  # records that are not audit events on purpose (other log streams, AKS categories)
     formats: dict[str, int] = field(default_factory=dict)  # files per detected format
+    passed_over: int = 0  # FIFOs, sockets and devices in input directories, not read (`input_files`)
     current: str = ""  # the file being read (once done, the last one read)
     current_from: int = 0  # `lines` before it
 
@@ -100,7 +101,10 @@ def read_archives(
     """
     deduper = Deduper() if dedupe else None
     counters = Counters()
-    for name in input_files(paths):
+    special: list[str] = []
+    names = input_files(paths, special)
+    stats.passed_over = len(special)
+    for name in names:
         stats.files += 1
         label = label_of(name)
         counters.lines = 0

@@ -8,8 +8,11 @@ import functools
 import gzip
 import io
 import os
+import socket
 import sqlite3
+import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,11 +24,12 @@ from api.store import AlertStore
 from detectors.alerts import Alert
 from detectors.events import AuditEvent
 from ingest.archives.files import MAX_GZIP_LAYERS
-from tests.support.cli import CliRun, RunCli
+from tests.support.cli import CliRun, RunCli, auditwatch_process, clean_env
 from tests.support.events import exec_event
-from tests.support.paths import SCENARIO
+from tests.support.paths import PYTHON, ROOT, SCENARIO
 
 INPUT_PROBLEM = 3
+SCENARIO_EVENTS = 59
 STORE_FAILURE = 1
 
 
@@ -95,6 +99,65 @@ def test_a_broken_link_inside_an_input_directory_stops_the_command(
         assert reason_of(result) == f"auditwatch: cannot read input {link}: {reason} (a broken symbolic link)"
         assert result.out == ""
     assert not db.exists()
+
+
+@pytest.mark.parametrize("command", ["replay", "convert"])
+def test_fifos_sockets_and_devices_in_a_directory_are_named_and_counted(command: str, tmp_path: Path) -> None:
+    """A FIFO, a socket or a device in an input directory is no archive: it is not opened (a FIFO would wait for a
+    writer: this process would not end), and not passed over without a word either: a warning line names it, the
+    summary counts it, and the files beside it are read (exit status 0)."""
+    folder = tmp_path / "logs"
+    (folder / "node-2").mkdir(parents=True)
+    (folder / "audit.log").write_bytes(SCENARIO.read_bytes())
+    os.mkfifo(folder / "audit.fifo")
+    os.mkfifo(folder / "node-2" / "audit.fifo")
+    (folder / "null").symlink_to(os.devnull)
+    agent = socket.socket(socket.AF_UNIX)
+    try:
+        agent.bind(str(folder / "agent.sock"))
+        result = auditwatch_process(command, str(folder), *replay_args(command, tmp_path / "alerts.db")[1:])
+    finally:
+        agent.close()
+    assert result.code == 0, result.err
+    warning, *summary = result.err.splitlines()
+    assert warning == (
+        "auditwatch: warning: 4 FIFO(s), socket(s) or device(s) in input directories not read (give one by name to "
+        f"read it): {folder}/agent.sock (a socket), {folder}/audit.fifo (a FIFO), {folder}/node-2/audit.fifo (a FIFO)"
+        " and 1 more"
+    )
+    assert "FIFOs, sockets and devices in directories not read: 4" in summary
+    assert f"{'replayed' if command == 'replay' else 'converted'} {SCENARIO_EVENTS} events from 1 file(s)" in summary[0]
+
+
+@pytest.mark.parametrize("how", ["/dev/fd", "mkfifo"])
+def test_a_pipe_given_by_name_is_read(how: str, tmp_path: Path) -> None:
+    """A pipe given by name is input, as `replay <(zcat audit.log.gz)` gives one (/dev/fd/N), or a FIFO."""
+    data = SCENARIO.read_bytes()
+    args = [PYTHON, "-m", "auditwatch.cli", "convert", "--quiet"]
+    if how == "/dev/fd":
+        read_end, write_end = os.pipe()
+        proc = subprocess.Popen([*args, f"/dev/fd/{read_end}"], cwd=ROOT, env=clean_env(), pass_fds=(read_end,),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        os.close(read_end)
+        writer = functools.partial(os.fdopen, write_end, "wb")
+    else:
+        fifo = tmp_path / "audit.fifo"
+        os.mkfifo(fifo)
+        proc = subprocess.Popen([*args, str(fifo)], cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)  # fmt: skip
+        writer = functools.partial(fifo.open, "wb")  # its open waits for the command to open it
+
+    def write() -> None:
+        with writer() as pipe:
+            pipe.write(data)
+
+    threading.Thread(target=write, daemon=True).start()  # the wait is bounded by the command's
+    with proc:
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert [orjson.loads(line)["auditID"] for line in out.splitlines()] == [
+        orjson.loads(line)["auditID"] for line in data.splitlines()
+    ]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file and directory whatever its mode")
