@@ -2,7 +2,7 @@
 
 Archives are read by `ingest.archives` (every format it knows, gzip or plain, directories, `-` for stdin);
 here they are wired to an optional time window and audit policy, a pacer, the detection pipeline and the
-batch writer (`replay`), or to normalised JSON lines (`convert`); to the audit topic in `auditwatch.publish`.
+batch writer (`replay`); to normalised JSON lines in `auditwatch.convert`, to the audit topic in `auditwatch.publish`.
 A bad line never stops a replay: it is counted, reported with file:line, and quarantined when a store is given;
 so is an event that a detector fails on (the other detectors' alerts for it are kept). A store that fails
 ends the replay with StoreError, saying how far it got: what was written before stays written.
@@ -17,8 +17,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
-import orjson
-
 from api.errors import StoreError
 from api.store import AlertStore
 from auditwatch.batches import BatchResults, BatchWriter
@@ -26,7 +24,6 @@ from auditwatch.live_exceptions import LiveExceptions
 from detectors.alerts import Alert
 from detectors.events import MAX_KEPT_REJECTED, AuditEvent, Rejected, Rejections, event_timestamp, parse_time
 from detectors.pipeline import Pipeline
-from detectors.redact import redact_event
 from ingest.archives import ArchiveStats, read_archives
 
 _FLUSH_EVERY = 50_000  # events between store writes (bounds memory on long replays)
@@ -268,33 +265,6 @@ def _suppress(exceptions: LiveExceptions, alerts: list[Alert], hits: dict[str, i
         hits[exception_id] = hits.get(exception_id, 0) + count
         stats.suppressed += count
     return kept
-
-
-def convert(
-    paths: Sequence[str],
-    out: IO[bytes],
-    *,
-    fmt: str | None = None,
-    transform: Transform | None = None,
-    raw: bool = False,
-) -> ReplayStats:
-    """Archives -> normalised audit.k8s.io/v1 Events, one JSON line each (`auditwatch convert`): redacted as an
-    alert's event is (what is printed is shown), or as read with `raw` (for another detector: the archives hold
-    the same)."""
-    stats = ReplayStats()
-    started = time.perf_counter()
-    dumps = orjson.dumps
-    for events, _rejected in read_archives(paths, stats, fmt=fmt):
-        for event in events:
-            if transform is not None:
-                kept = transform(event)
-                if kept is None:
-                    stats.filtered += 1
-                    continue
-                event = kept
-            out.write(dumps(event.raw if raw else redact_event(event.raw)) + b"\n")
-    stats.seconds = time.perf_counter() - started
-    return stats
 
 
 def format_summary(stats: ReplayStats, *, stored: bool, published_to: str | None = None) -> str:

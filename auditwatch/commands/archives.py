@@ -95,7 +95,8 @@ def _check_events_read(stats: Any) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from auditwatch.replay import convert, format_summary
+    from auditwatch.convert import convert
+    from auditwatch.replay import format_summary
 
     transform, _pacer = _event_filters(args)
     _check_inputs(args.paths)
