@@ -43,8 +43,9 @@ from auditwatch.cli_options import (
 )
 from auditwatch.commands.archives import cmd_convert, cmd_demo, cmd_replay
 from auditwatch.commands.processes import cmd_api, cmd_detect, cmd_ingest, cmd_serve
+from auditwatch.interrupts import exit_status, signal_of
 from auditwatch.logs import configure_logging
-from auditwatch.startup import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_STATUSES, EXIT_USAGE, package_version
+from auditwatch.startup import EXIT_FAILURE, EXIT_STATUSES, EXIT_USAGE, package_version
 from detectors.errors import DetectorError
 
 
@@ -348,8 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DetectorError, StoreError) as exc:  # the one message of a store failure while running (replay --db)
         print(f"auditwatch: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM where a command made it one (`interrupts`)
+        return exit_status(signal_of(stop))
     except BrokenPipeError:  # the reader of the output went away (`| head`): stop quietly, as other tools do
         _discard_stdout()
         return EXIT_FAILURE

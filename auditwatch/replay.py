@@ -5,11 +5,13 @@ here they are wired to an optional time window and audit policy, a pacer, the de
 batch writer (`replay`); to normalised JSON lines in `auditwatch.convert`, to the audit topic in `auditwatch.publish`.
 A bad line never stops a replay: it is counted, reported with file:line, and quarantined when a store is given;
 so is an event that a detector fails on (the other detectors' alerts for it are kept). A store that fails
-ends the replay with StoreError, saying how far it got: what was written before stays written.
+ends the replay with StoreError, saying how far it got: what was written before stays written. Ctrl-C, or
+SIGTERM where the command made it an interrupt (`auditwatch.interrupts`), stores what was found and ends it.
 """
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from typing import IO
 from api.errors import StoreError
 from api.store import AlertStore
 from auditwatch.batches import BatchResults, BatchWriter
+from auditwatch.interrupts import signal_of, stopped_by
 from auditwatch.live_exceptions import LiveExceptions
 from detectors.alerts import Alert
 from detectors.events import MAX_KEPT_REJECTED, AuditEvent, Rejected, Rejections, event_timestamp, parse_time
@@ -40,7 +43,8 @@ class ReplayStats(ArchiveStats):
     suppressed: int = 0  # alerts that rule exceptions of the store kept out of it (and of --output)
     seconds: float = 0.0
     filtered: int = 0  # events left out by --since/--until/--policy
-    interrupted: str | None = None  # stopped by Ctrl-C: where ("before file:line", "after file:line")
+    interrupted: str | None = None  # stopped by Ctrl-C or SIGTERM: where ("before file:line", "after file:line")
+    stop_signal: int = signal.SIGINT  # what stopped it, with `interrupted`: SIGINT (Ctrl-C) or SIGTERM
 
     @property
     def events_per_s(self) -> float:
@@ -161,8 +165,9 @@ def replay(
     need not be kept up to date for later ones.
     With a store, its rule exceptions apply (loaded at start, reloaded every 30 s): the alerts they match
     are counted (`suppressed`, and each exception's hits), neither stored nor emitted.
-    Ctrl-C (KeyboardInterrupt) or a closed output pipe (BrokenPipeError) stores what was found until then; the
-    first ends the replay (`interrupted`), the second is raised again.
+    Ctrl-C (KeyboardInterrupt; SIGTERM too, as `interrupts.Terminated`) or a closed output pipe (BrokenPipeError)
+    stores what was found until then; the first ends the replay (`interrupted`, `stop_signal`), the second is
+    raised again.
     """
     stats = ReplayStats()
     started = time.perf_counter()
@@ -222,13 +227,13 @@ def replay(
                 flush()
         flush()
     except (KeyboardInterrupt, BrokenPipeError) as stop:
-        undetected, where = _stop_point(events, event)
+        undetected, where = stop_point(events, event)
         stats.events -= undetected
         _quarantine_failed(failed, pending_rejects, stats)
         flush()  # alert ids come from the events: a replay of the rest, or of all again, stores nothing twice
         if not isinstance(stop, KeyboardInterrupt):
             raise
-        stats.interrupted = where
+        stats.interrupted, stats.stop_signal = where, signal_of(stop)
     finally:
         stats.seconds = time.perf_counter() - started
         if progress is not None:
@@ -246,10 +251,10 @@ def _quarantine_failed(failed: list[Rejected], pending: Rejections, stats: Repla
     return []
 
 
-def _stop_point(batch: list[AuditEvent], current: AuditEvent | None) -> tuple[int, str]:
-    """Where a replay stopped: how many events of the batch in detection (counted as read; empty between
-    batches) were not detected, the one in detection and those after it; and the place, before the first of
-    them or after the last event detected (`current` then)."""
+def stop_point(batch: list[AuditEvent], current: AuditEvent | None) -> tuple[int, str]:
+    """Where a replay (or a conversion) stopped: how many events of the batch in detection (counted as read;
+    empty between batches) were not detected, the one in detection and those after it; and the place, before
+    the first of them or after the last event detected (`current` then)."""
     for done, event in enumerate(batch):
         if event is current:
             return len(batch) - done, f"before {event.origin}"
@@ -267,8 +272,10 @@ def _suppress(exceptions: LiveExceptions, alerts: list[Alert], hits: dict[str, i
     return kept
 
 
-def format_summary(stats: ReplayStats, *, stored: bool, published_to: str | None = None) -> str:
-    verb = f"published to {published_to}" if published_to else "replayed"
+def format_summary(
+    stats: ReplayStats, *, stored: bool, published_to: str | None = None, converted: bool = False
+) -> str:
+    verb = f"published to {published_to}" if published_to else "converted" if converted else "replayed"
     lines = [
         f"{verb} {stats.events:,} events from {stats.files} file(s), {stats.lines:,} lines "
         f"in {stats.seconds:.2f}s ({stats.events_per_s:,.0f} events/s)",
@@ -299,8 +306,9 @@ def format_summary(stats: ReplayStats, *, stored: bool, published_to: str | None
     if stats.rejected > len(stats.rejected_examples):
         lines.append(f"  ... and {stats.rejected - len(stats.rejected_examples):,} more")
     if stats.interrupted:
-        done = "Kafka acknowledged" if published_to else "was detected"
-        lines.append(f"interrupted (Ctrl-C) {stats.interrupted}: the counts above are of what {done} until then")
+        done = "Kafka acknowledged" if published_to else "was written" if converted else "was detected"
+        stopped = f"{stopped_by(stats.stop_signal)} {stats.interrupted}"
+        lines.append(f"{stopped}: the counts above are of what {done} until then")
     return "\n".join(lines)
 
 

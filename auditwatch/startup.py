@@ -15,13 +15,13 @@ from detectors.errors import RuleErrors
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INPUT = 3
-EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as a shell reports it
 EXIT_STATUSES = (
     "exit status: 0 done; 1 failure while running (alert store, database or Kafka error), at startup (the port "
     "in use, the database or Kafka unreachable) or a failed check (rules test, rules lint, policy check); 2 usage "
     "or configuration error (a flag, setting, time, token, TLS file, policy, rule or tuning file, database URL); "
     "3 input problem (replay, convert: an input path missing or unreadable, or no event read from the inputs); "
-    "130 stopped by Ctrl-C (replay, convert...: a server asked to stop exits 0)"
+    "130 stopped by Ctrl-C, 143 by SIGTERM (128 + the signal, as a shell reports it; replay and convert print "
+    "their summary first; a server asked to stop exits 0)"
 )
 
 

@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import IO, Any
 
+from auditwatch.interrupts import exit_status, sigterm_interrupts
 from auditwatch.startup import (
     EXIT_FAILURE,
     EXIT_INPUT,
-    EXIT_INTERRUPTED,
     build_settings,
     load_pipeline,
     open_store,
@@ -94,6 +94,7 @@ def _check_events_read(stats: Any) -> int:
     refuse(f"no audit event read from the inputs ({stats.lines:,} lines{rejected})", EXIT_INPUT)
 
 
+@sigterm_interrupts()
 def cmd_convert(args: argparse.Namespace) -> int:
     from auditwatch.convert import convert
     from auditwatch.replay import format_summary
@@ -105,10 +106,17 @@ def cmd_convert(args: argparse.Namespace) -> int:
         stats = convert(args.paths, out, fmt=args.format, transform=transform, raw=args.raw)
         out.flush()
     if not args.quiet:
-        print(format_summary(stats, stored=False).replace("replayed", "converted", 1), file=sys.stderr)
-    return _check_events_read(stats)
+        print(format_summary(stats, stored=False, converted=True), file=sys.stderr)
+    return _exit_status(stats)
 
 
+def _exit_status(stats: Any) -> int:
+    """128 + the signal's number when one stopped the command (130 for Ctrl-C, 143 for SIGTERM), else
+    `_check_events_read`'s."""
+    return exit_status(stats.stop_signal) if stats.interrupted else _check_events_read(stats)
+
+
+@sigterm_interrupts()
 def cmd_replay(args: argparse.Namespace) -> int:
     from auditwatch.replay import Progress, format_summary, replay
 
@@ -145,7 +153,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         _print_tuned(pipeline.tuning)
         if store is not None:
             print(f"alerts stored in {shown_url(settings.db_url)}", file=sys.stderr)
-    return EXIT_INTERRUPTED if stats.interrupted else _check_events_read(stats)
+    return _exit_status(stats)
 
 
 def _print_tuned(tuning: Any) -> None:
@@ -163,6 +171,7 @@ def _replay_to_kafka(args: argparse.Namespace, progress: Any) -> int:
 
     from aiokafka.errors import KafkaError
 
+    from auditwatch.interrupts import cancelled_by_sigterm, signal_of
     from auditwatch.publish import publish
     from auditwatch.replay import ReplayStats, format_summary
     from ingest.kafka import TopicRefused
@@ -174,10 +183,11 @@ def _replay_to_kafka(args: argparse.Namespace, progress: Any) -> int:
     tune_gc()
     stats = ReplayStats()
     try:
-        asyncio.run(publish(args.paths, settings, progress=progress, stats=stats))
-    except KeyboardInterrupt:
+        asyncio.run(cancelled_by_sigterm(publish(args.paths, settings, progress=progress, stats=stats)))
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (`Terminated`)
         if stats.interrupted is None:  # before the first record was read
             raise
+        stats.stop_signal = signal_of(stop)
     except TopicRefused as exc:  # a configuration error
         refuse(str(exc))
     except (KafkaError, SinkUnavailable, TimeoutError) as exc:
@@ -185,7 +195,7 @@ def _replay_to_kafka(args: argparse.Namespace, progress: Any) -> int:
     if not args.quiet:
         print(format_summary(stats, stored=False, published_to=f"{settings.kafka_bootstrap} {settings.topic}"),
               file=sys.stderr)  # fmt: skip
-    return EXIT_INTERRUPTED if stats.interrupted else _check_events_read(stats)
+    return _exit_status(stats)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
