@@ -75,8 +75,9 @@ def access_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--allowed-host", action="append", metavar="NAME",
         help="(repeatable) a host name clients may use to reach a listener without a token or client certificates, "
-        "besides localhost and IP addresses: other names are refused with 421, as DNS rebinding would use them "
-        "(e.g. the name a proxy in front passes on). Env: AUDITWATCH_ALLOWED_HOSTS=auditwatch.lan,proxy",
+        "besides localhost and IP addresses, or *.DOMAIN for every name under DOMAIN: other names are refused with "
+        "421, as DNS rebinding would use them (e.g. the name a proxy in front passes on). "
+        "Env: AUDITWATCH_ALLOWED_HOSTS=auditwatch.lan,*.proxy.lan",
     )  # fmt: skip
     p.add_argument(
         "--insecure", action="store_true",

@@ -9,7 +9,9 @@ proxy with `--insecure`) takes only requests whose Host names it as a local clie
 - `localhost` and `*.localhost` (RFC 6761: they never resolve elsewhere), with any port;
 - an IP address (`127.0.0.1:8080`, `[::1]:8080`, or the pod IP a kubelet probe or Prometheus uses): a page
   whose origin is an address is on that address, so there is no name to rebind;
-- the names `--allowed-host` lists (AUDITWATCH_ALLOWED_HOSTS), e.g. the name a proxy in front passes on;
+- the names `--allowed-host` lists (AUDITWATCH_ALLOWED_HOSTS), e.g. the name a proxy in front passes on, and
+  the names under a domain it lists as `*.example.com` (at any depth; not `example.com` itself), compared as
+  lower-case suffixes, never as a pattern built from the setting;
 - no Host at all (HTTP/1.0): browsers always send one.
 
 Anything else gets 421 Misdirected Request: the request names a host this listener does not answer for (403
@@ -22,6 +24,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -35,13 +38,22 @@ REFUSAL = (
 )
 
 
+WILDCARD = "*."  # `*.example.com`: every name under example.com
+
+
 def allowed_host_name(value: str) -> str:
-    """`value` as `--allowed-host` takes it (a host name or an IP address, without port), lower case, one trailing
-    dot dropped; ValueError saying why otherwise."""
+    """`value` as `--allowed-host` takes it (a host name, `*.` and a domain name, or an IP address; without port),
+    lower case, one trailing dot dropped; ValueError saying why otherwise."""
     name = value.strip().lower().removesuffix(".")
     if _is_address(name.removeprefix("[").removesuffix("]")):
         return name.removeprefix("[").removesuffix("]")
-    if len(name) > 253 or not _NAME.fullmatch(name):
+    domain = name.removeprefix(WILDCARD)
+    if "*" in domain or (domain != name and (_is_address(domain) or not _NAME.fullmatch(domain))):
+        raise ValueError(
+            f"{value[:100]!r} is not a host name nor a wildcard: '*' goes only as '*.' before a domain name, "
+            "e.g. *.example.com"
+        )
+    if len(name) > 253 or not _NAME.fullmatch(domain):
         raise ValueError(f"{value[:100]!r} is not a host name (letters, digits, '-', '_' and dots; no port, no scheme)")
     return name
 
@@ -58,7 +70,27 @@ def is_local_name(name: str) -> bool:
     return name == "localhost" or name.endswith(".localhost")
 
 
-def host_allowed(host: str | None, allowed: frozenset[str]) -> bool:
+@dataclass(frozen=True, slots=True)
+class AllowedHosts:
+    """The names `--allowed-host` lists (as `allowed_host_name` returns them): exact ones, and the suffixes
+    (`.example.com`) of its `*.example.com`."""
+
+    names: frozenset[str] = frozenset()
+    suffixes: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, allowed: Iterable[str]) -> AllowedHosts:
+        given = frozenset(allowed)
+        wildcards = sorted(name for name in given if name.startswith(WILDCARD))
+        return cls(given.difference(wildcards), tuple(name.removeprefix("*") for name in wildcards))
+
+    def allow(self, name: str) -> bool:
+        """Whether they name this lower-case host name (without port or trailing dot): time linear in the name's
+        length times the number of `*.` entries."""
+        return name in self.names or any(name.endswith(suffix) for suffix in self.suffixes)
+
+
+def host_allowed(host: str | None, allowed: AllowedHosts) -> bool:
     """Whether a request with this Host header (None: without one) may reach an unauthenticated listener."""
     if not host:
         return True
@@ -70,7 +102,7 @@ def host_allowed(host: str | None, allowed: frozenset[str]) -> bool:
     name = found["name"].removesuffix(".")
     if _is_address(name):
         return True
-    return bool(_NAME.fullmatch(name)) and (is_local_name(name) or name in allowed)
+    return bool(_NAME.fullmatch(name)) and (is_local_name(name) or allowed.allow(name))
 
 
 class HostCheck:
@@ -79,7 +111,7 @@ class HostCheck:
 
     def __init__(self, app: ASGIApp, allowed: Iterable[str]) -> None:
         self.app = app
-        self.allowed = frozenset(allowed)
+        self.allowed = AllowedHosts.of(allowed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

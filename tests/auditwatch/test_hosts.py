@@ -1,6 +1,6 @@
 """The Host check of listeners without authentication (the defence against DNS rebinding): which Host headers
-pass, what `--allowed-host` takes, and detect's metrics listener behind it. `serve` and `api` as processes:
-tests/integration/test_host_check.py."""
+pass, what `--allowed-host` takes (names, and `*.DOMAIN`), and detect's metrics listener behind it. `serve` and
+`api` as processes: tests/integration/test_host_check.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from auditwatch.hosts import REFUSAL, allowed_host_name, host_allowed
+from auditwatch.hosts import REFUSAL, AllowedHosts, allowed_host_name, host_allowed
 from auditwatch.metrics import Metrics
 from auditwatch.metrics_listener import MetricsListener
 from auditwatch.settings import Settings
@@ -19,7 +19,7 @@ from tests.support.cli import RunCli
 from tests.support.problems import problem_detail
 from tests.support.processes import free_port
 
-ALLOWED = frozenset({"auditwatch.lan", "proxy_1"})
+ALLOWED = AllowedHosts.of(["auditwatch.lan", "proxy_1", "*.svc.cluster.local", "*.corp_1"])
 
 
 @pytest.mark.parametrize(
@@ -29,6 +29,7 @@ ALLOWED = frozenset({"auditwatch.lan", "proxy_1"})
         "127.0.0.1", "127.0.0.1:8080", "127.8.9.10:1", "[::1]", "[::1]:8080", "[0:0:0:0:0:0:0:1]:8080",
         "10.1.2.3:8080",  # an address (a kubelet probe, a scrape by pod IP): no name a page could rebind
         "auditwatch.lan:8443", "AuditWatch.LAN", "proxy_1:80",
+        "aw.ns.svc.cluster.local:8080", "AW.NS.SVC.Cluster.Local.", "a.b.c.svc.cluster.local", "x.corp_1",  # *.
     ],
 )  # fmt: skip
 def test_local_names_addresses_and_allowed_names_pass(host: str | None) -> None:
@@ -41,6 +42,8 @@ def test_local_names_addresses_and_allowed_names_pass(host: str | None) -> None:
         "evil.example", "evil.example:8080", "localhost.evil.example", "evil-localhost", "sub.auditwatch.lan",
         "auditwatch.lan.evil.example", "[evil.example]:8080", "[127.0.0.1]:8080", "[::1", "::1", "localhost:80:80",
         "evil.example/.localhost", "x@localhost", "local host", "127.1",
+        "svc.cluster.local", "evilsvc.cluster.local", ".svc.cluster.local", "aw.svc.cluster.local.evil.example",
+        "aw.svc.cluster.localhost.evil", "corp_1", "x.corp_10", "*.corp_1", "x.svc.cluster.local/.corp_1",
     ],
 )  # fmt: skip
 def test_other_names_and_malformed_hosts_are_refused(host: str) -> None:
@@ -52,6 +55,14 @@ def test_an_allowed_host_is_a_name_or_an_address_in_lower_case() -> None:
     assert allowed_host_name(" proxy_1 ") == "proxy_1"
     assert allowed_host_name("[::1]") == "::1" and allowed_host_name("10.0.0.5") == "10.0.0.5"
     assert Settings(allowed_hosts="a.lan, B.lan").allowed_hosts == ["a.lan", "b.lan"]  # type: ignore[arg-type]
+    assert allowed_host_name(" *.Svc.Cluster.Local. ") == "*.svc.cluster.local"
+
+
+def test_a_wildcard_is_a_suffix_of_a_domain_s_names_not_the_domain() -> None:
+    allowed = AllowedHosts.of(["*.lan", "lan.example", "*.lan"])
+    assert allowed == AllowedHosts(frozenset({"lan.example"}), (".lan",))
+    assert allowed.allow("x.lan") and allowed.allow("a.b.lan") and allowed.allow("lan.example")
+    assert not allowed.allow("lan") and not allowed.allow("xlan") and not allowed.allow("x.lan.example.org")
 
 
 @pytest.fixture
@@ -66,7 +77,7 @@ def no_listener(monkeypatch: pytest.MonkeyPatch, run_cli: RunCli) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["http://auditwatch.lan", "auditwatch.lan:8080", "*", "*.lan", "a..b", "-a.lan", "a b", "", "a,b", "é.lan"]
+    "value", ["http://auditwatch.lan", "auditwatch.lan:8080", "a..b", "-a.lan", "a b", "", "a,b", "é.lan", ".lan"]
 )
 def test_the_cli_refuses_a_junk_allowed_host(no_listener: None, run_cli: RunCli, value: str) -> None:
     result = run_cli("serve", "--port", "1", "--allowed-host", "ok.lan", f"--allowed-host={value}")
@@ -75,12 +86,28 @@ def test_the_cli_refuses_a_junk_allowed_host(no_listener: None, run_cli: RunCli,
     assert line.startswith(f"auditwatch: bad setting: allowed_hosts: Value error, {value!r} is not a host name")
 
 
+@pytest.mark.parametrize(
+    "value", ["*", "*.", "a.*.b", "**.x", "*.*.x", "x.*", "*x.lan", "*.-x", "*.10.0.0.1", "*.lan:80"]
+)
+def test_the_cli_refuses_a_wildcard_that_is_not_star_dot_domain(no_listener: None, run_cli: RunCli, value: str) -> None:
+    result = run_cli("serve", "--port", "1", f"--allowed-host={value}")
+    assert result.code == 2 and "Traceback" not in result.err, result
+    (line,) = result.err.splitlines()
+    assert line == (
+        f"auditwatch: bad setting: allowed_hosts: Value error, {value!r} is not a host name nor a wildcard: '*' goes "
+        "only as '*.' before a domain name, e.g. *.example.com"
+    )
+
+
 def test_the_environment_variable_is_checked_too(
     no_listener: None, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AUDITWATCH_ALLOWED_HOSTS", "ok.lan,https://bad.lan/")
     result = run_cli("api", "--port", "1")
     assert result.code == 2 and "is not a host name" in result.err and len(result.err.splitlines()) == 1, result
+    monkeypatch.setenv("AUDITWATCH_ALLOWED_HOSTS", "ok.lan,*.ok.lan,a.*.lan")
+    result = run_cli("api", "--port", "1")
+    assert result.code == 2 and "'a.*.lan' is not a host name nor a wildcard" in result.err, result
 
 
 def test_detect_refuses_allowed_host_without_its_metrics_listener(run_cli: RunCli) -> None:
@@ -107,16 +134,10 @@ def metrics_listener(**settings: Any) -> Iterator[str]:
 
 
 def test_detect_s_metrics_listener_without_a_token_answers_local_and_allowed_names_only() -> None:
-    with metrics_listener(allowed_hosts=["prometheus.lan"]) as url:
+    with metrics_listener(allowed_hosts=["prometheus.lan", "*.monitoring.svc"]) as url:
         refused = httpx.get(url, headers={"Host": "evil.example"}, timeout=5)
         assert problem_detail(refused, 421) == REFUSAL and "evil" not in refused.text
-        assert httpx.get(url, headers={"Host": "evil.example"}, timeout=5).status_code == 421
-        for host in ("localhost:9090", "127.0.0.1", "prometheus.lan:9090"):
+        for host in ("evil.example", "monitoring.svc", "prometheus.lan.evil.example", "x.monitoring.svc.evil"):
+            assert httpx.get(url, headers={"Host": host}, timeout=5).status_code == 421, host
+        for host in ("localhost:9090", "127.0.0.1", "prometheus.lan:9090", "prom-0.monitoring.svc:9090"):
             assert httpx.get(url, headers={"Host": host}, timeout=5).status_code == 200, host
-
-
-def test_with_a_token_the_metrics_listener_takes_any_host() -> None:
-    with metrics_listener(api_token="metrics-t0ken-0123456789") as url:
-        auth = {"Authorization": "Bearer metrics-t0ken-0123456789"}
-        assert httpx.get(url, headers={"Host": "evil.example", **auth}, timeout=5).status_code == 200
-        assert httpx.get(url, headers={"Host": "evil.example"}, timeout=5).status_code == 401  # the token's check

@@ -1,6 +1,7 @@
 """DNS rebinding against a real `serve` without a token: a request that names the listener by a name the operator
 did not allow (what a page rebound to 127.0.0.1 sends) is refused on the REST API, the console and the webhook;
-loopback names, addresses and `--allowed-host` names are served; with a token, any Host is served as before."""
+loopback names, addresses, `--allowed-host` names and the names under its `*.DOMAIN` are served; with a token, any
+Host is served as before."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def free_ipv6_port() -> int:
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[str]:
-    with started(tmp_path, "serve", "--allowed-host", "auditwatch.lan") as base:
+    with started(tmp_path, "serve", "--allowed-host", "auditwatch.lan", "--allowed-host", "*.Proxy.LAN") as base:
         yield base
 
 
@@ -79,6 +80,16 @@ def test_loopback_names_addresses_and_allowed_names_are_served(serve: str) -> No
         answers = calls(serve, host)
         assert {what: resp.status_code for what, resp in answers.items()} == dict.fromkeys(answers, 200), host
         assert "<h1>Alerts</h1>" in answers["console"].text
+
+
+def test_a_star_dot_domain_allows_every_name_under_the_domain_and_no_other(serve: str) -> None:
+    port = serve.rsplit(":", 1)[1]
+    for host in (f"a.proxy.lan:{port}", "eu-1.aw.proxy.lan", "A.PROXY.LAN.", "x_1.proxy.lan"):
+        answers = calls(serve, host)
+        assert {what: resp.status_code for what, resp in answers.items()} == dict.fromkeys(answers, 200), host
+    for host in ("proxy.lan", f"evilproxy.lan:{port}", "a.proxy.lan.evil.example", "a.proxy.lanx", "*.proxy.lan"):
+        for what, resp in calls(serve, host).items():
+            assert problem_detail(resp, 421) == REFUSAL, (host, what)
 
 
 def test_a_request_without_host_is_served(serve: str) -> None:
