@@ -16,7 +16,7 @@ proxy with `--insecure`) takes only requests whose Host names it as a local clie
 
 Anything else gets 421 Misdirected Request: the request names a host this listener does not answer for (403
 would say that the client lacks a right, which no credential could give it). With a token or client certificates
-a rebound page has neither, so the check is not installed (auditwatch/server.py `host_checked`).
+a rebound page has neither, so the check is not installed (auditwatch/server.py `_app`).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import threading
 import uvicorn
 
 from auditwatch.metrics import Metrics
-from auditwatch.server import create_metrics_app, host_checked, protocol_options, ssl_options
+from auditwatch.server import create_metrics_app, protocol_options, ssl_options
 from auditwatch.settings import Settings
 
 STOP_TIMEOUT_S = 10.0
@@ -29,7 +29,7 @@ class MetricsListener:
     """`listener` holds the listener's address in `host`/`port` (settings.metrics_listener) and its access rules."""
 
     def __init__(self, listener: Settings, metrics: Metrics) -> None:
-        app = host_checked(create_metrics_app(listener, metrics), listener)  # auditwatch/hosts.py
+        app = create_metrics_app(listener, metrics)  # with the Host check of auditwatch/hosts.py if it has no token
         config = uvicorn.Config(
             app, log_level="warning", access_log=False, lifespan="off",
             **protocol_options(listener), **ssl_options(listener),

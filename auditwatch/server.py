@@ -3,9 +3,9 @@
 Clients (store, Kafka producer) are owned by each app's lifespan. Access control is applied here, the
 same way for every app: read-only and read-write bearer tokens and/or TLS client certificates
 (auditwatch/auth.py, `run_http`). Every app serves `GET /metrics` from a registry of its own
-(auditwatch/metrics.py), kept at `app.state.metrics`. A listener without authentication checks each request's
-Host (auditwatch/hosts.py): that belongs to the socket served, as TLS does, so `run_http` and detect's metrics
-listener add it around the app (`host_checked`).
+(auditwatch/metrics.py), kept at `app.state.metrics`. An app whose settings authenticate nobody checks each
+request's Host (auditwatch/hosts.py) before anything else of its own, so that every way of serving it has the
+check: `run_http`, detect's metrics listener, or a program that serves an app of these factories itself.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp
 
 from api.problems import use_problem_details
 from api.routes import answer_store_errors, not_ready, ready
@@ -58,8 +57,8 @@ def _app(
 ) -> FastAPI:
     """An app with what every listener has: errors as problem details (api/problems.py), /docs served from the
     package (auditwatch/docs.py), /version, access control, /metrics and HEAD wherever GET is served
-    (auditwatch/head.py); and the web console at `/` when `console` is given (the rules the process loaded:
-    none for `api`)."""
+    (auditwatch/head.py); the web console at `/` when `console` is given (the rules the process loaded: none for
+    `api`); and, when the settings authenticate nobody, the Host check around all that (auditwatch/hosts.py)."""
     app = FastAPI(
         title=title, summary="Kubernetes audit webhook -> detectors -> alert store -> REST", lifespan=lifespan,
         version=package_version(), docs_url=None, redoc_url=None,
@@ -79,6 +78,8 @@ def _app(
     if console is not None:
         mount_console(app, policy, console)
     app.add_middleware(HeadAsGet)  # outside access control, which checks the GET it becomes: a read either way
+    if not authenticates(settings):
+        app.add_middleware(HostCheck, allowed=settings.allowed_hosts)
     return app
 
 
@@ -270,19 +271,13 @@ def base_url(settings: Settings) -> str:
     return f"{scheme}://{host}:{settings.port}"
 
 
-def host_checked(app: ASGIApp, settings: Settings) -> ASGIApp:
-    """`app` as a listener with these settings serves it: behind the Host check unless every client authenticates
-    (auditwatch/hosts.py)."""
-    return app if authenticates(settings) else HostCheck(app, settings.allowed_hosts)
-
-
 def run_http(app: FastAPI, settings: Settings, sock: socket.socket) -> int:
     """Serve `app` on the socket the command bound (auditwatch/preflight.py) until SIGINT or SIGTERM; the exit
     status. uvicorn logs through auditwatch's handler (auditwatch/logs.py), from WARNING, no access log."""
     import uvicorn
 
     config = uvicorn.Config(
-        host_checked(app, settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,

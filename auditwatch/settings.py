@@ -274,10 +274,14 @@ def authenticates(settings: Settings) -> bool:
 
 
 def open_listener_warning(settings: Settings) -> str | None:
-    """The warning for a listener that `--insecure` lets take every client outside loopback, or None."""
+    """The warning for a listener that `--insecure` lets take every client outside loopback, or None. It says
+    which Host names the listener answers (auditwatch/hosts.py), as a proxy in front passes on a name of its own."""
     if is_loopback(settings.host) or authenticates(settings):
         return None
+    names = ", ".join(settings.allowed_hosts) or "no other name"
     return (
         f"--insecure: {settings.host}:{settings.port} takes requests without authentication: whoever reaches it "
-        "can read the alerts and post audit events, unless a proxy in front authenticates them"
+        "can read the alerts and post audit events, unless a proxy in front authenticates them; it answers only "
+        f"requests for localhost, an IP address or {names} (others get 421): add the name clients use, e.g. the "
+        "one the proxy passes on, with --allowed-host NAME or *.DOMAIN (AUDITWATCH_ALLOWED_HOSTS)"
     )

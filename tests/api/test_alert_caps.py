@@ -11,7 +11,6 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
 
 from api.store import AlertStore
 from auditwatch.server import create_serve_app
@@ -26,6 +25,7 @@ from detectors.limits import (
     MAX_GROUP_KEY_BYTES,
     MAX_STORED_EVENT_BYTES,
 )
+from tests.support.client import TestClient
 from tests.support.events import event_list, exec_event
 
 MB = 1_000_000

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi.testclient import TestClient
-
 from auditwatch.server import create_serve_app
 from auditwatch.settings import Settings
 from detectors.registry import load_rules
+from tests.support.client import TestClient
 from tests.support.events import event_list
 from tests.support.exporter_events import exec_token_read, without_annotations
 

@@ -13,12 +13,12 @@ from urllib.parse import quote
 
 import orjson
 import pytest
-from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auditwatch.server import create_serve_app
 from auditwatch.settings import Settings
+from tests.support.client import TestClient
 from tests.support.events import event_list, scenario_events
 from tests.support.fuzz import budget, case, ran_budget
 from tests.support.fuzz_events import timestamps

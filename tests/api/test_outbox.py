@@ -7,7 +7,6 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
 from api.outbox import Outbox, OutboxRoute
@@ -19,6 +18,7 @@ from auditwatch.server import create_api_app
 from auditwatch.settings import Settings
 from detectors.alerts import Severity
 from tests.support.alerts import alerts
+from tests.support.client import TestClient
 
 EVERYTHING = OutboxRoute("all", lambda _alert: True)
 HIGH_ONLY = OutboxRoute("high", lambda alert: alert.severity >= Severity.HIGH)

@@ -7,12 +7,12 @@ import copy
 from collections.abc import Iterator
 
 import pytest
-from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from api.store import AlertStore
 from auditwatch.server import create_serve_app
 from auditwatch.settings import Settings
+from tests.support.client import TestClient
 from tests.support.events import event_list, exec_event
 from tests.support.problems import problem_detail
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import orjson
 import pytest
-from fastapi.testclient import TestClient
 
 from api.store import AlertStore
 from auditwatch.server import create_serve_app
 from auditwatch.settings import Settings
+from tests.support.client import TestClient
 from tests.support.events import event_list, scenario_events
 from tests.support.problems import problem_detail
 

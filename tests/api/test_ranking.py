@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from api.ranking import MAX_RANKED, Facts, by_priority, context_only
 from api.store import AlertStore
@@ -16,6 +15,7 @@ from auditwatch.server import create_serve_app
 from auditwatch.settings import Settings
 from detectors.alerts import Alert, Severity, make_alert
 from detectors.events import AuditEvent
+from tests.support.client import TestClient
 from tests.support.events import exec_event
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)

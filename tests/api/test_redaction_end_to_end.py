@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
 
 from api.queries import AlertFilter
 from api.store import AlertStore
@@ -21,6 +20,7 @@ from auditwatch.settings import Settings
 from detectors.events import AuditEvent
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
+from tests.support.client import TestClient
 from tests.support.credential_canaries import CANARIES, KEPT, planted_events, quarantined_items
 from tests.support.events import event_list
 from tests.support.problems import problem_detail

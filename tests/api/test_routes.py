@@ -8,13 +8,13 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import create_engine, make_url
 
 from api.store import AlertStore
 from auditwatch.server import create_api_app
 from auditwatch.settings import Settings
+from tests.support.client import TestClient
 from tests.support.problems import problem_detail
 
 TOKEN = "rw-t0ken-93be51"  # access control on: /readyz stays open all the same

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from auditwatch.auth import Access, AccessPolicy, certificate_access, common_names, subject_name, token_access
 from auditwatch.server import create_api_app, create_serve_app
@@ -18,6 +17,7 @@ from auditwatch.settings import Settings, check_listener
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from tests.support.cli import RunCli
+from tests.support.client import TestClient
 from tests.support.events import event_list, exec_event
 from tests.support.problems import problem_detail
 

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from auditwatch.console.session import TOKEN_COOKIE
 from auditwatch.metrics import Metrics
 from auditwatch.server import create_api_app, create_metrics_app, create_serve_app
 from auditwatch.settings import Settings
+from tests.support.client import TestClient
 from tests.support.console import READ_TOKEN, WRITE_TOKEN, submit
 from tests.support.paths import ROOT
 from tests.support.problems import problem_detail

@@ -126,11 +126,16 @@ def test_insecure_outside_loopback_starts_with_a_warning(
     monkeypatch.setattr(auditwatch.server, "run_http", lambda _app, _settings, sock: sock.close() or 0)
     (tmp_path / "token").write_text("a-token-0123456789")
     warning = ("auditwatch: warning: --insecure: 0.0.0.0:8443 takes requests without authentication: whoever reaches "
-               "it can read the alerts and post audit events, unless a proxy in front authenticates them")  # fmt: skip
+               "it can read the alerts and post audit events, unless a proxy in front authenticates them; it answers "
+               "only requests for localhost, an IP address or {} (others get 421): add the name clients use, e.g. the "
+               "one the proxy passes on, with --allowed-host NAME or *.DOMAIN (AUDITWATCH_ALLOWED_HOSTS)")  # fmt: skip
     for command in LISTENERS:
         result = run_cli(command, "--host", "0.0.0.0", "--port", "8443", "--insecure")
         assert result.code == 0 and "listening on http://0.0.0.0:8443" in result.out, result
-        assert warning in result.err.splitlines(), result.err
+        assert warning.format("no other name") in result.err.splitlines(), result.err
+        named = run_cli(command, "--host", "0.0.0.0", "--port", "8443", "--insecure", "--allowed-host", "aw.lan",
+                        "--allowed-host", "*.proxy.lan")  # fmt: skip
+        assert warning.format("aw.lan, *.proxy.lan") in named.err.splitlines(), named.err
         quiet = run_cli(command, "--host", "0.0.0.0", "--port", "8443", "--insecure", "--token-file",
                         str(tmp_path / "token"))  # fmt: skip
         assert quiet.code == 0 and "warning" not in quiet.err, quiet

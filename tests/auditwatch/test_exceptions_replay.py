@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from fastapi.testclient import TestClient
 
 from api.queries import AlertFilter
 from api.store import AlertStore
 from auditwatch.server import create_api_app
 from auditwatch.settings import Settings
 from tests.support.cli import RunCli
+from tests.support.client import TestClient
 from tests.support.events import another_like, exec_event
 
 

@@ -19,7 +19,6 @@ from typing import Any
 
 import orjson
 import pytest
-from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +30,7 @@ from detectors.events import AuditEvent, parse_body
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from detectors.rules import native
+from tests.support.client import TestClient
 from tests.support.fuzz import budget, case, ran_budget
 from tests.support.fuzz_events import (
     TEXT_DAMAGE,

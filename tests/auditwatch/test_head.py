@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from auditwatch.metrics import Metrics
 from auditwatch.metrics_listener import MetricsListener
@@ -18,6 +17,7 @@ from auditwatch.settings import Settings
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from ingest.webhook import SinkResult
+from tests.support.client import TestClient
 from tests.support.events import event_list, exec_event
 
 WRITE_TOKEN = "rw-t0ken-4e1b9c"

@@ -1,6 +1,6 @@
 """The Host check of listeners without authentication (the defence against DNS rebinding): which Host headers
-pass, what `--allowed-host` takes (names, and `*.DOMAIN`), and detect's metrics listener behind it. `serve` and
-`api` as processes: tests/integration/test_host_check.py."""
+pass, what `--allowed-host` takes (names, and `*.DOMAIN`), detect's metrics listener and an app served by a
+program of its own behind it. `serve` and `api` as processes: tests/integration/test_host_check.py."""
 
 from __future__ import annotations
 
@@ -14,11 +14,14 @@ import pytest
 from auditwatch.hosts import REFUSAL, AllowedHosts, allowed_host_name, host_allowed
 from auditwatch.metrics import Metrics
 from auditwatch.metrics_listener import MetricsListener
+from auditwatch.server import create_api_app, create_serve_app
 from auditwatch.settings import Settings
 from tests.support.cli import RunCli
+from tests.support.events import event_list, exec_event
 from tests.support.problems import problem_detail
-from tests.support.processes import free_port
+from tests.support.processes import free_port, served_in_thread
 
+EVIL = {"Host": "evil.example"}
 ALLOWED = AllowedHosts.of(["auditwatch.lan", "proxy_1", "*.svc.cluster.local", "*.corp_1"])
 
 
@@ -141,3 +144,32 @@ def test_detect_s_metrics_listener_without_a_token_answers_local_and_allowed_nam
             assert httpx.get(url, headers={"Host": host}, timeout=5).status_code == 421, host
         for host in ("localhost:9090", "127.0.0.1", "prometheus.lan:9090", "prom-0.monitoring.svc:9090"):
             assert httpx.get(url, headers={"Host": host}, timeout=5).status_code == 200, host
+
+
+def test_an_app_of_the_factories_served_by_a_program_of_its_own_checks_hosts(db_url: str) -> None:
+    """The check is part of the app: a program that builds it with create_serve_app and serves it itself gets it.
+    A refused webhook request counts as a 4xx webhook answer (a proxy passing a name not allowed shows)."""
+    with served_in_thread(create_serve_app(Settings(db_url=db_url, allowed_hosts=["*.aw.lan"]))) as port:
+        base = f"http://127.0.0.1:{port}"
+        refused = httpx.post(f"{base}/audit/webhook", content=event_list([exec_event()]), headers=EVIL, timeout=10)
+        assert problem_detail(refused, 421) == REFUSAL
+        assert problem_detail(httpx.get(f"{base}/api/v1/alerts", headers=EVIL, timeout=10), 421) == REFUSAL
+        for host in ("localhost", "127.0.0.1", "console.aw.lan"):
+            assert httpx.get(f"{base}/api/v1/alerts", headers={"Host": host}, timeout=10).json()["items"] == []
+        metrics = httpx.get(f"{base}/metrics", timeout=10).text
+        assert 'auditwatch_webhook_responses_total{code="4xx"} 1.0' in metrics
+
+
+def test_an_app_whose_settings_authenticate_takes_any_host(db_url: str) -> None:
+    token = "embedded-t0ken-0123456789"
+    with served_in_thread(create_api_app(Settings(db_url=db_url, api_token=token))) as port:
+        base = f"http://127.0.0.1:{port}"
+        auth = {"Authorization": f"Bearer {token}", **EVIL}
+        assert httpx.get(f"{base}/api/v1/alerts", headers=auth, timeout=10).status_code == 200
+
+
+def test_with_a_token_the_metrics_listener_takes_any_host() -> None:
+    with metrics_listener(api_token="metrics-t0ken-0123456789") as url:
+        auth = {"Authorization": "Bearer metrics-t0ken-0123456789"}
+        assert httpx.get(url, headers={"Host": "evil.example", **auth}, timeout=5).status_code == 200
+        assert httpx.get(url, headers={"Host": "evil.example"}, timeout=5).status_code == 401  # the token's check

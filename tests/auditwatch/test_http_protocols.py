@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from http import HTTPStatus
@@ -18,14 +17,13 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from auditwatch.http_protocols import MALFORMED, MAX_HEAD_BYTES, TOO_LARGE
 from auditwatch.metrics import Metrics
 from auditwatch.metrics_listener import MetricsListener
 from auditwatch.server import protocol_options
 from auditwatch.settings import Settings
-from tests.support.processes import Proc, free_port
+from tests.support.processes import Proc, free_port, served_in_thread
 
 BIG = b"v" * (MAX_HEAD_BYTES + 4096)
 REFUSED = {
@@ -153,24 +151,9 @@ def recorder(request: pytest.FixtureRequest) -> Iterator[Recorder]:
                     "headers": [(b"content-length", str(len(body)).encode())]})  # fmt: skip
         await send({"type": "http.response.body", "body": body})
 
-    sock = socket.create_server(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
     cns = ["kube-apiserver"] if request.param == "h11" else []
-    options = protocol_options(Settings(host="127.0.0.1", port=port, write_client_cns=cns))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", **options))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        for _ in range(200):
-            if server.started:
-                break
-            thread.join(0.05)
-        assert server.started
+    with served_in_thread(app, lifespan="off", **protocol_options(Settings(write_client_cns=cns))) as port:
         yield port, runs
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def head_of(size: int, method: bytes = b"GET") -> bytes:

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
 from prometheus_client import generate_latest
 
 from auditwatch.metrics import Metrics
@@ -25,6 +24,7 @@ from detectors.events import AuditEvent
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from tests.support.cli import RunCli
+from tests.support.client import TestClient
 from tests.support.events import another_like, batch_of_400, event_list, exec_event, scenario_events
 from tests.support.metrics import Samples, label_values, parse_samples, rules_in_pack, total, value
 

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 
 from api.store import AlertStore
 from auditwatch.server import create_api_app, create_ingest_app, create_serve_app
 from auditwatch.settings import Settings
 from ingest.webhook import SINK_UNAVAILABLE, SinkResult, SinkUnavailable
+from tests.support.client import TestClient
 from tests.support.events import event_list, exec_event
 from tests.support.problems import problem_detail
 

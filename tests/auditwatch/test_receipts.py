@@ -13,7 +13,6 @@ from typing import Any
 
 import orjson
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 
 from api.store import AlertStore
@@ -22,6 +21,7 @@ from auditwatch import cli
 from auditwatch.server import create_serve_app
 from auditwatch.settings import Settings
 from detectors.events import AuditEvent
+from tests.support.client import TestClient
 from tests.support.events import event_list, scenario_events
 from tests.support.receipts import walk
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from api.store import AlertStore
 from auditwatch.server import create_serve_app
@@ -16,6 +15,7 @@ from auditwatch.settings import Settings
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from detectors.rules import native
+from tests.support.client import TestClient
 from tests.support.events import event_list, find_event, scenario_events
 from tests.support.poison import AppLabelRule, nul_event, poisoned_deployment
 

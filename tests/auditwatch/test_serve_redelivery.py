@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from api.store import AlertStore
@@ -28,6 +27,7 @@ from auditwatch.server import create_serve_app
 from auditwatch.settings import Settings
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
+from tests.support.client import TestClient
 from tests.support.events import event_list
 from tests.support.poison import mixed_batch, rules_dir
 

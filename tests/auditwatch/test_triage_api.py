@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from api.rule_exceptions import NewException
@@ -19,6 +18,7 @@ from auditwatch.server import create_serve_app
 from auditwatch.settings import Settings
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
+from tests.support.client import TestClient
 from tests.support.events import another_like, event_list, exec_event
 from tests.support.problems import problem_detail
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-from fastapi.testclient import TestClient
 
 from auditwatch.server import create_serve_app
 from auditwatch.settings import Settings
 from tests.support.cli import CliRun, RunCli
+from tests.support.client import TestClient
 from tests.support.events import event_list
 from tests.support.paths import ROOT
 from tests.support.tuning_events import SILENCED, SITE_TUNING, site_day

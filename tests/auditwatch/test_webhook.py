@@ -9,11 +9,11 @@ from typing import Any
 
 import orjson
 import pytest
-from fastapi.testclient import TestClient
 
 from api.store import AlertStore
 from auditwatch.server import create_serve_app
 from auditwatch.settings import Settings
+from tests.support.client import TestClient
 from tests.support.events import batch_of_400, event_list, exec_event, scenario_events
 from tests.support.problems import problem_detail
 

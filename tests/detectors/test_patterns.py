@@ -12,7 +12,6 @@ from typing import Any
 
 import orjson
 import pytest
-from fastapi.testclient import TestClient
 
 from auditwatch.server import create_serve_app
 from auditwatch.settings import Settings
@@ -21,6 +20,7 @@ from detectors.events import AuditEvent
 from detectors.patterns import Anchor, PatternError, glob, glob_to_regex, matcher
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
+from tests.support.client import TestClient
 from tests.support.events import lease_event
 
 # ---- the engine ------------------------------------------------------------------------------------------

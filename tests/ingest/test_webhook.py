@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from api.problems import use_problem_details
 from detectors.events import AuditEvent, Rejected
 from ingest.body import ReceivedEvent
 from ingest.webhook import WEBHOOK_PATHS, SinkResult, webhook_router
+from tests.support.client import TestClient
 from tests.support.events import event_list, exec_event
 from tests.support.problems import problem_detail
 

@@ -8,13 +8,13 @@ from typing import Any
 
 import orjson
 import pytest
-from fastapi.testclient import TestClient
 
 from api.store import AlertStore
 from auditwatch.server import create_serve_app
 from auditwatch.settings import Settings
 from detectors.events import MAX_KEPT_REJECTED
 from detectors.limits import MAX_EVENT_DEPTH
+from tests.support.client import TestClient
 from tests.support.events import event_list, exec_event
 from tests.support.problems import problem_detail
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import orjson
 import pytest
-from fastapi.testclient import TestClient
 
 from auditwatch.server import create_ingest_app
 from auditwatch.settings import Settings
 from detectors.events import MAX_KEPT_REJECTED, AuditEvent, Rejected
 from ingest.kafka import DEAD_LETTER_PAYLOAD_BYTES, MAX_RECORD_BYTES, KafkaSink, TopicSpec, ensure_topics
+from tests.support.client import TestClient
 from tests.support.events import event_list, exec_event
 from tests.support.services import kafka_bootstrap, topic_records
 

@@ -17,12 +17,12 @@ import httpx
 import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
-from fastapi.testclient import TestClient
 
 from auditwatch.server import create_ingest_app
 from auditwatch.settings import Settings
 from ingest.kafka import RECREATE_INTERVAL_S
 from tests.support.cli import auditwatch_process
+from tests.support.client import TestClient
 from tests.support.events import event_list, exec_event
 from tests.support.processes import Proc, free_port
 from tests.support.services import delete_topics, kafka_bootstrap, topic_names, topic_records

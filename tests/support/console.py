@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fastapi.testclient import TestClient
 from httpx import Response
 
 from api.store import AlertStore
 from detectors.alerts import Alert
+from tests.support.client import TestClient
 from tests.support.events import event_list
 
 WRITE_TOKEN = "console-write-token-0123456789"

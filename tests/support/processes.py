@@ -7,10 +7,15 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
+import uvicorn
 
 from tests.support.cli import clean_env
 from tests.support.paths import PYTHON, ROOT
@@ -20,6 +25,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def served_in_thread(app: Any, **options: Any) -> Iterator[int]:
+    """`app` served by a uvicorn server of its own (uvicorn.Config `options`; not auditwatch's run_http) in a thread,
+    on a loopback port of its own; that port. Stopped after."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, **options))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn in a test", daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            thread.join(0.05)
+        assert server.started, "the server did not start"
+        yield int(sock.getsockname()[1])
+    finally:
+        server.should_exit = True
+        thread.join(20)
+        sock.close()
 
 
 class Proc:

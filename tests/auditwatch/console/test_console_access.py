@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from fastapi.testclient import TestClient
 from httpx import Response
 
 from auditwatch.server import create_api_app, create_serve_app
 from auditwatch.settings import Settings
+from tests.support.client import TestClient
 from tests.support.console import READ_TOKEN, WRITE_TOKEN, csrf_of, post_events, submit
 from tests.support.events import exec_event
 from tests.support.problems import problem_detail

@@ -9,11 +9,11 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from fastapi.testclient import TestClient
 
 from auditwatch.server import create_api_app, create_serve_app
 from auditwatch.settings import Settings
 from tests.support.alerts import alerts
+from tests.support.client import TestClient
 from tests.support.console import post_events, store_alerts, submit
 from tests.support.credential_canaries import CANARIES, planted_events
 from tests.support.events import another_like, event_list, exec_event

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
@@ -22,6 +21,7 @@ from auditwatch.settings import Settings
 from detectors.alerts import Alert, Severity, make_alert
 from detectors.events import AuditEvent
 from tests.support.browser import chromium, require_browser
+from tests.support.client import TestClient
 from tests.support.console import store_alerts
 from tests.support.events import exec_event
 from tests.support.processes import Proc, free_port

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from auditwatch.server import create_serve_app
 from auditwatch.settings import Settings
+from tests.support.client import TestClient
 from tests.support.console import post_events, submit
 from tests.support.events import another_like, exec_event
 
