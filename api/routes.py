@@ -256,7 +256,7 @@ def healthz() -> dict[str, Any]:
 STORE_UNAVAILABLE = "alert store unavailable: database unreachable"
 
 
-def log_unavailable(request: Request, what: str, cause: Exception) -> None:
+def log_unavailable(request: Request, what: str, cause: Exception | str) -> None:
     """Log why `what` answers 503: the cause, redacted, once until it changes or /readyz succeeds again (probes
     and clients retrying every few seconds would repeat it). Callers answer a fixed text: the cause may name
     the database's host and user (`connection to server at "10.0.0.5" ... for user "auditwatch"`)."""
@@ -267,8 +267,8 @@ def log_unavailable(request: Request, what: str, cause: Exception) -> None:
         log.warning("%s: %s", what, detail)
 
 
-def not_ready(request: Request, reason: str, cause: Exception) -> JSONResponse:
-    """readyz's 503, with a generic `reason` (its caller needs no access)."""
+def not_ready(request: Request, reason: str, cause: Exception | str) -> JSONResponse:
+    """readyz's 503, with a `reason` that names no address or user (its caller needs no access)."""
     log_unavailable(request, "not ready (/readyz answers 503)", cause)
     return problem_response(503, reason)
 
@@ -292,10 +292,13 @@ def ready(request: Request) -> dict[str, str]:
 
 @router.get("/readyz", response_model=Health, tags=["health"])
 def readyz(request: Request, store: StoreDep) -> Any:
-    """The alert store answers (else 503, as problem details, `alert store unavailable: database unreachable`;
-    the log says why)."""
+    """The alert store answers, its schema at the revision this version migrates to, with every table it writes.
+    Else 503, as problem details: `alert store unavailable: database unreachable` (the log says why), or what is
+    wrong with the schema and the remedy (api/readiness.py)."""
     try:
-        store.ping()
+        problem = store.schema_problem()
     except StoreError as exc:
         return not_ready(request, STORE_UNAVAILABLE, exc)
+    if problem is not None:
+        return not_ready(request, problem, problem)
     return ready(request)

@@ -31,6 +31,7 @@ from api.queries import (
     has_nul,
     receipt_conditions,
 )
+from api.readiness import schema_problem
 from api.resends import resolve_groups
 from api.rows import (
     group_to_dict,
@@ -178,9 +179,9 @@ class AlertStore:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
-    def ping(self) -> None:
-        with self._tx() as conn:
-            conn.execute(select(1))
+    def schema_problem(self) -> str | None:
+        """Why this version cannot use the schema, and the remedy; None if it can (api/readiness.py)."""
+        return schema_problem(self.engine)
 
     def write(
         self,
