@@ -136,6 +136,15 @@ class JsonBytes:
             if not self._fill(self._pos):
                 return None
 
+    def _ahead(self, size: int) -> None:
+        """At least `size` bytes from `pos` in `_buf`, or what is left before the end of the stream or a read
+        error: the error is kept for the next read, so that the values wholly read before it are read first."""
+        try:
+            while len(self._buf) - self._pos < size and self._fill(self._pos):
+                pass
+        except UNREADABLE as exc:
+            self._error = exc
+
     def _fill(self, keep: int) -> bool:
         """Read on, letting go of what is before `keep` (and before `_mark`); False at the end of the stream.
         Indices into `_buf` move back by `_moved`: `_pos` and `_mark` are moved, the caller moves its own."""

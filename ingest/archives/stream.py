@@ -246,8 +246,7 @@ class DocumentReader(JsonBytes):
         that piece whole; else _MISSED. The cut ends with the start of the next value: that one is there too."""
         if not cut.text:
             return _MISSED
-        while len(self._buf) - self._pos < cut.window and self._fill(self._pos):
-            pass
+        self._ahead(cut.window)
         start = self._pos
         at = self._buf.find(cut.text, start, start + cut.window)
         if at < 0:

@@ -3,9 +3,12 @@ bounded memory, and damage that keeps every record before it."""
 
 from __future__ import annotations
 
+import codecs
+import errno
 import gzip
 import io
 import subprocess
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,8 @@ import pytest
 
 from ingest.archives import ArchiveStats, read_archives
 from ingest.archives.converters import RecordCollector
+from ingest.archives.files import CUT_UTF16, MAX_LINE_BYTES
+from ingest.archives.jsonbytes import CHUNK_BYTES
 from ingest.archives.stream import DocumentReader
 from tests.support.archives import subscription_message
 from tests.support.cli import clean_env
@@ -143,6 +148,127 @@ def test_a_cut_document_keeps_every_record_before_the_cut(tmp_path: Path) -> Non
     gz = gzip.compress(data)
     origins, rejected = damaged(tmp_path, gz[: len(gz) * 2 // 3], "cut.json.gz")
     assert 0 < len(origins) < 50 and len(rejected) == 1 and rejected[0][1].startswith("cannot read: ")
+
+
+def record_document(shape: str, count: int) -> tuple[bytes, list[int]]:
+    """A CloudWatch `filter-log-events` output or an EventList of `count` events; where each record's text ends."""
+    if shape == "cloudwatch":
+        head = b'{\n  "nextToken": "Bxkq6kVGFtq2y",\n  "events": [\n'
+        items: list[Any] = [cw(e, n) for n, e in enumerate(events(count))]
+        tail = b'\n  ],\n  "searchedLogStreams": []\n}\n'
+    else:
+        head = b'{\n  "kind": "EventList",\n  "apiVersion": "audit.k8s.io/v1",\n  "metadata": {},\n  "items": [\n'
+        items, tail = events(count), b"\n  ]\n}\n"
+    data, ends = bytearray(head), []
+    for n, item in enumerate(items):
+        data += b",\n" if n else b""
+        data += orjson.dumps(item, option=INDENT)
+        ends.append(len(data))
+    return bytes(data + tail), ends
+
+
+def gzip_cut(data: bytes) -> bytes:
+    """`data` gzipped and cut right after it: what inflates is `data`, and then the stream is cut short."""
+    packed = io.BytesIO()
+    with gzip.GzipFile(fileobj=packed, mode="wb", compresslevel=1, mtime=0) as out:
+        out.write(data)
+        out.flush()  # Z_SYNC_FLUSH: every byte written so far inflates from what is in `packed`
+        return packed.getvalue()
+
+
+def read_in_order(path: Path) -> tuple[list[tuple[str, Any]], list[tuple[str, str]]]:
+    """The events of a file, and its rejects, which must all come after them."""
+    evs: list[tuple[str, Any]] = []
+    rejected: list[tuple[str, str]] = []
+    for batch, rejects in read_archives([str(path)], ArchiveStats()):
+        assert not (batch and rejected), "events after a reject"
+        evs.extend((e.origin.removeprefix(str(path)), e.raw) for e in batch)
+        rejected.extend((r.origin.removeprefix(str(path)), r.reason) for r in rejects.kept)
+    return evs, rejected
+
+
+def cuts(ends: list[int]) -> dict[str, int]:
+    """Where to cut a document whose records end at `ends`: how many bytes of it are kept."""
+    middle = (ends[1199] + ends[1200]) // 2
+    return {"after a record's brace": ends[799], "after the comma after it": ends[799] + 1,
+            "in a record": middle, "after the last record": ends[-1], "at a read's end": CHUNK_BYTES}  # fmt: skip
+
+
+@pytest.mark.parametrize("shape", ["cloudwatch", "event-list"])
+def test_a_gzip_document_cut_short_keeps_every_record_read_before_the_cut(tmp_path: Path, shape: str) -> None:
+    """Every record wholly inflated before the cut is read, those the reader had read ahead of where it was
+    too, and then the cut is one reject."""
+    data, ends = record_document(shape, 2000)
+    path = tmp_path / "document.json"
+    path.write_bytes(data)
+    uncut, rejected = read_in_order(path)
+    assert len(uncut) == 2000 and not rejected
+    reason = "cannot read: Compressed file ended before the end-of-stream marker was reached"
+    gz = gzip.compress(data)
+    anywhere = len(zlib.decompressobj(wbits=31).decompress(gz[: len(gz) * 2 // 3]))  # what inflates from the cut
+    for name, (at, packed) in {
+        **{name: (at, gzip_cut(data[:at])) for name, at in cuts(ends).items()},
+        "anywhere": (anywhere, gz[: len(gz) * 2 // 3]),
+    }.items():
+        path = tmp_path / "cut.json.gz"
+        path.write_bytes(packed)
+        evs, rejected = read_in_order(path)
+        before = sum(end <= at for end in ends)
+        assert 0 < before and evs == uncut[:before], name
+        assert [r for _, r in rejected] == [reason] and rejected[0][0][1:].isdigit(), name
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_a_utf16_document_cut_to_an_odd_byte_keeps_every_record_before_the_cut(tmp_path: Path, gzipped: bool) -> None:
+    data, ends = record_document("cloudwatch", 2000)
+    path = tmp_path / "document.json"
+    path.write_bytes(data)
+    uncut, _ = read_in_order(path)
+    for name, at in cuts(ends).items():
+        while data[at] & 0xC0 == 0x80:  # within a character: cut before it
+            at -= 1
+        text = data[:at].decode()
+        cut = codecs.BOM_UTF16_LE + text.encode("utf-16-le") + data[at : at + 1]  # and half of the next character
+        path = tmp_path / "cut.json"
+        path.write_bytes(gzip.compress(cut) if gzipped else cut)
+        evs, rejected = read_in_order(path)
+        before = sum(end <= at for end in ends)
+        assert 0 < before and evs == uncut[:before], name
+        assert [r for _, r in rejected] == [f"cannot read: {CUT_UTF16}"] and rejected[0][0][1:].isdigit(), name
+
+
+class _FailingDisk(io.RawIOBase):
+    """A file whose read fails (EIO) once its bytes are read."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._data:
+            raise OSError(errno.EIO, "Input/output error")
+        n = min(len(buffer), len(self._data))
+        buffer[:n] = self._data[:n]
+        self._data = self._data[n:]
+        return n
+
+
+@pytest.mark.parametrize("cut", ["after a record's brace", "in a record", "at a read's end"])
+def test_a_read_error_in_a_plain_document_comes_after_every_record_before_it(cut: str) -> None:
+    """At a read's end, the error comes at the start of the next read, not after bytes it hands on."""
+    data, ends = record_document("event-list", 2000)
+    at = cuts(ends)[cut]
+    uncut, _ = reader(data, "apiserver", MAX_LINE_BYTES)
+    stream = io.BufferedReader(_FailingDisk(data[:at]))
+    document = DocumentReader(stream, b"", "doc", "apiserver", MAX_LINE_BYTES)
+    out = RecordCollector()
+    with pytest.raises(OSError, match="Input/output error"):
+        for convert, item, origin, n in document.records():
+            convert(item, origin, n, out)
+    before = sum(end <= at for end in ends)
+    assert 0 < before and [(e.origin, e.raw) for e in out.events] == [(e.origin, e.raw) for e in uncut.events[:before]]
 
 
 @pytest.mark.parametrize(
