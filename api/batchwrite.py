@@ -15,6 +15,13 @@ transaction. When that fails, `api.faults` says why:
 What no database accepts is made storable before the first try: NUL characters and lone surrogates in
 strings become U+FFFD (`api.tables.storable`), over-long values are bounded (`api.tables.fit`), and group
 folding clamps a suppression window that would reach before year 1.
+
+The result names the alerts new to the store: its callers log, count and report only those, so a redelivered
+batch (the apiserver's retry after a lost 200, Kafka's redelivery, a second replay) has its effects once. An
+alert is new when this write inserted it (`INSERT ... ON CONFLICT DO NOTHING RETURNING id`). Only alerts not
+found at the start are folded into groups and queued for notification; should another writer commit one of
+them meanwhile (PostgreSQL; a SQLite writer holds the write lock throughout), the insert does not return it,
+and the write starts again, so that the other writer's alert is neither folded nor queued twice.
 """
 
 from __future__ import annotations
@@ -48,13 +55,25 @@ from detectors.alerts import Alert
 from detectors.errors import describe_error
 from detectors.events import Rejected
 
+_TRIES = 3  # of a write whose alerts other writers keep storing meanwhile (PostgreSQL), before StoreError
+
 
 @dataclass(frozen=True)
 class WriteResult:
-    """How many alerts were new to the store, and the events quarantined in place of alerts it refused."""
+    """The ids of the alerts new to the store (this write inserted them), and the events quarantined in place of
+    alerts it refused."""
 
-    new_alerts: int
+    new_ids: frozenset[str] = frozenset()
     refused: tuple[Rejected, ...] = ()
+
+    @property
+    def new_alerts(self) -> int:
+        return len(self.new_ids)
+
+
+class _Raced(Exception):
+    """Another writer committed some of the alerts this write had found missing: what was folded and queued
+    for them must be undone."""
 
 
 def store_error(error: BaseException) -> StoreError:
@@ -82,12 +101,18 @@ def write_batch(
     when nothing of it could be stored."""
     batch = _Batch(alerts, rejected, states, receipts, routes)
     now = datetime.now(UTC)
-    try:
-        with writing(engine).begin() as conn:
-            return _write(conn, batch, now, isolate=False)
-    except Exception as exc:
-        if classify(exc) is Fault.TRANSIENT:
-            raise store_error(exc) from exc
+    for _ in range(_TRIES):
+        try:
+            with writing(engine).begin() as conn:
+                return _write(conn, batch, now, isolate=False)
+        except _Raced:
+            continue  # rolled back: the next try finds the other writer's alerts stored
+        except Exception as exc:
+            if classify(exc) is Fault.TRANSIENT:
+                raise store_error(exc) from exc
+            break
+    else:
+        raise StoreError("database error: other writers kept storing alerts of the batch; retry it")
     try:
         with writing(engine).begin() as conn:
             return _write(conn, batch, now, isolate=True)
@@ -105,12 +130,13 @@ def _write(conn: Connection, batch: _Batch, now: datetime, *, isolate: bool) -> 
     fresh = sorted((a for i, a in unique.items() if i not in existing), key=lambda a: (a.event_time, a.id))
     refused: list[Rejected] = []
     if isolate:
-        new = 0
+        new: set[str] = set()
         for alert in fresh:
             try:
                 with conn.begin_nested():
-                    _insert_alerts(conn, [alert], now, batch.routes)
-                new += 1
+                    new |= _insert_alerts(conn, [alert], now, batch.routes)
+            except _Raced:
+                continue  # another writer stored it (its savepoint is rolled back): not new here
             except Exception as exc:
                 _raise_unless_item(exc)
                 reason = f"alert of rule {alert.rule_id} could not be stored: {describe_error(exc)}"
@@ -127,7 +153,7 @@ def _write(conn: Connection, batch: _Batch, now: datetime, *, isolate: bool) -> 
     _insert_quarantine(conn, [*batch.rejected, *refused], now, isolate=isolate)
     for scope, (position, state) in batch.states.items():
         _save_state(conn, scope, position, state, now)
-    return WriteResult(new, tuple(refused))
+    return WriteResult(frozenset(new), tuple(refused))
 
 
 def _raise_unless_item(exc: Exception) -> None:
@@ -147,9 +173,9 @@ def storable_alert(alert: Alert) -> Alert:
     return dataclasses.replace(alert, **changes) if changes else alert
 
 
-def _insert_alerts(conn: Connection, alerts: Sequence[Alert], now: datetime, routes: Sequence[OutboxRoute]) -> int:
-    """Insert new alerts (in time order), each folded into its group first and queued for the sinks that take it
-    (only new alerts count, so redelivery is harmless)."""
+def _insert_alerts(conn: Connection, alerts: Sequence[Alert], now: datetime, routes: Sequence[OutboxRoute]) -> set[str]:
+    """Insert alerts not found in the store (in time order), each folded into its group first and queued for the
+    sinks that take it; their ids. _Raced when another writer stored one of them meanwhile."""
     alerts = [storable_alert(a) for a in alerts]
     rows = [alert_row(a, now) for a in alerts]
     queued: list[dict[str, Any]] = []
@@ -158,11 +184,14 @@ def _insert_alerts(conn: Connection, alerts: Sequence[Alert], now: datetime, rou
         row["group_id"] = groups.fold(alert)
         queued.extend(outbox_rows(alert, row["group_id"], routes, now))
     groups.write()
+    inserted: set[str] = set()
     if rows:
-        conn.execute(insert_ignore(conn, alerts_table), rows)
+        inserted.update(conn.scalars(insert_ignore(conn, alerts_table).returning(alerts_table.c.id), rows))
+        if len(inserted) < len(rows):
+            raise _Raced
     for start in range(0, len(queued), 1000):
         conn.execute(insert_ignore(conn, outbox_table), queued[start : start + 1000])
-    return len(rows)
+    return inserted
 
 
 def _insert_quarantine(conn: Connection, rejected: Sequence[Rejected], now: datetime, *, isolate: bool) -> None:

@@ -48,12 +48,17 @@ class BatchResults:
 
 @dataclass(frozen=True)
 class Written:
-    """What a write stored: how many alerts (the count the webhook reports), how many of them were new to the
-    store, and the events quarantined in place of alerts that the database refused."""
+    """What a write stored: how many alerts (the count the webhook reports), the alerts among them that were new
+    to the store (the ones to log, count and notify: a redelivered batch's are not), and the events quarantined in
+    place of alerts that the database refused."""
 
     alerts: int
-    new_alerts: int
+    new: tuple[Alert, ...] = ()
     refused: tuple[Rejected, ...] = ()
+
+    @property
+    def new_alerts(self) -> int:
+        return len(self.new)
 
 
 class BatchWriter:
@@ -62,7 +67,7 @@ class BatchWriter:
     Detector state is checkpointed per scope ("serve", or one per Kafka partition): a scope whose state
     changed is due `checkpoint_every_s` after its last checkpoint was tried (or its state restored). Calls
     are serialised by the caller (one batch at a time). New alerts are queued for the notification sinks of
-    `routes` in the same transaction. With `metrics`, stored alerts, write times and failures are counted.
+    `routes` in the same transaction. With `metrics`, alerts new to the store, write times and failures are counted.
     """
 
     def __init__(
@@ -116,7 +121,7 @@ class BatchWriter:
         now = time.monotonic()
         for scope in batch.states:
             self._tried[scope] = now
-        stored = WriteResult(new_alerts=0)
+        stored = WriteResult()
         if batch.alerts or batch.rejected or batch.states or batch.receipts:
             try:
                 stored = self.store.write(
@@ -128,15 +133,16 @@ class BatchWriter:
                 raise
             if self.metrics is not None:
                 self.metrics.write_seconds.observe(time.monotonic() - now)
+        new = _new_alerts(batch.alerts, stored.new_ids)
         if self.metrics is not None:
-            self.metrics.stored(batch.alerts, sum(batch.hits.values()))
+            self.metrics.stored(new, sum(batch.hits.values()))
         self._changed.difference_update(batch.states)
         if batch.hits:
             self._count_hits(batch.hits)
         if self.retention is not None and self.retention.due():
             self.retention.run()
         alerts = len(batch.alerts) - len(stored.refused)
-        return Written(alerts=alerts, new_alerts=stored.new_alerts, refused=stored.refused)
+        return Written(alerts=alerts, new=new, refused=stored.refused)
 
     def _count_hits(self, hits: Mapping[str, int]) -> None:
         """Add to the exceptions' hit counters once the batch is stored. A transaction of its own: the counters
@@ -145,3 +151,16 @@ class BatchWriter:
             self.store.record_exception_hits(dict(hits))
         except StoreError as exc:
             log.warning("could not count %d rule exception hit(s): %s", sum(hits.values()), exc)
+
+
+def _new_alerts(alerts: Sequence[Alert], new_ids: frozenset[str]) -> tuple[Alert, ...]:
+    """The alerts of the batch (in its order, each once) whose ids the write reported new."""
+    if not new_ids:
+        return ()
+    left = set(new_ids)
+    new = []
+    for alert in alerts:
+        if alert.id in left:
+            left.discard(alert.id)
+            new.append(alert)
+    return tuple(new)

@@ -323,7 +323,7 @@ class Consumer:
             return  # stopped while the store was down: nothing acknowledged, Kafka redelivers
         for pipeline in pipelines.values():
             pipeline.commit()
-        log_alerts(log, results.alerts, written.refused)
+        log_alerts(log, written.new)  # a redelivered batch's alerts were logged when they were stored
         # With stateful detectors, Kafka's committed offset follows the state checkpoint, never passes it: a
         # restart resumes where the saved state left off (redelivered alerts are absorbed by the upserts).
         to_commit = detected.checkpointed if self.template.stateful else detected.offsets

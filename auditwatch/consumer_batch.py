@@ -82,8 +82,8 @@ def account_batch(
     if work:
         log.info("batch", extra={
             "records": record_count, "events": detected.events, "rejected": rejected,
-            "alerts": len(results.alerts), "partitions": sorted(tp.partition for tp in work),
-            "ms": round(seconds * 1000, 1), **phases.fields(),
+            "alerts": len(results.alerts), "new_alerts": written.new_alerts,
+            "partitions": sorted(tp.partition for tp in work), "ms": round(seconds * 1000, 1), **phases.fields(),
         })  # fmt: skip
     if metrics is not None:
         metrics.batch_stored(detected.events, detected.invalid, detected.failed, written.refused, seconds)

@@ -39,7 +39,9 @@ class EmbeddedSink:
 
     With `record_receipts`, every accepted event (duplicates too: they were received) leaves a receipt,
     written with the batch's alerts, so a 200 means its receipts are durable as well. So are the
-    notifications of its new alerts, queued in the same transaction for the sinks of `routes`.
+    notifications of its new alerts, queued in the same transaction for the sinks of `routes`. Only alerts new
+    to the store are logged, counted and notified: a batch sent again (its 200 lost, or `serve` killed after the
+    commit) is answered with its alerts but has none of these effects twice.
 
     With `exceptions`, alerts that a rule exception matches are counted, not stored (or reported).
     """
@@ -97,9 +99,11 @@ class EmbeddedSink:
                 states[STATE_SCOPE] = (None, self.pipeline.snapshot())
             batch = BatchResults(alerts, [*rejected, *failed], self.writer.receipts(events), states, hits)
             written = self.writer.write(batch)
-        log_alerts(log, alerts, written.refused)  # the batch's own line is the webhook's
+        log_alerts(log, written.new)  # the batch's own line is the webhook's
         self._tuning_log.report(log)
-        return SinkResult(alerts=written.alerts, rejected=tuple(failed), refused=written.refused)
+        return SinkResult(
+            alerts=written.alerts, new_alerts=written.new_alerts, rejected=tuple(failed), refused=written.refused
+        )
 
     def checkpoint(self) -> None:
         """Save the detectors' state now, on shutdown."""

@@ -167,14 +167,12 @@ def alert_fields(alert: Alert) -> dict[str, Any]:
     }
 
 
-def log_alerts(log: logging.Logger, alerts: Iterable[Alert], refused: Iterable[Any] = ()) -> None:
-    """One WARNING line per stored alert; `refused`: items quarantined in place of alerts (by their origin)."""
+def log_alerts(log: logging.Logger, alerts: Iterable[Alert]) -> None:
+    """One WARNING line per alert (those new to the store: a redelivered batch's are not logged again)."""
     if not log.isEnabledFor(logging.WARNING):
         return
-    not_stored = {item.origin for item in refused}
     for alert in alerts:
-        if alert.origin not in not_stored:
-            log.warning("alert", extra=alert_fields(alert))
+        log.warning("alert", extra=alert_fields(alert))
 
 
 class TuningLog:

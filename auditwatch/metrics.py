@@ -161,7 +161,7 @@ class DetectionMetrics:
         self, registry: CollectorRegistry, template: Pipeline, pipelines: Callable[[], Iterable[Pipeline]]
     ) -> None:
         self.alerts = Counter(
-            "auditwatch_alerts_total", "Alerts raised in stored batches, by rule id and severity",
+            "auditwatch_alerts_total", "Alerts new to the store (each counted once), by rule id and severity",
             ["rule", "severity"], registry=registry,
         )  # fmt: skip
         rules = Gauge("auditwatch_rules_loaded", "Rules loaded, by rule file format", ["format"], registry=registry)
@@ -194,7 +194,7 @@ class DetectionMetrics:
             registry.register(TuningCollector(template.tuning.suppressed))
 
     def stored(self, alerts: Sequence[Alert], suppressed: int) -> None:
-        """A batch was stored: its alerts, and how many more rule exceptions suppressed."""
+        """A batch was stored: its alerts new to the store, and how many more rule exceptions suppressed."""
         for alert in alerts:
             self.alerts.labels(rule=alert.rule_id, severity=alert.severity.label).inc()
         if suppressed:

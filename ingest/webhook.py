@@ -7,7 +7,7 @@ retries). Items that fail validation are counted and reported, the first MAX_KEP
 the sink (quarantine); the rest of the batch goes on. A request from a web page (an Origin header) gets 403, a
 body in a content coding (gzip, ...) 415, before any of it is read, and so does a 503 when the bodies being read
 or handled at once would exceed the process's BodyBudget. The reply:
-`{"accepted": n, "rejected": total, "alerts": n}`, plus `"quarantined": kept` and the first 20 reasons
+`{"accepted": n, "rejected": total, "alerts": n, "new_alerts": n}`, plus `"quarantined": kept` and the first 20 reasons
 (`"rejections": [{"item": origin, "reason": ...}]`) when items were rejected. A `BatchObserver` (metrics)
 hears what became of each batch's items, by reason class.
 """
@@ -62,7 +62,8 @@ class SinkUnavailable(IngestError):
 
 @dataclass(frozen=True, slots=True)
 class SinkResult:
-    alerts: int = 0
+    alerts: int = 0  # the batch's alerts, stored
+    new_alerts: int = 0  # those the store did not have (a batch sent again has none)
     rejected: tuple[Rejected, ...] = ()  # events the sink quarantined because a detector failed on them
     refused: tuple[Rejected, ...] = ()  # events the sink quarantined because the store refused their alert
 
@@ -295,13 +296,20 @@ def webhook_router(
             observer.batch_done(BatchReport(
                 accepted, rejected.total, len(detector_failed), len(refused), time.perf_counter() - started
             ))  # fmt: skip
-        payload: dict[str, Any] = {"accepted": accepted, "rejected": total, "alerts": result.alerts}
+        payload: dict[str, Any] = {
+            "accepted": accepted,
+            "rejected": total,
+            "alerts": result.alerts,
+            "new_alerts": result.new_alerts,
+        }
         if total:
             kept = [*rejected.kept, *failed]
             payload["quarantined"] = len(kept)
             payload["rejections"] = [{"item": r.origin, "reason": r.reason} for r in kept[:_REPORTED_REJECTIONS]]
         ms = round((time.perf_counter() - started) * 1000, 1)
-        log.info("batch", extra={"events": len(events), "rejected": total, "alerts": result.alerts, "ms": ms})
+        log.info("batch", extra={
+            "events": len(events), "rejected": total, "alerts": result.alerts, "new_alerts": result.new_alerts, "ms": ms
+        })  # fmt: skip
         return _json(payload)
 
     for path in WEBHOOK_PATHS:

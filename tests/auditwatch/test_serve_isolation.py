@@ -79,7 +79,7 @@ def test_nul_characters_anywhere_in_an_event_are_stored(store_url: str) -> None:
     with TestClient(create_serve_app(Settings(db_url=store_url, record_receipts=True))) as client:
         resp = client.post("/audit/webhook", content=event_list([nul_event()]))
         assert resp.status_code == 200, resp.text
-        assert resp.json() == {"accepted": 1, "rejected": 0, "alerts": 3}
+        assert resp.json() == {"accepted": 1, "rejected": 0, "alerts": 3, "new_alerts": 3}
         alerts = client.get("/api/v1/alerts").json()["items"]
         assert len(alerts) == 3 and all(a["user_agent"] == "kubectl/v1.31.2\ufffd (linux/amd64)" for a in alerts)
         one = client.get(f"/api/v1/alerts/{alerts[0]['id']}").json()

@@ -29,7 +29,7 @@ def test_400_event_batch_is_accepted_and_its_alerts_are_served(client: TestClien
         "/audit/webhook?timeout=30s", content=event_list(batch_of_400()), headers={"Content-Type": "application/json"}
     )
     assert resp.status_code == 200, resp.text
-    assert resp.json() == {"accepted": 400, "rejected": 0, "alerts": 6}
+    assert resp.json() == {"accepted": 400, "rejected": 0, "alerts": 6, "new_alerts": 6}
     page = client.get("/api/v1/alerts").json()
     assert sorted(a["rule_id"] for a in page["items"]) == [
         "cluster-admin-binding",
@@ -154,7 +154,7 @@ def test_401_event_with_empty_user_is_accepted(client: TestClient) -> None:
         "requestReceivedTimestamp": "2026-11-20T10:00:00.000001Z", "stageTimestamp": "2026-11-20T10:00:00.000420Z",
     }  # fmt: skip
     resp = client.post("/audit/webhook", content=event_list([event]))
-    assert resp.json() == {"accepted": 1, "rejected": 0, "alerts": 0}
+    assert resp.json() == {"accepted": 1, "rejected": 0, "alerts": 0, "new_alerts": 0}
 
 
 def test_token_auth_guards_webhook_and_api_but_not_probes(db_url: str) -> None:

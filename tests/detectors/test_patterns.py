@@ -200,7 +200,7 @@ def test_the_webhook_answers_a_batch_of_adversarial_uris_quickly(tmp_path: Path)
         resp = client.post("/audit/webhook", content=body, headers={"Content-Type": "application/json"})
         elapsed = time.perf_counter() - started
         assert resp.status_code == 200, resp.text
-        assert resp.json() == {"accepted": 51, "rejected": 0, "alerts": 3}
+        assert resp.json() == {"accepted": 51, "rejected": 0, "alerts": 3, "new_alerts": 3}
         assert elapsed < 5, f"{elapsed:.2f} s"
         served = client.get("/api/v1/alerts").json()["items"]
     assert {a["audit_id"] for a in served} == {items[-1]["auditID"]}

@@ -114,7 +114,7 @@ def test_junk_items_are_counted_the_first_kept_and_twenty_reasons_listed(client:
 
 def test_a_clean_batch_says_nothing_of_rejections(client: TestClient) -> None:
     assert client.post("/audit/webhook", content=event_list([exec_event()])).json() == {
-        "accepted": 1, "rejected": 0, "alerts": 3}  # fmt: skip
+        "accepted": 1, "rejected": 0, "alerts": 3, "new_alerts": 3}  # fmt: skip
 
 
 def test_invalid_utf8_is_refused_naming_the_byte(client: TestClient) -> None:
