@@ -1,6 +1,7 @@
 """`detect`'s consumer against the real Kafka and PostgreSQL, with the database dropping the connection in the
 middle of a batch's write: retried, or redelivered to the next consumer, the batch is stored exactly once
-(and an event that a user's rule type fails on is quarantined, once).
+(and an event that a user's rule type fails on is quarantined, once). Records redelivered after a member died
+between storing their alerts and committing their offsets: their alerts are not logged, counted or queued again.
 
 The fault is real: PostgreSQL terminates the consumer's connection when it inserts the batch's alerts.
 """
@@ -8,6 +9,8 @@ The fault is real: PostgreSQL terminates the consumer's connection when it inser
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,15 +22,19 @@ import orjson
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
+from prometheus_client import generate_latest
 from sqlalchemy import event
 
+from api.outbox import OutboxRoute
 from api.store import AlertStore
 from auditwatch.consumer import Consumer
+from auditwatch.metrics import Metrics
 from detectors.events import AuditEvent, Rejected
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from detectors.rules import native
 from ingest.kafka import TopicSpec, ensure_topics
+from tests.support.metrics import parse_samples, total
 from tests.support.poison import AppLabelRule, mixed_batch, poisoned_deployment, rules_dir
 from tests.support.services import committed, kafka_bootstrap
 
@@ -69,13 +76,19 @@ async def publish(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> N
         await producer.stop()
 
 
-async def consume_until(consumer: Consumer, done: Any, timeout_s: float = 60) -> None:
+async def consume_until(consumer: Consumer, done: Any, timeout_s: float = 60, *, crash: bool = False) -> None:
+    """Run the consumer until `done()`, then stop it; `crash`: end it as `kill -9` would instead, without its
+    shutdown checkpoint and offset commit."""
     task = asyncio.create_task(consumer.run())
     deadline = time.monotonic() + timeout_s
     while not done() and time.monotonic() < deadline and not task.done():
-        await asyncio.sleep(0.2)
-    consumer.stop()
-    await task
+        await asyncio.sleep(0.1)
+    if crash:
+        task.cancel()
+    else:
+        consumer.stop()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
     assert done(), "timed out"
 
 
@@ -164,3 +177,40 @@ def test_a_batch_given_up_during_the_outage_is_redelivered_and_stored_once(
     assert group_total(store) == len(expected) and store.count_receipts() == len(events) - 1
     assert len(quarantined_reasons(store)) == 1
     assert asyncio.run(committed(bootstrap, group, topic)) == len(events)
+
+
+def alerts_counted(metrics: Metrics) -> float:
+    return total(parse_samples(generate_latest(metrics.registry).decode()), "auditwatch_alerts_total")
+
+
+def test_records_redelivered_after_their_alerts_were_stored_are_not_logged_counted_or_queued_again(
+    setup: tuple[str, AlertStore, sa.Engine, Pipeline], caplog: pytest.LogCaptureFixture
+) -> None:
+    bootstrap, store, _admin, rules = setup
+    topic, group = f"audit-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
+    events = records()
+    expected = expected_alert_ids(rules, events)
+    asyncio.run(publish(bootstrap, topic, events))
+    caplog.set_level(logging.WARNING, logger="auditwatch.detect")
+    route = OutboxRoute("hook", lambda _alert: True)
+
+    def run_then_crash() -> tuple[Consumer, Metrics, int]:
+        """A member that dies once it wrote every record's alerts, before any checkpoint or offset commit."""
+        metrics = Metrics.for_detection(rules, None, pipelines=list, consumer=True)
+        consumer = Consumer(bootstrap=bootstrap, topic=topic, group=group, pipeline=rules.fresh(), store=store,
+                            routes=[route], metrics=metrics, checkpoint_every_s=3600, idle_checkpoint_s=3600)  # fmt: skip
+        caplog.clear()
+        asyncio.run(consume_until(consumer, lambda: consumer.stats.records == len(events), crash=True))
+        assert asyncio.run(committed(bootstrap, group, topic)) is None  # so Kafka redelivers every record
+        return consumer, metrics, sum(r.getMessage() == "alert" for r in caplog.records)
+
+    first, first_metrics, first_logged = run_then_crash()
+    second, second_metrics, second_logged = run_then_crash()
+    assert first.stats.new_alerts == first_logged == alerts_counted(first_metrics) == len(expected)
+    assert second.stats.alerts == first.stats.alerts  # raised again by the redelivered records...
+    assert second.stats.new_alerts == second_logged == alerts_counted(second_metrics) == 0  # ...but not new
+    ids = stored_alert_ids(store)
+    assert sorted(ids) == sorted(expected) and group_total(store) == len(expected)
+    with store.engine.connect() as conn:
+        queued = [row[0] for row in conn.execute(sa.text("SELECT alert_id FROM notify_outbox"))]
+    assert sorted(queued) == sorted(expected)  # each alert notified once

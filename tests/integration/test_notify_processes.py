@@ -3,11 +3,9 @@ Alertmanager and a local webhook receiver that goes down and comes back; `detect
 
 from __future__ import annotations
 
-import copy
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,26 +13,13 @@ import httpx
 import pytest
 
 from tests.support.alertmanager import PrivateAlertmanager
-from tests.support.events import event_list, exec_event
+from tests.support.events import event_list, exec_sessions
 from tests.support.processes import Proc, free_port
 from tests.support.receivers import Receiver, verify_signature
 from tests.support.services import kafka_bootstrap
 
 pytestmark = pytest.mark.integration
 SECRET = b"process-test-hmac-key"
-
-
-def attacks(n: int) -> list[dict[str, Any]]:
-    """`n` kubectl exec sessions happening now, each its own request."""
-    out = []
-    for i in range(n):
-        event = copy.deepcopy(exec_event())
-        now = datetime.now(UTC) + timedelta(milliseconds=i)
-        event["auditID"] = str(uuid.uuid4())
-        event["requestReceivedTimestamp"] = (now - timedelta(milliseconds=20)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        event["stageTimestamp"] = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        out.append(event)
-    return out
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout_s: float, procs: list[Proc]) -> None:
@@ -97,7 +82,7 @@ def test_serve_notifies_alertmanager_and_a_webhook_that_goes_down_and_comes_back
             return {a["id"] for a in httpx.get(f"{base}/api/v1/alerts?limit=500", timeout=5).json()["items"]}
 
         started = time.monotonic()
-        assert post(attacks(2)) >= 2
+        assert post(exec_sessions(2)) >= 2
         first = alert_ids()
         wait_for("the webhook receiver", lambda: set(delivered_ids(hook)) == first, 10, [serve])
         wait_for("Alertmanager", lambda: any(a["labels"]["alertname"] == "pod-exec-attach" for a in am.alerts()),
@@ -106,8 +91,8 @@ def test_serve_notifies_alertmanager_and_a_webhook_that_goes_down_and_comes_back
         assert all(verify_signature(r, SECRET) and r.path == "/in" for r in hook.requests())
 
         hook.stop()
-        post(attacks(3))
-        post(attacks(2))
+        post(exec_sessions(3))
+        post(exec_sessions(2))
         everything = alert_ids()
         assert len(everything) > len(first)
 
@@ -156,7 +141,7 @@ def test_detect_notifies_from_kafka_and_postgresql(
                   tmp_path / "ingest.log", env)  # fmt: skip
     procs += [detect, ingest]
     ingest.wait_http(f"http://127.0.0.1:{port}/readyz")
-    resp = httpx.post(f"http://127.0.0.1:{port}/audit/webhook", content=event_list(attacks(4)), timeout=30)
+    resp = httpx.post(f"http://127.0.0.1:{port}/audit/webhook", content=event_list(exec_sessions(4)), timeout=30)
     assert resp.status_code == 200, resp.text
     wait_for("notifications from detect", lambda: len(hook.requests()) >= 4, 60, [detect, ingest])
     time.sleep(1.5)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -24,6 +26,19 @@ def find_event(predicate: Any) -> dict[str, Any]:
 
 def exec_event() -> dict[str, Any]:
     return find_event(lambda e: e.get("objectRef", {}).get("subresource") == "exec" and e["stage"] == "ResponseStarted")
+
+
+def exec_sessions(n: int) -> list[dict[str, Any]]:
+    """`n` kubectl exec sessions happening now, each its own request."""
+    out = []
+    for i in range(n):
+        event = copy.deepcopy(exec_event())
+        now = datetime.now(UTC) + timedelta(milliseconds=i)
+        event["auditID"] = str(uuid.uuid4())
+        event["requestReceivedTimestamp"] = (now - timedelta(milliseconds=20)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        event["stageTimestamp"] = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        out.append(event)
+    return out
 
 
 def lease_event() -> dict[str, Any]:
