@@ -27,7 +27,8 @@ from api.store import AlertStore
 from auditwatch.replay import ReplayStats, replay
 from auditwatch.startup import tune_gc
 from bench.arguments import at_least, loaded_rules, more_than
-from bench.replay import cpu_model, make_noisy_events, parse_only
+from bench.machine import describe
+from bench.replay import make_noisy_events, parse_only
 from detectors.alerts import Alert
 from detectors.base import Detector
 from detectors.events import AuditEvent
@@ -204,7 +205,7 @@ def main() -> None:
         if not args.paths:
             parse_path = workdir / "events.jsonl"
             make_noisy_events(parse_path, args.days)
-        print(f"machine: {cpu_model()}")
+        print(describe())
         costs = measure(args.paths or [str(parse_path)], rules, workdir, parse_path=parse_path, rounds=args.rounds)
         print("\n".join(report(costs, args.top)))
 

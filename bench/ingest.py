@@ -42,6 +42,7 @@ from api.store import AlertStore
 from auditwatch.consumer import Consumer
 from bench.arguments import at_least, more_than
 from bench.loadgen import write_bodies
+from bench.machine import describe
 from bench.servers import topic as throwaway_topic
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
@@ -232,6 +233,7 @@ def main() -> None:
     mean = sum(len(p) for p in payloads) / len(payloads)
     port = free_port()
     command = measured_command(args.workers)
+    print(describe())
     print(f"events: mean {mean:,.0f} B, {BATCH} per POST, {args.clients} connections, {command}, "
           f"{os.cpu_count()} cores; load average before: {load_average()}")  # fmt: skip
     # the topics are deleted after: a broker whose log grew by tens of GB over earlier runs measures slower

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -33,6 +32,7 @@ from api.store import AlertStore
 from auditwatch.replay import replay
 from auditwatch.startup import tune_gc
 from bench.arguments import at_least, loaded_rules, more_than
+from bench.machine import describe
 from detectors.loading.formats import LoadOptions
 from detectors.pipeline import Pipeline
 from simulation import (
@@ -46,16 +46,6 @@ from simulation import (
 )
 
 DAY_S = 86_400
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def make_events(path: Path, count: int) -> tuple[int, float]:
@@ -133,8 +123,7 @@ def main() -> None:
             written, mean_size = make_noisy_events(path, args.days)
         else:
             written, mean_size = make_events(path, args.events)
-        print(f"machine: {cpu_model()}, {platform.python_implementation()} {platform.python_version()}")
-        print("load average at start: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+        print(describe())
         print(f"input: {written:,} events, {path.stat().st_size / 1e6:.1f} MB, mean {mean_size:,.0f} B/event")
         print(f"rules: {', '.join(rules)} ({len(pipeline.detectors)} detectors, rule matching {args.rule_matching})")
 

@@ -46,6 +46,7 @@ from bench.arguments import at_least, more_than
 from bench.consumer_time import ConsumerClock, ConsumerTime
 from bench.ingest import BATCH, free_port, make_bodies
 from bench.loadgen import load, requests_for
+from bench.machine import describe
 from bench.proc_cpu import CpuMeter, just, load_average, shared_servers
 from bench.servers import PARTITIONS, ROOT, alert_ids, database, end_offsets, services_env, topic
 from simulation import ClusterProfile, benign_events, write_jsonl
@@ -406,6 +407,7 @@ def main() -> None:
     )
     parser.add_argument("--logs", type=Path, help="keep the auditwatch processes' logs in this directory")
     args = parser.parse_args()
+    print(describe())
     report = measure(args.events, ingest_seconds=0.0 if args.skip_ingest else args.seconds, clients=args.clients,
                      repeat=args.repeat, logs=args.logs)  # fmt: skip
     for line in report.lines():
