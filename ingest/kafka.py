@@ -124,29 +124,23 @@ class TopicSpec:
 
 
 async def ensure_topics(bootstrap: str, topics: Sequence[TopicSpec], *, timeout_s: float = 30.0) -> list[str]:
-    """Create missing topics (existing ones are left as they are); the names of those this call created.
-    TopicRefused when Kafka refuses one for good; a retriable refusal (the controller moving, a timeout) is raised
-    as aiokafka's error, as Kafka being late is."""
+    """Create missing topics (existing ones are left as they are), in order, one request each; the names of those
+    this call created. TopicRefused when Kafka refuses one for good, and those after it are not asked for (the
+    dead-letter topic, after the audit topic, is not created without it); a retriable refusal (the controller
+    moving, a timeout) is raised as aiokafka's error, as Kafka being late is."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
     await asyncio.wait_for(admin.start(), timeout_s)
     try:
         existing = set(await admin.list_topics())
-        missing = {  # by name: a name twice in one request is refused (INVALID_REQUEST)
-            t.name: NewTopic(
-                t.name,
-                num_partitions=t.partitions,
-                replication_factor=t.replication_factor,
-                topic_configs={"max.message.bytes": str(MAX_RECORD_BYTES)},
-            )
-            for t in topics
-            if t.name not in existing
-        }
-        if not missing:
-            return []
-        # the broker answers each topic's outcome in the response, it raises nothing
-        response = await admin.create_topics(list(missing.values()))
-        return [topic for topic, code, *message in response.topic_errors
-                if _check_created(bootstrap, topic, code, message[0] if message else None)]  # fmt: skip
+        created: list[str] = []
+        for spec in {t.name: t for t in topics if t.name not in existing}.values():  # a name once
+            new = NewTopic(spec.name, num_partitions=spec.partitions, replication_factor=spec.replication_factor,
+                           topic_configs={"max.message.bytes": str(MAX_RECORD_BYTES)})  # fmt: skip
+            # the broker answers the topic's outcome in the response, it raises nothing
+            response = await admin.create_topics([new])
+            created += [topic for topic, code, *message in response.topic_errors
+                        if _check_created(bootstrap, topic, code, message[0] if message else None)]  # fmt: skip
+        return created
     finally:
         await admin.close()
 
@@ -227,13 +221,18 @@ class KafkaSink:
 
     async def _create_again(self, missing: list[str], timeout_s: float) -> bool:
         """Create the missing topics of `recreate`, at most every RECREATE_INTERVAL_S, a WARNING line for each one
-        created; whether one was. A topic Kafka refuses for good is said once and not asked for again."""
-        specs = [self._recreate[topic] for topic in missing if topic in self._recreate]
+        created; whether one was. A topic Kafka refuses for good is said once and not asked for again. The
+        dead-letter topic is created only once the audit topic is there: not beside one Kafka refuses."""
+        if self.topic in missing and self.topic not in self._recreate:  # refused: until it is created by hand
+            return False
+        specs = sorted(
+            (spec for name, spec in self._recreate.items() if name in missing), key=lambda spec: spec.name != self.topic
+        )  # the audit topic first
         if not specs or time.monotonic() - self._recreated_at < RECREATE_INTERVAL_S:
             return False
         self._recreated_at = time.monotonic()
         created = False
-        for spec in specs:  # one request each: one refused does not keep the other from being created and said
+        for spec in specs:  # one request each, so that each one created is said; the first failure stops them
             try:
                 if await asyncio.wait_for(ensure_topics(self.bootstrap, [spec], timeout_s=timeout_s), timeout_s + 1):
                     created = True
@@ -244,8 +243,10 @@ class KafkaSink:
             except TopicRefused as exc:  # waiting does not change it: the topic stays missing, batches get 503
                 del self._recreate[exc.topic]
                 log.warning("%s", exc)
+                break
             except Exception as exc:  # Kafka late or away: asked again RECREATE_INTERVAL_S later
                 log.info("creating topic %s again failed: %s", spec.name, kafka_problem(exc, timeout_s))
+                break
         return created
 
     def _missing_text(self, topic: str, error: KafkaError) -> str:

@@ -20,7 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from auditwatch.server import create_ingest_app
 from auditwatch.settings import Settings
-from ingest.kafka import RECREATE_INTERVAL_S
+from ingest.kafka import RECREATE_INTERVAL_S, TopicSpec, ensure_topics
 from tests.support.cli import auditwatch_process
 from tests.support.client import TestClient
 from tests.support.events import event_list, exec_event
@@ -186,10 +186,53 @@ def test_a_topic_kafka_refuses_keeps_a_running_ingest_unready_said_once(caplog: 
             assert ready.status_code == 503 and ready.json()["detail"] == "Kafka unavailable: topic missing"
             time.sleep(0.5)
         assert client.post("/audit/webhook", content=event_list([exec_event()])).status_code == 503
-    refusals = sorted(r.getMessage() for r in caplog.records if "refused to create topic" in r.getMessage())
-    assert len(refusals) == 2, refusals
-    for refusal, name in zip(refusals, (topic, f"{topic}-dlq"), strict=True):
-        assert refusal.startswith(f"Kafka at {bootstrap} refused to create topic {name} (INVALID_REPLICATION_FACTOR")
+    refusals = [r.getMessage() for r in caplog.records if "refused to create topic" in r.getMessage()]
+    assert len(refusals) == 1, refusals  # the dead-letter topic is not asked for without the audit topic
+    assert refusals[0].startswith(f"Kafka at {bootstrap} refused to create topic {topic} (INVALID_REPLICATION_FACTOR")
+    assert not {topic, f"{topic}-dlq"} & topic_names(bootstrap)
+
+
+def colliding_topic(bootstrap: str) -> str:
+    """An audit topic name Kafka refuses to create while it would create its dead-letter topic: `x_y` collides
+    with an existing `x.y` (Kafka's metric names make '.' and '_' the same), `x_y-dlq` with nothing."""
+    taken = f"collides.{uuid.uuid4().hex[:8]}"
+    asyncio.run(ensure_topics(bootstrap, [TopicSpec(taken, 1, 1)]))
+    return taken.replace(".", "_")
+
+
+def test_no_dead_letter_topic_is_created_when_kafka_refuses_the_audit_topic(tmp_path: Path) -> None:
+    bootstrap = kafka_bootstrap()
+    topic = colliding_topic(bootstrap)
+    events = tmp_path / "audit.log"
+    events.write_bytes(orjson.dumps(exec_event()) + b"\n")
+    topics = ["--topic", topic, "--dead-letter-topic", f"{topic}-dlq"]
+    commands = {
+        "ingest": ["ingest", "--kafka", bootstrap, *topics, "--port", str(free_port())],
+        "detect": ["detect", "--kafka", bootstrap, *topics, "--db", f"sqlite:///{tmp_path / 'a.db'}"],
+        "replay": ["replay", "--to-kafka", bootstrap, *topics, str(events)],
+    }
+    for name, args in commands.items():
+        result = auditwatch_process(*args)
+        assert (result.code, result.out) == (2, ""), (name, result)
+        assert result.err.startswith(f"auditwatch: Kafka at {bootstrap} refused to create topic {topic} ("), result.err
+        assert f"INVALID_TOPIC: Topic '{topic}' collides with existing topic" in result.err, result.err
+        assert not {topic, f"{topic}-dlq"} & topic_names(bootstrap), name
+
+
+def test_a_running_ingest_creates_no_dead_letter_topic_beside_an_audit_topic_kafka_refuses(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bootstrap = kafka_bootstrap()
+    topic = colliding_topic(bootstrap)
+    settings = Settings(kafka_bootstrap=bootstrap, topic=topic, dead_letter_topic=f"{topic}-dlq")
+    caplog.set_level(logging.WARNING)
+    with TestClient(create_ingest_app(settings, create_topics=False)) as client:
+        deadline = time.monotonic() + 2 * RECREATE_INTERVAL_S + 1  # time for two more attempts, were they made
+        while time.monotonic() < deadline:
+            assert client.get("/readyz").status_code == 503
+            time.sleep(0.5)
+    refusals = [r.getMessage() for r in caplog.records if "refused to create topic" in r.getMessage()]
+    assert len(refusals) == 1 and f"refused to create topic {topic} (" in refusals[0], refusals
     assert not {topic, f"{topic}-dlq"} & topic_names(bootstrap)
 
 
