@@ -23,7 +23,13 @@ from typing import Protocol, TypeVar
 
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import InvalidReplicationFactorError, NoError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import (
+    InvalidReplicationFactorError,
+    InvalidTopicError,
+    NoError,
+    TopicAlreadyExistsError,
+    for_code,
+)
 from aiokafka.partitioner import murmur2
 from confluent_kafka import KafkaError, KafkaException
 
@@ -156,6 +162,8 @@ def _check_created(bootstrap: str, topic: str, code: int, message: str | None) -
     fix = "create the topic yourself"
     if code == InvalidReplicationFactorError.errno:
         fix = "set AUDITWATCH_REPLICATION_FACTOR to at most the number of brokers, or " + fix
+    elif code == InvalidTopicError.errno:  # a name that collides with an existing one ('.' and '_' alike)
+        fix = "choose another name (--topic, --dead-letter-topic)"
     raise TopicRefused(f"Kafka at {bootstrap} refused to create topic {topic} ({why}): {fix}", topic)
 
 

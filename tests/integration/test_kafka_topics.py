@@ -192,12 +192,13 @@ def test_a_topic_kafka_refuses_keeps_a_running_ingest_unready_said_once(caplog: 
     assert not {topic, f"{topic}-dlq"} & topic_names(bootstrap)
 
 
-def colliding_topic(bootstrap: str) -> str:
+def colliding_topic(bootstrap: str, name: str | None = None) -> str:
     """An audit topic name Kafka refuses to create while it would create its dead-letter topic: `x_y` collides
-    with an existing `x.y` (Kafka's metric names make '.' and '_' the same), `x_y-dlq` with nothing."""
-    taken = f"collides.{uuid.uuid4().hex[:8]}"
-    asyncio.run(ensure_topics(bootstrap, [TopicSpec(taken, 1, 1)]))
-    return taken.replace(".", "_")
+    with an existing `x.y` (Kafka's metric names make '.' and '_' the same), `x_y-dlq` with nothing. `name`: the
+    one to make sure `x.y` is there for."""
+    name = name or f"collides_{uuid.uuid4().hex[:8]}"
+    asyncio.run(ensure_topics(bootstrap, [TopicSpec(name.replace("_", "."), 1, 1)]))
+    return name
 
 
 def test_no_dead_letter_topic_is_created_when_kafka_refuses_the_audit_topic(tmp_path: Path) -> None:
@@ -212,10 +213,12 @@ def test_no_dead_letter_topic_is_created_when_kafka_refuses_the_audit_topic(tmp_
         "replay": ["replay", "--to-kafka", bootstrap, *topics, str(events)],
     }
     for name, args in commands.items():
+        colliding_topic(bootstrap, topic)  # again: a test session beside this one may have deleted it meanwhile
         result = auditwatch_process(*args)
         assert (result.code, result.out) == (2, ""), (name, result)
         assert result.err.startswith(f"auditwatch: Kafka at {bootstrap} refused to create topic {topic} ("), result.err
         assert f"INVALID_TOPIC: Topic '{topic}' collides with existing topic" in result.err, result.err
+        assert result.err.rstrip().endswith("): choose another name (--topic, --dead-letter-topic)"), result.err
         assert not {topic, f"{topic}-dlq"} & topic_names(bootstrap), name
 
 
