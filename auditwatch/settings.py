@@ -174,6 +174,16 @@ class Settings(BaseSettings):
                              "character (Kafka's topic name collision)")  # fmt: skip
         return value
 
+    @field_validator("consumer_group")
+    @classmethod
+    def _group_id(cls, value: str) -> str:
+        # Kafka refuses an empty group id only when detect joins, after its banner: refused here instead
+        if not value:
+            raise ValueError(
+                "must not be empty: the consumer group that detect processes share, e.g. auditwatch-detect"
+            )
+        return value
+
     @field_validator("exceptions_refresh_s")
     @classmethod
     def _refresh(cls, value: float) -> float:

@@ -302,6 +302,17 @@ def test_the_dead_letter_topic_must_differ_from_the_audit_topic(
         monkeypatch.delenv("AUDITWATCH_DEAD_LETTER_TOPIC")
 
 
+def test_an_empty_consumer_group_is_a_usage_error(
+    tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka refuses it (INVALID_GROUP_ID) only once detect has started and joins: said as lost Kafka, status 1."""
+    said = ("bad setting: consumer_group: Value error, must not be empty: the consumer group that detect processes "
+            "share, e.g. auditwatch-detect")  # fmt: skip
+    assert one_line(run_cli(*kafka_commands(tmp_path)["detect"], "--group", ""), USAGE) == said
+    monkeypatch.setenv("AUDITWATCH_CONSUMER_GROUP", "")
+    assert one_line(run_cli(*kafka_commands(tmp_path)["detect"]), USAGE) == said
+
+
 def test_topic_names_kafka_takes_are_taken() -> None:
     for name in ("a", "x" * 249, "audit.v1_dlq", "...", "-_-"):
         assert Settings(topic=name).topic == name
