@@ -171,9 +171,7 @@ class Consumer:
                 saved = await asyncio.to_thread(self.store.load_state, self._scope(tp))
                 if saved is not None and saved[0] is not None:
                     pipeline.restore(saved[1])
-                    self._consumer.seek(tp, saved[0])
-                    self._positions[tp] = saved[0]
-                    log.info("partition %d: detector state restored, resuming at offset %d", tp.partition, saved[0])
+                    await self._resume(tp, saved[0])
                 else:
                     # No state yet: start where the last commit (which only ever follows a checkpoint) says.
                     committed = await self._consumer.committed(tp)
@@ -184,6 +182,22 @@ class Consumer:
                     self._positions.pop(tp, None)
                 self.writer.restored(self._scope(tp))
             self._ready.add(tp)
+
+    async def _resume(self, tp: TopicPartition, offset: int) -> None:
+        """Seek to the offset a restored state reflects; to the partition's start when it ends before that offset:
+        offsets never go back, so the topic was deleted and created again (ingest does), its offsets starting over,
+        and resuming at the saved one would skip the new topic's first records."""
+        assert self._consumer is not None
+        end = (await self._consumer.end_offsets([tp]))[tp]
+        if offset <= end:
+            self._consumer.seek(tp, offset)
+            self._positions[tp] = offset
+            log.info("partition %d: detector state restored, resuming at offset %d", tp.partition, offset)
+            return
+        await self._consumer.seek_to_beginning(tp)
+        self._positions.pop(tp, None)
+        log.warning("partition %d: detector state restored; its offset %d is past the partition's end (%d): the topic "
+                    "was created again, read from its start", tp.partition, offset, end)  # fmt: skip
 
     def pipelines(self) -> list[Pipeline]:
         """The pipelines of the partitions held now (one each)."""

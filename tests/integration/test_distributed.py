@@ -23,10 +23,17 @@ from auditwatch.replay import replay
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from simulation import ClusterProfile, attack_events, benign_events, write_jsonl
-from tests.support.events import event_list, exec_event, scenario_events
+from tests.support.events import another_like, event_list, exec_event, scenario_events
 from tests.support.problems import problem_detail
 from tests.support.processes import Proc, free_port
-from tests.support.services import PrivateKafka, PrivatePostgres, create_database, kafka_bootstrap, topic_records
+from tests.support.services import (
+    PrivateKafka,
+    PrivatePostgres,
+    create_database,
+    delete_topics,
+    kafka_bootstrap,
+    topic_records,
+)
 from tests.support.stateful import HEADER, SEQUENCE, at, grant, workload
 
 pytestmark = pytest.mark.integration
@@ -288,3 +295,48 @@ def test_detector_state_is_checkpointed_with_offsets_and_survives_kill_9(
     time.sleep(2)
     assert len(alert_ids(pg_url)) == 1
     assert all(scope.startswith(f"kafka:{group}:{topic}:") for scope, _ in checkpoints())
+
+
+def test_a_topic_deleted_and_created_again_under_detect_is_read_from_its_start(
+    tmp_path: Path, pg_url: str, procs: list[Proc]
+) -> None:
+    """ingest creates again a topic deleted under it, and the new topic's offsets start over: detect, whose state
+    checkpoints hold the old topic's offsets, reads the new topic from its start instead of skipping up to them."""
+    bootstrap = kafka_bootstrap()
+    topic = unique("recreated")
+    first = [another_like(e, n) for n in (1, 2) for e in scenario_events()]
+    second = [another_like(e, 3) for e in scenario_events()]  # half as many records on each partition as `first`
+    paths = {}
+    for name, events in (("first", first), ("second", second), ("both", first + second)):
+        paths[name] = tmp_path / f"{name}.jsonl"
+        paths[name].write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    expected: list[str] = []
+    replay([str(paths["both"])], Pipeline(load_rules(["builtin"])), emit=lambda a: expected.append(a.id))
+
+    def publish(name: str) -> None:
+        proc = Proc(["replay", str(paths[name]), "--to-kafka", bootstrap, "--topic", topic, "--partitions", "2"],
+                    tmp_path / f"publish-{name}.log")  # fmt: skip
+        assert proc.popen.wait(timeout=120) == 0, proc.output()
+
+    def checkpointed() -> int:
+        engine = sa.create_engine(pg_url)
+        try:
+            with engine.connect() as conn:
+                if not sa.inspect(conn).has_table("detector_state"):
+                    return 0
+                return int(conn.execute(sa.text("select coalesce(sum(position), 0) from detector_state")).scalar_one())
+        finally:
+            engine.dispose()
+
+    publish("first")
+    detect = Proc(["detect", "--kafka", bootstrap, "--topic", topic, "--group", topic, "--db", pg_url],
+                  tmp_path / "detect.log")  # fmt: skip
+    procs.append(detect)
+    wait_for("the first topic's offsets checkpointed", lambda: checkpointed() == len(first), 90, [detect])
+    delete_topics(bootstrap, [topic])
+    gone = f"Topic {topic} not found in cluster metadata"
+    wait_for("detect to find the topic gone", lambda: gone in detect.output(), 60, [detect])
+    publish("second")  # creates the topic again, and detect's group rebalances
+    wait_for("the second topic's alerts", lambda: set(alert_ids(pg_url)) == set(expected), 90, [detect])
+    assert "the topic was created again, read from its start" in detect.output()
+    assert sorted(alert_ids(pg_url)) == sorted(set(expected))
