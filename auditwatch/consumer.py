@@ -55,6 +55,9 @@ MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
 # A member learns that the group is rebalancing at its next heartbeat: a consumer joining waits for every member's
 # (Kafka's default is 3 s, with a session of 10 s here).
 HEARTBEAT_INTERVAL_MS = 1000
+# aiokafka retries a commit that fails retriably for ever: one for a topic deleted meanwhile (UNKNOWN_TOPIC_OR_PART)
+# kept detect from stopping. Given up after this, as a commit that failed (its records are redelivered).
+COMMIT_TIMEOUT_S = 15.0
 
 
 class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -238,8 +241,8 @@ class Consumer:
         try:
             await asyncio.to_thread(self.writer.write, BatchResults(states=states))
             if self._consumer is not None:
-                await self._consumer.commit(offsets)
-        except (StoreError, KafkaError) as exc:
+                await asyncio.wait_for(self._consumer.commit(offsets), COMMIT_TIMEOUT_S)
+        except (StoreError, KafkaError, TimeoutError) as exc:
             log.warning("could not checkpoint detector state (the next owner replays from the last one): %r", exc)
 
     async def _store(self, batch: BatchResults) -> Written | None:
@@ -351,8 +354,8 @@ class Consumer:
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         try:
-            await consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as exc:
+            await asyncio.wait_for(consumer.commit(offsets), COMMIT_TIMEOUT_S)
+        except (CommitFailedError, KafkaError, TimeoutError) as exc:
             # The group moved on (rebalance, session lost): the new owner reprocesses; upserts absorb it.
             self.stats.commit_failures += 1
             if self.metrics is not None:
