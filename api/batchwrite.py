@@ -1,8 +1,9 @@
 """One batch into the alert store: one transaction, and, when an item cannot be stored, that item set aside.
 
 A batch is alerts (each new one folded into its alert group and queued for the notification sinks that take
-it, see api/outbox.py), event receipts, quarantine rows and detector state checkpoints, written in one
-transaction. When that fails, `api.faults` says why:
+it, see api/outbox.py), event receipts, quarantine rows, detector state checkpoints and the alerts that rule
+exceptions suppressed (their hits, see api/rule_exceptions.py), written in one transaction. When that fails,
+`api.faults` says why:
 
 - transient (the database is unreachable, locked, restarting): StoreError; nothing was stored, and the
   caller retries the whole batch later (503 to the apiserver, backoff in the consumer);
@@ -21,18 +22,20 @@ batch (the apiserver's retry after a lost 200, Kafka's redelivery, a second repl
 alert is new when this write inserted it (`INSERT ... ON CONFLICT DO NOTHING RETURNING id`). Only alerts not
 found at the start are folded into groups and queued for notification; should another writer commit one of
 them meanwhile (PostgreSQL; a SQLite writer holds the write lock throughout), the insert does not return it,
-and the write starts again, so that the other writer's alert is neither folded nor queued twice.
+and the write starts again, so that the other writer's alert is neither folded nor queued twice. In the same
+way, a suppressed alert is a hit of its exception when this write recorded it (same statement, keyed by the
+exception and the alert's id): only those are counted in the exception's `hits` and reported as new.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, insert, select
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.engine import Connection
 
 from api.errors import StoreError
@@ -40,10 +43,12 @@ from api.faults import Fault, classify
 from api.grouping import GroupFolder
 from api.outbox import OutboxRoute, outbox_rows
 from api.rows import alert_row, quarantine_row, state_text
+from api.rule_exceptions import record_hits
 from api.tables import (
     Receipt,
     StateCheckpoints,
     alerts_table,
+    insert_ignore,
     outbox_table,
     quarantine_table,
     receipts_table,
@@ -60,11 +65,12 @@ _TRIES = 3  # of a write whose alerts other writers keep storing meanwhile (Post
 
 @dataclass(frozen=True)
 class WriteResult:
-    """The ids of the alerts new to the store (this write inserted them), and the events quarantined in place of
-    alerts it refused."""
+    """The ids of the alerts new to the store (this write inserted them), the events quarantined in place of
+    alerts it refused, and how many suppressed alerts were hits new to the store."""
 
     new_ids: frozenset[str] = frozenset()
     refused: tuple[Rejected, ...] = ()
+    new_hits: int = 0
 
     @property
     def new_alerts(self) -> int:
@@ -87,6 +93,7 @@ class _Batch:
     states: StateCheckpoints
     receipts: Sequence[Receipt]
     routes: Sequence[OutboxRoute] = ()
+    hits: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
 def write_batch(
@@ -96,10 +103,11 @@ def write_batch(
     states: StateCheckpoints,
     receipts: Sequence[Receipt],
     routes: Sequence[OutboxRoute] = (),
+    hits: Mapping[str, Sequence[str]] | None = None,
 ) -> WriteResult:
-    """Write the batch (see the module docstring), queueing new alerts for the sinks of `routes`; StoreError
-    when nothing of it could be stored."""
-    batch = _Batch(alerts, rejected, states, receipts, routes)
+    """Write the batch (see the module docstring), queueing new alerts for the sinks of `routes` and recording
+    `hits` (exception id -> the ids of the alerts it suppressed); StoreError when nothing of it could be stored."""
+    batch = _Batch(alerts, rejected, states, receipts, routes, hits or {})
     now = datetime.now(UTC)
     for _ in range(_TRIES):
         try:
@@ -153,7 +161,8 @@ def _write(conn: Connection, batch: _Batch, now: datetime, *, isolate: bool) -> 
     _insert_quarantine(conn, [*batch.rejected, *refused], now, isolate=isolate)
     for scope, (position, state) in batch.states.items():
         _save_state(conn, scope, position, state, now)
-    return WriteResult(frozenset(new), tuple(refused))
+    new_hits = record_hits(conn, batch.hits, now)  # last: it holds the exceptions' rows until the commit
+    return WriteResult(frozenset(new), tuple(refused), new_hits)
 
 
 def _raise_unless_item(exc: Exception) -> None:
@@ -219,17 +228,3 @@ def _save_state(conn: Connection, scope: str, position: int | None, state: dict[
     )
     if updated.rowcount == 0:
         conn.execute(insert(t), [row])
-
-
-def insert_ignore(conn: Connection, table: Table) -> Any:
-    """INSERT that skips rows whose primary key is already there."""
-    keys = [c.name for c in table.primary_key.columns]
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table).on_conflict_do_nothing(index_elements=keys)
-    if conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(table).on_conflict_do_nothing(index_elements=keys)
-    return insert(table)

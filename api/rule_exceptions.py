@@ -1,8 +1,10 @@
 """Rule exceptions in the store: created (from scratch or from an alert), listed, deleted, loaded, hits counted.
 
 What an exception means and how it matches is `detectors.exceptions`; here they are rows. Ids are random
-(two identical exceptions are two rows). `hits` counts the alerts an exception kept out of the store,
-redeliveries included (a second replay of the same file counts again); `last_hit` is when it last did.
+(two identical exceptions are two rows). `hits` counts the alerts an exception kept out of the store, each
+once: a hit is recorded by the id the alert would have had (deterministic, from the event) in the batch's own
+transaction, so a redelivered batch or a second replay of the same file counts nothing again; `last_hit` is
+when it last kept out an alert not counted before.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from api.rows import iso, utc
-from api.tables import alerts_table, exceptions_table
+from api.tables import alerts_table, exception_hits_table, exceptions_table, insert_ignore
 from api.triage import clean_label, clean_text
 from detectors.exceptions import ExceptionError, RuleException, check_match, field_values, literal_glob
 
@@ -116,8 +118,12 @@ def get_exception(conn: Connection, exception_id: str, now: datetime) -> dict[st
 
 
 def delete_exception(conn: Connection, exception_id: str) -> bool:
-    e = exceptions_table
-    return bool(conn.execute(e.delete().where(e.c.id == exception_id)).rowcount)
+    """Delete the exception, then its hits: a batch recording hits for it holds its row (`record_hits`), so
+    its hits are committed before this looks for them, or it finds the exception gone."""
+    e, h = exceptions_table, exception_hits_table
+    deleted = bool(conn.execute(e.delete().where(e.c.id == exception_id)).rowcount)
+    conn.execute(h.delete().where(h.c.exception_id == exception_id))
+    return deleted
 
 
 def active_exceptions(conn: Connection, now: datetime) -> list[RuleException]:
@@ -133,8 +139,26 @@ def active_exceptions(conn: Connection, now: datetime) -> list[RuleException]:
     ]  # fmt: skip
 
 
-def record_hits(conn: Connection, hits: Mapping[str, int], at: datetime) -> None:
-    """Count suppressed alerts (an exception deleted meanwhile is skipped)."""
-    e = exceptions_table
-    for exception_id, count in sorted(hits.items()):  # one order for every writer: no deadlock between them
-        conn.execute(e.update().where(e.c.id == exception_id).values(hits=e.c.hits + count, last_hit=at))
+def record_hits(conn: Connection, hits: Mapping[str, Sequence[str]], at: datetime) -> int:
+    """Record the alerts that exceptions suppressed (exception id -> the alerts' ids), each (exception, alert)
+    once: an exception's `hits` grows by the alerts new to it, and `last_hit` becomes `at` when there are any.
+    How many were new. An exception deleted meanwhile is skipped."""
+    e, h = exceptions_table, exception_hits_table
+    wanted = sorted(exception_id for exception_id, alert_ids in hits.items() if alert_ids)
+    if not wanted:
+        return 0
+    # Their rows are held (in one order for every writer: no deadlock) until the batch commits, so that a
+    # delete waits, then finds these hits to delete too. SQLite has no FOR UPDATE: its writer holds the lock.
+    found = conn.scalars(select(e.c.id).where(e.c.id.in_(wanted)).order_by(e.c.id).with_for_update()).all()
+    new = 0
+    for exception_id in found:
+        rows = [{"exception_id": exception_id, "alert_id": alert_id, "hit_at": at}
+                for alert_id in dict.fromkeys(hits[exception_id])]  # fmt: skip
+        count = 0
+        for start in range(0, len(rows), 1000):
+            inserted = insert_ignore(conn, h).returning(h.c.alert_id)
+            count += len(conn.scalars(inserted, rows[start : start + 1000]).all())
+        if count:
+            conn.execute(e.update().where(e.c.id == exception_id).values(hits=e.c.hits + count, last_hit=at))
+        new += count
+    return new

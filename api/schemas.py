@@ -268,8 +268,8 @@ class RuleException(BaseModel):
     expires_at: str | None
     from_alert: str | None
     active: bool = Field(description="False once expired")
-    hits: int = Field(description="Alerts it kept out of the store (a redelivered or replayed event counts again)")
-    last_hit: str | None
+    hits: int = Field(description="Alerts it kept out of the store, each once (not again when redelivered)")
+    last_hit: str | None = Field(description="When it last kept out an alert not counted before")
 
 
 class RuleExceptionList(BaseModel):

@@ -7,7 +7,7 @@ redelivered batch or a second replay of the same file never duplicates an alert.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,7 +47,6 @@ from api.rule_exceptions import (
     delete_exception,
     get_exception,
     list_exceptions,
-    record_hits,
 )
 from api.tables import (
     Receipt,
@@ -191,12 +190,14 @@ class AlertStore:
         *,
         receipts: Sequence[Receipt] = (),
         routes: Sequence[OutboxRoute] = (),
+        hits: Mapping[str, Sequence[str]] | None = None,
     ) -> WriteResult:
-        """Store alerts, rejected items, detector states and event receipts in one transaction (an alert the
-        database refuses is quarantined instead: see api/batchwrite.py), and queue each new alert for the
-        notification sinks of `routes` that take it; StoreError when nothing could be stored. Receipts already
-        stored are left as they are (their first `received_at` stays)."""
-        return write_batch(self.engine, alerts, rejected, states or {}, receipts, routes)
+        """Store alerts, rejected items, detector states, event receipts and rule exception hits (exception id ->
+        the ids of the alerts it suppressed) in one transaction (an alert the database refuses is quarantined
+        instead: see api/batchwrite.py), and queue each new alert for the notification sinks of `routes` that
+        take it; StoreError when nothing could be stored. Receipts and hits already stored are left as they are
+        (their first `received_at` stays; a hit is counted once)."""
+        return write_batch(self.engine, alerts, rejected, states or {}, receipts, routes, hits)
 
     def list_groups(
         self, flt: AlertFilter, *, limit: int, cursor: str | None = None
@@ -329,11 +330,6 @@ class AlertStore:
     def active_exceptions(self) -> list[RuleException]:
         with self._tx() as conn:
             return active_exceptions(conn, datetime.now(UTC))
-
-    def record_exception_hits(self, hits: dict[str, int]) -> None:
-        """Add to the exceptions' hit counters (alerts they kept out of the store)."""
-        with self._tx() as conn:
-            record_hits(conn, hits, datetime.now(UTC))
 
     def _exceptions_changed(self) -> None:
         for hook in self.triage_hooks.exceptions_changed:

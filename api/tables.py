@@ -20,8 +20,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    insert,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection
 
 from detectors.credentials import redact_text
 from detectors.events import AuditEvent
@@ -181,6 +183,16 @@ exceptions_table = Table(
     Column("last_hit", DateTime(timezone=True)),
 )
 
+# The alerts each rule exception kept out of the store, by the id they would have had: a redelivered or replayed
+# event's alert is found here and not counted in the exception's `hits` again. Deleted with their exception.
+exception_hits_table = Table(
+    "rule_exception_hits",
+    metadata,
+    Column("exception_id", String(32), primary_key=True),
+    Column("alert_id", String(64), primary_key=True),
+    Column("hit_at", DateTime(timezone=True), nullable=False),
+)
+
 Receipt = tuple[str, str, str]  # (auditID, stage, stageTimestamp)
 # Detector state to checkpoint: scope -> (the input position it reflects, or None; Pipeline.snapshot())
 StateCheckpoints = dict[str, tuple[int | None, dict[str, Any]]]
@@ -283,3 +295,17 @@ def _storable(value: Any) -> Any:
             return value
         return clean if isinstance(value, list) else tuple(clean)
     return value
+
+
+def insert_ignore(conn: Connection, table: Table) -> Any:
+    """INSERT that skips rows whose primary key is already there."""
+    keys = [c.name for c in table.primary_key.columns]
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing(index_elements=keys)
+    if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing(index_elements=keys)
+    return insert(table)

@@ -12,7 +12,6 @@ events are not duplicates and give the same alerts) or as the very same results 
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,19 +30,17 @@ from detectors.events import AuditEvent, Rejected
 if TYPE_CHECKING:
     from auditwatch.metrics import DetectionMetrics
 
-log = logging.getLogger("auditwatch.batches")
-
 
 @dataclass(frozen=True)
 class BatchResults:
     """What one batch produced: alerts, rejected items, receipts, detector state to checkpoint with them, and
-    the alerts that rule exceptions suppressed (exception id -> how many)."""
+    the alerts that rule exceptions suppressed (exception id -> the alerts' ids)."""
 
     alerts: Sequence[Alert] = ()
     rejected: Sequence[Rejected] = ()
     receipts: Sequence[Receipt] = ()
     states: StateCheckpoints = field(default_factory=dict)
-    hits: Mapping[str, int] = field(default_factory=dict)
+    hits: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -67,7 +64,8 @@ class BatchWriter:
     Detector state is checkpointed per scope ("serve", or one per Kafka partition): a scope whose state
     changed is due `checkpoint_every_s` after its last checkpoint was tried (or its state restored). Calls
     are serialised by the caller (one batch at a time). New alerts are queued for the notification sinks of
-    `routes` in the same transaction. With `metrics`, alerts new to the store, write times and failures are counted.
+    `routes` in the same transaction, and rule exception hits recorded. With `metrics`, alerts and hits new to the
+    store, write times and failures are counted.
     """
 
     def __init__(
@@ -122,10 +120,15 @@ class BatchWriter:
         for scope in batch.states:
             self._tried[scope] = now
         stored = WriteResult()
-        if batch.alerts or batch.rejected or batch.states or batch.receipts:
+        if batch.alerts or batch.rejected or batch.states or batch.receipts or batch.hits:
             try:
                 stored = self.store.write(
-                    batch.alerts, batch.rejected, batch.states, receipts=batch.receipts, routes=self.routes
+                    batch.alerts,
+                    batch.rejected,
+                    batch.states,
+                    receipts=batch.receipts,
+                    routes=self.routes,
+                    hits=batch.hits,
                 )
             except StoreError as exc:
                 if self.metrics is not None:
@@ -135,22 +138,12 @@ class BatchWriter:
                 self.metrics.write_seconds.observe(time.monotonic() - now)
         new = _new_alerts(batch.alerts, stored.new_ids)
         if self.metrics is not None:
-            self.metrics.stored(new, sum(batch.hits.values()))
+            self.metrics.stored(new, stored.new_hits)
         self._changed.difference_update(batch.states)
-        if batch.hits:
-            self._count_hits(batch.hits)
         if self.retention is not None and self.retention.due():
             self.retention.run()
         alerts = len(batch.alerts) - len(stored.refused)
         return Written(alerts=alerts, new=new, refused=stored.refused)
-
-    def _count_hits(self, hits: Mapping[str, int]) -> None:
-        """Add to the exceptions' hit counters once the batch is stored. A transaction of its own: the counters
-        are statistics, and a batch already stored must not be reported as failed because of them."""
-        try:
-            self.store.record_exception_hits(dict(hits))
-        except StoreError as exc:
-            log.warning("could not count %d rule exception hit(s): %s", sum(hits.values()), exc)
 
 
 def _new_alerts(alerts: Sequence[Alert], new_ids: frozenset[str]) -> tuple[Alert, ...]:

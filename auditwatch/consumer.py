@@ -299,7 +299,7 @@ class Consumer:
             offsets[tp] = self._positions[tp] = records[-1].offset + 1
             if self.template.stateful:
                 self.writer.mark_changed(self._scope(tp))
-        hits: dict[str, int] = {}
+        hits: dict[str, list[str]] = {}
         if self.exceptions is not None:
             alerts, hits = self.exceptions.split(alerts)
         states, checkpointed = self._due_states(set(offsets))

@@ -91,6 +91,6 @@ def account_batch(
     stats.records += record_count
     stats.events += detected.events
     stats.alerts += len(results.alerts)
-    stats.suppressed += sum(results.hits.values())
+    stats.suppressed += sum(len(alert_ids) for alert_ids in results.hits.values())
     stats.rejected += rejected
     stats.receipts += len(results.receipts)

@@ -88,7 +88,7 @@ class EmbeddedSink:
         with self._lock, self.pipeline.batch():
             failed: list[Rejected] = []
             alerts = self.pipeline.process_all(events, failed)
-            hits: dict[str, int] = {}
+            hits: dict[str, list[str]] = {}
             if self.exceptions is not None:
                 self.exceptions.refresh_if_due()
                 alerts, hits = self.exceptions.split(alerts)

@@ -3,8 +3,8 @@
 `serve`, `detect` and `replay --db` each hold one. It loads the exceptions at start and again every
 `refresh_s` seconds (default 30), and at the next batch after `invalidate()` (serve calls it when an
 exception is created or deleted through its own API). Between the pipeline and the batch writer, `split`
-drops the alerts that an exception matches and counts them per exception; the counts travel with the batch
-(`BatchResults.hits`) and are added to the exceptions' `hits` once the batch is written.
+drops the alerts that an exception matches and names them per exception; their ids travel with the batch
+(`BatchResults.hits`) and are recorded as the exceptions' hits in the batch's transaction, each once.
 
 A store that cannot be read keeps the exceptions last loaded in force (and is tried again at the next
 interval): detection goes on, and suppresses what it suppressed before.
@@ -69,6 +69,6 @@ class LiveExceptions:
             self.current = loaded
             self._loaded = max(self._loaded, wanted)
 
-    def split(self, alerts: Sequence[Alert]) -> tuple[list[Alert], dict[str, int]]:
-        """The alerts no exception matches, and how many each exception suppressed (no I/O)."""
+    def split(self, alerts: Sequence[Alert]) -> tuple[list[Alert], dict[str, list[str]]]:
+        """The alerts no exception matches, and the ids of those each exception suppressed (no I/O)."""
         return self.current.split(alerts, datetime.now(UTC))

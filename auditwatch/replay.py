@@ -175,7 +175,7 @@ def replay(
     exceptions = LiveExceptions(store) if store is not None else None
     pending_alerts: list[Alert] = []
     pending_rejects = Rejections()  # the first MAX_KEPT_REJECTED of each flush are quarantined, all counted
-    pending_hits: dict[str, int] = {}
+    pending_hits: dict[str, list[str]] = {}
     since_flush = 0
 
     def flush() -> None:
@@ -263,12 +263,14 @@ def stop_point(batch: list[AuditEvent], current: AuditEvent | None) -> tuple[int
     return 0, "before the first event" if current is None else f"after {current.origin}"
 
 
-def _suppress(exceptions: LiveExceptions, alerts: list[Alert], hits: dict[str, int], stats: ReplayStats) -> list[Alert]:
+def _suppress(
+    exceptions: LiveExceptions, alerts: list[Alert], hits: dict[str, list[str]], stats: ReplayStats
+) -> list[Alert]:
     """The alerts no exception matches; the others are added to `hits` and counted as suppressed."""
     kept, new_hits = exceptions.split(alerts)
-    for exception_id, count in new_hits.items():
-        hits[exception_id] = hits.get(exception_id, 0) + count
-        stats.suppressed += count
+    for exception_id, alert_ids in new_hits.items():
+        hits.setdefault(exception_id, []).extend(alert_ids)
+        stats.suppressed += len(alert_ids)
     return kept
 
 

@@ -139,16 +139,16 @@ class ExceptionSet:
                 return compiled.exception
         return None
 
-    def split(self, alerts: Sequence[Alert], now: datetime) -> tuple[list[Alert], dict[str, int]]:
-        """The alerts no exception matches, and how many each exception (by id) suppressed."""
+    def split(self, alerts: Sequence[Alert], now: datetime) -> tuple[list[Alert], dict[str, list[str]]]:
+        """The alerts no exception matches, and the ids of those each exception (by id) suppressed."""
         if not self._by_rule:
             return list(alerts), {}
         kept: list[Alert] = []
-        hits: dict[str, int] = {}
+        hits: dict[str, list[str]] = {}
         for alert in alerts:
             found = self.matching(alert, now)
             if found is None:
                 kept.append(alert)
             else:
-                hits[found.id] = hits.get(found.id, 0) + 1
+                hits.setdefault(found.id, []).append(alert.id)
         return kept, hits

@@ -6,15 +6,16 @@ import copy
 import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection
 
 from api.queries import AlertFilter
 from api.rule_exceptions import DEFAULT_FIELDS, AlertNotFound, NewException
 from api.store import AlertStore
-from api.tables import exceptions_table, groups_table
+from api.tables import exception_hits_table, exceptions_table, groups_table
 from api.triage import UNSET, GroupClosed, TriageChange
 from detectors.alerts import Alert, Severity, make_alert
 from detectors.events import AuditEvent
@@ -221,14 +222,41 @@ def test_exception_crud_and_hits(store: AlertStore) -> None:
     assert changed == ["x"]
     (loaded,) = store.active_exceptions()
     assert loaded.id == created["id"] and loaded.match["objectRef.namespace"] == ("ci-*", "build")
-    store.record_exception_hits({created["id"]: 3})
-    store.record_exception_hits({created["id"]: 2, "deleted-meanwhile": 1})
+    assert store.write([], hits={created["id"]: ["a1", "a2", "a3", "a1"]}).new_hits == 3
+    first = store.get_exception(created["id"])
+    assert first is not None and first["hits"] == 3 and first["last_hit"] is not None
+    again = store.write([], hits={created["id"]: ["a3", "a2", "a1"]})  # a redelivered batch: counted once
+    assert again.new_hits == 0 and store.get_exception(created["id"]) == first  # last_hit too
+    more = store.write([], hits={created["id"]: ["a2", "a4", "a5"], "deleted-meanwhile": ["a1"]})
+    assert more.new_hits == 2
     found = store.get_exception(created["id"])
     assert found is not None and found["hits"] == 5 and found["last_hit"] is not None
     assert [e["id"] for e in store.list_exceptions()] == [created["id"]]
     assert store.list_exceptions("other-rule") == []
     assert store.delete_exception(created["id"]) and not store.delete_exception(created["id"])
     assert store.list_exceptions() == [] and changed == ["x", "x"]
+    with store.engine.connect() as conn:  # its hits went with it, and none was kept for the deleted one
+        assert conn.scalar(select(func.count()).select_from(exception_hits_table)) == 0
+
+
+def test_the_hits_migration_goes_down_and_up_and_counts_are_kept(store: AlertStore) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    import api.store as api_store
+
+    made = store.create_exception(NewException(author="ann", rule_id="r", match={"verb": ["get"]}))
+    store.write([], hits={made["id"]: ["a1"]})
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(api_store.__file__).parent / "migrations"))
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0008")
+    assert store.get_exception(made["id"])["hits"] == 1  # type: ignore[index]
+    store.migrate()
+    assert store.write([], hits={made["id"]: ["a1", "a2"]}).new_hits == 2  # a1's record went with the downgrade
+    assert store.write([], hits={made["id"]: ["a1", "a2"]}).new_hits == 0
+    assert store.get_exception(made["id"])["hits"] == 3  # type: ignore[index]
 
 
 def test_expired_exceptions_are_listed_but_not_loaded(store: AlertStore) -> None:

@@ -1,7 +1,8 @@
 """`detect`'s consumer against the real Kafka and PostgreSQL, with the database dropping the connection in the
 middle of a batch's write: retried, or redelivered to the next consumer, the batch is stored exactly once
 (and an event that a user's rule type fails on is quarantined, once). Records redelivered after a member died
-between storing their alerts and committing their offsets: their alerts are not logged, counted or queued again.
+between storing their alerts and committing their offsets: their alerts are not logged, counted or queued again,
+and the alert a rule exception suppressed is not counted again as its hit.
 
 The fault is real: PostgreSQL terminates the consumer's connection when it inserts the batch's alerts.
 """
@@ -26,9 +27,12 @@ from prometheus_client import generate_latest
 from sqlalchemy import event
 
 from api.outbox import OutboxRoute
+from api.rule_exceptions import NewException
 from api.store import AlertStore
 from auditwatch.consumer import Consumer
+from auditwatch.live_exceptions import LiveExceptions
 from auditwatch.metrics import Metrics
+from detectors.alerts import Alert
 from detectors.events import AuditEvent, Rejected
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
@@ -92,11 +96,15 @@ async def consume_until(consumer: Consumer, done: Any, timeout_s: float = 60, *,
     assert done(), "timed out"
 
 
-def expected_alert_ids(rules: Pipeline, events: list[dict[str, Any]]) -> set[str]:
+def raised_alerts(rules: Pipeline, events: list[dict[str, Any]]) -> list[Alert]:
     failures: list[Rejected] = []
-    found = {a.id for a in rules.fresh().process_all([AuditEvent(e) for e in events], failures)}
+    found = rules.fresh().process_all([AuditEvent(e) for e in events], failures)
     assert len(failures) == 1
     return found
+
+
+def expected_alert_ids(rules: Pipeline, events: list[dict[str, Any]]) -> set[str]:
+    return {a.id for a in raised_alerts(rules, events)}
 
 
 def quarantined_reasons(store: AlertStore) -> list[str]:
@@ -183,13 +191,22 @@ def alerts_counted(metrics: Metrics) -> float:
     return total(parse_samples(generate_latest(metrics.registry).decode()), "auditwatch_alerts_total")
 
 
+def suppressed_counted(metrics: Metrics) -> float:
+    return total(parse_samples(generate_latest(metrics.registry).decode()), "auditwatch_alerts_suppressed_total")
+
+
 def test_records_redelivered_after_their_alerts_were_stored_are_not_logged_counted_or_queued_again(
     setup: tuple[str, AlertStore, sa.Engine, Pipeline], caplog: pytest.LogCaptureFixture
 ) -> None:
     bootstrap, store, _admin, rules = setup
     topic, group = f"audit-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
     events = records()
-    expected = expected_alert_ids(rules, events)
+    raised = raised_alerts(rules, events)
+    victim = min(raised, key=lambda a: a.id)  # an exception keeps it out of the store: a hit, once
+    made = store.create_exception(NewException(author="ann", rule_id=victim.rule_id,
+                                               match={"auditID": [victim.audit_id]}))  # fmt: skip
+    expected = {a.id for a in raised} - {victim.id}
+    assert all(a.audit_id != victim.audit_id for a in raised if a.rule_id == victim.rule_id and a is not victim)
     asyncio.run(publish(bootstrap, topic, events))
     caplog.set_level(logging.WARNING, logger="auditwatch.detect")
     route = OutboxRoute("hook", lambda _alert: True)
@@ -198,7 +215,8 @@ def test_records_redelivered_after_their_alerts_were_stored_are_not_logged_count
         """A member that dies once it wrote every record's alerts, before any checkpoint or offset commit."""
         metrics = Metrics.for_detection(rules, None, pipelines=list, consumer=True)
         consumer = Consumer(bootstrap=bootstrap, topic=topic, group=group, pipeline=rules.fresh(), store=store,
-                            routes=[route], metrics=metrics, checkpoint_every_s=3600, idle_checkpoint_s=3600)  # fmt: skip
+                            routes=[route], metrics=metrics, checkpoint_every_s=3600, idle_checkpoint_s=3600,
+                            exceptions=LiveExceptions(store))  # fmt: skip
         caplog.clear()
         asyncio.run(consume_until(consumer, lambda: consumer.stats.records == len(events), crash=True))
         assert asyncio.run(committed(bootstrap, group, topic)) is None  # so Kafka redelivers every record
@@ -209,6 +227,10 @@ def test_records_redelivered_after_their_alerts_were_stored_are_not_logged_count
     assert first.stats.new_alerts == first_logged == alerts_counted(first_metrics) == len(expected)
     assert second.stats.alerts == first.stats.alerts  # raised again by the redelivered records...
     assert second.stats.new_alerts == second_logged == alerts_counted(second_metrics) == 0  # ...but not new
+    assert first.stats.suppressed == second.stats.suppressed == 1  # suppressed again...
+    assert suppressed_counted(first_metrics) == 1 and suppressed_counted(second_metrics) == 0  # ...counted once
+    listed = store.get_exception(made["id"])
+    assert listed is not None and listed["hits"] == 1
     ids = stored_alert_ids(store)
     assert sorted(ids) == sorted(expected) and group_total(store) == len(expected)
     with store.engine.connect() as conn:

@@ -1,7 +1,9 @@
 """A batch that `serve` stored, sent again after `serve` was killed with -9 and restarted (the kube-apiserver resends
 a batch it got no 200 for; whether the kill came before the answer or the answer was lost, the restarted process
 sees the same store): it is answered 200 with its alerts, but none of them is logged, counted in
-`auditwatch_alerts_total` or notified again. SQLite and PostgreSQL, real processes, a real webhook receiver.
+`auditwatch_alerts_total` or notified again; the alert a rule exception suppressed is not counted again in the
+exception's hits or in `auditwatch_alerts_suppressed_total`. SQLite and PostgreSQL, real processes, a real webhook
+receiver.
 
 Loopback only; every wait is bounded.
 """
@@ -96,5 +98,53 @@ def test_a_batch_sent_again_after_kill_9_is_not_logged_counted_or_notified_again
         wait_for("the new batch's notifications", lambda: len(delivered()) >= len(ids), second)
         time.sleep(1.0)  # nothing more arrives later either
         assert delivered() == ids  # every alert notified, once
+    finally:
+        second.kill9()
+
+
+def test_an_alert_suppressed_by_a_rule_exception_is_one_hit_however_often_its_batch_is_sent(
+    tmp_path: Path, store_url: str
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+
+    def start(n: int) -> Proc:
+        proc = Proc(["serve", "--port", str(port), "--db", store_url], tmp_path / f"serve-{n}.log")
+        proc.wait_http(f"{base}/readyz", timeout_s=60)
+        return proc
+
+    def post(body: bytes, proc: Proc) -> int:
+        resp = httpx.post(f"{base}/audit/webhook", content=body, timeout=30)
+        assert resp.status_code == 200, f"{resp.text}\n{proc.output()[-3000:]}"
+        return int(resp.json()["alerts"])
+
+    def suppressed() -> float:
+        return total(parse_samples(httpx.get(f"{base}/metrics", timeout=10).text), "auditwatch_alerts_suppressed_total")
+
+    def exception() -> dict[str, Any]:
+        (listed,) = httpx.get(f"{base}/api/v1/exceptions", timeout=10).json()["items"]
+        return dict(listed)
+
+    batch = event_list(exec_sessions(1))
+    first = start(0)
+    try:
+        made = httpx.post(f"{base}/api/v1/exceptions", timeout=10, json={
+            "rule_id": "pod-exec-attach", "match": {"user.username": "mallory@*"}, "comment": "smoke tests",
+        })  # fmt: skip
+        assert made.status_code == 201, made.text
+        assert post(batch, first) == 2  # the event's other two rules
+        hit = exception()
+        assert hit["hits"] == 1 and hit["last_hit"] is not None and suppressed() == 1
+        post(batch, first)  # the apiserver's retry (its 200 lost), to the same process: a duplicate event there
+        assert exception() == hit and suppressed() == 1
+    finally:
+        first.kill9()
+
+    second = start(1)
+    try:
+        assert post(batch, second) == 2  # after a restart: detected again, its alerts stored already...
+        assert exception() == hit and suppressed() == 0  # ...and its suppressed alert counted already
+        assert post(event_list(exec_sessions(1)), second) == 2  # a new event's alert is a new hit
+        assert exception()["hits"] == 2 and suppressed() == 1
     finally:
         second.kill9()
