@@ -196,10 +196,34 @@ def test_services_wait_for_healthy_dependencies(services: dict[str, dict[str, An
             assert depends_on[dep]["condition"] == "service_healthy", (name, dep)
 
 
-def test_kafka_runs_without_capabilities(services: dict[str, dict[str, Any]]) -> None:
-    assert services["kafka"]["cap_drop"] == ["ALL"] and not services["kafka"].get("cap_add")
+def test_kafka_and_postgres_run_without_capabilities(services: dict[str, dict[str, Any]]) -> None:
     for name in ("kafka", "postgres"):
+        assert services[name]["cap_drop"] == ["ALL"] and not services[name].get("cap_add"), name
         assert "no-new-privileges:true" in services[name]["security_opt"], name
+
+
+def test_no_service_runs_as_root(services: dict[str, dict[str, Any]]) -> None:
+    """Each service names its user (an image's default is not seen from this file), and none is root, by name or
+    uid, whatever its group."""
+    for name, svc in services.items():
+        user = str(svc.get("user", "")).split(":")[0].strip()
+        assert user not in ("", "0", "root"), f"{name}: user {user!r}: name a non-root user"
+        assert not svc.get("privileged"), name
+    assert services["kafka"]["user"] == "appuser"  # the apache/kafka image's USER
+    assert services["postgres"]["user"] == "postgres"  # the image's own user, uid 999, who owns its data directory
+
+
+def test_postgres_needs_no_root_to_start(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
+    """As postgres from the start, its entrypoint cannot chown: the data directory must be a named volume (made
+    from the image's directory, owned by postgres), and nothing root-owned is mounted for it to run or read."""
+    pg = services["postgres"]
+    pgdata = env_of(pg).get("PGDATA", "/var/lib/postgresql/data")
+    sources = {str(v).split(":")[1]: str(v).split(":")[0] for v in pg["volumes"]}
+    assert sources[pgdata] in compose["volumes"], "the data directory must be a named volume"
+    assert all(source in compose["volumes"] for source in sources.values()), sources  # no bind mount
+    assert not any("docker-entrypoint-initdb.d" in target for target in sources), "no init scripts"
+    setup = COMPOSE.read_text().split("\nname:", 1)[0]
+    assert "sudo chown 999 secrets/db_password" in setup  # its password file, readable by postgres (uid 999) only
 
 
 @pytest.mark.parametrize("name", AUDITWATCH_SERVICES)
