@@ -3,8 +3,9 @@
 SIGINT raises KeyboardInterrupt where the main thread is; within `sigterm_interrupts`, SIGTERM raises `Terminated`,
 a KeyboardInterrupt, so that what handles Ctrl-C (replay stores what it found and says where it stopped) handles
 both. The commands install it around their run and the previous handler comes back after: `replay()` called as
-a library (bench/) leaves signals to its caller. A coroutine run by `asyncio.run` is cancelled instead, as
-asyncio.run does on Ctrl-C (`cancelled_by_sigterm`). `held_signals` holds both back while a line is written, so
+a library (bench/) leaves signals to its caller. A coroutine run by `asyncio.run` is cancelled instead by either
+(`cancelled_by_signals`), as asyncio.run cancels it on Ctrl-C, but also when the signal comes while the coroutine
+waits outside an await (a read of a pipe). `held_signals` holds both back while a line is written, so
 that output stopped by either ends with a whole line. The exit status is 128 + the signal's number, as a shell
 reports a process that a signal ended: 130 for Ctrl-C, 143 for SIGTERM.
 """
@@ -56,38 +57,49 @@ def sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-async def cancelled_by_sigterm(coro: Coroutine[Any, Any, T]) -> T:
-    """Await `coro` in the task that asyncio.run runs: SIGTERM cancels it (a second one raises `Terminated` where
-    the main thread is), and it ends with `Terminated`, as asyncio.run cancels its task on Ctrl-C and then raises
-    KeyboardInterrupt. A SIGTERM that comes while the task runs its own code (it reads archives between its
-    awaits, and a pipe's read waits for the writer) raises CancelledError there, as an await would: a
-    cancellation would wait for that read to end. The previous handler is put back after."""
+async def cancelled_by_signals(coro: Coroutine[Any, Any, T]) -> T:
+    """Await `coro` in the task that asyncio.run runs: Ctrl-C or SIGTERM cancels it (a second signal raises where
+    the main thread is), and it ends with KeyboardInterrupt (`Terminated` for SIGTERM), as asyncio.run cancels its
+    task on Ctrl-C and then raises KeyboardInterrupt. A signal that comes while the task runs its own code (it
+    reads archives between its awaits, and a pipe's read waits for the writer) raises CancelledError there, as an
+    await would: asyncio.run's own Ctrl-C handler would only ask for a cancellation, which waits for that read to
+    end, and a second Ctrl-C would be needed. Ctrl-C is taken over only from a Python handler (asyncio.run's, or
+    Python's default): ignored (as in a shell's background jobs), it stays ignored. The previous handlers are put
+    back after."""
     import asyncio  # not at import: `auditwatch --help` stays quick
 
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
-    cancelled = False
+    stopped_by: int | None = None
 
-    def on_sigterm(_signum: int, _frame: FrameType | None) -> None:
-        nonlocal cancelled
-        if cancelled or task.done():
-            raise Terminated
-        cancelled = True
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopped_by
+        if stopped_by is not None or task.done():
+            raise _interrupt(signum)
+        stopped_by = signum
         if asyncio.current_task(loop) is task:  # in its own code, which may wait (a read of a pipe): cancelled here
             raise asyncio.CancelledError
         task.cancel()
         loop.call_soon_threadsafe(lambda: None)  # wake the loop up if it waits in select()
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    taken = [signal.SIGTERM]
+    if callable(signal.getsignal(signal.SIGINT)):
+        taken.append(signal.SIGINT)
+    previous = {signum: signal.signal(signum, on_signal) for signum in taken}
     try:
         return await coro
     except asyncio.CancelledError:
-        if cancelled:
-            raise Terminated from None
+        if stopped_by is not None:
+            raise _interrupt(stopped_by) from None
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _interrupt(signum: int) -> KeyboardInterrupt:
+    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 @contextmanager

@@ -19,7 +19,7 @@ async def publish(
 ) -> ReplayStats:
     """Archives -> the audit topic (what `ingest` would have produced), for `auditwatch detect`.
 
-    Cancelled (Ctrl-C: asyncio.run cancels it, then raises KeyboardInterrupt), `stats` counts what Kafka had
+    Cancelled (Ctrl-C or SIGTERM: `interrupts.cancelled_by_signals`), `stats` counts what Kafka had
     acknowledged (the batch in flight may have reached it too) and says after which line (`interrupted`)."""
     from auditwatch.server import kafka_sink, topic_specs
     from ingest.kafka import ensure_topics

@@ -171,7 +171,7 @@ def _replay_to_kafka(args: argparse.Namespace, progress: Any) -> int:
 
     from aiokafka.errors import KafkaError
 
-    from auditwatch.interrupts import cancelled_by_sigterm, signal_of
+    from auditwatch.interrupts import cancelled_by_signals, signal_of
     from auditwatch.publish import publish
     from auditwatch.replay import ReplayStats, format_summary
     from ingest.kafka import TopicRefused
@@ -183,7 +183,7 @@ def _replay_to_kafka(args: argparse.Namespace, progress: Any) -> int:
     tune_gc()
     stats = ReplayStats()
     try:
-        asyncio.run(cancelled_by_sigterm(publish(args.paths, settings, progress=progress, stats=stats)))
+        asyncio.run(cancelled_by_signals(publish(args.paths, settings, progress=progress, stats=stats)))
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (`Terminated`)
         if stats.interrupted is None:  # before the first record was read
             raise

@@ -25,7 +25,7 @@ import pytest
 from api.store import AlertStore
 from auditwatch import replay as replay_module
 from auditwatch.convert import convert
-from auditwatch.interrupts import Terminated
+from auditwatch.interrupts import Terminated, cancelled_by_signals
 from auditwatch.publish import PUBLISH_BATCH, publish
 from auditwatch.replay import Progress, ReplayStats, Transform, format_summary, replay
 from auditwatch.settings import Settings
@@ -212,11 +212,13 @@ def drained(writer: IO[bytes]) -> Callable[[], bool]:
     return check
 
 
-def test_sigterm_publishing_to_kafka_reports_what_kafka_acknowledged(tmp_path: Path) -> None:
-    """`replay --to-kafka` of a FIFO given by name, which it reads as it is written: SIGTERM while it waits for
-    more lines, once Kafka has acknowledged two batches, counts those and names the line after which it stopped."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_publishing_to_kafka_reports_what_kafka_acknowledged(tmp_path: Path, sig: signal.Signals) -> None:
+    """`replay --to-kafka` of a FIFO given by name, which it reads as it is written: one Ctrl-C, or SIGTERM, while
+    it waits for more lines (in a read, not at an await), once Kafka has acknowledged two batches, stops it; the
+    summary counts those and names the line after which it stopped."""
     bootstrap = kafka_bootstrap()
-    topic = f"replay-sigterm-{uuid.uuid4().hex[:8]}"
+    topic = f"replay-{sig.name.lower()}-{uuid.uuid4().hex[:8]}"
     fifo = tmp_path / "audit.fifo"
     os.mkfifo(fifo)
     acknowledged = 2 * PUBLISH_BATCH  # and 500 lines more, which wait for a third batch
@@ -224,7 +226,9 @@ def test_sigterm_publishing_to_kafka_reports_what_kafka_acknowledged(tmp_path: P
     args = ["replay", str(fifo), "--to-kafka", bootstrap, "--topic", topic, "--dead-letter-topic", f"{topic}-dlq",
             "--partitions", "1"]  # fmt: skip
     with subprocess.Popen([PYTHON, "-m", "auditwatch.cli", *args], cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE) as proc, open(fifo, "wb") as writer:  # fmt: skip
+                          stderr=subprocess.PIPE,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in `signalled`
+                          ) as proc, open(fifo, "wb") as writer:  # fmt: skip
         writer.write(data)
         writer.flush()
         topic_records(bootstrap, topic, expect_at_least=acknowledged, timeout_s=60)
@@ -232,14 +236,17 @@ def test_sigterm_publishing_to_kafka_reports_what_kafka_acknowledged(tmp_path: P
         while not drained(writer)() and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(2)  # the last lines read, it waits for more
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        proc.send_signal(sig)
+        try:
+            out, err = proc.communicate(timeout=30)  # the FIFO still open: only the signal can end the read
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"one {sig.name} did not stop replay --to-kafka reading a FIFO")
     text = err.decode()
-    assert proc.returncode == STATUS[signal.SIGTERM], text
+    assert proc.returncode == STATUS[sig], text
     assert "Traceback" not in text and out == b""
     assert f"published to {bootstrap} {topic} {acknowledged:,} events from 1 file(s), {acknowledged:,} lines" in text
     assert text.rstrip().endswith(
-        f"stopped by SIGTERM after {fifo}:{acknowledged}: the counts above are of what Kafka acknowledged until then"
+        f"{STOPPED[sig]} after {fifo}:{acknowledged}: the counts above are of what Kafka acknowledged until then"
     )
 
 
@@ -322,3 +329,24 @@ def test_the_commands_put_back_the_sigterm_handler_they_found(tmp_path: Path, ru
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_ctrl_c_ignored_stays_ignored_while_publishing() -> None:
+    """A shell's background job starts with Ctrl-C ignored: the coroutine's handlers leave it so (SIGTERM is taken
+    over), and every handler is put back after."""
+
+    async def handlers() -> tuple[Any, Any]:
+        return signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        sigint, sigterm = asyncio.run(cancelled_by_signals(handlers()))
+        assert sigint == signal.SIG_IGN and callable(sigterm)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN and signal.getsignal(signal.SIGTERM) == before[1]
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as Python starts: asyncio.run's, then ours
+        sigint, _ = asyncio.run(cancelled_by_signals(handlers()))
+        assert callable(sigint) and getattr(sigint, "func", None) is None  # not asyncio.run's (a partial)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before[0])
