@@ -56,6 +56,23 @@ class JsonBytes:
         return self._line_at(self._pos)
 
     @property
+    def stop_line(self) -> int:
+        """The line where reading stopped (damage, a read error): where the value it could not read whole starts
+        (a record's `{`), or, when it stopped between values, the line of the last byte before it that is not
+        whitespace (a newline a cut leaves, or a UTF-16 cut adds, names no line of its own)."""
+        if self._pos < len(self._buf) and self._buf[self._pos] not in b" \t\r\n":
+            return self.line
+        newlines, i = 0, self._pos
+        while i > 0:
+            piece = self._buf[max(0, i - 4096) : i]
+            text = piece.rstrip(b" \t\r\n")
+            newlines += piece.count(b"\n", len(text))
+            if text:
+                break
+            i -= len(piece)
+        return self.line - newlines
+
+    @property
     def lines(self) -> int:
         """The lines of what was read: all of them once `records` is done."""
         return self._line_at(len(self._buf)) - (self._last == b"\n")

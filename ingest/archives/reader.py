@@ -107,7 +107,7 @@ def read_archives(
     for name in names:
         stats.files += 1
         label = label_of(name)
-        counters.lines = 0
+        counters.lines = counters.failed_line = 0
         before = stats.current_from = stats.lines
         stats.current = label
         try:
@@ -130,7 +130,8 @@ def read_archives(
                 stats.lines = before + counters.lines
         except UNREADABLE as exc:
             stats.lines = before + counters.lines
-            unreadable = Rejections.of(Rejected(f"{label}:{counters.lines + 1}", f"cannot read: {exc}", None))
+            line = counters.failed_line or counters.lines + 1  # the line it failed in
+            unreadable = Rejections.of(Rejected(f"{label}:{line}", f"cannot read: {exc}", None))
             stats.count_rejected(unreadable, keep_examples)
             yield [], unreadable
         finally:

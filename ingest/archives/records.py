@@ -63,6 +63,7 @@ class Counters:
     lines: int = 0
     skipped: int = 0
     duplicates: int = 0
+    failed_line: int = 0  # the line a failed read is reported at, when not the one after `lines` (`stop_line`)
 
 
 def malformed_line(exc: orjson.JSONDecodeError, line: bytes) -> str:
@@ -293,7 +294,7 @@ def _streamed(reader: DocumentReader, counters: Counters) -> Iterator[Batch]:
         try:
             record = next(records, None)
         except UNREADABLE:
-            counters.lines = reader.line
+            counters.lines, counters.failed_line = reader.line, reader.stop_line
             yield _batch(out, counters)
             raise
         if record is None:

@@ -15,8 +15,9 @@ taken when orjson decodes it whole: a JSON value ends where it ends, whatever fo
 value is the record. No byte is read more than a few times: the cost is linear in the document's size.
 
 A record that is not JSON but whose end is found is rejected alone. Damage that leaves no way to the next
-record (junk between records, a cut file, a bracket missing) is one reject at its file:line, and the rest of
-the file is not read; the records before it are kept.
+record (junk between records, a cut file, a bracket missing) is one reject at its file:line (`stop_line`: a
+cut inside a record names the line where that record starts; a read error is named there too, by `records`), and
+the rest of the file is not read; the records before it are kept.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ class DocumentReader(JsonBytes):
         except Damaged as exc:
             payload = self._buf[self._pos : self._pos + PAYLOAD_CAP]
             reason = f"malformed JSON: {exc}; the rest of the file is not read"
-            yield _Reject(reason), payload, f"{self._label}:{self.line}", 0
+            yield _Reject(reason), payload, f"{self._label}:{self.stop_line}", 0
 
     # --- the document's structure -----------------------------------------------------------------------------
 
