@@ -51,6 +51,15 @@ class RecordCollector:
         self.rejected = Rejections()
         self.skipped = 0
 
+    def __bool__(self) -> bool:
+        """Whether it holds anything: events, rejects or records skipped."""
+        return bool(self.events or self.rejected or self.skipped)
+
+    def merge(self, other: RecordCollector) -> None:
+        self.events.extend(other.events)
+        self.rejected.merge(other.rejected)
+        self.skipped += other.skipped
+
     def reject(self, origin: str, reason: str, payload: Any) -> None:
         if self.rejected.full:
             self.rejected.count()

@@ -2,7 +2,8 @@
 
 Lines are read at most MAX_LINE_BYTES at a time (a longer one is a reject, skipped without being held);
 a JSON document is decoded whole up to `whole_bytes` (after gzip), a larger one read as a stream of its records
-(`stream`), each at most MAX_LINE_BYTES; the rejects of a batch are capped (`Rejections`).
+(`stream`), each at most MAX_LINE_BYTES, with the same events and rejects (`outline`; one with a name twice on
+its record array's path is read as a stream either way); the rejects of a batch are capped (`Rejections`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from ingest.archives.files import (
     skip_line,
 )
 from ingest.archives.normalise import micro_time
+from ingest.archives.outline import NamesTwice, convert_document, twice_on_path
 from ingest.archives.stream import DocumentReader
 
 Batch = tuple[list[AuditEvent], Rejections]
@@ -219,15 +221,19 @@ def _batch(out: RecordCollector, counters: Counters) -> Batch:
     return out.events, out.rejected
 
 
-def _documents(data: bytes, label: str) -> Iterator[tuple[int, Any, str | None]]:
-    """One JSON document, or several concatenated (`}{`, as Firehose writes them): (line, doc, error)."""
+def _documents(data: bytes, fmt: str) -> Iterator[tuple[int, Any, str | None, bool]]:
+    """One JSON document, or several concatenated (`}{`, as Firehose writes them): (line, doc, error, whether it
+    has a name twice on its record array's path)."""
     try:
-        yield 1, orjson.loads(data), None
-        return
+        doc = orjson.loads(data)
     except orjson.JSONDecodeError as first_error:
         error = first_error
+    else:
+        yield 1, doc, None, twice_on_path(data, doc, fmt)
+        return
     text = data.decode("utf-8", "replace")
-    decoder = json.JSONDecoder()
+    names = NamesTwice()
+    decoder = json.JSONDecoder(object_pairs_hook=names)
     pos, count = 0, 0
     line, counted = 1, 0  # the line at `counted`: newlines are counted once each, not from the start per document
     while True:
@@ -243,10 +249,10 @@ def _documents(data: bytes, label: str) -> Iterator[tuple[int, Any, str | None]]
             problem = (
                 (too_deep(error) or json_problem(error, data)) if count == 0 else "malformed JSON after a document"
             )
-            yield line, None, problem
+            yield line, None, problem, False
             return
         count += 1
-        yield line, doc, None
+        yield line, doc, None, names.on_path(doc, fmt)
         pos = end
 
 
@@ -270,17 +276,19 @@ def _whole_document(
     stream: io.BufferedReader, label: str, fmt: str, counters: Counters, whole_bytes: int
 ) -> Iterator[Batch]:
     data = stream.read(whole_bytes + 1) if whole_bytes > 0 else b""
-    if len(data) > whole_bytes or whole_bytes <= 0:
+    whole = 0 < whole_bytes and len(data) <= whole_bytes
+    documents = list(_documents(data, fmt)) if whole else []
+    # a name twice on a record array's path: what a stream reads is the one reading (`outline`)
+    if not whole or any(twice for *_, twice in documents):
         yield from _streamed(DocumentReader(stream, data, label, fmt, MAX_LINE_BYTES), counters)
         return
     counters.lines += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-    convert = CONVERTERS.get(fmt, CONVERTERS["apiserver"])
-    for line, doc, error in _documents(data, label):
+    for line, doc, error, _ in documents:
         out = RecordCollector()
         if error is not None:
             out.reject(f"{label}:{line}", error, data[:PAYLOAD_CAP])
         else:
-            convert(doc, f"{label}:{line}", out)
+            convert_document(doc, f"{label}:{line}", fmt, out)
         yield _batch(out, counters)
 
 

@@ -3,16 +3,20 @@ decoded on its own and converted as the converter of the whole document converts
 
 The bytes are read a chunk at a time and let go once read past: memory holds about the largest record, at most
 `limit` bytes (a longer record is a reject, read past without being kept). The document's other members
-(CloudWatch's `searchedLogStreams`, Elastic's `took`), before or after the array, are read past; a document is
-kept only until its record array starts (up to `limit`), so that one without an array is converted whole, and
-one whose members before the array make it no list of records (an EventList of another apiVersion) is
-judged by the converter, as when read whole. Documents one after another (`}{`) are read in turn.
+(CloudWatch's `searchedLogStreams`, Elastic's `took`), before or after the array, are read past, and judged as
+`outline` says: a document is kept until its record array starts (up to `limit`), so that one without an array
+is converted whole, and one whose members before the array make it no list of records (an EventList of another
+apiVersion) is judged by the converter; the members after the array are kept (up to `limit` of them, a longer
+one left out) and judged once it is read; a member named as the array again is a reject. Documents one after
+another (`}{`) are read in turn, each as the first.
 
 Where a record ends: `jsonbytes` counts brackets outside strings (exact, a regular expression per bracket,
 but a few times slower than orjson). Before it, an object is cut where the bytes around the last cut found
 (`},\\n    {"logStreamName"`) occur again, within a few times the last record's size, and the piece is
 taken when orjson decodes it whole: a JSON value ends where it ends, whatever follows, so a piece that is one
-value is the record. No byte is read more than a few times: the cost is linear in the document's size.
+value is the record (or the document, of a format without a record array: one with an array is walked, so
+that its members are judged where they stand). No byte is read more than a few times: the cost is linear in the
+document's size.
 
 A record that is not JSON but whose end is found is rejected alone. Damage that leaves no way to the next
 record (junk between records, a cut file, a bracket missing) is one reject at its file:line (`stop_line`: a
@@ -48,6 +52,7 @@ from ingest.archives.jsonbytes import (
     Damaged,
     JsonBytes,
 )
+from ingest.archives.outline import convert_document, late_reason
 
 # (convert, item, the document's origin, the record's index): `convert(item, origin, index, out)`
 Record = tuple[ItemConverter, Any, str, int]
@@ -70,9 +75,7 @@ class _Reject:
 
 
 def _merged(probe: RecordCollector, _origin: str, _n: int, out: RecordCollector) -> None:
-    out.events.extend(probe.events)
-    out.rejected.merge(probe.rejected)
-    out.skipped += probe.skipped
+    out.merge(probe)
 
 
 class _Cut:
@@ -94,10 +97,13 @@ class DocumentReader(JsonBytes):
         super().__init__(stream, prefix, limit)
         self._label = label
         self._array = RECORD_ARRAYS.get(fmt)
-        whole = CONVERTERS.get(fmt, CONVERTERS["apiserver"])
-        self._whole: ItemConverter = lambda doc, origin, _n, out: whole(doc, origin, out)
+        self._whole: ItemConverter = lambda doc, origin, _n, out: convert_document(doc, origin, fmt, out)
+        self._convert = CONVERTERS.get(fmt, CONVERTERS["apiserver"])  # a document judged on some of its members
         self._records = _Cut()
         self._documents = _Cut()
+        self._head = b""  # the document up to its record array, while its records are read
+        self._late: list[bytes] | None = None  # what follows the array (members, `}`s), when it is judged
+        self._late_size = 0
 
     def records(self) -> Iterator[Record]:
         """The records of the documents, and a reject where damage ends the file."""
@@ -106,7 +112,8 @@ class DocumentReader(JsonBytes):
             while c is not None:
                 origin = f"{self._label}:{self.line}"
                 start = self._base + self._pos
-                doc = self._guessed(self._documents) if c == OPEN_OBJECT else _MISSED
+                # a document with a record array is walked, never guessed: its members are judged where they stand
+                doc = self._guessed(self._documents) if c == OPEN_OBJECT and self._array is None else _MISSED
                 if doc is not _MISSED:
                     yield self._whole, doc, origin, 0
                     self._pos += self._documents.between
@@ -117,8 +124,9 @@ class DocumentReader(JsonBytes):
                 elif self._array is not None and c == OPEN_OBJECT:
                     self._mark, self._mark_lost = self._pos, False
                     found = yield from self._members(origin, 0)
-                    if not found:
-                        yield self._kept(origin)
+                    late = self._judged_late(origin) if found else self._kept(origin)
+                    if late is not None:
+                        yield late
                 else:
                     yield self._value(origin)
                 buf, end = self._buf, self._pos
@@ -134,7 +142,8 @@ class DocumentReader(JsonBytes):
 
     def _members(self, origin: str, level: int) -> Generator[Record, None, bool]:
         """Read past the object at `pos`, the records of the record array when it is found at this level of its
-        path (or deeper); whether it was."""
+        path (or deeper); whether it was. Once it was, the members after it are kept to be judged (`_late`), and
+        one of its name again is a reject."""
         assert self._array is not None
         path = self._array.path
         last = level == len(path) - 1
@@ -147,19 +156,26 @@ class DocumentReader(JsonBytes):
         while True:
             if c != QUOTE:
                 raise Damaged("expected a member name" if c is not None else ENDS_INSIDE)
-            name = self._decoded(self._value_end(keep=True), "member name")
+            line = self.line
+            end = self._value_end(keep=True)
+            text = self._buf[self._pos : end]
+            name = self._decoded(end, "member name")
             if self._next() != COLON:
                 raise Damaged("expected ':' after a member name")
             self._pos += 1
             c = self._next()
-            if not found and name == path[level] and c == (OPEN_ARRAY if last else OPEN_OBJECT):
+            if c is None:
+                raise Damaged(ENDS_INSIDE)
+            if name != path[level]:
+                self._member(text, keep=found)
+            elif found:
+                yield self._twice(name, f"{self._label}:{line}")
+            elif c == (OPEN_ARRAY if last else OPEN_OBJECT):
                 found = True
                 if last:
                     yield from self._array_of(origin)
                 else:
                     found = yield from self._members(origin, level + 1)
-            elif c is None:
-                raise Damaged(ENDS_INSIDE)
             else:
                 self._pos = self._value_end(keep=False)
             c = self._next()
@@ -168,9 +184,49 @@ class DocumentReader(JsonBytes):
                 c = self._next()
             elif c == CLOSE_OBJECT:
                 self._pos += 1
+                if found and self._late is not None:
+                    self._late.append(b"}")
                 return found
             else:
                 raise Damaged("expected ',' or '}' after a member" if c is not None else ENDS_INSIDE)
+
+    def _member(self, name: bytes, keep: bool) -> None:
+        """Read past the value at `pos`; after the record array (`keep`), it is kept for `_judged_late`, unless
+        what is kept would grow over the limit (it is then not judged)."""
+        if not keep or self._late is None:
+            self._pos = self._value_end(keep=False)
+            return
+        end = self._value_end(keep=True)
+        if self._too_long is None and self._late_size + end - self._pos <= self._limit:
+            self._late.append(b"," + name + b":" + self._buf[self._pos : end])
+            self._late_size += len(self._late[-1])
+        self._pos = end
+
+    def _twice(self, name: str, origin: str) -> Record:
+        """A member named as the record array, or an object on its path, after it (a duplicate name): read past,
+        a reject (`outline`)."""
+        assert self._array is not None
+        payload = self._buf[self._pos : self._pos + PAYLOAD_CAP]
+        self._pos = self._value_end(keep=False)
+        reason = f"a second member {name!r} in one object (a duplicate name): not read, the first is {self._array.jq}"
+        return _Reject(reason), payload, origin, 0
+
+    def _judged_late(self, origin: str) -> Record | None:
+        """The reject of a document whose members after its record array make it no list of records (`outline`),
+        or None."""
+        assert self._array is not None
+        head, late, self._head, self._late, self._late_size = self._head, self._late, b"", None, 0
+        if late is None or all(piece == b"}" for piece in late):  # nothing after the array: judged before it
+            return None
+        text = head + b"[]" + b"".join(late)
+        try:
+            doc = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise Damaged(f"a member after the record array ({self._array.jq}) is not JSON") from None
+        probe = RecordCollector()
+        self._convert(doc, origin, probe)
+        reason = late_reason(self._array, probe)
+        return None if reason is None else (_Reject(reason), doc, origin, 0)
 
     def _array_of(self, origin: str) -> Iterator[Record]:
         """The record array at `pos`: its records, unless what the document held before it makes it no list of
@@ -184,11 +240,12 @@ class DocumentReader(JsonBytes):
             except orjson.JSONDecodeError as exc:
                 raise Damaged(malformed_json(exc, head).removeprefix("malformed JSON: ")) from None
             probe = RecordCollector()
-            self._whole(doc, origin, 0, probe)
-            if probe.events or probe.rejected or probe.skipped:
+            self._convert(doc, origin, probe)
+            if probe:
                 yield _merged, probe, origin, 0
                 self._pos = self._value_end(keep=False)
                 return
+            self._head, self._late = self._buf[mark : self._pos], []  # the members after the array are judged
         yield from self._items(origin, self._array.item, self._array.suffix)
 
     def _items(self, origin: str, convert: ItemConverter, suffix: str) -> Iterator[Record]:

@@ -1,10 +1,17 @@
-"""Archive shapes shared by the archive tests: a CloudWatch Logs subscription record as Firehose delivers it."""
+"""Archive shapes shared by the archive tests (a CloudWatch Logs subscription record as Firehose delivers it), and
+a file read as replay reads it."""
 
 from __future__ import annotations
 
 import gzip
+from pathlib import Path
+from typing import Any
 
 import orjson
+
+from ingest.archives import ArchiveStats, read_archives
+
+WHOLE = 1 << 30  # `whole_document_bytes` that decodes every document of the tests whole
 
 
 def subscription_message(messages: list[str], kind: str = "DATA_MESSAGE") -> bytes:
@@ -18,3 +25,14 @@ def subscription_message(messages: list[str], kind: str = "DATA_MESSAGE") -> byt
         "logEvents": [{"id": f"3891{i}", "timestamp": 1795165923151, "message": m} for i, m in enumerate(messages)],
     }
     return gzip.compress(orjson.dumps(body))  # fmt: skip
+
+
+def read(path: Path, **kwargs: Any) -> tuple[list[tuple[str, Any]], list[tuple[str, str, Any]], ArchiveStats]:
+    """A file read by `read_archives` (`kwargs`: its options): its events and rejects (origin, reason, payload)."""
+    stats = ArchiveStats()
+    evs: list[tuple[str, Any]] = []
+    rejected: list[tuple[str, str, Any]] = []
+    for batch, rejects in read_archives([str(path)], stats, **kwargs):
+        evs.extend((e.origin, e.raw) for e in batch)
+        rejected.extend((r.origin, r.reason, r.payload) for r in rejects.kept)
+    return evs, rejected, stats

@@ -20,12 +20,11 @@ from ingest.archives.converters import RecordCollector
 from ingest.archives.files import CUT_UTF16, MAX_LINE_BYTES
 from ingest.archives.jsonbytes import CHUNK_BYTES
 from ingest.archives.stream import DocumentReader
-from tests.support.archives import subscription_message
+from tests.support.archives import WHOLE, read, subscription_message
 from tests.support.cli import clean_env
 from tests.support.events import exec_event, lease_event
 from tests.support.paths import PYTHON, ROOT
 
-WHOLE = 1 << 30  # `whole_document_bytes` that decodes every document of these tests whole
 INDENT = orjson.OPT_INDENT_2
 AUDIT_STREAM = "kube-apiserver-audit-6f1a2b3c4d5e"
 # strings that a scanner counting brackets must read as strings
@@ -89,16 +88,6 @@ def shapes() -> dict[str, tuple[str, bytes]]:
         "firehose": ("cloudwatch-subscription", b"\n" + b"".join(
             gzip.decompress(subscription_message([orjson.dumps(e).decode()])) for e in evs[:200])),
     }  # fmt: skip
-
-
-def read(path: Path, **kwargs: Any) -> tuple[list[tuple[str, Any]], list[tuple[str, str, Any]], ArchiveStats]:
-    stats = ArchiveStats()
-    evs: list[tuple[str, Any]] = []
-    rejected: list[tuple[str, str, Any]] = []
-    for batch, rejects in read_archives([str(path)], stats, **kwargs):
-        evs.extend((e.origin, e.raw) for e in batch)
-        rejected.extend((r.origin, r.reason, r.payload) for r in rejects.kept)
-    return evs, rejected, stats
 
 
 @pytest.mark.parametrize("shape", list(shapes()))
