@@ -25,8 +25,7 @@ import random
 import time
 from collections.abc import Sequence
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from api.errors import StoreError
@@ -35,6 +34,15 @@ from api.store import AlertStore
 from api.tables import Receipt, StateCheckpoints
 from auditwatch.batches import BatchResults, BatchWriter, Written
 from auditwatch.consumer_batch import ConsumerStats, Detected, Phases, account_batch, decode_record
+from auditwatch.consumer_partitions import (
+    HandOver,
+    Records,
+    commit_offsets,
+    fresh_records,
+    kafka_consumer,
+    resume,
+    resume_from_commit,
+)
 from auditwatch.live_exceptions import LiveExceptions
 from auditwatch.logs import TuningLog, log_alerts
 from auditwatch.metrics import Metrics
@@ -43,53 +51,6 @@ from detectors.events import Rejected, Rejections
 from detectors.pipeline import Pipeline
 
 log = logging.getLogger("auditwatch.detect")
-
-# How long the broker may hold a fetch for partitions that have nothing new (Kafka's default is 500 ms). aiokafka
-# sends one fetch at a time to a broker, and only for the partitions whose records were all handed out: once a
-# partition is drained (a small one, in a skewed topic) while another still has records buffered, the next fetch
-# asks for the drained partition alone and is held this long, and the busy partition waits behind it.
-FETCH_MAX_WAIT_MS = 100
-# Records fetched per partition at a time (Kafka's default is 1 MB, a few thousand compressed records: one batch of
-# work). Larger fetches make fewer fetch cycles, so fewer of the waits above, when a consumer has one busy partition.
-MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
-# A member learns that the group is rebalancing at its next heartbeat: a consumer joining waits for every member's
-# (Kafka's default is 3 s, with a session of 10 s here).
-HEARTBEAT_INTERVAL_MS = 1000
-# aiokafka retries a commit that fails retriably for ever: one for a topic deleted meanwhile (UNKNOWN_TOPIC_OR_PART)
-# kept detect from stopping. Given up after this, as a commit that failed (its records are redelivered).
-COMMIT_TIMEOUT_S = 15.0
-
-
-class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Partitions move between detectors with their state.
-
-    Revocation waits for the batch in flight (stored and committed), then checkpoints the revoked
-    partitions' detector state with their offsets. Assignment restores a partition's checkpoint and seeks
-    to the offset it reflects, so the new owner continues exactly where the state left off.
-    """
-
-    def __init__(self, owner: Consumer) -> None:
-        self.owner = owner
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        lock = self.owner.lock
-        try:
-            # bounded: if the batch cannot finish (store down), hand over anyway; nothing was committed
-            await asyncio.wait_for(lock.acquire(), 30)
-        except TimeoutError:
-            log.warning("handing over partitions with a batch still in flight; it will be redelivered")
-            self.owner.forget(revoked)
-            return
-        try:
-            await self.owner.checkpoint(revoked)
-        finally:
-            lock.release()
-            self.owner.forget(revoked)
-        log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.owner.adopt(assigned)
-        log.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
 
 
 class Consumer:
@@ -172,35 +133,18 @@ class Consumer:
                 assert self._consumer is not None
                 pipeline = self._pipelines[tp] = self.template.fresh()
                 saved = await asyncio.to_thread(self.store.load_state, self._scope(tp))
+                position = None
                 if saved is not None and saved[0] is not None:
                     pipeline.restore(saved[1])
-                    await self._resume(tp, saved[0])
+                    position = await resume(self._consumer, tp, saved[0])
                 else:
-                    # No state yet: start where the last commit (which only ever follows a checkpoint) says.
-                    committed = await self._consumer.committed(tp)
-                    if committed is None:
-                        await self._consumer.seek_to_beginning(tp)
-                    else:
-                        self._consumer.seek(tp, committed)
+                    await resume_from_commit(self._consumer, tp)
+                if position is None:
                     self._positions.pop(tp, None)
+                else:
+                    self._positions[tp] = position
                 self.writer.restored(self._scope(tp))
             self._ready.add(tp)
-
-    async def _resume(self, tp: TopicPartition, offset: int) -> None:
-        """Seek to the offset a restored state reflects; to the partition's start when it ends before that offset:
-        offsets never go back, so the topic was deleted and created again (ingest does), its offsets starting over,
-        and resuming at the saved one would skip the new topic's first records."""
-        assert self._consumer is not None
-        end = (await self._consumer.end_offsets([tp]))[tp]
-        if offset <= end:
-            self._consumer.seek(tp, offset)
-            self._positions[tp] = offset
-            log.info("partition %d: detector state restored, resuming at offset %d", tp.partition, offset)
-            return
-        await self._consumer.seek_to_beginning(tp)
-        self._positions.pop(tp, None)
-        log.warning("partition %d: detector state restored; its offset %d is past the partition's end (%d): the topic "
-                    "was created again, read from its start", tp.partition, offset, end)  # fmt: skip
 
     def pipelines(self) -> list[Pipeline]:
         """The pipelines of the partitions held now (one each)."""
@@ -241,7 +185,7 @@ class Consumer:
         try:
             await asyncio.to_thread(self.writer.write, BatchResults(states=states))
             if self._consumer is not None:
-                await asyncio.wait_for(self._consumer.commit(offsets), COMMIT_TIMEOUT_S)
+                await commit_offsets(self._consumer, offsets)
         except (StoreError, KafkaError, TimeoutError) as exc:
             log.warning("could not checkpoint detector state (the next owner replays from the last one): %r", exc)
 
@@ -263,23 +207,7 @@ class Consumer:
                 except TimeoutError:
                     delay = min(self.backoff_cap_s, delay * 2) * (0.8 + 0.4 * random.random())
 
-    def _fresh_records(
-        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
-        """The records to process now, per ready partition (past its position)."""
-        fresh: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
-        for tp, all_records in batch.items():
-            if tp not in self._ready:
-                # fetched before the partition was adopted (its state restored): read it again later
-                consumer.seek(tp, all_records[0].offset)
-                continue
-            start = self._positions.get(tp)
-            records = [r for r in all_records if start is None or r.offset >= start]  # stale pre-seek fetches
-            if records:
-                fresh[tp] = records
-        return fresh
-
-    def _detect(self, work: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> Detected:
+    def _detect(self, work: Records) -> Detected:
         """Run each partition's records through its pipeline (a batch must be open on it)."""
         alerts: list[Alert] = []
         rejected = Rejections()  # at most MAX_KEPT_REJECTED per batch are kept (quarantined), all counted
@@ -310,11 +238,11 @@ class Consumer:
     async def _process(
         self,
         consumer: AIOKafkaConsumer,
-        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        batch: Records,
         phases: Phases,
     ) -> None:
         started = time.perf_counter()
-        work = self._fresh_records(consumer, batch)
+        work = fresh_records(consumer, batch, self._ready, self._positions)
         if self.exceptions is not None:
             await asyncio.to_thread(self.exceptions.refresh_if_due)
         pipelines = {tp: self._pipeline(tp) for tp in work}
@@ -354,7 +282,7 @@ class Consumer:
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         try:
-            await asyncio.wait_for(consumer.commit(offsets), COMMIT_TIMEOUT_S)
+            await commit_offsets(consumer, offsets)
         except (CommitFailedError, KafkaError, TimeoutError) as exc:
             # The group moved on (rebalance, session lost): the new owner reprocesses; upserts absorb it.
             self.stats.commit_failures += 1
@@ -378,20 +306,9 @@ class Consumer:
                 self._positions[tp] = before
 
     async def run(self) -> ConsumerStats:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=self.group,
-            client_id="auditwatch-detect",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_interval_ms=600_000,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-            max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
-        )
+        consumer = kafka_consumer(self.bootstrap, self.group)
         self._consumer = consumer
-        consumer.subscribe([self.topic], listener=_HandOver(self))
+        consumer.subscribe([self.topic], listener=HandOver(self))
         await consumer.start()
         try:
             while not self._stop.is_set():

@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from auditwatch.consumer import COMMIT_TIMEOUT_S
+from auditwatch.consumer_partitions import COMMIT_TIMEOUT_S
 from tests.support.cli import auditwatch_process
 from tests.support.events import scenario_events
 from tests.support.processes import Proc
