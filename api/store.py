@@ -1,45 +1,31 @@
 """The alert store: SQLAlchemy Core over SQLite (default) or PostgreSQL; schema by Alembic migrations.
 
-Writes are idempotent: an alert's id is deterministic, and inserting it again changes nothing, so a
-redelivered batch or a second replay of the same file never duplicates an alert.
+Here: the engine, migrations, and every write (the batch, triage, rule exceptions, receipt pruning); the
+reads are `StoreReads`' (api/reads.py), which `AlertStore` extends. Writes are idempotent: an alert's id
+is deterministic, and inserting it again changes nothing, so a redelivered batch or a second replay of the
+same file never duplicates an alert.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-from sqlalchemy import Engine, and_, create_engine, event, func, select, text
+from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.batchwrite import WriteResult, store_error, write_batch
 from api.errors import StoreURLError
 from api.outbox import OutboxRoute
-from api.queries import (
-    AlertFilter,
-    conditions,
-    decode_quarantine_cursor,
-    encode_cursor,
-    encode_quarantine_cursor,
-    encode_receipt_cursor,
-    has_nul,
-    receipt_conditions,
-)
+from api.queries import has_nul
 from api.readiness import schema_problem
+from api.reads import StoreReads
 from api.resends import resolve_groups
-from api.rows import (
-    group_to_dict,
-    quarantined_to_dict,
-    receipt_to_dict,
-    row_to_dict,
-    utc,
-)
+from api.rows import utc
 from api.rule_exceptions import (
     NewException,
     active_exceptions,
@@ -48,27 +34,9 @@ from api.rule_exceptions import (
     get_exception,
     list_exceptions,
 )
-from api.tables import (
-    Receipt,
-    StateCheckpoints,
-    alerts_table,
-    groups_table,
-    quarantine_table,
-    receipts_table,
-    state_table,
-)
-from api.transactions import begin_statement, writing
-from api.triage import (
-    ALERT,
-    GROUP,
-    GroupClosed,
-    TriageChange,
-    TriageHooks,
-    history_of,
-    notes_of,
-    triage_alert,
-    triage_group,
-)
+from api.tables import Receipt, StateCheckpoints, receipts_table
+from api.transactions import begin_statement, transaction
+from api.triage import GroupClosed, TriageChange, TriageHooks, history_of, triage_alert, triage_group
 from detectors.alerts import Alert
 from detectors.events import Rejected
 from detectors.exceptions import RuleException
@@ -130,7 +98,7 @@ def _resolve_in_alertmanager(conn: Connection, closed: GroupClosed) -> None:
     resolve_groups(conn, [closed.group_id], closed.at)
 
 
-class AlertStore:
+class AlertStore(StoreReads):
     """Owns one SQLAlchemy engine. Methods are synchronous; async callers run them in a thread."""
 
     def __init__(self, url: str) -> None:
@@ -145,14 +113,6 @@ class AlertStore:
                 self.engine = create_engine(url, pool_pre_ping=True)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise StoreURLError(_url_problem(url, exc)) from None
-
-    @contextmanager
-    def _tx(self, *, writes: bool = False) -> Iterator[Connection]:
-        try:
-            with (writing(self.engine) if writes else self.engine).begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise store_error(exc) from exc
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""
@@ -169,7 +129,7 @@ class AlertStore:
             if problem is not None:
                 raise StoreURLError(f"bad database URL: {problem}") from None
             raise store_error(exc) from exc
-        with self._tx(writes=True) as conn:
+        with transaction(self.engine) as conn:
             if conn.dialect.name == "postgresql":
                 # detect and api processes start together: one migrates, the others wait, then see it done.
                 # Bounded: a stuck migration fails the start with an error instead of hanging it.
@@ -199,88 +159,17 @@ class AlertStore:
         (their first `received_at` stays; a hit is counted once)."""
         return write_batch(self.engine, alerts, rejected, states or {}, receipts, routes, hits)
 
-    def list_groups(
-        self, flt: AlertFilter, *, limit: int, cursor: str | None = None
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """Alert groups, most recently active first; `since`/`until` apply to their last alert."""
-        g = groups_table
-        conds = conditions(g, g.c.last_seen, flt, cursor)
-        query = select(g)
-        if conds:
-            query = query.where(and_(*conds))
-        query = query.order_by(g.c.last_seen.desc(), g.c.id.desc()).limit(limit + 1)
-        with self._tx() as conn:
-            rows = list(conn.execute(query))
-        items = [group_to_dict(r) for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor(last.last_seen, last.id)
-        return items, next_cursor
-
-    def load_state(self, scope: str) -> tuple[int | None, dict[str, Any]] | None:
-        """The last checkpoint of a scope: (position, state), or None."""
-        with self._tx() as conn:
-            row = conn.execute(select(state_table).where(state_table.c.scope == scope)).first()
-        if row is None:
-            return None
-        return row.position, orjson.loads(row.state)
-
-    def list_alerts(
-        self, flt: AlertFilter, *, limit: int, cursor: str | None = None
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first (event time, then id); returns a page and the cursor of the next one."""
-        t = alerts_table
-        query = select(*(c for c in t.c if c.name != "event"))
-        conds = conditions(t, t.c.event_time, flt, cursor)
-        if conds:
-            query = query.where(and_(*conds))
-        query = query.order_by(t.c.event_time.desc(), t.c.id.desc()).limit(limit + 1)
-        with self._tx() as conn:
-            rows = list(conn.execute(query))
-        items = [row_to_dict(r, with_event=False) for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]._mapping
-            next_cursor = encode_cursor(last["event_time"], last["id"])
-        return items, next_cursor
-
-    def get_alert(self, alert_id: str) -> dict[str, Any] | None:
-        """One alert with its event, and its notes and its group's."""
-        if has_nul(alert_id):  # no id holds one (ids are digests), and PostgreSQL refuses it in a query
-            return None
-        with self._tx() as conn:
-            row = conn.execute(select(alerts_table).where(alerts_table.c.id == alert_id)).first()
-            if row is None:
-                return None
-            found = row_to_dict(row, with_event=True)
-            targets = [(ALERT, alert_id)] + ([(GROUP, row.group_id)] if row.group_id else [])
-            found["notes"] = notes_of(conn, targets)
-        return found
-
-    def get_group(self, group_id: str) -> dict[str, Any] | None:
-        """One alert group with its notes."""
-        if has_nul(group_id):  # as in get_alert
-            return None
-        with self._tx() as conn:
-            row = conn.execute(select(groups_table).where(groups_table.c.id == group_id)).first()
-            if row is None:
-                return None
-            found = group_to_dict(row)
-            found["notes"] = notes_of(conn, [(GROUP, group_id)])
-        return found
-
     def triage_alert(
         self, alert_id: str, change: TriageChange, new_exception: NewException | None = None
     ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """Apply a triage change to an alert, and create an exception with it (in the same transaction) if
         given: the alert as it is now (None if there is no such alert) and the exception created.
         ExceptionError or AlertNotFound when the exception cannot be made (nothing is changed then)."""
-        if has_nul(alert_id):  # as in get_alert
+        if has_nul(alert_id):  # as in get_alert (api/reads.py)
             return None, None
         now = datetime.now(UTC)
         created = None
-        with self._tx(writes=True) as conn:  # it may read the alert's group before its first write
+        with transaction(self.engine) as conn:  # it may read the alert's group before its first write
             if not triage_alert(conn, alert_id, change, now, self.triage_hooks):
                 return None, None
             if new_exception is not None:
@@ -292,9 +181,9 @@ class AlertStore:
     def triage_group(self, group_id: str, change: TriageChange) -> tuple[dict[str, Any] | None, int]:
         """Apply a triage change to a group and all its alerts: the group as it is now (None if there is no
         such group) and how many of its alerts changed."""
-        if has_nul(group_id):  # as in get_alert
+        if has_nul(group_id):  # as in get_alert (api/reads.py)
             return None, 0
-        with self._tx() as conn:
+        with transaction(self.engine, writes=False) as conn:
             changed = triage_group(conn, group_id, change, datetime.now(UTC), self.triage_hooks)
         if changed is None:
             return None, 0
@@ -302,73 +191,45 @@ class AlertStore:
 
     def triage_history(self, target: str, target_id: str, *, limit: int) -> list[dict[str, Any]]:
         """The triage history of an alert or group (target "alert" or "group"), oldest first."""
-        with self._tx() as conn:
+        with transaction(self.engine, writes=False) as conn:
             return history_of(conn, target, target_id, limit)
 
     def create_exception(self, new: NewException) -> dict[str, Any]:
         """ExceptionError when its conditions do not compile, AlertNotFound when `from_alert` is not there."""
-        with self._tx() as conn:
+        with transaction(self.engine, writes=False) as conn:
             created = create_exception(conn, new, datetime.now(UTC))
         self._exceptions_changed()
         return created
 
     def list_exceptions(self, rule_id: str | None = None) -> list[dict[str, Any]]:
-        with self._tx() as conn:
+        with transaction(self.engine, writes=False) as conn:
             return list_exceptions(conn, datetime.now(UTC), rule_id)
 
     def get_exception(self, exception_id: str) -> dict[str, Any] | None:
-        with self._tx() as conn:
+        with transaction(self.engine, writes=False) as conn:
             return get_exception(conn, exception_id, datetime.now(UTC))
 
     def delete_exception(self, exception_id: str) -> bool:
-        with self._tx() as conn:
+        with transaction(self.engine, writes=False) as conn:
             deleted = delete_exception(conn, exception_id)
         if deleted:
             self._exceptions_changed()
         return deleted
 
     def active_exceptions(self) -> list[RuleException]:
-        with self._tx() as conn:
+        with transaction(self.engine, writes=False) as conn:
             return active_exceptions(conn, datetime.now(UTC))
 
     def _exceptions_changed(self) -> None:
         for hook in self.triage_hooks.exceptions_changed:
             hook()
 
-    def count_alerts(self) -> int:
-        with self._tx() as conn:
-            return int(conn.scalar(select(func.count()).select_from(alerts_table)) or 0)
-
-    def list_receipts(
-        self, *, audit_id: str | None = None, limit: int, cursor: str | None = None
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """Receipts in key order (auditID, stage, stageTimestamp ascending); a page and the next page's cursor."""
-        r = receipts_table
-        conds = receipt_conditions(audit_id, cursor)
-        query = select(r).where(and_(*conds)) if conds else select(r)
-        query = query.order_by(r.c.audit_id, r.c.stage, r.c.stage_timestamp).limit(limit + 1)
-        with self._tx() as conn:
-            rows = list(conn.execute(query))
-        items = [receipt_to_dict(x) for x in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_receipt_cursor((last.audit_id, last.stage, last.stage_timestamp))
-        return items, next_cursor
-
-    def count_receipts(self, *, audit_id: str | None = None) -> int:
-        query = select(func.count()).select_from(receipts_table)
-        if audit_id is not None:
-            query = query.where(receipts_table.c.audit_id == audit_id)
-        with self._tx() as conn:
-            return int(conn.scalar(query) or 0)
-
     def prune_receipts(self, before: datetime, *, max_rows: int | None = None) -> int:
         """Delete receipts received before `before`, oldest first; with `max_rows`, about that many at most
         (a whole last batch goes, since a batch's receipts share their `received_at`). Returns the count."""
         r = receipts_table
         cutoff = r.c.received_at < utc(before)
-        with self._tx(writes=True) as conn:
+        with transaction(self.engine) as conn:
             if max_rows is not None:
                 nth = conn.scalar(
                     select(r.c.received_at).where(cutoff).order_by(r.c.received_at).offset(max_rows - 1).limit(1)
@@ -376,22 +237,6 @@ class AlertStore:
                 if nth is not None:
                     cutoff = r.c.received_at <= nth
             return int(conn.execute(r.delete().where(cutoff)).rowcount or 0)
-
-    def quarantined(self, limit: int = 100) -> list[dict[str, Any]]:
-        with self._tx() as conn:
-            rows = conn.execute(select(quarantine_table).order_by(quarantine_table.c.id.desc()).limit(limit))
-            return [dict(r._mapping) for r in rows]
-
-    def list_quarantined(self, *, limit: int, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
-        """Quarantined items (redacted when stored), newest first; a page and the next page's cursor."""
-        q = quarantine_table
-        query = select(q)
-        if cursor:
-            query = query.where(q.c.id < decode_quarantine_cursor(cursor))
-        with self._tx() as conn:
-            rows = list(conn.execute(query.order_by(q.c.id.desc()).limit(limit + 1)))
-        next_cursor = encode_quarantine_cursor(rows[limit - 1].id) if len(rows) > limit else None
-        return [quarantined_to_dict(r) for r in rows[:limit]], next_cursor
 
     def close(self) -> None:
         self.engine.dispose()
