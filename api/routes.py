@@ -256,20 +256,22 @@ def healthz() -> dict[str, Any]:
 STORE_UNAVAILABLE = "alert store unavailable: database unreachable"
 
 
-def log_unavailable(request: Request, what: str, cause: Exception | str) -> None:
+def log_unavailable(request: Request, what: str, cause: Exception | str, logger: logging.Logger = log) -> None:
     """Log why `what` answers 503: the cause, redacted, once until it changes or /readyz succeeds again (probes
-    and clients retrying every few seconds would repeat it). Callers answer a fixed text: the cause may name
-    the database's host and user (`connection to server at "10.0.0.5" ... for user "auditwatch"`)."""
+    and clients retrying every few seconds would repeat it), on `logger` (the store's unless the cause is another
+    dependency's). Callers answer a fixed text: the cause may name the database's host and user (`connection to
+    server at "10.0.0.5" ... for user "auditwatch"`)."""
     detail = redact_message(str(cause))
     logged: dict[str, str] = getattr(request.app.state, "unready_logged", None) or {}
     if logged.get(what) != detail:
         request.app.state.unready_logged = {**logged, what: detail}
-        log.warning("%s: %s", what, detail)
+        logger.warning("%s: %s", what, detail)
 
 
-def not_ready(request: Request, reason: str, cause: Exception | str) -> JSONResponse:
-    """readyz's 503, with a `reason` that names no address or user (its caller needs no access)."""
-    log_unavailable(request, "not ready (/readyz answers 503)", cause)
+def not_ready(request: Request, reason: str, cause: Exception | str, logger: logging.Logger = log) -> JSONResponse:
+    """readyz's 503, with a `reason` that names no address or user (its caller needs no access); the cause is
+    logged on `logger`, as in log_unavailable."""
+    log_unavailable(request, "not ready (/readyz answers 503)", cause, logger)
     return problem_response(503, reason)
 
 

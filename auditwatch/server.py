@@ -49,7 +49,7 @@ from detectors.tuning.tuning import load_tuning
 from ingest.kafka import KafkaSink, TopicMissing, TopicRefused, TopicSpec, ensure_topics
 from ingest.webhook import WEBHOOK_PATHS, BatchSink, SinkUnavailable, webhook_router
 
-log = logging.getLogger("auditwatch.ingest")
+ingest_log = logging.getLogger("auditwatch.ingest")  # what the ingest app says about Kafka
 
 
 def _app(
@@ -200,7 +200,7 @@ def create_ingest_app(settings: Settings, sink: KafkaSink | None = None, *, crea
         try:
             await ensure_topics(bootstrap, topic_specs(settings), timeout_s=min(settings.send_timeout_s, 10))
         except TopicRefused as exc:  # the sink's start says the topic is missing
-            log.warning("%s", exc)
+            ingest_log.warning("%s", exc)
         except Exception:  # Kafka may come later; batches get 503 until then
             pass
 
@@ -227,7 +227,7 @@ def create_ingest_app(settings: Settings, sink: KafkaSink | None = None, *, crea
             await sink.ready()
         except SinkUnavailable as exc:  # its text names the brokers: the log has it, the caller needs no access
             why = "topic missing" if isinstance(exc, TopicMissing) else "unreachable"
-            return not_ready(request, f"Kafka unavailable: {why}", exc)
+            return not_ready(request, f"Kafka unavailable: {why}", exc, ingest_log)
         return JSONResponse(ready(request))
 
     return app

@@ -105,6 +105,27 @@ def test_ingest_starts_without_kafka_and_says_so_in_one_line(tmp_path: Path, clo
     assert "Traceback" not in proc.output()
 
 
+def test_ingest_logs_that_it_is_unready_without_kafka_as_ingest_not_as_the_store(
+    tmp_path: Path, closed_port: int
+) -> None:
+    port = free_port()
+    args = ["ingest", "--kafka", f"127.0.0.1:{closed_port}", "--port", str(port), "--log-format", "json"]
+    proc = Proc(args, tmp_path / "ingest.log")
+    try:
+        proc.wait_http(f"http://127.0.0.1:{port}/healthz")
+        assert problem_detail(httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=30), 503) == (
+            "Kafka unavailable: unreachable"
+        )
+        wait_for("the unready line", lambda: "not ready" in proc.output(), 10, proc)
+    finally:
+        proc.kill9()
+    (line,) = [d for d in json_lines(proc.output()) if d["msg"].startswith("not ready")]
+    assert line["logger"] == "auditwatch.ingest", line
+    assert line["msg"].startswith(f"not ready (/readyz answers 503): Kafka at 127.0.0.1:{closed_port} is unreachable")
+    # and no line of ingest's is logged as the alert store's, which it has none of
+    assert not [d for d in json_lines(proc.output()) if d["logger"].startswith("auditwatch.store")]
+
+
 def version() -> str:
     from importlib.metadata import version as of
 
