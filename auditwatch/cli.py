@@ -131,7 +131,7 @@ def _serve_parser(sub: Any) -> None:
         description="Receive kube-apiserver audit webhooks, detect, store alerts and serve them over REST. "
         "A webhook batch is answered 200 only after its alerts are committed.",
     )
-    listener_options(serve, 8080)
+    listener_options(serve, 8080, "serve")
     webhook_options(serve)
     serve.add_argument("--db", help=DB_HELP)
     serve.add_argument("--db-url-file", metavar="FILE", help=DB_FILE_HELP)
@@ -168,7 +168,7 @@ def _ingest_parser(sub: Any) -> None:
         help="worker processes sharing the port, each with its "
         "own Kafka producers and /metrics (default 1: one process is CPU-bound near one core)",
     )
-    listener_options(ingest, 8080)
+    listener_options(ingest, 8080, "ingest")
     webhook_options(ingest)
     ingest.set_defaults(func=cmd_ingest, default_log_level="info")
 
@@ -205,7 +205,7 @@ def _detect_parser(sub: Any) -> None:
         "--metrics-host", metavar="HOST", help="address of the metrics listener (default 127.0.0.1; any other "
         "needs a token or client certificates, or --insecure). Env: AUDITWATCH_METRICS_HOST",
     )  # fmt: skip
-    access_options(detect)
+    access_options(detect, "detect")
     detect.set_defaults(func=cmd_detect, default_log_level="info")
 
 
@@ -213,7 +213,7 @@ def _api_parser(sub: Any) -> None:
     api = sub.add_parser(
         "api", help="alert store -> REST API (distributed mode)", description="Serve the alert store over REST."
     )
-    listener_options(api, 8080)
+    listener_options(api, 8080, "api")
     api.add_argument("--db", help=DB_HELP)
     api.add_argument("--db-url-file", metavar="FILE", help=DB_FILE_HELP)
     api.set_defaults(func=cmd_api, default_log_level="info")

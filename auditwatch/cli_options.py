@@ -45,21 +45,48 @@ MATCHING_HELP = (
 )
 
 
-def listener_options(p: argparse.ArgumentParser, port: int) -> None:
+_WEBHOOK_TOKEN_HELP = (
+    "file holding a bearer token every request must carry (the webhook kubeconfig's `token`); it gives read-write "
+    "access; or set AUDITWATCH_API_TOKEN. /healthz and /readyz stay open"
+)
+_STORE_READ_TOKEN_HELP = (
+    "file holding a second bearer token, for read-only access (GET: alerts, groups, exceptions); needs --token-file. "
+    "Env: AUDITWATCH_API_READ_TOKEN"
+)
+# What --token-file and --read-token-file reach on each command's listener: the routes of its app
+# (auditwatch/server.py); read-only access allows GET and HEAD (auditwatch/auth.py).
+TOKEN_HELP: dict[str, tuple[str, str]] = {
+    "serve": (_WEBHOOK_TOKEN_HELP, _STORE_READ_TOKEN_HELP),
+    "ingest": (
+        _WEBHOOK_TOKEN_HELP,
+        "file holding a second bearer token, for read-only access: GET /metrics (e.g. for Prometheus), /version and "
+        "/docs, not the webhook; needs --token-file. Env: AUDITWATCH_API_READ_TOKEN",
+    ),
+    "api": (
+        "file holding a bearer token every request must carry; it gives read-write access (triage, exceptions); or "
+        "set AUDITWATCH_API_TOKEN. /healthz and /readyz stay open",
+        _STORE_READ_TOKEN_HELP,
+    ),
+    "detect": (
+        "file holding a bearer token every request to the metrics listener must carry (GET /metrics, /version, "
+        "/docs); or set AUDITWATCH_API_TOKEN. /healthz stays open, for probes",
+        "file holding a second bearer token, which reaches what --token-file's does: the metrics listener serves "
+        "only GETs, which read-only access allows; needs --token-file. Env: AUDITWATCH_API_READ_TOKEN",
+    ),
+}
+
+
+def listener_options(p: argparse.ArgumentParser, port: int, command: str) -> None:
     p.add_argument("--host", help="address to listen on (default 127.0.0.1). Env: AUDITWATCH_HOST")
     p.add_argument("--port", type=int, help=f"port to listen on (default {port}). Env: AUDITWATCH_PORT")
-    access_options(p)
+    access_options(p, command)
 
 
-def access_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--token-file", help="file holding a bearer token every request must carry (the webhook kubeconfig's "
-        "`token`); it gives read-write access; or set AUDITWATCH_API_TOKEN. /healthz and /readyz stay open",
-    )  # fmt: skip
-    p.add_argument(
-        "--read-token-file", help="file holding a second bearer token, for read-only access (GET: alerts, groups, "
-        "exceptions); needs --token-file. Env: AUDITWATCH_API_READ_TOKEN",
-    )  # fmt: skip
+def access_options(p: argparse.ArgumentParser, command: str) -> None:
+    """The access flags of `command`'s listener (a key of TOKEN_HELP)."""
+    token_help, read_token_help = TOKEN_HELP[command]
+    p.add_argument("--token-file", help=token_help)
+    p.add_argument("--read-token-file", help=read_token_help)
     p.add_argument("--tls-cert", help="server certificate (PEM) to serve HTTPS. Env: AUDITWATCH_TLS_CERT_FILE")
     p.add_argument("--tls-key", help="private key (PEM) of --tls-cert. Env: AUDITWATCH_TLS_KEY_FILE")
     p.add_argument(

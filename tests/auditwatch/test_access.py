@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from auditwatch.auth import Access, AccessPolicy, certificate_access, common_names, subject_name, token_access
-from auditwatch.server import create_api_app, create_serve_app
+from auditwatch.metrics import Metrics
+from auditwatch.server import create_api_app, create_ingest_app, create_metrics_app, create_serve_app
 from auditwatch.settings import Settings, check_listener
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
@@ -189,6 +190,29 @@ def test_the_api_process_has_the_same_levels(db_url: str, open_client: TestClien
         assert client.patch(f"/api/v1/alerts/{alert_id}", json=body, headers=READ).status_code == 403
         assert client.patch(f"/api/v1/alerts/{alert_id}", json=body).status_code == 401
         assert client.patch(f"/api/v1/alerts/{alert_id}", json=body, headers=WRITE).status_code == 200
+
+
+def test_on_ingest_the_read_only_token_reaches_its_gets_not_the_webhook() -> None:
+    """What `ingest --read-token-file` says it gives (auditwatch/cli_options.py)."""
+    settings = Settings(kafka_bootstrap="127.0.0.1:1", send_timeout_s=1, **TOKENS)  # no Kafka: no matter here
+    with TestClient(create_ingest_app(settings, create_topics=False)) as client:
+        for path in ("/metrics", "/version", "/docs", "/openapi.json"):
+            assert client.get(path, headers=READ).status_code == 200, path
+            assert client.get(path).status_code == 401, path
+        assert client.post("/audit/webhook", content=event_list([exec_event()]), headers=READ).status_code == 403
+        assert client.get("/api/v1/alerts", headers=READ).status_code == 404  # ingest serves no alerts
+        assert client.get("/healthz").status_code == 200
+
+
+def test_detects_metrics_listener_serves_gets_that_either_token_reaches_and_an_open_healthz() -> None:
+    """What `detect --token-file` and `--read-token-file` say (auditwatch/cli_options.py): no /readyz there."""
+    with TestClient(create_metrics_app(Settings(**TOKENS), Metrics.for_api())) as client:
+        for path in ("/metrics", "/version", "/docs"):
+            for token in (READ, WRITE):
+                assert client.get(path, headers=token).status_code == 200, path
+            assert client.get(path).status_code == 401, path
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/readyz", headers=WRITE).status_code == 404
 
 
 @pytest.mark.parametrize(

@@ -49,6 +49,33 @@ def test_every_option_is_explained(command: str, options: list[str], run_cli: Ru
     assert "AUDITWATCH_" in run_cli("--help").out
 
 
+def option_help(help_out: str, option: str) -> str:
+    """An option's help text in a command's --help output, on one line."""
+    lines = help_out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"  {option} "))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("  -")), len(lines))
+    return " ".join(" ".join(lines[start:end]).split()[2:])  # less the option and its metavar
+
+
+def command_help(command: str) -> str:
+    out = auditwatch_process(command, "--help", env={"COLUMNS": "200"})  # the real CLI, in a fresh interpreter
+    assert out.code == 0, out.err
+    return out.out
+
+
+def test_the_token_flags_say_what_each_listener_serves() -> None:
+    """detect's metrics listener serves /metrics, /docs and /version (all GETs) and /healthz, no /readyz; ingest's
+    read-only token reaches its GETs (/metrics, /docs, /version), and ingest serves no alerts; api has no webhook."""
+    detect = command_help("detect")
+    token, read_token = option_help(detect, "--token-file"), option_help(detect, "--read-token-file")
+    assert "/readyz" not in token and "/healthz stays open" in token and "GET /metrics" in token, token
+    assert "alerts" not in read_token and "reaches what --token-file's does" in read_token, read_token
+    ingest = option_help(command_help("ingest"), "--read-token-file")
+    assert "alerts" not in ingest and "GET /metrics" in ingest and "not the webhook" in ingest, ingest
+    api = option_help(command_help("api"), "--token-file")
+    assert "webhook" not in api and "/healthz and /readyz stay open" in api, api
+
+
 def test_serve_refuses_an_unauthenticated_public_address() -> None:
     """In a real interpreter: the exit status a service manager sees."""
     out = auditwatch_process("serve", "--host", "0.0.0.0", "--port", "1")
