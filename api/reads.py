@@ -4,6 +4,7 @@ its notes, counts, and a scope's state checkpoint. The WHERE clauses and cursors
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -24,6 +25,14 @@ from api.tables import alerts_table, groups_table, quarantine_table, receipts_ta
 from api.transactions import transaction
 from api.triage import ALERT, GROUP, notes_of
 
+Page = tuple[list[dict[str, Any]], str | None]  # a page of items, and the next page's cursor (None: the last page)
+
+
+def _page(rows: list[Any], limit: int, item: Callable[[Any], dict[str, Any]], cursor: Callable[[Any], str]) -> Page:
+    """A page of `rows`, queried with `limit + 1`: the first `limit` as items, and when there were more, the cursor
+    after the last of them."""
+    return [item(r) for r in rows[:limit]], cursor(rows[limit - 1]) if len(rows) > limit else None
+
 
 class StoreReads:
     """Reads over `engine` (set by `AlertStore`), each in a transaction of its own; StoreError when the database
@@ -31,9 +40,7 @@ class StoreReads:
 
     engine: Engine
 
-    def list_alerts(
-        self, flt: AlertFilter, *, limit: int, cursor: str | None = None
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    def list_alerts(self, flt: AlertFilter, *, limit: int, cursor: str | None = None) -> Page:
         """Newest first (event time, then id); returns a page and the cursor of the next one."""
         t = alerts_table
         query = select(*(c for c in t.c if c.name != "event"))
@@ -43,16 +50,11 @@ class StoreReads:
         query = query.order_by(t.c.event_time.desc(), t.c.id.desc()).limit(limit + 1)
         with transaction(self.engine, writes=False) as conn:
             rows = list(conn.execute(query))
-        items = [row_to_dict(r, with_event=False) for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]._mapping
-            next_cursor = encode_cursor(last["event_time"], last["id"])
-        return items, next_cursor
+        return _page(
+            rows, limit, lambda r: row_to_dict(r, with_event=False), lambda r: encode_cursor(r.event_time, r.id)
+        )
 
-    def list_groups(
-        self, flt: AlertFilter, *, limit: int, cursor: str | None = None
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    def list_groups(self, flt: AlertFilter, *, limit: int, cursor: str | None = None) -> Page:
         """Alert groups, most recently active first; `since`/`until` apply to their last alert."""
         g = groups_table
         conds = conditions(g, g.c.last_seen, flt, cursor)
@@ -62,12 +64,7 @@ class StoreReads:
         query = query.order_by(g.c.last_seen.desc(), g.c.id.desc()).limit(limit + 1)
         with transaction(self.engine, writes=False) as conn:
             rows = list(conn.execute(query))
-        items = [group_to_dict(r) for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor(last.last_seen, last.id)
-        return items, next_cursor
+        return _page(rows, limit, group_to_dict, lambda r: encode_cursor(r.last_seen, r.id))
 
     def get_alert(self, alert_id: str) -> dict[str, Any] | None:
         """One alert with its event, and its notes and its group's."""
@@ -106,9 +103,7 @@ class StoreReads:
             return None
         return row.position, orjson.loads(row.state)
 
-    def list_receipts(
-        self, *, audit_id: str | None = None, limit: int, cursor: str | None = None
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    def list_receipts(self, *, audit_id: str | None = None, limit: int, cursor: str | None = None) -> Page:
         """Receipts in key order (auditID, stage, stageTimestamp ascending); a page and the next page's cursor."""
         r = receipts_table
         conds = receipt_conditions(audit_id, cursor)
@@ -116,12 +111,9 @@ class StoreReads:
         query = query.order_by(r.c.audit_id, r.c.stage, r.c.stage_timestamp).limit(limit + 1)
         with transaction(self.engine, writes=False) as conn:
             rows = list(conn.execute(query))
-        items = [receipt_to_dict(x) for x in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_receipt_cursor((last.audit_id, last.stage, last.stage_timestamp))
-        return items, next_cursor
+        return _page(
+            rows, limit, receipt_to_dict, lambda r: encode_receipt_cursor((r.audit_id, r.stage, r.stage_timestamp))
+        )
 
     def count_receipts(self, *, audit_id: str | None = None) -> int:
         query = select(func.count()).select_from(receipts_table)
@@ -135,7 +127,7 @@ class StoreReads:
             rows = conn.execute(select(quarantine_table).order_by(quarantine_table.c.id.desc()).limit(limit))
             return [dict(r._mapping) for r in rows]
 
-    def list_quarantined(self, *, limit: int, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    def list_quarantined(self, *, limit: int, cursor: str | None = None) -> Page:
         """Quarantined items (redacted when stored), newest first; a page and the next page's cursor."""
         q = quarantine_table
         query = select(q)
@@ -143,5 +135,4 @@ class StoreReads:
             query = query.where(q.c.id < decode_quarantine_cursor(cursor))
         with transaction(self.engine, writes=False) as conn:
             rows = list(conn.execute(query.order_by(q.c.id.desc()).limit(limit + 1)))
-        next_cursor = encode_quarantine_cursor(rows[limit - 1].id) if len(rows) > limit else None
-        return [quarantined_to_dict(r) for r in rows[:limit]], next_cursor
+        return _page(rows, limit, quarantined_to_dict, lambda r: encode_quarantine_cursor(r.id))
