@@ -37,12 +37,12 @@ from auditwatch.consumer_batch import ConsumerStats, Detected, Phases, account_b
 from auditwatch.consumer_partitions import (
     HandOver,
     Records,
-    commit_offsets,
     fresh_records,
     kafka_consumer,
     resume,
     resume_from_commit,
 )
+from auditwatch.consumer_topic import TopicGone, TopicWatch
 from auditwatch.live_exceptions import LiveExceptions
 from auditwatch.logs import TuningLog, log_alerts
 from auditwatch.metrics import Metrics
@@ -101,6 +101,7 @@ class Consumer:
         self.stats = ConsumerStats()
         self._tuning_log = TuningLog(pipeline.tuning)  # every partition's pipeline shares the template's tuning
         self.lock = asyncio.Lock()
+        self.topic_watch = TopicWatch(topic, log)
         self._stop = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._pipelines: dict[TopicPartition, Pipeline] = {}
@@ -182,11 +183,15 @@ class Consumer:
         states, offsets = self._due_states(tps, force=force, every_s=every_s)
         if not states:
             return
+        restarted = self.topic_watch.restarted(self._consumer, states)  # topic deleted: at offset 0, not committed
         try:
-            await asyncio.to_thread(self.writer.write, BatchResults(states=states))
-            if self._consumer is not None:
-                await commit_offsets(self._consumer, offsets)
-        except (StoreError, KafkaError, TimeoutError) as exc:
+            await asyncio.to_thread(self.writer.write, BatchResults(states=restarted or states))
+            if restarted:
+                log.info("topic %s deleted: detector state of partitions %s checkpointed at offset 0, where a topic "
+                         "created again starts", self.topic, sorted(tp.partition for tp in offsets))  # fmt: skip
+            elif self._consumer is not None:
+                await self.topic_watch.commit(self._consumer, offsets)
+        except (StoreError, KafkaError, TimeoutError, TopicGone) as exc:
             log.warning("could not checkpoint detector state (the next owner replays from the last one): %r", exc)
 
     async def _store(self, batch: BatchResults) -> Written | None:
@@ -282,8 +287,8 @@ class Consumer:
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         try:
-            await commit_offsets(consumer, offsets)
-        except (CommitFailedError, KafkaError, TimeoutError) as exc:
+            await self.topic_watch.commit(consumer, offsets)
+        except (CommitFailedError, KafkaError, TimeoutError, TopicGone) as exc:
             # The group moved on (rebalance, session lost): the new owner reprocesses; upserts absorb it.
             self.stats.commit_failures += 1
             if self.metrics is not None:
@@ -315,6 +320,7 @@ class Consumer:
                 polling = time.perf_counter()
                 batch = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
                 phases = Phases(poll=time.perf_counter() - polling)
+                self.topic_watch.check(consumer)  # says once that the topic is missing, once that it is back
                 if self.metrics is not None:
                     self.metrics.observe_lag(consumer, self._positions)
                 if not batch:

@@ -1,5 +1,5 @@
-"""Kafka partitions and offsets of `detect`'s consumer: how it reads the topic, where a partition resumes, the
-bounded offset commit, and the rebalance listener that hands partitions over with their detector state."""
+"""Kafka partitions and offsets of `detect`'s consumer: how it reads the topic, where a partition resumes, and
+the rebalance listener that hands partitions over with their detector state."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+
+from auditwatch.consumer_topic import TOPIC_CHECK_S
 
 log = logging.getLogger("auditwatch.detect")
 
@@ -23,9 +25,6 @@ MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
 # A member learns that the group is rebalancing at its next heartbeat: a consumer joining waits for every member's
 # (Kafka's default is 3 s, with a session of 10 s here).
 HEARTBEAT_INTERVAL_MS = 1000
-# aiokafka retries a commit that fails retriably for ever: one for a topic deleted meanwhile (UNKNOWN_TOPIC_OR_PART)
-# kept detect from stopping. Given up after this, as a commit that failed (its records are redelivered).
-COMMIT_TIMEOUT_S = 15.0
 
 Records = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
 
@@ -43,12 +42,8 @@ def kafka_consumer(bootstrap: str, group: str) -> AIOKafkaConsumer:
         heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
         fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
+        metadata_max_age_ms=int(TOPIC_CHECK_S * 1000),  # a missing topic is looked for this often
     )
-
-
-async def commit_offsets(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
-    """Commit offsets; TimeoutError after COMMIT_TIMEOUT_S, KafkaError (CommitFailedError among them) as aiokafka."""
-    await asyncio.wait_for(consumer.commit(offsets), COMMIT_TIMEOUT_S)
 
 
 async def resume(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> int | None:

@@ -16,7 +16,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from auditwatch.consumer_partitions import (
     Records,
-    commit_offsets,
     fresh_records,
     kafka_consumer,
     resume,
@@ -90,7 +89,7 @@ def test_without_state_a_partition_starts_at_the_groups_commit_else_at_its_start
     async def body(consumer: AIOKafkaConsumer, tp: TopicPartition) -> tuple[int, int]:
         await resume_from_commit(consumer, tp)
         before = await _first_offset(consumer, tp)
-        await commit_offsets(consumer, {tp: 1})
+        await consumer.commit({tp: 1})
         await resume_from_commit(consumer, tp)
         return before, await _first_offset(consumer, tp)
 

@@ -19,7 +19,9 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
+from auditwatch.consumer_topic import TOPIC_CHECK_S
 from auditwatch.replay import replay
+from bench.proc_cpu import cpu_seconds
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from simulation import ClusterProfile, attack_events, benign_events, write_jsonl
@@ -297,11 +299,12 @@ def test_detector_state_is_checkpointed_with_offsets_and_survives_kill_9(
     assert all(scope.startswith(f"kafka:{group}:{topic}:") for scope, _ in checkpoints())
 
 
-def test_a_topic_deleted_and_created_again_under_detect_is_read_from_its_start(
+def test_a_topic_deleted_and_created_again_while_detect_is_down_is_read_from_its_start(
     tmp_path: Path, pg_url: str, procs: list[Proc]
 ) -> None:
-    """ingest creates again a topic deleted under it, and the new topic's offsets start over: detect, whose state
-    checkpoints hold the old topic's offsets, reads the new topic from its start instead of skipping up to them."""
+    """ingest creates again a topic deleted, and the new topic's offsets start over: detect, restarted with state
+    checkpoints that hold the old topic's offsets, reads the new topic from its start instead of skipping up to
+    them. (A topic deleted under a running detect: the next test.)"""
     bootstrap = kafka_bootstrap()
     topic = unique("recreated")
     first = [another_like(e, n) for n in (1, 2) for e in scenario_events()]
@@ -328,15 +331,69 @@ def test_a_topic_deleted_and_created_again_under_detect_is_read_from_its_start(
         finally:
             engine.dispose()
 
+    def start() -> Proc:
+        detect = Proc(["detect", "--kafka", bootstrap, "--topic", topic, "--group", topic, "--db", pg_url],
+                      tmp_path / "detect.log")  # fmt: skip
+        procs.append(detect)
+        return detect
+
+    publish("first")
+    detect = start()
+    wait_for("the first topic's offsets checkpointed", lambda: checkpointed() == len(first), 90, [detect])
+    assert detect.stop() == 0, detect.output()[-3000:]
+    delete_topics(bootstrap, [topic])
+    publish("second")  # creates the topic again
+    detect = start()
+    wait_for("the second topic's alerts", lambda: set(alert_ids(pg_url)) == set(expected), 90, [detect])
+    assert "the topic was created again, read from its start" in detect.output()
+    assert sorted(alert_ids(pg_url)) == sorted(set(expected))
+
+
+def test_detect_waits_for_its_deleted_topic_cheaply_and_reads_it_when_created_again(
+    tmp_path: Path, pg_url: str, procs: list[Proc]
+) -> None:
+    """While its topic is missing, detect holds no partition and asks the broker about the topic every few seconds
+    (aiokafka asked in a loop, half a core, while the partitions of a deleted topic stayed assigned: until the
+    revocation's offset commit, for a topic that no longer existed, gave up after 15 s). It says so once, sees the
+    topic created again within seconds (aiokafka looked every 5 minutes), and reads it from offset 0: the state
+    checkpoints of the old topic's partitions are rewritten at 0 when it is found deleted, so a new topic with as
+    many records as the old one's offsets is not skipped."""
+    bootstrap = kafka_bootstrap()
+    topic = unique("missing")
+    first = scenario_events()
+    second = [another_like(e, n) for n in (1, 2) for e in scenario_events()]  # the new topic ends past the old one
+    paths = {}
+    for name, events in (("first", first), ("second", second), ("both", first + second)):
+        paths[name] = tmp_path / f"{name}.jsonl"
+        paths[name].write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    expected: list[str] = []
+    replay([str(paths["both"])], Pipeline(load_rules(["builtin"])), emit=lambda a: expected.append(a.id))
+    before: list[str] = []
+    replay([str(paths["first"])], Pipeline(load_rules(["builtin"])), emit=lambda a: before.append(a.id))
+    assert set(before) < set(expected)
+
+    def publish(name: str) -> None:
+        proc = Proc(["replay", str(paths[name]), "--to-kafka", bootstrap, "--topic", topic, "--partitions", "1"],
+                    tmp_path / f"publish-{name}.log")  # fmt: skip
+        assert proc.popen.wait(timeout=120) == 0, proc.output()
+
     publish("first")
     detect = Proc(["detect", "--kafka", bootstrap, "--topic", topic, "--group", topic, "--db", pg_url],
                   tmp_path / "detect.log")  # fmt: skip
     procs.append(detect)
-    wait_for("the first topic's offsets checkpointed", lambda: checkpointed() == len(first), 90, [detect])
+    wait_for("the first topic's alerts", lambda: set(alert_ids(pg_url)) == set(before), 90, [detect])
     delete_topics(bootstrap, [topic])
-    gone = f"Topic {topic} not found in cluster metadata"
-    wait_for("detect to find the topic gone", lambda: gone in detect.output(), 60, [detect])
-    publish("second")  # creates the topic again, and detect's group rebalances
+    used, started = cpu_seconds(detect.popen.pid), time.monotonic()
+    time.sleep(8)
+    cores = (cpu_seconds(detect.popen.pid) - used) / (time.monotonic() - started)
+    assert detect.popen.poll() is None, detect.output()[-3000:]
+    assert cores < 0.2, f"detect used {cores:.2f} of a core while its topic was missing"
+    waiting = f"topic {topic} does not exist (deleted, or not created yet): waiting for it"
+    wait_for("detect to say it waits for its topic", lambda: waiting in detect.output(), 30, [detect])
+    publish("second")  # creates the topic again
+    created = time.monotonic()
     wait_for("the second topic's alerts", lambda: set(alert_ids(pg_url)) == set(expected), 90, [detect])
-    assert "the topic was created again, read from its start" in detect.output()
-    assert sorted(alert_ids(pg_url)) == sorted(set(expected))
+    assert time.monotonic() - created < 10 * TOPIC_CHECK_S, detect.output()[-3000:]
+    assert detect.output().count(waiting) == 1
+    assert f"topic {topic} exists again: consuming it" in detect.output()
+    assert "resuming at offset 0" in detect.output()
