@@ -89,6 +89,29 @@ def procs() -> Iterator[list[Proc]]:
         proc.kill9()
 
 
+class TwoTopics:
+    """A topic's records before it is deleted (`first`) and after it is created again (`second`), as archives that
+    `publish` sends with `replay --to-kafka`; `expected`: the alert ids of a replay of both, in order."""
+
+    def __init__(self, tmp_path: Path, topic: str, partitions: int, first: list[Any], second: list[Any]) -> None:
+        self.tmp_path, self.topic, self.partitions = tmp_path, topic, partitions
+        self.paths = {}
+        for name, events in (("first", first), ("second", second), ("both", first + second)):
+            self.paths[name] = tmp_path / f"{name}.jsonl"
+            self.paths[name].write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+        self.expected = self.alerts("both")
+
+    def alerts(self, name: str) -> set[str]:
+        found: list[str] = []
+        replay([str(self.paths[name])], Pipeline(load_rules(["builtin"])), emit=lambda a: found.append(a.id))
+        return set(found)
+
+    def publish(self, name: str) -> None:
+        proc = Proc(["replay", str(self.paths[name]), "--to-kafka", kafka_bootstrap(), "--topic", self.topic,
+                     "--partitions", str(self.partitions)], self.tmp_path / f"publish-{name}.log")  # fmt: skip
+        assert proc.popen.wait(timeout=120) == 0, proc.output()
+
+
 def test_webhook_to_rest_through_kafka_and_postgres(tmp_path: Path, pg_url: str, procs: list[Proc]) -> None:
     bootstrap = kafka_bootstrap()
     topic, dlq = unique("audit"), unique("audit-dlq")
@@ -309,17 +332,7 @@ def test_a_topic_deleted_and_created_again_while_detect_is_down_is_read_from_its
     topic = unique("recreated")
     first = [another_like(e, n) for n in (1, 2) for e in scenario_events()]
     second = [another_like(e, 3) for e in scenario_events()]  # half as many records on each partition as `first`
-    paths = {}
-    for name, events in (("first", first), ("second", second), ("both", first + second)):
-        paths[name] = tmp_path / f"{name}.jsonl"
-        paths[name].write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
-    expected: list[str] = []
-    replay([str(paths["both"])], Pipeline(load_rules(["builtin"])), emit=lambda a: expected.append(a.id))
-
-    def publish(name: str) -> None:
-        proc = Proc(["replay", str(paths[name]), "--to-kafka", bootstrap, "--topic", topic, "--partitions", "2"],
-                    tmp_path / f"publish-{name}.log")  # fmt: skip
-        assert proc.popen.wait(timeout=120) == 0, proc.output()
+    topics = TwoTopics(tmp_path, topic, 2, first, second)
 
     def checkpointed() -> int:
         engine = sa.create_engine(pg_url)
@@ -337,16 +350,16 @@ def test_a_topic_deleted_and_created_again_while_detect_is_down_is_read_from_its
         procs.append(detect)
         return detect
 
-    publish("first")
+    topics.publish("first")
     detect = start()
     wait_for("the first topic's offsets checkpointed", lambda: checkpointed() == len(first), 90, [detect])
     assert detect.stop() == 0, detect.output()[-3000:]
     delete_topics(bootstrap, [topic])
-    publish("second")  # creates the topic again
+    topics.publish("second")  # creates the topic again
     detect = start()
-    wait_for("the second topic's alerts", lambda: set(alert_ids(pg_url)) == set(expected), 90, [detect])
+    wait_for("the second topic's alerts", lambda: set(alert_ids(pg_url)) == topics.expected, 90, [detect])
     assert "the topic was created again, read from its start" in detect.output()
-    assert sorted(alert_ids(pg_url)) == sorted(set(expected))
+    assert sorted(alert_ids(pg_url)) == sorted(topics.expected)
 
 
 def test_detect_waits_for_its_deleted_topic_cheaply_and_reads_it_when_created_again(
@@ -360,28 +373,16 @@ def test_detect_waits_for_its_deleted_topic_cheaply_and_reads_it_when_created_ag
     many records as the old one's offsets is not skipped."""
     bootstrap = kafka_bootstrap()
     topic = unique("missing")
-    first = scenario_events()
     second = [another_like(e, n) for n in (1, 2) for e in scenario_events()]  # the new topic ends past the old one
-    paths = {}
-    for name, events in (("first", first), ("second", second), ("both", first + second)):
-        paths[name] = tmp_path / f"{name}.jsonl"
-        paths[name].write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
-    expected: list[str] = []
-    replay([str(paths["both"])], Pipeline(load_rules(["builtin"])), emit=lambda a: expected.append(a.id))
-    before: list[str] = []
-    replay([str(paths["first"])], Pipeline(load_rules(["builtin"])), emit=lambda a: before.append(a.id))
-    assert set(before) < set(expected)
+    topics = TwoTopics(tmp_path, topic, 1, scenario_events(), second)
+    before = topics.alerts("first")
+    assert before < topics.expected
 
-    def publish(name: str) -> None:
-        proc = Proc(["replay", str(paths[name]), "--to-kafka", bootstrap, "--topic", topic, "--partitions", "1"],
-                    tmp_path / f"publish-{name}.log")  # fmt: skip
-        assert proc.popen.wait(timeout=120) == 0, proc.output()
-
-    publish("first")
+    topics.publish("first")
     detect = Proc(["detect", "--kafka", bootstrap, "--topic", topic, "--group", topic, "--db", pg_url],
                   tmp_path / "detect.log")  # fmt: skip
     procs.append(detect)
-    wait_for("the first topic's alerts", lambda: set(alert_ids(pg_url)) == set(before), 90, [detect])
+    wait_for("the first topic's alerts", lambda: set(alert_ids(pg_url)) == before, 90, [detect])
     delete_topics(bootstrap, [topic])
     used, started = cpu_seconds(detect.popen.pid), time.monotonic()
     time.sleep(8)
@@ -390,9 +391,9 @@ def test_detect_waits_for_its_deleted_topic_cheaply_and_reads_it_when_created_ag
     assert cores < 0.2, f"detect used {cores:.2f} of a core while its topic was missing"
     waiting = f"topic {topic} does not exist (deleted, or not created yet): waiting for it"
     wait_for("detect to say it waits for its topic", lambda: waiting in detect.output(), 30, [detect])
-    publish("second")  # creates the topic again
+    topics.publish("second")  # creates the topic again
     created = time.monotonic()
-    wait_for("the second topic's alerts", lambda: set(alert_ids(pg_url)) == set(expected), 90, [detect])
+    wait_for("the second topic's alerts", lambda: set(alert_ids(pg_url)) == topics.expected, 90, [detect])
     assert time.monotonic() - created < 10 * TOPIC_CHECK_S, detect.output()[-3000:]
     assert detect.output().count(waiting) == 1
     assert f"topic {topic} exists again: consuming it" in detect.output()
