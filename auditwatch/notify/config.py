@@ -37,6 +37,8 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "": 1.0}
 _RATE = re.compile(r"(\d+)/(s|min|h)")
 _RATE_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0}
+# a host name or IPv4 address as a resolver takes it (`_` for Docker and Compose service names); IPv6 in brackets
+_HOST = re.compile(r"[a-z0-9_]([a-z0-9_.-]{0,252})")
 DAY = 86400.0
 
 
@@ -118,8 +120,15 @@ def parse_url(kind: str, url: str) -> str:
         scheme, host, port = parts.scheme, parts.hostname, parts.port
     except ValueError:  # a port that is not a number
         scheme, host, port = "", None, None
+    if ";" in url.partition("://")[2].partition("/")[0]:  # two sinks in one --notify, as AUDITWATCH_NOTIFY has them
+        raise SinkSpecError(
+            "the URL's host holds a ';': give each sink its own --notify"
+            " (';' separates sinks only in AUDITWATCH_NOTIFY)"
+        )
     if scheme not in ("http", "https") or not host:
         raise SinkSpecError(f"the URL must be http:// or https:// with a host (as in {kind}=https://host/path)")
+    if ":" not in host and not _HOST.fullmatch(host):
+        raise SinkSpecError("the URL's host is not a host name (letters, digits, '.', '-', '_') or an IP address")
     shown = f"[{host}]" if ":" in host else host
     return f"{kind}:{scheme}://{shown}" + (f":{port}" if port is not None else "")
 

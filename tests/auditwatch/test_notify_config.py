@@ -34,6 +34,7 @@ def test_each_kind_with_its_defaults() -> None:
     )
     assert parse_sink("falcosidekick=http://falcosidekick:2801").name == "falcosidekick:http://falcosidekick:2801"
     assert parse_sink("webhook=https://[::1]:8443/hook?x=1").name == "webhook:https://[::1]:8443"
+    assert parse_sink("webhook=http://Compose_Hook.example:80/x").name == "webhook:http://compose_hook.example:80"
 
 
 def test_options_are_parsed(tmp_path: Path) -> None:
@@ -84,6 +85,11 @@ def test_mattermost_is_a_kind_of_its_own_its_url_a_secret() -> None:
         ("webhook=ftp://host/x", "the URL must be http:// or https://"),
         ("webhook=http://", "the URL must be http:// or https://"),
         ("webhook=http://host:99999", "the URL must be http:// or https://"),
+        ("webhook=http://host;alertmanager=http://am:9093", "the URL's host holds a ';': give each sink its own"),
+        ("webhook=http://host:1;alertmanager=http://am:9093", "the URL's host holds a ';'"),
+        ("alertmanager=http://alert manager:9093", "the URL's host is not a host name"),
+        ("webhook=http://ho%00st/x", "the URL's host is not a host name"),
+        ("webhook=http://-host/x", "the URL's host is not a host name"),
         ("webhook=http://host,timout=5s", "unknown option 'timout' for webhook"),
         ("webhook=http://host,resend=5s", "unknown option 'resend' for webhook"),
         ("alertmanager=http://host,rate=10/min", "unknown option 'rate' for alertmanager"),
@@ -148,6 +154,9 @@ def test_cli_refuses_a_bad_sink_with_one_line_and_exit_2(run_cli: RunCli, tmp_pa
         "auditwatch: --notify #1: unknown option 'timout' for webhook (options: name, min_severity, rules, "
         "exclude_rules, timeout, backoff, backoff_max, max_age, max_pending, rate, secret, secret_file)"
     ]
+    two_in_one = "alertmanager=http://127.0.0.1:9093;webhook=http://127.0.0.1:1"  # ';' joins them only in the env
+    run = run_cli("serve", "--db", f"sqlite:///{tmp_path / 'a.db'}", "--notify", two_in_one)
+    assert run.code == 2 and run.err.count("\n") == 1 and "give each sink its own --notify" in run.err
     run = run_cli("detect", "--kafka", "127.0.0.1:1", "--db", f"sqlite:///{tmp_path / 'a.db'}", "--notify", SLACK)
     assert run.code == 2 and run.err.count("\n") == 1 and "XXXXsecretXXXX" not in run.err
 
