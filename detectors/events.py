@@ -22,6 +22,8 @@ from detectors.decision import decision_of
 from detectors.errors import EventError
 from detectors.fieldpath import compile_path
 from detectors.limits import MAX_EVENT_BYTES, cut_deep, limit_problem, loads_bounded
+from detectors.unreadable import Unreadable, read_items
+from detectors.unreadable import json_problem as json_problem
 from detectors.validation import AUDIT_API_VERSIONS as AUDIT_API_VERSIONS
 from detectors.validation import STAGES as STAGES
 from detectors.validation import json_type, quoted
@@ -268,26 +270,6 @@ def parse_time(value: Any) -> datetime | None:
         return None
 
 
-def utf8_problem(data: bytes | str) -> str | None:
-    """Where a text is not valid UTF-8 (orjson only says "surrogates not allowed ... (char 0)"), or None."""
-    try:
-        data.decode("utf-8") if isinstance(data, bytes) else data.encode("utf-8")
-    except UnicodeError as exc:
-        where = "byte" if isinstance(data, bytes) else "character"
-        return f"invalid UTF-8 at {where} {exc.start}"  # type: ignore[attr-defined]
-    return None
-
-
-def json_problem(exc: orjson.JSONDecodeError, data: bytes | str) -> str:
-    """The reason given for text that is not JSON: what and where (line, column, character), or the byte
-    where it is not UTF-8."""
-    if "UTF-8" in exc.msg:
-        problem = utf8_problem(data)
-        if problem is not None:
-            return problem
-    return f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno} (char {exc.pos})"
-
-
 def looks_like_event(obj: Mapping[str, Any]) -> bool:
     """An Event without kind/apiVersion, as older exporters write it."""
     return "auditID" in obj or ("stage" in obj and "requestURI" in obj)
@@ -370,15 +352,21 @@ def split_document(
         item_origin = f"{origin}#{suffix}" if suffix else origin
         if reason is None:
             events.append(AuditEvent(item, item_origin))  # positional: keywords cost 30% more here
+        elif type(item) is Unreadable:
+            rejected.add(Rejected(origin=item_origin, reason=item.reason, payload=cut_deep(item.payload)))
         else:
             rejected.add(Rejected(origin=item_origin, reason=reason, payload=cut_deep(item)))
     return events, rejected
 
 
 def parse_body(body: bytes, *, origin: str = "") -> tuple[list[AuditEvent], Rejections]:
-    """Decode and split a webhook body or one archive line; EventError for a body that is wholly bad."""
+    """Decode and split a webhook body or one archive line; EventError for a body that is wholly bad (an
+    EventList item that is not JSON on its own is only rejected: `detectors.unreadable`)."""
     try:
         doc, shallow = loads_bounded(body)
     except orjson.JSONDecodeError as exc:
-        raise EventError(json_problem(exc, body)) from None
+        items = read_items(body)  # an EventList whose damage is within items: those are rejected alone
+        if items is None:
+            raise EventError(json_problem(exc, body)) from None
+        return split_document(items, origin=origin)
     return split_document(doc, origin=origin, shallow=shallow, small=len(body) <= MAX_EVENT_BYTES)

@@ -117,10 +117,17 @@ def test_a_clean_batch_says_nothing_of_rejections(client: TestClient) -> None:
         "accepted": 1, "rejected": 0, "alerts": 3, "new_alerts": 3}  # fmt: skip
 
 
-def test_invalid_utf8_is_refused_naming_the_byte(client: TestClient) -> None:
+def test_invalid_utf8_in_an_item_rejects_it_alone_and_elsewhere_is_refused_naming_the_byte(
+    client: TestClient,
+) -> None:
+    item = orjson.dumps(exec_event())
     body = event_list([exec_event()]).replace(b"mallory", b"mall\xffry", 1)
-    where = body.index(b"\xff")
+    reply = client.post("/audit/webhook", content=body.replace(b"]}", b"," + item + b"]}")).json()
+    assert (reply["accepted"], reply["rejected"], reply["alerts"]) == (1, 1, 3)
+    assert reply["rejections"][0]["reason"] == f"invalid UTF-8 at byte {item.index(b'mallory') + 4}"
+    body = event_list([exec_event()]).replace(b'"EventList"', b'"EventList","metadata":{"x":"\xff"}', 1)
     resp = client.post("/audit/webhook", content=body)
+    where = body.index(b"\xff")
     assert problem_detail(resp, 400) == f"invalid UTF-8 at byte {where}"
 
 

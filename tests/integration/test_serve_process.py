@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.credential_canaries import CANARIES, planted_exec, planted_secret
 from tests.support.events import batch_of_400, event_list
 from tests.support.problems import problem_detail
 from tests.support.processes import Proc, free_port
@@ -98,3 +99,38 @@ def test_stateful_detectors_keep_their_state_across_a_restart(tmp_path: Path) ->
         second.kill9()
     with sqlite3.connect(db) as conn:
         assert sorted(r for (r,) in conn.execute("select rule_id from alerts")) == ["grant-then-deploy", "new-ua"]
+
+
+def test_an_item_orjson_cannot_read_is_rejected_alone_its_batch_detected(
+    server: tuple[Proc, str, Path],
+) -> None:
+    """A number beyond a double or an invalid UTF-8 byte in one item (a client's PATCH body, which the apiserver
+    logs as it came) costs that item only: the rest of the batch is detected and stored, the item is quarantined
+    with its reason and redacted, and nothing of its credentials is answered, listed, logged or stored."""
+    proc, base, db = server
+    patch = planted_secret()
+    patch.update(verb="patch", auditID="6b2e1d4f-0000-4d2f-8b66-00000000e400")
+    patch["requestObject"] = {"data": {"k": CANARIES["secret-data"]}, "replicas": "HUGE-NUMBER"}
+    exec_ = planted_exec()
+    exec_["userAgent"] += " NOT-UTF-8"
+    body = event_list([*batch_of_400(), patch, exec_])
+    body = body.replace(b'"HUGE-NUMBER"', b"1e400").replace(b" NOT-UTF-8", b" \xff")
+    resp = httpx.post(f"{base}/audit/webhook", content=body, timeout=30)
+    assert resp.status_code == 200, resp.text
+    reply = resp.json()
+    assert (reply["accepted"], reply["rejected"], reply["quarantined"], reply["new_alerts"]) == (400, 2, 2, 6)
+    reasons = [r["reason"] for r in reply["rejections"]]
+    assert reasons[0].startswith("malformed JSON: number is infinity when parsed as double at line 1 column")
+    assert reasons[1].startswith("invalid UTF-8 at byte ")
+    with sqlite3.connect(db) as conn:
+        rules = sorted(r for (r,) in conn.execute("select rule_id from alerts"))
+    assert len(rules) == 6 and "cluster-admin-binding" in rules
+    quarantine = httpx.get(f"{base}/api/v1/quarantine", timeout=10).json()["items"]
+    assert sorted(q["reason"] for q in quarantine) == sorted(reasons)
+    assert {q["origin"].rpartition("#")[2] for q in quarantine} == {"items[400]", "items[401]"}
+    assert any("6b2e1d4f-0000-4d2f-8b66-00000000e400" in q["payload"] for q in quarantine)  # kept, redacted
+    proc.stop()
+    stored = b"".join(path.read_bytes() for path in db.parent.glob("serve.db*"))
+    for canary in (CANARIES["secret-data"], CANARIES["ua-bearer"]):
+        for where in (resp.text, str(quarantine), proc.output(), stored.decode(errors="replace")):
+            assert canary not in where
