@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import CliRun, RunCli
+from tests.support.cli import CliRun, RunCli, clean_env
+from tests.support.paths import PYTHON, ROOT
 from tests.support.tls import Pki, make_pki
 
 USAGE = 2
@@ -54,6 +55,13 @@ def listener(run_cli: RunCli, command: str, *args: str) -> CliRun:
 def test_version_comes_from_the_package_metadata(run_cli: RunCli) -> None:
     result = run_cli("--version")
     assert (result.code, result.out, result.err) == (0, f"auditwatch {version('auditwatch')}\n", "")
+
+
+def test_python_dash_m_auditwatch_is_the_command() -> None:
+    done = subprocess.run([PYTHON, "-m", "auditwatch", "serve", "--port", "0"], capture_output=True, timeout=120,
+                          cwd=ROOT, env=clean_env(), check=False)  # fmt: skip
+    assert (done.returncode, done.stderr.decode().count("\n")) == (2, 1), done.stderr
+    assert done.stderr.decode().startswith("auditwatch: bad setting: port")
 
 
 def test_tls_files_are_checked_before_anything_listens(pki: Pki, tmp_path: Path, run_cli: RunCli) -> None:
