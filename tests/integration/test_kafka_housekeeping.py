@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from ingest.kafka import TopicSpec, ensure_topics
-from tests.support.services import delete_topics, kafka_bootstrap, new_topics_deleted, topic_names
+from tests.support.services import delete_topics, kafka_bootstrap, new_topics_deleted, topics_listed
 
 pytestmark = pytest.mark.integration
 
@@ -21,9 +21,9 @@ def test_topics_created_meanwhile_are_deleted_and_the_others_kept() -> None:
 
     with new_topics_deleted(bootstrap):
         asyncio.run(ensure_topics(bootstrap, [TopicSpec(newer, 1, 1), TopicSpec(bench, 1, 1)]))
-        assert {older, newer, bench} <= topic_names(bootstrap)
+        assert {older, newer, bench} <= topics_listed(bootstrap, {older, newer, bench})
 
-    left = topic_names(bootstrap)
+    left = topics_listed(bootstrap, {older, bench}, absent=frozenset({newer}))
     delete_topics(bootstrap, [older, bench])
     assert newer not in left
     assert {older, bench} <= left

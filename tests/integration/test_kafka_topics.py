@@ -25,7 +25,7 @@ from tests.support.cli import auditwatch_process
 from tests.support.client import TestClient
 from tests.support.events import event_list, exec_event
 from tests.support.processes import Proc, free_port
-from tests.support.services import delete_topics, kafka_bootstrap, topic_names, topic_records
+from tests.support.services import delete_topics, kafka_bootstrap, topic_names, topic_records, topics_listed
 
 pytestmark = pytest.mark.integration
 
@@ -272,6 +272,6 @@ def test_the_dead_letter_topic_flag_names_the_topic_of_ingest_replay_and_detect(
         deadline = time.monotonic() + 30
         while "auditwatch" not in detect.output() and detect.popen.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)  # the banner comes once the topics are there
-        assert f"{dlq}-detect" in topic_names(bootstrap), detect.output()
+        assert f"{dlq}-detect" in topics_listed(bootstrap, {f"{dlq}-detect"}), detect.output()
     finally:
         detect.stop()

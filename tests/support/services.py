@@ -92,6 +92,19 @@ def topic_names(bootstrap: str) -> set[str]:
     return asyncio.run(listed())
 
 
+def topics_listed(bootstrap: str, present: set[str], absent: frozenset[str] = frozenset(),
+                  timeout_s: float = 15.0) -> set[str]:  # fmt: skip
+    """The broker's topics once all of `present` are among them and none of `absent`, or after `timeout_s`: a topic
+    Kafka reports created (or deleted) reaches the metadata a client lists a moment later (KRaft applies the
+    controller's record asynchronously)."""
+    deadline = time.monotonic() + timeout_s
+    names = topic_names(bootstrap)
+    while not (present <= names and not absent & names) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        names = topic_names(bootstrap)
+    return names
+
+
 def delete_topics(bootstrap: str, topics: list[str]) -> None:
     async def deleted() -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=60_000)
