@@ -26,7 +26,7 @@ from detectors.unreadable import Unreadable, read_items
 from detectors.unreadable import json_problem as json_problem
 from detectors.validation import AUDIT_API_VERSIONS as AUDIT_API_VERSIONS
 from detectors.validation import STAGES as STAGES
-from detectors.validation import json_type, quoted
+from detectors.validation import json_type, quoted, valid_route_key
 from detectors.validation import validate_event as validate_event
 
 # Nested EventLists inside a JSON array are accepted (Falco does the same), but not without bound.
@@ -39,14 +39,16 @@ MAX_KEPT_REJECTED = 100
 class AuditEvent(msgspec.Struct, frozen=True, eq=False, repr_omit_defaults=True):
     """One audit event as the apiserver wrote it, plus where it came from (`file:line`, `webhook#items[3]`).
 
-    `raw` is never mutated. `cache` memoises derived views (pod specs, patch overlays) per event. (A frozen
-    msgspec struct rather than a frozen dataclass: made once per event, in C it costs a third as much. Events
-    are told apart by identity, as their caches may differ.)
+    `raw` is never mutated. `cache` memoises derived views (pod specs, patch overlays) per event. `route` is
+    the event's routing key (`detectors.scope.route_key`) when its validation found it on the way (None: the
+    pipeline reads it from `raw`). (A frozen msgspec struct rather than a frozen dataclass: made once per event,
+    in C it costs a third as much. Events are told apart by identity, as their caches may differ.)
     """
 
     raw: dict[str, Any]
     origin: str = ""
     cache: dict[str, Any] = msgspec.field(default_factory=dict)
+    route: tuple[Any, ...] | None = None
 
     def get(self, path: str, default: Any = None) -> Any:
         """Read a field by dotted path (`objectRef.resource`, `annotations['a.b/c']`, `$containers[*].image`).
@@ -342,7 +344,8 @@ def split_document(
     events: list[AuditEvent] = []
     rejected = Rejections()
     for place, index, item in _items(doc, where, 0):
-        reason = validate_event(item)
+        route = valid_route_key(item)  # the common valid event: its key, from one validation
+        reason = None if route is not None else validate_event(item)
         if reason is None and not (shallow and small):
             reason = limit_problem(item, shallow=shallow, small=small)
         if reason is not None and rejected.full:
@@ -351,7 +354,7 @@ def split_document(
         suffix = place if index is None else f"{place}[{index}]"
         item_origin = f"{origin}#{suffix}" if suffix else origin
         if reason is None:
-            events.append(AuditEvent(item, item_origin))  # positional: keywords cost 30% more here
+            events.append(AuditEvent(item, item_origin, {}, route))  # positional: keywords cost 30% more here
         elif type(item) is Unreadable:
             rejected.add(Rejected(origin=item_origin, reason=item.reason, payload=cut_deep(item.payload)))
         else:

@@ -112,7 +112,9 @@ class Pipeline:
         """The event's detectors, and the stream clock's slots it moves (None: the clock reads the event)."""
         routes = self._routes
         if routes is not None:
-            key = route_key(event.raw)
+            key = event.route
+            if key is None:
+                key = route_key(event.raw)
             if key is not None:
                 route = routes.get(key)
                 if route is None:

@@ -27,6 +27,7 @@ from detectors.limits import (
     limit_problem,
     loads_bounded,
 )
+from detectors.validation import valid_route_key
 from ingest.archives.converters import (
     AUDIT_STREAM_PREFIX,
     CONVERTERS,
@@ -178,8 +179,8 @@ def _decoded(lines: list[bytes], label: str, first: int) -> Batch:
                 reason = malformed_line(exc, line)
                 rejected.add(Rejected(f"{label}:{lineno}", reason, line[:PAYLOAD_CAP].decode("utf-8", "replace")))
         else:
-            if fast and type(doc) is dict and doc.get("kind") == "Event" and validate_event(doc) is None:
-                events.append(AuditEvent(doc, f"{label}:{lineno}"))
+            if fast and type(doc) is dict and doc.get("kind") == "Event" and (route := valid_route_key(doc)):
+                events.append(AuditEvent(doc, f"{label}:{lineno}", {}, route))
             else:
                 _apiserver_line(line, doc, shallow, f"{label}:{lineno}", events, rejected)
     return events, rejected

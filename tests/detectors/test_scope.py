@@ -14,6 +14,7 @@ from detectors.loading.formats import LoadOptions
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
 from detectors.scope import route_key
+from detectors.validation import valid_route_key
 from simulation import ClusterProfile, epoch_us, labelled_stream, plan_campaigns
 
 DAY_US = 86_400 * 1_000_000
@@ -89,7 +90,7 @@ def _run(pipeline: Pipeline, events: list[dict[str, Any]]) -> tuple[list[Alert],
     alerts: list[Alert] = []
     met = 0
     for i, raw in enumerate(events):
-        event = AuditEvent(raw, f"world#{i}")
+        event = AuditEvent(raw, f"world#{i}", {}, valid_route_key(raw))  # with its key, as replay's reader makes it
         met += len(pipeline.candidates(event))
         alerts.extend(pipeline.process(event))
     return alerts, met

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from detectors.events import AuditEvent, parse_time, split_document
 from detectors.fieldpath import compile_path
-from detectors.validation import EARLIEST_YEAR, LATEST_YEAR, time_problem, validate_event
+from detectors.scope import route_key
+from detectors.validation import EARLIEST_YEAR, LATEST_YEAR, time_problem, valid_route_key, validate_event
 from detectors.validation import _problem as slow_problem  # the fast path must agree with it
 from detectors.virtual_roots import VIRTUAL_ROOTS
 from tests.support.events import exec_event, lease_event, scenario_events
@@ -150,6 +151,25 @@ JSON_VALUES = st.recursive(
     changes=st.lists(st.tuples(st.sampled_from(FAST_PATHS), JSON_VALUES | st.just("DELETE")), max_size=3),
 )
 def test_the_fast_path_answers_as_the_slow_path(base: dict[str, Any], changes: list[tuple[str, Any]]) -> None:
+    reason_of(changed(base, changes))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    base=st.sampled_from(scenario_events()),
+    changes=st.lists(st.tuples(st.sampled_from(FAST_PATHS), JSON_VALUES | st.just("DELETE")), max_size=3),
+)
+def test_the_route_key_found_by_validation_is_the_events_own(
+    base: dict[str, Any], changes: list[tuple[str, Any]]
+) -> None:
+    event = changed(base, changes)
+    key = valid_route_key(event)
+    if key is not None:  # replay's reader routes the event by this key: it must be the one read from the event
+        assert validate_event(event) is None
+        assert key == route_key(event)
+
+
+def changed(base: dict[str, Any], changes: list[tuple[str, Any]]) -> dict[str, Any]:
     event = copy.deepcopy(base)
     for path, value in changes:
         *parents, last = path.split(".")
@@ -161,12 +181,26 @@ def test_the_fast_path_answers_as_the_slow_path(base: dict[str, Any], changes: l
                 node.pop(last, None)
             else:
                 node[last] = value
-    reason_of(event)
+    return event
 
 
 def test_every_real_event_passes_the_fast_path() -> None:
     for event in scenario_events():
         assert validate_event(event) is None, event["auditID"]
+        assert valid_route_key(event) == route_key(event), event["auditID"]
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [("objectRef", "DELETE"), ("objectRef.resource", None), ("objectRef.resource", ""), ("objectRef.resource", "DELETE"),
+     ("objectRef.subresource", None), ("objectRef.subresource", ""), ("responseStatus", "DELETE"),
+     ("responseStatus.code", None), ("responseStatus.code", "DELETE"), ("responseStatus.code", 0)],
+)  # fmt: skip
+def test_absent_null_and_empty_key_fields_keep_their_route(path: str, value: Any) -> None:
+    event = changed(exec_event(), [(path, value)])
+    assert validate_event(event) is None
+    assert valid_route_key(event) == route_key(event)  # an absent or null field is None, "" stays ""
+    assert valid_route_key(event) is not None  # the common shapes are all read on the fast path
 
 
 # --- timestamps -------------------------------------------------------------------------------------------

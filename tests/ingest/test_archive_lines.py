@@ -11,9 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from detectors.limits import MAX_EVENT_DEPTH
+from detectors.scope import route_key
 from ingest.archives import ArchiveStats, read_archives
 from ingest.archives.files import MAX_LINE_BYTES
-from tests.support.events import exec_event, lease_event
+from tests.support.events import exec_event, lease_event, scenario_events
 
 Answer = tuple[list[tuple[str, Any]], list[tuple[str, str]], int]
 
@@ -103,3 +104,21 @@ def test_an_overlong_line_inside_a_batch_keeps_the_numbers_of_the_lines_around_i
     assert [raw["auditID"] for _, raw in events] == [f"id-{n}" for n in range(40) if n != 20]
     assert rejected == [(f"{path}:21", f"line longer than {MAX_LINE_BYTES} bytes")]
     assert counted == 40
+
+
+def test_every_event_read_from_a_log_carries_its_route_key(tmp_path: Path) -> None:
+    """The reader hands each event on with the routing key its validation read (the pipeline would read the five
+    fields again); an event of an odd shape, judged by the slow path, has none and is routed from its fields."""
+    shapes = [*scenario_events(), lease_event(), with_null_resource(exec_event())]
+    events = [event | {"auditID": f"route-{i}"} for i, event in enumerate(shapes)]
+    odd = exec_event() | {"auditID": "odd", "responseStatus": None}  # null: the fast path does not decide
+    log = tmp_path / "audit.log"
+    log.write_bytes(b"".join(orjson.dumps(event) + b"\n" for event in [*events, odd]))
+    read = [event for batch, _ in read_archives([str(log)], ArchiveStats()) for event in batch]
+    assert [event.raw for event in read] == [*events, odd]
+    assert all(event.route is not None and event.route == route_key(event.raw) for event in read[:-1])
+    assert read[-1].route is None
+
+
+def with_null_resource(event: dict[str, Any]) -> dict[str, Any]:
+    return event | {"objectRef": {**event["objectRef"], "resource": None}}
