@@ -76,11 +76,42 @@ def _url_problem(url: str, exc: Exception) -> str:
     return f"cannot use database URL: {exc}"
 
 
+# the query parameters SQLAlchemy's pysqlite dialect reads; without uri=true it warns about any other and drops it
+_SQLITE_OPTIONS = frozenset(
+    {"timeout", "isolation_level", "detect_types", "check_same_thread", "cached_statements", "uri"}
+)
+
+
+def _ignored_sqlite_options(url: str) -> str | None:
+    """Why a SQLite URL's parameters would not reach SQLite (`?mode=ro` would open the file writable), or None."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None  # create_engine says what is wrong
+    query = parsed.query
+    fix = "give SQLite's own parameters as sqlite:///file:FILE?mode=ro&uri=true"
+    if str(query.get("uri", "")).lower() in ("true", "1"):
+        if (parsed.database or "").startswith("file:"):
+            return None  # SQLite judges its URI parameters
+        # the parameters would become part of the file's name (`alerts.db?mode=ro`)
+        return f"bad database URL: with uri=true the database must be a file: URI: {fix}"
+    ignored = sorted(set(query) - _SQLITE_OPTIONS)
+    if not ignored:
+        return None
+    names = ", ".join(repr(name) for name in ignored)
+    what, them = ("its parameter", "it") if len(ignored) == 1 else ("its parameters", "them")
+    return f"bad database URL: SQLAlchemy would ignore {what} {names}: {fix}, or remove {them}"
+
+
 # libpq's and psycopg's words for a connection option it does not know or a value it refuses, said before any
 # server is asked (`connection is bad: invalid sslmode value: "bogus"`): the URL is wrong, not the database down
 _REFUSED_OPTION = re.compile(
     r"invalid connection option|bad value for|invalid [\w\" ]*value|invalid port number|invalid integer value"
     r"|could not parse network address|missing \"=\" after"
+    r"|no such access mode|no such cache mode|no such vfs|invalid uri authority"  # SQLite's, for a file: URI
 )
 
 
@@ -107,6 +138,9 @@ class AlertStore(StoreReads):
         self.triage_hooks.group_closed.append(_resolve_in_alertmanager)
         try:
             if url.startswith("sqlite"):
+                problem = _ignored_sqlite_options(url)
+                if problem is not None:
+                    raise StoreURLError(problem)
                 self.engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
                 _configure_sqlite(self.engine)
             else:

@@ -117,3 +117,37 @@ def test_an_option_the_driver_refuses_is_a_configuration_error(
     for args in commands(url, "127.0.0.1:1"):
         line = one_line(run_cli(*args), USAGE)
         assert line == f"cannot open the alert store {url}: bad database URL: {reason}", args
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("mode=ro", "SQLAlchemy would ignore its parameter 'mode': give SQLite's own parameters as "
+                    "sqlite:///file:FILE?mode=ro&uri=true, or remove it"),
+        (f"cache=shared&password={SECRET}", "SQLAlchemy would ignore its parameters 'cache', 'password'"),
+        ("mode=ro&uri=true", "with uri=true the database must be a file: URI"),  # else alerts.db?mode=ro is the file
+    ],
+)  # fmt: skip
+def test_a_sqlite_parameter_that_would_not_reach_sqlite_is_a_configuration_error(
+    query: str, reason: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli: RunCli
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for args in commands(f"sqlite:///alerts.db?{query}", "127.0.0.1:1"):
+        line = one_line(run_cli(*args), USAGE)
+        assert line.startswith(f"bad database URL: {reason}"), (args, line)
+        assert SECRET not in line
+    assert list(tmp_path.iterdir()) == []  # no database file made, writable or oddly named
+
+
+def test_sqlite_judges_the_parameters_of_a_file_uri(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli: RunCli
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    line = one_line(
+        run_cli("api", "--port", str(free_port()), "--db", "sqlite:///file:alerts.db?mode=bogus&uri=true"), USAGE
+    )
+    assert line.endswith(": bad database URL: no such access mode: bogus"), line
+    for url in ("sqlite:///file:alerts.db?mode=rwc&uri=true", "sqlite:///alerts.db?timeout=3"):
+        result = run_cli("api", "--port", str(free_port()), "--db", url)
+        assert result.code == 0 and result.err == "", (url, result)
+    assert [p.name for p in tmp_path.iterdir()] == ["alerts.db"]
