@@ -50,8 +50,9 @@ _WEBHOOK_TOKEN_HELP = (
     "access; or set AUDITWATCH_API_TOKEN. /healthz and /readyz stay open"
 )
 _STORE_READ_TOKEN_HELP = (
-    "file holding a second bearer token, for read-only access (GET: alerts, groups, exceptions); needs --token-file. "
-    "Env: AUDITWATCH_API_READ_TOKEN"
+    "file holding a second bearer token, for read-only access: every GET of the REST API (alerts, groups, exceptions, "
+    "deliveries, quarantine, receipts), the console without its triage controls, /metrics, /docs and /version; not "
+    "the webhook, triage or changes to exceptions; needs --token-file. Env: AUDITWATCH_API_READ_TOKEN"
 )
 # What --token-file and --read-token-file reach on each command's listener: the routes of its app
 # (auditwatch/server.py); read-only access allows GET and HEAD (auditwatch/auth.py).

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from auditwatch.auth import Access, AccessPolicy, certificate_access, common_names, subject_name, token_access
+from auditwatch.cli_options import TOKEN_HELP
 from auditwatch.metrics import Metrics
 from auditwatch.server import create_api_app, create_ingest_app, create_metrics_app, create_serve_app
 from auditwatch.settings import Settings, check_listener
@@ -257,3 +258,23 @@ def test_the_flags_refuse_inconsistent_gates(tmp_path: Path, run_cli: RunCli) ->
     assert READ_TOKEN not in alone.err + alone.out
     no_ca = run_cli("api", "--write-client-cn", "kube-apiserver")
     assert no_ca.code == 2 and "--write-client-cn needs --tls-client-ca" in no_ca.err
+
+
+def test_on_serve_and_api_the_read_only_token_reaches_what_their_help_says(
+    db_url: str, open_client: TestClient, pipeline: Pipeline
+) -> None:
+    """What `serve --read-token-file` and `api --read-token-file` say they give (auditwatch/cli_options.py)."""
+    paths = ["/api/v1/alerts", "/api/v1/alert-groups", "/api/v1/exceptions", "/api/v1/deliveries",
+             "/api/v1/quarantine", "/api/v1/receipts", "/metrics", "/docs", "/version"]  # fmt: skip
+    # (the console takes the token in its login form: tests/auditwatch/console)
+    serve = serve_app(pipeline, db_url=db_url, record_receipts=True, **TOKENS)
+    api = create_api_app(Settings(db_url=db_url, record_receipts=True, **TOKENS))
+    for app in (serve, api):
+        with TestClient(app) as client:
+            for path in paths:
+                assert client.get(path, headers=READ).status_code == 200, path
+                assert client.get(path).status_code == 401, path
+    help_text = " ".join(TOKEN_HELP["serve"][1].split())
+    for what in ("alerts", "groups", "exceptions", "deliveries", "quarantine", "receipts", "console", "/metrics"):
+        assert what in help_text, what
+    assert TOKEN_HELP["api"][1] == TOKEN_HELP["serve"][1]
