@@ -20,7 +20,9 @@ from typing import Any
 
 import orjson
 
-from detectors.limits import loads_bounded
+from detectors.limits import MAX_EVENT_DEPTH, loads_bounded
+
+_TOO_DEEP = "depth limit exceeded"  # orjson's words for a text nested past its limit (1024 levels)
 
 
 def utf8_problem(data: bytes | str) -> str | None:
@@ -63,8 +65,33 @@ def _skip(text: str, pos: int) -> int:
 def _value_end(text: str, pos: int) -> int:
     """Where the JSON value at `pos` ends; ValueError if it is not one. Python's json module reads what orjson
     refuses: numbers beyond a double, lone surrogate escapes, and (the text decoded with surrogateescape) bytes
-    that are not UTF-8."""
-    return int(_DECODER.raw_decode(text, pos)[1])
+    that are not UTF-8. A value nested past its recursion limit (which orjson refuses too) ends where its
+    brackets close: an item is rejected alone for its depth, as one within orjson's limit is."""
+    try:
+        return int(_DECODER.raw_decode(text, pos)[1])
+    except RecursionError:
+        return _bracketed_end(text, pos)
+
+
+# a JSON string (escapes included), or a bracket: what matters to where an array or object ends
+_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+_CLOSING = {"[": "]", "{": "}"}
+
+
+def _bracketed_end(text: str, pos: int) -> int:
+    """Where the array or object at `pos` ends, by its brackets outside strings; ValueError if they do not match.
+    One pass, without recursion: the stack holds the closing brackets awaited."""
+    awaited: list[str] = []
+    for match in _STRING_OR_BRACKET.finditer(text, pos) if text[pos] in _CLOSING else ():
+        token = match.group()
+        if token in _CLOSING:
+            awaited.append(_CLOSING[token])
+        elif token[0] != '"':
+            if not awaited or awaited.pop() != token:
+                break
+            if not awaited:
+                return match.end()
+    raise ValueError("not a JSON array or object")
 
 
 def _split(body: bytes) -> tuple[list[tuple[str, bytes]], list[bytes]] | None:
@@ -151,6 +178,9 @@ def read_items(body: bytes) -> dict[str, Any] | None:
         try:
             items.append(loads_bounded(text)[0])
         except orjson.JSONDecodeError as exc:
-            items.append(Unreadable(json_problem(exc, text), _lenient(text)))
+            if exc.msg == _TOO_DEEP:  # nothing reads it: the limit is the reason
+                items.append(Unreadable(f"nested deeper than {MAX_EVENT_DEPTH} levels", None))
+            else:
+                items.append(Unreadable(json_problem(exc, text), _lenient(text)))
     doc["items"] = items
     return doc

@@ -67,7 +67,9 @@ def test_the_last_items_member_counts_as_orjson_reads_it() -> None:
         body_of(EVENT, b"1e400").replace(b'"kind":"EventList",', b""),  # not said to be an EventList
         body_of(EVENT, b"1e400", envelope=b'"kind":"EventList","apiVersion":"audit.k8s.io/v1",'),  # trailing comma
         b"[" + EVENT + b",1e400]",  # a JSON array of events, not an EventList
-        body_of(EVENT, b"[" * 1100 + b"]" * 1100),  # deeper than msgspec reads (and orjson)
+        body_of(EVENT, b"[" * 1100 + b"]" * 1100 + b"]"),  # deeper than Python's json reads, brackets unmatched
+        body_of(EVENT, b"[" * 1100 + b"}" * 1100),
+        body_of(EVENT, envelope=b'"kind":"EventList","metadata":' + b"[" * 1100 + b"]" * 1100),  # not its items
     ],
 )
 def test_a_body_damaged_elsewhere_stays_a_400(body: bytes) -> None:
@@ -79,3 +81,16 @@ def test_a_body_damaged_elsewhere_stays_a_400(body: bytes) -> None:
 def test_a_readable_body_is_not_read_item_by_item() -> None:
     events, rejected = parse_body(event_list([exec_event()]))
     assert len(events) == 1 and rejected.total == 0
+
+
+def test_an_item_nested_deeper_than_any_reader_goes_is_rejected_alone() -> None:
+    """orjson refuses a body with an item nested past 1,024 levels, and Python's json module past its recursion
+    limit: the item is cut out by its brackets (strings holding brackets skipped) and rejected for its depth."""
+    deep = EVENT[:-1] + b',"requestObject":{"s":"]}[{\\"","v":' + b"[" * 5000 + b'"x"' + b"]" * 5000 + b"}}"
+    scalar_deep = b"[" * 3000 + b"]" * 3000
+    events, rejected = parse_body(body_of(EVENT, deep, scalar_deep, EVENT), origin="w")
+    assert [e.origin for e in events] == ["w#items[0]", "w#items[3]"]
+    assert [(r.origin, r.reason, r.payload) for r in rejected.kept] == [
+        ("w#items[1]", "nested deeper than 100 levels", None),
+        ("w#items[2]", "nested deeper than 100 levels", None),
+    ]

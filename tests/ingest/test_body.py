@@ -75,6 +75,7 @@ def test_other_shapes_and_envelopes_are_judged_as_parse_body_judges_them() -> No
         event_list_of([event, b"1" * 120]),
         event_list_of([event, b"[" * 150 + b"]" * 150]),
         event_list_of([event, b"[" * 1030 + b"]" * 1030]),
+        event_list_of([event, event[:-1] + b',"requestObject":' + b"[" * 3000 + b"]" * 3000 + b"}", event]),
         event_list_of([event, b'{"requestObject":"x"}', b"0"] * (MAX_KEPT_REJECTED // 2 + 1)),
         event_list_of([event[:-1] + b',"requestObject":' + b"[" * 120 + b"]" * 120 + b"}"]),
     ]:

@@ -104,8 +104,8 @@ def test_stateful_detectors_keep_their_state_across_a_restart(tmp_path: Path) ->
 def test_an_item_orjson_cannot_read_is_rejected_alone_its_batch_detected(
     server: tuple[Proc, str, Path],
 ) -> None:
-    """A number beyond a double or an invalid UTF-8 byte in one item (a client's PATCH body, which the apiserver
-    logs as it came) costs that item only: the rest of the batch is detected and stored, the item is quarantined
+    """A number beyond a double, an invalid UTF-8 byte or nesting past every reader's depth in one item (a client's
+    PATCH body, which the apiserver logs as it came) costs that item only: the rest of the batch is detected and stored, the item is quarantined
     with its reason and redacted, and nothing of its credentials is answered, listed, logged or stored."""
     proc, base, db = server
     patch = planted_secret()
@@ -113,21 +113,26 @@ def test_an_item_orjson_cannot_read_is_rejected_alone_its_batch_detected(
     patch["requestObject"] = {"data": {"k": CANARIES["secret-data"]}, "replicas": "HUGE-NUMBER"}
     exec_ = planted_exec()
     exec_["userAgent"] += " NOT-UTF-8"
-    body = event_list([*batch_of_400(), patch, exec_])
+    deep = planted_secret()  # nested past what orjson (1,024 levels) and Python's json module read
+    deep.update(verb="patch", auditID="6b2e1d4f-0000-4d2f-8b66-00000000dee9")
+    deep["requestObject"] = {"data": {"k": CANARIES["secret-data"]}, "v": "DEEP"}
+    body = event_list([*batch_of_400(), patch, exec_, deep])
     body = body.replace(b'"HUGE-NUMBER"', b"1e400").replace(b" NOT-UTF-8", b" \xff")
+    body = body.replace(b'"DEEP"', b"[" * 3000 + b"]" * 3000)
     resp = httpx.post(f"{base}/audit/webhook", content=body, timeout=30)
     assert resp.status_code == 200, resp.text
     reply = resp.json()
-    assert (reply["accepted"], reply["rejected"], reply["quarantined"], reply["new_alerts"]) == (400, 2, 2, 6)
+    assert (reply["accepted"], reply["rejected"], reply["quarantined"], reply["new_alerts"]) == (400, 3, 3, 6)
     reasons = [r["reason"] for r in reply["rejections"]]
     assert reasons[0].startswith("malformed JSON: number is infinity when parsed as double at line 1 column")
     assert reasons[1].startswith("invalid UTF-8 at byte ")
+    assert reasons[2] == "nested deeper than 100 levels"
     with sqlite3.connect(db) as conn:
         rules = sorted(r for (r,) in conn.execute("select rule_id from alerts"))
     assert len(rules) == 6 and "cluster-admin-binding" in rules
     quarantine = httpx.get(f"{base}/api/v1/quarantine", timeout=10).json()["items"]
     assert sorted(q["reason"] for q in quarantine) == sorted(reasons)
-    assert {q["origin"].rpartition("#")[2] for q in quarantine} == {"items[400]", "items[401]"}
+    assert {q["origin"].rpartition("#")[2] for q in quarantine} == {"items[400]", "items[401]", "items[402]"}
     assert any("6b2e1d4f-0000-4d2f-8b66-00000000e400" in q["payload"] for q in quarantine)  # kept, redacted
     proc.stop()
     stored = b"".join(path.read_bytes() for path in db.parent.glob("serve.db*"))
