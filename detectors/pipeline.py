@@ -168,7 +168,9 @@ class Pipeline:
         """`process` for an event that the caller knows is no copy of one the pipeline saw in its dedupe window:
         the memory of seen events is neither read nor written (replay, whose reader drops copies already)."""
         try:
-            candidates, slots = self._routed(event)
+            routes, key = self._routes, event.route
+            route = routes.get(key) if routes is not None and key is not None else None  # `_routed`'s usual case
+            candidates, slots = route if route is not None else self._routed(event)
             if slots is None:
                 self._clock.see(event)
             elif slots:

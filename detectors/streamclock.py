@@ -48,16 +48,23 @@ class StreamClock:
 
     def see_in(self, event: AuditEvent, slots: tuple[Slot, ...]) -> None:
         """`see`, the event's slots known (`slots`)."""
-        stamp = event.raw.get("stageTimestamp")
+        stamp: Any = event.raw.get("stageTimestamp")
+        # A (validated) stageTimestamp written like the canonical earliest one (same length, UTC) compares as the
+        # times do: no earlier is told from the text alone (the usual case). Otherwise it is converted and compared
+        # (a fraction written with a comma, another zone).
+        utc = type(stamp) is str and stamp[-1:] == "Z"
+        earliest = self._earliest
         now: float | None = None
         for slot in slots:
-            known = self._earliest.get(slot)
-            if known is not None and _not_before(stamp, known[1]):
-                continue  # the usual case, told from the text alone
+            known = earliest.get(slot)
+            if known is not None and utc:
+                first = known[1]
+                if first is not None and len(stamp) == len(first) and stamp >= first:
+                    continue
             if now is None:
                 now = event.timestamp
             if known is None or now < known[0]:
-                self._earliest[slot] = (now, stamp if _canonical(stamp) else None)
+                earliest[slot] = (now, stamp if _canonical(stamp) else None)
 
     def earliest(self, stages: frozenset[str] | None, resources: frozenset[str] | None) -> float | None:
         times = [
@@ -93,10 +100,3 @@ def _canonical(stamp: Any) -> bool:
         digits.isascii() and digits.isdigit()
         and (len(stamp) == 20 or (stamp[19] == "." and fraction.isascii() and fraction.isdigit()))
     )  # fmt: skip
-
-
-def _not_before(stamp: Any, first: str | None) -> bool:
-    """Whether a (validated) stageTimestamp is no earlier than `first`, a canonical one, from their text: written
-    alike (same length, UTC) they compare as the times do. False means "convert and compare", not "earlier": a
-    fraction written with a comma, or another zone, is converted."""
-    return first is not None and type(stamp) is str and len(stamp) == len(first) and stamp[-1] == "Z" and stamp >= first

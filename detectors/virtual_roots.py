@@ -164,6 +164,15 @@ def _decision(event: EventView) -> list[Any]:
     return [] if decision is None else [decision]
 
 
+def _decision_value(event: EventView) -> Any:
+    """`_decision`'s value, or None (the same cache; written out again, as a call more costs more than it)."""
+    cache = event.cache
+    decision = cache.get("$decision", cache)
+    if decision is cache:
+        decision = cache["$decision"] = decision_of(event.raw)
+    return decision
+
+
 def _exec(event: EventView) -> list[Any]:
     """`{command, commandLine, source, copy?}` of an exec-like request (detectors/execcommand.py), once per event."""
     cached = event.cache.get("$exec")
@@ -185,6 +194,10 @@ def _principal(event: EventView) -> list[Any]:
     return [principal] if principal else []
 
 
+def _principal_value(event: EventView) -> str | None:
+    return event.principal or None
+
+
 def _request(event: EventView) -> list[Any]:
     body = _request_object(event)
     return [body] if body else []
@@ -202,3 +215,7 @@ VIRTUAL_ROOTS: dict[str, tuple[Callable[[EventView], list[Any]], bool]] = {
     "volumes": (lambda e: [_volumes(e)], True),
     "registries": (lambda e: [_registries(e)], True),  # of every container's image, each once
 }
+
+# The value of a root alone (`$decision` in a key) of those whose list holds at most one value, never a list: what
+# the list's only value (or None) would be, without the list.
+SINGLE_VALUES: dict[str, Callable[[EventView], Any]] = {"decision": _decision_value, "principal": _principal_value}

@@ -91,25 +91,27 @@ class AnomalyRule(StatefulRule):
         if self.warmup_s is None:
             self.warmup_s = seconds
 
-    def _in_scope(self, event: AuditEvent) -> bool:
-        """`counts`, memoised per identity when the condition reads nothing but the identity (the common
-        scope "people and application service accounts"): the rule sees every completed request."""
-        raw = event.raw
-        if raw.get("stage") not in self.header.stages:
-            return False
-        if not self.identity_scope:
-            return self.counts(event)
-        user, imp = raw.get("user"), raw.get("impersonatedUser")
-        key = (user.get("username") if type(user) is dict else None, imp.get("username") if type(imp) is dict else None)
-        found = self._scope_cache.get(key)
-        if found is None:
-            if len(self._scope_cache) >= 100_000:
-                self._scope_cache.clear()
-            found = self._scope_cache[key] = self.predicate(event) and not self.header.allowlist.allows(event)
+    def _in_scope(self, event: AuditEvent, identity: tuple[Any, Any]) -> bool:
+        """`counts` of an event of the rule's stages whose identity `_scope_cache` does not hold yet."""
+        if len(self._scope_cache) >= 100_000:
+            self._scope_cache.clear()
+        found = self._scope_cache[identity] = self.predicate(event) and not self.header.allowlist.allows(event)
         return found
 
     def detect(self, event: AuditEvent) -> list[Alert]:
-        if not self._in_scope(event):
+        # `counts`, memoised per identity when the condition reads nothing but the identity (the common scope
+        # "people and application service accounts"): the rule sees every completed request
+        raw = event.raw
+        if raw.get("stage") not in self.header.stages:
+            return []
+        if self.identity_scope:
+            user, imp = raw.get("user"), raw.get("impersonatedUser")
+            identity = (user.get("username") if type(user) is dict else None,
+                        imp.get("username") if type(imp) is dict else None)  # fmt: skip
+            found = self._scope_cache.get(identity)
+            if not (self._in_scope(event, identity) if found is None else found):
+                return []
+        elif not self.counts(event):
             return []
         who = event.principal
         if not who:
@@ -139,8 +141,10 @@ class AnomalyRule(StatefulRule):
         if not p.alerting:
             learn(seen, p, now)
             self.learned += 1
-        p.last = max(p.last, now)
-        self._sweep(now)
+        if now > p.last:
+            p.last = now
+        if self.tick():
+            self._sweep(now)
         return alerts
 
     def _leave_window(self, p: Profile, now: float) -> list[list[Any]]:
@@ -226,8 +230,6 @@ class AnomalyRule(StatefulRule):
         )  # fmt: skip
 
     def _sweep(self, now: float) -> None:
-        if not self.tick():
-            return
         table = self._principals
         horizon = now - self.ttl_s
         gone = [w for w, p in table.items() if p.last <= horizon]

@@ -140,7 +140,9 @@ class Observed(NamedTuple):
         raw = event.raw
         ref = raw.get("objectRef")
         if isinstance(ref, dict):
-            resource, sub, namespace = _text(ref, "resource"), _text(ref, "subresource"), _text(ref, "namespace")
+            resource, sub, namespace = ref.get("resource"), ref.get("subresource"), ref.get("namespace")
+            resource, sub = (str(resource) if resource else ""), (str(sub) if sub else "")
+            namespace = str(namespace) if namespace else ""
         else:
             resource = sub = namespace = ""
         verb = str(raw.get("verb") or "")
@@ -153,11 +155,6 @@ class Observed(NamedTuple):
         ips = raw.get("sourceIPs")
         network = network_of(str(ips[-1])) if isinstance(ips, list) and ips else ""
         return cls(action, space, network, str(raw.get("userAgent") or ""), denied, refusal)
-
-
-def _text(ref: dict[str, Any], key: str) -> str:
-    value = ref.get(key)
-    return str(value) if value else ""
 
 
 def novel_facts(seen: Observed, p: Profile, now: float) -> list[tuple[str, str, float]]:

@@ -183,6 +183,13 @@ def _field_predicate(
 
         return single
 
+    if not tests and not_in is None and exists is not None:  # `exists` alone
+
+        def present(event: AuditEvent) -> bool:
+            return bool(getter(event)) == exists
+
+        return present
+
     def predicate(event: AuditEvent) -> bool:
         values = getter(event)
         if exists is not None and bool(values) != exists:

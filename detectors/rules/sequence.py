@@ -52,7 +52,8 @@ class SequenceRule(StatefulRule):
             if stage not in step.stages or not step.predicate(event) or allowlist.allows(event):
                 continue
             now = event.timestamp
-            self._sweep(now)
+            if self.tick():
+                self._sweep(now)
             key = step.key(event)
             if key is None:
                 continue
@@ -82,8 +83,6 @@ class SequenceRule(StatefulRule):
         return []
 
     def _sweep(self, now: float) -> None:
-        if not self.tick():
-            return
         for k in [k for k, (_, start, _) in self._progress.items() if now - start > self.within_s]:
             self.forget(self._progress, k)
 

@@ -129,7 +129,8 @@ class StatefulRule(NativeRuleAttributes, ABC):
         return Scope(self.header.stages, self.resources, self.condition)
 
     def counts(self, event: AuditEvent) -> bool:
-        """Whether the event is one the rule counts: its stage, its `match:`, not allowed."""
+        """Whether the event is one the rule counts: its stage, its `match:`, not allowed. (The types of
+        rules/windowed.py write it out in their `detect`.)"""
         header = self.header
         if event.raw.get("stage") not in header.stages or not self.predicate(event):
             return False

@@ -50,8 +50,10 @@ def _distinct_field(name: str, minimum: Any, path: str, line: int) -> Distinct:
 
 def _note(seen: dict[str, float], value: str, now: float) -> None:
     """`seen[value] = now`, the entries kept in order of time (oldest first) so that `_expire` need not scan."""
-    if value in seen:
-        del seen[value]
+    seen.pop(value, None)
+    if not seen or next(reversed(seen.values())) <= now:  # the usual case: none later (`_latest`)
+        seen[value] = now
+        return
     later = []
     while seen and _latest(seen) > now:  # a late event: the few entries after it step aside
         later.append(seen.popitem())
@@ -93,7 +95,10 @@ class ThresholdRule(StatefulRule):
     _times: dict[Key, list[float]] = field(default_factory=dict, repr=False)
 
     def detect(self, event: AuditEvent) -> list[Alert]:
-        if not self.counts(event):
+        header = self.header  # `counts`, written out (a call per event costs more than its test)
+        if event.raw.get("stage") not in header.stages or not self.predicate(event):
+            return []
+        if header.allowlist.active and header.allowlist.allows(event):
             return []
         key = self.key(event)
         if key is None:
@@ -108,7 +113,8 @@ class ThresholdRule(StatefulRule):
         expired = bisect_right(times, now - self.window_s) if times[0] <= now - self.window_s else 0
         if expired:
             del times[:expired]
-        self._sweep(now)
+        if self.tick():
+            self._sweep(now)
         if len(times) < self.threshold:
             return []
         first = times[0]
@@ -119,8 +125,6 @@ class ThresholdRule(StatefulRule):
         return [self.alert(event, message, details)]
 
     def _sweep(self, now: float) -> None:
-        if not self.tick():
-            return
         for k in [k for k, t in self._times.items() if not t or t[-1] <= now - self.window_s]:
             self.forget(self._times, k)
 
@@ -162,7 +166,10 @@ class DistinctCountRule(StatefulRule):
     _values: dict[Key, list[dict[str, float]]] = field(default_factory=dict, repr=False)
 
     def detect(self, event: AuditEvent) -> list[Alert]:
-        if not self.counts(event):
+        header = self.header  # `counts`, written out (a call per event costs more than its test)
+        if event.raw.get("stage") not in header.stages or not self.predicate(event):
+            return []
+        if header.allowlist.active and header.allowlist.allows(event):
             return []
         key = self.key(event)
         if key is None:
@@ -179,9 +186,11 @@ class DistinctCountRule(StatefulRule):
             value = get(event)
             if value is not None and value != "":
                 _note(seen, value if type(value) is str else str(value), now)
-            _expire(seen, horizon)
+            if seen and next(iter(seen.values())) <= horizon:  # the oldest has expired (rarely)
+                _expire(seen, horizon)
             complete = complete and len(seen) >= minimum
-        self._sweep(now)
+        if self.tick():
+            self._sweep(now)
         if not complete:
             return []
         counts = {name: sorted(seen)[:20] for (name, _, _), seen in zip(self.distinct, per_field, strict=True)}
@@ -191,8 +200,6 @@ class DistinctCountRule(StatefulRule):
         return [self.alert(event, f"{summary} within {format_duration(self.window_s)} by {', '.join(key)}", details)]
 
     def _sweep(self, now: float) -> None:
-        if not self.tick():
-            return
         horizon = now - self.window_s
         for k in [k for k, per in self._values.items() if all(not s or _latest(s) <= horizon for s in per)]:
             self.forget(self._values, k)
@@ -239,7 +246,10 @@ class NewTermsRule(StatefulRule):
     _last_seen: dict[Key, float] = field(default_factory=dict, repr=False)
 
     def detect(self, event: AuditEvent) -> list[Alert]:
-        if not self.counts(event):
+        header = self.header  # `counts`, written out (a call per event costs more than its test)
+        if event.raw.get("stage") not in header.stages or not self.predicate(event):
+            return []
+        if header.allowlist.active and header.allowlist.allows(event):
             return []
         key = self.key(event)
         terms = self.terms(event)
@@ -254,7 +264,8 @@ class NewTermsRule(StatefulRule):
             if self._undo is not None:
                 self._undo.touch(entry)
             self._last_seen[entry] = now
-        self._sweep(now)
+        if self.tick():
+            self._sweep(now)
         if previous is not None and previous > now - self.history_s:
             return []
         if now - self._first_event < self.learning_s:
@@ -270,8 +281,6 @@ class NewTermsRule(StatefulRule):
         return [self.alert(event, message, details)]
 
     def _sweep(self, now: float) -> None:
-        if not self.tick():
-            return
         for k in [k for k, ts in self._last_seen.items() if ts <= now - self.history_s]:
             self.forget(self._last_seen, k)
 

@@ -176,3 +176,37 @@ def test_an_indexed_path_reads_as_its_walk(ips: Any) -> None:
 def test_the_event_seconds_are_those_of_its_time(stamp: object) -> None:
     event = AuditEvent({"stageTimestamp": stamp})
     assert event.timestamp == AuditEvent({"stageTimestamp": stamp}).time.timestamp()
+
+
+def _walked_value(raw: dict[str, Any], text: str) -> Any:
+    """A plain path's value as the general reader takes it: through dicts, a list on the way read as the values."""
+    node: Any = raw
+    for key in text.split("."):
+        if not isinstance(node, dict):
+            return compile_path(text).values(AuditEvent(raw)) if isinstance(node, list) else None
+        node = node.get(key)
+    return node
+
+
+@pytest.mark.parametrize(
+    "ref", [None, {}, {"resource": "pods"}, {"resource": ["a", "b"]}, {"resource": None}, {"resource": 7}, "pods", 7,
+            [{"resource": "pods"}, {"resource": "nodes"}], [], {"resource": {"x": 1}}],
+)  # fmt: skip
+def test_a_path_of_one_or_two_keys_reads_as_the_general_reader(ref: Any) -> None:
+    """`user.username`, `userAgent` (group_by and terms keys) have readers of their own; they read what it reads."""
+    raw = {} if ref is None else {"objectRef": ref}
+    for text in ("objectRef", "objectRef.resource"):
+        assert compile_path(text).value(AuditEvent(raw)) == _walked_value(raw, text)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [{}, {"user": {"username": "alice"}}, {"user": {"username": ""}}, {"impersonatedUser": {"username": "bob"}},
+     {"responseStatus": {"code": 403}}, {"annotations": {"authorization.k8s.io/decision": "allow"}}],
+)  # fmt: skip
+def test_a_single_value_root_alone_reads_as_its_values(raw: dict[str, Any]) -> None:
+    """`$principal` and `$decision` in a key are read without their list: the same value, or None for none."""
+    for text in ("$principal", "$decision"):
+        path = compile_path(text)
+        values = path.values(AuditEvent(raw))
+        assert path.value(AuditEvent(raw)) == (values[0] if len(values) == 1 else values or None)
