@@ -104,7 +104,9 @@ class AuditEvent(msgspec.Struct, frozen=True, eq=False, repr_omit_defaults=True)
         cache = self.cache
         principal: str | None = cache.get("principal")
         if principal is None:
-            principal = cache["principal"] = self.impersonated_username or self.username
+            imp = self.raw.get("impersonatedUser")  # `impersonated_username or username`, a call less
+            name = imp.get("username") if isinstance(imp, dict) else None
+            principal = cache["principal"] = str(name) if name else self.username
         return principal
 
     @property

@@ -43,6 +43,7 @@ class CompiledPath:
     many: bool  # may yield several values (has [*] or a list-valued root)
     value: Callable[[EventView], Any]  # as stored (lists not flattened); the list of values if `many`
     keys: tuple[str, ...] | None = None  # plain dict keys from the event root, when the path is just that
+    scalar: bool = False  # `value` is the only value there is, a string (or None for none): `$decision`, `$principal`
 
 
 def _flatten(values: list[Any]) -> list[Any]:
@@ -116,7 +117,8 @@ def compile_path(text: str) -> CompiledPath:
             found = only(event)
             return found[0] if len(found) == 1 else found or None
 
-        return CompiledPath(text, only, many, SINGLE_VALUES.get(root, first_of))
+        single = SINGLE_VALUES.get(root)
+        return CompiledPath(text, only, many, first_of if single is None else single, scalar=single is not None)
 
     def walk(event: EventView) -> list[Any]:
         roots = start(event) if start is not None else [event.raw]

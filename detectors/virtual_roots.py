@@ -216,6 +216,6 @@ VIRTUAL_ROOTS: dict[str, tuple[Callable[[EventView], list[Any]], bool]] = {
     "registries": (lambda e: [_registries(e)], True),  # of every container's image, each once
 }
 
-# The value of a root alone (`$decision` in a key) of those whose list holds at most one value, never a list: what
-# the list's only value (or None) would be, without the list.
+# The value of a root alone (`$decision` in a key) of those whose list holds at most one value, a string: what the
+# list's only value (or None) would be, without the list.
 SINGLE_VALUES: dict[str, Callable[[EventView], Any]] = {"decision": _decision_value, "principal": _principal_value}

@@ -53,6 +53,7 @@ class Among:
     values: Callable[[AuditEvent], list[Any]]
     strings: frozenset[str]
     keys: tuple[str, ...] | None = None
+    value: Callable[[AuditEvent], Any] | None = None  # the only value, a string or None (`$decision`): no list
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +150,8 @@ class _Source:
             return f"(not {self.expression(cond.part)})"
         if isinstance(cond, Check):
             return f"{self.bind(cond.predicate)}(event)"
+        if isinstance(cond, Among) and cond.value is not None:
+            return f"({self.bind(cond.value)}(event) in {self.bind(cond.strings)})"
         if isinstance(cond, Among):
             return f"string_among({self.bind(cond.values)}(event), {self.bind(cond.strings)})"
         if isinstance(cond, Prefixed):

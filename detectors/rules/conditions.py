@@ -147,7 +147,8 @@ def _field_condition(path_text: str, spec: Any, where: tuple[str, int]) -> Cond:
     if path.keys is not None and 1 <= len(path.keys) <= 2 and choices is not None:
         return Member(path.keys, choices)
     if choices is not None and all(type(c) is str for c in choices):
-        return Among(path.values, choices, path.keys)  # as `_membership` and `equals` test strings
+        scalar = path.value if path.scalar else None
+        return Among(path.values, choices, path.keys, scalar)  # as `_membership` and `equals` test strings
     if isinstance(spec, dict) and list(spec) == ["prefix"]:
         op_where = (where[0], spec.line_of("prefix") if isinstance(spec, LocatedDict) else where[1])
         return Prefixed(path.values, _strings(spec["prefix"], "prefix", op_where), path.keys)  # as `_value_test`

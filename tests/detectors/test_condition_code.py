@@ -141,3 +141,18 @@ def test_the_cheapest_tests_run_first() -> None:
     predicate = compiled(tree)
     assert predicate(AuditEvent({"a": {"b": "zz"}, "c": "n"})) is False and reads == []
     assert predicate(AuditEvent({"a": {"b": "xx"}})) is True and reads == [1]
+
+
+@pytest.mark.parametrize("text", ["$decision", "$principal"])
+def test_a_single_value_root_is_tested_without_its_list(text: str) -> None:
+    """`$decision: allow` reads the decision alone (`Among.value`); it decides as the list of values does."""
+    path = compile_path(text)
+    assert path.scalar
+    strings = frozenset({"allow", "alice"})
+    alone, listed = compiled(Among(path.values, strings, None, path.value)), compiled(Among(path.values, strings))
+    shapes: list[Any] = [None, "allow", "forbid", "", 7, True, ["allow"], {"allow": 1}]
+    for annotation, code, user in itertools.product(shapes, [None, 200, 403, "200"], shapes):
+        raw: dict[str, Any] = {"responseStatus": {"code": code}, "user": {"username": user}}
+        if annotation is not None:
+            raw["annotations"] = {"authorization.k8s.io/decision": annotation}
+        assert alone(AuditEvent(raw)) is listed(AuditEvent(raw)), raw
