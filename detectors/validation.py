@@ -228,7 +228,7 @@ class _Fields(msgspec.Struct, gc=False, kw_only=True):
     a type cannot say (the enumerations, the int32 range, the times) `validate_event` checks after. In the order
     the apiserver writes them, which msgspec matches fastest."""
 
-    kind: str = "Event"
+    kind: str  # required (a valid event may lack it: `_problem` judges that one), so that a key found says "Event"
     apiVersion: str = "audit.k8s.io/v1"  # noqa: N815 - the JSON field's name
     level: str = ""
     auditID: str  # noqa: N815
@@ -256,28 +256,15 @@ def validate_event(obj: Any) -> str | None:
     names the field, or finds the event valid after all: a null field is an absent one. `obj` is decoded JSON,
     as everywhere here: msgspec would also take a tuple for a list, which JSON has not.)
     """
-    return None if _fast_fields(obj) is not None else _problem(obj)
+    return None if valid_route_key(obj) is not None else _problem(obj)
 
 
 def valid_route_key(obj: Any) -> tuple[Any, ...] | None:
     """The routing key (`detectors.scope.route_key`: stage, verb, objectRef.resource, objectRef.subresource,
     responseStatus.code) of an event that `validate_event`'s fast path finds valid, read from what it decoded;
     None when the fast path does not decide (then ask `validate_event`). Replay's reader takes each event's key
-    here rather than reading the five fields again."""
-    fields = _fast_fields(obj)
-    if fields is None:
-        return None
-    return (
-        fields.stage,
-        fields.verb,
-        fields.objectRef.resource,
-        fields.objectRef.subresource,
-        fields.responseStatus.code,
-    )
-
-
-def _fast_fields(obj: Any) -> _Fields | None:
-    """The fields of an event valid by their types, enumerations and times; None: `_problem` must judge it."""
+    here rather than reading the five fields again. (The fast path itself: one call per event, so written here
+    rather than called.)"""
     try:
         fields = _convert(obj, _Fields)
         stamp, received = fields.stageTimestamp, fields.requestReceivedTimestamp
@@ -310,7 +297,7 @@ def _fast_fields(obj: Any) -> _Fields | None:
             )
         )
     ):
-        return fields
+        return (fields.stage, fields.verb, fields.objectRef.resource, fields.objectRef.subresource, code)
     return None
 
 

@@ -57,9 +57,11 @@ class Deduper:
     current: set[str] = field(default_factory=set)
     previous: set[str] = field(default_factory=set)
 
-    def unique(self, events: list[AuditEvent], counters: Counters) -> list[AuditEvent]:
+    def unique(self, events: list[AuditEvent], counters: Counters, keys: list[str] | None = None) -> list[AuditEvent]:
+        """The events that are no copy of one seen before; `keys` are their `copy_key`s when known."""
         current, previous = self.current, self.previous
-        keys = [copy_key(event.raw) for event in events]
+        if keys is None:
+            keys = [copy_key(event.raw) for event in events]
         if len(set(keys)) == len(keys) and current.isdisjoint(keys) and (not previous or previous.isdisjoint(keys)):
             kept = events  # the usual batch, no copy in it: told at C speed
             current.update(keys)
@@ -120,7 +122,8 @@ def read_archives(
                 for events, rejected in read_records(stream, label, file_format, whole, counters, whole_document_bytes):
                     stats.lines = before + counters.lines
                     if deduper is not None and events:
-                        events = deduper.unique(events, counters)
+                        events = deduper.unique(events, counters, counters.copy_keys)
+                    counters.copy_keys = None  # the batch's, if its reader set them (the next is not told by any other)
                     stats.events += len(events)
                     if rejected:
                         stats.count_rejected(rejected, keep_examples)

@@ -67,6 +67,7 @@ class Counters:
     skipped: int = 0
     duplicates: int = 0
     failed_line: int = 0  # the line a failed read is reported at, when not the one after `lines` (`stop_line`)
+    copy_keys: list[str] | None = None  # the last batch's events' `copy_key`s, when its reader found them on the way
 
 
 def malformed_line(exc: orjson.JSONDecodeError, line: bytes) -> str:
@@ -118,41 +119,54 @@ def _apiserver_lines(stream: io.BufferedReader, label: str, counters: Counters) 
     """Batches of lines; what a batch holds when reading fails is handed on before the error.
 
     A batch's lines are read first, then decoded together (`_decoded`). A batch ends early at an over-long
-    line, so that the numbers of its lines follow each other.
+    line, so that the numbers of its lines follow each other. Each batch is handed on with `counters.copy_keys`
+    set to its events' copy keys, when `_decoded` found them all on the way (else None).
     """
     read_line = line_reader(stream)
+    slots = range(BATCH_LINES)
     more = True
     while more:
         first = counters.lines + 1  # the number of the batch's first line
         lines: list[bytes] = []
+        add = lines.append
         size = 0
         too_long: Rejected | None = None
+        long_line = b""
         try:
-            while len(lines) < BATCH_LINES and size < BATCH_BYTES:
+            # the common line takes a read, a test, an append and a sum here (a line costs a few microseconds)
+            for _ in slots:
                 line = read_line()
                 if not line:
                     more = False
                     break
-                counters.lines += 1
-                if len(line) > MAX_LINE_BYTES and is_overlong(line):
-                    too_long, more = overlong(f"{label}:{counters.lines}", line, stream)
-                    break
-                lines.append(line)
+                add(line)
                 size += len(line)
+                if size >= BATCH_BYTES:  # as any line over MAX_LINE_BYTES (> BATCH_BYTES) makes it
+                    if is_overlong(line):
+                        long_line = lines.pop()
+                    break
+            counters.lines = first - 1 + len(lines) + bool(long_line)
+            if long_line:
+                too_long, more = overlong(f"{label}:{counters.lines}", long_line, stream)
+                long_line = b""
         except UNREADABLE:
-            events, rejected = _decoded(lines, label, first)
+            counters.lines = first - 1 + len(lines) + bool(long_line)
+            events, rejected, keys = _decoded(lines, label, first)
             if events or rejected:
+                counters.copy_keys = keys
                 yield events, rejected
             raise
-        events, rejected = _decoded(lines, label, first)
+        events, rejected, keys = _decoded(lines, label, first)
         if too_long is not None:
             rejected.add(too_long)
         if events or rejected:
+            counters.copy_keys = keys
             yield events, rejected
 
 
-def _decoded(lines: list[bytes], label: str, first: int) -> Batch:
-    """The events and rejected items of consecutive lines, numbered from `first`.
+def _decoded(lines: list[bytes], label: str, first: int) -> tuple[list[AuditEvent], Rejections, list[str] | None]:
+    """The events and rejected items of consecutive lines, numbered from `first`; and the events' copy keys
+    (`copy_key`) when every one took the fast path (None: the reader computes them).
 
     `loads_bounded`'s first test, a line with no more brackets than MAX_EVENT_DEPTH is shallow, is found for all
     the lines at once: one pass keeps only their brackets and newlines, half the cost of counting per line. The
@@ -160,16 +174,26 @@ def _decoded(lines: list[bytes], label: str, first: int) -> Batch:
     costs a few microseconds, so calls count); any other goes the general way.
     """
     events: list[AuditEvent] = []
+    keys: list[str] | None = []
     rejected = Rejections()
     # each line holds one newline, at its end (the stream's last line may have none): part i is line i's, and
     # after the last newline comes an empty part, which no line takes
     brackets = b"".join(lines).translate(None, _ALL_BUT_BRACKETS).split(b"\n")
-    loads = orjson.loads
+    loads, route_of, event, add = orjson.loads, valid_route_key, AuditEvent, events.append
     for lineno, line, marks in zip(range(first, first + len(lines)), lines, brackets, strict=False):
         try:
             # loads_bounded's first test, and then its answer: shallow, and under 64 KiB so not too large
-            fast = len(line) < SHALLOW_COUNT_BYTES and len(marks) <= MAX_EVENT_DEPTH
-            doc, shallow = (loads(line), True) if fast else loads_bounded(line)
+            if len(line) < SHALLOW_COUNT_BYTES and len(marks) <= MAX_EVENT_DEPTH:
+                doc = loads(line)
+                if route := route_of(doc):  # a dict whose kind is Event, valid
+                    add(event(doc, f"{label}:{lineno}", {}, route))
+                    if keys is not None:
+                        # copy_key's string: the fast path found auditID, stage and stageTimestamp non-empty strings
+                        keys.append(f"{doc['auditID']}\x1f{route[0]}\x1f{doc['stageTimestamp']}")
+                    continue
+                shallow = True
+            else:
+                doc, shallow = loads_bounded(line)
         except orjson.JSONDecodeError as exc:
             if line.isspace():  # a blank line is no record (and never JSON)
                 continue
@@ -179,11 +203,11 @@ def _decoded(lines: list[bytes], label: str, first: int) -> Batch:
                 reason = malformed_line(exc, line)
                 rejected.add(Rejected(f"{label}:{lineno}", reason, line[:PAYLOAD_CAP].decode("utf-8", "replace")))
         else:
-            if fast and type(doc) is dict and doc.get("kind") == "Event" and (route := valid_route_key(doc)):
-                events.append(AuditEvent(doc, f"{label}:{lineno}", {}, route))
-            else:
-                _apiserver_line(line, doc, shallow, f"{label}:{lineno}", events, rejected)
-    return events, rejected
+            before = len(events)
+            _apiserver_line(line, doc, shallow, f"{label}:{lineno}", events, rejected)
+            if before != len(events):
+                keys = None
+    return events, rejected, keys
 
 
 # --- line formats -----------------------------------------------------------------------------------------

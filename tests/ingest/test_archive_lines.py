@@ -10,10 +10,12 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from detectors.events import copy_key
 from detectors.limits import MAX_EVENT_DEPTH
 from detectors.scope import route_key
 from ingest.archives import ArchiveStats, read_archives
 from ingest.archives.files import MAX_LINE_BYTES
+from ingest.archives.records import BATCH_BYTES, Counters, read_records
 from tests.support.events import exec_event, lease_event, scenario_events
 
 Answer = tuple[list[tuple[str, Any]], list[tuple[str, str]], int]
@@ -95,6 +97,7 @@ def test_lines_read_in_batches_answer_as_each_line_read_alone(
 
 
 def test_an_overlong_line_inside_a_batch_keeps_the_numbers_of_the_lines_around_it(tmp_path: Path) -> None:
+    assert MAX_LINE_BYTES > BATCH_BYTES  # the reader looks for an over-long line only once a batch is that large
     lines = [event_line(lease_event(), n, None) + b"\n" for n in range(40)]
     lines[20] = b'{"junk": "' + b"x" * (MAX_LINE_BYTES + 10) + b'"}\n'
     path = tmp_path / "audit.log"
@@ -122,3 +125,54 @@ def test_every_event_read_from_a_log_carries_its_route_key(tmp_path: Path) -> No
 
 def with_null_resource(event: dict[str, Any]) -> dict[str, Any]:
     return event | {"objectRef": {**event["objectRef"], "resource": None}}
+
+
+def batches_and_keys(path: Path) -> list[tuple[list[str], list[str] | None]]:
+    """Per batch of the log at `path`: its events' `copy_key`s, and the copy keys the reader handed on with it."""
+    counters = Counters()
+    found: list[tuple[list[str], list[str] | None]] = []
+    with path.open("rb") as stream:
+        for events, _ in read_records(stream, str(path), "apiserver", False, counters, 0):  # type: ignore[arg-type]
+            found.append(([copy_key(event.raw) for event in events], counters.copy_keys))
+    return found
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(LINES, max_size=40))
+def test_the_copy_keys_handed_on_with_a_batch_are_its_events_own(lines: list[bytes], tmp_path: Path) -> None:
+    """The reader's Deduper takes a batch's copy keys from the reader when it found them while validating: they
+    must be `copy_key`'s, event for event, or the Deduper would drop other events than copies."""
+    log = tmp_path / "audit.log"
+    log.write_bytes(b"".join(text + b"\n" for text in [event_line(exec_event(), 9, None), *lines]))
+    for keys, handed_on in batches_and_keys(log):
+        assert handed_on is None or handed_on == keys
+
+
+def test_a_log_of_valid_events_hands_on_every_copy_key(tmp_path: Path) -> None:
+    shapes = [*scenario_events(), lease_event(), with_null_resource(exec_event())]
+    events = [event | {"auditID": f"copy-{i}\x1fodd"} for i, event in enumerate(shapes)]  # any auditID goes
+    log = tmp_path / "audit.log"
+    log.write_bytes(b"".join(orjson.dumps(event) + b"\n\n" for event in [*events, *events[:5]]))
+    found = batches_and_keys(log)
+    assert [handed_on for _, handed_on in found] == [keys for keys, _ in found]
+    assert sum(len(keys) for keys, _ in found) == len(events) + 5
+    # a batch with an event judged by the slow path has none: the Deduper computes them
+    odd = exec_event() | {"auditID": "odd", "responseStatus": None}
+    log.write_bytes(orjson.dumps(lease_event()) + b"\n" + orjson.dumps(odd) + b"\n")
+    assert batches_and_keys(log) == [([copy_key(lease_event()), copy_key(odd)], None)]
+
+
+def test_copies_are_dropped_across_files_of_any_format(tmp_path: Path) -> None:
+    """Copy keys handed on with an apiserver file's batches are no later file's: a file of another format after
+    it (whose reader hands on none) still has its own copies dropped, and only them."""
+    events = [lease_event() | {"auditID": f"id-{n}"} for n in range(40)]
+    log = tmp_path / "a-audit.log"
+    log.write_bytes(b"".join(orjson.dumps(event) + b"\n" for event in events))
+    document = tmp_path / "b-list.json"
+    copies = [*events[30:], *events[30:], lease_event() | {"auditID": "new"}]  # 10 copies of log lines, 10 twice
+    listed = {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": copies}
+    document.write_bytes(orjson.dumps(listed, option=orjson.OPT_INDENT_2))  # read whole, not as lines
+    stats = ArchiveStats()
+    read = [event.raw["auditID"] for batch, _ in read_archives([str(log), str(document)], stats) for event in batch]
+    assert read == [*(f"id-{n}" for n in range(40)), "new"]
+    assert stats.duplicates == 20
