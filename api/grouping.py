@@ -43,7 +43,6 @@ class _Group:
     id: str
     first_seen: datetime
     last_seen: datetime
-    status: str
     row: dict[str, Any] | None = None
     joined: int = 0
     last_alert: Alert | None = None  # the alert that moved last_seen, if any did
@@ -69,7 +68,7 @@ class GroupFolder:
             ordered = sorted(keys)
             for start in range(0, len(ordered), _KEYS_PER_QUERY):
                 rows = self._conn.execute(
-                    select(g.c.id, g.c.group_key, g.c.first_seen, g.c.last_seen, g.c.status).where(
+                    select(g.c.id, g.c.group_key, g.c.first_seen, g.c.last_seen).where(
                         g.c.rule_id == rule_id,
                         g.c.group_key.in_(ordered[start : start + _KEYS_PER_QUERY]),
                         g.c.last_seen >= since,
@@ -79,7 +78,7 @@ class GroupFolder:
                     last_seen = utc(row.last_seen)
                     known = latest.get((rule_id, row.group_key))
                     if known is None or last_seen > known.last_seen:
-                        group = _Group(str(row.id), utc(row.first_seen), last_seen, row.status)
+                        group = _Group(str(row.id), utc(row.first_seen), last_seen)
                         latest[(rule_id, row.group_key)] = group
         return latest
 
@@ -89,11 +88,9 @@ class GroupFolder:
         group = self._latest.get(key)
         if group is None or group.last_seen < window_start(alert):
             group_id = hashlib.sha256(f"{alert.rule_id}\x1f{alert.group_key}\x1f{alert.id}".encode()).hexdigest()[:32]
-            group = _Group(group_id, alert.event_time, alert.event_time, "open", row=new_group_row(alert, group_id))
+            group = _Group(group_id, alert.event_time, alert.event_time, row=new_group_row(alert, group_id))
             self._latest[key] = self._changed[group_id] = group
             return group_id
-        if group.row is None and not group.joined:
-            reopen_group(self._conn, group.id, group.status)  # closed groups open again (once: then it is open)
         group.joined += 1
         if group.last_seen <= alert.event_time:
             group.last_seen, group.last_alert = alert.event_time, alert
@@ -107,6 +104,7 @@ class GroupFolder:
         opened = [self._opened_row(group) for group in self._changed.values() if group.row is not None]
         if opened:
             self._conn.execute(insert(groups_table), opened)
+        self._reopen(sorted(group.id for group in self._changed.values() if group.row is None))
         updates: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
         for group in self._changed.values():
             if group.row is None:
@@ -126,6 +124,18 @@ class GroupFolder:
                 values.update(last_seen=bindparam("b_last_seen"), last_alert_id=bindparam("b_last_alert_id"),
                               last_message=bindparam("b_last_message"))  # fmt: skip
             self._conn.execute(g.update().where(g.c.id == bindparam("b_id")).values(**values), rows)
+
+    def _reopen(self, group_ids: list[str]) -> None:
+        """The closed ones of the groups alerts joined are opened again. Their status is read under their rows'
+        locks (taken in one order by every writer): on PostgreSQL a triage that closes a group while this batch
+        runs would otherwise be read as open and, committed first, leave the group closed with this batch's
+        open alerts in it (the triage closes only the alerts it sees)."""
+        g = groups_table
+        for start in range(0, len(group_ids), _KEYS_PER_QUERY):
+            chunk = group_ids[start : start + _KEYS_PER_QUERY]
+            locked = select(g.c.id, g.c.status).where(g.c.id.in_(chunk)).order_by(g.c.id).with_for_update()
+            for row in self._conn.execute(locked).all():
+                reopen_group(self._conn, str(row.id), row.status)
 
     @staticmethod
     def _opened_row(group: _Group) -> dict[str, Any]:

@@ -87,8 +87,9 @@ def test_a_batch_folds_as_its_alerts_would_one_by_one(tmp_path: Path, earlier: A
 
 
 def test_a_batch_of_one_group_costs_a_few_statements(store: AlertStore) -> None:
-    """200 alerts of one rule and key, into a group opened by an earlier write: one read of the group and one
-    update of it, not a query and an update per alert (and the same for a group the batch opens)."""
+    """200 alerts of one rule and key, into a group opened by an earlier write: one read of the group, one read
+    of its status under its lock (to open it again if closed) and one update of it, not a query and an update per
+    alert (and the same for a group the batch opens)."""
     statements: list[str] = []
 
     def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
@@ -103,6 +104,6 @@ def test_a_batch_of_one_group_costs_a_few_statements(store: AlertStore) -> None:
              for i in range(200)]  # fmt: skip
     assert store.write(later + other).new_alerts == 400
     event.remove(store.engine, "before_cursor_execute", seen)
-    assert sorted(statements) == ["INSERT", "SELECT", "UPDATE"]
+    assert sorted(statements) == ["INSERT", "SELECT", "SELECT", "UPDATE"]
     counts = sorted(g[1] for g in groups_of(store))
     assert counts == [200, 201]

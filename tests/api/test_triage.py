@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import Connection
 
 from api.queries import AlertFilter
 from api.rule_exceptions import DEFAULT_FIELDS, AlertNotFound, NewException
 from api.store import AlertStore
 from api.tables import exception_hits_table, exceptions_table, groups_table
-from api.triage import UNSET, GroupClosed, TriageChange
+from api.triage import UNSET, GroupClosed, TriageChange, TriageHooks, triage_group
 from detectors.alerts import Alert, Severity, make_alert
 from detectors.events import AuditEvent
 from detectors.exceptions import ExceptionError, ExceptionSet
@@ -181,6 +182,36 @@ def test_a_new_alert_opens_a_closed_group_again(store: AlertStore) -> None:
     last = store.triage_history("group", group["id"], limit=10)[-1]
     assert (last["author"], last["old"], last["new"]) == ("auditwatch", "resolved", "open")
     assert store.get_alert(second.id)["status"] == "open"  # type: ignore[index]
+
+
+def test_a_group_closed_while_a_batch_joins_it_is_opened_again(pg_url: str) -> None:
+    """PostgreSQL: the batch waits for the triage holding the group, then sees it closed (not the status it read
+    before) and opens it again, rather than leaving its new open alert in a resolved group."""
+    store = AlertStore(pg_url)
+    store.migrate()
+    first, second = same_group_pair()
+    store.write([first])
+    group_id = str(store.get_alert(first.id)["group_id"])  # type: ignore[index]
+    try:
+        with store.engine.connect() as triage, ThreadPoolExecutor(1) as pool:
+            triage_group(triage, group_id, TriageChange("ann", status="resolved"), datetime.now(UTC), TriageHooks())
+            batch = pool.submit(store.write, [second])
+            with store.engine.connect() as watch:  # the batch is waiting for the triage's lock
+                waiting = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                               "AND wait_event_type = 'Lock'")  # fmt: skip
+                deadline = time.monotonic() + 20
+                while not watch.execute(waiting).scalar_one() and time.monotonic() < deadline and not batch.done():
+                    watch.rollback()
+                    time.sleep(0.02)
+            triage.commit()
+            batch.result(timeout=20)
+        group = store.get_group(group_id)
+        assert group is not None and (group["status"], group["count"]) == ("open", 2)
+        assert store.get_alert(second.id)["status"] == "open"  # type: ignore[index]
+        last = store.triage_history("group", group_id, limit=10)[-1]
+        assert (last["author"], last["old"], last["new"]) == ("auditwatch", "resolved", "open")
+    finally:
+        store.close()
 
 
 def test_acknowledged_groups_stay_acknowledged_when_alerts_join(store: AlertStore) -> None:
