@@ -88,6 +88,9 @@ def test_the_read_only_token_sees_pages_but_no_triage(client: TestClient) -> Non
     resp = client.post(f"/alerts/{alert['id']}/triage", data={"csrf_token": csrf_of(page), "action": "acknowledge"})
     assert resp.status_code == 403
     assert client.get(f"/api/v1/alerts/{alert['id']}", headers=API).json()["status"] == "open"
+    form = client.get(f"/alerts/{alert['id']}/false-positive")  # the page says why, and offers no form to fail
+    assert form.status_code == 200 and "Read-only access" in form.text
+    assert "/false-positive" not in form.text.split("<main", 1)[1] and "create the exception</button>" not in form.text
 
 
 def test_a_post_without_the_csrf_token_is_refused(client: TestClient) -> None:
