@@ -117,7 +117,8 @@ async def checked_form(request: Request) -> Mapping[str, str]:
         if len(body) > MAX_FORM_BYTES:
             raise ConsoleError(413, f"form larger than {MAX_FORM_BYTES} bytes")
     try:
-        fields = parse_qs(body.decode(), keep_blank_values=True, max_num_fields=100)
+        # strict: an escape that is not UTF-8 (%FF) is refused, not stored as U+FFFD in a note or an exception
+        fields = parse_qs(body.decode(), keep_blank_values=True, max_num_fields=100, errors="strict")
     except (UnicodeDecodeError, ValueError):
         raise ConsoleError(400, "not a form (application/x-www-form-urlencoded, UTF-8)") from None
     form = {name: values[0] for name, values in fields.items()}

@@ -12,7 +12,7 @@ import pytest
 from auditwatch.server import create_serve_app
 from auditwatch.settings import Settings
 from tests.support.client import TestClient
-from tests.support.console import post_events, submit
+from tests.support.console import csrf_of, post_events, submit
 from tests.support.events import another_like, exec_event
 
 
@@ -78,6 +78,13 @@ def test_what_the_triage_form_refuses(client: TestClient, alert: dict[str, Any])
     assert empty_note.status_code == 422 and "note" in empty_note.text
     missing = submit(client, f"/alerts/{aid}", "/alerts/nope/triage", {"action": "acknowledge"})
     assert missing.status_code == 404 and "<html" in missing.text
+    page = client.get(f"/alerts/{aid}")  # a note whose escapes are not UTF-8: refused, not mangled into U+FFFD
+    body = f"csrf_token={csrf_of(page)}&action=note&note=caf%E9+%FF".encode()
+    bad = client.post(
+        f"/alerts/{aid}/triage", content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert bad.status_code == 400 and "UTF-8" in bad.text
+    assert client.get(f"/api/v1/alerts/{aid}").json()["notes"] == []
 
 
 def test_the_false_positive_form_is_pre_filled_from_the_alert(client: TestClient, alert: dict[str, Any]) -> None:
