@@ -79,9 +79,11 @@ def false_positive_patch(form: Mapping[str, str], fields: list[tuple[str, str]],
     spec: dict[str, Any] = {"match": match, "comment": form.get("comment", "")}
     if form.get("expires_at"):
         try:
-            spec["expires_at"] = datetime.fromisoformat(form["expires_at"]).replace(tzinfo=UTC)
+            expires = datetime.fromisoformat(form["expires_at"])
         except ValueError:
             raise ConsoleError(422, "expires: not a date and time") from None
+        # the form's field has no offset and means UTC; one that gives an offset means that offset
+        spec["expires_at"] = expires.replace(tzinfo=UTC) if expires.tzinfo is None else expires
     comment = form.get("comment", "").strip()
     return {"status": "false_positive", "author": author, "note": comment or None, "create_exception": spec}
 

@@ -137,3 +137,13 @@ def test_the_false_positive_form_refuses_no_fields_and_a_past_expiry(client: Tes
     assert past.status_code == 422 and "past" in past.text
     assert client.get("/api/v1/exceptions").json()["items"] == []
     assert client.get(f"/api/v1/alerts/{aid}").json()["status"] == "open"
+
+
+def test_an_expiry_with_an_offset_keeps_it(client: TestClient, alert: dict[str, Any]) -> None:
+    """The form's field is UTC without an offset; a client that writes one (+05:00) means that time, not 5 h later."""
+    aid = alert["id"]
+    url = f"/alerts/{aid}/false-positive"
+    given = {"use:verb": "1", "value:verb": "create", "expires_at": "2030-06-30T12:00+05:00"}
+    assert submit(client, url, url, given).status_code == 303
+    (exception,) = client.get("/api/v1/exceptions").json()["items"]
+    assert exception["expires_at"].startswith("2030-06-30T07:00:00")
