@@ -54,13 +54,22 @@ def _answers() -> Iterator[None]:
         raise HTTPException(status_code=422, detail=str(exc)) from None
 
 
+def _header_text(value: str) -> str:
+    """A header's text: HTTP hands its bytes over as Latin-1, but a client that sends a name in UTF-8 (curl -H
+    'X-Auditwatch-User: zoë') means that name, not 'zoÃ«'; bytes that are not UTF-8 stay Latin-1."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
 def _author(given: str | None, header: str | None) -> str:
     if given is not None:
         return given
     if header is None:
         return ANONYMOUS
     try:
-        return _LABEL.validate_python(header)
+        return _LABEL.validate_python(_header_text(header))
     except ValidationError as exc:
         raise HTTPException(status_code=422, detail=f"{AUTHOR_HEADER}: {exc.errors()[0]['msg']}") from None
 

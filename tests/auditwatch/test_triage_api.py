@@ -150,6 +150,10 @@ def test_unknown_ids_bad_filters_and_bad_author_headers(client: TestClient) -> N
     header = client.patch(f"/api/v1/alerts/{alert['id']}", json={"status": "resolved"},
                           headers={"X-Auditwatch-User": "x" * 201})  # fmt: skip
     assert header.status_code == 422 and "X-Auditwatch-User" in header.text
+    for sent in ("Zoë Ψ".encode(), "Zoë".encode("latin-1")):  # UTF-8 as curl sends it; Latin-1 bytes stay Latin-1
+        noted = client.patch(f"/api/v1/alerts/{alert['id']}", json={"note": "n"}, headers={"X-Auditwatch-User": sent})
+        assert noted.json()["notes"][-1]["author"] in ("Zoë Ψ", "Zoë"), noted.text
+    assert [n["author"] for n in noted.json()["notes"]] == ["Zoë Ψ", "Zoë"]
 
 
 def test_a_false_positive_with_an_exception_silences_future_alerts_of_its_kind(client: TestClient) -> None:
