@@ -221,7 +221,7 @@ class ExceptionCreate(ExceptionSpec):
     """A rule exception: alerts of `rule_id` whose event matches `match` are not stored (counted as hits)."""
 
     rule_id: RuleId | None = Field(default=None, description="Required unless from_alert gives it")
-    from_alert: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+    from_alert: Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_label)] | None = Field(
         default=None, description="An alert id: its rule, and the values of the fields given as null (or omitted)"
     )
     author: Label | None = Field(default=None, description="Else the X-Auditwatch-User header; a label only")

@@ -14,7 +14,7 @@ from sqlalchemy import update
 from api.rule_exceptions import NewException
 from api.store import AlertStore
 from api.tables import exceptions_table
-from auditwatch.server import create_serve_app
+from auditwatch.server import create_api_app, create_serve_app
 from auditwatch.settings import Settings
 from detectors.pipeline import Pipeline
 from detectors.registry import load_rules
@@ -212,6 +212,7 @@ def test_exceptions_crud_over_rest(client: TestClient) -> None:
         ({"rule_id": "r", "match": {f"f{i}": "x" for i in range(21)}}, "at most 20 items"),
         ({"rule_id": "r", "match": {"verb": ["x"] * 51}}, "at most 50 items"),
         ({"from_alert": "nope"}, "from_alert: no alert has this id"),
+        ({"from_alert": "a\x00b"}, "body.from_alert: Value error, control characters"),
         ({"rule_id": "r", "match": {"verb": "get"}, "expires_at": "yesterday"}, "datetime"),
         ({"rule_id": "r", "match": {"verb": "get"}, "expires_at": "9999-12-31T23:00:00-05:00"}, "out of range"),
         ({"rule_id": "r", "match": {"verb": "get"}, "hits": 5}, "Extra inputs are not permitted"),
@@ -220,6 +221,13 @@ def test_exceptions_crud_over_rest(client: TestClient) -> None:
 def test_bad_exceptions_get_422_saying_why(client: TestClient, body: dict[str, Any], needle: str) -> None:
     resp = client.post("/api/v1/exceptions", json=body)
     assert resp.status_code == 422 and needle in resp.text, resp.text
+
+
+def test_a_nul_in_from_alert_is_a_422_over_postgresql_not_a_503(pg_url: str) -> None:
+    """PostgreSQL refuses a NUL in a lookup: it must be refused before, not answered 'store unavailable'."""
+    with TestClient(create_api_app(Settings(db_url=pg_url))) as client:
+        resp = client.post("/api/v1/exceptions", json={"from_alert": "a\x00b"})
+        assert problem_detail(resp, 422).startswith("body.from_alert: ")
 
 
 def test_an_exceptions_422_names_the_field_not_the_value_sent(client: TestClient) -> None:
