@@ -156,8 +156,10 @@ class Health(BaseModel):
 
 # ---- triage and exceptions ---------------------------------------------------------------------------------
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # text may have tabs and line breaks
-_LABEL_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # a label is one line
+# C0 and C1 controls (\x9b is a terminal's CSI, as ESC [ is); text may have tabs and line breaks (\n, \r, NEL)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f]")
+# a label is one line: no control character, nor a line break of Unicode's (NEL, LINE and PARAGRAPH SEPARATOR)
+_LABEL_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _text(value: str) -> str:

@@ -115,6 +115,9 @@ def test_group_triage_over_rest(client: TestClient) -> None:
         ({"note": "x" * 4001}, "at most 4000 characters"),
         ({"note": "a\x00b"}, "control characters"),
         ({"assignee": "bob\nsmith"}, "line breaks"),
+        ({"assignee": "bob\u2028smith"}, "line breaks"),  # a line break to Python's splitlines, and to browsers
+        ({"assignee": "bob\x85smith"}, "line breaks"),
+        ({"note": "red \x9b31m alert"}, "control characters"),  # a C1 control: a terminal's CSI
         ({"assignee": "b" * 201}, "at most 200 characters"),
         ({"status": "resolved", "colour": "red"}, "Extra inputs are not permitted"),
         ({"status": "resolved", "create_exception": {}}, "create_exception goes with status false_positive"),
