@@ -84,9 +84,10 @@ def test_workers_die_with_a_parent_killed_with_sigkill(tmp_path: Path) -> None:
         while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not [pid for pid in workers if _alive(pid)], ingest.output()
-        with socket.socket() as probe:  # nothing listens on the port any more: a new instance has it alone
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind(("127.0.0.1", port))
+        # nothing listens on the port any more: a new instance has it alone. (Asked by connecting, not by binding
+        # it: the port is from the ephemeral range, and any process's outgoing connection may hold it meanwhile.)
+        with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
     finally:
         for pid in workers:  # without the fix: orphans, stopped here rather than left serving
             if _alive(pid):
